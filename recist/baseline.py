@@ -1,0 +1,264 @@
+"""Baseline checks: measurability (§3.1, R-MEAS-1..4) and target selection (§4.2, R-SEL).
+
+Checks are separate from policy: every check returns :class:`Finding` records; the caller
+reports them as warnings, or, in strict mode, refuses the case
+(:func:`enforce_findings`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from recist.errors import ProtocolDeviationError
+from recist.lesions import Case, Lesion, TargetState, Tenths, mm_to_tenths
+
+# R-MEAS-1: least longest diameter of a measurable non-nodal lesion, by modality.
+MIN_LD_TENTHS: Tenths = 100  # CT/MR and calliper: 10 mm
+MIN_LD_CHEST_XRAY_TENTHS: Tenths = 200  # chest X-ray: 20 mm
+THICK_SLICE_TENTHS: Tenths = 50  # slices thicker than 5 mm raise the bar to 2 × thickness
+# R-MEAS-2: lymph node short axis.
+NODE_MEASURABLE_SA_TENTHS: Tenths = 150  # ≥ 15 mm: pathological and measurable
+NODE_PATHOLOGICAL_SA_TENTHS: Tenths = 100  # ≥ 10 mm: pathological (non-target only)
+# R-SEL-1
+MAX_TARGETS = 5
+MAX_TARGETS_PER_ORGAN = 2
+
+# R-MEAS-3: disease that is never measurable (matched as words in the site).
+NEVER_MEASURABLE_SITES = (
+    "leptomeningeal",
+    "ascites",
+    "pleural effusion",
+    "pericardial effusion",
+    "effusion",
+    "inflammatory breast",
+    "lymphangitic",
+    "blastic",
+)
+
+# R-SEL-2: paired organs count as one organ; all lymph nodes count as one organ.
+_ORGAN_ALIASES = {
+    "lung": ("lung", "lungs", "left lung", "right lung", "pulmonary"),
+    "kidney": ("kidney", "kidneys", "left kidney", "right kidney", "renal"),
+    "adrenal": ("adrenal", "adrenals", "left adrenal", "right adrenal", "adrenal gland"),
+    "ovary": ("ovary", "ovaries", "left ovary", "right ovary"),
+    "breast": ("breast", "breasts", "left breast", "right breast"),
+}
+_ALIAS_TO_ORGAN = {alias: organ for organ, names in _ORGAN_ALIASES.items() for alias in names}
+LYMPH_NODE_ORGAN = "lymph node"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A baseline rule that the case breaks: a protocol deviation, not an impossibility."""
+
+    rule: str
+    lesion: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"rule": self.rule, "lesion": self.lesion, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class Measurability:
+    """Whether a lesion of the given size may be a target (R-MEAS-1/2), and why."""
+
+    measurable: bool
+    pathological: bool
+    reasons: tuple[str, ...]
+
+
+def _fmt(tenths: Tenths) -> str:
+    return f"{tenths / 10:.1f} mm"
+
+
+def measurability(
+    *,
+    nodal: bool,
+    longest_diameter_mm: float | None = None,
+    short_axis_mm: float | None = None,
+    slice_thickness_mm: float | None = None,
+    modality: str | None = None,
+    site: str = "",
+) -> Measurability:
+    """Apply R-MEAS-1 (non-nodal), R-MEAS-2 (nodal) and R-MEAS-3 (site) to one lesion.
+
+    Parameters
+    ----------
+    nodal
+        Lymph node: judged on ``short_axis_mm`` (R-MEAS-2).
+    longest_diameter_mm, short_axis_mm
+        The lesion's diameters in mm.
+    slice_thickness_mm
+        The slice thickness of the series; above 5 mm the minimum LD is twice it.
+    modality
+        ``CT``/``MR`` (default), ``XR`` for chest X-ray (20 mm), ``CALIPER`` (10 mm).
+    site
+        Free text; disease of R-MEAS-3 (effusions, blastic bone…) is never measurable.
+
+    Returns
+    -------
+    Measurability
+        ``measurable`` (may be a target), ``pathological`` (is disease at all: false only
+        for nodes below 10 mm) and the reasons, each citing its rule.
+    """
+    site_l = site.lower()
+    for word in NEVER_MEASURABLE_SITES:
+        if word in site_l:
+            return Measurability(
+                False, True, (f"R-MEAS-3: {site!r} ({word}) is never measurable disease",)
+            )
+    if nodal:
+        if short_axis_mm is None:
+            return Measurability(False, True, ("R-MEAS-2: a lymph node needs its short axis",))
+        sa = mm_to_tenths(short_axis_mm, where="short axis")
+        if sa >= NODE_MEASURABLE_SA_TENTHS:
+            return Measurability(
+                True, True, (f"R-MEAS-2: node short axis {_fmt(sa)} ≥ 15 mm: measurable",)
+            )
+        if sa >= NODE_PATHOLOGICAL_SA_TENTHS:
+            return Measurability(
+                False,
+                True,
+                (
+                    f"R-MEAS-2: node short axis {_fmt(sa)} is 10–15 mm: pathological but "
+                    "not measurable (non-target only)",
+                ),
+            )
+        return Measurability(
+            False, False, (f"R-MEAS-2: node short axis {_fmt(sa)} < 10 mm: normal node",)
+        )
+    if longest_diameter_mm is None:
+        return Measurability(False, True, ("R-MEAS-1: no longest diameter",))
+    ld = mm_to_tenths(longest_diameter_mm, where="longest diameter")
+    mod = (modality or "CT").upper()
+    if mod in ("XR", "CR", "DX", "CHEST X-RAY"):
+        minimum, why = MIN_LD_CHEST_XRAY_TENTHS, "20 mm on chest X-ray"
+    else:
+        minimum, why = MIN_LD_TENTHS, "10 mm"
+        if mod not in ("CALIPER", "CALLIPER") and slice_thickness_mm is not None:
+            thickness = mm_to_tenths(slice_thickness_mm, where="slice thickness")
+            if thickness > THICK_SLICE_TENTHS and 2 * thickness > minimum:
+                minimum = 2 * thickness
+                why = f"2 × slice thickness {_fmt(thickness)} (slices thicker than 5 mm)"
+    if ld >= minimum:
+        return Measurability(
+            True, True, (f"R-MEAS-1: longest diameter {_fmt(ld)} ≥ {_fmt(minimum)} ({why})",)
+        )
+    return Measurability(
+        False,
+        True,
+        (f"R-MEAS-1: longest diameter {_fmt(ld)} < {_fmt(minimum)} ({why}): not measurable",),
+    )
+
+
+def organ_of(lesion: Lesion) -> str:
+    """The organ a lesion counts towards for R-SEL-1 (R-SEL-2 groups nodes and pairs)."""
+    if lesion.nodal or "lymph node" in lesion.site or lesion.site in ("node", "nodes"):
+        return LYMPH_NODE_ORGAN
+    return _ALIAS_TO_ORGAN.get(lesion.site, lesion.site)
+
+
+def check_baseline(case: Case) -> list[Finding]:
+    """All baseline findings of a case: R-MEAS-1..4 for targets and R-SEL-1/2.
+
+    Non-target lesions are not size-checked: any disease may be a non-target (R-SEL-3).
+    """
+    findings: list[Finding] = []
+    baseline = case.baseline
+    settings = case.settings
+    targets = case.target_lesions
+    for lesion in targets:
+        value = baseline.target(lesion.id)
+        if value.state is TargetState.TOO_SMALL:
+            findings.append(
+                Finding(
+                    "R-MEAS-1",
+                    lesion.id,
+                    f"target {lesion.id} is recorded too small to measure at baseline; "
+                    "a target must be measurable",
+                )
+            )
+        elif value.size is not None:
+            size_mm = value.size / 10
+            verdict = measurability(
+                nodal=lesion.nodal,
+                longest_diameter_mm=None if lesion.nodal else size_mm,
+                short_axis_mm=size_mm if lesion.nodal else None,
+                slice_thickness_mm=lesion.slice_thickness_mm,
+                modality=lesion.modality,
+                site=lesion.site,
+            )
+            if not verdict.measurable:
+                rule = verdict.reasons[0].split(":", 1)[0]
+                findings.append(
+                    Finding(
+                        rule,
+                        lesion.id,
+                        f"target {lesion.id} ({lesion.site}) is not measurable at baseline: "
+                        + verdict.reasons[0].split(": ", 1)[1],
+                    )
+                )
+        if (
+            lesion.treated_on is not None
+            and lesion.treated_on <= baseline.date
+            and not settings.previously_treated_targets
+        ):
+            findings.append(
+                Finding(
+                    "R-MEAS-4",
+                    lesion.id,
+                    f"target {lesion.id} was treated ({lesion.treatment or 'local therapy'}) "
+                    f"on {lesion.treated_on.isoformat()}, before baseline; a previously "
+                    "treated lesion is not measurable unless it progressed after therapy",
+                )
+            )
+    if len(targets) > MAX_TARGETS:
+        for lesion in targets[MAX_TARGETS:]:
+            findings.append(
+                Finding(
+                    "R-SEL-1",
+                    lesion.id,
+                    f"{len(targets)} target lesions at baseline; at most {MAX_TARGETS} "
+                    f"are allowed ({lesion.id} is beyond the fifth)",
+                )
+            )
+    per_organ = Counter(organ_of(le) for le in targets)
+    seen: Counter[str] = Counter()
+    for lesion in targets:
+        organ = organ_of(lesion)
+        seen[organ] += 1
+        if seen[organ] > MAX_TARGETS_PER_ORGAN:
+            grouped = " (R-SEL-2: all lymph nodes count as one organ)" if (
+                organ == LYMPH_NODE_ORGAN
+            ) else (" (R-SEL-2: paired organs count as one)" if organ in _ORGAN_ALIASES else "")
+            findings.append(
+                Finding(
+                    "R-SEL-1",
+                    lesion.id,
+                    f"{per_organ[organ]} target lesions in {organ}; at most "
+                    f"{MAX_TARGETS_PER_ORGAN} per organ{grouped}",
+                )
+            )
+    return findings
+
+
+def enforce_findings(case: Case, findings: list[Finding]) -> None:
+    """Strict mode: refuse a case with any baseline finding.
+
+    Raises
+    ------
+    ProtocolDeviationError
+        Naming the subject, the first finding's lesion and rule.
+    """
+    if case.settings.strict and findings:
+        first = findings[0]
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        raise ProtocolDeviationError(
+            first.message + more + "; strict mode refuses baseline findings",
+            subject=case.subject_id,
+            timepoint=case.baseline.id,
+            lesion=first.lesion,
+            rule=first.rule,
+        )

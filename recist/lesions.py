@@ -1,0 +1,365 @@
+"""Lesions, timepoints and cases: the engine's input, valid once built.
+
+Sizes are held in integer tenths of a millimetre (R-EXACT): RECIST measurements are
+recorded to 0.1 mm, and every threshold comparison in the engine is then exact integer
+arithmetic, never ``x <= 0.7 * y`` on floats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from enum import Enum
+
+from recist.errors import CaseInputError
+from recist.settings import DEFAULT_SETTINGS, Settings
+
+Tenths = int
+"""A length in tenths of a millimetre (R-EXACT)."""
+
+TOO_SMALL_TENTHS: Tenths = 50  # R-SMALL: "too small to measure" counts 5 mm
+ABSENT_TENTHS: Tenths = 0  # R-SMALL: "disappeared" counts 0 mm
+
+
+def mm_to_tenths(value: float | int, *, where: str = "size") -> Tenths:
+    """Convert a size in mm to integer tenths of a mm (R-EXACT).
+
+    Values are recorded to 0.1 mm; a finer value is rounded half away from zero, so
+    ``12.34`` becomes 123 tenths. Negative, infinite and non-numeric values are refused.
+
+    Raises
+    ------
+    CaseInputError
+        If ``value`` is not a finite number ≥ 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CaseInputError(f"{where} {value!r} is not a number of mm")
+    if not math.isfinite(value) or value < 0:
+        raise CaseInputError(f"{where} {value!r} mm is not a finite size ≥ 0 mm")
+    scaled = value * 10
+    nearest = round(scaled)
+    if abs(scaled - nearest) < 1e-6:  # the usual case: already at 0.1 mm
+        return int(nearest)
+    return int(math.floor(scaled + 0.5))
+
+
+def tenths_to_mm(value: Tenths) -> float:
+    """Integer tenths of a mm back to mm for output (exact to 0.1 mm)."""
+    return value / 10
+
+
+class LesionKind(str, Enum):
+    """The role a lesion was given at baseline (§4.2)."""
+
+    TARGET = "target"
+    NON_TARGET = "non-target"
+
+
+class TargetState(str, Enum):
+    """How a target lesion was recorded at a timepoint (§4.3.2)."""
+
+    MEASURED = "measured"
+    TOO_SMALL = "too_small"  # R-SMALL: counts 5 mm
+    ABSENT = "absent"  # R-SMALL: counts 0 mm
+    NOT_EVALUATED = "not_evaluated"  # R-TGT-NE
+    FRAGMENTS = "fragments"  # R-SPLIT: the fragments' diameters add up
+    MERGED = "merged"  # R-MERGE: counts 0 mm, its size went to another target
+
+
+class NonTargetState(str, Enum):
+    """How a non-target lesion was recorded at a timepoint (§4.3.3)."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    PROGRESSION = "progression"  # unequivocal progression (R-NT-PD)
+    NOT_EVALUATED = "not_evaluated"
+
+
+@dataclass(frozen=True, slots=True)
+class TargetValue:
+    """One target lesion's record at one timepoint.
+
+    ``size`` is the counted size in tenths of a mm (``None`` when not evaluated);
+    ``fragments`` the split parts (R-SPLIT); ``merged_into`` the target that took this
+    one's size (R-MERGE).
+    """
+
+    state: TargetState
+    size: Tenths | None = None
+    fragments: tuple[Tenths, ...] = ()
+    merged_into: str | None = None
+
+    def __post_init__(self) -> None:
+        state = self.state
+        if state is TargetState.MEASURED:
+            if self.size is None or self.size < 0:
+                raise CaseInputError("a measured target needs a size ≥ 0 mm")
+        elif state is TargetState.TOO_SMALL:
+            object.__setattr__(self, "size", TOO_SMALL_TENTHS)
+        elif state in (TargetState.ABSENT, TargetState.MERGED):
+            object.__setattr__(self, "size", ABSENT_TENTHS)
+        elif state is TargetState.NOT_EVALUATED:
+            object.__setattr__(self, "size", None)
+        elif state is TargetState.FRAGMENTS:
+            if not self.fragments or any(f < 0 for f in self.fragments):
+                raise CaseInputError("a split target needs one or more fragment sizes ≥ 0 mm")
+            object.__setattr__(self, "size", sum(self.fragments))
+        if state is TargetState.MERGED and not self.merged_into:
+            raise CaseInputError("a merged target must name the target it merged into")
+
+    @classmethod
+    def measured(cls, mm: float | int) -> TargetValue:
+        """A measured size in mm."""
+        return cls(TargetState.MEASURED, mm_to_tenths(mm))
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether the lesion was assessed at this timepoint (R-TGT-NE)."""
+        return self.state is not TargetState.NOT_EVALUATED
+
+
+NOT_EVALUATED = TargetValue(TargetState.NOT_EVALUATED)
+
+
+@dataclass(frozen=True, slots=True)
+class Lesion:
+    """A lesion identified at baseline, as a target or a non-target (§4.2).
+
+    Attributes
+    ----------
+    id
+        The lesion's identifier within the case (T1, NT01…).
+    site
+        The organ or site, free text normalised to lower case (used for R-SEL-1/2).
+    kind
+        Target or non-target.
+    nodal
+        Lymph node: measured on the short axis (R-MEAS-2, R-NODE).
+    treated_on, treatment
+        Local therapy of this lesion (R-MEAS-4 before baseline; R-LOCAL after).
+    modality
+        ``CT``, ``MR``, ``XR`` (chest X-ray) or ``CALIPER``, for R-MEAS-1.
+    slice_thickness_mm
+        The slice thickness the lesion was measured on, for R-MEAS-1.
+    """
+
+    id: str
+    site: str
+    kind: LesionKind
+    nodal: bool = False
+    treated_on: date | None = None
+    treatment: str | None = None
+    modality: str | None = None
+    slice_thickness_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            raise CaseInputError("a lesion needs a non-empty id", field="id")
+        if not isinstance(self.kind, LesionKind):
+            object.__setattr__(self, "kind", LesionKind(self.kind))
+        object.__setattr__(self, "site", self.site.strip().lower())
+        if self.slice_thickness_mm is not None and not self.slice_thickness_mm > 0:
+            raise CaseInputError(
+                f"slice thickness {self.slice_thickness_mm!r} mm is not > 0",
+                lesion=self.id,
+                field="slice_thickness_mm",
+            )
+
+    @property
+    def is_target(self) -> bool:
+        return self.kind is LesionKind.TARGET
+
+
+@dataclass(frozen=True, slots=True)
+class NewLesion:
+    """A lesion first seen after baseline (§4.3.5).
+
+    ``equivocal`` lesions are not PD yet (R-NEW-2); the same ``id`` seen later without
+    ``equivocal`` confirms it. ``short_axis_mm`` lets a new node below 10 mm be ignored
+    (R-NEW-1).
+    """
+
+    id: str
+    site: str = ""
+    equivocal: bool = False
+    nodal: bool = False
+    short_axis_mm: float | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether an unequivocal sighting of this lesion is PD (R-NEW-1: nodes ≥ 10 mm)."""
+        if self.nodal and self.short_axis_mm is not None:
+            return mm_to_tenths(self.short_axis_mm) >= 100
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Timepoint:
+    """One assessment: the baseline (first timepoint of a case) or a follow-up.
+
+    ``scan_dates`` maps a lesion id (target, non-target or new) to the date of the scan
+    that showed it (§8 progression dating); lesions not in it were seen on ``date``.
+    """
+
+    id: str
+    date: date
+    targets: dict[str, TargetValue] = field(default_factory=dict)
+    non_targets: dict[str, NonTargetState] = field(default_factory=dict)
+    new_lesions: tuple[NewLesion, ...] = ()
+    scan_dates: dict[str, date] = field(default_factory=dict)
+
+    def target(self, lesion_id: str) -> TargetValue:
+        """The record of a target at this timepoint; a missing target is not evaluated."""
+        return self.targets.get(lesion_id, NOT_EVALUATED)
+
+    def seen_on(self, lesion_id: str) -> date:
+        """The date of the scan that showed ``lesion_id`` at this timepoint."""
+        return self.scan_dates.get(lesion_id, self.date)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One subject's (or one reader's read of one subject's) lesions and timepoints.
+
+    The first timepoint is the baseline. Building a case checks its consistency: lesion
+    ids unique and known, dates never going backwards, every target measured at baseline.
+
+    Raises
+    ------
+    CaseInputError
+        Naming the subject, timepoint, lesion and field that are wrong.
+    """
+
+    subject_id: str
+    lesions: tuple[Lesion, ...]
+    timepoints: tuple[Timepoint, ...]
+    settings: Settings = DEFAULT_SETTINGS
+    arm: str | None = None
+    randomized_on: date | None = None
+    died_on: date | None = None
+    new_therapy_on: date | None = None
+    last_known_alive_on: date | None = None
+    reader: str | None = None
+    accepted: bool | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            self._check()
+        except CaseInputError as error:
+            raise error.located(subject=self.subject_id) from None
+
+    def _check(self) -> None:
+        if not self.timepoints:
+            raise CaseInputError("a case needs at least a baseline timepoint", field="timepoints")
+        ids: set[str] = set()
+        for lesion in self.lesions:
+            if lesion.id in ids:
+                raise CaseInputError("lesion id is used twice", lesion=lesion.id, field="id")
+            ids.add(lesion.id)
+        targets = {le.id for le in self.lesions if le.is_target}
+        non_targets = {le.id for le in self.lesions if not le.is_target}
+        seen_tp: set[str] = set()
+        previous: Timepoint | None = None
+        for index, tp in enumerate(self.timepoints):
+            if tp.id in seen_tp:
+                raise CaseInputError("timepoint id is used twice", timepoint=tp.id, field="id")
+            seen_tp.add(tp.id)
+            if previous is not None and tp.date < previous.date:
+                raise CaseInputError(
+                    f"date {tp.date.isoformat()} is before the previous timepoint "
+                    f"{previous.id} ({previous.date.isoformat()}); dates must not go backwards",
+                    timepoint=tp.id,
+                    field="date",
+                )
+            for lesion_id, value in tp.targets.items():
+                if lesion_id not in targets:
+                    what = "a non-target" if lesion_id in non_targets else "not a known lesion"
+                    raise CaseInputError(
+                        f"targets lists {lesion_id!r}, which is {what}; targets must be "
+                        "declared in lesions with kind 'target'",
+                        timepoint=tp.id,
+                        lesion=lesion_id,
+                        field="targets",
+                    )
+                if value.merged_into is not None and value.merged_into not in targets:
+                    raise CaseInputError(
+                        f"merged into {value.merged_into!r}, which is not a target lesion "
+                        "(R-MERGE)",
+                        timepoint=tp.id,
+                        lesion=lesion_id,
+                        field="targets",
+                    )
+                if value.merged_into == lesion_id:
+                    raise CaseInputError(
+                        "a target cannot merge into itself (R-MERGE)",
+                        timepoint=tp.id,
+                        lesion=lesion_id,
+                        field="targets",
+                    )
+            for lesion_id in tp.non_targets:
+                if lesion_id not in non_targets:
+                    what = "a target" if lesion_id in targets else "not a known lesion"
+                    raise CaseInputError(
+                        f"non_targets lists {lesion_id!r}, which is {what}; non-targets must "
+                        "be declared in lesions with kind 'non-target'",
+                        timepoint=tp.id,
+                        lesion=lesion_id,
+                        field="non_targets",
+                    )
+            new_ids = [n.id for n in tp.new_lesions]
+            if len(set(new_ids)) != len(new_ids):
+                raise CaseInputError(
+                    "a new lesion id is listed twice", timepoint=tp.id, field="new_lesions"
+                )
+            for new_id in new_ids:
+                if new_id in ids:
+                    raise CaseInputError(
+                        f"new lesion {new_id!r} reuses the id of a baseline lesion",
+                        timepoint=tp.id,
+                        lesion=new_id,
+                        field="new_lesions",
+                    )
+            if index == 0:
+                for lesion_id in sorted(targets):
+                    value = tp.target(lesion_id)
+                    if value.state is not TargetState.MEASURED and value.state is not (
+                        TargetState.TOO_SMALL
+                    ):
+                        raise CaseInputError(
+                            "target has no baseline size; every target lesion must be "
+                            "measured at baseline (R-SEL-3)",
+                            timepoint=tp.id,
+                            lesion=lesion_id,
+                            field="targets",
+                        )
+                if tp.new_lesions:
+                    raise CaseInputError(
+                        "the baseline cannot have new lesions",
+                        timepoint=tp.id,
+                        field="new_lesions",
+                    )
+            previous = tp
+        if self.died_on is not None and self.died_on < self.timepoints[0].date and (
+            self.randomized_on is None or self.died_on < self.randomized_on
+        ):
+            raise CaseInputError(
+                f"death date {self.died_on.isoformat()} is before the baseline", field="died_on"
+            )
+
+    @property
+    def baseline(self) -> Timepoint:
+        return self.timepoints[0]
+
+    @property
+    def origin(self) -> date:
+        """Randomisation date if known, else the baseline date (§7 R-BOR-SDMIN, §8)."""
+        return self.randomized_on if self.randomized_on is not None else self.baseline.date
+
+    @property
+    def target_lesions(self) -> tuple[Lesion, ...]:
+        return tuple(le for le in self.lesions if le.is_target)
+
+    @property
+    def non_target_lesions(self) -> tuple[Lesion, ...]:
+        return tuple(le for le in self.lesions if not le.is_target)

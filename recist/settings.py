@@ -1,0 +1,118 @@
+"""Protocol settings: every choice RECIST 1.1 leaves to the protocol, with our defaults.
+
+Each field names the rule it tunes (``docs/recist-rules.md``). Settings are stored with a
+trial, shown in the UI and written into every exported result (see :meth:`to_dict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from typing import Any
+
+from recist.errors import CaseInputError
+
+
+class ProgressionDateRule(str, Enum):
+    """Which scan date dates a progression when a timepoint's scans differ (§8)."""
+
+    EARLIEST = "earliest"  # the earliest scan date that shows the progression (default)
+    LATEST = "latest"  # the latest scan date of the timepoint
+    TIMEPOINT = "timepoint"  # the timepoint's own date, whatever the scans say
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The protocol settings of one trial.
+
+    Attributes
+    ----------
+    confirmation
+        R-BOR-CONF: CR/PR need confirmation for the best overall response. Off by default
+        (randomised trials with a PFS endpoint).
+    confirmation_min_days
+        R-BOR-CONF: least days between a response and the assessment that confirms it.
+    confirmation_max_ne_between
+        R-BOR-CONF: how many NE timepoints may sit between a response and its confirmation.
+    sd_min_days
+        R-BOR-SDMIN: least days from the origin for SD or NON-CR/NON-PD to count.
+    visit_interval_days
+        §8: the protocol's assessment interval; PD or death more than
+        ``MISSED_VISITS`` × this after the last adequate assessment is censored there.
+        ``None`` turns the missed-visit rule off.
+    pr_hold
+        R-TGT-HOLD: once PR is reached (and confirmed, where confirmation is on) later
+        timepoints stay PR while PD is not met.
+    strict
+        R-MEAS/R-SEL: refuse a baseline that breaks a rule instead of reporting findings.
+    cut_at_new_therapy
+        R-BOR-CUT / §8: timepoints after the start of a new anticancer therapy do not count
+        for the best overall response, and PFS is censored before it.
+    previously_treated_targets
+        R-MEAS-4: accept target lesions treated locally before baseline (the protocol
+        documents that they progressed after that therapy). Off: such a target is a
+        finding.
+    progression_date
+        §8: how a progression is dated when a timepoint's scans have different dates.
+    """
+
+    confirmation: bool = False
+    confirmation_min_days: int = 28
+    confirmation_max_ne_between: int = 1
+    sd_min_days: int = 42
+    visit_interval_days: int | None = None
+    pr_hold: bool = True
+    strict: bool = False
+    cut_at_new_therapy: bool = True
+    previously_treated_targets: bool = False
+    progression_date: ProgressionDateRule = ProgressionDateRule.EARLIEST
+
+    def __post_init__(self) -> None:
+        for name in ("confirmation_min_days", "confirmation_max_ne_between", "sd_min_days"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise CaseInputError(
+                    f"{value!r} is not a whole number of days ≥ 0", field=f"settings.{name}"
+                )
+        interval = self.visit_interval_days
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0
+        ):
+            raise CaseInputError(
+                f"{interval!r} is not a positive number of days", field="settings.visit_interval_days"
+            )
+        if not isinstance(self.progression_date, ProgressionDateRule):
+            try:
+                rule = ProgressionDateRule(self.progression_date)
+            except ValueError:
+                allowed = ", ".join(r.value for r in ProgressionDateRule)
+                raise CaseInputError(
+                    f"{self.progression_date!r} is not one of {allowed}",
+                    field="settings.progression_date",
+                ) from None
+            object.__setattr__(self, "progression_date", rule)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Settings:
+        """Build settings from a mapping, refusing unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise CaseInputError(
+                    f"unknown setting {key!r}; known settings: {', '.join(sorted(known))}",
+                    field=f"settings.{key}",
+                )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (written into every exported result)."""
+        out = asdict(self)
+        out["progression_date"] = self.progression_date.value
+        return out
+
+
+# §8: PD or death more than this many visit intervals after the last adequate assessment
+# is censored at that assessment (FDA 2018 censoring table).
+MISSED_VISITS = 2
+
+DEFAULT_SETTINGS = Settings()
