@@ -230,9 +230,11 @@ def check_baseline(case: Case) -> list[Finding]:
         organ = organ_of(lesion)
         seen[organ] += 1
         if seen[organ] > MAX_TARGETS_PER_ORGAN:
-            grouped = " (R-SEL-2: all lymph nodes count as one organ)" if (
-                organ == LYMPH_NODE_ORGAN
-            ) else (" (R-SEL-2: paired organs count as one)" if organ in _ORGAN_ALIASES else "")
+            grouped = (
+                " (R-SEL-2: all lymph nodes count as one organ)"
+                if (organ == LYMPH_NODE_ORGAN)
+                else (" (R-SEL-2: paired organs count as one)" if organ in _ORGAN_ALIASES else "")
+            )
             findings.append(
                 Finding(
                     "R-SEL-1",

@@ -7,10 +7,11 @@ arithmetic, never ``x <= 0.7 * y`` on floats.
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass, field
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 
 from recist.errors import CaseInputError
 from recist.settings import DEFAULT_SETTINGS, Settings
@@ -41,7 +42,7 @@ def mm_to_tenths(value: float | int, *, where: str = "size") -> Tenths:
     nearest = round(scaled)
     if abs(scaled - nearest) < 1e-6:  # the usual case: already at 0.1 mm
         return int(nearest)
-    return int(math.floor(scaled + 0.5))
+    return math.floor(scaled + 0.5)
 
 
 def tenths_to_mm(value: Tenths) -> float:
@@ -49,14 +50,14 @@ def tenths_to_mm(value: Tenths) -> float:
     return value / 10
 
 
-class LesionKind(str, Enum):
+class LesionKind(StrEnum):
     """The role a lesion was given at baseline (§4.2)."""
 
     TARGET = "target"
     NON_TARGET = "non-target"
 
 
-class TargetState(str, Enum):
+class TargetState(StrEnum):
     """How a target lesion was recorded at a timepoint (§4.3.2)."""
 
     MEASURED = "measured"
@@ -67,7 +68,7 @@ class TargetState(str, Enum):
     MERGED = "merged"  # R-MERGE: counts 0 mm, its size went to another target
 
 
-class NonTargetState(str, Enum):
+class NonTargetState(StrEnum):
     """How a non-target lesion was recorded at a timepoint (§4.3.3)."""
 
     PRESENT = "present"
@@ -203,17 +204,17 @@ class Timepoint:
     """
 
     id: str
-    date: date
+    date: datetime.date
     targets: dict[str, TargetValue] = field(default_factory=dict)
     non_targets: dict[str, NonTargetState] = field(default_factory=dict)
     new_lesions: tuple[NewLesion, ...] = ()
-    scan_dates: dict[str, date] = field(default_factory=dict)
+    scan_dates: dict[str, datetime.date] = field(default_factory=dict)
 
     def target(self, lesion_id: str) -> TargetValue:
         """The record of a target at this timepoint; a missing target is not evaluated."""
         return self.targets.get(lesion_id, NOT_EVALUATED)
 
-    def seen_on(self, lesion_id: str) -> date:
+    def seen_on(self, lesion_id: str) -> datetime.date:
         """The date of the scan that showed ``lesion_id`` at this timepoint."""
         return self.scan_dates.get(lesion_id, self.date)
 
@@ -340,8 +341,10 @@ class Case:
                         field="new_lesions",
                     )
             previous = tp
-        if self.died_on is not None and self.died_on < self.timepoints[0].date and (
-            self.randomized_on is None or self.died_on < self.randomized_on
+        if (
+            self.died_on is not None
+            and self.died_on < self.timepoints[0].date
+            and (self.randomized_on is None or self.died_on < self.randomized_on)
         ):
             raise CaseInputError(
                 f"death date {self.died_on.isoformat()} is before the baseline", field="died_on"

@@ -7,13 +7,13 @@ trial, shown in the UI and written into every exported result (see :meth:`to_dic
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from recist.errors import CaseInputError
 
 
-class ProgressionDateRule(str, Enum):
+class ProgressionDateRule(StrEnum):
     """Which scan date dates a progression when a timepoint's scans differ (§8)."""
 
     EARLIEST = "earliest"  # the earliest scan date that shows the progression (default)
@@ -79,7 +79,8 @@ class Settings:
             isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0
         ):
             raise CaseInputError(
-                f"{interval!r} is not a positive number of days", field="settings.visit_interval_days"
+                f"{interval!r} is not a positive number of days",
+                field="settings.visit_interval_days",
             )
         if not isinstance(self.progression_date, ProgressionDateRule):
             try:

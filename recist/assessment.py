@@ -1,0 +1,246 @@
+"""Assess a case: every timepoint's responses, the best overall response, progression and
+PFS. This is the engine's entry point (:func:`assess`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from recist.baseline import Finding, check_baseline, enforce_findings
+from recist.best_response import (
+    Assessed,
+    BestResponse,
+    Query,
+    best_overall_response_confirmed,
+    best_overall_response_unconfirmed,
+    counted_timepoints,
+    data_queries,
+)
+from recist.lesions import Case, NonTargetState, TargetState, Tenths, Timepoint
+from recist.new_lesions import NewLesionTracker
+from recist.non_target import non_target_response
+from recist.overall import overall_response
+from recist.pfs import Pfs, PfsReason, Progression, pfs
+from recist.response import NewLesionStatus, Response
+from recist.settings import ProgressionDateRule, Settings
+from recist.target import TargetTracker, pct
+
+
+@dataclass(frozen=True, slots=True)
+class TimepointResult:
+    """The assessment of one timepoint; responses are ``None`` at baseline."""
+
+    id: str
+    date: date
+    sum: Tenths | None  # the sum of diameters; None when a target was not evaluated
+    partial_sum: Tenths | None  # the sum of the evaluated targets when incomplete
+    nadir: Tenths | None
+    change_from_baseline_pct: float | None
+    change_from_nadir_pct: float | None
+    target_response: Response | None
+    non_target_response: Response | None
+    new_lesions: NewLesionStatus | None
+    overall_response: Response | None
+    reasons: tuple[str, ...]
+    flags: dict[str, tuple[str, ...]]  # lesion id -> markers for the grid
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    subject_id: str
+    settings: Settings
+    warnings: tuple[Finding, ...]
+    queries: tuple[Query, ...]
+    timepoints: tuple[TimepointResult, ...]
+    best_overall_response: BestResponse
+    best_overall_response_confirmed: BestResponse
+    best_overall_response_unconfirmed: BestResponse
+    progression: Progression | None
+    pfs: Pfs
+
+
+def _flags(case: Case, tp: Timepoint, baseline: bool) -> dict[str, tuple[str, ...]]:
+    """Grid markers per lesion: missing, too small, split, merged, new, equivocal."""
+    flags: dict[str, tuple[str, ...]] = {}
+    for lesion in case.target_lesions:
+        value = tp.target(lesion.id)
+        marker = {
+            TargetState.NOT_EVALUATED: "not_evaluated",
+            TargetState.TOO_SMALL: "too_small",
+            TargetState.FRAGMENTS: "split",
+            TargetState.MERGED: "merged",
+            TargetState.ABSENT: "absent",
+        }.get(value.state)
+        if marker is not None:
+            flags[lesion.id] = (marker,)
+    if not baseline:
+        for lesion in case.non_target_lesions:
+            state = tp.non_targets.get(lesion.id, NonTargetState.NOT_EVALUATED)
+            if state is not NonTargetState.PRESENT:
+                flags[lesion.id] = (state.value,)
+    for new in tp.new_lesions:
+        flags[new.id] = ("new", "equivocal") if new.equivocal else ("new",)
+    return flags
+
+
+def _progression_date(case: Case, tp: Timepoint, lesion_ids: list[str], fallback: date) -> date:
+    """§8: date a progression from the scans that show it (setting ``progression_date``)."""
+    rule = case.settings.progression_date
+    if rule is ProgressionDateRule.TIMEPOINT:
+        return tp.date
+    if rule is ProgressionDateRule.LATEST:
+        return max([tp.date, *tp.scan_dates.values()]) if tp.scan_dates else tp.date
+    dates = [tp.seen_on(i) for i in lesion_ids]
+    return min(dates) if dates else fallback
+
+
+def assess(case: Case) -> CaseResult:
+    """Assess one case under its protocol settings (RECIST 1.1 §4, §8).
+
+    Returns
+    -------
+    CaseResult
+        Per-timepoint sums, responses and reasons; best overall response (per the
+        confirmation setting, and both variants); the first progression; PFS.
+
+    Raises
+    ------
+    ProtocolDeviationError
+        In strict mode, when the baseline has findings (R-MEAS, R-SEL).
+    """
+    findings = check_baseline(case)
+    enforce_findings(case, findings)
+    settings = case.settings
+    targets = case.target_lesions
+    non_targets = case.non_target_lesions
+    tracker = TargetTracker(case)
+    new_tracker = NewLesionTracker()
+    baseline_sum = tracker.baseline_sum
+
+    results = [
+        TimepointResult(
+            id=case.baseline.id,
+            date=case.baseline.date,
+            sum=baseline_sum if targets else None,
+            partial_sum=None,
+            nadir=None,
+            change_from_baseline_pct=None,
+            change_from_nadir_pct=None,
+            target_response=None,
+            non_target_response=None,
+            new_lesions=None,
+            overall_response=None,
+            reasons=(
+                (f"R-SEL-3: baseline sum of diameters {baseline_sum / 10:.1f} mm",)
+                if targets
+                else ()
+            ),
+            flags=_flags(case, case.baseline, True),
+        )
+    ]
+    followups: list[Assessed] = []
+    progression: Progression | None = None
+    for tp in case.timepoints[1:]:
+        reasons: list[str] = []
+        target = tracker.assess(tp) if targets else None
+        if target is not None:
+            reasons.extend(target.reasons)
+        nt = non_target_response(non_targets, tp, after_cr=tracker.had_cr)
+        if nt is not None:
+            reasons.extend(nt.reasons)
+        new = new_tracker.assess(tp)
+        reasons.extend(new.reasons)
+        overall, why = overall_response(
+            target.response if target else None, nt.response if nt else None, new.status
+        )
+        reasons.append(f"overall {overall.value}: {why}")
+        if overall is Response.PD and progression is None:
+            # §8: the progression date and reason; the earliest cause wins.
+            causes: list[tuple[date, PfsReason, bool]] = []
+            if target is not None and target.response is Response.PD:
+                causes.append(
+                    (
+                        _progression_date(case, tp, [le.id for le in targets], tp.date),
+                        PfsReason.PD_TARGET,
+                        False,
+                    )
+                )
+            if nt is not None and nt.response is Response.PD:
+                causes.append(
+                    (
+                        _progression_date(case, tp, list(nt.progressed), tp.date),
+                        PfsReason.PD_NONTARGET,
+                        False,
+                    )
+                )
+            if new.status is NewLesionStatus.YES:
+                seen = new.first_seen_on or tp.date
+                if not new.back_dated:
+                    ids = [n.id for n in tp.new_lesions if not n.equivocal and n.counts]
+                    seen = _progression_date(case, tp, ids, seen)
+                causes.append((seen, PfsReason.PD_NEW_LESION, new.back_dated))
+            when, reason, back_dated = min(causes, key=lambda c: c[0])
+            progression = Progression(tp.id, when, reason, back_dated)
+            reasons.append(
+                f"progression dated {when.isoformat()} ({reason.value}"
+                + (", back-dated to the first sighting, R-NEW-2)" if back_dated else ")")
+            )
+        total = target.sum if target is not None else None
+        complete = total is not None and total.complete
+        results.append(
+            TimepointResult(
+                id=tp.id,
+                date=tp.date,
+                sum=total.total if total is not None and complete else None,
+                partial_sum=total.total if total is not None and not complete else None,
+                nadir=target.nadir if target is not None else None,
+                change_from_baseline_pct=(
+                    pct(total.total - baseline_sum, baseline_sum)
+                    if total is not None and complete and baseline_sum
+                    else None
+                ),
+                change_from_nadir_pct=(
+                    pct(total.total - target.nadir, target.nadir)
+                    if total is not None and target is not None and complete and target.nadir
+                    else None
+                ),
+                target_response=target.response if target else None,
+                non_target_response=nt.response if nt else None,
+                new_lesions=new.status,
+                overall_response=overall,
+                reasons=tuple(reasons),
+                flags=_flags(case, tp, False),
+            )
+        )
+        if target is not None:
+            tracker.record(tp, target, overall)
+        elif overall is Response.CR:
+            tracker.had_cr = True
+        followups.append(Assessed(tp.id, tp.date, overall))
+
+    counted, cut_notes = counted_timepoints(followups, settings, case.new_therapy_on)
+    origin = case.origin
+    unconfirmed = best_overall_response_unconfirmed(counted, origin, settings)
+    confirmed = best_overall_response_confirmed(
+        counted, origin, settings, has_targets=bool(targets)
+    )
+    if cut_notes:
+        unconfirmed = BestResponse(
+            unconfirmed.response, unconfirmed.timepoint, (*cut_notes, *unconfirmed.reasons)
+        )
+        confirmed = BestResponse(
+            confirmed.response, confirmed.timepoint, (*cut_notes, *confirmed.reasons)
+        )
+    adequate = [(a.id, a.date) for a in followups if a.response is not Response.NE]
+    return CaseResult(
+        subject_id=case.subject_id,
+        settings=settings,
+        warnings=tuple(findings),
+        queries=tuple(data_queries(followups)),
+        timepoints=tuple(results),
+        best_overall_response=confirmed if settings.confirmation else unconfirmed,
+        best_overall_response_confirmed=confirmed,
+        best_overall_response_unconfirmed=unconfirmed,
+        progression=progression,
+        pfs=pfs(case, progression, adequate),
+    )

@@ -1,0 +1,207 @@
+"""Best overall response (§4.4.3, §4.6.1, table 3): R-BOR-CUT, R-BOR-SDMIN, R-BOR-1,
+R-BOR-CONF."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from recist.response import BOR_RANK, Response
+from recist.settings import Settings
+
+_RESPONDING = (Response.CR, Response.PR)
+_STABLE = (Response.SD, Response.NON_CR_NON_PD)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessed:
+    """One follow-up timepoint as the best-response rules see it."""
+
+    id: str
+    date: date
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class BestResponse:
+    response: Response
+    timepoint: str | None  # the timepoint that gave it (None for NE without any)
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A data query a reviewer should resolve (e.g. table 3's CR followed by PR)."""
+
+    rule: str
+    timepoint: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "timepoint": self.timepoint, "message": self.message}
+
+
+def counted_timepoints(
+    followups: Sequence[Assessed], settings: Settings, new_therapy_on: date | None
+) -> tuple[list[Assessed], list[str]]:
+    """R-BOR-CUT: the timepoints up to and including the first PD, and (setting) on or
+    before the start of a new anticancer therapy."""
+    counted: list[Assessed] = []
+    notes: list[str] = []
+    for tp in followups:
+        if settings.cut_at_new_therapy and new_therapy_on is not None and tp.date > new_therapy_on:
+            notes.append(
+                f"R-BOR-CUT: timepoints from {tp.id} on are after the new anticancer therapy "
+                f"started {new_therapy_on.isoformat()} and do not count"
+            )
+            break
+        counted.append(tp)
+        if tp.response is Response.PD:
+            break
+    return counted, notes
+
+
+def _sd_qualifies(tp: Assessed, origin: date, settings: Settings) -> bool:
+    """R-BOR-SDMIN: SD-like responses count only ≥ ``sd_min_days`` after the origin."""
+    return (tp.date - origin).days >= settings.sd_min_days
+
+
+def _fallback(counted: Sequence[Assessed], reasons: list[str]) -> BestResponse:
+    """No qualifying CR, PR or SD: PD if a PD follows, else NE (R-BOR-SDMIN)."""
+    for tp in counted:
+        if tp.response is Response.PD:
+            return BestResponse(Response.PD, tp.id, (*reasons, f"R-BOR-1: PD at {tp.id}"))
+    return BestResponse(
+        Response.NE, None, (*reasons, "R-BOR-1: no timepoint qualifies for a response: NE")
+    )
+
+
+def best_overall_response_unconfirmed(
+    counted: Sequence[Assessed], origin: date, settings: Settings
+) -> BestResponse:
+    """R-BOR-1: the best counted timepoint, CR > PR > SD = NON-CR/NON-PD > PD > NE."""
+    reasons: list[str] = []
+    best: Assessed | None = None
+    for tp in counted:
+        if tp.response in _STABLE and not _sd_qualifies(tp, origin, settings):
+            reasons.append(
+                f"R-BOR-SDMIN: {tp.response.value} at {tp.id} is "
+                f"{(tp.date - origin).days} days after the origin (< {settings.sd_min_days})"
+            )
+            continue
+        if tp.response in (*_RESPONDING, *_STABLE) and (
+            best is None or BOR_RANK[tp.response] > BOR_RANK[best.response]
+        ):
+            best = tp
+    if best is None:
+        return _fallback(counted, reasons)
+    return BestResponse(
+        best.response,
+        best.id,
+        (*reasons, f"R-BOR-1: best response {best.response.value} at {best.id}"),
+    )
+
+
+def _confirmation(
+    counted: Sequence[Assessed], index: int, settings: Settings
+) -> tuple[Response | None, Assessed | None]:
+    """R-BOR-CONF: what the response at ``counted[index]`` is confirmed as, and by which
+    timepoint. A CR is confirmed by a later CR; a PR (or a CR followed only by PR) by a
+    later PR or CR; at least ``confirmation_min_days`` later, with only responses or at
+    most ``confirmation_max_ne_between`` NE between, and no PD or SD."""
+    first = counted[index]
+    best: Response | None = None
+    by: Assessed | None = None
+    ne_between = 0
+    for later in counted[index + 1 :]:
+        far_enough = (later.date - first.date).days >= settings.confirmation_min_days
+        if later.response is Response.NE:
+            ne_between += 1
+            if ne_between > settings.confirmation_max_ne_between:
+                break
+            continue
+        if later.response not in _RESPONDING:
+            break
+        if far_enough:
+            if first.response is Response.CR and later.response is Response.CR:
+                return Response.CR, later
+            if best is None:
+                best, by = Response.PR, later
+    return best, by
+
+
+def best_overall_response_confirmed(
+    counted: Sequence[Assessed], origin: date, settings: Settings, *, has_targets: bool
+) -> BestResponse:
+    """R-BOR-CONF: best overall response when CR and PR need confirmation (table 3).
+
+    An unconfirmed CR or PR counts as SD (NON-CR/NON-PD without target disease) where
+    R-BOR-SDMIN is met, else as NE, or PD when a PD follows.
+    """
+    reasons: list[str] = []
+    confirmed_pr: tuple[Assessed, Assessed] | None = None
+    for index, tp in enumerate(counted):
+        if tp.response not in _RESPONDING:
+            continue
+        as_what, by = _confirmation(counted, index, settings)
+        if as_what is Response.CR and by is not None:
+            return BestResponse(
+                Response.CR,
+                tp.id,
+                (f"R-BOR-CONF: CR at {tp.id} confirmed by CR at {by.id}",),
+            )
+        if as_what is Response.PR and by is not None and confirmed_pr is None:
+            confirmed_pr = (tp, by)
+        elif as_what is None:
+            reasons.append(
+                f"R-BOR-CONF: {tp.response.value} at {tp.id} is not confirmed (needs "
+                f"a later response ≥ {settings.confirmation_min_days} days later, at most "
+                f"{settings.confirmation_max_ne_between} NE between)"
+            )
+    if confirmed_pr is not None:
+        tp, by = confirmed_pr
+        return BestResponse(
+            Response.PR,
+            tp.id,
+            (*reasons, f"R-BOR-CONF: {tp.response.value} at {tp.id} confirmed as PR by {by.id}"),
+        )
+    stable = Response.SD if has_targets else Response.NON_CR_NON_PD
+    for tp in counted:
+        if tp.response in (*_RESPONDING, *_STABLE):
+            if _sd_qualifies(tp, origin, settings):
+                return BestResponse(
+                    stable,
+                    tp.id,
+                    (
+                        *reasons,
+                        f"R-BOR-SDMIN: {tp.response.value} at {tp.id} counts as "
+                        f"{stable.value} ({(tp.date - origin).days} days ≥ "
+                        f"{settings.sd_min_days} after the origin)",
+                    ),
+                )
+            reasons.append(
+                f"R-BOR-SDMIN: {tp.response.value} at {tp.id} is "
+                f"{(tp.date - origin).days} days after the origin (< {settings.sd_min_days})"
+            )
+    return _fallback(counted, reasons)
+
+
+def data_queries(followups: Sequence[Assessed]) -> list[Query]:
+    """Table 3: a CR followed by a PR is a data query (the CR may have been a PR)."""
+    queries = []
+    seen_cr: Assessed | None = None
+    for tp in followups:
+        if tp.response is Response.CR:
+            seen_cr = tp
+        elif tp.response is Response.PR and seen_cr is not None:
+            queries.append(
+                Query(
+                    "R-BOR-CONF",
+                    tp.id,
+                    f"PR at {tp.id} follows CR at {seen_cr.id}: check whether the CR was a PR "
+                    "(RECIST 1.1 table 3)",
+                )
+            )
+            seen_cr = None
+    return queries

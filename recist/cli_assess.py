@@ -1,0 +1,180 @@
+"""``recist assess CASE``: assess cases given as JSON, a JSON array or JSON Lines.
+
+The contract is docs/interfaces.md. Output is written only once every case has been read
+and assessed, so a refused batch leaves no partial output (unless ``--keep-going``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from recist.errors import RecistError
+from recist.jsonio import assess_json
+
+EXIT_INPUT = 2
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("case", help="a case file (one case, a JSON array or JSON Lines), or -")
+    parser.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default="json",
+        help="json (default): the contract's JSON; table: a readable per-timepoint table",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="in a batch, assess the valid cases and report the others (exit status 2 "
+        "if any was refused)",
+    )
+
+
+class InputError(Exception):
+    """The file itself cannot be read as cases (bad JSON, wrong top-level type)."""
+
+
+def read_cases(text: str, name: str) -> tuple[str, list[tuple[str, Any]]]:
+    """Split the input into cases, each with a label locating it in the file.
+
+    Returns the input form (``object``, ``array`` or ``lines``) and the labelled cases.
+    """
+    stripped = text.lstrip()
+    if not stripped:
+        raise InputError(f"{name}: the input is empty; expected a case, an array or JSON Lines")
+    if stripped[0] == "[":
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+        return "array", [(f"{name} case #{i + 1}", item) for i, item in enumerate(items)]
+    try:
+        return "object", [(name, json.loads(text))]
+    except json.JSONDecodeError as whole_error:
+        cases = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                cases.append((f"{name} line {number}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                if number == 1 and len(cases) == 0 and whole_error.lineno > 1:
+                    raise InputError(
+                        f"{name}: malformed JSON at line {whole_error.lineno}: {whole_error.msg}"
+                    ) from None
+                raise InputError(
+                    f"{name} line {number}: malformed JSON at column {exc.colno}: {exc.msg}"
+                ) from None
+        return "lines", cases
+
+
+def _iter_results(
+    cases: list[tuple[str, Any]], keep_going: bool, errors: list[str]
+) -> Iterator[dict[str, Any]]:
+    for label, obj in cases:
+        try:
+            yield assess_json(obj)
+        except RecistError as error:
+            errors.append(f"{label}: {error}")
+            if not keep_going:
+                return
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A per-timepoint table of one result, for people."""
+    pfs = result["pfs"]
+    head = (
+        f"subject {result['subject_id']}"
+        + (f"  arm {result['arm']}" if result.get("arm") else "")
+        + f"  BOR {result['best_overall_response']}"
+        + f"  PFS {'event' if pfs['event'] else 'censored'} {pfs['date']} "
+        f"day {pfs['days']} ({pfs['reason']})"
+    )
+    columns = (
+        "timepoint",
+        "date",
+        "sum mm",
+        "Δbase %",
+        "Δnadir %",
+        "target",
+        "non-target",
+        "new",
+        "overall",
+    )
+    rows = [columns]
+
+    def cell(value: Any) -> str:
+        return "—" if value is None else str(value)
+
+    for tp in result["timepoints"]:
+        total = tp["sum_mm"]
+        if total is None and tp.get("partial_sum_mm") is not None:
+            total = f"({tp['partial_sum_mm']})"
+        rows.append(
+            (
+                tp["id"],
+                tp["date"],
+                cell(total),
+                cell(tp.get("change_from_baseline_pct")),
+                cell(tp.get("change_from_nadir_pct")),
+                cell(tp["target_response"]),
+                cell(tp["non_target_response"]),
+                cell(tp["new_lesions"]),
+                cell(tp["overall_response"]),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    lines = [head]
+    for row in rows:
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    for warning in result["warnings"]:
+        lines.append(f"  finding {warning['rule']} {warning['lesion']}: {warning['message']}")
+    for query in result.get("queries", []):
+        lines.append(f"  query {query['rule']} {query['timepoint']}: {query['message']}")
+    return "\n".join(lines)
+
+
+def _read(path: str) -> tuple[str, str]:
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(), path
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+
+
+def write_results(form: str, results: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    if fmt == "table":
+        out.write("\n\n".join(format_table(r) for r in results) + "\n")
+    elif form == "object":
+        out.write(json.dumps(results[0], ensure_ascii=False, indent=2) + "\n")
+    elif form == "array":
+        out.write(json.dumps(results, ensure_ascii=False) + "\n")
+    else:
+        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        text, name = _read(args.case)
+        form, cases = read_cases(text, name)
+    except InputError as exc:
+        print(f"recist assess: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    errors: list[str] = []
+    results = list(_iter_results(cases, args.keep_going, errors))
+    if errors and not args.keep_going:
+        print(f"recist assess: {errors[0]}", file=sys.stderr)
+        return EXIT_INPUT
+    for line in errors:
+        print(f"recist assess: {line}", file=sys.stderr)
+    if results:
+        write_results(form, results, args.format, sys.stdout)
+    return EXIT_INPUT if errors else 0

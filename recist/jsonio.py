@@ -1,0 +1,398 @@
+"""The JSON contract of ``recist assess`` (docs/interfaces.md), in and out.
+
+This is the engine's boundary: it validates a case's structure with pydantic (unknown
+keys refused with their path, so a typo never passes silently), converts values to the
+core objects once, and turns results back into JSON-ready dicts. The published JSON
+Schema of a case (``recist/schema/case.schema.json``) is generated from these models.
+"""
+
+from __future__ import annotations
+
+import datetime
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from recist.assessment import CaseResult, TimepointResult, assess
+from recist.best_response import BestResponse
+from recist.errors import CaseInputError, RecistError
+from recist.lesions import (
+    Case,
+    Lesion,
+    LesionKind,
+    NewLesion,
+    NonTargetState,
+    TargetState,
+    TargetValue,
+    Timepoint,
+    mm_to_tenths,
+)
+from recist.settings import ProgressionDateRule, Settings
+
+Number = float | int
+
+TARGET_WORDS = {
+    "too_small": TargetState.TOO_SMALL,
+    "absent": TargetState.ABSENT,
+    "not_evaluated": TargetState.NOT_EVALUATED,
+}
+TARGET_VALUE_HELP = (
+    "a number of mm, 'too_small', 'absent', 'not_evaluated', {\"fragments\": [mm, …]} or "
+    '{"merged_into": "T1"}'
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SettingsIn(_Strict):
+    """Protocol settings (docs/recist-rules.md); every key optional."""
+
+    confirmation: StrictBool = False
+    confirmation_min_days: int = Field(28, ge=0, strict=True)
+    confirmation_max_ne_between: int = Field(1, ge=0, strict=True)
+    sd_min_days: int = Field(42, ge=0, strict=True)
+    visit_interval_days: int | None = Field(None, gt=0, strict=True)
+    pr_hold: StrictBool = True
+    strict: StrictBool = False
+    cut_at_new_therapy: StrictBool = True
+    previously_treated_targets: StrictBool = False
+    progression_date: Literal["earliest", "latest", "timepoint"] = "earliest"
+
+
+class LesionIn(_Strict):
+    id: StrictStr = Field(min_length=1)
+    site: StrictStr = ""
+    kind: Literal["target", "non-target"]
+    nodal: StrictBool = False
+    treated_on: date | None = None
+    treatment: StrictStr | None = None
+    modality: StrictStr | None = None
+    slice_thickness_mm: float | None = Field(None, gt=0)
+
+
+class NewLesionIn(_Strict):
+    id: StrictStr = Field(min_length=1)
+    site: StrictStr = ""
+    equivocal: StrictBool = False
+    nodal: StrictBool = False
+    short_axis_mm: float | None = Field(None, ge=0)
+
+
+class TimepointIn(_Strict):
+    id: StrictStr = Field(min_length=1)
+    date: datetime.date
+    targets: dict[str, Any] = Field(
+        default_factory=dict,
+        description="lesion id -> " + TARGET_VALUE_HELP,
+        json_schema_extra={
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "number", "minimum": 0},
+                    {"enum": ["too_small", "absent", "not_evaluated"]},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "fragments": {
+                                "type": "array",
+                                "items": {"type": "number", "minimum": 0},
+                                "minItems": 1,
+                            }
+                        },
+                        "required": ["fragments"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"merged_into": {"type": "string"}},
+                        "required": ["merged_into"],
+                        "additionalProperties": False,
+                    },
+                ]
+            }
+        },
+    )
+    non_targets: dict[str, Literal["present", "absent", "progression", "not_evaluated"]] = Field(
+        default_factory=dict
+    )
+    new_lesions: list[NewLesionIn] = Field(default_factory=list)
+    scan_dates: dict[str, datetime.date] = Field(default_factory=dict)
+
+
+class CaseIn(_Strict):
+    """One case of ``recist assess`` (docs/interfaces.md)."""
+
+    subject_id: StrictStr = Field(min_length=1)
+    arm: StrictStr | None = None
+    randomized_on: date | None = None
+    died_on: date | None = None
+    new_therapy_on: date | None = None
+    last_known_alive_on: date | None = None
+    reader: StrictStr | None = None
+    accepted: StrictBool | None = None
+    settings: SettingsIn = Field(default_factory=lambda: SettingsIn())
+    lesions: list[LesionIn]
+    timepoints: list[TimepointIn] = Field(min_length=1)
+
+
+def case_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a case, as published in ``recist/schema/case.schema.json``."""
+    schema = CaseIn.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "RECIST 1.1 case (recist assess)"
+    return schema
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _locate(obj: Any, loc: tuple[int | str, ...]) -> dict[str, str | None]:
+    """Name the subject, timepoint and lesion that a validation error points into."""
+    where: dict[str, str | None] = {"subject": None, "timepoint": None, "lesion": None}
+    if not isinstance(obj, dict):
+        return where
+    subject = obj.get("subject_id")
+    where["subject"] = subject if isinstance(subject, str) and subject else None
+    if len(loc) >= 2 and isinstance(loc[1], int):
+        items = obj.get(str(loc[0]))
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        item_id = item.get("id") if isinstance(item, dict) else None
+        label = item_id if isinstance(item_id, str) and item_id else f"#{loc[1] + 1}"
+        if loc[0] == "timepoints":
+            where["timepoint"] = label
+            if len(loc) >= 4 and loc[2] in ("targets", "non_targets", "scan_dates"):
+                where["lesion"] = str(loc[3])
+            elif len(loc) >= 4 and loc[2] == "new_lesions" and isinstance(loc[3], int):
+                news = item.get("new_lesions") if isinstance(item, dict) else None
+                new = news[loc[3]] if isinstance(news, list) and loc[3] < len(news) else None
+                new_id = new.get("id") if isinstance(new, dict) else None
+                where["lesion"] = new_id if isinstance(new_id, str) else f"new #{loc[3] + 1}"
+        elif loc[0] == "lesions":
+            where["lesion"] = label
+    return where
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}"
+    if kind == "missing":
+        return f"required key {loc[-1]!r} is missing"
+    if kind == "literal_error":
+        return f"{error['input']!r} is not allowed: {error['msg'].lower()}"
+    if kind.startswith("date"):
+        return f"{error['input']!r} is not a date (YYYY-MM-DD)"
+    return f"{error['msg'].lower()} (got {error['input']!r})"
+
+
+def _target_value(raw: Any) -> TargetValue:
+    if isinstance(raw, bool):
+        raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
+    if isinstance(raw, int | float):
+        if raw < 0:
+            raise CaseInputError(f"negative size {raw!r} mm; a size must be ≥ 0 mm")
+        return TargetValue(TargetState.MEASURED, mm_to_tenths(raw))
+    if isinstance(raw, str):
+        state = TARGET_WORDS.get(raw)
+        if state is None:
+            raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
+        return TargetValue(state)
+    if isinstance(raw, dict) and set(raw) == {"fragments"}:
+        parts = raw["fragments"]
+        if not isinstance(parts, list) or not parts:
+            raise CaseInputError("fragments must be a non-empty list of sizes in mm (R-SPLIT)")
+        sizes = []
+        for part in parts:
+            if isinstance(part, bool) or not isinstance(part, int | float) or part < 0:
+                raise CaseInputError(f"fragment size {part!r} is not a number ≥ 0 mm (R-SPLIT)")
+            sizes.append(mm_to_tenths(part))
+        return TargetValue(TargetState.FRAGMENTS, fragments=tuple(sizes))
+    if isinstance(raw, dict) and set(raw) == {"merged_into"}:
+        into = raw["merged_into"]
+        if not isinstance(into, str) or not into:
+            raise CaseInputError("merged_into must name a target lesion id (R-MERGE)")
+        return TargetValue(TargetState.MERGED, merged_into=into)
+    raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
+
+
+def _convert(model: CaseIn) -> Case:
+    lesions = tuple(
+        Lesion(
+            id=le.id,
+            site=le.site,
+            kind=LesionKind(le.kind),
+            nodal=le.nodal,
+            treated_on=le.treated_on,
+            treatment=le.treatment,
+            modality=le.modality,
+            slice_thickness_mm=le.slice_thickness_mm,
+        )
+        for le in model.lesions
+    )
+    timepoints = []
+    for tp in model.timepoints:
+        targets = {}
+        for lesion_id, raw in tp.targets.items():
+            try:
+                targets[lesion_id] = _target_value(raw)
+            except CaseInputError as error:
+                raise error.located(timepoint=tp.id, lesion=lesion_id, field="targets") from None
+        timepoints.append(
+            Timepoint(
+                id=tp.id,
+                date=tp.date,
+                targets=targets,
+                non_targets={k: NonTargetState(v) for k, v in tp.non_targets.items()},
+                new_lesions=tuple(
+                    NewLesion(n.id, n.site, n.equivocal, n.nodal, n.short_axis_mm)
+                    for n in tp.new_lesions
+                ),
+                scan_dates=dict(tp.scan_dates),
+            )
+        )
+    s = model.settings
+    settings = Settings(
+        confirmation=s.confirmation,
+        confirmation_min_days=s.confirmation_min_days,
+        confirmation_max_ne_between=s.confirmation_max_ne_between,
+        sd_min_days=s.sd_min_days,
+        visit_interval_days=s.visit_interval_days,
+        pr_hold=s.pr_hold,
+        strict=s.strict,
+        cut_at_new_therapy=s.cut_at_new_therapy,
+        previously_treated_targets=s.previously_treated_targets,
+        progression_date=ProgressionDateRule(s.progression_date),
+    )
+    return Case(
+        subject_id=model.subject_id,
+        lesions=lesions,
+        timepoints=tuple(timepoints),
+        settings=settings,
+        arm=model.arm,
+        randomized_on=model.randomized_on,
+        died_on=model.died_on,
+        new_therapy_on=model.new_therapy_on,
+        last_known_alive_on=model.last_known_alive_on,
+        reader=model.reader,
+        accepted=model.accepted,
+    )
+
+
+def parse_case(obj: Any) -> Case:
+    """Validate one case of the JSON contract and build the engine's :class:`Case`.
+
+    Raises
+    ------
+    CaseInputError
+        One sentence naming the subject, timepoint, lesion and field that are wrong.
+    """
+    if not isinstance(obj, dict):
+        raise CaseInputError(f"a case must be a JSON object, got {type(obj).__name__}")
+    try:
+        model = CaseIn.model_validate(obj)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        where = _locate(obj, loc)
+        raise CaseInputError(
+            _message(error),
+            subject=where["subject"],
+            timepoint=where["timepoint"],
+            lesion=where["lesion"],
+            field=_path(loc),
+        ) from None
+    try:
+        return _convert(model)
+    except CaseInputError as error:
+        raise error.located(subject=model.subject_id) from None
+
+
+def _mm(tenths: int | None) -> float | None:
+    return None if tenths is None else tenths / 10
+
+
+def _best(best: BestResponse) -> dict[str, Any]:
+    return {
+        "response": best.response.value,
+        "timepoint": best.timepoint,
+        "reasons": list(best.reasons),
+    }
+
+
+def timepoint_to_json(tp: TimepointResult) -> dict[str, Any]:
+    """One timepoint's result in the contract's shape (sizes in mm)."""
+    out: dict[str, Any] = {"id": tp.id, "date": tp.date.isoformat(), "sum_mm": _mm(tp.sum)}
+    if tp.partial_sum is not None:
+        out["partial_sum_mm"] = _mm(tp.partial_sum)
+    if tp.overall_response is not None:
+        out["nadir_mm"] = _mm(tp.nadir)
+        out["change_from_baseline_pct"] = tp.change_from_baseline_pct
+        out["change_from_nadir_pct"] = tp.change_from_nadir_pct
+    out["target_response"] = tp.target_response.value if tp.target_response else None
+    out["non_target_response"] = tp.non_target_response.value if tp.non_target_response else None
+    out["new_lesions"] = tp.new_lesions.value if tp.new_lesions else None
+    out["overall_response"] = tp.overall_response.value if tp.overall_response else None
+    out["reasons"] = list(tp.reasons)
+    out["flags"] = {k: list(v) for k, v in tp.flags.items()}
+    return out
+
+
+def result_to_json(result: CaseResult) -> dict[str, Any]:
+    """A case result in the contract's shape, plus both best-response variants."""
+    progression = result.progression
+    return {
+        "subject_id": result.subject_id,
+        "warnings": [f.to_dict() for f in result.warnings],
+        "queries": [q.to_dict() for q in result.queries],
+        "timepoints": [timepoint_to_json(tp) for tp in result.timepoints],
+        "best_overall_response": result.best_overall_response.response.value,
+        "best_overall_response_detail": _best(result.best_overall_response),
+        "best_overall_response_confirmed": result.best_overall_response_confirmed.response.value,
+        "best_overall_response_unconfirmed": (
+            result.best_overall_response_unconfirmed.response.value
+        ),
+        "progression": None
+        if progression is None
+        else {
+            "timepoint": progression.timepoint,
+            "date": progression.date.isoformat(),
+            "reason": progression.reason.value,
+            "back_dated": progression.back_dated,
+        },
+        "pfs": {
+            "event": result.pfs.event,
+            "date": result.pfs.date.isoformat(),
+            "days": result.pfs.days,
+            "reason": result.pfs.reason.value,
+            "explanation": result.pfs.explanation,
+        },
+        "settings": result.settings.to_dict(),
+    }
+
+
+def assess_json(obj: Any) -> dict[str, Any]:
+    """Parse, assess and serialise one case.
+
+    Raises
+    ------
+    RecistError
+        :class:`CaseInputError` for bad input, ``ProtocolDeviationError`` in strict mode.
+    """
+    case = parse_case(obj)
+    try:
+        result = assess(case)
+    except RecistError as error:
+        raise error.located(subject=case.subject_id) from None
+    out = result_to_json(result)
+    for key in ("arm", "reader", "accepted"):
+        value = getattr(case, key)
+        if value is not None:
+            out[key] = value
+    return out

@@ -1,0 +1,63 @@
+"""Non-target lesion response (§4.3.3): R-NT-CR, R-NT-PD, R-NT-NE, R-NT-NONCRPD."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recist.lesions import Lesion, NonTargetState, Timepoint
+from recist.response import Response
+
+
+@dataclass(frozen=True, slots=True)
+class NonTargetAssessment:
+    response: Response
+    reasons: tuple[str, ...]
+    progressed: tuple[str, ...] = ()  # lesions that show the progression (for dating, §8)
+
+
+def non_target_response(
+    lesions: tuple[Lesion, ...], tp: Timepoint, *, after_cr: bool
+) -> NonTargetAssessment | None:
+    """The non-target response at follow-up ``tp``; ``None`` without non-target lesions.
+
+    A non-target missing from the timepoint counts as not evaluated. ``after_cr`` is true
+    when an earlier timepoint's overall response was CR: a non-target seen again is then
+    PD (R-REAPPEAR).
+    """
+    if not lesions:
+        return None
+    states = {le.id: tp.non_targets.get(le.id, NonTargetState.NOT_EVALUATED) for le in lesions}
+    progressed = tuple(i for i, s in states.items() if s is NonTargetState.PROGRESSION)
+    if progressed:
+        return NonTargetAssessment(
+            Response.PD,
+            (f"R-NT-PD: unequivocal progression of non-target {', '.join(progressed)}",),
+            progressed,
+        )
+    present = tuple(i for i, s in states.items() if s is NonTargetState.PRESENT)
+    if after_cr and present:
+        return NonTargetAssessment(
+            Response.PD,
+            (
+                f"R-REAPPEAR: non-target {', '.join(present)} reappeared after a timepoint "
+                "with overall CR",
+            ),
+            present,
+        )
+    missing = [i for i, s in states.items() if s is NonTargetState.NOT_EVALUATED]
+    if missing:
+        return NonTargetAssessment(
+            Response.NE,
+            (f"R-NT-NE: non-target {', '.join(missing)} not evaluated and no progression",),
+        )
+    if not present:
+        return NonTargetAssessment(
+            Response.CR, ("R-NT-CR: every non-target lesion has disappeared",)
+        )
+    return NonTargetAssessment(
+        Response.NON_CR_NON_PD,
+        (
+            f"R-NT-NONCRPD: non-target {', '.join(present)} still present without "
+            "unequivocal progression",
+        ),
+    )

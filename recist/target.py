@@ -1,0 +1,203 @@
+"""Target lesion response at follow-up timepoints (§4.3.1, §4.3.2).
+
+The order of evaluation is the one of ``docs/recist-rules.md`` §3: R-TGT-PD, then R-TGT-NE
+(with the partial-sum-proves-PD exception), R-TGT-CR, R-TGT-PR, R-TGT-SD; R-TGT-HOLD and
+R-REAPPEAR adjust it. All comparisons are on integer tenths of a mm (R-EXACT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from recist.lesions import Case, Lesion, Tenths, Timepoint
+from recist.response import Response
+
+PD_MIN_RATIO_NUM, PD_MIN_RATIO_DEN = 12, 10  # R-TGT-PD: sum ≥ 120 % of the nadir …
+PD_MIN_INCREASE_TENTHS: Tenths = 50  # R-TGT-PD: … and at least 5 mm above it
+PR_MAX_RATIO_NUM, PR_MAX_RATIO_DEN = 7, 10  # R-TGT-PR: sum ≤ 70 % of the baseline sum
+NODE_NORMAL_SA_TENTHS: Tenths = 100  # R-TGT-CR, R-REAPPEAR: a node is normal below 10 mm
+
+
+def mm(tenths: Tenths) -> str:
+    """Format tenths of a mm for a reason sentence."""
+    return f"{tenths / 10:.1f} mm"
+
+
+def pct(numerator: int, denominator: int) -> float:
+    """``numerator / denominator`` as a percentage rounded to 0.1 (for display only)."""
+    return round(numerator * 100 / denominator, 1)
+
+
+def meets_pd(total: Tenths, nadir: Tenths) -> bool:
+    """R-TGT-PD: ``total`` ≥ 120 % of ``nadir`` and ≥ ``nadir`` + 5 mm (inclusive, exact)."""
+    return (
+        total * PD_MIN_RATIO_DEN >= nadir * PD_MIN_RATIO_NUM
+        and total - nadir >= PD_MIN_INCREASE_TENTHS
+    )
+
+
+def meets_pr(total: Tenths, baseline: Tenths) -> bool:
+    """R-TGT-PR: ``total`` ≤ 70 % of ``baseline`` (inclusive, exact)."""
+    return total * PR_MAX_RATIO_DEN <= baseline * PR_MAX_RATIO_NUM
+
+
+def is_gone(lesion: Lesion, size: Tenths) -> bool:
+    """R-TGT-CR: a non-nodal target at 0 mm, or a node whose short axis is below 10 mm."""
+    return size < NODE_NORMAL_SA_TENTHS if lesion.nodal else size == 0
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSum:
+    """The sum of diameters at one timepoint (R-SEL-3, R-SMALL, R-SPLIT, R-MERGE)."""
+
+    total: Tenths  # sum over the evaluated targets
+    complete: bool  # every target evaluated
+    missing: tuple[str, ...]  # targets not evaluated (R-TGT-NE)
+
+
+def sum_of_diameters(targets: tuple[Lesion, ...], tp: Timepoint) -> TargetSum:
+    """Sum the targets' counted sizes at ``tp``: LD for non-nodal, SA for nodes."""
+    total = 0
+    missing = []
+    for lesion in targets:
+        size = tp.target(lesion.id).size
+        if size is None:
+            missing.append(lesion.id)
+        else:
+            total += size
+    return TargetSum(total, not missing, tuple(missing))
+
+
+@dataclass(frozen=True, slots=True)
+class TargetAssessment:
+    """The target response at one follow-up timepoint and the numbers behind it."""
+
+    response: Response
+    sum: TargetSum
+    nadir: Tenths
+    reasons: tuple[str, ...]
+
+
+class TargetTracker:
+    """Walks a case's timepoints in order, keeping the nadir and the PR-hold state.
+
+    Call :meth:`assess` once per follow-up timepoint, in order, then :meth:`record` with
+    that timepoint's overall response.
+    """
+
+    def __init__(self, case: Case) -> None:
+        self.targets = case.target_lesions
+        self.settings = case.settings
+        base = sum_of_diameters(self.targets, case.baseline)
+        self.baseline_sum: Tenths = base.total
+        self.nadir: Tenths = base.total
+        self.nadir_timepoint = case.baseline.id
+        self.had_cr = False  # an earlier timepoint's overall response was CR (R-REAPPEAR)
+        self._pr_since: date | None = None  # first PR/CR of the current run
+        self._pr_confirmed = False
+
+    @property
+    def holding_pr(self) -> bool:
+        """R-TGT-HOLD: PR reached (and confirmed, where confirmation is on)."""
+        if not self.settings.pr_hold or self._pr_since is None:
+            return False
+        return self._pr_confirmed or not self.settings.confirmation
+
+    def assess(self, tp: Timepoint) -> TargetAssessment:
+        """The target response at follow-up ``tp`` (§4.3.1)."""
+        current = sum_of_diameters(self.targets, tp)
+        nadir = self.nadir
+        total = current.total
+        if self.had_cr:  # R-REAPPEAR
+            back = [
+                le.id
+                for le in self.targets
+                if (size := tp.target(le.id).size) is not None and not is_gone(le, size)
+            ]
+            if back:
+                what = ", ".join(back)
+                return TargetAssessment(
+                    Response.PD,
+                    current,
+                    nadir,
+                    (f"R-REAPPEAR: target {what} reappeared after a timepoint with overall CR",),
+                )
+        if meets_pd(total, nadir):  # R-TGT-PD, also on a partial sum (R-TGT-NE)
+            partial = "" if current.complete else "partial "
+            rule = "R-TGT-PD" if current.complete else "R-TGT-NE/R-TGT-PD"
+            reason = (
+                f"{rule}: {partial}sum {mm(total)} is {pct(total, nadir) if nadir else '∞'} % "
+                f"of the nadir {mm(nadir)} (≥ 120 %) and {mm(total - nadir)} above it (≥ 5 mm)"
+            )
+            if not current.complete:
+                reason += f"; {', '.join(current.missing)} not evaluated"
+            return TargetAssessment(Response.PD, current, nadir, (reason,))
+        if not current.complete:
+            return TargetAssessment(
+                Response.NE,
+                current,
+                nadir,
+                (
+                    f"R-TGT-NE: target {', '.join(current.missing)} not evaluated and the "
+                    f"partial sum {mm(total)} does not prove PD",
+                ),
+            )
+        sizes = [(le, tp.target(le.id)) for le in self.targets]
+        if all(is_gone(le, value.size or 0) for le, value in sizes):
+            nodes = any(le.nodal for le in self.targets)
+            detail = "every non-nodal target 0 mm" + (
+                " and every nodal target short axis < 10 mm" if nodes else ""
+            )
+            return TargetAssessment(
+                Response.CR, current, nadir, (f"R-TGT-CR: {detail} (sum {mm(total)})",)
+            )
+        base = self.baseline_sum
+        if base and meets_pr(total, base):
+            return TargetAssessment(
+                Response.PR,
+                current,
+                nadir,
+                (
+                    f"R-TGT-PR: sum {mm(total)} is {pct(total, base)} % of the baseline "
+                    f"{mm(base)} (≤ 70 %)",
+                ),
+            )
+        base_text = f"{pct(total, base)} % of the baseline {mm(base)}" if base else "baseline 0"
+        if self.holding_pr:
+            return TargetAssessment(
+                Response.PR,
+                current,
+                nadir,
+                (
+                    f"R-TGT-HOLD: sum {mm(total)} ({base_text}) is above 70 % but PR was "
+                    f"reached earlier and PD is not met (nadir {mm(nadir)})",
+                ),
+            )
+        return TargetAssessment(
+            Response.SD,
+            current,
+            nadir,
+            (
+                f"R-TGT-SD: sum {mm(total)} is {base_text} (> 70 %) and does not meet PD "
+                f"against the nadir {mm(nadir)}",
+            ),
+        )
+
+    def record(self, tp: Timepoint, assessment: TargetAssessment, overall: Response | None) -> None:
+        """Update the nadir, the PR-hold and CR state after ``tp`` (R-TGT-NE, R-TGT-HOLD)."""
+        if assessment.sum.complete and assessment.sum.total < self.nadir:
+            # An incomplete timepoint never becomes the nadir (R-TGT-NE).
+            self.nadir = assessment.sum.total
+            self.nadir_timepoint = tp.id
+        if overall is Response.CR:
+            self.had_cr = True
+        response = assessment.response
+        if response in (Response.PR, Response.CR):
+            if self._pr_since is None:
+                self._pr_since = tp.date
+            elif (tp.date - self._pr_since).days >= self.settings.confirmation_min_days:
+                self._pr_confirmed = True
+        elif response in (Response.SD, Response.PD):
+            if not self._pr_confirmed:
+                self._pr_since = None
