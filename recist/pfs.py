@@ -57,10 +57,14 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
     settings = case.settings
     therapy = case.new_therapy_on if settings.cut_at_new_therapy else None
 
-    def last_adequate(on_or_before: date | None) -> tuple[str, date] | None:
+    def last_adequate(
+        on_or_before: date | None, *, strictly: bool = False
+    ) -> tuple[str, date] | None:
         found = None
         for tp_id, tp_date in adequate:
-            if on_or_before is not None and tp_date > on_or_before:
+            if on_or_before is not None and (
+                tp_date >= on_or_before if strictly else tp_date > on_or_before
+            ):
                 break
             found = (tp_id, tp_date)
         return found
@@ -102,7 +106,7 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
 
     event_date, reason, what = event
     if settings.visit_interval_days is not None:
-        before = last_adequate(event_date)
+        before = last_adequate(event_date, strictly=True)
         reference = before[1] if before is not None else origin
         gap = (event_date - reference).days
         limit = MISSED_VISITS * settings.visit_interval_days
