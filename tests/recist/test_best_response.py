@@ -34,7 +34,10 @@ def confirmed(*responses: R, days: tuple[int, ...] | None = None, targets: bool 
     return best_overall_response_confirmed(counted, ORIGIN, CONFIRMED, has_targets=targets).response
 
 
-def unconfirmed(*responses: R, days: tuple[int, ...] | None = None, settings=Settings()) -> R:
+def unconfirmed(
+    *responses: R, days: tuple[int, ...] | None = None, settings: Settings | None = None
+) -> R:
+    settings = settings or Settings()
     counted, _ = counted_timepoints(seq(*responses, days=days), settings, None)
     return best_overall_response_unconfirmed(counted, ORIGIN, settings).response
 
@@ -162,8 +165,7 @@ def test_case_reports_both_variants_and_uses_the_setting():
 
 def test_sd_window_counts_from_randomisation_when_known():
     # Baseline 2021-01-04, follow-up 2021-02-14: 41 days from baseline, 44 from randomisation.
-    c = case({"T1": 40.0}, fu(date="2021-02-14", targets={"T1": 40.0}),
-             randomized_on="2021-01-01")
+    c = case({"T1": 40.0}, fu(date="2021-02-14", targets={"T1": 40.0}), randomized_on="2021-01-01")
     assert assess(c)["best_overall_response"] == "SD"
     del c["randomized_on"]
     c["timepoints"][1]["date"] = "2021-02-13"  # 40 days from the baseline

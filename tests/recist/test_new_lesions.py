@@ -38,10 +38,18 @@ def test_confirmed_equivocal_lesion_back_dates_progression_to_its_first_sighting
     result = assess(
         case(
             {"T1": 30.0},
-            fu(id="W8", date="2021-03-01", targets={"T1": 20.0},
-               new_lesions=[{"id": "N1", "site": "liver", "equivocal": True}]),
-            fu(id="W16", date="2021-04-26", targets={"T1": 20.0},
-               new_lesions=[{"id": "N1", "site": "liver", "equivocal": False}]),
+            fu(
+                id="W8",
+                date="2021-03-01",
+                targets={"T1": 20.0},
+                new_lesions=[{"id": "N1", "site": "liver", "equivocal": True}],
+            ),
+            fu(
+                id="W16",
+                date="2021-04-26",
+                targets={"T1": 20.0},
+                new_lesions=[{"id": "N1", "site": "liver", "equivocal": False}],
+            ),
             randomized_on="2021-01-01",
         )
     )
@@ -60,8 +68,13 @@ def test_equivocal_lesion_back_dating_uses_its_own_scan_date():
     result = assess(
         case(
             {"T1": 30.0},
-            fu(id="W8", date="2021-03-01", targets={"T1": 20.0},
-               new_lesions=[{"id": "N1", "equivocal": True}], scan_dates={"N1": "2021-02-25"}),
+            fu(
+                id="W8",
+                date="2021-03-01",
+                targets={"T1": 20.0},
+                new_lesions=[{"id": "N1", "equivocal": True}],
+                scan_dates={"N1": "2021-02-25"},
+            ),
             fu(id="W16", date="2021-04-26", targets={"T1": 20.0}, new_lesions=[{"id": "N1"}]),
         )
     )
@@ -72,8 +85,12 @@ def test_a_different_new_lesion_is_not_back_dated():
     result = assess(
         case(
             {"T1": 30.0},
-            fu(id="W8", date="2021-03-01", targets={"T1": 20.0},
-               new_lesions=[{"id": "N1", "equivocal": True}]),
+            fu(
+                id="W8",
+                date="2021-03-01",
+                targets={"T1": 20.0},
+                new_lesions=[{"id": "N1", "equivocal": True}],
+            ),
             fu(id="W16", date="2021-04-26", targets={"T1": 20.0}, new_lesions=[{"id": "N2"}]),
         )
     )

@@ -7,8 +7,11 @@ from tests.recist.conftest import assess, case, fu, last
 
 def nt(*states: dict[str, str]) -> list[str]:
     result = assess(
-        case({"T1": 30.0}, *(fu(targets={"T1": 30.0}, non_targets=s) for s in states),
-             non_targets=("NT1", "NT2"))
+        case(
+            {"T1": 30.0},
+            *(fu(targets={"T1": 30.0}, non_targets=s) for s in states),
+            non_targets=("NT1", "NT2"),
+        )
     )
     return [tp["non_target_response"] for tp in result["timepoints"][1:]]
 

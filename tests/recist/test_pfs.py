@@ -21,62 +21,101 @@ def test_target_progression_is_an_event_at_the_scan_date():
 
 
 def test_non_target_progression_reason():
-    c = case({"T1": 30.0}, fu(targets={"T1": 30.0}, non_targets={"NT1": "progression"}),
-             non_targets=("NT1",))
+    c = case(
+        {"T1": 30.0},
+        fu(targets={"T1": 30.0}, non_targets={"NT1": "progression"}),
+        non_targets=("NT1",),
+    )
     assert pfs(c)["reason"] == "PD_NONTARGET"
 
 
 def test_death_without_progression_is_an_event():
-    c = case({"T1": 30.0}, fu(date="2021-03-01", targets={"T1": 30.0}),
-             randomized_on="2021-01-01", died_on="2021-04-01")
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        randomized_on="2021-01-01",
+        died_on="2021-04-01",
+    )
     result = pfs(c)
     assert (result["event"], result["date"], result["reason"]) == (True, "2021-04-01", "DEATH")
 
 
 def test_alive_without_progression_is_censored_at_the_last_adequate_assessment():
-    c = case({"T1": 30.0}, fu(date="2021-03-01", targets={"T1": 30.0}),
-             fu(date="2021-05-01", targets={"T1": "not_evaluated"}), randomized_on="2021-01-01")
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-05-01", targets={"T1": "not_evaluated"}),
+        randomized_on="2021-01-01",
+    )
     result = pfs(c)
     assert (result["event"], result["date"], result["reason"]) == (
-        False, "2021-03-01", "CENSORED_LAST_ASSESSMENT")
+        False,
+        "2021-03-01",
+        "CENSORED_LAST_ASSESSMENT",
+    )
 
 
 def test_no_adequate_assessment_is_censored_at_the_origin_on_day_1():
     c = case({"T1": 30.0}, fu(targets={"T1": "not_evaluated"}), randomized_on="2021-01-01")
     result = pfs(c)
     assert (result["date"], result["days"], result["reason"]) == (
-        "2021-01-01", 1, "CENSORED_NO_ASSESSMENT")
+        "2021-01-01",
+        1,
+        "CENSORED_NO_ASSESSMENT",
+    )
 
 
 def test_new_therapy_before_progression_censors_at_the_last_assessment_before_it():
-    c = case({"T1": 30.0}, fu(date="2021-03-01", targets={"T1": 30.0}),
-             fu(date="2021-05-01", targets={"T1": 60.0}),
-             randomized_on="2021-01-01", new_therapy_on="2021-04-01")
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-05-01", targets={"T1": 60.0}),
+        randomized_on="2021-01-01",
+        new_therapy_on="2021-04-01",
+    )
     result = pfs(c)
     assert (result["event"], result["date"], result["reason"]) == (
-        False, "2021-03-01", "CENSORED_NEW_THERAPY")
+        False,
+        "2021-03-01",
+        "CENSORED_NEW_THERAPY",
+    )
 
 
 def test_progression_after_two_missed_visits_is_censored():
     # Interval 56 days: PD 113 days after the last adequate assessment (> 112).
-    c = case({"T1": 30.0}, fu(date="2021-03-01", targets={"T1": 30.0}),
-             fu(date="2021-06-22", targets={"T1": 60.0}),
-             randomized_on="2021-01-01", settings={"visit_interval_days": 56})
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-06-22", targets={"T1": 60.0}),
+        randomized_on="2021-01-01",
+        settings={"visit_interval_days": 56},
+    )
     result = pfs(c)
     assert (result["event"], result["date"], result["reason"]) == (
-        False, "2021-03-01", "CENSORED_MISSED_VISITS")
+        False,
+        "2021-03-01",
+        "CENSORED_MISSED_VISITS",
+    )
 
 
 def test_progression_exactly_two_intervals_later_is_still_an_event():
-    c = case({"T1": 30.0}, fu(date="2021-03-01", targets={"T1": 30.0}),
-             fu(date="2021-06-21", targets={"T1": 60.0}),
-             randomized_on="2021-01-01", settings={"visit_interval_days": 56})
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-06-21", targets={"T1": 60.0}),
+        randomized_on="2021-01-01",
+        settings={"visit_interval_days": 56},
+    )
     assert pfs(c)["event"] is True
 
 
 def test_missed_visit_rule_is_off_without_an_interval():
-    c = case({"T1": 30.0}, fu(date="2021-03-01", targets={"T1": 30.0}),
-             fu(date="2022-03-01", targets={"T1": 60.0}), randomized_on="2021-01-01")
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2022-03-01", targets={"T1": 60.0}),
+        randomized_on="2021-01-01",
+    )
     assert pfs(c)["event"] is True
 
 
@@ -86,23 +125,34 @@ def test_origin_is_the_baseline_date_without_randomisation():
 
 
 def test_progression_is_dated_by_the_earliest_scan_that_shows_it():
-    c = case({"T1": 30.0, "T2": 30.0},
-             fu(date="2021-03-10", targets={"T1": 50.0, "T2": 30.0},
-                scan_dates={"T1": "2021-03-08", "T2": "2021-03-10"}))
+    c = case(
+        {"T1": 30.0, "T2": 30.0},
+        fu(
+            date="2021-03-10",
+            targets={"T1": 50.0, "T2": 30.0},
+            scan_dates={"T1": "2021-03-08", "T2": "2021-03-10"},
+        ),
+    )
     assert assess(c)["progression"]["date"] == "2021-03-08"
 
 
 def test_progression_date_rule_timepoint_uses_the_timepoint_date():
-    c = case({"T1": 30.0, "T2": 30.0},
-             fu(date="2021-03-10", targets={"T1": 50.0, "T2": 30.0},
-                scan_dates={"T1": "2021-03-08"}),
-             settings={"progression_date": "timepoint"})
+    c = case(
+        {"T1": 30.0, "T2": 30.0},
+        fu(date="2021-03-10", targets={"T1": 50.0, "T2": 30.0}, scan_dates={"T1": "2021-03-08"}),
+        settings={"progression_date": "timepoint"},
+    )
     assert assess(c)["progression"]["date"] == "2021-03-10"
 
 
 def test_progression_date_rule_latest_uses_the_latest_scan():
-    c = case({"T1": 30.0, "T2": 30.0},
-             fu(date="2021-03-10", targets={"T1": 50.0, "T2": 30.0},
-                scan_dates={"T1": "2021-03-08", "T2": "2021-03-12"}),
-             settings={"progression_date": "latest"})
+    c = case(
+        {"T1": 30.0, "T2": 30.0},
+        fu(
+            date="2021-03-10",
+            targets={"T1": 50.0, "T2": 30.0},
+            scan_dates={"T1": "2021-03-08", "T2": "2021-03-12"},
+        ),
+        settings={"progression_date": "latest"},
+    )
     assert assess(c)["progression"]["date"] == "2021-03-12"

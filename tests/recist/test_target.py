@@ -70,9 +70,7 @@ def test_missing_target_without_pd_is_ne_and_gives_no_sum():
 
 
 def test_explicit_not_evaluated_target_is_ne():
-    assert target_response({"T1": 30.0, "T2": 20.0}, {"T1": 30.0, "T2": "not_evaluated"}) == [
-        "NE"
-    ]
+    assert target_response({"T1": 30.0, "T2": 20.0}, {"T1": 30.0, "T2": "not_evaluated"}) == ["NE"]
 
 
 def test_partial_sum_that_already_proves_pd_is_pd():
@@ -104,9 +102,7 @@ def test_every_non_nodal_target_at_zero_is_cr():
 
 
 def test_nodal_target_below_10mm_allows_cr_with_a_sum_above_zero():
-    result = assess(
-        case({"T1": 30.0, "N1": 20.0}, fu(targets={"T1": 0, "N1": 9.9}), nodal=("N1",))
-    )
+    result = assess(case({"T1": 30.0, "N1": 20.0}, fu(targets={"T1": 0, "N1": 9.9}), nodal=("N1",)))
     assert last(result)["target_response"] == "CR"
     assert last(result)["sum_mm"] == 9.9  # R-NODE: nodes keep their actual short axis
 
