@@ -1,0 +1,72 @@
+"""Reading a batch of cases and assessing it, shared by the export, compare and endpoint
+commands."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class CasesFileError(ValueError):
+    """The cases file cannot be read (missing, malformed JSON, not cases)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assessed:
+    """One case with its engine result (``recist.jsonio.assess_json``)."""
+
+    case: dict[str, Any]
+    result: dict[str, Any]
+
+
+def load_cases(path: str) -> list[dict[str, Any]]:
+    """Cases from a file (one case, a JSON array or JSON Lines) or ``-`` (stdin).
+
+    Raises
+    ------
+    CasesFileError
+        Naming the file and, for JSON Lines, the line that is wrong.
+    """
+    from recist.cli_assess import InputError, read_cases
+
+    name = "<stdin>" if path == "-" else Path(path).name
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise CasesFileError(f"{name}: cannot read ({error.strerror})") from None
+    try:
+        _, labelled = read_cases(text, name)
+    except InputError as error:
+        raise CasesFileError(str(error)) from None
+    cases = []
+    for label, case in labelled:
+        if not isinstance(case, dict):
+            raise CasesFileError(f"{label}: a case must be a JSON object")
+        cases.append(case)
+    return cases
+
+
+def assess_cases(cases: list[dict[str, Any]]) -> list[Assessed]:
+    """Assess every case; the first one the engine refuses stops the batch.
+
+    Raises
+    ------
+    recist.errors.RecistError
+        Naming the subject (and reader), timepoint, lesion and field.
+    """
+    from recist.errors import RecistError
+    from recist.jsonio import assess_json
+
+    out = []
+    for case in cases:
+        try:
+            result = assess_json(case)
+        except RecistError as error:
+            reader = case.get("reader")
+            if reader and error.subject is not None and "reader" not in error.message:
+                error.message = f"{error.message} (read by {reader})"
+            raise
+        out.append(Assessed(case, result))
+    return out

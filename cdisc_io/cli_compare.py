@@ -1,0 +1,69 @@
+"""``recist compare CASES --recorded RS.csv``: where the engine disagrees with recorded RS."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    parser.add_argument(
+        "cases", help="cases (JSON, JSON array or JSON Lines, e.g. from import-sdtm), or -"
+    )
+    parser.add_argument("--recorded", required=True, help="the SDTM RS CSV to compare with")
+    parser.add_argument("--out", help="write every disagreement here as CSV")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default): figures and disagreements; json: the figures",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        help="disagreements shown in the text report (default 50; --out has all)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Assess the cases, compare, print the report; exit 2 on bad input."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cdisc_io.cases import CasesFileError, assess_cases, load_cases
+    from cdisc_io.compare import RS_REQUIRED, compare, format_report
+    from cdisc_io.csvio import read_domain, write_csv
+    from cdisc_io.errors import CdiscFileError
+    from recist.errors import RecistError
+
+    try:
+        rs = read_domain(args.recorded, RS_REQUIRED)
+        assessed = assess_cases(load_cases(args.cases))
+        result = compare(assessed, rs, file=Path(args.recorded).name)
+    except (CdiscFileError, CasesFileError, RecistError) as error:
+        print(f"recist compare: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        rows = [d.to_dict() for d in result.disagreements]
+        columns = [
+            "USUBJID",
+            "reader",
+            "VISIT",
+            "date",
+            "RSTESTCD",
+            "recorded",
+            "derived",
+            "rules",
+            "reasons",
+        ]
+        write_csv(pd.DataFrame(rows, columns=columns), args.out)
+    if args.format == "json":
+        json.dump(result.summary(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_report(result, limit=args.limit))
+    return 0

@@ -1,0 +1,290 @@
+"""Engine responses against the responses recorded in an SDTM RS domain.
+
+For every recorded ``OVRLRESP`` (overall response), ``TRGRESP`` (target response) and
+``NTRGRESP`` (non-target response) of a subject, reader and visit, the engine's response
+for the same read and timepoint is looked up; a disagreement is listed with the rule ids
+the engine cited (``R-TGT-PD``, ``R-REAPPEAR``…) and its reasons, as a reviewer wants to
+see them. Recorded values that are not RECIST response codes (``CHECK``) and records with
+``RSSTAT = NOT DONE`` are counted apart, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cdisc_io.errors import CdiscFileError
+from cdisc_io.sdtm_import import reader_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cdisc_io.cases import Assessed
+
+RS_REQUIRED = ("USUBJID", "RSTESTCD", "VISIT", "RSEVAL")
+RESPONSE_CODES = ("CR", "PR", "SD", "PD", "NE", "NON-CR/NON-PD")
+# RSTESTCD -> the engine result field it is compared with.
+COMPARED_TESTS = {
+    "OVRLRESP": "overall_response",
+    "TRGRESP": "target_response",
+    "NTRGRESP": "non_target_response",
+}
+# The rules that can give each response: the first of them that the engine cites is the
+# one counted as the reason for a disagreement (the engine also cites the rules of the
+# components that did not decide the overall response).
+DECIDING_RULES = {
+    "PD": ("R-TGT-PD", "R-REAPPEAR", "R-NT-PD", "R-NEW-1", "R-NEW-2"),
+    "NE": ("R-TGT-NE", "R-NT-NE"),
+    "PR": ("R-TGT-PR", "R-TGT-HOLD"),
+    "SD": ("R-TGT-SD",),
+    "CR": ("R-TGT-CR", "R-NT-CR"),
+    "NON-CR/NON-PD": ("R-NT-NONCRPD",),
+}
+_RULE_ID = re.compile(r"\bR-[A-Z0-9]+(?:-[A-Z0-9]+)*\b")
+_DATED_VISIT = re.compile(r"^(.*) \((\d{4}-\d{2}-\d{2})\)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Disagreement:
+    """One recorded response the engine does not reproduce."""
+
+    subject: str
+    reader: str
+    visit: str
+    date: str
+    test: str
+    recorded: str
+    derived: str | None
+    rules: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "USUBJID": self.subject,
+            "reader": self.reader,
+            "VISIT": self.visit,
+            "date": self.date,
+            "RSTESTCD": self.test,
+            "recorded": self.recorded,
+            "derived": self.derived,
+            "rules": " ".join(self.rules),
+            "reasons": " | ".join(self.reasons),
+        }
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`compare`: counts per test, disagreements and what was skipped."""
+
+    compared: Counter[str] = field(default_factory=Counter)
+    agreed: Counter[str] = field(default_factory=Counter)
+    by_reader: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    disagreements: list[Disagreement] = field(default_factory=list)
+    not_response_codes: Counter[str] = field(default_factory=Counter)
+    not_done: int = 0
+    unmatched: int = 0
+    rule_counts: Counter[str] = field(default_factory=Counter)
+    warning_counts: Counter[str] = field(default_factory=Counter)
+    reads_with_warnings: int = 0
+    reads: int = 0
+
+    def agreement(self, test: str = "OVRLRESP") -> float:
+        """Fraction of compared records of ``test`` where the engine agrees (0 if none)."""
+        n = self.compared[test]
+        return self.agreed[test] / n if n else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready figures (what the README quotes)."""
+        return {
+            "reads": self.reads,
+            "reads_with_baseline_findings": self.reads_with_warnings,
+            "baseline_findings_by_rule": dict(sorted(self.warning_counts.items())),
+            "tests": {
+                test: {
+                    "compared": self.compared[test],
+                    "agreed": self.agreed[test],
+                    "agreement_pct": round(100 * self.agreement(test), 1),
+                }
+                for test in COMPARED_TESTS
+                if self.compared[test]
+            },
+            "overall_by_reader": {
+                reader: {
+                    "compared": c["compared"],
+                    "agreed": c["agreed"],
+                    "agreement_pct": round(100 * c["agreed"] / c["compared"], 1)
+                    if c["compared"]
+                    else 0.0,
+                }
+                for reader, c in sorted(self.by_reader.items())
+            },
+            "overall_disagreements_by_rule": dict(self.rule_counts.most_common()),
+            "recorded_not_a_response_code": dict(self.not_response_codes),
+            "recorded_not_done": self.not_done,
+            "recorded_without_engine_timepoint": self.unmatched,
+        }
+
+
+def _index(assessed: list[Assessed]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Engine timepoints by (subject, reader) → {visit name: [(date, timepoint)]}."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in assessed:
+        reader = item.case.get("reader") or "INVESTIGATOR"
+        visits: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+        for tp in item.result["timepoints"]:
+            match = _DATED_VISIT.match(tp["id"])
+            name = match.group(1) if match else tp["id"]
+            visits[name].append((tp["date"], tp))
+        out[(item.case["subject_id"], reader)] = visits
+    return out
+
+
+def compare(assessed: list[Assessed], rs: pd.DataFrame, *, file: str = "RS") -> Comparison:
+    """Compare engine results with the recorded RS responses.
+
+    Parameters
+    ----------
+    assessed
+        Cases with their results (:func:`cdisc_io.cases.assess_cases`).
+    rs
+        The RS domain as read by :func:`cdisc_io.csvio.read_domain`.
+
+    Raises
+    ------
+    CdiscFileError
+        RS lacks a required column.
+    """
+    for column in RS_REQUIRED:
+        if column not in rs.columns:
+            raise CdiscFileError(
+                f"required column {column} is missing", file=file, row=1, column=column
+            )
+    out = Comparison()
+    for item in assessed:
+        out.reads += 1
+        warnings = item.result.get("warnings", [])
+        if warnings:
+            out.reads_with_warnings += 1
+        for warning in warnings:
+            out.warning_counts[warning.get("rule") or "?"] += 1
+    index = _index(assessed)
+
+    def col(name: str) -> list[str]:
+        return rs[name].tolist() if name in rs.columns else [""] * len(rs)
+
+    rows = zip(
+        col("USUBJID"),
+        col("RSTESTCD"),
+        col("VISIT"),
+        col("RSDTC"),
+        col("RSEVAL"),
+        col("RSEVALID"),
+        col("RSSTRESC"),
+        col("RSORRES"),
+        col("RSSTAT"),
+        strict=True,
+    )
+    for subject, test, visit, dtc, ev, evid, stresc, orres, stat in rows:
+        field_name = COMPARED_TESTS.get(test.upper())
+        if field_name is None:
+            continue
+        reader = reader_of(ev, evid)
+        visits = index.get((subject, reader))
+        if visits is None:
+            continue  # a read that was not imported or not given
+        if stat.upper() == "NOT DONE":
+            out.not_done += 1
+            continue
+        recorded = (stresc or orres).upper()
+        if recorded not in RESPONSE_CODES:
+            out.not_response_codes[recorded or "(empty)"] += 1
+            continue
+        candidates = visits.get(visit, [])
+        if len(candidates) > 1:
+            candidates = [c for c in candidates if dtc and c[0].startswith(dtc[:10])]
+        if len(candidates) != 1:
+            out.unmatched += 1
+            continue
+        tp_date, tp = candidates[0]
+        derived = tp.get(field_name)
+        test = test.upper()
+        out.compared[test] += 1
+        agree = derived == recorded
+        if agree:
+            out.agreed[test] += 1
+        if test == "OVRLRESP":
+            out.by_reader[reader]["compared"] += 1
+            out.by_reader[reader]["agreed"] += int(agree)
+        if not agree:
+            reasons = tuple(tp.get("reasons", []))
+            rules = tuple(dict.fromkeys(r for reason in reasons for r in _RULE_ID.findall(reason)))
+            if test == "OVRLRESP":
+                out.rule_counts[deciding_rule(derived, rules)] += 1
+            out.disagreements.append(
+                Disagreement(
+                    subject, reader, tp["id"], tp_date, test, recorded, derived, rules, reasons
+                )
+            )
+    return out
+
+
+def deciding_rule(derived: str | None, rules: tuple[str, ...]) -> str:
+    """The rule that gave the engine's response: the first cited that can give it."""
+    for rule in rules:
+        if rule in DECIDING_RULES.get(derived or "", ()):
+            return rule
+    return rules[0] if rules else "(no rule cited)"
+
+
+def format_report(result: Comparison, *, limit: int | None = None) -> str:
+    """A plain-text report: agreement figures, then every disagreement with its rules."""
+    s = result.summary()
+    lines = [
+        f"reads assessed: {s['reads']} ({s['reads_with_baseline_findings']} with baseline findings)"
+    ]
+    if s["baseline_findings_by_rule"]:
+        lines.append(
+            "baseline findings by rule: "
+            + ", ".join(f"{rule} {n}" for rule, n in s["baseline_findings_by_rule"].items())
+        )
+    for test, figures in s["tests"].items():
+        lines.append(
+            f"{test}: {figures['agreed']}/{figures['compared']} agree "
+            f"({figures['agreement_pct']} %)"
+        )
+    for reader, figures in s["overall_by_reader"].items():
+        lines.append(
+            f"  OVRLRESP {reader}: {figures['agreed']}/{figures['compared']} "
+            f"({figures['agreement_pct']} %)"
+        )
+    if s["overall_disagreements_by_rule"]:
+        lines.append(
+            "OVRLRESP disagreements by the rule that gave the engine's response: "
+            + ", ".join(f"{rule} {n}" for rule, n in s["overall_disagreements_by_rule"].items())
+        )
+    skipped = []
+    if s["recorded_not_a_response_code"]:
+        skipped.append(
+            "not a response code: "
+            + ", ".join(f"{code} ×{n}" for code, n in s["recorded_not_a_response_code"].items())
+        )
+    if s["recorded_not_done"]:
+        skipped.append(f"RSSTAT NOT DONE ×{s['recorded_not_done']}")
+    if s["recorded_without_engine_timepoint"]:
+        skipped.append(f"no matching engine timepoint ×{s['recorded_without_engine_timepoint']}")
+    if skipped:
+        lines.append("recorded, not compared: " + "; ".join(skipped))
+    shown = result.disagreements if limit is None else result.disagreements[:limit]
+    if shown:
+        lines.append("")
+        lines.append("subject / reader / visit (date) / test: recorded → engine [rules] reasons")
+    for d in shown:
+        lines.append(
+            f"{d.subject} / {d.reader} / {d.visit} ({d.date}) / {d.test}: {d.recorded} → "
+            f"{d.derived} [{' '.join(d.rules) or 'no rule cited'}] {'; '.join(d.reasons)}"
+        )
+    if limit is not None and len(result.disagreements) > limit:
+        lines.append(f"… and {len(result.disagreements) - limit} more (use --out for all)")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""Reading and writing CDISC CSV files safely.
+
+Reading: every cell is read as text (no type guessing, no ``NA`` → missing surprises:
+``"NA"`` stays ``"NA"``), required columns are checked before any row is used, and the
+guard quote that :func:`write_csv` puts in front of formula-like cells is taken off again,
+so a file written here reads back to the same values.
+
+Writing: UTF-8, no index column, and no spreadsheet formula injection: a text cell that
+starts with ``= + - @`` (or a tab or carriage return) gets a leading ``'`` so that a
+spreadsheet shows it as text instead of running it (OWASP "CSV injection"). Numbers,
+negative numbers included, are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cdisc_io.errors import CdiscFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+FIRST_DATA_ROW = 2  # the header is row 1 of the file
+
+
+def file_row(index: int) -> int:
+    """The file row of the data record at 0-based position ``index``."""
+    return index + FIRST_DATA_ROW
+
+
+def read_domain(
+    path: str | Path, required: Iterable[str], *, label: str | None = None
+) -> pd.DataFrame:
+    """Read one CDISC domain from a CSV file, all cells as text.
+
+    Parameters
+    ----------
+    path
+        The CSV file (UTF-8; a byte-order mark is accepted).
+    required
+        Columns that must be present.
+    label
+        The name used in error messages (default: the file's name).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record, every cell a ``str`` (empty for a missing value), cells
+        stripped of surrounding blanks and of the formula guard quote.
+
+    Raises
+    ------
+    CdiscFileError
+        The file is missing, unreadable, empty, or lacks a required column.
+    """
+    import pandas as pd
+
+    name = label or Path(path).name
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
+        )
+    except FileNotFoundError:
+        raise CdiscFileError("no such file", file=name) from None
+    except pd.errors.EmptyDataError:
+        raise CdiscFileError("the file is empty (no header row)", file=name) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CdiscFileError(f"not a readable UTF-8 CSV file ({first})", file=name) from None
+    frame.columns = [str(c).strip().upper() for c in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise CdiscFileError(
+            f"required column {missing[0]} is missing (required: {', '.join(required)})",
+            file=name,
+            row=1,
+            column=missing[0],
+        )
+    for column in frame.columns:
+        frame[column] = frame[column].map(_unguard)
+    return frame
+
+
+def _unguard(cell: str) -> str:
+    cell = cell.strip()
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in FORMULA_PREFIXES:
+        return cell[1:]
+    return cell
+
+
+def guard_cell(value: object) -> object:
+    """Neutralise a formula-like text cell (``=cmd()`` → ``'=cmd()``); numbers pass."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, columns: Sequence[str] | None = None) -> None:
+    """Write ``frame`` as UTF-8 CSV without an index, guarding formula-like text cells."""
+    out = frame if columns is None else frame.reindex(columns=list(columns))
+    out = out.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(guard_cell)
+    out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")

@@ -1,0 +1,831 @@
+"""SDTM TU + TR (+ ADSL or DM) → cases of the ``recist assess`` JSON contract.
+
+One case per subject **and per reader**: the investigator's read and each independent
+reader's read (``TREVAL``/``TREVALID``) stay apart, because RECIST sums may never mix two
+readers' measurements. The case's ``reader`` is ``TREVALID`` (``RADIOLOGIST 1``…) or
+``TREVAL`` (``INVESTIGATOR``); ``accepted`` is true for the read the sponsor accepted
+(``TUACPTFL = Y`` on the reader's tumour identification records, else ``TRACPTFL = Y`` on
+most of its measurement records).
+
+Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/recist-rules.md``):
+
+- TU ``TUSTRESC`` (or ``TUORRES``) ``TARGET`` / ``NON-TARGET`` / ``NEW`` gives the lesion's
+  role, ``TULNKID`` its id (T01, NT01, NEW01…), ``TULOC`` its site; a site naming a lymph
+  node makes the lesion nodal (R-MEAS-2).
+- TR ``LDIAM`` is the size of a non-nodal target, ``LPERP`` (short axis) that of a nodal one
+  (R-NODE); ``DIAMETER`` is used only where the proper one is absent; ``SUMDIAM`` is derived
+  and ignored (the engine sums). ``TOO SMALL TO MEASURE`` → ``"too_small"`` (R-SMALL);
+  ``TRSTAT = NOT DONE`` → ``"not_evaluated"`` (its ``TRREASND`` is kept as a notice).
+- Split lesion (R-SPLIT): fragments recorded as ``T01.1``, ``T01.2``… add up for T01.
+  Merged lesions (R-MERGE): the coalesced mass recorded once as ``T01/T02`` goes to T01,
+  and T02 becomes ``{"merged_into": "T01"}``.
+- ``TUMSTATE`` of a non-target: ``PRESENT``, ``ABSENT``, ``UNEQUIVOCAL``/``PROGRESSION``
+  (R-NT-PD), ``EQUIVOCAL`` (not PD: present), ``NOT DONE``. Of a new lesion:
+  ``EQUIVOCAL`` (R-NEW-2), ``UNEQUIVOCAL``/``PRESENT`` (R-NEW-1); ``ABSENT`` lists nothing.
+- Timepoints are the ``VISIT`` names, ordered by date then ``VISITNUM``. When one visit
+  name holds two assessments on different dates (the same lesion measured twice), each
+  date becomes its own timepoint, named ``VISIT (date)``.
+- Partial dates (``2014-02``): completed from a complete date of the same subject visit
+  that falls inside them, else imputed by :class:`cdisc_io.dates.ImputationRule`
+  (default ``last``); every completion is reported as a notice.
+
+Records identical in every column but ``--SEQ`` are read once (a notice says so); two
+records for the same subject, reader, visit, lesion and test with different results are
+refused, as are unknown test codes, unknown roles, a TR lesion missing from TU, bad
+numbers and bad dates: the whole file, naming row and column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from cdisc_io.dates import ImputationRule, ParsedDate, covers, is_partial, parse_dtc
+from cdisc_io.errors import CdiscFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+INVESTIGATOR = "INVESTIGATOR"
+TU_REQUIRED = ("USUBJID", "TULNKID", "TUEVAL")
+TR_REQUIRED = ("USUBJID", "TRLNKID", "TRTESTCD", "TRORRES", "VISIT", "TRDTC", "TREVAL")
+ADSL_REQUIRED = ("USUBJID",)
+DM_REQUIRED = ("USUBJID",)
+
+SIZE_TESTS = ("LDIAM", "LPERP", "DIAMETER")
+KNOWN_TESTS = (*SIZE_TESTS, "TUMSTATE", "SUMDIAM")
+ROLES = {"TARGET": "target", "NON-TARGET": "non-target", "NEW": "new"}
+NOT_DONE = "NOT DONE"
+TOO_SMALL_WORDS = ("TOO SMALL",)
+NODAL_WORDS = ("LYMPH NODE", "NODE", "NODAL")
+
+NON_TARGET_STATES = {
+    "PRESENT": "present",
+    "ABSENT": "absent",
+    "UNEQUIVOCAL": "progression",
+    "UNEQUIVOCAL PROGRESSION": "progression",
+    "PROGRESSION": "progression",
+    "EQUIVOCAL": "present",  # equivocal progression is not PD (R-NT-PD needs unequivocal)
+    NOT_DONE: "not_evaluated",
+    "NOT EVALUATED": "not_evaluated",
+}
+NEW_LESION_STATES = {
+    "EQUIVOCAL": True,  # R-NEW-2: not PD until confirmed
+    "UNEQUIVOCAL": False,  # R-NEW-1
+    "PRESENT": False,
+    "ABSENT": None,  # not listed
+    NOT_DONE: None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the importer did that a data manager should know (never an error)."""
+
+    kind: str  # imputed_date, duplicate_record, not_done, no_subject_data
+    message: str
+    subject: str | None = None
+    reader: str | None = None
+    visit: str | None = None
+    lesion: str | None = None
+    file: str | None = None
+    row: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
+
+
+@dataclass
+class ImportResult:
+    """The cases built (JSON-ready dicts) and the notices raised while building them."""
+
+    cases: list[dict[str, Any]]
+    notices: list[Notice] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _TuLesion:
+    id: str
+    role: str
+    site: str
+    nodal: bool
+    accepted: bool
+    row: int
+
+
+@dataclass(slots=True)
+class _TrRecord:
+    row: int
+    subject: str
+    reader: str
+    visit: str
+    visitnum: float
+    dtc: str
+    lesion: str
+    test: str
+    result: str
+    number: float | None
+    not_done: bool
+    reason: str
+    accepted: bool
+    group: str
+    when: ParsedDate | None = None
+
+
+def reader_of(eval_: str, evalid: str) -> str:
+    """The reader of a record: ``--EVALID`` if given, else ``--EVAL``, else INVESTIGATOR."""
+    return evalid or eval_ or INVESTIGATOR
+
+
+def _col(frame: pd.DataFrame, name: str) -> list[str]:
+    if name in frame.columns:
+        return frame[name].tolist()  # type: ignore[no-any-return]
+    return [""] * len(frame)
+
+
+def _is_nodal(site: str) -> bool:
+    upper = site.upper()
+    return any(word in upper for word in NODAL_WORDS)
+
+
+def read_tu(frame: pd.DataFrame, *, file: str) -> dict[tuple[str, str], dict[str, _TuLesion]]:
+    """Lesion identities per (subject, reader), checked; keyed by ``TULNKID``."""
+    from cdisc_io.csvio import file_row
+
+    roles = _col(frame, "TUSTRESC")
+    orres = _col(frame, "TUORRES")
+    if "TUSTRESC" not in frame.columns and "TUORRES" not in frame.columns:
+        raise CdiscFileError(
+            "required column TUSTRESC (or TUORRES) is missing", file=file, row=1, column="TUSTRESC"
+        )
+    out: dict[tuple[str, str], dict[str, _TuLesion]] = defaultdict(dict)
+    rows = zip(
+        frame["USUBJID"].tolist(),
+        frame["TULNKID"].tolist(),
+        roles,
+        orres,
+        _col(frame, "TULOC"),
+        frame["TUEVAL"].tolist(),
+        _col(frame, "TUEVALID"),
+        _col(frame, "TUACPTFL"),
+        strict=True,
+    )
+    for index, (subject, link, role_c, role_o, loc, ev, evid, acpt) in enumerate(rows):
+        row = file_row(index)
+        column = "TUSTRESC" if role_c else "TUORRES"
+        if not subject:
+            raise CdiscFileError("USUBJID is empty", file=file, row=row, column="USUBJID")
+        if not link:
+            raise CdiscFileError("TULNKID is empty", file=file, row=row, column="TULNKID")
+        role_text = (role_c or role_o).upper()
+        role = ROLES.get(role_text)
+        if role is None:
+            raise CdiscFileError(
+                f"unknown tumour role {role_text!r}; expected TARGET, NON-TARGET or NEW",
+                file=file,
+                row=row,
+                column=column,
+            )
+        reader = reader_of(ev, evid)
+        lesion = _TuLesion(link, role, loc, _is_nodal(loc), acpt.upper() == "Y", row)
+        known = out[(subject, reader)].get(link)
+        if known is not None:
+            if (known.role, known.site) != (lesion.role, lesion.site):
+                raise CdiscFileError(
+                    f"duplicate record: lesion {link} of subject {subject} ({reader}) is "
+                    f"already identified at row {known.row} as {known.role} in "
+                    f"{known.site or 'an unnamed site'}",
+                    file=file,
+                    row=row,
+                    column="TULNKID",
+                )
+            continue
+        out[(subject, reader)][link] = lesion
+    return out
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_tr(frame: pd.DataFrame, *, file: str) -> list[_TrRecord]:
+    """TR records, checked one by one (test codes, numbers); SUMDIAM dropped."""
+    from cdisc_io.csvio import file_row
+
+    out: list[_TrRecord] = []
+    rows = zip(
+        frame["USUBJID"].tolist(),
+        frame["TRLNKID"].tolist(),
+        frame["TRTESTCD"].tolist(),
+        frame["TRORRES"].tolist(),
+        _col(frame, "TRSTRESC"),
+        _col(frame, "TRSTRESN"),
+        frame["VISIT"].tolist(),
+        _col(frame, "VISITNUM"),
+        frame["TRDTC"].tolist(),
+        frame["TREVAL"].tolist(),
+        _col(frame, "TREVALID"),
+        _col(frame, "TRSTAT"),
+        _col(frame, "TRREASND"),
+        _col(frame, "TRACPTFL"),
+        _col(frame, "TRGRPID"),
+        strict=True,
+    )
+    for index, item in enumerate(rows):
+        (subject, link, test, orres, stresc, stresn, visit, visitnum, dtc, ev, evid, stat,
+         reason, acpt, group) = item  # fmt: skip
+        row = file_row(index)
+        test = test.upper()
+        if test not in KNOWN_TESTS:
+            raise CdiscFileError(
+                f"unknown test code {test!r}; known: {', '.join(KNOWN_TESTS)}",
+                file=file,
+                row=row,
+                column="TRTESTCD",
+            )
+        if test == "SUMDIAM":  # derived by the sponsor; the engine sums itself (R-SEL-3)
+            continue
+        if not subject:
+            raise CdiscFileError("USUBJID is empty", file=file, row=row, column="USUBJID")
+        if not link:
+            raise CdiscFileError(
+                f"TRLNKID is empty on a {test} record", file=file, row=row, column="TRLNKID"
+            )
+        if not visit:
+            raise CdiscFileError("VISIT is empty", file=file, row=row, column="VISIT")
+        num = _number(visitnum) if visitnum else 0.0
+        if num is None:
+            raise CdiscFileError(
+                f"VISITNUM {visitnum!r} is not a number", file=file, row=row, column="VISITNUM"
+            )
+        not_done = stat.upper() == NOT_DONE
+        result = (stresc or orres).upper()
+        number: float | None = None
+        if test in SIZE_TESTS and not not_done and not _too_small(result):
+            number = _number(stresn) if stresn else _number(stresc or orres)
+            if number is None or number < 0:
+                shown = stresn or stresc or orres
+                raise CdiscFileError(
+                    f"{test} result {shown!r} is not a size in mm ≥ 0, TOO SMALL TO MEASURE "
+                    "or TRSTAT NOT DONE",
+                    file=file,
+                    row=row,
+                    column="TRSTRESN" if stresn else "TRORRES",
+                )
+            number = round(number, 6)  # drop binary noise such as 11.700000000000001
+        out.append(
+            _TrRecord(
+                row,
+                subject,
+                reader_of(ev, evid),
+                visit,
+                num,
+                dtc,
+                link,
+                test,
+                result,
+                number,
+                not_done,
+                reason,
+                acpt.upper() == "Y",
+                group.upper(),
+            )
+        )
+    return out
+
+
+def _too_small(result: str) -> bool:
+    return any(word in result for word in TOO_SMALL_WORDS)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectData:
+    """Subject-level data from ADSL (or DM) that a case needs."""
+
+    arm: str | None = None
+    randomized_on: date | None = None
+    died_on: date | None = None
+    last_known_alive_on: date | None = None
+
+
+def read_subjects(
+    frame: pd.DataFrame,
+    *,
+    file: str,
+    kind: str,
+    rule: ImputationRule,
+    notices: list[Notice],
+) -> dict[str, SubjectData]:
+    """ADSL (``RANDDT``, ``ARM``, ``DTHDT``, ``LSTALVDT``) or DM (``ARM``, ``DTHDTC``).
+
+    DM has no randomisation date, so with DM alone the origin is the baseline (§8).
+    """
+    from cdisc_io.csvio import file_row
+
+    if kind == "adsl":
+        columns = {"randomized_on": "RANDDT", "died_on": "DTHDT", "last_known_alive_on": "LSTALVDT"}
+    else:
+        columns = {"died_on": "DTHDTC"}
+    out: dict[str, SubjectData] = {}
+    subjects = frame["USUBJID"].tolist()
+    arms = _col(frame, "ARM")
+    values = {key: _col(frame, col) for key, col in columns.items()}
+    for index, subject in enumerate(subjects):
+        row = file_row(index)
+        if not subject:
+            raise CdiscFileError("USUBJID is empty", file=file, row=row, column="USUBJID")
+        if subject in out:
+            raise CdiscFileError(
+                f"duplicate record: subject {subject} appears twice",
+                file=file,
+                row=row,
+                column="USUBJID",
+            )
+        dates: dict[str, date | None] = {}
+        for key, column in columns.items():
+            text = values[key][index]
+            if not text:
+                dates[key] = None
+                continue
+            try:
+                parsed = parse_dtc(text, rule)
+            except ValueError as error:
+                raise CdiscFileError(str(error), file=file, row=row, column=column) from None
+            if parsed.imputed:
+                notices.append(
+                    Notice(
+                        "imputed_date",
+                        f"{column} {text} imputed as "
+                        f"{parsed.value.isoformat()} (rule {rule.value})",
+                        subject=subject,
+                        file=file,
+                        row=row,
+                    )
+                )
+            dates[key] = parsed.value
+        out[subject] = SubjectData(arm=arms[index] or None, **dates)
+    return out
+
+
+def _resolve(link: str, lesions: dict[str, _TuLesion]) -> list[str]:
+    """The TU lesions a TR link id refers to: itself, a split's parent, a merge's parts."""
+    if link in lesions:
+        return [link]
+    if "/" in link:  # R-MERGE: T01/T02
+        parts = [p.strip() for p in link.split("/")]
+        if all(p in lesions for p in parts):
+            return parts
+        return []
+    if "." in link:  # R-SPLIT: T01.1
+        parent = link.rsplit(".", 1)[0]
+        if parent in lesions:
+            return [parent]
+    return []
+
+
+def _assign_dates(
+    records: list[_TrRecord], rule: ImputationRule, notices: list[Notice], file: str
+) -> None:
+    """Parse every record's date; complete partial ones (see the module docstring)."""
+    by_visit: dict[tuple[str, str, str], list[_TrRecord]] = defaultdict(list)
+    for rec in records:
+        by_visit[(rec.subject, rec.reader, rec.visit)].append(rec)
+    # Complete dates of the same subject visit, from any reader: one scan, one date.
+    subject_visit_dates: dict[tuple[str, str], set[date]] = defaultdict(set)
+    for rec in records:
+        if rec.dtc and not is_partial(rec.dtc):
+            try:
+                subject_visit_dates[(rec.subject, rec.visit)].add(parse_dtc(rec.dtc).value)
+            except ValueError:
+                raise CdiscFileError(
+                    f"TRDTC {rec.dtc!r} is not an ISO 8601 date",
+                    file=file,
+                    row=rec.row,
+                    column="TRDTC",
+                ) from None
+    reported: set[tuple[str, str, str, str]] = set()
+    for (subject, reader, visit), recs in by_visit.items():
+        undated = [r for r in recs if not r.dtc]
+        dated = [r for r in recs if r.dtc]
+        if undated and not dated:
+            raise CdiscFileError(
+                f"TRDTC is empty for every record of subject {subject} ({reader}) at {visit}",
+                file=file,
+                row=undated[0].row,
+                column="TRDTC",
+            )
+        for rec in recs:
+            text = rec.dtc or dated[0].dtc
+            try:
+                parsed = parse_dtc(text, rule)
+            except ValueError as error:
+                raise CdiscFileError(
+                    f"TRDTC: {error}", file=file, row=rec.row, column="TRDTC"
+                ) from None
+            if parsed.imputed:
+                known = sorted(d for d in subject_visit_dates[(subject, visit)] if covers(text, d))
+                how = f"rule {rule.value}"
+                if known:
+                    parsed = ParsedDate(known[0], parsed.flag, text)
+                    how = "a complete date of the same visit"
+                key = (subject, reader, visit, text)
+                if key not in reported:
+                    reported.add(key)
+                    notices.append(
+                        Notice(
+                            "imputed_date",
+                            f"partial date {text} completed as {parsed.value.isoformat()} "
+                            f"from {how}",
+                            subject=subject,
+                            reader=reader,
+                            visit=visit,
+                            file=file,
+                            row=rec.row,
+                        )
+                    )
+            rec.when = parsed
+
+
+def _split_visits(
+    recs: list[_TrRecord], file: str, notices: list[Notice]
+) -> list[tuple[str, list[_TrRecord]]]:
+    """Group one reader's records into timepoints; refuse conflicting duplicates."""
+    by_visit: dict[tuple[float, str], list[_TrRecord]] = defaultdict(list)
+    for rec in recs:
+        by_visit[(rec.visitnum, rec.visit)].append(rec)
+    timepoints: list[tuple[str, list[_TrRecord]]] = []
+    for (_, visit), group in by_visit.items():
+        seen: dict[tuple[str, str], _TrRecord] = {}
+        dates_differ = False
+        for rec in group:
+            key = (rec.lesion, rec.test)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = rec
+                continue
+            assert first.when is not None and rec.when is not None
+            if first.when.value != rec.when.value:
+                dates_differ = True  # two assessments under one visit name
+        if not dates_differ:
+            timepoints.append((visit, group))
+            continue
+        by_date: dict[date, list[_TrRecord]] = defaultdict(list)
+        for rec in group:
+            assert rec.when is not None
+            by_date[rec.when.value].append(rec)
+        for day, part in sorted(by_date.items()):
+            timepoints.append((f"{visit} ({day.isoformat()})", part))
+    out: list[tuple[str, list[_TrRecord]]] = []
+    for name, group in timepoints:
+        kept: dict[tuple[str, str], _TrRecord] = {}
+        for rec in group:
+            key = (rec.lesion, rec.test)
+            first = kept.get(key)
+            if first is None:
+                kept[key] = rec
+                continue
+            same = (first.result, first.number, first.not_done) == (
+                rec.result,
+                rec.number,
+                rec.not_done,
+            )
+            if not same:
+                raise CdiscFileError(
+                    f"duplicate record: subject {rec.subject} ({rec.reader}) {name} lesion "
+                    f"{rec.lesion} {rec.test} is also recorded at row {first.row} with a "
+                    "different result",
+                    file=file,
+                    row=rec.row,
+                    column="TRORRES",
+                )
+            notices.append(
+                Notice(
+                    "duplicate_record",
+                    f"row repeats row {first.row} (identical result); read once",
+                    subject=rec.subject,
+                    reader=rec.reader,
+                    visit=name,
+                    lesion=rec.lesion,
+                    file=file,
+                    row=rec.row,
+                )
+            )
+        out.append((name, list(kept.values())))
+    return out
+
+
+def _target_value(rec: _TrRecord) -> Any:
+    if rec.not_done:
+        return "not_evaluated"
+    if _too_small(rec.result):
+        return "too_small"
+    if rec.test == "TUMSTATE":
+        state = NON_TARGET_STATES.get(rec.result)
+        if state in ("absent", "not_evaluated"):
+            return state
+        return None
+    return rec.number
+
+
+def _size_record(recs: list[_TrRecord], nodal: bool, prefer_diameter: bool) -> _TrRecord | None:
+    """R-NODE: a node's size is its short axis (LPERP); other lesions' the LD (LDIAM).
+
+    With ``prefer_diameter`` the sponsor's own ``DIAMETER`` record (the value it summed in
+    ``SUMDIAM``) comes first.
+    """
+    by_test = {r.test: r for r in recs}
+    preferred: tuple[str, ...] = ("LPERP", "DIAMETER") if nodal else ("LDIAM", "DIAMETER")
+    if prefer_diameter:
+        preferred = ("DIAMETER", *preferred)
+    for test in (*preferred, "TUMSTATE"):
+        if test in by_test:
+            return by_test[test]
+    return None
+
+
+def _build_case(
+    subject: str,
+    reader: str,
+    lesions: dict[str, _TuLesion],
+    recs: list[_TrRecord],
+    subject_data: SubjectData | None,
+    settings: dict[str, Any] | None,
+    files: tuple[str, str],
+    notices: list[Notice],
+    subject_has_tu_flags: bool,
+    prefer_diameter: bool,
+) -> dict[str, Any]:
+    _, tr_file = files
+    for rec in recs:
+        if not _resolve(rec.lesion, lesions):
+            raise CdiscFileError(
+                f"lesion {rec.lesion} of subject {subject} ({reader}) is not in TU",
+                file=tr_file,
+                row=rec.row,
+                column="TRLNKID",
+            )
+    timepoints = _split_visits(recs, tr_file, notices)
+
+    def order(item: tuple[str, list[_TrRecord]]) -> tuple[date, float]:
+        group = item[1]
+        return (min(r.when.value for r in group if r.when), min(r.visitnum for r in group))
+
+    timepoints.sort(key=order)
+    baseline_lesions = [le for le in lesions.values() if le.role != "new"]
+    case_lesions = [
+        {"id": le.id, "site": le.site.lower() or "unspecified", "kind": le.role, "nodal": le.nodal}
+        if le.role == "target"
+        else {"id": le.id, "site": le.site.lower() or "unspecified", "kind": le.role}
+        for le in baseline_lesions
+    ]
+    out_tps: list[dict[str, Any]] = []
+    for name, group in timepoints:
+        out_tps.append(_timepoint(name, group, lesions, notices, tr_file, prefer_diameter))
+    if subject_has_tu_flags:
+        accepted = any(le.accepted for le in lesions.values())
+    else:  # no TUACPTFL for this subject: the read flagged on most of its TR records
+        accepted = sum(1 for r in recs if r.accepted) * 2 > len(recs)
+    case: dict[str, Any] = {"subject_id": subject, "reader": reader, "accepted": accepted}
+    if subject_data is not None:
+        if subject_data.arm:
+            case["arm"] = subject_data.arm
+        for key in ("randomized_on", "died_on", "last_known_alive_on"):
+            value = getattr(subject_data, key)
+            if value is not None:
+                case[key] = value.isoformat()
+    if settings is not None:
+        case["settings"] = dict(settings)
+    case["lesions"] = case_lesions
+    case["timepoints"] = out_tps
+    return case
+
+
+def _timepoint(
+    name: str,
+    group: list[_TrRecord],
+    lesions: dict[str, _TuLesion],
+    notices: list[Notice],
+    file: str,
+    prefer_diameter: bool,
+) -> dict[str, Any]:
+    when = min(r.when.value for r in group if r.when)
+    by_lesion: dict[str, list[_TrRecord]] = defaultdict(list)
+    for rec in group:
+        by_lesion[rec.lesion].append(rec)
+    targets: dict[str, Any] = {}
+    non_targets: dict[str, str] = {}
+    new_lesions: list[dict[str, Any]] = []
+    scan_dates: dict[str, str] = {}
+    fragments: dict[str, list[float]] = defaultdict(list)
+    for link in sorted(by_lesion):
+        recs = by_lesion[link]
+        parts = _resolve(link, lesions)
+        lesion = lesions[parts[0]]
+        chosen = (
+            _size_record(recs, lesion.nodal, prefer_diameter)
+            if lesion.role == "target"
+            else next((r for r in recs if r.test == "TUMSTATE"), None)
+        )
+        if chosen is None:
+            continue
+        if chosen.not_done and chosen.reason:
+            notices.append(
+                Notice(
+                    "not_done",
+                    f"{chosen.test} not done: {chosen.reason}",
+                    subject=chosen.subject,
+                    reader=chosen.reader,
+                    visit=name,
+                    lesion=link,
+                    file=file,
+                    row=chosen.row,
+                )
+            )
+        assert chosen.when is not None
+        if chosen.when.value != when:
+            scan_dates[parts[0]] = chosen.when.value.isoformat()
+        if lesion.role == "target":
+            value = _target_value(chosen)
+            if value is None:
+                raise CdiscFileError(
+                    f"target {link} has TUMSTATE {chosen.result!r}; a target needs a size",
+                    file=file,
+                    row=chosen.row,
+                    column="TRORRES",
+                )
+            if len(parts) > 1:  # R-MERGE: the mass goes to the first, the rest count 0
+                targets[parts[0]] = value
+                for other in parts[1:]:
+                    targets[other] = {"merged_into": parts[0]}
+            elif link != parts[0]:  # R-SPLIT fragment
+                if isinstance(value, float):
+                    fragments[parts[0]].append(value)
+            else:
+                targets[link] = value
+        elif lesion.role == "non-target":
+            state = NON_TARGET_STATES.get("NOT DONE" if chosen.not_done else chosen.result)
+            if state is None:
+                raise CdiscFileError(
+                    f"non-target {link} has TUMSTATE {chosen.result!r}; expected "
+                    f"{', '.join(NON_TARGET_STATES)}",
+                    file=file,
+                    row=chosen.row,
+                    column="TRORRES",
+                )
+            non_targets[link] = state
+        else:
+            key = NOT_DONE if chosen.not_done else chosen.result
+            if key not in NEW_LESION_STATES:
+                raise CdiscFileError(
+                    f"new lesion {link} has TUMSTATE {chosen.result!r}; expected "
+                    f"{', '.join(NEW_LESION_STATES)}",
+                    file=file,
+                    row=chosen.row,
+                    column="TRORRES",
+                )
+            equivocal = NEW_LESION_STATES[key]
+            if equivocal is not None:
+                new_lesions.append(
+                    {
+                        "id": link,
+                        "site": lesion.site.lower() or "unspecified",
+                        "equivocal": equivocal,
+                    }
+                )
+    for parent, sizes in fragments.items():
+        targets[parent] = {"fragments": sizes}
+    tp: dict[str, Any] = {
+        "id": name,
+        "date": when.isoformat(),
+        "targets": targets,
+        "non_targets": non_targets,
+        "new_lesions": new_lesions,
+    }
+    if scan_dates:
+        tp["scan_dates"] = scan_dates
+    return tp
+
+
+def build_cases(
+    tu: pd.DataFrame,
+    tr: pd.DataFrame,
+    subjects: dict[str, SubjectData] | None = None,
+    *,
+    settings: dict[str, Any] | None = None,
+    rule: ImputationRule = ImputationRule.LAST,
+    files: tuple[str, str] = ("TU", "TR"),
+    notices: list[Notice] | None = None,
+    prefer_diameter: bool = False,
+) -> ImportResult:
+    """Build one case per subject and reader from TU and TR records.
+
+    Parameters
+    ----------
+    tu, tr
+        The domains as read by :func:`cdisc_io.csvio.read_domain` (all cells text).
+    subjects
+        Subject-level data by USUBJID (from :func:`read_subjects`), or ``None``.
+    settings
+        Protocol settings (keys of :class:`recist.settings.Settings`) put in every case.
+    rule
+        How partial dates are imputed.
+    files
+        The TU and TR file names used in error messages.
+    prefer_diameter
+        Size targets by the sponsor's ``DIAMETER`` test where present, instead of LDIAM
+        (non-nodal) / LPERP (nodal short axis, R-NODE).
+
+    Returns
+    -------
+    ImportResult
+        Cases ordered by subject then reader (investigator first), and the notices.
+
+    Raises
+    ------
+    CdiscFileError
+        A malformed record; the message names the file, row and column.
+    """
+    tu_file, tr_file = files
+    notices = [] if notices is None else notices
+    identities = read_tu(tu, file=tu_file)
+    records = read_tr(tr, file=tr_file)
+    _assign_dates(records, rule, notices, tr_file)
+    by_read: dict[tuple[str, str], list[_TrRecord]] = defaultdict(list)
+    for rec in records:
+        by_read[(rec.subject, rec.reader)].append(rec)
+    for key, recs in by_read.items():
+        if key not in identities:
+            raise CdiscFileError(
+                f"lesion {recs[0].lesion} of subject {key[0]} ({key[1]}) is not in TU "
+                "(TU has no lesions for this subject and reader)",
+                file=tr_file,
+                row=recs[0].row,
+                column="TRLNKID",
+            )
+    cases: list[dict[str, Any]] = []
+    missing_subjects: set[str] = set()
+    flagged_subjects = {
+        subject for (subject, _), ls in identities.items() if any(le.accepted for le in ls.values())
+    }
+
+    def read_order(key: tuple[str, str]) -> tuple[str, int, str]:
+        return (key[0], 0 if key[1] == INVESTIGATOR else 1, key[1])
+
+    for key in sorted(identities, key=read_order):
+        subject, reader = key
+        recs = by_read.get(key, [])
+        if not recs:
+            notices.append(
+                Notice(
+                    "no_measurements",
+                    "lesions identified in TU but no TR records; no case",
+                    subject=subject,
+                    reader=reader,
+                    file=tu_file,
+                )
+            )
+            continue
+        data = None
+        if subjects is not None:
+            data = subjects.get(subject)
+            if data is None and subject not in missing_subjects:
+                missing_subjects.add(subject)
+                notices.append(
+                    Notice(
+                        "no_subject_data",
+                        "subject not in ADSL/DM: no arm, origin or death date",
+                        subject=subject,
+                    )
+                )
+        flags = subject in flagged_subjects
+        cases.append(
+            _build_case(
+                subject,
+                reader,
+                identities[key],
+                recs,
+                data,
+                settings,
+                files,
+                notices,
+                flags,
+                prefer_diameter,
+            )
+        )
+    return ImportResult(cases, notices)
+
+
+def iter_jsonl(cases: Iterable[dict[str, Any]]) -> Iterable[str]:
+    """Cases as JSON Lines (one compact object per line, keys in contract order)."""
+    import json
+
+    for case in cases:
+        yield json.dumps(case, ensure_ascii=False, separators=(", ", ": ")) + "\n"

@@ -1,0 +1,137 @@
+"""Conformance on the pharmaverse hand-made RECIST 1.1 set (testdata README).
+
+Import TU + TR + ADSL with the settings the README names (SD window 42 days after RANDDT,
+confirmation ≥ 28 days with at most one NE between), assess every subject and reader, and
+compare with the 66 recorded overall responses (``rs_onco_recist.csv``) and with the
+investigator's subject-level results in ADaM (``adrs_onco.csv`` BOR, CBOR, PD;
+``adtte_onco.csv`` PFS AVAL and CNSR).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from cdisc_io.cases import Assessed, assess_cases
+from cdisc_io.csvio import read_domain
+from cdisc_io.dates import ImputationRule
+from cdisc_io.sdtm_import import TR_REQUIRED, TU_REQUIRED, build_cases, read_subjects
+from tests.cdisc_io.cdisc_fixtures import pharmaverse_dir
+
+README_SETTINGS = {
+    "confirmation": True,
+    "confirmation_min_days": 28,
+    "confirmation_max_ne_between": 1,
+    "sd_min_days": 42,
+}
+# The one recorded response the engine does not reproduce, and why: RADIOLOGIST 2 measured
+# T01 at 4.95 mm at WEEK 9 after an overall CR at WEEK 6. recist-rules.md R-REAPPEAR makes
+# any reappearing lesion after CR PD (and 4.95 mm is 5.0 mm in tenths, R-EXACT, which also
+# meets R-TGT-PD against a 0 mm nadir); the recorded PR treats 4.95 mm as below the 5 mm
+# increase. Reported to the lead; kept as a strict xfail so that a rule change shows up.
+ENGINE_DIVERGENCES = {
+    ("01-701-1133", "RADIOLOGIST 2", "WEEK 9"): "R-REAPPEAR: 4.95 mm after CR; recorded PR",
+}
+
+
+def _recorded_overall() -> list[tuple[str, str, str, str]]:
+    path = pharmaverse_dir()
+    if path is None:
+        return []
+    rs = pd.read_csv(path / "rs_onco_recist.csv", dtype=str, keep_default_na=False)
+    rs = rs[rs.RSTESTCD == "OVRLRESP"]
+    reader = rs.RSEVALID.where(rs.RSEVALID != "", rs.RSEVAL)
+    return list(zip(rs.USUBJID, reader, rs.VISIT, rs.RSSTRESC, strict=True))
+
+
+RECORDED = _recorded_overall()
+
+
+@pytest.fixture(scope="module")
+def assessed(pharmaverse: Path) -> dict[tuple[str, str], Assessed]:
+    notices: list[Any] = []
+    subjects = read_subjects(
+        read_domain(pharmaverse / "adsl.csv", ("USUBJID",)),
+        file="adsl.csv",
+        kind="adsl",
+        rule=ImputationRule.LAST,
+        notices=notices,
+    )
+    result = build_cases(
+        read_domain(pharmaverse / "tu_onco_recist.csv", TU_REQUIRED),
+        read_domain(pharmaverse / "tr_onco_recist.csv", TR_REQUIRED),
+        subjects,
+        settings=README_SETTINGS,
+    )
+    return {(a.case["subject_id"], a.case["reader"]): a for a in assess_cases(result.cases)}
+
+
+def test_the_set_has_66_recorded_overall_responses_for_8_subjects_and_3_readers() -> None:
+    if not RECORDED:
+        pytest.skip("pharmaverse test data not found")
+    assert len(RECORDED) == 66
+    assert len({(s, r) for s, r, _, _ in RECORDED}) == 24
+
+
+def test_every_subject_and_reader_becomes_one_case(
+    assessed: dict[tuple[str, str], Assessed],
+) -> None:
+    assert len(assessed) == 24
+    accepted = [key for key, a in assessed.items() if a.case["accepted"]]
+    assert len(accepted) == 8 and all(reader != "INVESTIGATOR" for _, reader in accepted)
+
+
+@pytest.mark.parametrize(
+    ("subject", "reader", "visit", "recorded"),
+    [
+        pytest.param(
+            *row,
+            marks=pytest.mark.xfail(strict=True, reason=ENGINE_DIVERGENCES[row[:3]]),
+        )
+        if row[:3] in ENGINE_DIVERGENCES
+        else row
+        for row in RECORDED
+    ],
+)
+def test_derived_overall_response_matches_the_recorded_one(
+    assessed: dict[tuple[str, str], Assessed], subject: str, reader: str, visit: str, recorded: str
+) -> None:
+    timepoints = {tp["id"]: tp for tp in assessed[(subject, reader)].result["timepoints"]}
+    assert timepoints[visit]["overall_response"] == recorded
+
+
+def _adam(pharmaverse: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(pharmaverse / name, dtype=str, keep_default_na=False)
+
+
+SUBJECTS = sorted({s for s, _, _, _ in RECORDED})
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_investigator_best_responses_and_progression_match_adrs(
+    pharmaverse: Path, assessed: dict[tuple[str, str], Assessed], subject: str
+) -> None:
+    adrs = _adam(pharmaverse, "adrs_onco.csv")
+    rows = adrs[adrs.USUBJID == subject].set_index("PARAMCD")
+    result = assessed[(subject, "INVESTIGATOR")].result
+    assert result["best_overall_response_unconfirmed"] == rows.loc["BOR", "AVALC"]
+    assert result["best_overall_response_confirmed"] == rows.loc["CBOR", "AVALC"]
+    progressed = rows.loc["PD", "AVALC"] == "Y"
+    assert (result["progression"] is not None) == progressed
+    if progressed:
+        assert result["progression"]["date"] == rows.loc["PD", "ADT"]
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_investigator_pfs_matches_adtte(
+    pharmaverse: Path, assessed: dict[tuple[str, str], Assessed], subject: str
+) -> None:
+    adtte = _adam(pharmaverse, "adtte_onco.csv")
+    pfs = adtte[(adtte.USUBJID == subject) & (adtte.PARAMCD == "PFS")].iloc[0]
+    result = assessed[(subject, "INVESTIGATOR")].result["pfs"]
+    assert result["days"] == int(float(pfs.AVAL))
+    assert int(not result["event"]) == int(pfs.CNSR)
+    assert result["date"] == pfs.ADT
