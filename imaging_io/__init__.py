@@ -1,0 +1,38 @@
+"""DICOM series and lesion segmentations to RECIST lesion sizes (the imaging shell).
+
+Public API (imported lazily so that ``recist --help`` does not load numpy or highdicom):
+
+- :func:`measure_study` — image + SEG/RTSTRUCT/label map → :class:`MeasureResult`
+  (``.to_dict()`` is the ``recist measure`` JSON);
+- :func:`read_study` — a study folder (series + SEG/RTSTRUCT/SR found inside) →
+  :class:`Study`, and :func:`measure_study_folder` to measure it;
+- :func:`read_measurement_report` — linear measurements of a DICOM SR TID 1500;
+- :class:`ImagingInputError` — every refusal, naming the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ImagingInputError": "imaging_io.errors",
+    "measure_study": "imaging_io.measure",
+    "MeasureResult": "imaging_io.measure",
+    "LesionMeasurement": "imaging_io.measure",
+    "read_image": "imaging_io.series",
+    "read_segmentation": "imaging_io.segmentation",
+    "read_study": "imaging_io.study",
+    "measure_study_folder": "imaging_io.study",
+    "Study": "imaging_io.study",
+    "read_measurement_report": "imaging_io.sr",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imaging_io' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,193 @@
+"""Measure lesions: an image series plus its segmentation in, RECIST sizes out.
+
+:func:`measure_study` is the Python face of ``recist measure`` (interfaces.md): its
+:class:`MeasureResult` ``.to_dict()`` is exactly the command's JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaging_io.diameters import mask_diameters
+from imaging_io.grid import Grid
+from imaging_io.segmentation import FRACTIONAL_THRESHOLD, LesionMask, read_segmentation
+from imaging_io.series import ImageSeries, SeriesInfo, read_image
+
+
+@dataclass(frozen=True)
+class LesionMeasurement:
+    """RECIST sizes of one segment / ROI / label value.
+
+    ``longest_diameter_mm`` and ``short_axis_mm`` are 0.0 and ``slice_index`` is ``None``
+    for an empty segment (nothing left to measure: RECIST's "disappeared").
+    """
+
+    label: str
+    label_value: int
+    longest_diameter_mm: float
+    short_axis_mm: float
+    slice_index: int | None
+    volume_ml: float
+    measurable: bool
+    reasons: tuple[str, ...]
+    nodal: bool = False
+    tracking_id: str | None = None
+    voxel_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "label_value": self.label_value,
+            "longest_diameter_mm": round(self.longest_diameter_mm, 1),
+            "short_axis_mm": round(self.short_axis_mm, 1),
+            "slice_index": self.slice_index,
+            "volume_ml": round(self.volume_ml, 2),
+            "measurable": self.measurable,
+            "reasons": list(self.reasons),
+            "nodal": self.nodal,
+            "tracking_id": self.tracking_id,
+            "voxel_count": self.voxel_count,
+        }
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """The ``recist measure`` output: the image summary and one entry per lesion."""
+
+    image: dict[str, Any]
+    lesions: tuple[LesionMeasurement, ...]
+    info: SeriesInfo = field(default_factory=SeriesInfo)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly the JSON of ``recist measure`` (interfaces.md)."""
+        return {"image": dict(self.image), "lesions": [le.to_dict() for le in self.lesions]}
+
+
+def split_components(lesion: LesionMask) -> list[LesionMask]:
+    """Split a mask into 3-D connected components (26-connectivity), largest first.
+
+    Components are labelled ``"<label> #n"``; each keeps the segment's value.
+    """
+    from scipy import ndimage
+
+    if lesion.mask.size == 0:
+        return [lesion]
+    labels, count = ndimage.label(lesion.mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel())[1:]
+    parts = []
+    for rank, index in enumerate(np.argsort(-sizes, kind="stable"), start=1):
+        part = LesionMask.from_full(
+            f"{lesion.label} #{rank}", lesion.label_value, labels == index + 1, lesion.offset,
+            tracking_id=lesion.tracking_id, nodal=lesion.nodal,
+        )
+        parts.append(part)
+    return parts if count else [lesion]
+
+
+def measure_lesion(
+    lesion: LesionMask,
+    grid: Grid,
+    *,
+    slice_thickness_mm: float | None,
+    modality: str | None,
+) -> LesionMeasurement:
+    """Diameters, volume and measurability (R-MEAS-1/2) of one lesion mask."""
+    from recist.baseline import measurability
+
+    _, dr, dc = grid.spacing
+    sizes = mask_diameters(lesion.mask, (dr, dc), grid.voxel_volume_mm3,
+                           slice_offset=lesion.offset[0])
+    if sizes is None:
+        return LesionMeasurement(
+            lesion.label, lesion.label_value, 0.0, 0.0, None, 0.0, False,
+            ("segment is empty: nothing to measure",), lesion.nodal, lesion.tracking_id, 0,
+        )
+    longest = round(sizes.longest_diameter_mm, 1)
+    short = round(sizes.short_axis_mm, 1)
+    verdict = measurability(
+        nodal=lesion.nodal,
+        longest_diameter_mm=longest,
+        short_axis_mm=short,
+        slice_thickness_mm=slice_thickness_mm,
+        modality=modality,
+        site=lesion.label,
+    )
+    return LesionMeasurement(
+        lesion.label, lesion.label_value, sizes.longest_diameter_mm, sizes.short_axis_mm,
+        sizes.slice_index, sizes.volume_ml, verdict.measurable, verdict.reasons,
+        lesion.nodal, lesion.tracking_id, sizes.voxel_count,
+    )
+
+
+def measure_masks(series: ImageSeries, masks: list[LesionMask], *,
+                  components: bool = False) -> MeasureResult:
+    """Measure lesion masks already placed on ``series.grid``."""
+    if components:
+        masks = [part for lesion in masks for part in split_components(lesion)]
+    lesions = tuple(
+        measure_lesion(le, series.grid, slice_thickness_mm=series.slice_thickness_mm,
+                       modality=series.info.modality)
+        for le in masks
+    )
+    return MeasureResult(series.to_dict(), lesions, series.info)
+
+
+def measure_study(
+    image_path: str | Path | None,
+    seg_path: str | Path,
+    *,
+    components: bool = False,
+    resample: bool = False,
+    fractional_threshold: float = FRACTIONAL_THRESHOLD,
+) -> MeasureResult:
+    """Measure every lesion of a segmentation on its image series.
+
+    Parameters
+    ----------
+    image_path
+        DICOM series folder, one (multi-frame) DICOM file, or a NIfTI/NRRD/MetaImage
+        file. ``None`` measures a DICOM SEG on its own grid (its frames' positions and
+        pixel measures), for a SEG whose image series is not at hand.
+    seg_path
+        DICOM SEG, RTSTRUCT or label map.
+    components
+        Split each segment into connected components (``--components``).
+    resample
+        Resample a label map that is off the image grid (nearest neighbour).
+    fractional_threshold
+        Fractional SEG values ≥ this are lesion (default 0.5).
+
+    Returns
+    -------
+    MeasureResult
+        ``.to_dict()`` is the ``recist measure`` JSON.
+
+    Raises
+    ------
+    imaging_io.errors.ImagingInputError
+        Any unreadable or inconsistent input, naming the file.
+    """
+    if image_path is None:
+        from imaging_io.segmentation import load_seg, seg_grid
+
+        seg = load_seg(Path(seg_path))
+        grid, thickness = seg_grid(Path(seg_path), seg)
+        series = ImageSeries(str(seg_path), grid, thickness or grid.spacing[0],
+                             SeriesInfo(modality=None))
+    else:
+        series = read_image(image_path)
+    masks = read_segmentation(
+        seg_path, series.grid, image_sop_uids=series.info.sop_instance_uids,
+        image_series_uid=series.info.series_instance_uid, resample=resample,
+        fractional_threshold=fractional_threshold,
+    )
+    return measure_masks(series, masks, components=components)
+
+
+def with_label(measurement: LesionMeasurement, label: str) -> LesionMeasurement:
+    """A copy under another label (used when matching lesions to a case)."""
+    return replace(measurement, label=label)

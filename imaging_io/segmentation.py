@@ -1,0 +1,410 @@
+"""Lesion segmentations on an image grid: DICOM SEG, label maps, and (via
+:mod:`imaging_io.rtstruct`) RTSTRUCT contours.
+
+Every reader returns :class:`LesionMask` records already placed on the image's grid
+(``[slice, row, column]``), cropped to their bounding box so that a 500 mL lesion on a
+512 × 512 × 300 series does not cost a full-size array per segment.
+
+DICOM SEG (via highdicom)
+    Frames are placed by their position (PlanePositionSequence), in whatever order they
+    are stored; if the SEG has no usable positions, by the SOP Instance UIDs of the image
+    slices they reference. Overlapping segments are kept apart (one mask each).
+    Fractional SEGs are rescaled to 0–1 by highdicom and a pixel belongs to the lesion
+    when its value is ≥ ``fractional_threshold`` (default 0.5, :data:`FRACTIONAL_THRESHOLD`):
+    the 0.5 iso-surface is the usual partial-volume boundary.
+Label maps (NIfTI, NRRD, MetaImage via SimpleITK)
+    Every non-zero value is one lesion. The map must sit on the image's grid (same voxel
+    centres, any axis order); otherwise it is refused unless ``resample=True``, which
+    resamples it onto the image grid with nearest-neighbour interpolation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from imaging_io.errors import ImagingInputError
+from imaging_io.grid import Grid
+from imaging_io.series import is_sitk_file, read_dicom_header
+
+FRACTIONAL_THRESHOLD = 0.5
+# Index-space tolerance when deciding that a segmentation's voxels sit on image voxels.
+_ON_GRID_TOL = 0.02
+_LITTLE_ENDIAN_UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
+
+@dataclass(frozen=True, eq=False)
+class LesionMask:
+    """One segment / ROI / label value placed on the image grid.
+
+    Attributes
+    ----------
+    label
+        Segment label, ROI name, or ``"label N"`` for a label map.
+    label_value
+        Segment number, ROI number, or the label value.
+    mask
+        Boolean voxels ``[slice, row, column]`` of the bounding box (empty for an empty
+        segment).
+    offset
+        Grid index of ``mask[0, 0, 0]``.
+    tracking_id
+        DICOM Tracking ID of the segment, if any.
+    nodal
+        Whether the segment is a lymph node (its label or segmented property says so).
+    """
+
+    label: str
+    label_value: int
+    mask: NDArray[np.bool_]
+    offset: tuple[int, int, int]
+    tracking_id: str | None = None
+    nodal: bool = False
+
+    @classmethod
+    def from_full(cls, label: str, value: int, full: NDArray[np.bool_], offset: tuple[int, int, int]
+                  = (0, 0, 0), **extra: Any) -> LesionMask:
+        """Crop a mask to its bounding box (``offset`` locates ``full`` on the grid)."""
+        if not full.any():
+            return cls(label, value, np.zeros((0, 0, 0), dtype=bool), offset, **extra)
+        lo = [int(np.flatnonzero(full.any(axis=tuple(a for a in range(3) if a != axis)))[0])
+              for axis in range(3)]
+        hi = [int(np.flatnonzero(full.any(axis=tuple(a for a in range(3) if a != axis)))[-1])
+              + 1 for axis in range(3)]
+        crop = full[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        return cls(label, value, np.ascontiguousarray(crop),
+                   (offset[0] + lo[0], offset[1] + lo[1], offset[2] + lo[2]), **extra)
+
+
+def looks_nodal(*texts: str | None) -> bool:
+    """A lymph node by its name or coded meaning (R-MEAS-2 judges nodes on the short axis)."""
+    words = " ".join(t.lower() for t in texts if t)
+    return "lymph node" in words or "lymph-node" in words or " node" in f" {words}"
+
+
+def read_segmentation(
+    path: str | Path,
+    grid: Grid,
+    *,
+    image_sop_uids: tuple[str, ...] = (),
+    image_series_uid: str | None = None,
+    resample: bool = False,
+    fractional_threshold: float = FRACTIONAL_THRESHOLD,
+) -> list[LesionMask]:
+    """Read a DICOM SEG, RTSTRUCT or label map onto an image grid.
+
+    Parameters
+    ----------
+    path
+        The segmentation file.
+    grid
+        The image grid to place it on.
+    image_sop_uids
+        SOP Instance UID of each grid slice (to place SEG frames by reference).
+    image_series_uid
+        The image's Series Instance UID (an RTSTRUCT referencing it is trusted to be in
+        its frame, see :func:`imaging_io.rtstruct.read_rtstruct`).
+    resample
+        Label maps only: resample onto the grid (nearest neighbour) when they do not
+        sit on it, instead of refusing.
+    fractional_threshold
+        Fractional SEG values ≥ this are lesion.
+
+    Returns
+    -------
+    list of LesionMask
+        One per segment / ROI / label value, in their stored order.
+
+    Raises
+    ------
+    ImagingInputError
+        Unreadable file, an undecodable transfer syntax (named), another frame of
+        reference, or a grid the segmentation does not sit on.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImagingInputError(p, "does not exist or is not a file")
+    if is_sitk_file(p):
+        return read_label_map(p, grid, resample=resample)
+    header = read_dicom_header(p)
+    if header is None:
+        raise ImagingInputError(p, "is neither DICOM nor a NIfTI/NRRD/MetaImage label map")
+    modality = str(header.get("Modality", ""))
+    if modality == "SEG":
+        return read_seg(p, grid, image_sop_uids=image_sop_uids,
+                        fractional_threshold=fractional_threshold)
+    if modality == "RTSTRUCT":
+        from imaging_io.rtstruct import read_rtstruct
+
+        return read_rtstruct(p, grid, image_series_uid=image_series_uid)
+    raise ImagingInputError(
+        p, f"is a DICOM {modality or 'object'} file; expected a SEG, an RTSTRUCT or a label map"
+    )
+
+
+def transfer_syntax_of(ds: Any) -> tuple[str, str]:
+    """``(uid, name)`` of a dataset's transfer syntax (``("?", "unknown")`` if none)."""
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid is None:
+        return "?", "unknown"
+    name = uid.name if uid.is_transfer_syntax else "unknown to pydicom"
+    return str(uid), name
+
+
+def load_seg(path: Path) -> Any:
+    """Parse a DICOM SEG with highdicom, refusing encodings it cannot decode (named)."""
+    import highdicom as hd
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ImagingInputError(path, f"is not a readable DICOM file ({exc})") from exc
+    uid, name = transfer_syntax_of(ds)
+    syntax = ds.file_meta.get("TransferSyntaxUID", None)
+    if not syntax or not syntax.is_transfer_syntax:
+        raise ImagingInputError(
+            path, f"transfer syntax {uid} ({name}) is not supported by the installed pydicom"
+        )
+    if not ds.file_meta.TransferSyntaxUID.is_little_endian:
+        raise ImagingInputError(
+            path,
+            f"transfer syntax {name} ({uid}) is not supported: highdicom reads "
+            "segmentations in little endian transfer syntaxes only",
+        )
+    try:
+        return hd.seg.Segmentation.from_dataset(ds, copy=False)
+    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise ImagingInputError(path, f"is not a valid DICOM SEG ({exc})") from exc
+
+
+def _decode_failure(path: Path, seg: Any, exc: Exception) -> ImagingInputError:
+    uid, name = transfer_syntax_of(seg)
+    first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+    return ImagingInputError(
+        path, f"cannot decode frames in transfer syntax {name} ({uid}): {first}"
+    )
+
+
+def _check_frame_of_reference(path: Path, uid: str | None, grid: Grid) -> None:
+    if uid and grid.frame_of_reference_uid and uid != grid.frame_of_reference_uid:
+        raise ImagingInputError(
+            path,
+            f"is on frame of reference {uid} but the image is on "
+            f"{grid.frame_of_reference_uid}: it does not belong to this series",
+        )
+
+
+def _index_map(path: Path, source_affine: NDArray[np.float64], grid: Grid,
+               n_slices: int) -> tuple[list[int], int, int]:
+    """Grid slice of each source slice, and the row/column offset of the source frame.
+
+    Refuses unless the source's rows and columns are the grid's (same spacing and
+    direction) shifted by whole pixels, and each source slice lies on a grid slice.
+    """
+    m = np.linalg.inv(grid.affine) @ source_affine
+    in_plane = m[1:3, 1:3]
+    if not np.allclose(in_plane, np.eye(2), atol=1e-3) or not np.allclose(m[1:3, 0], 0,
+                                                                          atol=_ON_GRID_TOL):
+        src_spacing = np.linalg.norm(source_affine[:3, 1:3], axis=0)
+        raise ImagingInputError(
+            path,
+            "its pixel grid differs from the image's (pixel spacing "
+            f"{np.round(src_spacing[::-1], 4).tolist()} mm vs "
+            f"{[round(grid.spacing[2], 4), round(grid.spacing[1], 4)]} mm, or other "
+            "orientation)",
+        )
+    shift = m[1:3, 3]
+    if np.max(np.abs(shift - np.round(shift))) > _ON_GRID_TOL:
+        raise ImagingInputError(path, "its frames are offset from the image pixels by a "
+                                "fraction of a pixel: not on the image grid")
+    slices = []
+    for k in range(n_slices):
+        target = m[0, 0] * k + m[0, 3]
+        if abs(target - round(target)) > _ON_GRID_TOL * 5:
+            raise ImagingInputError(
+                path, f"its frame {k + 1} lies between image slices (index {target:.2f})"
+            )
+        slices.append(round(target))
+    return slices, round(float(shift[0])), round(float(shift[1]))
+
+
+def _place(path: Path, label: str, planes: NDArray[np.bool_], slices: list[int],
+           row0: int, col0: int, grid: Grid, value: int, **extra: Any) -> LesionMask:
+    """Put source planes ``[k, row, column]`` at grid slices ``slices`` shifted by
+    ``(row0, col0)``; voxels outside the grid are refused when they hold lesion."""
+    nz, nr, nc = grid.shape
+    keep = [k for k in range(len(slices)) if planes[k].any()]
+    if not keep:
+        return LesionMask(label, value, np.zeros((0, 0, 0), dtype=bool), (0, 0, 0), **extra)
+    ks = [slices[k] for k in keep]
+    if min(ks) < 0 or max(ks) >= nz:
+        raise ImagingInputError(path, f"segment {label!r} lies on slices outside the image")
+    lo_k, hi_k = min(ks), max(ks) + 1
+    sub = planes[keep]
+    rows = np.flatnonzero(sub.any(axis=(0, 2)))
+    cols = np.flatnonzero(sub.any(axis=(0, 1)))
+    r_lo, r_hi = rows[0] + row0, rows[-1] + 1 + row0
+    c_lo, c_hi = cols[0] + col0, cols[-1] + 1 + col0
+    if r_lo < 0 or c_lo < 0 or r_hi > nr or c_hi > nc:
+        raise ImagingInputError(path, f"segment {label!r} extends outside the image")
+    out = np.zeros((hi_k - lo_k, r_hi - r_lo, c_hi - c_lo), dtype=bool)
+    for k, plane in zip(ks, sub, strict=True):
+        out[k - lo_k] |= plane[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return LesionMask(label, value, out, (lo_k, int(r_lo), int(c_lo)), **extra)
+
+
+def seg_grid(path: Path, seg: Any) -> tuple[Grid, float | None]:
+    """The SEG's own grid and slice thickness, to measure a SEG without its image."""
+    try:
+        volume = seg.get_volume(segment_numbers=[seg.get_segment_numbers()[0]])
+    except (ValueError, RuntimeError) as exc:
+        raise ImagingInputError(path, f"its frames do not form a regular volume ({exc})") from exc
+    thickness = None
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    if shared and shared[0].get("PixelMeasuresSequence"):
+        value = shared[0].PixelMeasuresSequence[0].get("SliceThickness")
+        thickness = float(value) if value else None
+    for_uid = str(seg.get("FrameOfReferenceUID", "")) or None
+    return Grid(tuple(int(v) for v in volume.spatial_shape), np.array(volume.affine, float),  # type: ignore[arg-type]
+                for_uid), thickness
+
+
+def read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...] = (),
+             fractional_threshold: float = FRACTIONAL_THRESHOLD) -> list[LesionMask]:
+    """Read a DICOM SEG (binary or fractional) onto ``grid``; see the module docstring."""
+    p = Path(path)
+    seg = load_seg(p)
+    _check_frame_of_reference(p, str(seg.get("FrameOfReferenceUID", "")) or None, grid)
+    fractional = seg.segmentation_type.value == "FRACTIONAL"
+    masks = []
+    for number in seg.get_segment_numbers():
+        description = seg.get_segment_description(number)
+        label = str(description.segment_label)
+        tracking = getattr(description, "tracking_id", None)
+        prop = getattr(description, "segmented_property_type", None)
+        extra = {
+            "tracking_id": str(tracking) if tracking else None,
+            "nodal": looks_nodal(label, getattr(prop, "meaning", None)),
+        }
+        planes, slices, row0, col0 = _seg_planes(p, seg, number, grid, image_sop_uids)
+        binary = planes >= fractional_threshold if fractional else planes > 0
+        masks.append(_place(p, label, binary, slices, row0, col0, grid, int(number), **extra))
+    return masks
+
+
+def _seg_planes(path: Path, seg: Any, number: int, grid: Grid,
+                image_sop_uids: tuple[str, ...]) -> tuple[NDArray[Any], list[int], int, int]:
+    """Frames of one segment and the grid slice of each: by position, else by reference."""
+    by_position_error: Exception | None = None
+    try:
+        volume = seg.get_volume(segment_numbers=[number], rescale_fractional=True,
+                                skip_overlap_checks=True)
+    except (ValueError, RuntimeError) as exc:
+        if "decode" in str(exc).lower() or "plugin" in str(exc).lower():
+            raise _decode_failure(path, seg, exc) from exc
+        by_position_error = exc
+    else:
+        array = np.asarray(volume.array)
+        if array.ndim == 4:
+            array = array[..., 0]
+        slices, row0, col0 = _index_map(path, np.asarray(volume.affine, float), grid,
+                                        array.shape[0])
+        return array, slices, row0, col0
+    # No usable plane positions: fall back to the referenced image instances.
+    referenced = {uid for _, _, uid in seg.get_source_image_uids()}
+    wanted = [uid for uid in image_sop_uids if uid in referenced]
+    if not wanted or len(set(image_sop_uids)) != len(image_sop_uids):
+        raise ImagingInputError(
+            path,
+            "its frames can be placed neither by position "
+            f"({by_position_error}) nor by reference to the image's instances",
+        )
+    try:
+        array = seg.get_pixels_by_source_instance(
+            wanted, segment_numbers=[number], ignore_spatial_locations=True,
+            skip_overlap_checks=True, rescale_fractional=True,
+        )[..., 0]
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise ImagingInputError(path, f"its frames cannot be matched to the image ({exc})") from exc
+    index = {uid: k for k, uid in enumerate(image_sop_uids)}
+    if array.shape[1:] != grid.shape[1:]:
+        raise ImagingInputError(path, f"its frames are {array.shape[1]}×{array.shape[2]} but "
+                                f"the image is {grid.shape[1]}×{grid.shape[2]}")
+    return array, [index[uid] for uid in wanted], 0, 0
+
+
+def _reference_image(grid: Grid) -> Any:
+    import SimpleITK as sitk
+
+    nz, nr, nc = grid.shape
+    ds, dr, dc = grid.spacing
+    ref = sitk.Image(nc, nr, nz, sitk.sitkUInt8)
+    ref.SetSpacing((dc, dr, ds))
+    ref.SetOrigin(tuple(float(v) for v in grid.affine[:3, 3]))
+    unit = grid.affine[:3, :3] / np.array([ds, dr, dc])
+    # SimpleITK axes are (x, y, z) = (column, row, slice); its direction holds them as
+    # columns of a row-major 3 × 3 matrix.
+    ref.SetDirection(tuple(np.c_[unit[:, 2], unit[:, 1], unit[:, 0]].ravel().tolist()))
+    return ref
+
+
+def read_label_map(path: str | Path, grid: Grid, *, resample: bool = False) -> list[LesionMask]:
+    """Read a NIfTI/NRRD/MetaImage label map onto ``grid``; each non-zero value is a lesion.
+
+    Raises
+    ------
+    ImagingInputError
+        Unreadable, not integer-valued, or off the image grid without ``resample``.
+    """
+    import SimpleITK as sitk
+
+    from imaging_io.series import grid_from_sitk
+
+    p = Path(path)
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise ImagingInputError(p, f"SimpleITK cannot read it ({str(exc).strip()[-160:]})") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImagingInputError(p, "is a multi-component image, not a label map")
+    own = grid_from_sitk(image, p)
+    m = np.linalg.inv(grid.affine) @ own.affine
+    signed_permutation = np.allclose(np.abs(np.round(m[:3, :3])), np.abs(m[:3, :3]),
+                                     atol=1e-3) and np.allclose(
+        np.abs(np.round(m[:3, :3])).sum(axis=0), 1
+    )
+    on_grid = signed_permutation and np.allclose(m[:3, 3], np.round(m[:3, 3]), atol=_ON_GRID_TOL)
+    if on_grid:
+        # Same voxel centres: reorder axes exactly (nearest neighbour hits every centre).
+        corners = np.array([[0, 0, 0, 1.0], [*(np.array(own.shape) - 1), 1.0]]) @ m.T
+        lo = np.round(corners[:, :3].min(axis=0)).astype(int)
+        hi = np.round(corners[:, :3].max(axis=0)).astype(int)
+        if np.any(lo < 0) or np.any(hi >= np.array(grid.shape)):
+            raise ImagingInputError(p, "extends outside the image grid")
+    elif not resample:
+        raise ImagingInputError(
+            p,
+            f"is not on the image grid (size {list(own.shape[::-1])}, spacing "
+            f"{[round(v, 4) for v in own.spacing[::-1]]} mm vs size {list(grid.shape[::-1])}, "
+            f"spacing {[round(v, 4) for v in grid.spacing[::-1]]} mm); pass --resample "
+            "to resample it (nearest neighbour)",
+        )
+    placed = sitk.Resample(image, _reference_image(grid), sitk.Transform(),
+                           sitk.sitkNearestNeighbor, 0)
+    array = sitk.GetArrayFromImage(placed)
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.equal(np.mod(array, 1), 0)):
+            raise ImagingInputError(p, "holds non-integer values: not a label map")
+        array = array.astype(np.int64)
+    masks = []
+    for value in np.unique(array):
+        if value == 0:
+            continue
+        masks.append(LesionMask.from_full(f"label {int(value)}", int(value), array == value))
+    return masks
