@@ -1,0 +1,157 @@
+"""The RECIST web application: lesion entry, live assessment and a JSON API.
+
+:func:`create_app` is the application factory. Requests are turned into service-layer
+calls (:mod:`web.services`), which write one transaction each and recompute results with
+the engine (:mod:`recist`); the engine never imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from web import config as web_config
+from web.db import make_engine, make_session_factory
+
+csrf = CSRFProtect()
+
+# R-… rule ids and reasons are shown as text; nothing is loaded from elsewhere, so the
+# policy can forbid every other origin and every inline script or style.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the application.
+
+    Parameters
+    ----------
+    config
+        Settings that override those from the environment (:mod:`web.config`); tests
+        pass ``DATABASE_URL``, ``DATABASE_SCHEMA`` and ``SECRET_KEY``.
+
+    Returns
+    -------
+    Flask
+    """
+    app = Flask(__name__, instance_relative_config=False)
+    settings: dict[str, Any] = {
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_NAME": "recist_session",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,  # a radiologist's form may stay open for hours
+        "JSON_SORT_KEYS": False,
+        "DATABASE_SCHEMA": None,
+    }
+    if config is None or "DATABASE_URL" not in config or "SECRET_KEY" not in config:
+        settings.update(web_config.from_environment())
+    settings.update(config or {})
+    app.config.update(settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    engine = make_engine(app.config["DATABASE_URL"], schema=app.config["DATABASE_SCHEMA"])
+    app.extensions["recist_engine"] = engine
+    app.extensions["recist_sessions"] = make_session_factory(engine)
+
+    csrf.init_app(app)
+
+    from web import api, auth, views
+
+    auth.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    # The API authenticates with bearer tokens only (never the session cookie), so a
+    # forged cross-site request carries no credentials and needs no CSRF token.
+    csrf.exempt(api.bp)
+
+    app.teardown_appcontext(_close_session)
+    app.after_request(_security_headers)
+    app.register_error_handler(Exception, _handle_error)
+    return app
+
+
+def db_session() -> Session:
+    """The request's database session (opened on first use, closed at teardown)."""
+    from flask import current_app
+
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = current_app.extensions["recist_sessions"]()
+        g.db_session = session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def _security_headers(response: Any) -> Any:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if request.path.startswith("/api/") or response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _handle_error(error: Exception) -> Any:
+    """One error handler: JSON for the API, an HTML page for people."""
+    from web.services import ServiceError
+
+    if isinstance(error, ServiceError):
+        status, body = error.status, error.to_dict()
+    elif isinstance(error, CSRFError):
+        status = 400
+        body = {
+            "code": "csrf",
+            "message": "the form's security token is missing or expired; reload the page "
+            "and submit again",
+            "field": "csrf_token",
+            "pointer": None,
+        }
+    elif isinstance(error, HTTPException):
+        status = error.code or 500
+        body = {
+            "code": (error.name or "error").lower().replace(" ", "_"),
+            "message": error.description or error.name,
+            "field": None,
+            "pointer": None,
+        }
+        if status == 413:
+            limit = request.max_content_length or 0
+            body["message"] = f"the upload is larger than the {limit // (1024 * 1024)} MB limit"
+    else:
+        from flask import current_app
+
+        current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        status = 500
+        body = {
+            "code": "internal_error",
+            "message": "an unexpected error occurred; it was logged",
+            "field": None,
+            "pointer": None,
+        }
+    if wants_json():
+        response = jsonify({"error": body})
+        response.status_code = status
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="recist"'
+        return response
+    return render_template("error.html", error=body, status=status), status

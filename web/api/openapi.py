@@ -1,0 +1,270 @@
+"""The OpenAPI 3.1 document of ``/api/v1`` (served at ``/api/v1/openapi.json``).
+
+The case schema comes from the engine (``recist.jsonio.case_json_schema``), so the API
+documents exactly the contract the engine validates. A test checks that every API route
+and method appears here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+S = "/trials/{trial_code}/subjects/{subject_code}"
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "examples": ["invalid_input", "concurrent_edit"]},
+                "message": {"type": "string", "description": "one sentence naming the field"},
+                "field": {"type": ["string", "null"]},
+                "pointer": {
+                    "type": ["string", "null"],
+                    "description": "JSON pointer (RFC 6901) into the request body",
+                },
+                "rule": {"type": "string", "description": "RECIST rule id, e.g. R-SEL-1"},
+                "details": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
+
+_TIMEPOINT = {
+    "type": "object",
+    "description": "A timepoint of the case contract (docs/interfaces.md) with its version.",
+    "required": ["id", "date"],
+    "properties": {
+        "id": {"type": "string"},
+        "date": {"type": "string", "format": "date"},
+        "targets": {"type": "object"},
+        "non_targets": {"type": "object"},
+        "new_lesions": {"type": "array", "items": {"type": "object"}},
+        "scan_dates": {"type": "object"},
+        "version": {"type": "integer", "description": "required to change a timepoint"},
+        "reason": {"type": "string"},
+    },
+}
+
+_LESION = {
+    "type": "object",
+    "required": ["id", "kind", "site"],
+    "properties": {
+        "id": {"type": "string", "examples": ["T01", "NT01"]},
+        "kind": {"enum": ["target", "non-target"]},
+        "site": {"type": "string", "description": "from the controlled site list"},
+        "nodal": {"type": "boolean"},
+        "size": {
+            "description": "baseline size in mm (LD; SA for nodes) or 'too_small'",
+            "anyOf": [{"type": "number", "minimum": 0}, {"const": "too_small"}],
+        },
+        "state": {"enum": ["present", "absent", "progression", "not_evaluated"]},
+        "treated_on": {"type": "string", "format": "date"},
+        "treatment": {"type": "string"},
+        "modality": {"type": "string"},
+        "slice_thickness_mm": {"type": "number"},
+    },
+}
+
+
+def _op(
+    summary: str,
+    permission: str | None,
+    *,
+    body: dict[str, Any] | None = None,
+    status: str = "200",
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            status: {"description": "OK", "content": {"application/json": {}}},
+            "400": {"$ref": "#/components/responses/Error"},
+            "401": {"$ref": "#/components/responses/Error"},
+            "403": {"$ref": "#/components/responses/Error"},
+            "404": {"$ref": "#/components/responses/Error"},
+        },
+    }
+    if permission is None:
+        op["security"] = []
+    else:
+        op["x-permission"] = permission
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        op["responses"]["409"] = {"$ref": "#/components/responses/Error"}
+        op["responses"]["422"] = {"$ref": "#/components/responses/Error"}
+    return op
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document as a dict."""
+    from recist.jsonio import case_json_schema
+
+    case_schema = case_json_schema()
+    # Pydantic puts nested models under $defs; OpenAPI wants them under components.
+    defs = case_schema.pop("$defs", {})
+    schemas: dict[str, Any] = {name: _rewrite_refs(value) for name, value in defs.items()}
+    schemas["Case"] = _rewrite_refs(case_schema)
+    schemas["Error"] = _ERROR
+    schemas["Timepoint"] = _TIMEPOINT
+    schemas["BaselineLesion"] = _LESION
+    paths: dict[str, Any] = {
+        "/openapi.json": {"get": _op("This document", None)},
+        "/assess": {"post": _op("Assess one case (stateless)", "assess", body=_ref("Case"))},
+        "/trials": {
+            "get": _op("List trials", "view"),
+            "post": _op(
+                "Create a trial with protocol settings and arms",
+                "manage_trials",
+                body={
+                    "type": "object",
+                    "required": ["code"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "title": {"type": "string"},
+                        "settings": {"type": "object"},
+                        "arms": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                status="201",
+            ),
+        },
+        "/trials/{trial_code}": {"get": _op("One trial", "view")},
+        "/trials/{trial_code}/subjects": {
+            "get": _op("Subjects with BOR, progression and PFS", "view"),
+            "post": _op(
+                "Register a subject",
+                "manage_subjects",
+                body={
+                    "type": "object",
+                    "required": ["subject_id"],
+                    "properties": {
+                        "subject_id": {"type": "string"},
+                        "arm": {"type": "string"},
+                        "randomized_on": {"type": "string", "format": "date"},
+                        "died_on": {"type": "string", "format": "date"},
+                        "new_therapy_on": {"type": "string", "format": "date"},
+                    },
+                },
+                status="201",
+            ),
+        },
+        "/trials/{trial_code}/cases": {
+            "post": _op(
+                "Import a whole case as a new subject",
+                "import_cases",
+                body=_ref("Case"),
+                status="201",
+            )
+        },
+        S: {
+            "get": _op("A subject: its case (with timepoint versions) and result", "view"),
+            "patch": _op(
+                "Change arm or dates (version optional, reason kept in the audit trail)",
+                "manage_subjects",
+                body={
+                    "type": "object",
+                    "properties": {
+                        "arm": {"type": ["string", "null"]},
+                        "randomized_on": {"type": ["string", "null"]},
+                        "died_on": {"type": ["string", "null"]},
+                        "new_therapy_on": {"type": ["string", "null"]},
+                        "version": {"type": "integer"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            ),
+        },
+        S + "/result": {"get": _op("Responses per timepoint, BOR and PFS", "view")},
+        S + "/lesions": {"get": _op("Baseline lesions", "view")},
+        S + "/baseline": {
+            "put": _op(
+                "Select baseline lesions; findings (R-MEAS, R-SEL) need a reason (422)",
+                "enter_measurements",
+                body={
+                    "type": "object",
+                    "required": ["date", "lesions"],
+                    "properties": {
+                        "id": {"type": "string", "default": "BL"},
+                        "date": {"type": "string", "format": "date"},
+                        "lesions": {"type": "array", "items": _ref("BaselineLesion")},
+                        "version": {"type": "integer"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            )
+        },
+        S + "/timepoints": {
+            "get": _op("Timepoints with versions", "view"),
+            "post": _op(
+                "Add a follow-up; returns the new assessment",
+                "enter_measurements",
+                body=_ref("Timepoint"),
+                status="201",
+            ),
+        },
+        S + "/timepoints/{tp_code}": {
+            "get": _op("One timepoint with its version", "view"),
+            "put": _op(
+                "Replace a follow-up (stale version: 409); returns the new assessment",
+                "enter_measurements",
+                body=_ref("Timepoint"),
+            ),
+            "delete": _op(
+                "Delete a follow-up (version and reason required)",
+                "enter_measurements",
+                body={
+                    "type": "object",
+                    "required": ["version", "reason"],
+                    "properties": {"version": {"type": "integer"}, "reason": {"type": "string"}},
+                },
+            ),
+        },
+        S + "/timepoints/{tp_code}/measurements": {
+            "get": _op("Per-lesion records at a timepoint", "view")
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "RECIST 1.1 assessment service",
+            "version": "1",
+            "description": "Lesion measurements in, RECIST 1.1 responses, best overall "
+            "response and PFS out. Rule ids refer to docs/recist-rules.md.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+            "responses": {
+                "Error": {
+                    "description": "An error naming the field",
+                    "content": {"application/json": {"schema": _ref("Error")}},
+                }
+            },
+        },
+    }
+
+
+def _rewrite_refs(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "$ref" and isinstance(item, str) and item.startswith("#/$defs/"):
+                out[key] = "#/components/schemas/" + item.removeprefix("#/$defs/")
+            else:
+                out[key] = _rewrite_refs(item)
+        return out
+    if isinstance(value, list):
+        return [_rewrite_refs(v) for v in value]
+    return value

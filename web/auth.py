@@ -1,0 +1,177 @@
+"""Log in and out, roles and permissions, enforced on the server for every route.
+
+Every view is wrapped by :func:`requires`, which names the permission it needs; the
+permission table :data:`PERMISSIONS` says which roles hold it. Browser requests use the
+Flask-Login session cookie; API requests use ``Authorization: Bearer <token>`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, current_user, login_user, logout_user
+
+from web.models import ROLES, User
+from web.services import Actor, authenticate, user_for_token
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+
+# Which roles hold each permission. reviewer is read-only; trial_manager runs the trial
+# (subjects, arms, dates) but does not measure; reader and adjudicator measure.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "view": frozenset(ROLES),
+    "assess": frozenset(ROLES),
+    "enter_measurements": frozenset({"reader", "adjudicator", "admin"}),
+    "manage_subjects": frozenset({"trial_manager", "admin"}),
+    "manage_trials": frozenset({"trial_manager", "admin"}),
+    "import_cases": frozenset({"trial_manager", "admin"}),
+    "manage_users": frozenset({"admin"}),
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def allowed(role: str | None, permission: str) -> bool:
+    """Whether ``role`` holds ``permission`` (unknown permissions hold for nobody)."""
+    return role is not None and role in PERMISSIONS.get(permission, frozenset())
+
+
+def requires(permission: str) -> Callable[[F], F]:
+    """Decorate a view: 401/redirect when not logged in, 403 without the permission.
+
+    The permission is also attached to the view (``view.required_permission``) so that
+    a test can check that no route was left without one.
+    """
+    if permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = request_user()
+            if user is None:
+                if request.path.startswith("/api/"):
+                    abort(401, "send 'Authorization: Bearer <token>' (see `recist users token`)")
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if not allowed(user.role, permission):
+                abort(
+                    403,
+                    f"your role {user.role!r} does not allow this ({permission.replace('_', ' ')})",
+                )
+            return view(*args, **kwargs)
+
+        wrapper.required_permission = permission  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def public(view: F) -> F:
+    """Mark a view as open to everyone (login page, OpenAPI document)."""
+    view.required_permission = None  # type: ignore[attr-defined]
+    return view
+
+
+def request_user() -> User | None:
+    """The API token's user for ``/api/`` requests, else the logged-in session user."""
+    if "request_user" in g:
+        user: User | None = g.request_user
+        return user
+    from web import db_session
+
+    user = None
+    if request.path.startswith("/api/"):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            user = user_for_token(db_session(), token.strip())
+    elif current_user.is_authenticated:
+        user = current_user._get_current_object()  # type: ignore[attr-defined]
+    g.request_user = user
+    return user
+
+
+def actor() -> Actor:
+    """The audit identity of the current request."""
+    user = request_user()
+    if user is None:  # pragma: no cover - views are wrapped by requires()
+        abort(401)
+    return Actor(user.username, user.role)
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def _load(user_id: str) -> User | None:
+        from web import db_session
+
+        if not user_id.isdigit():
+            return None
+        user = db_session().get(User, int(user_id))
+        return user if user is not None and user.active else None
+
+    @app.context_processor
+    def _template_helpers() -> dict[str, Any]:
+        user = request_user() if not request.path.startswith("/static/") else None
+        return {
+            "user": user,
+            "can": lambda permission: user is not None and allowed(user.role, permission),
+        }
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths: never redirect a user to another site after login."""
+    if not target:
+        return url_for("views.trials")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("views.trials")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login() -> Any:
+    from web import db_session
+
+    error = None
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        password = request.form.get("password", "")
+        user = authenticate(db_session(), username, password)
+        if user is None:
+            error = "unknown user name or wrong password"
+        else:
+            session.clear()  # a fresh session on login: no session fixation
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    status = 401 if error else 200
+    return render_template("login.html", error=error), status
+
+
+@bp.route("/logout", methods=["POST"])
+@public
+def logout() -> Any:
+    logout_user()
+    session.clear()
+    flash("You are logged out.")
+    return redirect(url_for("auth.login"))

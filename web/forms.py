@@ -1,0 +1,232 @@
+"""HTML form fields ↔ service-layer input (the case contract).
+
+Forms post flat fields (``size_0``, ``t_T01_state``…); these helpers turn them into the
+structures :mod:`web.services` takes, and stored rows back into form values, so that a
+form re-rendered after an error shows exactly what the user typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from web.services import InvalidInput, LesionInput
+
+BASELINE_BLANK_ROWS = 3
+NEW_LESION_ROWS = 3
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        return float(text.replace(",", "."))
+    except ValueError:
+        raise InvalidInput(f"{where}: {text!r} is not a number of mm", field=where) from None
+
+
+def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
+    """The lesion rows of the baseline form as typed (for re-rendering)."""
+    count = int(form.get("rows", "0") or 0)
+    rows = []
+    for i in range(min(count, 50)):
+        rows.append(
+            {
+                "code": form.get(f"code_{i}", "").strip(),
+                "kind": form.get(f"kind_{i}", "target"),
+                "site": form.get(f"site_{i}", ""),
+                "nodal": form.get(f"nodal_{i}") == "on",
+                "size": form.get(f"size_{i}", "").strip(),
+                "treated_on": form.get(f"treated_on_{i}", "").strip(),
+            }
+        )
+    return rows
+
+
+def lesions_from_form(form: MultiDict[str, str]) -> list[LesionInput]:
+    """Baseline lesions from the form; empty rows are skipped, blank ids numbered.
+
+    Ids follow the trial convention: T01… for targets, NT01… for non-targets.
+    """
+    rows = [r for r in baseline_rows(form) if r["code"] or r["size"] or r["site"]]
+    used = {r["code"] for r in rows if r["code"]}
+    counters = {"target": 0, "non-target": 0}
+    out = []
+    for r in rows:
+        code = r["code"]
+        if not code:
+            prefix = "T" if r["kind"] == "target" else "NT"
+            while True:
+                counters[r["kind"]] = counters.get(r["kind"], 0) + 1
+                code = f"{prefix}{counters[r['kind']]:02d}"
+                if code not in used:
+                    used.add(code)
+                    break
+        size: Any = None
+        if r["size"]:
+            size = (
+                "too_small"
+                if r["size"].lower() in ("ts", "too_small", "too small")
+                else (_number(r["size"], f"lesion {code} size"))
+            )
+        out.append(
+            LesionInput(
+                code=code,
+                kind=r["kind"],
+                site=r["site"],
+                nodal=r["nodal"],
+                size=size,
+                treated_on=r["treated_on"] or None,
+            )
+        )
+    return out
+
+
+def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
+    """Form values of a stored baseline (or an empty form)."""
+    if case is None or not case["timepoints"]:
+        rows: list[dict[str, Any]] = []
+        return {"date": "", "code": "BL", "rows": rows + _blank(BASELINE_BLANK_ROWS + 2)}
+    bl = case["timepoints"][0]
+    rows = []
+    for le in case["lesions"]:
+        size = bl["targets"].get(le["id"]) if le["kind"] == "target" else None
+        rows.append(
+            {
+                "code": le["id"],
+                "kind": le["kind"],
+                "site": le["site"],
+                "nodal": le.get("nodal", False),
+                "size": "" if size is None else str(size),
+                "treated_on": le.get("treated_on", "") or "",
+            }
+        )
+    return {"date": bl["date"], "code": bl["id"], "rows": rows + _blank(BASELINE_BLANK_ROWS)}
+
+
+def _blank(n: int) -> list[dict[str, Any]]:
+    return [
+        {"code": "", "kind": "target", "site": "", "nodal": False, "size": "", "treated_on": ""}
+        for _ in range(n)
+    ]
+
+
+def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
+    """A follow-up timepoint (case contract) from the follow-up form."""
+    targets: dict[str, Any] = {}
+    non_targets: dict[str, Any] = {}
+    for le in case["lesions"]:
+        code = le["id"]
+        if le["kind"] == "target":
+            state = form.get(f"t_{code}_state", "measured")
+            text = form.get(f"t_{code}_mm", "").strip()
+            if state == "measured":
+                if not text:
+                    raise InvalidInput(
+                        f"target {code}: enter a size in mm or choose another state "
+                        "(too small, absent, not evaluated, split, merged)",
+                        field=f"targets.{code}",
+                    )
+                targets[code] = _number(text, f"target {code}")
+            elif state == "fragments":
+                parts = [
+                    p
+                    for p in form.get(f"t_{code}_fragments", "").replace(";", " ").split()
+                    if p.strip(",")
+                ]
+                if not parts:
+                    raise InvalidInput(
+                        f"target {code}: a split lesion needs its fragments' sizes, e.g. "
+                        "'12.0 8.5' (R-SPLIT)",
+                        field=f"targets.{code}",
+                    )
+                targets[code] = {
+                    "fragments": [_number(p.strip(","), f"target {code}") for p in parts]
+                }
+            elif state == "merged":
+                targets[code] = {"merged_into": form.get(f"t_{code}_merged", "")}
+            else:
+                targets[code] = state
+        else:
+            non_targets[code] = form.get(f"nt_{code}", "present")
+    new_lesions = []
+    for i in range(NEW_LESION_ROWS + 10):
+        new_id = form.get(f"new_{i}_id", "").strip()
+        if not new_id:
+            continue
+        new_lesions.append(
+            {
+                "id": new_id,
+                "site": form.get(f"new_{i}_site", ""),
+                "equivocal": form.get(f"new_{i}_equivocal") == "on",
+            }
+        )
+    return {
+        "id": form.get("code", "").strip(),
+        "date": form.get("date", "").strip(),
+        "targets": targets,
+        "non_targets": non_targets,
+        "new_lesions": new_lesions,
+    }
+
+
+def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> dict[str, Any]:
+    """Form values for a stored follow-up (or a new one: every target measured)."""
+    values: dict[str, Any] = {"code": "", "date": "", "targets": {}, "non_targets": {}, "new": []}
+    if tp is not None:
+        values["code"] = tp["id"]
+        values["date"] = tp["date"]
+    for le in case["lesions"]:
+        code = le["id"]
+        if le["kind"] == "target":
+            raw = tp["targets"].get(code, "not_evaluated") if tp is not None else None
+            entry = {"state": "measured", "mm": "", "fragments": "", "merged": ""}
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                entry["mm"] = f"{raw:.1f}"
+            elif isinstance(raw, dict) and "fragments" in raw:
+                entry["state"] = "fragments"
+                entry["fragments"] = " ".join(f"{v:.1f}" for v in raw["fragments"])
+            elif isinstance(raw, dict) and "merged_into" in raw:
+                entry["state"] = "merged"
+                entry["merged"] = raw["merged_into"]
+            elif isinstance(raw, str):
+                entry["state"] = raw
+            values["targets"][code] = entry
+        else:
+            values["non_targets"][code] = (
+                tp["non_targets"].get(code, "not_evaluated") if tp is not None else "present"
+            )
+    new = list(tp.get("new_lesions", [])) if tp is not None else []
+    values["new"] = new + [{"id": "", "site": "", "equivocal": False}] * NEW_LESION_ROWS
+    return values
+
+
+def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
+    """The follow-up form as typed, for re-rendering after an error."""
+    values: dict[str, Any] = {
+        "code": form.get("code", ""),
+        "date": form.get("date", ""),
+        "targets": {},
+        "non_targets": {},
+        "new": [],
+    }
+    for le in case["lesions"]:
+        code = le["id"]
+        if le["kind"] == "target":
+            values["targets"][code] = {
+                "state": form.get(f"t_{code}_state", "measured"),
+                "mm": form.get(f"t_{code}_mm", ""),
+                "fragments": form.get(f"t_{code}_fragments", ""),
+                "merged": form.get(f"t_{code}_merged", ""),
+            }
+        else:
+            values["non_targets"][code] = form.get(f"nt_{code}", "present")
+    for i in range(NEW_LESION_ROWS + 10):
+        if f"new_{i}_id" in form:
+            values["new"].append(
+                {
+                    "id": form.get(f"new_{i}_id", ""),
+                    "site": form.get(f"new_{i}_site", ""),
+                    "equivocal": form.get(f"new_{i}_equivocal") == "on",
+                }
+            )
+    return values

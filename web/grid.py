@@ -1,0 +1,184 @@
+"""The lesion × timepoint grid of the subject page, built from a case and its result.
+
+One row per lesion, one column per timepoint (as in LesionTracker and ePAD), then the sum
+of diameters, % change from baseline and from nadir, and the target, non-target,
+new-lesion and overall responses with their reasons (rule ids). Cells carry the engine's
+markers (``flags``): missing, too small, split, merged, new, equivocal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Engine marker -> (short text shown in the cell, CSS class).
+MARKERS = {
+    "not_evaluated": ("missing", "m-missing"),
+    "too_small": ("too small", "m-small"),
+    "split": ("split", "m-split"),
+    "merged": ("merged", "m-merged"),
+    "absent": ("absent", "m-absent"),
+    "new": ("new", "m-new"),
+    "equivocal": ("equivocal", "m-equivocal"),
+    "progression": ("progression", "m-pd"),
+}
+
+
+@dataclass
+class Cell:
+    text: str
+    css: list[str] = field(default_factory=list)
+    title: str = ""
+
+
+@dataclass
+class Row:
+    label: str
+    detail: str
+    cells: list[Cell]
+    css: str = ""
+
+
+@dataclass
+class Grid:
+    columns: list[dict[str, Any]]
+    target_rows: list[Row]
+    non_target_rows: list[Row]
+    new_rows: list[Row]
+    summary_rows: list[Row]
+    response_rows: list[Row]
+    reasons: list[list[str]]
+
+
+def _fmt_mm(value: Any) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _target_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.1f}"
+    if isinstance(value, dict) and "fragments" in value:
+        return " + ".join(f"{v:.1f}" for v in value["fragments"])
+    if isinstance(value, dict) and "merged_into" in value:
+        return f"→ {value['merged_into']}"
+    return {"too_small": "5.0*", "absent": "0.0", "not_evaluated": "NE"}.get(str(value), str(value))
+
+
+def _markers(flags: dict[str, list[str]], lesion_id: str) -> tuple[list[str], list[str]]:
+    words, classes = [], []
+    for marker in flags.get(lesion_id, []):
+        text, css = MARKERS.get(marker, (marker, "m-other"))
+        words.append(text)
+        classes.append(css)
+    return words, classes
+
+
+def response_css(code: str | None) -> str:
+    """The CSS class of a response code (CR, PR, SD, PD, NE, NON-CR/NON-PD)."""
+    if not code:
+        return ""
+    return "r-" + code.lower().replace("/", "-")
+
+
+def build_grid(case: dict[str, Any], result: dict[str, Any] | None) -> Grid:
+    """Lay out a case and the engine's result as the radiologists' grid."""
+    timepoints = case["timepoints"]
+    results = {tp["id"]: tp for tp in (result or {}).get("timepoints", [])}
+    columns = [
+        {"id": tp["id"], "date": tp["date"], "baseline": i == 0} for i, tp in enumerate(timepoints)
+    ]
+    target_rows, non_target_rows = [], []
+    for lesion in case["lesions"]:
+        cells = []
+        for tp in timepoints:
+            res = results.get(tp["id"], {})
+            flags = res.get("flags", {})
+            if lesion["kind"] == "target":
+                value = tp["targets"].get(lesion["id"])
+                text = _target_text(value) if value is not None else "NE"
+                if value is None:
+                    # A target missing from a follow-up counts as not evaluated.
+                    flags = {**flags, lesion["id"]: flags.get(lesion["id"], ["not_evaluated"])}
+            else:
+                text = tp["non_targets"].get(lesion["id"], "not evaluated").replace("_", " ")
+            words, classes = _markers(flags, lesion["id"])
+            if lesion["kind"] == "target" and value == "too_small":
+                words = words or ["too small"]
+            cells.append(Cell(text, classes, ", ".join(words)))
+        detail = lesion["site"] + (" (node)" if lesion.get("nodal") else "")
+        row = Row(lesion["id"], detail, cells)
+        (target_rows if lesion["kind"] == "target" else non_target_rows).append(row)
+    new_ids: list[str] = []
+    for tp in timepoints:
+        for nl in tp.get("new_lesions", []):
+            if nl["id"] not in new_ids:
+                new_ids.append(nl["id"])
+    new_rows = []
+    for new_id in new_ids:
+        cells = []
+        site = ""
+        for tp in timepoints:
+            match = next((n for n in tp.get("new_lesions", []) if n["id"] == new_id), None)
+            if match is None:
+                cells.append(Cell(""))
+                continue
+            site = match.get("site") or site
+            flags = results.get(tp["id"], {}).get("flags", {})
+            words, classes = _markers(flags, new_id)
+            cells.append(
+                Cell("equivocal" if match.get("equivocal") else "yes", classes, ", ".join(words))
+            )
+        new_rows.append(Row(new_id, site, cells))
+
+    def _row(label: str, key: str, fmt: Any, css: str = "") -> Row:
+        cells = []
+        for tp in timepoints:
+            value = results.get(tp["id"], {}).get(key)
+            text = fmt(value)
+            cell_css = [response_css(value)] if fmt is _code and value else []
+            cells.append(Cell(text, cell_css))
+        return Row(label, "", cells, css)
+
+    summary_rows = [
+        _row("Sum of diameters (mm)", "sum_mm", _fmt_mm, "sum"),
+        _row("Nadir (mm)", "nadir_mm", _fmt_mm),
+        _row("Change from baseline", "change_from_baseline_pct", _pct),
+        _row("Change from nadir", "change_from_nadir_pct", _pct),
+    ]
+    response_rows = [
+        _row("Target response", "target_response", _code),
+        _row("Non-target response", "non_target_response", _code),
+        _row("New lesions", "new_lesions", lambda v: v or ""),
+        _row("Overall response", "overall_response", _code, "overall"),
+    ]
+    reasons = [list(results.get(tp["id"], {}).get("reasons", [])) for tp in timepoints]
+    return Grid(
+        columns, target_rows, non_target_rows, new_rows, summary_rows, response_rows, reasons
+    )
+
+
+def _pct(value: Any) -> str:
+    return "" if value is None else f"{value:+.1f} %"
+
+
+def _code(value: Any) -> str:
+    return value or ""
+
+
+def subject_summary(result: dict[str, Any] | None) -> dict[str, Any]:
+    """Last response, BOR, PFS status and the progression flag of a subject list row."""
+    if not result:
+        return {"last": None, "bor": None, "pfs": None, "progression": None}
+    last = None
+    for tp in result.get("timepoints", []):
+        if tp.get("overall_response"):
+            last = tp["overall_response"]
+    pfs = result.get("pfs") or {}
+    return {
+        "last": last,
+        "bor": result.get("best_overall_response"),
+        "pfs": pfs,
+        "progression": result.get("progression"),
+    }

@@ -1,0 +1,293 @@
+"""Database rows: trials, subjects, lesions, timepoints, measurements, users, audit.
+
+The rows hold what readers recorded, never what the engine concluded by rule: a subject's
+``result_json`` is a cache that the service layer (:mod:`web.services`) recomputes with
+``recist.jsonio.assess_json`` in the same transaction as every write, so it can never be
+edited by hand. Sizes are stored in integer tenths of a millimetre (R-EXACT), like the
+engine holds them.
+
+No business rules live here (style.md): models are plain mappings; checks are in the
+engine and in the service layer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (timezone-aware), for audit and bookkeeping columns."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table; Alembic's ``target_metadata``."""
+
+
+# The roles of the issue, from least to most privileged in spirit (the permission table in
+# web.auth decides what each may do; the order here means nothing).
+ROLES = ("reader", "adjudicator", "trial_manager", "reviewer", "admin")
+
+# A controlled list of sites (R-SEL-2 groups paired organs and all lymph nodes; the engine
+# normalises the words, so the list uses its vocabulary). "other" keeps rare sites possible.
+SITES = (
+    "adrenal",
+    "bone",
+    "brain",
+    "breast",
+    "chest wall",
+    "kidney",
+    "liver",
+    "lung",
+    "lymph node",
+    "mediastinum",
+    "ovary",
+    "pancreas",
+    "peritoneum",
+    "pleura",
+    "pleural effusion",
+    "ascites",
+    "skin",
+    "soft tissue",
+    "spleen",
+    "other",
+)
+
+TARGET_STATES = ("measured", "too_small", "absent", "not_evaluated", "fragments", "merged")
+NON_TARGET_STATES = ("present", "absent", "progression", "not_evaluated")
+
+
+class Trial(Base):
+    """A clinical trial with its protocol settings (``recist.settings.Settings``)."""
+
+    __tablename__ = "trial"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    # Settings.to_dict(); validated by Settings.from_dict in the service layer.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    arms: Mapped[list[Arm]] = relationship(
+        back_populates="trial", order_by="Arm.code", cascade="all, delete-orphan"
+    )
+    subjects: Mapped[list[Subject]] = relationship(
+        back_populates="trial", order_by="Subject.code", cascade="all, delete-orphan"
+    )
+
+
+class Arm(Base):
+    """A treatment arm of a trial."""
+
+    __tablename__ = "arm"
+    __table_args__ = (UniqueConstraint("trial_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(300))
+
+    trial: Mapped[Trial] = relationship(back_populates="arms")
+
+
+class Subject(Base):
+    """A randomised subject; ``result_json`` is the engine's latest result (a cache)."""
+
+    __tablename__ = "subject"
+    __table_args__ = (UniqueConstraint("trial_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    arm_id: Mapped[int | None] = mapped_column(ForeignKey("arm.id"), nullable=True)
+    randomized_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    died_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    new_therapy_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    result_json: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    trial: Mapped[Trial] = relationship(back_populates="subjects")
+    arm: Mapped[Arm | None] = relationship()
+    lesions: Mapped[list[Lesion]] = relationship(
+        back_populates="subject", order_by="Lesion.position", cascade="all, delete-orphan"
+    )
+    timepoints: Mapped[list[Timepoint]] = relationship(
+        back_populates="subject",
+        order_by="(Timepoint.date, Timepoint.id)",
+        cascade="all, delete-orphan",
+    )
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+
+
+class Lesion(Base):
+    """A lesion chosen at baseline: a target (T01…) or a non-target (NT01…)."""
+
+    __tablename__ = "lesion"
+    __table_args__ = (UniqueConstraint("subject_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subject.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[str] = mapped_column(String(16))  # "target" | "non-target"
+    site: Mapped[str] = mapped_column(String(64))
+    nodal: Mapped[bool] = mapped_column(Boolean, default=False)
+    treated_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    treatment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    slice_thickness_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    subject: Mapped[Subject] = relationship(back_populates="lesions")
+
+
+class Timepoint(Base):
+    """One assessment (the earliest is the baseline); ``version`` refuses lost updates."""
+
+    __tablename__ = "timepoint"
+    __table_args__ = (UniqueConstraint("subject_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subject.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(32))  # the visit: BL, W8, …
+    date: Mapped[date] = mapped_column(Date)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    subject: Mapped[Subject] = relationship(back_populates="timepoints")
+    records: Mapped[list[LesionRecord]] = relationship(
+        back_populates="timepoint", cascade="all, delete-orphan"
+    )
+    new_lesions: Mapped[list[NewLesion]] = relationship(
+        back_populates="timepoint", order_by="NewLesion.code", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+
+
+class LesionRecord(Base):
+    """A baseline lesion's record at one timepoint (target size or non-target state)."""
+
+    __tablename__ = "lesion_record"
+    __table_args__ = (UniqueConstraint("timepoint_id", "lesion_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    timepoint_id: Mapped[int] = mapped_column(
+        ForeignKey("timepoint.id", ondelete="CASCADE"), index=True
+    )
+    lesion_id: Mapped[int] = mapped_column(ForeignKey("lesion.id", ondelete="CASCADE"))
+    # Target: one of TARGET_STATES; non-target: one of NON_TARGET_STATES.
+    state: Mapped[str] = mapped_column(String(16))
+    size_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)  # measured
+    fragments_tenths: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # R-SPLIT
+    merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # R-MERGE
+    scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+    timepoint: Mapped[Timepoint] = relationship(back_populates="records")
+    lesion: Mapped[Lesion] = relationship()
+
+
+class NewLesion(Base):
+    """A lesion first seen after baseline (NL01…), possibly equivocal (R-NEW-2)."""
+
+    __tablename__ = "new_lesion"
+    __table_args__ = (UniqueConstraint("timepoint_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    timepoint_id: Mapped[int] = mapped_column(
+        ForeignKey("timepoint.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(32))
+    site: Mapped[str] = mapped_column(String(64))
+    equivocal: Mapped[bool] = mapped_column(Boolean, default=False)
+    nodal: Mapped[bool] = mapped_column(Boolean, default=False)
+    short_axis_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+    timepoint: Mapped[Timepoint] = relationship(back_populates="new_lesions")
+
+
+class User(Base):
+    """A person who logs in; ``password_hash`` is a werkzeug scrypt hash."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    # Flask-Login's user protocol, spelled out instead of inheriting its mixin.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+
+class ApiToken(Base):
+    """A bearer token for automation; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user: Mapped[User] = relationship()
+
+
+class AuditRecord(Base):
+    """One changed field: who, when (UTC), which entity and field, old, new, and why.
+
+    Written by the service layer in the same transaction as the change; append-only (the
+    application never updates or deletes these rows).
+    """
+
+    __tablename__ = "audit_record"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))  # create | update | delete
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_key: Mapped[str] = mapped_column(String(200))  # e.g. "DEMO/0101-004/W8/T01"
+    field: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    old: Mapped[str | None] = mapped_column(Text, nullable=True)
+    new: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)

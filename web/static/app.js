@@ -1,0 +1,61 @@
+// Progressive enhancement only: every page works without this script.
+// Baseline form: show the engine's R-MEAS/R-SEL findings while the reader types.
+(function () {
+  "use strict";
+  var form = document.getElementById("baseline-form");
+  if (!form || !window.fetch) { return; }
+  var list = document.getElementById("findings");
+  var url = form.getAttribute("data-check-url");
+  var timer = null;
+  var token = form.querySelector("input[name=csrf_token]").value;
+
+  function render(data) {
+    while (list.firstChild) { list.removeChild(list.firstChild); }
+    var items = data.findings || [];
+    if (data.error) { items = [{ rule: "input", lesion: "", message: data.error }]; }
+    items.forEach(function (f) {
+      var li = document.createElement("li");
+      var code = document.createElement("code");
+      code.textContent = f.rule;
+      li.appendChild(code);
+      li.appendChild(document.createTextNode(" " + (f.lesion || "") + ": " + f.message));
+      list.appendChild(li);
+    });
+    var reason = form.querySelector("label.reason");
+    if (reason) { reason.classList.toggle("needed", items.length > 0); }
+  }
+
+  function check() {
+    var body = new FormData(form);
+    fetch(url, { method: "POST", body: body, credentials: "same-origin",
+                 headers: { "X-CSRFToken": token } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) { render(data); } })
+      .catch(function () { /* offline: the server checks again on save */ });
+  }
+
+  form.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(check, 300);
+  });
+})();
+
+// Follow-up form: typing a size selects "measured"; Enter in a size moves to the next size.
+(function () {
+  "use strict";
+  var form = document.getElementById("timepoint-form");
+  if (!form) { return; }
+  var sizes = Array.prototype.slice.call(form.querySelectorAll("input[name$='_mm']"));
+  sizes.forEach(function (input, index) {
+    input.addEventListener("input", function () {
+      var state = form.querySelector("select[name='" + input.name.replace(/_mm$/, "_state") + "']");
+      if (state && input.value.trim() !== "") { state.value = "measured"; }
+    });
+    input.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && index + 1 < sizes.length) {
+        event.preventDefault();
+        sizes[index + 1].focus();
+      }
+    });
+  });
+})();

@@ -1,0 +1,374 @@
+"""Pages for people: trials, subjects, the lesion × timepoint grid and the entry forms.
+
+Views stay thin (style.md): parse the form, call one service function, render. A refused
+save re-renders the form with what was typed and the service's message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+
+from web import db_session
+from web.auth import actor, requires
+from web.forms import (
+    baseline_form_values,
+    baseline_rows,
+    lesions_from_form,
+    timepoint_form_values,
+    timepoint_from_form,
+    timepoint_values_from_post,
+)
+from web.grid import build_grid, response_css, subject_summary
+from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
+from web.services import (
+    InvalidInput,
+    ReasonRequired,
+    ServiceError,
+    audit_trail,
+    baseline_case,
+    baseline_findings,
+    build_case,
+    create_subject,
+    get_subject,
+    get_timepoint,
+    get_trial,
+    list_subjects,
+    list_trials,
+    save_baseline,
+    save_timepoint,
+    timepoint_as_dict,
+    update_subject,
+)
+
+bp = Blueprint("views", __name__)
+
+
+@bp.app_template_filter("response_css")
+def _response_css(code: str | None) -> str:
+    return response_css(code)
+
+
+def _version(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+@bp.route("/")
+@requires("view")
+def trials() -> Any:
+    return render_template("trials.html", trials=list_trials(db_session()))
+
+
+@bp.route("/trials/<trial_code>", methods=["GET"])
+@requires("view")
+def trial(trial_code: str) -> Any:
+    return _trial_page(trial_code)
+
+
+def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = None) -> Any:
+    session = db_session()
+    trial_row = get_trial(session, trial_code)
+    rows = [(s, subject_summary(s.result_json)) for s in list_subjects(session, trial_row)]
+    status = error.status if error is not None else 200
+    return (
+        render_template("trial.html", trial=trial_row, rows=rows, error=error, form=form or {}),
+        status,
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects", methods=["POST"])
+@requires("manage_subjects")
+def subject_create(trial_code: str) -> Any:
+    form = request.form
+    try:
+        subject = create_subject(
+            db_session(),
+            actor(),
+            trial_code,
+            code=form.get("code", "").strip(),
+            arm=form.get("arm") or None,
+            randomized_on=form.get("randomized_on") or None,
+        )
+    except ServiceError as error:
+        return _trial_page(trial_code, error, form)
+    flash(f"Subject {subject.code} created; enter the baseline next.")
+    return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject.code))
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>")
+@requires("view")
+def subject(trial_code: str, subject_code: str) -> Any:
+    return _subject_page(trial_code, subject_code)
+
+
+def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
+    session = db_session()
+    row = get_subject(session, trial_code, subject_code)
+    case = build_case(row)
+    result = row.result_json
+    grid = build_grid(case, result) if case["timepoints"] else None
+    versions = {tp.code: tp.version for tp in row.timepoints}
+    audit = audit_trail(session, f"{trial_code}/{subject_code}/", limit=50)
+    return (
+        render_template(
+            "subject.html",
+            trial=row.trial,
+            subject=row,
+            case=case,
+            result=result,
+            summary=subject_summary(result),
+            grid=grid,
+            versions=versions,
+            audit=audit,
+            error=error,
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/edit", methods=["POST"])
+@requires("manage_subjects")
+def subject_update(trial_code: str, subject_code: str) -> Any:
+    form = request.form
+    values = {
+        name: form.get(name, "") or None
+        for name in ("arm", "randomized_on", "died_on", "new_therapy_on")
+    }
+    try:
+        update_subject(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            values=values,
+            expected_version=_version(form.get("version")),
+            reason=form.get("reason") or None,
+        )
+    except ServiceError as error:
+        return _subject_page(trial_code, subject_code, error)
+    flash("Subject details saved; the assessment was recomputed.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline", methods=["GET", "POST"])
+@requires("enter_measurements")
+def baseline(trial_code: str, subject_code: str) -> Any:
+    session = db_session()
+    row = get_subject(session, trial_code, subject_code)
+    case = build_case(row)
+    version = row.timepoints[0].version if row.timepoints else None
+    if request.method == "GET":
+        return _baseline_page(row, baseline_form_values(case), version, None, [])
+    form = request.form
+    values = {
+        "date": form.get("date", ""),
+        "code": form.get("code", "BL") or "BL",
+        "rows": baseline_rows(form),
+    }
+    posted_version = _version(form.get("version"))
+    try:
+        lesions = lesions_from_form(form)
+        save_baseline(
+            session,
+            actor(),
+            trial_code,
+            subject_code,
+            date_value=values["date"],
+            code=values["code"],
+            lesions=lesions,
+            expected_version=posted_version,
+            reason=form.get("reason"),
+        )
+    except ReasonRequired as error:
+        return _baseline_page(row, values, posted_version, error, error.details)
+    except ServiceError as error:
+        return _baseline_page(row, values, posted_version, error, [])
+    flash("Baseline saved.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+def _baseline_page(
+    row: Any,
+    values: dict[str, Any],
+    version: int | None,
+    error: ServiceError | None,
+    findings: list[dict[str, Any]],
+) -> Any:
+    if len(values["rows"]) < 5:
+        values["rows"] = (
+            values["rows"] + baseline_form_values(None)["rows"][: 5 - len(values["rows"])]
+        )
+    return (
+        render_template(
+            "baseline.html",
+            trial=row.trial,
+            subject=row,
+            values=values,
+            version=version,
+            error=error,
+            findings=findings,
+            sites=SITES,
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline/check", methods=["POST"])
+@requires("enter_measurements")
+def baseline_check(trial_code: str, subject_code: str) -> Any:
+    """Findings (R-MEAS, R-SEL) for the baseline form as typed; used by the page's script."""
+    row = get_subject(db_session(), trial_code, subject_code)
+    try:
+        lesions = lesions_from_form(request.form)
+        case = baseline_case(
+            row,
+            date_value=request.form.get("date") or "2000-01-01",
+            code=request.form.get("code") or "BL",
+            lesions=[le for le in lesions if le.kind != "target" or le.size is not None],
+        )
+        return jsonify({"findings": baseline_findings(case), "error": None})
+    except ServiceError as error:
+        return jsonify({"findings": [], "error": error.message})
+
+
+# ----------------------------------------------------------------------------- follow-ups
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
+@requires("enter_measurements")
+def timepoint_new(trial_code: str, subject_code: str) -> Any:
+    return _timepoint_form(trial_code, subject_code, None)
+
+
+@bp.route(
+    "/trials/<trial_code>/subjects/<subject_code>/timepoints/<tp_code>", methods=["GET", "POST"]
+)
+@requires("enter_measurements")
+def timepoint_edit(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    return _timepoint_form(trial_code, subject_code, tp_code)
+
+
+def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> Any:
+    session = db_session()
+    row = get_subject(session, trial_code, subject_code)
+    if not row.timepoints:
+        flash("Enter the baseline first.")
+        return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject_code))
+    case = build_case(row)
+    tp = get_timepoint(row, tp_code) if tp_code is not None else None
+    if tp is not None and tp is row.timepoints[0]:
+        return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject_code))
+    stored = timepoint_as_dict(row, tp) if tp is not None else None
+    version = tp.version if tp is not None else None
+    if request.method == "GET":
+        values = timepoint_form_values(stored, case)
+        return _timepoint_page(row, case, values, tp_code, version, None)
+    form = request.form
+    posted_version = _version(form.get("version"))
+    try:
+        data = timepoint_from_form(form, case)
+        _subject, saved = save_timepoint(
+            session,
+            actor(),
+            trial_code,
+            subject_code,
+            data,
+            expected_version=posted_version,
+            original_code=tp_code,
+            reason=form.get("reason") or None,
+        )
+    except ServiceError as error:
+        values = timepoint_values_from_post(form, case)
+        return _timepoint_page(row, case, values, tp_code, posted_version, error)
+    flash(f"Timepoint {saved.code} saved; the assessment was recomputed.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+def _timepoint_page(
+    row: Any,
+    case: dict[str, Any],
+    values: dict[str, Any],
+    tp_code: str | None,
+    version: int | None,
+    error: ServiceError | None,
+) -> Any:
+    return (
+        render_template(
+            "timepoint.html",
+            trial=row.trial,
+            subject=row,
+            case=case,
+            values=values,
+            tp_code=tp_code,
+            version=version,
+            error=error,
+            sites=SITES,
+            target_states=TARGET_STATES,
+            non_target_states=NON_TARGET_STATES,
+            targets=[le for le in case["lesions"] if le["kind"] == "target"],
+            non_targets=[le for le in case["lesions"] if le["kind"] != "target"],
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/upload", methods=["GET", "POST"])
+@requires("enter_measurements")
+def upload(trial_code: str, subject_code: str) -> Any:
+    """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
+    from web.uploads import measure_upload
+
+    session = db_session()
+    row = get_subject(session, trial_code, subject_code)
+    case = build_case(row)
+    measured = None
+    error: ServiceError | None = None
+    if request.method == "POST":
+        file = request.files.get("study")
+        try:
+            if file is None or not file.filename:
+                raise InvalidInput("choose a .zip file holding the study", field="study")
+            measured = measure_upload(file.stream)
+        except ServiceError as exc:
+            error = exc
+    if measured is not None and not measured.get("lesions"):
+        error = InvalidInput("the study holds no segmented lesion to measure", field="study")
+    prefill = None
+    if measured is not None and error is None:
+        prefill = _prefill_from_measurement(case, measured)
+        values = timepoint_form_values(None, case)
+        for code, mm in prefill.items():
+            values["targets"][code]["mm"] = f"{mm:.1f}"
+        return _timepoint_page(row, case, values, None, None, None)
+    return (
+        render_template("upload.html", trial=row.trial, subject=row, error=error),
+        error.status if error is not None else 200,
+    )
+
+
+def _prefill_from_measurement(case: dict[str, Any], measured: dict[str, Any]) -> dict[str, float]:
+    """Match measured segments to targets: by label equal to the lesion id, else in order."""
+    targets = [le for le in case["lesions"] if le["kind"] == "target"]
+    by_label = {str(m.get("label", "")).strip().upper(): m for m in measured["lesions"]}
+    out: dict[str, float] = {}
+    remaining = list(measured["lesions"])
+    for le in targets:
+        match = by_label.get(le["id"].upper())
+        if match is not None:
+            remaining = [m for m in remaining if m is not match]
+            out[le["id"]] = _size_of(le, match)
+    for le in targets:
+        if le["id"] not in out and remaining:
+            out[le["id"]] = _size_of(le, remaining.pop(0))
+    return out
+
+
+def _size_of(lesion: dict[str, Any], measured: dict[str, Any]) -> float:
+    # R-MEAS-2 / R-NODE: nodes are followed on the short axis, others on the longest
+    # diameter.
+    key = "short_axis_mm" if lesion.get("nodal") else "longest_diameter_mm"
+    return float(measured.get(key) or 0.0)
