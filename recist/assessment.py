@@ -16,7 +16,7 @@ from recist.best_response import (
     counted_timepoints,
     data_queries,
 )
-from recist.lesions import Case, NonTargetState, TargetState, Tenths, Timepoint
+from recist.lesions import Case, Length, NonTargetState, TargetState, Timepoint, format_mm
 from recist.new_lesions import NewLesionTracker
 from recist.non_target import non_target_response
 from recist.overall import overall_response
@@ -32,9 +32,9 @@ class TimepointResult:
 
     id: str
     date: date
-    sum: Tenths | None  # the sum of diameters; None when a target was not evaluated
-    partial_sum: Tenths | None  # the sum of the evaluated targets when incomplete
-    nadir: Tenths | None
+    sum: Length | None  # the sum of diameters; None when a target was not evaluated
+    partial_sum: Length | None  # the sum of the evaluated targets when incomplete
+    nadir: Length | None
     change_from_baseline_pct: float | None
     change_from_nadir_pct: float | None
     target_response: Response | None
@@ -131,7 +131,7 @@ def assess(case: Case) -> CaseResult:
             new_lesions=None,
             overall_response=None,
             reasons=(
-                (f"R-SEL-3: baseline sum of diameters {baseline_sum / 10:.1f} mm",)
+                (f"R-SEL-3: baseline sum of diameters {format_mm(baseline_sum)}",)
                 if targets
                 else ()
             ),

@@ -11,15 +11,24 @@ from collections import Counter
 from dataclasses import dataclass
 
 from recist.errors import ProtocolDeviationError
-from recist.lesions import Case, Lesion, TargetState, Tenths, mm_to_tenths
+from recist.lesions import (
+    UNITS_PER_MM,
+    Case,
+    Length,
+    Lesion,
+    TargetState,
+    format_mm,
+    length_to_mm,
+    mm_to_length,
+)
 
 # R-MEAS-1: least longest diameter of a measurable non-nodal lesion, by modality.
-MIN_LD_TENTHS: Tenths = 100  # CT/MR and calliper: 10 mm
-MIN_LD_CHEST_XRAY_TENTHS: Tenths = 200  # chest X-ray: 20 mm
-THICK_SLICE_TENTHS: Tenths = 50  # slices thicker than 5 mm raise the bar to 2 × thickness
+MIN_LD: Length = 10 * UNITS_PER_MM  # CT/MR and calliper: 10 mm
+MIN_LD_CHEST_XRAY: Length = 20 * UNITS_PER_MM  # chest X-ray: 20 mm
+THICK_SLICE: Length = 5 * UNITS_PER_MM  # slices thicker than 5 mm raise the bar to 2 × thickness
 # R-MEAS-2: lymph node short axis.
-NODE_MEASURABLE_SA_TENTHS: Tenths = 150  # ≥ 15 mm: pathological and measurable
-NODE_PATHOLOGICAL_SA_TENTHS: Tenths = 100  # ≥ 10 mm: pathological (non-target only)
+NODE_MEASURABLE_SA: Length = 15 * UNITS_PER_MM  # ≥ 15 mm: pathological and measurable
+NODE_PATHOLOGICAL_SA: Length = 10 * UNITS_PER_MM  # ≥ 10 mm: pathological (non-target only)
 # R-SEL-1
 MAX_TARGETS = 5
 MAX_TARGETS_PER_ORGAN = 2
@@ -69,8 +78,8 @@ class Measurability:
     reasons: tuple[str, ...]
 
 
-def _fmt(tenths: Tenths) -> str:
-    return f"{tenths / 10:.1f} mm"
+def _fmt(length: Length) -> str:
+    return format_mm(length)
 
 
 def measurability(
@@ -112,12 +121,12 @@ def measurability(
     if nodal:
         if short_axis_mm is None:
             return Measurability(False, True, ("R-MEAS-2: a lymph node needs its short axis",))
-        sa = mm_to_tenths(short_axis_mm, where="short axis")
-        if sa >= NODE_MEASURABLE_SA_TENTHS:
+        sa = mm_to_length(short_axis_mm, where="short axis")
+        if sa >= NODE_MEASURABLE_SA:
             return Measurability(
                 True, True, (f"R-MEAS-2: node short axis {_fmt(sa)} ≥ 15 mm: measurable",)
             )
-        if sa >= NODE_PATHOLOGICAL_SA_TENTHS:
+        if sa >= NODE_PATHOLOGICAL_SA:
             return Measurability(
                 False,
                 True,
@@ -131,15 +140,15 @@ def measurability(
         )
     if longest_diameter_mm is None:
         return Measurability(False, True, ("R-MEAS-1: no longest diameter",))
-    ld = mm_to_tenths(longest_diameter_mm, where="longest diameter")
+    ld = mm_to_length(longest_diameter_mm, where="longest diameter")
     mod = (modality or "CT").upper()
     if mod in ("XR", "CR", "DX", "CHEST X-RAY"):
-        minimum, why = MIN_LD_CHEST_XRAY_TENTHS, "20 mm on chest X-ray"
+        minimum, why = MIN_LD_CHEST_XRAY, "20 mm on chest X-ray"
     else:
-        minimum, why = MIN_LD_TENTHS, "10 mm"
+        minimum, why = MIN_LD, "10 mm"
         if mod not in ("CALIPER", "CALLIPER") and slice_thickness_mm is not None:
-            thickness = mm_to_tenths(slice_thickness_mm, where="slice thickness")
-            if thickness > THICK_SLICE_TENTHS and 2 * thickness > minimum:
+            thickness = mm_to_length(slice_thickness_mm, where="slice thickness")
+            if thickness > THICK_SLICE and 2 * thickness > minimum:
                 minimum = 2 * thickness
                 why = f"2 × slice thickness {_fmt(thickness)} (slices thicker than 5 mm)"
     if ld >= minimum:
@@ -181,7 +190,7 @@ def check_baseline(case: Case) -> list[Finding]:
                 )
             )
         elif value.size is not None:
-            size_mm = value.size / 10
+            size_mm = length_to_mm(value.size)
             verdict = measurability(
                 nodal=lesion.nodal,
                 longest_diameter_mm=None if lesion.nodal else size_mm,

@@ -26,7 +26,8 @@ from recist.lesions import (
     TargetState,
     TargetValue,
     Timepoint,
-    mm_to_tenths,
+    length_to_mm,
+    mm_to_length,
 )
 from recist.settings import ProgressionDateRule, Settings
 
@@ -60,6 +61,7 @@ class SettingsIn(_Strict):
     cut_at_new_therapy: StrictBool = True
     previously_treated_targets: StrictBool = False
     progression_date: Literal["earliest", "latest", "timepoint"] = "earliest"
+    reappearance_min_mm: float = Field(5.0, ge=0)
 
 
 class LesionIn(_Strict):
@@ -198,7 +200,7 @@ def _target_value(raw: Any) -> TargetValue:
     if isinstance(raw, int | float):
         if raw < 0:
             raise CaseInputError(f"negative size {raw!r} mm; a size must be ≥ 0 mm")
-        return TargetValue(TargetState.MEASURED, mm_to_tenths(raw))
+        return TargetValue(TargetState.MEASURED, mm_to_length(raw))
     if isinstance(raw, str):
         state = TARGET_WORDS.get(raw)
         if state is None:
@@ -212,7 +214,7 @@ def _target_value(raw: Any) -> TargetValue:
         for part in parts:
             if isinstance(part, bool) or not isinstance(part, int | float) or part < 0:
                 raise CaseInputError(f"fragment size {part!r} is not a number ≥ 0 mm (R-SPLIT)")
-            sizes.append(mm_to_tenths(part))
+            sizes.append(mm_to_length(part))
         return TargetValue(TargetState.FRAGMENTS, fragments=tuple(sizes))
     if isinstance(raw, dict) and set(raw) == {"merged_into"}:
         into = raw["merged_into"]
@@ -269,6 +271,7 @@ def _convert(model: CaseIn) -> Case:
         cut_at_new_therapy=s.cut_at_new_therapy,
         previously_treated_targets=s.previously_treated_targets,
         progression_date=ProgressionDateRule(s.progression_date),
+        reappearance_min_mm=s.reappearance_min_mm,
     )
     return Case(
         subject_id=model.subject_id,
@@ -314,8 +317,8 @@ def parse_case(obj: Any) -> Case:
         raise error.located(subject=model.subject_id) from None
 
 
-def _mm(tenths: int | None) -> float | None:
-    return None if tenths is None else tenths / 10
+def _mm(length: int | None) -> float | None:
+    return None if length is None else length_to_mm(length)
 
 
 def _best(best: BestResponse) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Lesions, timepoints and cases: the engine's input, valid once built.
 
-Sizes are held in integer tenths of a millimetre (R-EXACT): RECIST measurements are
-recorded to 0.1 mm, and every threshold comparison in the engine is then exact integer
-arithmetic, never ``x <= 0.7 * y`` on floats.
+Sizes are held as exact integers of 0.1 µm (R-EXACT): every threshold comparison in the
+engine is exact integer arithmetic on the values as recorded, never ``x <= 0.7 * y`` on
+floats.
 """
 
 from __future__ import annotations
@@ -16,38 +16,59 @@ from enum import StrEnum
 from recist.errors import CaseInputError
 from recist.settings import DEFAULT_SETTINGS, Settings
 
-Tenths = int
-"""A length in tenths of a millimetre (R-EXACT)."""
+Length = int
+"""A length in integer units of 0.1 µm (1/10,000 mm): exact for every recorded value (R-EXACT)."""
 
-TOO_SMALL_TENTHS: Tenths = 50  # R-SMALL: "too small to measure" counts 5 mm
-ABSENT_TENTHS: Tenths = 0  # R-SMALL: "disappeared" counts 0 mm
+UNITS_PER_MM = 10_000
+TOO_SMALL: Length = 5 * UNITS_PER_MM  # R-SMALL: "too small to measure" counts 5 mm
+ABSENT: Length = 0  # R-SMALL: "disappeared" counts 0 mm
 
 
-def mm_to_tenths(value: float | int, *, where: str = "size") -> Tenths:
-    """Convert a size in mm to integer tenths of a mm (R-EXACT).
+def _check_mm(value: float | int, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CaseInputError(f"{where} {value!r} is not a number of mm")
+    if not math.isfinite(value) or value < 0:
+        raise CaseInputError(f"{where} {value!r} mm is not a finite size ≥ 0 mm")
 
-    Values are recorded to 0.1 mm; a finer value is rounded half away from zero, so
-    ``12.34`` becomes 123 tenths. Negative, infinite and non-numeric values are refused.
+
+def mm_to_length(value: float | int, *, where: str = "size") -> Length:
+    """Convert a size in mm to an exact integer :data:`Length` (R-EXACT).
+
+    A value written with up to four decimals (``4.95``, ``13.5828``) is kept exactly, so
+    the thresholds compare the number as recorded, never a rounded or binary-float
+    neighbour of it; anything finer is rounded half up to 0.1 µm.
 
     Raises
     ------
     CaseInputError
         If ``value`` is not a finite number ≥ 0.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CaseInputError(f"{where} {value!r} is not a number of mm")
-    if not math.isfinite(value) or value < 0:
-        raise CaseInputError(f"{where} {value!r} mm is not a finite size ≥ 0 mm")
-    scaled = value * 10
-    nearest = round(scaled)
-    if abs(scaled - nearest) < 1e-6:  # the usual case: already at 0.1 mm
-        return int(nearest)
-    return math.floor(scaled + 0.5)
+    _check_mm(value, where)
+    return math.floor(value * UNITS_PER_MM + 0.5)
 
 
-def tenths_to_mm(value: Tenths) -> float:
-    """Integer tenths of a mm back to mm for output (exact to 0.1 mm)."""
-    return value / 10
+def length_to_mm(value: Length) -> float:
+    """A :data:`Length` back to mm for output."""
+    return value / UNITS_PER_MM
+
+
+def format_mm(value: Length) -> str:
+    """A length for a reason sentence: 0.1 mm resolution unless the value is finer."""
+    if value % (UNITS_PER_MM // 10) == 0:
+        return f"{value / UNITS_PER_MM:.1f} mm"
+    return f"{value / UNITS_PER_MM:.4f}".rstrip("0") + " mm"
+
+
+def mm_to_tenths(value: float | int, *, where: str = "size") -> int:
+    """Round a size in mm to integer tenths of a mm (for storage at 0.1 mm resolution).
+
+    Raises
+    ------
+    CaseInputError
+        If ``value`` is not a finite number ≥ 0.
+    """
+    _check_mm(value, where)
+    return math.floor(value * 10 + 0.5)
 
 
 class LesionKind(StrEnum):
@@ -81,14 +102,14 @@ class NonTargetState(StrEnum):
 class TargetValue:
     """One target lesion's record at one timepoint.
 
-    ``size`` is the counted size in tenths of a mm (``None`` when not evaluated);
+    ``size`` is the counted size as a :data:`Length` (``None`` when not evaluated);
     ``fragments`` the split parts (R-SPLIT); ``merged_into`` the target that took this
     one's size (R-MERGE).
     """
 
     state: TargetState
-    size: Tenths | None = None
-    fragments: tuple[Tenths, ...] = ()
+    size: Length | None = None
+    fragments: tuple[Length, ...] = ()
     merged_into: str | None = None
 
     def __post_init__(self) -> None:
@@ -97,9 +118,9 @@ class TargetValue:
             if self.size is None or self.size < 0:
                 raise CaseInputError("a measured target needs a size ≥ 0 mm")
         elif state is TargetState.TOO_SMALL:
-            object.__setattr__(self, "size", TOO_SMALL_TENTHS)
+            object.__setattr__(self, "size", TOO_SMALL)
         elif state in (TargetState.ABSENT, TargetState.MERGED):
-            object.__setattr__(self, "size", ABSENT_TENTHS)
+            object.__setattr__(self, "size", ABSENT)
         elif state is TargetState.NOT_EVALUATED:
             object.__setattr__(self, "size", None)
         elif state is TargetState.FRAGMENTS:
@@ -112,7 +133,7 @@ class TargetValue:
     @classmethod
     def measured(cls, mm: float | int) -> TargetValue:
         """A measured size in mm."""
-        return cls(TargetState.MEASURED, mm_to_tenths(mm))
+        return cls(TargetState.MEASURED, mm_to_length(mm))
 
     @property
     def evaluated(self) -> bool:
@@ -191,7 +212,7 @@ class NewLesion:
     def counts(self) -> bool:
         """Whether an unequivocal sighting of this lesion is PD (R-NEW-1: nodes ≥ 10 mm)."""
         if self.nodal and self.short_axis_mm is not None:
-            return mm_to_tenths(self.short_axis_mm) >= 100
+            return mm_to_length(self.short_axis_mm) >= 10 * UNITS_PER_MM
         return True
 
 

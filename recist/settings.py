@@ -54,6 +54,12 @@ class Settings:
         finding.
     progression_date
         §8: how a progression is dated when a timepoint's scans have different dates.
+    reappearance_min_mm
+        R-REAPPEAR: the size at which a non-nodal target counts as reappeared after an
+        overall CR (nodes: short axis ≥ 10 mm). Default 5 mm, the R-SMALL value of a lesion
+        that is seen at all; a smaller residue is measured and the sum rules decide, and the
+        CR → PR sequence is flagged as a data query (table 3 footnote: the CR was likely a
+        PR). 0 makes any measurable residue PD.
     """
 
     confirmation: bool = False
@@ -66,6 +72,7 @@ class Settings:
     cut_at_new_therapy: bool = True
     previously_treated_targets: bool = False
     progression_date: ProgressionDateRule = ProgressionDateRule.EARLIEST
+    reappearance_min_mm: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("confirmation_min_days", "confirmation_max_ne_between", "sd_min_days"):
@@ -74,6 +81,11 @@ class Settings:
                 raise CaseInputError(
                     f"{value!r} is not a whole number of days ≥ 0", field=f"settings.{name}"
                 )
+        reappear = self.reappearance_min_mm
+        if isinstance(reappear, bool) or not isinstance(reappear, int | float) or reappear < 0:
+            raise CaseInputError(
+                f"{reappear!r} is not a size ≥ 0 mm", field="settings.reappearance_min_mm"
+            )
         interval = self.visit_interval_days
         if interval is not None and (
             isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0

@@ -2,7 +2,7 @@
 
 The order of evaluation is the one of ``docs/recist-rules.md`` §3: R-TGT-PD, then R-TGT-NE
 (with the partial-sum-proves-PD exception), R-TGT-CR, R-TGT-PR, R-TGT-SD; R-TGT-HOLD and
-R-REAPPEAR adjust it. All comparisons are on integer tenths of a mm (R-EXACT).
+R-REAPPEAR adjust it. All comparisons are on exact integer lengths (R-EXACT).
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from recist.lesions import Case, Lesion, Tenths, Timepoint
+from recist.lesions import UNITS_PER_MM, Case, Length, Lesion, Timepoint, format_mm, mm_to_length
 from recist.response import Response
 
 PD_MIN_RATIO_NUM, PD_MIN_RATIO_DEN = 12, 10  # R-TGT-PD: sum ≥ 120 % of the nadir …
-PD_MIN_INCREASE_TENTHS: Tenths = 50  # R-TGT-PD: … and at least 5 mm above it
+PD_MIN_INCREASE: Length = 5 * UNITS_PER_MM  # R-TGT-PD: … and at least 5 mm above it
 PR_MAX_RATIO_NUM, PR_MAX_RATIO_DEN = 7, 10  # R-TGT-PR: sum ≤ 70 % of the baseline sum
-NODE_NORMAL_SA_TENTHS: Tenths = 100  # R-TGT-CR, R-REAPPEAR: a node is normal below 10 mm
+NODE_NORMAL_SA: Length = 10 * UNITS_PER_MM  # R-TGT-CR, R-REAPPEAR: a node is normal below 10 mm
 
 
-def mm(tenths: Tenths) -> str:
-    """Format tenths of a mm for a reason sentence."""
-    return f"{tenths / 10:.1f} mm"
+def mm(length: Length) -> str:
+    """Format a length for a reason sentence."""
+    return format_mm(length)
 
 
 def pct(numerator: int, denominator: int) -> float:
@@ -29,29 +29,34 @@ def pct(numerator: int, denominator: int) -> float:
     return round(numerator * 100 / denominator, 1)
 
 
-def meets_pd(total: Tenths, nadir: Tenths) -> bool:
+def meets_pd(total: Length, nadir: Length) -> bool:
     """R-TGT-PD: ``total`` ≥ 120 % of ``nadir`` and ≥ ``nadir`` + 5 mm (inclusive, exact)."""
-    return (
-        total * PD_MIN_RATIO_DEN >= nadir * PD_MIN_RATIO_NUM
-        and total - nadir >= PD_MIN_INCREASE_TENTHS
-    )
+    return total * PD_MIN_RATIO_DEN >= nadir * PD_MIN_RATIO_NUM and total - nadir >= PD_MIN_INCREASE
 
 
-def meets_pr(total: Tenths, baseline: Tenths) -> bool:
+def meets_pr(total: Length, baseline: Length) -> bool:
     """R-TGT-PR: ``total`` ≤ 70 % of ``baseline`` (inclusive, exact)."""
     return total * PR_MAX_RATIO_DEN <= baseline * PR_MAX_RATIO_NUM
 
 
-def is_gone(lesion: Lesion, size: Tenths) -> bool:
+def has_reappeared(lesion: Lesion, size: Length, non_nodal_min: Length) -> bool:
+    """R-REAPPEAR: a node at short axis ≥ 10 mm, a non-nodal target above 0 mm and at
+    least ``non_nodal_min`` (setting ``reappearance_min_mm``)."""
+    if lesion.nodal:
+        return size >= NODE_NORMAL_SA
+    return size > 0 and size >= non_nodal_min
+
+
+def is_gone(lesion: Lesion, size: Length) -> bool:
     """R-TGT-CR: a non-nodal target at 0 mm, or a node whose short axis is below 10 mm."""
-    return size < NODE_NORMAL_SA_TENTHS if lesion.nodal else size == 0
+    return size < NODE_NORMAL_SA if lesion.nodal else size == 0
 
 
 @dataclass(frozen=True, slots=True)
 class TargetSum:
     """The sum of diameters at one timepoint (R-SEL-3, R-SMALL, R-SPLIT, R-MERGE)."""
 
-    total: Tenths  # sum over the evaluated targets
+    total: Length  # sum over the evaluated targets
     complete: bool  # every target evaluated
     missing: tuple[str, ...]  # targets not evaluated (R-TGT-NE)
 
@@ -75,7 +80,7 @@ class TargetAssessment:
 
     response: Response
     sum: TargetSum
-    nadir: Tenths
+    nadir: Length
     reasons: tuple[str, ...]
 
 
@@ -89,9 +94,10 @@ class TargetTracker:
     def __init__(self, case: Case) -> None:
         self.targets = case.target_lesions
         self.settings = case.settings
+        self.reappearance_min = mm_to_length(case.settings.reappearance_min_mm)
         base = sum_of_diameters(self.targets, case.baseline)
-        self.baseline_sum: Tenths = base.total
-        self.nadir: Tenths = base.total
+        self.baseline_sum: Length = base.total
+        self.nadir: Length = base.total
         self.nadir_timepoint = case.baseline.id
         self.had_cr = False  # an earlier timepoint's overall response was CR (R-REAPPEAR)
         self._pr_since: date | None = None  # first PR/CR of the current run
@@ -113,7 +119,8 @@ class TargetTracker:
             back = [
                 le.id
                 for le in self.targets
-                if (size := tp.target(le.id).size) is not None and not is_gone(le, size)
+                if (size := tp.target(le.id).size) is not None
+                and has_reappeared(le, size, self.reappearance_min)
             ]
             if back:
                 what = ", ".join(back)

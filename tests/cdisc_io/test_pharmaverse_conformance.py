@@ -27,14 +27,6 @@ README_SETTINGS = {
     "confirmation_max_ne_between": 1,
     "sd_min_days": 42,
 }
-# The one recorded response the engine does not reproduce, and why: RADIOLOGIST 2 measured
-# T01 at 4.95 mm at WEEK 9 after an overall CR at WEEK 6. recist-rules.md R-REAPPEAR makes
-# any reappearing lesion after CR PD (and 4.95 mm is 5.0 mm in tenths, R-EXACT, which also
-# meets R-TGT-PD against a 0 mm nadir); the recorded PR treats 4.95 mm as below the 5 mm
-# increase. Reported to the lead; kept as a strict xfail so that a rule change shows up.
-ENGINE_DIVERGENCES = {
-    ("01-701-1133", "RADIOLOGIST 2", "WEEK 9"): "R-REAPPEAR: 4.95 mm after CR; recorded PR",
-}
 
 
 def _recorded_overall() -> list[tuple[str, str, str, str]]:
@@ -86,15 +78,7 @@ def test_every_subject_and_reader_becomes_one_case(
 
 @pytest.mark.parametrize(
     ("subject", "reader", "visit", "recorded"),
-    [
-        pytest.param(
-            *row,
-            marks=pytest.mark.xfail(strict=True, reason=ENGINE_DIVERGENCES[row[:3]]),
-        )
-        if row[:3] in ENGINE_DIVERGENCES
-        else row
-        for row in RECORDED
-    ],
+    RECORDED,
 )
 def test_derived_overall_response_matches_the_recorded_one(
     assessed: dict[tuple[str, str], Assessed], subject: str, reader: str, visit: str, recorded: str

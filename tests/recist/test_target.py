@@ -172,9 +172,42 @@ def test_pr_hold_with_confirmation_needs_a_confirmed_pr_first():
 
 
 def test_target_reappearing_after_overall_cr_is_pd():
-    result = assess(case({"T1": 30.0}, fu(targets={"T1": 0}), fu(targets={"T1": 4.0})))
+    result = assess(case({"T1": 30.0}, fu(targets={"T1": 0}), fu(targets={"T1": 5.0})))
     assert [tp["overall_response"] for tp in result["timepoints"][1:]] == ["CR", "PD"]
     assert any("R-REAPPEAR" in r for r in last(result)["reasons"])
+
+
+def test_target_too_small_to_measure_after_cr_has_reappeared():
+    result = assess(case({"T1": 30.0}, fu(targets={"T1": 0}), fu(targets={"T1": "too_small"})))
+    assert last(result)["overall_response"] == "PD"
+
+
+def test_residue_below_5mm_after_cr_is_measured_and_flagged_not_pd():
+    # pharmaverse 01-701-1133, RADIOLOGIST 2: CR at WEEK 6, T01 at 4.95 mm at WEEK 9,
+    # recorded PR. 4.95 mm is below the reappearance size and 4.95 mm above a 0 mm nadir
+    # is short of the 5 mm increase (R-EXACT: no rounding to 5.0).
+    result = assess(
+        case(
+            {"T1": 19.57, "T2": 20.37},
+            fu(targets={"T1": 0, "T2": 0}),
+            fu(targets={"T1": 4.95, "T2": 0}),
+        )
+    )
+    assert [tp["overall_response"] for tp in result["timepoints"][1:]] == ["CR", "PR"]
+    assert last(result)["sum_mm"] == 4.95
+    assert [q["rule"] for q in result["queries"]] == ["R-BOR-CONF"]
+
+
+def test_reappearance_size_is_a_setting():
+    result = assess(
+        case(
+            {"T1": 30.0},
+            fu(targets={"T1": 0}),
+            fu(targets={"T1": 3.0}),
+            settings={"reappearance_min_mm": 0},
+        )
+    )
+    assert last(result)["overall_response"] == "PD"
 
 
 def test_node_reappears_only_at_10mm_or_more_after_cr():
@@ -205,9 +238,9 @@ def test_percent_changes_are_reported_from_baseline_and_nadir():
     assert tp["change_from_nadir_pct"] == 25.0
 
 
-def test_measurements_finer_than_a_tenth_are_rounded_half_up():
-    result = assess(case({"T1": 10.04, "T2": 10.05}))
-    assert result["timepoints"][0]["sum_mm"] == 20.1
+def test_measurements_with_more_decimals_are_kept_exactly():
+    result = assess(case({"T1": 10.04, "T2": 13.5828}))
+    assert result["timepoints"][0]["sum_mm"] == 23.6228
 
 
 @pytest.mark.parametrize(
