@@ -135,8 +135,9 @@ def _index(assessed: list[Assessed]) -> dict[tuple[str, str], dict[str, Any]]:
         visits: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
         for tp in item.result["timepoints"]:
             match = _DATED_VISIT.match(tp["id"])
-            name = match.group(1) if match else tp["id"]
-            visits[name].append((tp["date"], tp))
+            visits[tp["id"]].append((tp["date"], tp))
+            if match:  # also findable by the visit name it was split from
+                visits[match.group(1)].append((tp["date"], tp))
         out[(item.case["subject_id"], reader)] = visits
     return out
 

@@ -22,7 +22,9 @@ Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/recist-rules.m
 - ``TUMSTATE`` of a non-target: ``PRESENT``, ``ABSENT``, ``UNEQUIVOCAL``/``PROGRESSION``
   (R-NT-PD), ``EQUIVOCAL`` (not PD: present), ``NOT DONE``. Of a new lesion:
   ``EQUIVOCAL`` (R-NEW-2), ``UNEQUIVOCAL``/``PRESENT`` (R-NEW-1); ``ABSENT`` lists nothing.
-- Timepoints are the ``VISIT`` names, ordered by date then ``VISITNUM``. When one visit
+- Timepoints are the ``VISIT`` names, ordered by date then ``VISITNUM``; a timepoint's date
+  is the date most of its records carry, and a lesion scanned on another day keeps that
+  day in ``scan_dates`` (progression dating, §8). When one visit
   name holds two assessments on different dates (the same lesion measured twice), each
   date becomes its own timepoint, named ``VISIT (date)``.
 - Partial dates (``2014-02``): completed from a complete date of the same subject visit
@@ -38,7 +40,7 @@ numbers and bad dates: the whole file, naming row and column.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -616,7 +618,10 @@ def _timepoint(
     file: str,
     prefer_diameter: bool,
 ) -> dict[str, Any]:
-    when = min(r.when.value for r in group if r.when)
+    # The visit's date is the one most of its records carry (ties: the earliest); lesions
+    # scanned on another day keep their own date in scan_dates (§8 progression dating).
+    counts = Counter(r.when.value for r in group if r.when)
+    when = min(counts, key=lambda day: (-counts[day], day))
     by_lesion: dict[str, list[_TrRecord]] = defaultdict(list)
     for rec in group:
         by_lesion[rec.lesion].append(rec)

@@ -5,6 +5,12 @@ confirmation ≥ 28 days with at most one NE between), assess every subject and 
 compare with the 66 recorded overall responses (``rs_onco_recist.csv``) and with the
 investigator's subject-level results in ADaM (``adrs_onco.csv`` BOR, CBOR, PD;
 ``adtte_onco.csv`` PFS AVAL and CNSR).
+
+The hardest record: RADIOLOGIST 2 measures T01 of 01-701-1133 at 4.95 mm at WEEK 9, after
+an overall CR at WEEK 6, and the recorded response is PR. It holds only because a residue
+below ``reappearance_min_mm`` (default 5 mm) is not a reappearance (R-REAPPEAR) and the
+sum rules compare exact lengths (R-EXACT: 4.95 mm is less than the 5 mm increase of
+R-TGT-PD).
 """
 
 from __future__ import annotations

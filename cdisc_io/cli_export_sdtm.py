@@ -1,0 +1,66 @@
+"""``recist export-sdtm CASES --out DIR``: TU, TR and RS CSVs that import back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cdisc_io.cases import Assessed
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    parser.add_argument("cases", help="cases (JSON, JSON array or JSON Lines), or -")
+    parser.add_argument("--out", required=True, help="folder for tu.csv, tr.csv, rs.csv")
+    parser.add_argument("--studyid", default="RECIST", help="STUDYID of every record")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Assess the cases and write the three domains plus the settings used."""
+    from cdisc_io.cases import CasesFileError, assess_cases, load_cases
+    from cdisc_io.csvio import write_csv
+    from cdisc_io.sdtm_export import export_sdtm
+    from recist.errors import RecistError
+
+    try:
+        assessed = assess_cases(load_cases(args.cases))
+    except (CasesFileError, RecistError) as error:
+        print(f"recist export-sdtm: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(
+            f"recist export-sdtm: {out}: cannot create folder ({error.strerror})", file=sys.stderr
+        )
+        return 2
+    tu, tr, rs = export_sdtm(assessed, studyid=args.studyid)
+    write_csv(tu, out / "tu.csv")
+    write_csv(tr, out / "tr.csv")
+    write_csv(rs, out / "rs.csv")
+    write_settings(assessed, out / "settings.json")
+    print(
+        f"recist export-sdtm: {len(assessed)} cases → {out}/tu.csv ({len(tu)} records), "
+        f"tr.csv ({len(tr)}), rs.csv ({len(rs)})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def write_settings(assessed: list[Assessed], path: Path) -> None:
+    """Write the protocol settings the results were derived with, one entry per distinct set.
+
+    Every exported result carries its settings (recist-rules.md): the CSV domains have no
+    column for them, so they go beside the CSVs.
+    """
+    distinct: list[dict[str, Any]] = []
+    for item in assessed:
+        settings = item.result.get("settings", {})
+        if settings not in distinct:
+            distinct.append(settings)
+    path.write_text(json.dumps({"settings": distinct}, indent=2) + "\n", encoding="utf-8")
