@@ -250,12 +250,25 @@ def _target_value(rec: LesionRecord) -> Any:
     return rec.state
 
 
-def _recompute(subject: Subject) -> None:
-    """Store the engine's result for the subject (the only way results are written)."""
+def _recompute(subject: Subject, focus: str | None = None) -> None:
+    """Store the engine's result for the subject (the only way results are written).
+
+    ``focus`` is the id of the timepoint the request wrote: a refusal that points into
+    it is re-pointed into the request body (``/timepoints/3/date`` becomes ``/date``).
+    """
     if not subject.timepoints:
         subject.result_json = None
         return
-    subject.result_json = _engine_assess(build_case(subject))
+    case = build_case(subject)
+    try:
+        subject.result_json = _engine_assess(case)
+    except InvalidInput as error:
+        if focus is not None and error.pointer:
+            ids = [tp["id"] for tp in case["timepoints"]]
+            prefix = f"/timepoints/{ids.index(focus)}" if focus in ids else None
+            if prefix and (error.pointer == prefix or error.pointer.startswith(prefix + "/")):
+                error.pointer = error.pointer.removeprefix(prefix)
+        raise
 
 
 def assess_case(case: Any) -> dict[str, Any]:
@@ -804,6 +817,15 @@ def save_baseline(
         baseline = subject.timepoints[0] if subject.timepoints else None
         if baseline is not None:
             _check_version(baseline, expected_version, subject_code)
+            if len(subject.timepoints) > 1 and bl_date > subject.timepoints[1].date:
+                first = subject.timepoints[1]
+                raise InvalidInput(
+                    f"subject {subject_code}: baseline date {bl_date.isoformat()} is after the "
+                    f"follow-up {first.code} ({first.date.isoformat()}); dates must not go "
+                    "backwards",
+                    field="date",
+                    pointer="/date",
+                )
         elif expected_version is not None:
             raise ConcurrentEdit(
                 f"subject {subject_code}: the baseline you edited no longer exists; reload",
@@ -858,12 +880,16 @@ def save_baseline(
         subject.updated_at = utcnow()
         _flush(session)
         session.expire(subject, ["timepoints"])
-        _recompute(subject)
+        _recompute(subject, focus=code)
         _flush(session)
     return subject
 
 
-def _check_version(tp: Timepoint, expected: int | None, subject_code: str) -> None:
+def _check_version(tp: Timepoint, expected: Any, subject_code: str) -> None:
+    if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
+        raise InvalidInput(
+            f"version {expected!r} is not a whole number", field="version", pointer="/version"
+        )
     if expected is not None and expected != tp.version:
         raise ConcurrentEdit(
             f"subject {subject_code}: timepoint {tp.code} was saved by "
@@ -936,7 +962,7 @@ def _write_records(
 ) -> None:
     key = f"{subject.trial.code}/{subject.code}/{tp.code}"
     by_lesion = {rec.lesion_id: rec for rec in tp.records}
-    seen: set[int] = set()
+    kept: list[LesionRecord] = []
     for group, values in (("targets", targets), ("non_targets", non_targets)):
         for code, value in values.items():
             pointer = f"/{group}/{_escape(code)}"
@@ -970,10 +996,10 @@ def _write_records(
                 "scan_date": scan_dates.get(code),
             }
             rec = by_lesion.get(lesion.id)
-            seen.add(lesion.id)
             if rec is None:
                 rec = LesionRecord(lesion=lesion, **columns)
                 tp.records.append(rec)
+                kept.append(rec)
                 audit.log("create", "measurement", f"{key}/{code}", group, None, shown)
                 continue
             old = _target_value(rec) if group == "targets" else rec.state
@@ -984,8 +1010,9 @@ def _write_records(
                 )
             for name, col in columns.items():
                 setattr(rec, name, col)
+            kept.append(rec)
     for rec in list(tp.records):
-        if rec.lesion_id not in seen:
+        if not any(rec is k for k in kept):
             code = rec.lesion.code
             audit.log("delete", "measurement", f"{key}/{code}", None, rec.state, None)
             tp.records.remove(rec)
@@ -1123,7 +1150,17 @@ def save_timepoint(
         lookup = original_code or code
         tp = next((t for t in subject.timepoints if t.code == lookup), None)
         audit = _Audit(session, actor, reason)
-        if tp is not None and tp is subject.timepoints[0]:
+        baseline = subject.timepoints[0]
+        if tp is not baseline and tp_date < baseline.date:
+            # Timepoints are ordered by date: an earlier follow-up would become the baseline.
+            raise InvalidInput(
+                f"subject {subject_code}, timepoint {code}: date {tp_date.isoformat()} is "
+                f"before the baseline {baseline.code} ({baseline.date.isoformat()}); dates "
+                "must not go backwards",
+                field="date",
+                pointer="/date",
+            )
+        if tp is not None and tp is baseline:
             raise InvalidInput(
                 f"subject {subject_code}: {lookup} is the baseline; edit it with the baseline form",
                 field="id",
@@ -1183,7 +1220,7 @@ def save_timepoint(
         _flush(session)
         # Re-read the ordered collection: a new or re-dated timepoint changes the order.
         session.expire(subject, ["timepoints"])
-        _recompute(subject)
+        _recompute(subject, focus=code)
         _flush(session)
     return subject, tp
 

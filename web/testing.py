@@ -1,0 +1,115 @@
+"""Test support: one migrated database per test worker, on SQLite or PostgreSQL.
+
+The web tests and the end-to-end test run the same suite on both databases. SQLite gets
+a file per worker; PostgreSQL (``TEST_DATABASE_URL``, set by CI) gets a schema per
+worker, so that ``pytest -n 2`` never shares tables between workers. Every test starts
+from empty tables (:func:`web.services.delete_all_rows`).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine, text
+
+from web import create_app
+from web.db import make_engine, upgrade
+
+TEST_DATABASE_URL_ENV = "TEST_DATABASE_URL"
+ROLES = ("reader", "adjudicator", "trial_manager", "reviewer", "admin")
+PASSWORD = "correct horse battery"  # noqa: S105 - test users only
+TRIAL = "TRIAL-1"
+
+
+def postgres_url() -> str | None:
+    """``TEST_DATABASE_URL`` normalised to the psycopg 3 driver, or ``None``."""
+    url = os.environ.get(TEST_DATABASE_URL_ENV)
+    if not url:
+        return None
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+@contextmanager
+def migrated_database(backend: str, folder: Path) -> Iterator[dict[str, Any]]:
+    """A freshly migrated database for one test worker; dropped afterwards.
+
+    Yields the ``DATABASE_URL`` / ``DATABASE_SCHEMA`` settings for :func:`create_app`.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if backend == "sqlite":
+        url = f"sqlite:///{folder / f'web-{worker}.sqlite3'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield {"DATABASE_URL": url, "DATABASE_SCHEMA": None}
+        return
+    url = postgres_url()
+    if url is None:
+        raise RuntimeError(f"{TEST_DATABASE_URL_ENV} is not set")
+    schema = f"test_{worker}_{uuid.uuid4().hex[:10]}".lower()
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(url, schema=schema)
+    try:
+        upgrade(engine)
+        engine.dispose()
+        yield {"DATABASE_URL": url, "DATABASE_SCHEMA": schema}
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def make_test_app(database: dict[str, Any], **overrides: Any) -> Flask:
+    """An application on the test database with emptied tables."""
+    from web.services import delete_all_rows
+
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "SESSION_COOKIE_SECURE": False,
+        "REMEMBER_COOKIE_SECURE": False,
+        "WTF_CSRF_ENABLED": False,
+        **database,
+        **overrides,
+    }
+    app = create_app(config)
+    session = app.extensions["recist_sessions"]()
+    try:
+        delete_all_rows(session)
+    finally:
+        session.close()
+    return app
+
+
+def dispose(app: Flask) -> None:
+    engine: Engine = app.extensions["recist_engine"]
+    engine.dispose()
+
+
+def login(client: Any, username: str, password: str = PASSWORD) -> Any:
+    """Log a Flask test client in through the login form."""
+    return client.post("/login", data={"username": username, "password": password})
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The API's authentication header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def baseline_lesions() -> list[dict[str, Any]]:
+    """Two targets (liver 30 mm, node 20 mm SA) and a bone non-target: sum 50 mm."""
+    return [
+        {"id": "T01", "kind": "target", "site": "liver", "size": 30.0},
+        {"id": "T02", "kind": "target", "site": "lymph node", "nodal": True, "size": 20.0},
+        {"id": "NT01", "kind": "non-target", "site": "bone"},
+    ]
