@@ -59,25 +59,33 @@ class CaseResult:
     pfs: Pfs
 
 
+_TARGET_MARKERS = {
+    TargetState.NOT_EVALUATED: ("not_evaluated",),
+    TargetState.TOO_SMALL: ("too_small",),
+    TargetState.FRAGMENTS: ("split",),
+    TargetState.MERGED: ("merged",),
+    TargetState.ABSENT: ("absent",),
+}
+_NON_TARGET_MARKERS = {
+    NonTargetState.NOT_EVALUATED: ("not_evaluated",),
+    NonTargetState.ABSENT: ("absent",),
+    NonTargetState.PROGRESSION: ("progression",),
+}
+
+
 def _flags(case: Case, tp: Timepoint, baseline: bool) -> dict[str, tuple[str, ...]]:
     """Grid markers per lesion: missing, too small, split, merged, new, equivocal."""
     flags: dict[str, tuple[str, ...]] = {}
     for lesion in case.target_lesions:
-        value = tp.target(lesion.id)
-        marker = {
-            TargetState.NOT_EVALUATED: "not_evaluated",
-            TargetState.TOO_SMALL: "too_small",
-            TargetState.FRAGMENTS: "split",
-            TargetState.MERGED: "merged",
-            TargetState.ABSENT: "absent",
-        }.get(value.state)
+        marker = _TARGET_MARKERS.get(tp.target(lesion.id).state)
         if marker is not None:
-            flags[lesion.id] = (marker,)
+            flags[lesion.id] = marker
     if not baseline:
+        states = tp.non_targets
         for lesion in case.non_target_lesions:
-            state = tp.non_targets.get(lesion.id, NonTargetState.NOT_EVALUATED)
-            if state is not NonTargetState.PRESENT:
-                flags[lesion.id] = (state.value,)
+            nt_marker = _NON_TARGET_MARKERS.get(states.get(lesion.id, NonTargetState.NOT_EVALUATED))
+            if nt_marker is not None:
+                flags[lesion.id] = nt_marker
     for new in tp.new_lesions:
         flags[new.id] = ("new", "equivocal") if new.equivocal else ("new",)
     return flags

@@ -9,7 +9,9 @@ Schema of a case (``recist/schema/case.schema.json``) is generated from these mo
 from __future__ import annotations
 
 import datetime
+import json
 from datetime import date
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
@@ -194,7 +196,13 @@ def _message(error: Any) -> str:
     return f"{error['msg'].lower()} (got {error['input']!r})"
 
 
+_MAX_MM = 1e9  # anything larger is not a lesion size
+
+
 def _target_value(raw: Any) -> TargetValue:
+    kind = type(raw)
+    if (kind is float or kind is int) and 0 <= raw < _MAX_MM:  # the common case, fast
+        return TargetValue(TargetState.MEASURED, mm_to_length(raw))
     if isinstance(raw, bool):
         raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
     if isinstance(raw, int | float):
@@ -317,6 +325,17 @@ def parse_case(obj: Any) -> Case:
         raise error.located(subject=model.subject_id) from None
 
 
+@lru_cache(maxsize=64)
+def _settings_json(settings: Settings) -> str:
+    return json.dumps(settings.to_dict())
+
+
+def _settings_dict(settings: Settings) -> dict[str, Any]:
+    """The settings as a fresh dict (cached: a batch usually shares one protocol)."""
+    result: dict[str, Any] = json.loads(_settings_json(settings))
+    return result
+
+
 def _mm(length: int | None) -> float | None:
     return None if length is None else length_to_mm(length)
 
@@ -376,7 +395,7 @@ def result_to_json(result: CaseResult) -> dict[str, Any]:
             "reason": result.pfs.reason.value,
             "explanation": result.pfs.explanation,
         },
-        "settings": result.settings.to_dict(),
+        "settings": _settings_dict(result.settings),
     }
 
 

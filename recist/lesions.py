@@ -264,8 +264,15 @@ class Case:
     last_known_alive_on: date | None = None
     reader: str | None = None
     accepted: bool | None = None
+    # Derived once at construction: the targets and non-targets in input order.
+    target_lesions: tuple[Lesion, ...] = field(init=False, repr=False, compare=False)
+    non_target_lesions: tuple[Lesion, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "target_lesions", tuple(le for le in self.lesions if le.is_target))
+        object.__setattr__(
+            self, "non_target_lesions", tuple(le for le in self.lesions if not le.is_target)
+        )
         try:
             self._check()
         except CaseInputError as error:
@@ -279,8 +286,8 @@ class Case:
             if lesion.id in ids:
                 raise CaseInputError("lesion id is used twice", lesion=lesion.id, field="id")
             ids.add(lesion.id)
-        targets = {le.id for le in self.lesions if le.is_target}
-        non_targets = {le.id for le in self.lesions if not le.is_target}
+        targets = {le.id for le in self.target_lesions}
+        non_targets = {le.id for le in self.non_target_lesions}
         seen_tp: set[str] = set()
         previous: Timepoint | None = None
         for index, tp in enumerate(self.timepoints):
@@ -379,11 +386,3 @@ class Case:
     def origin(self) -> date:
         """Randomisation date if known, else the baseline date (§7 R-BOR-SDMIN, §8)."""
         return self.randomized_on if self.randomized_on is not None else self.baseline.date
-
-    @property
-    def target_lesions(self) -> tuple[Lesion, ...]:
-        return tuple(le for le in self.lesions if le.is_target)
-
-    @property
-    def non_target_lesions(self) -> tuple[Lesion, ...]:
-        return tuple(le for le in self.lesions if not le.is_target)
