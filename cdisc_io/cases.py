@@ -3,6 +3,7 @@ commands."""
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,3 +71,17 @@ def assess_cases(cases: list[dict[str, Any]]) -> list[Assessed]:
             raise
         out.append(Assessed(case, result))
     return out
+
+
+def write_settings(assessed: list[Assessed], path: Path) -> None:
+    """Write the protocol settings the results were derived with, one entry per distinct set.
+
+    Every exported result carries its settings (recist-rules.md): the CSV domains have no
+    column for them, so they go beside the CSVs as ``settings.json``.
+    """
+    distinct: list[dict[str, Any]] = []
+    for item in assessed:
+        settings = item.result.get("settings", {})
+        if settings not in distinct:
+            distinct.append(settings)
+    path.write_text(json.dumps({"settings": distinct}, indent=2) + "\n", encoding="utf-8")

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cdisc_io.cases import Assessed
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +16,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Assess the cases and write the three domains plus the settings used."""
-    from cdisc_io.cases import CasesFileError, assess_cases, load_cases
+    from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
     from cdisc_io.csvio import write_csv
     from cdisc_io.sdtm_export import export_sdtm
     from recist.errors import RecistError
@@ -50,17 +45,3 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def write_settings(assessed: list[Assessed], path: Path) -> None:
-    """Write the protocol settings the results were derived with, one entry per distinct set.
-
-    Every exported result carries its settings (recist-rules.md): the CSV domains have no
-    column for them, so they go beside the CSVs.
-    """
-    distinct: list[dict[str, Any]] = []
-    for item in assessed:
-        settings = item.result.get("settings", {})
-        if settings not in distinct:
-            distinct.append(settings)
-    path.write_text(json.dumps({"settings": distinct}, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,194 @@
+"""Cases + engine results → ADaM ADRS and ADTTE, named and coded as pharmaverse's
+admiralonco templates (``adrs_onco``, ``adtte_onco``) do.
+
+ADRS parameters per read (``PARCAT2`` says whose; ``PARCAT3 = RECIST 1.1``):
+
+====== ==================================================================== ==============
+OVR    Overall Response (one record per follow-up timepoint)                AVALC response
+BOR    Best Overall Response (confirmation not required; R-BOR-1)          AVALC response
+CBOR   Best Confirmed Overall Response (R-BOR-CONF)                         AVALC response
+RSP    Response (confirmation not required): BOR is CR or PR                Y / N
+CRSP   Confirmed Response: CBOR is CR or PR                                 Y / N
+PD     Disease Progression, ADT = progression date (back-dated, R-NEW-2)   Y / N
+DEATH  Death                                                                Y / N
+====== ==================================================================== ==============
+
+Response AVAL codes as admiralonco: CR 1, PR 2, SD 3, NON-CR/NON-PD 4, PD 5, NE 6; Y 1,
+N 0. BOR is derived with ``confirmation`` off and CBOR with it on, every other setting
+being the case's own, so that each parameter means what its name says whatever the trial's
+setting. ADT of BOR/CBOR is the date of the timepoint that gave it (for NE without one, the
+first follow-up assessment).
+
+ADTTE parameters: PFS (AVAL = ADT − STARTDT + 1 with STARTDT the randomisation date, CNSR
+0 event / 1 censored), OS and RSD (duration of response, responders only); see
+:mod:`endpoints.derive`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cdisc_io.sdtm_import import INVESTIGATOR
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cdisc_io.cases import Assessed
+
+AVAL_CODES = {"CR": 1, "PR": 2, "SD": 3, "NON-CR/NON-PD": 4, "PD": 5, "NE": 6}
+ADRS_COLUMNS = [
+    "STUDYID", "USUBJID", "ARM", "RANDDT", "RSEVAL", "RSEVALID", "RSACPTFL", "PARAMCD",
+    "PARAM", "PARCAT1", "PARCAT2", "PARCAT3", "AVISIT", "ADT", "AVAL", "AVALC", "ANL01FL",
+]  # fmt: skip
+ADTTE_COLUMNS = [
+    "STUDYID", "USUBJID", "ARM", "RSEVAL", "RSEVALID", "PARAMCD", "PARAM", "STARTDT", "ADT",
+    "AVAL", "CNSR", "EVNTDESC", "CNSDTDSC", "SRCDOM", "SRCVAR",
+]  # fmt: skip
+ADTTE_PARAMS = {
+    "PFS": "Progression Free Survival",
+    "OS": "Overall Survival",
+    "RSD": "Duration of Response",
+}
+
+
+def _who(reader: str) -> str:
+    return "Investigator" if reader == INVESTIGATOR else reader.title()
+
+
+def _variant(case: dict[str, Any], confirmation: bool) -> dict[str, Any]:
+    from recist.jsonio import assess_json
+
+    variant = dict(case)
+    variant["settings"] = dict(case.get("settings") or {}) | {"confirmation": confirmation}
+    return assess_json(variant)
+
+
+def _best_date(result: dict[str, Any]) -> tuple[str, str]:
+    """(AVISIT, ADT) of the timepoint that gave the best overall response."""
+    by_id = {tp["id"]: tp for tp in result["timepoints"]}
+    tp_id = result["best_overall_response_detail"].get("timepoint")
+    if tp_id is None and len(result["timepoints"]) > 1:
+        tp_id = result["timepoints"][1]["id"]
+    if tp_id is None:
+        return "", ""
+    return tp_id, by_id[tp_id]["date"]
+
+
+def adrs_records(item: Assessed, studyid: str) -> list[dict[str, Any]]:
+    """The ADRS records of one read."""
+    from endpoints.derive import first_response
+
+    case, result = item.case, item.result
+    reader = case.get("reader") or INVESTIGATOR
+    who = _who(reader)
+    base = {
+        "STUDYID": studyid,
+        "USUBJID": case["subject_id"],
+        "ARM": case.get("arm") or "",
+        "RANDDT": case.get("randomized_on") or "",
+        "RSEVAL": INVESTIGATOR if reader == INVESTIGATOR else "INDEPENDENT ASSESSOR",
+        "RSEVALID": "" if reader == INVESTIGATOR else reader,
+        "RSACPTFL": "Y" if case.get("accepted") else "",
+        "PARCAT1": "Tumor Response",
+        "PARCAT2": who,
+        "PARCAT3": "RECIST 1.1",
+        "ANL01FL": "Y",
+    }
+    rows: list[dict[str, Any]] = []
+
+    def add(code: str, param: str, avalc: str, visit: str = "", adt: str = "") -> None:
+        aval = AVAL_CODES.get(avalc, {"Y": 1, "N": 0}.get(avalc, ""))
+        rows.append(base | {"PARAMCD": code, "PARAM": param, "AVISIT": visit, "ADT": adt,
+                            "AVAL": aval, "AVALC": avalc})  # fmt: skip
+
+    for tp in result["timepoints"][1:]:
+        if tp.get("overall_response"):
+            add("OVR", f"Overall Response by {who}", tp["overall_response"], tp["id"], tp["date"])
+    unconfirmed = _variant(case, confirmation=False)
+    confirmed = _variant(case, confirmation=True)
+    bor, cbor = unconfirmed["best_overall_response"], confirmed["best_overall_response"]
+    add("BOR", f"Best Overall Response by {who} (confirmation not required)", bor,
+        *_best_date(unconfirmed))  # fmt: skip
+    add("CBOR", f"Best Confirmed Overall Response by {who}", cbor, *_best_date(confirmed))
+    first = first_response(unconfirmed)
+    responded = bor in ("CR", "PR") and first is not None
+    visit, day = (first[0], first[1].isoformat()) if responded and first else ("", "")
+    add("RSP", f"Response by {who} (confirmation not required)", "Y" if responded else "N",
+        visit, day)  # fmt: skip
+    first_confirmed = first_response(confirmed)
+    confirmed_response = cbor in ("CR", "PR") and first_confirmed is not None
+    visit, day = (
+        (first_confirmed[0], first_confirmed[1].isoformat())
+        if confirmed_response and first_confirmed
+        else ("", "")
+    )
+    add("CRSP", f"Confirmed Response by {who}", "Y" if confirmed_response else "N", visit, day)
+    progression = result.get("progression")
+    if progression:
+        add("PD", f"Disease Progression by {who}", "Y", progression["timepoint"],
+            progression["date"])  # fmt: skip
+    else:
+        add("PD", f"Disease Progression by {who}", "N")
+    add("DEATH", "Death", "Y" if case.get("died_on") else "N", "", case.get("died_on") or "")
+    return rows
+
+
+def adtte_records(item: Assessed, studyid: str) -> list[dict[str, Any]]:
+    """The ADTTE records of one read: PFS, OS and, for a responder, RSD."""
+    from endpoints.derive import duration_of_response, overall_survival, pfs
+
+    case, result = item.case, item.result
+    reader = case.get("reader") or INVESTIGATOR
+    records = [pfs(case, result), overall_survival(case)]
+    dor = duration_of_response(case, result)
+    if dor is not None:
+        records.append(dor)
+    rows = []
+    for record in records:
+        censor_text = ""
+        if not record.event:
+            censor_text = "Alive During Study" if record.param == "OS" else record.description
+        rows.append({
+            "STUDYID": studyid,
+            "USUBJID": case["subject_id"],
+            "ARM": case.get("arm") or "",
+            "RSEVAL": INVESTIGATOR if reader == INVESTIGATOR else "INDEPENDENT ASSESSOR",
+            "RSEVALID": "" if reader == INVESTIGATOR else reader,
+            "PARAMCD": record.param,
+            "PARAM": ADTTE_PARAMS[record.param],
+            "STARTDT": record.start.isoformat(),
+            "ADT": record.end.isoformat(),
+            "AVAL": record.days,
+            "CNSR": record.cnsr,
+            "EVNTDESC": record.description,
+            "CNSDTDSC": censor_text,
+            "SRCDOM": record.source[0],
+            "SRCVAR": record.source[1],
+        })  # fmt: skip
+    return rows
+
+
+def select_reads(assessed: list[Assessed], reader: str) -> list[Assessed]:
+    """``all`` reads, the ``accepted`` ones, or those of one named reader."""
+    if reader == "all":
+        return list(assessed)
+    if reader == "accepted":
+        return [a for a in assessed if a.case.get("accepted")]
+    return [a for a in assessed if (a.case.get("reader") or INVESTIGATOR) == reader]
+
+
+def export_adam(
+    assessed: list[Assessed], *, studyid: str = "RECIST"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ADRS and ADTTE of a batch of assessed cases (every cell text or integer)."""
+    import pandas as pd
+
+    adrs: list[dict[str, Any]] = []
+    adtte: list[dict[str, Any]] = []
+    for item in assessed:
+        adrs += adrs_records(item, studyid)
+        adtte += adtte_records(item, studyid)
+    return (
+        pd.DataFrame(adrs, columns=ADRS_COLUMNS).fillna(""),
+        pd.DataFrame(adtte, columns=ADTTE_COLUMNS).fillna(""),
+    )

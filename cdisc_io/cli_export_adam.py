@@ -1,0 +1,55 @@
+"""``recist export-adam CASES --out DIR``: ADRS and ADTTE CSVs (admiralonco naming)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    parser.add_argument("cases", help="cases (JSON, JSON array or JSON Lines), or -")
+    parser.add_argument("--out", required=True, help="folder for adrs.csv and adtte.csv")
+    parser.add_argument("--studyid", default="RECIST", help="STUDYID of every record")
+    parser.add_argument(
+        "--reader",
+        default="all",
+        help="which reads: all (default; RSEVAL/RSEVALID and PARCAT2 tell them apart), "
+        "accepted, or one reader's name (INVESTIGATOR, 'RADIOLOGIST 1'…)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Assess the cases and write ADRS, ADTTE and the settings used."""
+    from cdisc_io.adam_export import export_adam, select_reads
+    from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
+    from cdisc_io.csvio import write_csv
+    from recist.errors import RecistError
+
+    try:
+        assessed = select_reads(assess_cases(load_cases(args.cases)), args.reader)
+        adrs, adtte = export_adam(assessed, studyid=args.studyid)
+    except (CasesFileError, RecistError) as error:
+        print(f"recist export-adam: {error}", file=sys.stderr)
+        return 2
+    if not assessed:
+        print(f"recist export-adam: no read matches --reader {args.reader!r}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(
+            f"recist export-adam: {out}: cannot create folder ({error.strerror})", file=sys.stderr
+        )
+        return 2
+    write_csv(adrs, out / "adrs.csv")
+    write_csv(adtte, out / "adtte.csv")
+    write_settings(assessed, out / "settings.json")
+    print(
+        f"recist export-adam: {len(assessed)} reads → {out}/adrs.csv ({len(adrs)} records), "
+        f"adtte.csv ({len(adtte)})",
+        file=sys.stderr,
+    )
+    return 0
