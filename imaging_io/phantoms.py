@@ -90,6 +90,7 @@ def write_ct_series(
     frame_of_reference_uid: str | None = None,
     slice_thickness_mm: float | None = None,
     instance_numbers_descending: bool = True,
+    uid_seed: str | None = None,
 ) -> list[Any]:
     """Write one axial CT series (one file per slice) and return its datasets.
 
@@ -102,17 +103,20 @@ def write_ct_series(
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+    def uid(*parts: str) -> str:
+        return generate_uid(entropy_srcs=[uid_seed, *parts]) if uid_seed else generate_uid()
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    study_uid = study_uid or generate_uid()
-    series_uid = series_uid or generate_uid()
-    frame_of_reference_uid = frame_of_reference_uid or generate_uid()
+    study_uid = study_uid or uid("study")
+    series_uid = series_uid or uid("series")
+    frame_of_reference_uid = frame_of_reference_uid or uid("frame of reference")
     stored = np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16)
     datasets = []
     for k in range(grid.slices):
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.MediaStorageSOPInstanceUID = uid("instance", str(k))
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = pydicom.Dataset()
         ds.file_meta = meta
@@ -182,15 +186,20 @@ def write_seg(
     *,
     fractional: bool = False,
     series_number: int = 300,
+    uid_seed: str | None = None,
 ) -> Any:
     """Write a DICOM SEG (highdicom) of ``segments`` over ``source_images``.
 
     ``source_images`` are the CT datasets in slice order (``mask[k]`` is over
-    ``source_images[k]``). Empty frames are omitted, as segmentation tools do.
+    ``source_images[k]``). Empty frames are omitted, as segmentation tools do. With
+    ``uid_seed`` the SEG's own UIDs are derived from it.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
+
+    def uid(*parts: str) -> str:
+        return generate_uid(entropy_srcs=[uid_seed, *parts]) if uid_seed else generate_uid()
 
     descriptions = []
     for number, spec in enumerate(segments, start=1):
@@ -202,7 +211,7 @@ def write_seg(
                 segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
                 segmented_property_type=hd.sr.CodedConcept(code_value, "SCT", meaning),
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
-                tracking_uid=generate_uid(),
+                tracking_uid=uid("tracking", spec.tracking_id),
                 tracking_id=spec.tracking_id,
             )
         )
@@ -214,9 +223,9 @@ def write_seg(
         segmentation_type=(hd.seg.SegmentationTypeValues.FRACTIONAL if fractional
                            else hd.seg.SegmentationTypeValues.BINARY),
         segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(),
+        series_instance_uid=uid("seg series"),
         series_number=series_number,
-        sop_instance_uid=generate_uid(),
+        sop_instance_uid=uid("seg instance"),
         instance_number=1,
         manufacturer="recist-service phantom",
         manufacturer_model_name="phantoms.py",
