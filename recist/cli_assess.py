@@ -41,7 +41,9 @@ class InputError(Exception):
 def read_cases(text: str, name: str) -> tuple[str, list[tuple[str, Any]]]:
     """Split the input into cases, each with a label locating it in the file.
 
-    Returns the input form (``object``, ``array`` or ``lines``) and the labelled cases.
+    Returns the input form (``object``, ``array`` or ``lines``) and the labelled cases:
+    parsed objects for an array, the JSON text of each case otherwise (parsed and
+    validated in one pass by :func:`recist.jsonio.assess_json`).
     """
     stripped = text.lstrip()
     if not stripped:
@@ -52,24 +54,26 @@ def read_cases(text: str, name: str) -> tuple[str, list[tuple[str, Any]]]:
         except json.JSONDecodeError as exc:
             raise InputError(f"{name}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
         return "array", [(f"{name} case #{i + 1}", item) for i, item in enumerate(items)]
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if len(lines) > 1 and all(line.lstrip().startswith("{") for _, line in lines):
+        # JSON Lines, unless the whole text is one pretty-printed object.
+        first = lines[0][1].strip()
+        if first != "{" and first.endswith("}"):
+            return "lines", [(f"{name} line {number}", line) for number, line in lines]
     try:
-        return "object", [(name, json.loads(text))]
-    except json.JSONDecodeError as whole_error:
-        cases = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                cases.append((f"{name} line {number}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                if number == 1 and len(cases) == 0 and whole_error.lineno > 1:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        if len(lines) > 1 and lines[0][1].strip().endswith("}"):
+            for number, line in lines:
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as line_exc:
                     raise InputError(
-                        f"{name}: malformed JSON at line {whole_error.lineno}: {whole_error.msg}"
+                        f"{name} line {number}: malformed JSON at column {line_exc.colno}: "
+                        f"{line_exc.msg}"
                     ) from None
-                raise InputError(
-                    f"{name} line {number}: malformed JSON at column {exc.colno}: {exc.msg}"
-                ) from None
-        return "lines", cases
+        raise InputError(f"{name}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    return "object", [(name, text)]
 
 
 def _iter_results(

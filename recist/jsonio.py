@@ -8,13 +8,20 @@ Schema of a case (``recist/schema/case.schema.json``) is generated from these mo
 
 from __future__ import annotations
 
-import datetime
 import json
 from datetime import date
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
 
 from recist.assessment import CaseResult, TimepointResult, assess
 from recist.best_response import BestResponse
@@ -46,6 +53,17 @@ TARGET_VALUE_HELP = (
 )
 
 
+def _iso_date_text(value: Any) -> Any:
+    """Dates are ISO strings (YYYY-MM-DD); refuse numbers that pydantic would take as
+    Unix timestamps."""
+    if isinstance(value, str | date):
+        return value
+    raise ValueError("not a date (YYYY-MM-DD)")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,7 +89,7 @@ class LesionIn(_Strict):
     site: StrictStr = ""
     kind: Literal["target", "non-target"]
     nodal: StrictBool = False
-    treated_on: date | None = None
+    treated_on: IsoDate | None = None
     treatment: StrictStr | None = None
     modality: StrictStr | None = None
     slice_thickness_mm: float | None = Field(None, gt=0)
@@ -87,7 +105,7 @@ class NewLesionIn(_Strict):
 
 class TimepointIn(_Strict):
     id: StrictStr = Field(min_length=1)
-    date: datetime.date
+    date: IsoDate
     targets: dict[str, Any] = Field(
         default_factory=dict,
         description="lesion id -> " + TARGET_VALUE_HELP,
@@ -122,7 +140,7 @@ class TimepointIn(_Strict):
         default_factory=dict
     )
     new_lesions: list[NewLesionIn] = Field(default_factory=list)
-    scan_dates: dict[str, datetime.date] = Field(default_factory=dict)
+    scan_dates: dict[str, IsoDate] = Field(default_factory=dict)
 
 
 class CaseIn(_Strict):
@@ -130,10 +148,10 @@ class CaseIn(_Strict):
 
     subject_id: StrictStr = Field(min_length=1)
     arm: StrictStr | None = None
-    randomized_on: date | None = None
-    died_on: date | None = None
-    new_therapy_on: date | None = None
-    last_known_alive_on: date | None = None
+    randomized_on: IsoDate | None = None
+    died_on: IsoDate | None = None
+    new_therapy_on: IsoDate | None = None
+    last_known_alive_on: IsoDate | None = None
     reader: StrictStr | None = None
     accepted: StrictBool | None = None
     settings: SettingsIn = Field(default_factory=lambda: SettingsIn())
@@ -191,6 +209,8 @@ def _message(error: Any) -> str:
         return f"required key {loc[-1]!r} is missing"
     if kind == "literal_error":
         return f"{error['input']!r} is not allowed: {error['msg'].lower()}"
+    if kind == "value_error":
+        return f"{error['input']!r} is {error['ctx']['error']}"
     if kind.startswith("date"):
         return f"{error['input']!r} is not a date (YYYY-MM-DD)"
     return f"{error['msg'].lower()} (got {error['input']!r})"
@@ -325,6 +345,24 @@ def parse_case(obj: Any) -> Case:
         raise error.located(subject=model.subject_id) from None
 
 
+def parse_case_text(text: str | bytes) -> Case:
+    """Like :func:`parse_case`, from the JSON text of one case (the fast path of JSON
+    Lines: pydantic parses and validates in one pass)."""
+    try:
+        model = CaseIn.model_validate_json(text)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "json_invalid":
+            raise CaseInputError(f"malformed JSON: {error['msg']}") from None
+        # Validate the parsed object again to name the subject, timepoint and lesion.
+        parse_case(json.loads(text))
+        raise  # pragma: no cover - parse_case raises the located error
+    try:
+        return _convert(model)
+    except CaseInputError as error:
+        raise error.located(subject=model.subject_id) from None
+
+
 @lru_cache(maxsize=64)
 def _settings_json(settings: Settings) -> str:
     return json.dumps(settings.to_dict())
@@ -400,14 +438,14 @@ def result_to_json(result: CaseResult) -> dict[str, Any]:
 
 
 def assess_json(obj: Any) -> dict[str, Any]:
-    """Parse, assess and serialise one case.
+    """Parse, assess and serialise one case: a dict, or the JSON text of one case.
 
     Raises
     ------
     RecistError
         :class:`CaseInputError` for bad input, ``ProtocolDeviationError`` in strict mode.
     """
-    case = parse_case(obj)
+    case = parse_case_text(obj) if isinstance(obj, str | bytes) else parse_case(obj)
     try:
         result = assess(case)
     except RecistError as error:
