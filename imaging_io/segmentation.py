@@ -171,16 +171,43 @@ def load_seg(path: Path) -> Any:
         raise ImagingInputError(
             path, f"transfer syntax {uid} ({name}) is not supported by the installed pydicom"
         )
-    if not ds.file_meta.TransferSyntaxUID.is_little_endian:
-        raise ImagingInputError(
-            path,
-            f"transfer syntax {name} ({uid}) is not supported: highdicom reads "
-            "segmentations in little endian transfer syntaxes only",
-        )
+    if not syntax.is_little_endian:
+        ds = _to_little_endian(path, ds, f"{name} ({uid})")
     try:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
         raise ImagingInputError(path, f"is not a valid DICOM SEG ({exc})") from exc
+
+
+def _to_little_endian(path: Path, ds: Any, syntax: str) -> Any:
+    """Re-encode a big endian SEG as Explicit VR Little Endian, in memory.
+
+    highdicom parses little endian datasets only; pydicom decodes the retired Explicit VR
+    Big Endian syntax, so the frames are decoded once and written back little endian.
+    """
+    import io
+
+    import pydicom
+    from pydicom.filewriter import dcmwrite
+    from pydicom.pixels import pack_bits
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    try:
+        frames = ds.pixel_array
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
+        raise ImagingInputError(path, f"cannot decode frames in transfer syntax {syntax} "
+                                f"({type(exc).__name__})") from exc
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if int(ds.BitsAllocated) == 1:
+        ds.PixelData = pack_bits(frames)
+        ds["PixelData"].VR = "OB"
+    else:
+        ds.PixelData = frames.astype(frames.dtype.newbyteorder("<")).tobytes()
+        ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    buffer.seek(0)
+    return pydicom.dcmread(buffer)
 
 
 def _decode_failure(path: Path, seg: Any, exc: Exception) -> ImagingInputError:

@@ -343,7 +343,7 @@ def _classic_pixels(files: list[Path]) -> NDArray[np.float32]:
 
     slices = []
     for file in files:
-        ds = pydicom.dcmread(file)
+        ds = pydicom.dcmread(file, force=True)
         try:
             raw = ds.pixel_array
         except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
@@ -355,7 +355,7 @@ def _classic_pixels(files: list[Path]) -> NDArray[np.float32]:
 def _multiframe_pixels(file: Path, order: list[int]) -> NDArray[np.float32]:
     import pydicom
 
-    ds = pydicom.dcmread(file)
+    ds = pydicom.dcmread(file, force=True)
     try:
         raw = ds.pixel_array
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
