@@ -30,17 +30,39 @@ def load_cases(path: str) -> list[dict[str, Any]]:
     CasesFileError
         Naming the file and, for JSON Lines, the line that is wrong.
     """
-    from recist.cli_assess import InputError, read_cases
-
     name = "<stdin>" if path == "-" else Path(path).name
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise CasesFileError(f"{name}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise CasesFileError(f"{name}: not UTF-8 text") from None
+    stripped = text.strip()
+    if not stripped:
+        raise CasesFileError(f"{name}: the file is empty; expected cases")
+    labelled: list[tuple[str, Any]]
     try:
-        _, labelled = read_cases(text, name)
-    except InputError as error:
-        raise CasesFileError(str(error)) from None
+        whole = json.loads(stripped)
+    except json.JSONDecodeError as whole_error:
+        labelled = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                labelled.append((f"{name} line {number}", json.loads(line)))
+            except json.JSONDecodeError as error:
+                if number == 1 and not line.rstrip().endswith("}"):
+                    raise CasesFileError(
+                        f"{name}: malformed JSON at line {whole_error.lineno}: {whole_error.msg}"
+                    ) from None
+                raise CasesFileError(
+                    f"{name} line {number}: malformed JSON at column {error.colno}: {error.msg}"
+                ) from None
+    else:
+        if isinstance(whole, list):
+            labelled = [(f"{name} case #{i + 1}", item) for i, item in enumerate(whole)]
+        else:
+            labelled = [(name, whole)]
     cases = []
     for label, case in labelled:
         if not isinstance(case, dict):
