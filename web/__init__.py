@@ -136,7 +136,8 @@ def _handle_error(error: Exception) -> Any:
         }
         if status == 413:
             limit = request.max_content_length or 0
-            body["message"] = f"the upload is larger than the {limit // (1024 * 1024)} MB limit"
+            size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
+            body["message"] = f"the upload is larger than the {size} limit"
     else:
         from flask import current_app
 

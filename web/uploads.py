@@ -89,14 +89,21 @@ def safe_extract(archive: zipfile.ZipFile, target: Path, **limits: int) -> list[
             )
         dest.parent.mkdir(parents=True, exist_ok=True)
         written = 0
-        with archive.open(info) as src, open(dest, "wb") as dst:
-            while chunk := src.read(_CHUNK):
-                written += len(chunk)
-                if written > info.file_size:
-                    raise UnsafeZip(
-                        f"zip entry {info.filename!r} is larger than it declares", field="study"
-                    )
-                dst.write(chunk)
+        try:
+            with archive.open(info) as src, open(dest, "wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > info.file_size:
+                        raise UnsafeZip(
+                            f"zip entry {info.filename!r} is larger than it declares",
+                            field="study",
+                        )
+                    dst.write(chunk)
+        except zipfile.BadZipFile as error:
+            # zipfile stops at the declared size and then finds the CRC wrong.
+            raise UnsafeZip(
+                f"zip entry {info.filename!r} is corrupt ({error})", field="study"
+            ) from None
         out.append(dest)
     return out
 

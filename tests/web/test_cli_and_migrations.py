@@ -1,0 +1,105 @@
+"""`recist users`, `recist demo-run --seed-only`, and migrations matching the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, select
+
+from recist.cli import main
+from web.db import make_engine, make_session_factory
+from web.demo import DEMO_CASE_FILE
+from web.models import Base, Subject, User
+
+
+@pytest.fixture
+def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("RECIST_INSTANCE", str(tmp_path / "instance"))
+    return tmp_path / "instance"
+
+
+def _session(instance: Path) -> Any:
+    return make_session_factory(make_engine(f"sqlite:///{instance / 'recist.sqlite3'}"))()
+
+
+def test_users_add_prints_a_generated_password_once_and_stores_a_hash(
+    instance: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["users", "add", "carol", "--role", "adjudicator"]) == 0
+    out = capsys.readouterr().out
+    name, role, password = out.strip().split("\t")
+    assert (name, role) == ("carol", "adjudicator")
+    password = password.removeprefix("password: ")
+    assert len(password) >= 12
+    session = _session(instance)
+    user = session.scalar(select(User).where(User.username == "carol"))
+    assert user.role == "adjudicator" and password not in user.password_hash
+    session.close()
+    assert main(["users", "token", "carol"]) == 0
+    assert len(capsys.readouterr().out.strip()) >= 40
+
+
+def test_adding_an_existing_user_exits_2_with_one_line(
+    instance: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["users", "add", "dave", "--role", "reader"])
+    capsys.readouterr()
+    assert main(["users", "add", "dave", "--role", "reader"]) == 2
+    err = capsys.readouterr().err
+    assert err == "recist users: user 'dave' already exists\n"
+
+
+def test_unknown_role_is_refused_by_the_parser(
+    instance: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["users", "add", "eve", "--role", "superuser"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'superuser'" in capsys.readouterr().err
+
+
+def test_demo_run_seeds_the_trial_and_users_once(
+    instance: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo-run", "--seed-only", "--subjects", "6"]) == 0
+    out = capsys.readouterr().out
+    # sample_dicom/demo_case.json (the imaging demo subject) is seeded too when present.
+    expected = 6 + (1 if DEMO_CASE_FILE.exists() else 0)
+    assert f"seeded trial STEREO-SEIN-DEMO with {expected} subjects" in out
+    for name in ("reader1", "adjudicator1", "manager1", "reviewer1", "admin"):
+        assert f"  {name} " in out
+    session = _session(instance)
+    subjects = session.scalars(select(Subject)).all()
+    assert len(subjects) == expected and all(s.result_json for s in subjects)
+    responses = {s.result_json["best_overall_response"] for s in subjects}
+    assert {"PR", "SD", "CR"} <= responses
+    session.close()
+    assert main(["demo-run", "--seed-only"]) == 0
+    again = capsys.readouterr().out
+    assert "seeded" not in again and "demo users already exist" in again
+
+
+def test_migrations_create_exactly_the_schema_of_the_models(database: dict[str, Any]) -> None:
+    engine = make_engine(database["DATABASE_URL"], schema=database["DATABASE_SCHEMA"])
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection)
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_make_engine_turns_sqlite_foreign_keys_on(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+    plain = create_engine(f"sqlite:///{tmp_path / 'y.sqlite3'}")
+    with plain.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 0
+    plain.dispose()

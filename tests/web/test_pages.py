@@ -1,0 +1,246 @@
+"""Pages for people: subject list, the lesion × timepoint grid and the entry forms."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from web.services import SYSTEM, import_case
+from web.testing import login
+
+
+@pytest.fixture
+def reader(app: Flask, users: dict[str, str]) -> FlaskClient:
+    client = app.test_client()
+    login(client, "reader")
+    return client
+
+
+@pytest.fixture
+def manager(app: Flask, users: dict[str, str]) -> FlaskClient:
+    client = app.test_client()
+    login(client, "trial_manager")
+    return client
+
+
+def _baseline_form(**rows: Any) -> dict[str, str]:
+    data = {
+        "code": "BL",
+        "date": "2021-01-04",
+        "rows": "3",
+        "code_0": "",
+        "kind_0": "target",
+        "site_0": "liver",
+        "size_0": "30",
+        "code_1": "",
+        "kind_1": "target",
+        "site_1": "lymph node",
+        "nodal_1": "on",
+        "size_1": "20",
+        "code_2": "",
+        "kind_2": "non-target",
+        "site_2": "bone",
+        "size_2": "",
+    }
+    data.update(rows)
+    return data
+
+
+def _follow_up_form(code: str, day: str, t1: str, t2: str, **extra: str) -> dict[str, str]:
+    data = {
+        "code": code,
+        "date": day,
+        "t_T01_mm": t1,
+        "t_T01_state": "measured",
+        "t_T02_mm": t2,
+        "t_T02_state": "measured",
+        "nt_NT01": "present",
+    }
+    data.update(extra)
+    return data
+
+
+def _cell_texts(html: str, row_label: str) -> list[str]:
+    match = re.search(
+        rf'<tr[^>]*><th scope="row"[^>]*>{re.escape(row_label)}</th>(.*?)</tr>', html, re.S
+    )
+    assert match, f"no row {row_label!r}"
+    return [
+        re.sub(r"<[^>]+>", "", c).strip()
+        for c in re.findall(r"<td[^>]*>(.*?)</td>", match.group(1), re.S)
+    ]
+
+
+def test_create_subject_enter_baseline_pr_then_pd_updates_grid_and_list(
+    manager: FlaskClient, reader: FlaskClient, trial: str
+) -> None:
+    response = manager.post(
+        f"/trials/{trial}/subjects",
+        data={"code": "S-10", "arm": "A", "randomized_on": "2021-01-01"},
+    )
+    assert response.status_code == 302
+    base = f"/trials/{trial}/subjects/S-10"
+    response = reader.post(base + "/baseline", data=_baseline_form())
+    assert response.status_code == 302, response.data[:3000]
+    response = reader.post(
+        base + "/timepoints/new", data=_follow_up_form("W8", "2021-03-01", "21", "14")
+    )
+    assert response.status_code == 302
+    html = reader.get(base).data.decode()
+    assert _cell_texts(html, "Overall response") == ["", "PR"]
+    assert _cell_texts(html, "Sum of diameters (mm)") == ["50.0", "35.0"]
+    assert _cell_texts(html, "Change from baseline") == ["", "-30.0 %"]
+    assert 'id="progression">none' in html
+    response = reader.post(
+        base + "/timepoints/new", data=_follow_up_form("W16", "2021-04-26", "27", "15")
+    )
+    assert response.status_code == 302
+    html = reader.get(base).data.decode()
+    assert _cell_texts(html, "Overall response") == ["", "PR", "PD"]
+    assert "R-TGT-PD" in html
+    assert re.search(r'id="progression" class="flag-pd">PD at W16', html)
+    listing = reader.get(f"/trials/{trial}").data.decode()
+    assert re.search(r"S-10</a></td>\s*<td>A</td>\s*<td class=\"r-pd\">PD</td>", listing)
+    assert "PD_TARGET" in listing and "flag-pd" in listing
+
+
+def test_grid_marks_missing_too_small_split_merged_new_and_equivocal(
+    reader: FlaskClient, session: Session, trial: str
+) -> None:
+    import_case(
+        session,
+        SYSTEM,
+        trial,
+        {
+            "subject_id": "S-20",
+            "lesions": [
+                {"id": "T01", "site": "liver", "kind": "target"},
+                {"id": "T02", "site": "liver", "kind": "target"},
+                {"id": "T03", "site": "lung", "kind": "target"},
+            ],
+            "timepoints": [
+                {"id": "BL", "date": "2021-01-04", "targets": {"T01": 30, "T02": 20, "T03": 15}},
+                {
+                    "id": "W8",
+                    "date": "2021-03-01",
+                    "targets": {"T01": {"fragments": [10, 8]}, "T02": "too_small"},
+                    "new_lesions": [{"id": "NL01", "site": "bone", "equivocal": True}],
+                },
+                {
+                    "id": "W16",
+                    "date": "2021-04-26",
+                    "targets": {"T01": 20, "T02": {"merged_into": "T01"}, "T03": 12},
+                    "new_lesions": [{"id": "NL01", "site": "bone"}],
+                },
+            ],
+        },
+    )
+    html = reader.get(f"/trials/{trial}/subjects/S-20").data.decode()
+    assert _cell_texts(html, "T01") == ["liver", "30.0", "10.0 + 8.0split", "20.0"]
+    assert "m-split" in html and "m-merged" in html and "m-small" in html
+    assert _cell_texts(html, "T03") == ["lung", "15.0", "NEmissing", "12.0"]
+    assert "m-missing" in html
+    assert _cell_texts(html, "NL01") == ["bone", "", "equivocal", "yes"]
+    assert "m-equivocal" in html and "m-new" in html
+    # R-NEW-2: confirmed at W16, progression back-dated to the first sighting at W8.
+    assert re.search(r"PD at W16, dated 2021-03-01", html)
+
+
+def test_baseline_form_with_findings_asks_for_a_reason_and_keeps_what_was_typed(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-30"})
+    base = f"/trials/{trial}/subjects/S-30/baseline"
+    form = _baseline_form(size_0="8")  # an 8 mm liver target breaks R-MEAS-1
+    response = reader.post(base, data=form)
+    assert response.status_code == 422
+    html = response.data.decode()
+    assert "R-MEAS-1" in html and "needs a reason" in html
+    assert 'name="size_0" value="8"' in html
+    assert re.search(r'<input name="reason" size="60"\s+required', html)
+    response = reader.post(base, data={**form, "reason": "measured on 5 mm slices"})
+    assert response.status_code == 302
+
+
+def test_live_check_endpoint_returns_findings_for_the_form_as_typed(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-31"})
+    url = f"/trials/{trial}/subjects/S-31/baseline/check"
+    findings = reader.post(url, data=_baseline_form(size_1="12")).get_json()["findings"]
+    assert [f["rule"] for f in findings] == ["R-MEAS-2"]
+    assert findings[0]["lesion"] == "T02"
+    assert reader.post(url, data=_baseline_form()).get_json() == {"findings": [], "error": None}
+
+
+def test_follow_up_form_error_shows_the_message_and_keeps_the_input(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-40"})
+    base = f"/trials/{trial}/subjects/S-40"
+    reader.post(base + "/baseline", data=_baseline_form())
+    response = reader.post(
+        base + "/timepoints/new", data=_follow_up_form("W8", "2021-03-01", "", "14")
+    )
+    assert response.status_code == 400
+    html = response.data.decode()
+    assert "target T01: enter a size in mm or choose another state" in html
+    assert 'name="t_T02_mm" value="14"' in html
+
+
+def test_editing_a_follow_up_after_someone_else_saved_it_is_refused(
+    reader: FlaskClient, app: Flask, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-50"})
+    base = f"/trials/{trial}/subjects/S-50"
+    reader.post(base + "/baseline", data=_baseline_form())
+    reader.post(base + "/timepoints/new", data=_follow_up_form("W8", "2021-03-01", "21", "14"))
+    page = reader.get(base + "/timepoints/W8").data.decode()
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    other = app.test_client()
+    login(other, "adjudicator")
+    response = other.post(
+        base + "/timepoints/W8",
+        data={**_follow_up_form("W8", "2021-03-01", "22", "14"), "version": version},
+    )
+    assert response.status_code == 302
+    response = reader.post(
+        base + "/timepoints/W8",
+        data={**_follow_up_form("W8", "2021-03-01", "40", "14"), "version": version},
+    )
+    assert response.status_code == 409
+    assert b"was saved by adjudicator" in response.data
+    html = reader.get(base).data.decode()
+    assert _cell_texts(html, "T01") == ["liver", "30.0", "22.0"]
+
+
+def test_reviewer_sees_the_grid_without_entry_links(
+    app: Flask, users: dict[str, str], session: Session, trial: str
+) -> None:
+    import_case(
+        session,
+        SYSTEM,
+        trial,
+        {
+            "subject_id": "S-60",
+            "lesions": [{"id": "T01", "site": "liver", "kind": "target"}],
+            "timepoints": [{"id": "BL", "date": "2021-01-04", "targets": {"T01": 30}}],
+        },
+    )
+    client = app.test_client()
+    login(client, "reviewer")
+    html = client.get(f"/trials/{trial}/subjects/S-60").data.decode()
+    assert 'id="grid"' in html
+    assert "Add follow-up" not in html and "Edit baseline" not in html
+    assert client.get(f"/trials/{trial}/subjects/S-60/baseline").status_code == 403
+
+
+def test_missing_subject_page_is_a_404_naming_it(reader: FlaskClient, trial: str) -> None:
+    response = reader.get(f"/trials/{trial}/subjects/NOPE")
+    assert response.status_code == 404
+    assert b"subject &#39;NOPE&#39; does not exist" in response.data

@@ -1,0 +1,178 @@
+"""Study uploads: hostile zips are refused before anything is unpacked; a real study is
+measured by imaging_io and pre-fills the follow-up form.
+
+The real study is dcmqi's 3-slice CT with its "Liver" DICOM SEG
+(/work/shared/testdata/dicom-real/dcmqi, BSD-3; see the README there).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from web.services import SYSTEM, import_case
+from web.testing import login
+from web.uploads import UnsafeZip, check_zip, safe_extract
+
+DCMQI = Path("/work/shared/testdata/dicom-real/dcmqi/data/segmentations")
+
+
+def _zip(
+    entries: dict[str, bytes],
+    *,
+    symlink: str | None = None,
+    compression: int = zipfile.ZIP_DEFLATED,
+) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        if symlink is not None:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    buffer.seek(0)
+    return buffer
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../evil.dcm", "a/../../evil.dcm", "/etc/cron.d/x", "C:/windows/x.dcm", "..\\..\\evil.dcm"],
+)
+def test_path_traversal_entries_are_refused(name: str) -> None:
+    with (
+        zipfile.ZipFile(_zip({name: b"x"})) as archive,
+        pytest.raises(UnsafeZip, match="points outside the archive"),
+    ):
+        check_zip(archive)
+
+
+def test_symbolic_links_are_refused() -> None:
+    with (
+        zipfile.ZipFile(_zip({"ok.dcm": b"x"}, symlink="link.dcm")) as archive,
+        pytest.raises(UnsafeZip, match=r"'link\.dcm' is a symbolic link"),
+    ):
+        check_zip(archive)
+
+
+def test_a_zip_bomb_is_refused_by_its_compression_ratio() -> None:
+    bomb = _zip({"bomb.dcm": b"\0" * (20 * 1024 * 1024)})
+    assert len(bomb.getvalue()) < 100_000
+    with zipfile.ZipFile(bomb) as archive, pytest.raises(UnsafeZip, match="zip bomb"):
+        check_zip(archive)
+
+
+def test_too_many_entries_and_too_large_totals_are_refused() -> None:
+    many = _zip({f"{i}.dcm": b"x" for i in range(12)})
+    with zipfile.ZipFile(many) as archive, pytest.raises(UnsafeZip, match="12 entries"):
+        check_zip(archive, max_entries=10)
+    big = _zip({"a.dcm": b"1" * 3000, "b.dcm": b"2" * 3000}, compression=zipfile.ZIP_STORED)
+    with zipfile.ZipFile(big) as archive, pytest.raises(UnsafeZip, match="more than"):
+        check_zip(archive, max_total=5000)
+
+
+def test_an_entry_larger_than_it_declares_is_stopped_while_unpacking(tmp_path: Path) -> None:
+    buffer = _zip({"a.dcm": b"A" * 100_000})
+    data = bytearray(buffer.getvalue())
+    # Lower the declared size in the central directory only: the data still holds 100 kB.
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
+    with (
+        zipfile.ZipFile(io.BytesIO(bytes(data))) as archive,
+        pytest.raises(UnsafeZip, match=r"zip entry 'a\.dcm' is corrupt \(Bad CRC-32"),
+    ):
+        safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "a.dcm").stat().st_size <= 10
+
+
+@pytest.fixture
+def reader_with_subject(app: Flask, users: dict[str, str], session: Session, trial: str):
+    import_case(
+        session,
+        SYSTEM,
+        trial,
+        {
+            "subject_id": "UP-1",
+            "lesions": [{"id": "T01", "site": "liver", "kind": "target"}],
+            "timepoints": [{"id": "BL", "date": "2021-01-04", "targets": {"T01": 80.0}}],
+        },
+    )
+    client = app.test_client()
+    login(client, "reader")
+    return client, f"/trials/{trial}/subjects/UP-1/upload"
+
+
+def test_upload_of_something_that_is_not_a_zip_is_refused(reader_with_subject) -> None:
+    client, url = reader_with_subject
+    response = client.post(
+        url, data={"study": (io.BytesIO(b"hello"), "study.zip")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 400
+    assert b"not a readable .zip file" in response.data
+
+
+def test_upload_larger_than_the_limit_gets_413(database) -> None:
+    from web.testing import dispose, make_test_app
+
+    small = make_test_app(database, MAX_CONTENT_LENGTH=1024)
+    try:
+        from web.services import create_trial, create_user
+
+        db = small.extensions["recist_sessions"]()
+        create_user(db, SYSTEM, username="reader", password="correct horse battery", role="reader")
+        create_trial(db, SYSTEM, code="X", title="x")
+        import_case(
+            db,
+            SYSTEM,
+            "X",
+            {
+                "subject_id": "Y",
+                "lesions": [{"id": "T01", "site": "liver", "kind": "target"}],
+                "timepoints": [{"id": "BL", "date": "2021-01-04", "targets": {"T01": 80.0}}],
+            },
+        )
+        db.close()
+        client = small.test_client()
+        login(client, "reader")
+        response = client.post(
+            "/trials/X/subjects/Y/upload",
+            data={"study": (io.BytesIO(b"x" * 5000), "s.zip")},
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 413
+        assert b"larger than the 1024 bytes limit" in response.data
+    finally:
+        dispose(small)
+
+
+@pytest.mark.skipif(not DCMQI.exists(), reason="shared DICOM test data not present")
+def test_real_study_upload_prefills_the_follow_up_with_imaging_io_sizes(
+    reader_with_subject, tmp_path: Path
+) -> None:
+    from imaging_io import measure_study
+
+    client, url = reader_with_subject
+    series = tmp_path / "series"
+    series.mkdir()
+    entries = {}
+    for path in sorted((DCMQI / "ct-3slice").glob("*.dcm")):
+        entries[f"study/ct/{path.name}"] = path.read_bytes()
+        (series / path.name).write_bytes(path.read_bytes())
+    entries["study/seg/liver.dcm"] = (DCMQI / "liver.dcm").read_bytes()
+    expected = measure_study(series, DCMQI / "liver.dcm").to_dict()["lesions"][0]
+    response = client.post(
+        url, data={"study": (_zip(entries), "study.zip")}, content_type="multipart/form-data"
+    )
+    assert response.status_code == 200, response.data[:2000]
+    html = response.data.decode()
+    value = re.search(r'name="t_T01_mm" value="([^"]*)"', html).group(1)
+    assert float(value) == pytest.approx(expected["longest_diameter_mm"], abs=0.05)
+    assert float(value) > 0
+    assert 'id="timepoint-form"' in html and "/timepoints/new" in html
