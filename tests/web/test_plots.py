@@ -23,10 +23,12 @@ def gids(svg: str, prefix: str) -> list[str]:
 
 
 def results():
-    responder = case({"T1": 40.0}, fu(targets={"T1": 20.0}), fu(targets={"T1": 18.0}),
-                     subject_id="S-PR")
-    progressor = case({"T1": 30.0}, fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}),
-                      subject_id="S-PD")
+    responder = case(
+        {"T1": 40.0}, fu(targets={"T1": 20.0}), fu(targets={"T1": 18.0}), subject_id="S-PR"
+    )
+    progressor = case(
+        {"T1": 30.0}, fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}), subject_id="S-PD"
+    )
     stable = case({"T1": 30.0}, fu(targets={"T1": 33.0}), subject_id="S-SD")
     no_targets = case({}, fu(), non_targets=("NT1",), subject_id="S-NT")
     return [assess_json(c) for c in (responder, progressor, stable, no_targets)]
@@ -39,9 +41,7 @@ def test_waterfall_draws_the_best_change_per_subject_sorted_and_coloured_by_bor(
         ("S-PD", -6.7, "SD"),  # best change before the PD at FU2
         ("S-PR", -55.0, "PR"),
     ]
-    assert plot.excluded == [
-        {"subject_id": "S-NT", "why": "no complete target sum after baseline"}
-    ]
+    assert plot.excluded == [{"subject_id": "S-NT", "why": "no complete target sum after baseline"}]
     assert len(gids(plot.svg, "bar-")) == 3
     labels = texts(plot.svg)
     assert "−30 % (PR)" in labels and "+20 % (PD)" in labels
@@ -71,8 +71,11 @@ def test_swimmer_marks_response_progression_and_ongoing_subjects():
 
 def test_kaplan_meier_shows_each_arm_its_median_and_numbers_at_risk():
     observations = [
-        Observation("SBRT", 100, 1), Observation("SBRT", 200, 0), Observation("SBRT", 300, 1),
-        Observation("Standard", 150, 1), Observation("Standard", 160, 1),
+        Observation("SBRT", 100, 1),
+        Observation("SBRT", 200, 0),
+        Observation("SBRT", 300, 1),
+        Observation("Standard", 150, 1),
+        Observation("Standard", 160, 1),
         Observation("Standard", 400, 0),
     ]
     plot = kaplan_meier(observations, "PFS by arm")
