@@ -143,22 +143,24 @@ def measurability(
     ld = mm_to_length(longest_diameter_mm, where="longest diameter")
     mod = (modality or "CT").upper()
     if mod in ("XR", "CR", "DX", "CHEST X-RAY"):
-        minimum, why = MIN_LD_CHEST_XRAY, "20 mm on chest X-ray"
+        minimum, why = MIN_LD_CHEST_XRAY, " on chest X-ray"
     else:
-        minimum, why = MIN_LD, "10 mm"
+        minimum, why = MIN_LD, ""
         if mod not in ("CALIPER", "CALLIPER") and slice_thickness_mm is not None:
             thickness = mm_to_length(slice_thickness_mm, where="slice thickness")
             if thickness > THICK_SLICE and 2 * thickness > minimum:
                 minimum = 2 * thickness
-                why = f"2 × slice thickness {_fmt(thickness)} (slices thicker than 5 mm)"
+                why = f" (2 × slice thickness {_fmt(thickness)}: slices thicker than 5 mm)"
     if ld >= minimum:
         return Measurability(
-            True, True, (f"R-MEAS-1: longest diameter {_fmt(ld)} ≥ {_fmt(minimum)} ({why})",)
+            True,
+            True,
+            (f"R-MEAS-1: longest diameter {_fmt(ld)} ≥ {_fmt(minimum)}{why}: measurable",),
         )
     return Measurability(
         False,
         True,
-        (f"R-MEAS-1: longest diameter {_fmt(ld)} < {_fmt(minimum)} ({why}): not measurable",),
+        (f"R-MEAS-1: longest diameter {_fmt(ld)} < {_fmt(minimum)}{why}: not measurable",),
     )
 
 
