@@ -1,0 +1,117 @@
+"""In a real browser: log in, create a subject, enter a baseline (two targets and a
+non-target), a follow-up that is PR and one that is PD, and watch the grid, the reasons
+and the progression flag update. Screenshots go to test-output/e2e/<database>/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from web.services import SYSTEM, create_trial, create_user
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "e2e password 123"
+
+
+def _seed(app: Any) -> None:
+    session = app.extensions["recist_sessions"]()
+    try:
+        create_user(session, SYSTEM, username="study_admin", password=PASSWORD, role="admin")
+        create_trial(
+            session,
+            SYSTEM,
+            code="E2E",
+            title="End-to-end trial",
+            settings={"visit_interval_days": 56},
+            arms=[("A", "arm A")],
+        )
+    finally:
+        session.close()
+
+
+def _overall(page: Any) -> list[str]:
+    return [c.strip() for c in page.locator("#overall-row td").all_inner_texts()]
+
+
+def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_update(
+    live_server: dict[str, Any], browser: Any, screenshots: Path
+) -> None:
+    _seed(live_server["app"])
+    base = live_server["url"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    page.goto(base + "/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", "study_admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+    page.click("text=E2E")
+
+    page.fill("input[name=code]", "E2E-001")
+    page.select_option("select[name=arm]", "A")
+    page.fill("input[name=randomized_on]", "2021-01-01")
+    page.click("text=Add subject")
+    page.wait_for_url("**/subjects/E2E-001/baseline")
+
+    page.fill("input[name=date]", "2021-01-04")
+    page.select_option("select[name=site_0]", "liver")
+    # Live findings: an 8 mm liver target breaks R-MEAS-1 while it is typed.
+    page.fill("input[name=size_0]", "8")
+    page.locator("#findings li", has_text="R-MEAS-1").wait_for()
+    page.fill("input[name=size_0]", "30")
+    page.select_option("select[name=site_1]", "lymph node")
+    page.check("input[name=nodal_1]")
+    page.fill("input[name=size_1]", "20")
+    page.select_option("select[name=kind_2]", "non-target")
+    page.select_option("select[name=site_2]", "bone")
+    page.locator("#findings li").first.wait_for(state="detached")
+    page.screenshot(path=str(screenshots / "1-baseline-form.png"), full_page=True)
+    page.click("text=Save baseline")
+    page.wait_for_url("**/subjects/E2E-001")
+    assert page.locator("tr.sum td").first.inner_text().strip() == "50.0"
+
+    page.click("#add-followup")
+    page.fill("input[name=code]", "W8")
+    page.fill("input[name=date]", "2021-03-01")
+    page.fill("input[name=t_T01_mm]", "21")
+    page.fill("input[name=t_T02_mm]", "14")
+    page.click("text=Save follow-up")
+    page.wait_for_url("**/subjects/E2E-001")
+    assert _overall(page) == ["", "PR"]
+    assert page.locator("#bor").inner_text() == "PR"
+    assert page.locator("#progression").inner_text() == "none"
+    page.locator("tr.reasons details").last.locator("summary").click()
+    assert "R-TGT-PR" in page.locator("tr.reasons").inner_text()
+    page.screenshot(path=str(screenshots / "2-grid-pr.png"), full_page=True)
+
+    page.click("#add-followup")
+    page.fill("input[name=code]", "W16")
+    page.fill("input[name=date]", "2021-04-26")
+    page.fill("input[name=t_T01_mm]", "27")
+    page.fill("input[name=t_T02_mm]", "15")
+    page.click("text=Save follow-up")
+    page.wait_for_url("**/subjects/E2E-001")
+    assert _overall(page) == ["", "PR", "PD"]
+    assert page.locator("#progression").inner_text().startswith("PD at W16")
+    assert "R-TGT-PD" in (page.locator("#overall-row td").nth(2).get_attribute("title") or "")
+    for summary in page.locator("tr.reasons details summary").all():
+        summary.click()
+    reasons = page.locator("tr.reasons").inner_text()
+    assert "R-TGT-PD" in reasons and "R-TGT-PR" in reasons
+    page.screenshot(path=str(screenshots / "3-grid-pd.png"), full_page=True)
+
+    page.click("text=E2E")
+    row = page.locator("#subjects tr", has_text="E2E-001")
+    assert "PD" in row.locator(".flag-pd").inner_text()
+    assert "PD_TARGET" in row.inner_text()
+    page.screenshot(path=str(screenshots / "4-subject-list.png"), full_page=True)
+    assert errors == []
+    for name in ("1-baseline-form", "2-grid-pr", "3-grid-pd", "4-subject-list"):
+        assert (screenshots / f"{name}.png").stat().st_size > 10_000
