@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_GUARDED = re.compile(r"^'[=+\-@\t\r]")  # a cell that write_csv guarded
 FIRST_DATA_ROW = 2  # the header is row 1 of the file
 
 
@@ -81,16 +82,13 @@ def read_domain(
             row=1,
             column=missing[0],
         )
+    # Plain list comprehensions: pandas' .str methods cost several times more per cell.
     for column in frame.columns:
-        frame[column] = frame[column].map(_unguard)
+        cells = [cell.strip() for cell in frame[column].tolist()]
+        if any(cell[:1] == "'" for cell in cells):
+            cells = [cell[1:] if _GUARDED.match(cell) else cell for cell in cells]
+        frame[column] = cells
     return frame
-
-
-def _unguard(cell: str) -> str:
-    cell = cell.strip()
-    if len(cell) > 1 and cell[0] == "'" and cell[1] in FORMULA_PREFIXES:
-        return cell[1:]
-    return cell
 
 
 def guard_cell(value: object) -> object:
@@ -105,6 +103,9 @@ def write_csv(frame: pd.DataFrame, path: str | Path, columns: Sequence[str] | No
     out = frame if columns is None else frame.reindex(columns=list(columns))
     out = out.copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(guard_cell)
+        if out[column].dtype != object:
+            continue  # numbers and dates-as-numbers cannot hold a formula
+        cells = out[column].tolist()
+        if any(isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES) for cell in cells):
+            out[column] = [guard_cell(cell) for cell in cells]
     out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")

@@ -402,10 +402,14 @@ def _assign_dates(
         by_visit[(rec.subject, rec.reader, rec.visit)].append(rec)
     # Complete dates of the same subject visit, from any reader: one scan, one date.
     subject_visit_dates: dict[tuple[str, str], set[date]] = defaultdict(set)
+    complete: dict[str, date] = {}
     for rec in records:
         if rec.dtc and not is_partial(rec.dtc):
             try:
-                subject_visit_dates[(rec.subject, rec.visit)].add(parse_dtc(rec.dtc).value)
+                day = complete.get(rec.dtc) or complete.setdefault(
+                    rec.dtc, parse_dtc(rec.dtc).value
+                )
+                subject_visit_dates[(rec.subject, rec.visit)].add(day)
             except ValueError:
                 raise CdiscFileError(
                     f"TRDTC {rec.dtc!r} is not an ISO 8601 date",
@@ -414,6 +418,7 @@ def _assign_dates(
                     column="TRDTC",
                 ) from None
     reported: set[tuple[str, str, str, str]] = set()
+    parsed_texts: dict[str, ParsedDate] = {}  # thousands of records share a date
     for (subject, reader, visit), recs in by_visit.items():
         undated = [r for r in recs if not r.dtc]
         dated = [r for r in recs if r.dtc]
@@ -427,7 +432,9 @@ def _assign_dates(
         for rec in recs:
             text = rec.dtc or dated[0].dtc
             try:
-                parsed = parse_dtc(text, rule)
+                parsed = parsed_texts.get(text) or parsed_texts.setdefault(
+                    text, parse_dtc(text, rule)
+                )
             except ValueError as error:
                 raise CdiscFileError(
                     f"TRDTC: {error}", file=file, row=rec.row, column="TRDTC"
