@@ -1,0 +1,134 @@
+"""The CDISC commands at the command line: exit status 2 and one line for bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from recist.cli import main
+from tests.cdisc_io.cdisc_fixtures import TR_COLUMNS, TU_COLUMNS, simple_study, write_rows
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> tuple[Path, Path]:
+    tu, tr = simple_study()
+    return write_rows(tmp_path / "TU.csv", TU_COLUMNS, tu), write_rows(
+        tmp_path / "TR.csv", TR_COLUMNS, tr
+    )
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_import_writes_json_lines_and_a_summary(
+    study: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tu, tr = study
+    out, notices = tmp_path / "cases.jsonl", tmp_path / "notices.jsonl"
+    settings = '{"confirmation": true}'
+    assert main(["import-sdtm", "--tu", str(tu), "--tr", str(tr), "--out", str(out),
+                 "--settings", settings, "--notices", str(notices)]) == 0  # fmt: skip
+    (case,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert case["settings"] == {"confirmation": True}
+    assert notices.read_text() == ""
+    assert one_line_error(capsys) == "recist import-sdtm: 1 cases (1 subjects)\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--settings", '{"confirmaton": true}'], r"unknown setting 'confirmaton'"),
+        (["--settings", "{"], r"--settings is not valid JSON"),
+        (["--settings", '{"sd_min_days": -1}'], r"settings\.sd_min_days"),
+    ],
+)
+def test_bad_settings_are_refused_with_one_line(
+    study: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    tu, tr = study
+    args = ["import-sdtm", "--tu", str(tu), "--tr", str(tr), "--out", str(tmp_path / "o")]
+    assert main([*args, *extra]) == 2
+    assert re.search(message, one_line_error(capsys))
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import-sdtm", "--tu", str(tmp_path / "nope.csv"), "--tr", "x.csv",
+                 "--out", str(tmp_path / "o")]) == 2  # fmt: skip
+    assert one_line_error(capsys) == "recist import-sdtm: nope.csv: no such file\n"
+
+
+def test_adsl_supplies_arm_origin_death_and_last_alive_dates(
+    study: tuple[Path, Path], tmp_path: Path
+) -> None:
+    tu, tr = study
+    adsl = tmp_path / "ADSL.csv"
+    adsl.write_text("USUBJID,ARM,RANDDT,DTHDT,LSTALVDT\nS-001,SBRT,2019-12-20,2020-06,"
+                    "2020-05-01\n", encoding="utf-8")  # fmt: skip
+    out = tmp_path / "c.jsonl"
+    notices = tmp_path / "n.jsonl"
+    assert main(["import-sdtm", "--tu", str(tu), "--tr", str(tr), "--adsl", str(adsl),
+                 "--out", str(out), "--notices", str(notices)]) == 0  # fmt: skip
+    case = json.loads(out.read_text())
+    assert (case["arm"], case["randomized_on"], case["died_on"], case["last_known_alive_on"]) == (
+        "SBRT", "2019-12-20", "2020-06-30", "2020-05-01",
+    )  # fmt: skip
+    (notice,) = [json.loads(line) for line in notices.read_text().splitlines()]
+    assert notice["kind"] == "imputed_date" and "DTHDT 2020-06" in notice["message"]
+
+
+def test_engine_refusal_names_subject_and_reader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = {"subject_id": "S9", "reader": "RADIOLOGIST 1",
+            "lesions": [{"id": "T1", "site": "liver", "kind": "target"}],
+            "timepoints": [{"id": "BL", "date": "2021-01-01", "targets": {"T1": -4}}]}  # fmt: skip
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(case), encoding="utf-8")
+    assert main(["export-sdtm", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = one_line_error(capsys)
+    assert err.startswith("recist export-sdtm: subject S9") and "RADIOLOGIST 1" in err
+
+
+def test_malformed_cases_file_is_refused_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"subject_id": "S1"}\n{"subject_id": \n', encoding="utf-8")
+    assert main(["export-sdtm", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert re.search(r"c\.jsonl line 2: malformed JSON", one_line_error(capsys))
+
+
+def test_compare_reports_agreement_and_disagreements_with_rule_ids(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = {"subject_id": "S1", "reader": "INVESTIGATOR",
+            "lesions": [{"id": "T1", "site": "liver", "kind": "target"}],
+            "timepoints": [{"id": "BL", "date": "2021-01-01", "targets": {"T1": 40}},
+                           {"id": "W8", "date": "2021-03-01", "targets": {"T1": 20}},
+                           {"id": "W16", "date": "2021-04-26", "targets": {"T1": 26}}]}  # fmt: skip
+    cases = tmp_path / "c.jsonl"
+    cases.write_text(json.dumps(case) + "\n", encoding="utf-8")
+    rs = tmp_path / "rs.csv"
+    rs.write_text("USUBJID,RSTESTCD,VISIT,RSDTC,RSEVAL,RSEVALID,RSSTRESC\n"
+                  "S1,OVRLRESP,W8,2021-03-01,INVESTIGATOR,,PR\n"
+                  "S1,OVRLRESP,W16,2021-04-26,INVESTIGATOR,,PR\n"
+                  "S1,OVRLRESP,W24,2021-06-21,INVESTIGATOR,,CHECK\n", encoding="utf-8")  # fmt: skip
+    out = tmp_path / "dis.csv"
+    assert main(["compare", str(cases), "--recorded", str(rs), "--out", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "OVRLRESP: 1/2 agree (50.0 %)" in report
+    # 26 mm is 130 % of the 20 mm nadir and 6 mm above it: PD, not the recorded PR.
+    assert "S1 / INVESTIGATOR / W16 (2021-04-26) / OVRLRESP: PR → PD [R-TGT-PD]" in report
+    assert "not a response code: CHECK ×1" in report
+    assert "R-TGT-PD" in out.read_text(encoding="utf-8")
