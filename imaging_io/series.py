@@ -138,12 +138,38 @@ def _floats(value: Any) -> tuple[float, ...] | None:
         return None
 
 
+_POSITION_TAG = 0x00200032
+_ORIENTATION_TAG = 0x00200037
+_PIXEL_SPACING_TAG = 0x00280030
+
+
+def _decimal_strings(ds: Any, tag: int) -> tuple[float, ...] | None:
+    """A DS (decimal string) attribute as floats, parsed from its raw bytes.
+
+    pydicom's DS conversion validates every value and dominates header reading of a
+    300-slice series; the geometry needs plain floats, so raw values are split here.
+    """
+    try:
+        element = ds.get_item(tag)
+    except (KeyError, ValueError):
+        return None
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(value, bytes):
+        try:
+            return tuple(float(v) for v in value.decode("ascii").split("\\") if v.strip())
+        except (UnicodeDecodeError, ValueError):
+            return _floats(ds.get(tag).value if ds.get(tag) is not None else None)
+    return _floats(value)
+
+
 def _plane_of_classic(ds: Any, source: str) -> PlaneGeometry:
-    spacing = _floats(ds.get("PixelSpacing"))
+    spacing = _decimal_strings(ds, _PIXEL_SPACING_TAG)
     return PlaneGeometry(
         source=source,
-        position=_floats(ds.get("ImagePositionPatient")),  # type: ignore[arg-type]
-        orientation=_floats(ds.get("ImageOrientationPatient")),
+        position=_decimal_strings(ds, _POSITION_TAG),  # type: ignore[arg-type]
+        orientation=_decimal_strings(ds, _ORIENTATION_TAG),
         pixel_spacing=None if spacing is None or len(spacing) != 2 else (spacing[0], spacing[1]),
         rows=int(ds.get("Rows", 0)),
         columns=int(ds.get("Columns", 0)),
