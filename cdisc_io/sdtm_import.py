@@ -154,7 +154,9 @@ def _is_nodal(site: str) -> bool:
     return any(word in upper for word in NODAL_WORDS)
 
 
-def read_tu(frame: pd.DataFrame, *, file: str) -> dict[tuple[str, str], dict[str, _TuLesion]]:
+def read_tu(
+    frame: pd.DataFrame, *, file: str, notices: list[Notice]
+) -> dict[tuple[str, str], dict[str, _TuLesion]]:
     """Lesion identities per (subject, reader), checked; keyed by ``TULNKID``."""
     from cdisc_io.csvio import file_row
 
@@ -205,6 +207,17 @@ def read_tu(frame: pd.DataFrame, *, file: str) -> dict[tuple[str, str], dict[str
                     row=row,
                     column="TULNKID",
                 )
+            notices.append(
+                Notice(
+                    "duplicate_record",
+                    f"row repeats the identification of row {known.row}; read once",
+                    subject=subject,
+                    reader=reader,
+                    lesion=link,
+                    file=file,
+                    row=row,
+                )
+            )
             continue
         out[(subject, reader)][link] = lesion
     return out
@@ -378,18 +391,21 @@ def read_subjects(
 
 
 def _resolve(link: str, lesions: dict[str, _TuLesion]) -> list[str]:
-    """The TU lesions a TR link id refers to: itself, a split's parent, a merge's parts."""
-    if link in lesions:
-        return [link]
+    """The TU lesions a TR link id refers to: a merge's parts, a split's parent, or itself.
+
+    Sponsors that also identify the fragments (T01.1) or the merged mass (T01/T02) in TU
+    still get them counted for the baseline lesion they came from (R-SPLIT, R-MERGE).
+    """
     if "/" in link:  # R-MERGE: T01/T02
         parts = [p.strip() for p in link.split("/")]
         if all(p in lesions for p in parts):
             return parts
-        return []
     if "." in link:  # R-SPLIT: T01.1
         parent = link.rsplit(".", 1)[0]
         if parent in lesions:
             return [parent]
+    if link in lesions:
+        return [link]
     return []
 
 
@@ -588,7 +604,9 @@ def _build_case(
         return (min(r.when.value for r in group if r.when), min(r.visitnum for r in group))
 
     timepoints.sort(key=order)
-    baseline_lesions = [le for le in lesions.values() if le.role != "new"]
+    baseline_lesions = [
+        le for le in lesions.values() if le.role != "new" and _resolve(le.id, lesions) == [le.id]
+    ]
     case_lesions = [
         {"id": le.id, "site": le.site.lower() or "unspecified", "kind": le.role, "nodal": le.nodal}
         if le.role == "target"
@@ -767,7 +785,7 @@ def build_cases(
     """
     tu_file, tr_file = files
     notices = [] if notices is None else notices
-    identities = read_tu(tu, file=tu_file)
+    identities = read_tu(tu, file=tu_file, notices=notices)
     records = read_tr(tr, file=tr_file)
     _assign_dates(records, rule, notices, tr_file)
     by_read: dict[tuple[str, str], list[_TrRecord]] = defaultdict(list)

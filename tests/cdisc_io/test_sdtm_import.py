@@ -233,3 +233,43 @@ def test_missing_column_is_refused_with_its_name(tmp_path: Path) -> None:
         r"TRTESTCD is missing",
     ):
         read_domain(path, TR_REQUIRED)
+
+
+def test_fragments_identified_in_tu_still_count_for_their_parent_lesion(tmp_path: Path) -> None:
+    tu, tr = simple_study()
+    tu += [tu_row("S-001", "T01.1", "TARGET", "LIVER", VISIT="WEEK 8"),
+           tu_row("S-001", "T01.2", "TARGET", "LIVER", VISIT="WEEK 8")]  # fmt: skip
+    tr = [r for r in tr if not (r["VISIT"] == "WEEK 8" and r["TRLNKID"] == "T01")]
+    tr += [
+        tr_row("S-001", link, "LDIAM", size, "WEEK 8", "2020-02-26", visitnum="2")
+        for link, size in (("T01.1", "8"), ("T01.2", "7"))
+    ]
+    (case,) = run_import(tmp_path, tu, tr).cases
+    assert [le["id"] for le in case["lesions"]] == ["T01", "T02", "NT01"]
+    assert case["timepoints"][1]["targets"]["T01"] == {"fragments": [8.0, 7.0]}
+
+
+def test_dm_gives_arm_and_death_date_but_no_randomisation(tmp_path: Path) -> None:
+    from cdisc_io.sdtm_import import read_subjects
+
+    dm = tmp_path / "DM.csv"
+    dm.write_text("USUBJID,ARM,DTHDTC,RFSTDTC\nS-001,Control,2020-07-14,2020-01-02\n",
+                  encoding="utf-8")  # fmt: skip
+    notices: list[Any] = []
+    subjects = read_subjects(read_domain(dm, ["USUBJID"]), file="DM.csv", kind="dm",
+                             rule=ImputationRule.LAST, notices=notices)  # fmt: skip
+    tu, tr = simple_study()
+    (case,) = run_import(tmp_path, tu, tr, subjects=subjects).cases
+    assert (case["arm"], case["died_on"]) == ("Control", "2020-07-14")
+    assert "randomized_on" not in case  # the origin is then the baseline (§8)
+
+
+def test_subject_listed_twice_in_adsl_is_refused(tmp_path: Path) -> None:
+    from cdisc_io.sdtm_import import read_subjects
+
+    adsl = tmp_path / "ADSL.csv"
+    adsl.write_text("USUBJID,ARM\nS-1,A\nS-1,B\n", encoding="utf-8")
+    with pytest.raises(CdiscFileError, match=r"ADSL\.csv, row 3, column USUBJID: duplicate "
+                       r"record: subject S-1 appears twice"):  # fmt: skip
+        read_subjects(read_domain(adsl, ["USUBJID"]), file="ADSL.csv", kind="adsl",
+                      rule=ImputationRule.LAST, notices=[])  # fmt: skip
