@@ -71,13 +71,24 @@ def load_cases(path: str) -> list[dict[str, Any]]:
     return cases
 
 
-def assess_cases(cases: list[dict[str, Any]]) -> list[Assessed]:
-    """Assess every case; the first one the engine refuses stops the batch.
+def assess_cases(
+    cases: list[dict[str, Any]], *, refused: list[str] | None = None
+) -> list[Assessed]:
+    """Assess every case.
+
+    Parameters
+    ----------
+    cases
+        Cases of the interfaces.md contract.
+    refused
+        If given, a case the engine refuses is skipped and its one-line reason appended
+        here; if ``None``, the first refusal stops the batch.
 
     Raises
     ------
     recist.errors.RecistError
-        Naming the subject (and reader), timepoint, lesion and field.
+        Naming the subject (and reader), timepoint, lesion and field, when ``refused`` is
+        ``None``.
     """
     from recist.errors import RecistError
     from recist.jsonio import assess_json
@@ -88,9 +99,12 @@ def assess_cases(cases: list[dict[str, Any]]) -> list[Assessed]:
             result = assess_json(case)
         except RecistError as error:
             reader = case.get("reader")
-            if reader and error.subject is not None and "reader" not in error.message:
+            if reader and error.subject is not None and "read by" not in error.message:
                 error.message = f"{error.message} (read by {reader})"
-            raise
+            if refused is None:
+                raise
+            refused.append(str(error))
+            continue
         out.append(Assessed(case, result))
     return out
 

@@ -42,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         rs = read_domain(args.recorded, RS_REQUIRED)
-        assessed = assess_cases(load_cases(args.cases))
+        refused: list[str] = []  # a reviewer wants the rest compared and these listed
+        assessed = assess_cases(load_cases(args.cases), refused=refused)
         result = compare(assessed, rs, file=Path(args.recorded).name)
+        result.refused = refused
     except (CdiscFileError, CasesFileError, RecistError) as error:
         print(f"recist compare: {error}", file=sys.stderr)
         return 2

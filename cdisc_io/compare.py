@@ -89,6 +89,7 @@ class Comparison:
     warning_counts: Counter[str] = field(default_factory=Counter)
     reads_with_warnings: int = 0
     reads: int = 0
+    refused: list[str] = field(default_factory=list)  # reads the engine could not assess
 
     def agreement(self, test: str = "OVRLRESP") -> float:
         """Fraction of compared records of ``test`` where the engine agrees (0 if none)."""
@@ -99,6 +100,7 @@ class Comparison:
         """JSON-ready figures (what the README quotes)."""
         return {
             "reads": self.reads,
+            "reads_refused": self.refused,
             "reads_with_baseline_findings": self.reads_with_warnings,
             "baseline_findings_by_rule": dict(sorted(self.warning_counts.items())),
             "tests": {
@@ -245,6 +247,9 @@ def format_report(result: Comparison, *, limit: int | None = None) -> str:
     lines = [
         f"reads assessed: {s['reads']} ({s['reads_with_baseline_findings']} with baseline findings)"
     ]
+    if result.refused:
+        lines.append(f"reads the engine refused (not compared): {len(result.refused)}")
+        lines += [f"  {reason}" for reason in result.refused]
     if s["baseline_findings_by_rule"]:
         lines.append(
             "baseline findings by rule: "

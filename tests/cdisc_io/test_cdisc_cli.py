@@ -132,3 +132,24 @@ def test_compare_reports_agreement_and_disagreements_with_rule_ids(
     assert "S1 / INVESTIGATOR / W16 (2021-04-26) / OVRLRESP: PR → PD [R-TGT-PD]" in report
     assert "not a response code: CHECK ×1" in report
     assert "R-TGT-PD" in out.read_text(encoding="utf-8")
+
+
+def test_compare_lists_reads_the_engine_refuses_and_compares_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = {"subject_id": "S1", "lesions": [{"id": "T1", "site": "liver", "kind": "target"}],
+            "timepoints": [{"id": "BL", "date": "2021-01-01", "targets": {"T1": 40}},
+                           {"id": "W8", "date": "2021-03-01", "targets": {"T1": 20}}]}  # fmt: skip
+    baseline = {"id": "BL", "date": "2021-01-01", "targets": {"T1": "not_evaluated"}}
+    bad = {"subject_id": "S2", "reader": "RADIOLOGIST 1", "timepoints": [baseline],
+           "lesions": [{"id": "T1", "site": "liver", "kind": "target"}]}  # fmt: skip
+    cases = tmp_path / "c.jsonl"
+    cases.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    rs = tmp_path / "rs.csv"
+    rs.write_text("USUBJID,RSTESTCD,VISIT,RSEVAL,RSSTRESC\nS1,OVRLRESP,W8,INVESTIGATOR,PR\n",
+                  encoding="utf-8")  # fmt: skip
+    assert main(["compare", str(cases), "--recorded", str(rs)]) == 0
+    report = capsys.readouterr().out
+    assert "OVRLRESP: 1/1 agree (100.0 %)" in report
+    assert "reads the engine refused (not compared): 1" in report
+    assert re.search(r"subject S2.*lesion T1.*\(read by RADIOLOGIST 1\)", report)
