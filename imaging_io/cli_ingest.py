@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
             updated = ingest_study(case, args.study, timepoint_id=args.timepoint,
                                    date=args.date, replace=args.replace,
                                    unmatched=args.unmatched)
-    except (ImagingInputError, *READER_ERRORS) as exc:
+    except ImagingInputError as exc:
+        return report_error("ingest", exc)
+    except READER_ERRORS as exc:
         return report_error("ingest", exc)
     text = json.dumps(updated, indent=2, ensure_ascii=False) + "\n"
     target = case_path if args.in_place else (Path(args.output) if args.output else None)

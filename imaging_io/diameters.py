@@ -62,11 +62,10 @@ def outline_points(mask2d: NDArray[np.bool_]) -> NDArray[np.float64]:
 def _hull(points_mm: NDArray[np.float64]) -> NDArray[np.float64]:
     from scipy.spatial import ConvexHull
 
-    # An outline always has at least four non-collinear points (a one-pixel diamond), so
-    # Qhull never meets a degenerate input here except for collinear runs, which it
-    # handles with the "QJ"-free default when the mask is at least one pixel wide.
+    # Outline points of any non-empty mask include the four edge midpoints of a pixel (a
+    # diamond), so they are never all collinear and Qhull always has a 2-D hull to build.
     hull = ConvexHull(points_mm)
-    return points_mm[hull.vertices]  # counter-clockwise order
+    return np.asarray(points_mm[hull.vertices], dtype=np.float64)  # counter-clockwise
 
 
 def _longest_pair(vertices: NDArray[np.float64]) -> tuple[int, int, float]:
@@ -179,11 +178,11 @@ def mask_diameters(
             )
             best = (int(k), shifted)
     assert best is not None
-    k, found = best
+    best_slice, found = best
     return MaskDiameters(
         longest_diameter_mm=found.longest_mm,
         short_axis_mm=found.short_axis_mm,
-        slice_index=k + slice_offset,
+        slice_index=best_slice + slice_offset,
         volume_ml=voxels * voxel_volume_mm3 / 1000.0,
         voxel_count=voxels,
         endpoints=found.endpoints,

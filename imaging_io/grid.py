@@ -71,7 +71,7 @@ class Grid:
         """Patient coordinates ``(n, 3)`` to fractional ``(slice, row, column)`` indices."""
         inverse = np.linalg.inv(self.affine)
         homogeneous = np.c_[points, np.ones(len(points))]
-        return (homogeneous @ inverse.T)[:, :3]
+        return np.asarray((homogeneous @ inverse.T)[:, :3], dtype=np.float64)
 
     def matches(self, other: Grid, *, tol_mm: float = 1e-3) -> bool:
         """Whether both grids have the same shape and the same voxel centres."""

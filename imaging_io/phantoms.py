@@ -101,7 +101,7 @@ def write_ct_series(
     """
     import pydicom
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     def uid(*parts: str) -> str:
         return generate_uid(entropy_srcs=[uid_seed, *parts]) if uid_seed else generate_uid()
@@ -115,8 +115,8 @@ def write_ct_series(
     datasets = []
     for k in range(grid.slices):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = uid("instance", str(k))
+        meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
+        meta.MediaStorageSOPInstanceUID = UID(uid("instance", str(k)))
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = pydicom.Dataset()
         ds.file_meta = meta

@@ -189,7 +189,7 @@ def _to_little_endian(path: Path, ds: Any, syntax: str) -> Any:
 
     import pydicom
     from pydicom.filewriter import dcmwrite
-    from pydicom.pixels import pack_bits
+    from pydicom.pixels.utils import pack_bits
     from pydicom.uid import ExplicitVRLittleEndian
 
     try:

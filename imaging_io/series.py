@@ -365,7 +365,7 @@ def _decode_error(file: Path, ds: Any, exc: Exception) -> ImagingInputError:
 
 def _classic_pixels(files: list[Path]) -> NDArray[np.float32]:
     import pydicom
-    from pydicom.pixels import apply_rescale
+    from pydicom.pixels.processing import apply_rescale
 
     slices = []
     for file in files:
@@ -417,6 +417,7 @@ def grid_from_sitk(image: Any, path: Path) -> Grid:
 def _read_sitk_image(path: Path, *, pixels: bool) -> ImageSeries:
     import SimpleITK as sitk
 
+    image: Any
     try:
         if pixels:
             image = sitk.ReadImage(str(path))
