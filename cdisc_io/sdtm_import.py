@@ -18,7 +18,8 @@ Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/recist-rules.m
   ``TRSTAT = NOT DONE`` → ``"not_evaluated"`` (its ``TRREASND`` is kept as a notice).
 - Split lesion (R-SPLIT): fragments recorded as ``T01.1``, ``T01.2``… add up for T01.
   Merged lesions (R-MERGE): the coalesced mass recorded once as ``T01/T02`` goes to T01,
-  and T02 becomes ``{"merged_into": "T01"}``.
+  and T02 becomes ``{"merged_into": "T01"}``; the parts' own records, if any (result
+  ``MERGED``, or ``TRSTAT = NOT DONE`` for a merge reason), defer to it.
 - ``TUMSTATE`` of a non-target: ``PRESENT``, ``ABSENT``, ``UNEQUIVOCAL``/``PROGRESSION``
   (R-NT-PD), ``EQUIVOCAL`` (not PD: present), ``NOT DONE``. Of a new lesion:
   ``EQUIVOCAL`` (R-NEW-2), ``UNEQUIVOCAL``/``PRESENT`` (R-NEW-1); ``ABSENT`` lists nothing.
@@ -315,6 +316,11 @@ def read_tr(frame: pd.DataFrame, *, file: str) -> list[_TrRecord]:
             )
         )
     return out
+
+
+def _is_merged(rec: _TrRecord) -> bool:
+    """A part of a merged mass: result ``MERGED``, or not done for the reason of a merge."""
+    return "MERGED" in rec.result or (rec.not_done and "MERGE" in rec.reason.upper())
 
 
 def _too_small(result: str) -> bool:
@@ -655,10 +661,22 @@ def _timepoint(
     new_lesions: list[dict[str, Any]] = []
     scan_dates: dict[str, str] = {}
     fragments: dict[str, list[float]] = defaultdict(list)
-    for link in sorted(by_lesion):
+    merged_away: set[str] = set()
+    # Merge records (T01/T02) first, so that a part's own MERGED record defers to them.
+    for link in sorted(by_lesion, key=lambda lk: ("/" not in lk, lk)):
         recs = by_lesion[link]
         parts = _resolve(link, lesions)
         lesion = lesions[parts[0]]
+        if link in merged_away:
+            continue  # R-MERGE: its size went to the target it merged into
+        if lesion.role == "target" and len(parts) == 1 and any(_is_merged(r) for r in recs):
+            raise CdiscFileError(
+                f"target {link} is recorded as merged but no record such as T01/{link} gives "
+                "the merged mass's size (R-MERGE)",
+                file=file,
+                row=recs[0].row,
+                column="TRLNKID",
+            )
         chosen = (
             _size_record(recs, lesion.nodal, prefer_diameter)
             if lesion.role == "target"
@@ -695,6 +713,7 @@ def _timepoint(
                 targets[parts[0]] = value
                 for other in parts[1:]:
                     targets[other] = {"merged_into": parts[0]}
+                merged_away.update(parts)
             elif link != parts[0]:  # R-SPLIT fragment
                 if isinstance(value, float):
                     fragments[parts[0]].append(value)

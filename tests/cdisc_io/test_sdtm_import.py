@@ -273,3 +273,29 @@ def test_subject_listed_twice_in_adsl_is_refused(tmp_path: Path) -> None:
                        r"record: subject S-1 appears twice"):  # fmt: skip
         read_subjects(read_domain(adsl, ["USUBJID"]), file="ADSL.csv", kind="adsl",
                       rule=ImputationRule.LAST, notices=[])  # fmt: skip
+
+
+def _merge_study() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    tu, tr = simple_study()
+    tu.append(tu_row("S-001", "T03", "TARGET", "LIVER"))
+    tr.append(tr_row("S-001", "T03", "LDIAM", "12", "BASELINE", "2020-01-01"))
+    tr = [r for r in tr if not (r["VISIT"] == "WEEK 8" and r["TRLNKID"] == "T01")]
+    merged = dict(tr_row("S-001", "T03", "LDIAM", "", "WEEK 8", "2020-02-26", visitnum="2"),
+                  TRSTAT="NOT DONE", TRREASND="MERGED WITH T01")  # fmt: skip
+    return tu, [*tr, merged]
+
+
+def test_a_part_recorded_as_merged_defers_to_the_merged_mass(tmp_path: Path) -> None:
+    tu, tr = _merge_study()
+    tr.append(tr_row("S-001", "T01/T03", "LDIAM", "33", "WEEK 8", "2020-02-26", visitnum="2"))
+    (case,) = run_import(tmp_path, tu, tr).cases
+    assert case["timepoints"][1]["targets"] == {
+        "T01": 33.0, "T02": 9.0, "T03": {"merged_into": "T01"},
+    }  # fmt: skip
+
+
+def test_a_part_recorded_as_merged_without_the_merged_mass_is_refused(tmp_path: Path) -> None:
+    tu, tr = _merge_study()
+    with pytest.raises(CdiscFileError, match=r"TR\.csv, row \d+, column TRLNKID: target T03 is "
+                       r"recorded as merged but no record such as T01/T03"):  # fmt: skip
+        run_import(tmp_path, tu, tr)
