@@ -1,15 +1,13 @@
 """Settings from environment variables, with safe defaults.
 
-=========================  ==========================================================
-``DATABASE_URL``           SQLAlchemy URL; default SQLite ``instance/recist.sqlite3``
-``RECIST_INSTANCE``        the instance folder (database, secret key); default
-                           ``./instance``
-``RECIST_SECRET_KEY``      session signing key; default a random key kept in
-                           ``instance/secret_key`` (mode 0600)
-``RECIST_COOKIE_SECURE``   ``1`` (default) marks cookies Secure; ``recist serve`` on a
-                           loopback address without TLS turns it off
-``RECIST_MAX_UPLOAD_MB``   the largest study upload accepted; default 200
-=========================  ==========================================================
+- ``DATABASE_URL``: SQLAlchemy URL; default SQLite ``instance/recist.sqlite3``.
+- ``RECIST_DATABASE_SCHEMA``: PostgreSQL schema to use (``search_path``).
+- ``RECIST_INSTANCE``: the instance folder (database, secret key); default ``./instance``.
+- ``RECIST_SECRET_KEY``: session signing key; default a random key kept in
+  ``instance/secret_key`` (mode 0600).
+- ``RECIST_COOKIE_SECURE``: ``1`` (default) marks cookies Secure; ``recist serve`` on a
+  loopback address without TLS turns it off.
+- ``RECIST_MAX_UPLOAD_MB``: the largest study upload accepted; default 200.
 """
 
 from __future__ import annotations
@@ -72,6 +70,7 @@ def from_environment() -> dict[str, Any]:
     secure = _flag("RECIST_COOKIE_SECURE", True)
     return {
         "DATABASE_URL": database_url(),
+        "DATABASE_SCHEMA": os.environ.get("RECIST_DATABASE_SCHEMA") or None,
         "SECRET_KEY": secret_key(),
         "MAX_CONTENT_LENGTH": max_mb * 1024 * 1024,
         "SESSION_COOKIE_SECURE": secure,

@@ -9,6 +9,7 @@ write fail with "database is locked" instead of queueing behind each other.
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,13 @@ def write_transaction(session: Session) -> Iterator[Session]:
     """
     if session.in_transaction():
         session.rollback()
+    bind = session.get_bind()
+    # SQLite has one writer at a time. Threads of this process queue on a lock, which
+    # wakes the next writer at once; SQLite's own busy handler (still there for other
+    # processes) polls with growing sleeps and gave tail latencies of hundreds of ms.
+    lock = _sqlite_lock(bind.url.render_as_string()) if bind.dialect.name == "sqlite" else None
+    if lock is not None:
+        lock.acquire()
     token = _WRITING.set(True)
     try:
         yield session
@@ -93,6 +101,17 @@ def write_transaction(session: Session) -> Iterator[Session]:
         raise
     finally:
         _WRITING.reset(token)
+        if lock is not None:
+            lock.release()
+
+
+_SQLITE_LOCKS: dict[str, threading.Lock] = {}
+_SQLITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_lock(url: str) -> threading.Lock:
+    with _SQLITE_LOCKS_GUARD:
+        return _SQLITE_LOCKS.setdefault(url, threading.Lock())
 
 
 def alembic_config(engine: Engine) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -172,9 +172,13 @@ def _mm(tenths: int) -> float:
     return tenths / 10
 
 
+def ordered_timepoints(subject: Subject) -> list[Timepoint]:
+    """Timepoints by date (the first is the baseline), including unsaved ones."""
+    return sorted(subject.timepoints, key=lambda t: (t.date, t.id if t.id is not None else 2**62))
+
+
 def build_case(subject: Subject) -> dict[str, Any]:
     """The case contract (``docs/interfaces.md``) for a subject, from its rows."""
-    lesion_code = {le.id: le.code for le in subject.lesions}
     lesions: list[dict[str, Any]] = []
     for le in subject.lesions:
         item: dict[str, Any] = {"id": le.code, "site": le.site, "kind": le.kind}
@@ -188,15 +192,15 @@ def build_case(subject: Subject) -> dict[str, Any]:
         if le.slice_thickness_tenths is not None:
             item["slice_thickness_mm"] = _mm(le.slice_thickness_tenths)
         lesions.append(item)
-    kinds = {le.id: le.kind for le in subject.lesions}
     timepoints: list[dict[str, Any]] = []
-    for tp in subject.timepoints:
+    for tp in ordered_timepoints(subject):
         targets: dict[str, Any] = {}
         non_targets: dict[str, Any] = {}
         scan_dates: dict[str, str] = {}
-        for rec in sorted(tp.records, key=lambda r: lesion_code[r.lesion_id]):
-            code = lesion_code[rec.lesion_id]
-            if kinds[rec.lesion_id] == "target":
+        # rec.lesion, not rec.lesion_id: a record added in this transaction has no id yet.
+        for rec in sorted(tp.records, key=lambda r: r.lesion.code):
+            code = rec.lesion.code
+            if rec.lesion.kind == "target":
                 targets[code] = _target_value(rec)
             else:
                 non_targets[code] = rec.state
@@ -354,8 +358,8 @@ def _subject_query(trial_code: str, subject_code: str) -> Any:
             selectinload(Subject.lesions),
             selectinload(Subject.timepoints).selectinload(Timepoint.records),
             selectinload(Subject.timepoints).selectinload(Timepoint.new_lesions),
-            selectinload(Subject.arm),
-            selectinload(Subject.trial),
+            joinedload(Subject.arm),
+            joinedload(Subject.trial),
         )
     )
 
@@ -878,8 +882,6 @@ def save_baseline(
         _write_records(session, audit, subject, baseline, rows, targets, non_targets, {})
         _touch(baseline, actor)
         subject.updated_at = utcnow()
-        _flush(session)
-        session.expire(subject, ["timepoints"])
         _recompute(subject, focus=code)
         _flush(session)
     return subject
@@ -1217,9 +1219,7 @@ def save_timepoint(
             session.delete(gone)
         _touch(tp, actor)
         subject.updated_at = utcnow()
-        _flush(session)
-        # Re-read the ordered collection: a new or re-dated timepoint changes the order.
-        session.expire(subject, ["timepoints"])
+        # One flush, after the engine accepted the case: a refusal writes nothing.
         _recompute(subject, focus=code)
         _flush(session)
     return subject, tp
