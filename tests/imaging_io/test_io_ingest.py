@@ -166,3 +166,44 @@ def test_study_with_only_an_sr_is_ingested_from_its_measurements(tmp_path) -> No
     case = ingest_study(_skeleton(), tmp_path, timepoint_id="BL")
     assert case["timepoints"][0]["targets"] == {"T1": 41.0, "T2": 25.5, "T3": 21.0}
     assert case["timepoints"][0]["non_targets"] == {"NT1": "not_evaluated"}
+
+
+def _sample_ct(visit: str) -> list:
+    files = sorted((SAMPLE / visit / "CT").glob("*.dcm"))
+    datasets = [pydicom.dcmread(f) for f in files]
+    return sorted(datasets, key=lambda d: float(d.ImagePositionPatient[2]))
+
+
+def test_empty_target_segment_is_recorded_absent(tmp_path) -> None:
+    import numpy as np
+
+    from imaging_io.phantoms import SegmentSpec, write_seg
+
+    shutil.copytree(SAMPLE / "W8" / "CT", tmp_path / "CT")
+    datasets = _sample_ct("W8")
+    shape = (len(datasets), datasets[0].Rows, datasets[0].Columns)
+    spot = np.zeros(shape, dtype=bool)
+    spot[7, 60:70, 100:110] = True
+    specs = [SegmentSpec("liver lesion", "T1", np.zeros(shape, dtype=bool)),
+             SegmentSpec("lung lesion", "T2", spot),
+             SegmentSpec("lymph node", "T3", spot),
+             SegmentSpec("bone lesion", "NT1", np.zeros(shape, dtype=bool))]
+    write_seg(tmp_path / "SEG.dcm", datasets, specs)
+    base = ingest_study(_skeleton(), SAMPLE / "BL", timepoint_id="BL")
+    case = ingest_study(base, tmp_path, timepoint_id="W8")
+    follow = case["timepoints"][1]
+    assert follow["targets"]["T1"] == "absent"
+    assert follow["non_targets"]["NT1"] == "absent"
+    assert isinstance(follow["targets"]["T2"], float)
+
+
+def test_folder_with_two_series_uses_the_one_the_seg_references(tmp_path) -> None:
+    shutil.copytree(SAMPLE / "BL" / "CT", tmp_path / "CT")
+    shutil.copytree(SAMPLE / "W8" / "CT", tmp_path / "CT_other")
+    shutil.copy(SAMPLE / "BL" / "SEG.dcm", tmp_path / "SEG.dcm")
+    study = read_study(tmp_path)
+    assert study.series.info.study_date == "2024-01-08"
+    (tmp_path / "SEG.dcm").unlink()
+    with pytest.raises(ImagingInputError, match=r"holds 2 image series .* no segmentation "
+                       "that references exactly one"):
+        read_study(tmp_path)
