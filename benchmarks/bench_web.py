@@ -121,6 +121,8 @@ def client_main(
         for tp in case["timepoints"]:
             tp.pop("version", None)
         local: dict[str, list[float]] = {"save": [], "noop": [], "assess": []}
+        ready.wait()  # every connection has loaded its subjects: start the clock together
+        began = time.perf_counter()
         for i in range(budget):
             subject = rng.choice(mine)
             version, tp = versions[subject]
@@ -155,16 +157,18 @@ def client_main(
                 local["assess"].append(t_assess * 1000)
         conn.close()
         with lock:
+            loop_seconds.append(time.perf_counter() - began)
             for key, values in local.items():
                 results[key].extend(values)
 
+    ready = threading.Barrier(clients)
+    loop_seconds: list[float] = []
     threads = [threading.Thread(target=worker, args=(mine, i)) for i, mine in enumerate(per_client)]
-    start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - start
+    wall = max(loop_seconds)
     return {"latencies": results, "wall_s": wall, "errors": errors[:5], "error_count": len(errors)}
 
 
