@@ -17,7 +17,8 @@ Response AVAL codes as admiralonco: CR 1, PR 2, SD 3, NON-CR/NON-PD 4, PD 5, NE 
 N 0. BOR is derived with ``confirmation`` off and CBOR with it on, every other setting
 being the case's own, so that each parameter means what its name says whatever the trial's
 setting. ADT of BOR/CBOR is the date of the timepoint that gave it (for NE without one, the
-first follow-up assessment).
+first follow-up assessment). ADTF is ``D``/``M`` where import-sdtm imputed the visit date
+by its rule (pass its ``--notices`` file); the case contract itself has no such field.
 
 ADTTE parameters: PFS (AVAL = ADT − STARTDT + 1 with STARTDT the randomisation date, CNSR
 0 event / 1 censored), OS and RSD (duration of response, responders only); see
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 AVAL_CODES = {"CR": 1, "PR": 2, "SD": 3, "NON-CR/NON-PD": 4, "PD": 5, "NE": 6}
 ADRS_COLUMNS = [
     "STUDYID", "USUBJID", "ARM", "RANDDT", "RSEVAL", "RSEVALID", "RSACPTFL", "PARAMCD",
-    "PARAM", "PARCAT1", "PARCAT2", "PARCAT3", "AVISIT", "ADT", "AVAL", "AVALC", "ANL01FL",
+    "PARAM", "PARCAT1", "PARCAT2", "PARCAT3", "AVISIT", "ADT", "ADTF", "AVAL", "AVALC",
+    "ANL01FL",
 ]  # fmt: skip
 ADTTE_COLUMNS = [
     "STUDYID", "USUBJID", "ARM", "RSEVAL", "RSEVALID", "PARAMCD", "PARAM", "STARTDT", "ADT",
@@ -74,8 +76,21 @@ def _best_date(result: dict[str, Any]) -> tuple[str, str]:
     return tp_id, by_id[tp_id]["date"]
 
 
-def adrs_records(item: Assessed, studyid: str) -> list[dict[str, Any]]:
-    """The ADRS records of one read."""
+def imputation_flags(notices: list[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    """ADTF per (subject, reader, visit) from import-sdtm's ``--notices`` records."""
+    flags: dict[tuple[str, str, str], str] = {}
+    for notice in notices:
+        if notice.get("kind") == "imputed_date" and notice.get("flag") and notice.get("visit"):
+            key = (notice.get("subject", ""), notice.get("reader") or INVESTIGATOR,
+                   notice["visit"])  # fmt: skip
+            flags[key] = notice["flag"]
+    return flags
+
+
+def adrs_records(
+    item: Assessed, studyid: str, flags: dict[tuple[str, str, str], str] | None = None
+) -> list[dict[str, Any]]:
+    """The ADRS records of one read; ``flags`` give ADTF of imputed visit dates."""
     from endpoints.derive import first_response
 
     case, result = item.case, item.result
@@ -98,8 +113,9 @@ def adrs_records(item: Assessed, studyid: str) -> list[dict[str, Any]]:
 
     def add(code: str, param: str, avalc: str, visit: str = "", adt: str = "") -> None:
         aval = AVAL_CODES.get(avalc, {"Y": 1, "N": 0}.get(avalc, ""))
+        adtf = (flags or {}).get((case["subject_id"], reader, visit), "") if visit else ""
         rows.append(base | {"PARAMCD": code, "PARAM": param, "AVISIT": visit, "ADT": adt,
-                            "AVAL": aval, "AVALC": avalc})  # fmt: skip
+                            "ADTF": adtf, "AVAL": aval, "AVALC": avalc})  # fmt: skip
 
     for tp in result["timepoints"][1:]:
         if tp.get("overall_response"):
@@ -178,15 +194,21 @@ def select_reads(assessed: list[Assessed], reader: str) -> list[Assessed]:
 
 
 def export_adam(
-    assessed: list[Assessed], *, studyid: str = "RECIST"
+    assessed: list[Assessed],
+    *,
+    studyid: str = "RECIST",
+    flags: dict[tuple[str, str, str], str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """ADRS and ADTTE of a batch of assessed cases (every cell text or integer)."""
+    """ADRS and ADTTE of a batch of assessed cases (every cell text or integer).
+
+    ``flags`` (:func:`imputation_flags`) set ADRS ADTF where a visit date was imputed.
+    """
     import pandas as pd
 
     adrs: list[dict[str, Any]] = []
     adtte: list[dict[str, Any]] = []
     for item in assessed:
-        adrs += adrs_records(item, studyid)
+        adrs += adrs_records(item, studyid, flags)
         adtte += adtte_records(item, studyid)
     return (
         pd.DataFrame(adrs, columns=ADRS_COLUMNS).fillna(""),

@@ -13,6 +13,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for adrs.csv and adtte.csv")
     parser.add_argument("--studyid", default="RECIST", help="STUDYID of every record")
     parser.add_argument(
+        "--import-notices",
+        help="the --notices file of import-sdtm: visit dates it imputed get ADRS ADTF",
+    )
+    parser.add_argument(
         "--reader",
         default="all",
         help="which reads: all (default; RSEVAL/RSEVALID and PARCAT2 tell them apart), "
@@ -22,14 +26,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Assess the cases and write ADRS, ADTTE and the settings used."""
-    from cdisc_io.adam_export import export_adam, select_reads
+    from cdisc_io.adam_export import export_adam, imputation_flags, select_reads
     from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
     from cdisc_io.csvio import write_csv
     from recist.errors import RecistError
 
     try:
+        flags = {}
+        if args.import_notices:
+            flags = imputation_flags(read_notices(args.import_notices))
         assessed = select_reads(assess_cases(load_cases(args.cases)), args.reader)
-        adrs, adtte = export_adam(assessed, studyid=args.studyid)
+        adrs, adtte = export_adam(assessed, studyid=args.studyid, flags=flags)
     except (CasesFileError, RecistError) as error:
         print(f"recist export-adam: {error}", file=sys.stderr)
         return 2
@@ -53,3 +60,34 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def read_notices(path: str) -> list[dict[str, object]]:
+    """import-sdtm's notices (JSON Lines).
+
+    Raises
+    ------
+    CasesFileError
+        The file cannot be read or a line is not a JSON object.
+    """
+    import json
+
+    from cdisc_io.cases import CasesFileError
+
+    name = Path(path).name
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CasesFileError(f"{name}: cannot read ({error.strerror})") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CasesFileError(f"{name} line {number}: malformed JSON ({error.msg})") from None
+        if not isinstance(item, dict):
+            raise CasesFileError(f"{name} line {number}: a notice must be a JSON object")
+        out.append(item)
+    return out

@@ -97,6 +97,7 @@ class Notice:
     lesion: str | None = None
     file: str | None = None
     row: int | None = None
+    flag: str | None = None  # ADaM --DTF of an imputed date: "D" day, "M" month and day
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
@@ -480,6 +481,9 @@ def _assign_dates(
                             visit=visit,
                             file=file,
                             row=rec.row,
+                            # ADaM --DTF: only a date made up by the rule is imputed; one
+                            # taken from the same visit's records is a collected date.
+                            flag=None if known else parsed.flag,
                         )
                     )
             rec.when = parsed

@@ -24,8 +24,9 @@ def exported(pharmaverse: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert main(["import-sdtm", "--tu", str(pharmaverse / "tu_onco_recist.csv"),
                  "--tr", str(pharmaverse / "tr_onco_recist.csv"),
                  "--adsl", str(pharmaverse / "adsl.csv"), "--settings", SETTINGS,
-                 "--out", str(cases)]) == 0  # fmt: skip
-    assert main(["export-adam", str(cases), "--out", str(tmp), "--reader", "INVESTIGATOR"]) == 0
+                 "--out", str(cases), "--notices", str(tmp / "notices.jsonl")]) == 0  # fmt: skip
+    assert main(["export-adam", str(cases), "--out", str(tmp), "--reader", "INVESTIGATOR",
+                 "--import-notices", str(tmp / "notices.jsonl")]) == 0  # fmt: skip
     return tmp
 
 
@@ -46,6 +47,22 @@ def test_adrs_parameter_matches_pharmaverse_for_every_subject(
     ref = ref.set_index("USUBJID")[["AVISIT", "ADT", "AVAL", "AVALC"]]
     assert len(ours) == 8
     pd.testing.assert_frame_equal(ours.sort_index(), ref.sort_index())
+
+
+def test_overall_responses_with_imputed_date_flags_match_pharmaverse_ovr(
+    exported: Path, pharmaverse: Path
+) -> None:
+    columns = ["USUBJID", "AVISIT", "ADT", "ADTF", "AVAL", "AVALC"]
+    ours = _read(exported / "adrs.csv")
+    ours = ours[ours.PARAMCD == "OVR"][columns].reset_index(drop=True)
+    ref = _read(pharmaverse / "adrs_onco.csv")
+    ref = ref[(ref.PARAMCD == "OVR") & ref.USUBJID.isin(set(ours.USUBJID))][columns]
+    assert len(ours) == 22
+    # 01-701-1015 WEEK 6 was collected as 2014-02: day imputed (last day of the month).
+    assert ours[ours.ADTF != ""].values.tolist() == [
+        ["01-701-1015", "WEEK 6", "2014-02-28", "D", "6", "NE"]
+    ]
+    pd.testing.assert_frame_equal(ours, ref.reset_index(drop=True))
 
 
 def test_adtte_pfs_os_and_duration_of_response_match_pharmaverse(
