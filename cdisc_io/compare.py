@@ -61,6 +61,7 @@ class Disagreement:
     reasons: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """The disagreement as one CSV row (``--out``)."""
         return {
             "USUBJID": self.subject,
             "reader": self.reader,

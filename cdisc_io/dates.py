@@ -51,6 +51,7 @@ class ParsedDate:
 
     @property
     def imputed(self) -> bool:
+        """Whether part of the date was made up by the imputation rule."""
         return self.flag is not None
 
 

@@ -100,6 +100,7 @@ class Notice:
     flag: str | None = None  # ADaM --DTF of an imputed date: "D" day, "M" month and day
 
     def to_dict(self) -> dict[str, Any]:
+        """The notice as a JSON object without its empty fields (``--notices``)."""
         return {k: getattr(self, k) for k in self.__slots__ if getattr(self, k) is not None}
 
 
