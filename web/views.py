@@ -6,6 +6,7 @@ save re-renders the form with what was typed and the service's message.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
@@ -337,12 +338,14 @@ def upload(trial_code: str, subject_code: str) -> Any:
             error = exc
     if measured is not None and not measured.get("lesions"):
         error = InvalidInput("the study holds no segmented lesion to measure", field="study")
-    prefill = None
     if measured is not None and error is None:
-        prefill = _prefill_from_measurement(case, measured)
+        prefill, notes = _prefill_from_measurement(case, measured)
         values = timepoint_form_values(None, case)
         for code, mm in prefill.items():
             values["targets"][code]["mm"] = f"{mm:.1f}"
+        flash(
+            "Measured from the uploaded study; check every value before saving. " + "; ".join(notes)
+        )
         return _timepoint_page(row, case, values, None, None, None)
     return (
         render_template("upload.html", trial=row.trial, subject=row, error=error),
@@ -350,21 +353,46 @@ def upload(trial_code: str, subject_code: str) -> Any:
     )
 
 
-def _prefill_from_measurement(case: dict[str, Any], measured: dict[str, Any]) -> dict[str, float]:
-    """Match measured segments to targets: by label equal to the lesion id, else in order."""
+def _lesion_key(text: str) -> str:
+    """Compare lesion ids loosely: ``t1``, ``T1`` and ``T01`` are the same lesion."""
+    match = re.fullmatch(r"([A-Za-z]+)0*(\d+)", text.strip())
+    return f"{match.group(1).upper()}{int(match.group(2))}" if match else text.strip().upper()
+
+
+def _prefill_from_measurement(
+    case: dict[str, Any], measured: dict[str, Any]
+) -> tuple[dict[str, float], list[str]]:
+    """Match measured segments to targets, and say how each was matched.
+
+    A segment whose tracking id or label names a lesion (T1 ≙ T01) goes to it; segments
+    naming no lesion of the case fill the remaining targets in order.
+    """
     targets = [le for le in case["lesions"] if le["kind"] == "target"]
-    by_label = {str(m.get("label", "")).strip().upper(): m for m in measured["lesions"]}
+    known = {_lesion_key(le["id"]) for le in case["lesions"]}
+    named: dict[str, dict[str, Any]] = {}
+    anonymous = []
+    for item in measured["lesions"]:
+        keys = [_lesion_key(str(k)) for k in (item.get("tracking_id"), item.get("label")) if k]
+        key = next((k for k in keys if k in known), None)
+        if key is None:
+            anonymous.append(item)
+        else:
+            named.setdefault(key, item)
     out: dict[str, float] = {}
-    remaining = list(measured["lesions"])
+    notes = []
     for le in targets:
-        match = by_label.get(le["id"].upper())
-        if match is not None:
-            remaining = [m for m in remaining if m is not match]
-            out[le["id"]] = _size_of(le, match)
-    for le in targets:
-        if le["id"] not in out and remaining:
-            out[le["id"]] = _size_of(le, remaining.pop(0))
-    return out
+        item = named.get(_lesion_key(le["id"]))
+        how = "by its id"
+        if item is None and anonymous:
+            item, how = anonymous.pop(0), "in order"
+        if item is None:
+            continue
+        out[le["id"]] = _size_of(le, item)
+        axis = "short axis" if le.get("nodal") else "longest diameter"
+        notes.append(
+            f"{le['id']} ← segment {item.get('label')!r} ({how}): {axis} {out[le['id']]:.1f} mm"
+        )
+    return out, notes
 
 
 def _size_of(lesion: dict[str, Any], measured: dict[str, Any]) -> float:

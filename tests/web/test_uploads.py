@@ -176,3 +176,43 @@ def test_real_study_upload_prefills_the_follow_up_with_imaging_io_sizes(
     assert float(value) == pytest.approx(expected["longest_diameter_mm"], abs=0.05)
     assert float(value) > 0
     assert 'id="timepoint-form"' in html and "/timepoints/new" in html
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_dicom"
+
+
+@pytest.mark.skipif(not (SAMPLE / "W8" / "SEG.dcm").exists(), reason="sample_dicom not built")
+def test_sample_study_segments_go_to_the_targets_their_tracking_ids_name(
+    app: Flask, users: dict[str, str], session: Session, trial: str, tmp_path: Path
+) -> None:
+    import json
+
+    from imaging_io import measure_study
+
+    case = json.loads((SAMPLE / "demo_case.json").read_text())
+    case["timepoints"] = case["timepoints"][:1]  # the baseline only; W8 is uploaded
+    case.pop("arm", None)
+    import_case(session, SYSTEM, trial, case)
+    entries = {f"W8/CT/{p.name}": p.read_bytes() for p in (SAMPLE / "W8" / "CT").glob("*.dcm")}
+    entries["W8/SEG.dcm"] = (SAMPLE / "W8" / "SEG.dcm").read_bytes()
+    expected = {
+        m["tracking_id"]: m
+        for m in measure_study(SAMPLE / "W8" / "CT", SAMPLE / "W8" / "SEG.dcm").to_dict()["lesions"]
+    }
+    client = app.test_client()
+    login(client, "reader")
+    response = client.post(
+        f"/trials/{trial}/subjects/{case['subject_id']}/upload",
+        data={"study": (_zip(entries), "w8.zip")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200, response.data[:2000]
+    html = response.data.decode()
+    for lesion, key in (
+        ("T1", "longest_diameter_mm"),
+        ("T2", "longest_diameter_mm"),
+        ("T3", "short_axis_mm"),
+    ):
+        value = re.search(rf'name="t_{lesion}_mm" value="([^"]*)"', html).group(1)
+        assert float(value) == pytest.approx(expected[lesion][key], abs=0.05), lesion
+    assert "T3 ← segment &#39;lymph node&#39; (by its id): short axis" in html
