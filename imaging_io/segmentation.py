@@ -34,7 +34,7 @@ from imaging_io.series import is_sitk_file, read_dicom_header
 FRACTIONAL_THRESHOLD = 0.5
 # Index-space tolerance when deciding that a segmentation's voxels sit on image voxels.
 _ON_GRID_TOL = 0.02
-_LITTLE_ENDIAN_UNCOMPRESSED = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+DEFLATED_IMAGE_FRAME_COMPRESSION = "1.2.840.10008.1.2.8.1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,23 +167,66 @@ def load_seg(path: Path) -> Any:
         raise ImagingInputError(path, f"is not a readable DICOM file ({exc})") from exc
     uid, name = transfer_syntax_of(ds)
     syntax = ds.file_meta.get("TransferSyntaxUID", None)
+    if str(syntax) == DEFLATED_IMAGE_FRAME_COMPRESSION:
+        ds = _to_native(path, ds, _inflate_frames(path, ds))
+        syntax = ds.file_meta.TransferSyntaxUID
     if not syntax or not syntax.is_transfer_syntax:
         raise ImagingInputError(
             path, f"transfer syntax {uid} ({name}) is not supported by the installed pydicom"
         )
     if not syntax.is_little_endian:
-        ds = _to_little_endian(path, ds, f"{name} ({uid})")
+        try:
+            frames = ds.pixel_array
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
+            raise ImagingInputError(path, f"cannot decode frames in transfer syntax {name} "
+                                    f"({uid}) ({type(exc).__name__})") from exc
+        ds = _to_native(path, ds, frames)
     try:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
         raise ImagingInputError(path, f"is not a valid DICOM SEG ({exc})") from exc
 
 
-def _to_little_endian(path: Path, ds: Any, syntax: str) -> Any:
-    """Re-encode a big endian SEG as Explicit VR Little Endian, in memory.
+def _inflate_frames(path: Path, ds: Any) -> NDArray[Any]:
+    """Decode Deflated Image Frame Compression (PS3.5 §8.2.16; pydicom 3.0 predates it).
 
-    highdicom parses little endian datasets only; pydicom decodes the retired Explicit VR
-    Big Endian syntax, so the frames are decoded once and written back little endian.
+    Each frame is one encapsulated item compressed with Deflate (RFC 1951); zlib (the
+    standard library) inflates it to the native frame, 1-bit frames starting on a byte.
+    """
+    import zlib
+
+    from pydicom.encaps import generate_frames
+    from pydicom.pixels.utils import unpack_bits
+
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols, bits = int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated)
+    dtype = {1: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}.get(bits)
+    if dtype is None or int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise ImagingInputError(path, f"deflated frames with {bits} bits allocated are not "
+                                "supported")
+    frames = []
+    try:
+        for item in generate_frames(ds.PixelData, number_of_frames=count):
+            raw = zlib.decompress(item, -15)
+            if bits == 1:
+                frames.append(unpack_bits(raw)[: rows * cols].reshape(rows, cols))
+            else:
+                frames.append(np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+                              [: rows * cols].reshape(rows, cols))
+    except (zlib.error, ValueError) as exc:
+        raise ImagingInputError(path, f"cannot inflate its deflated frames ({exc})") from exc
+    if len(frames) != count:
+        raise ImagingInputError(path, f"holds {len(frames)} deflated frames, NumberOfFrames "
+                                f"says {count}")
+    return np.stack(frames)
+
+
+def _to_native(path: Path, ds: Any, frames: NDArray[Any]) -> Any:
+    """Re-encode a SEG's decoded frames as Explicit VR Little Endian, in memory.
+
+    highdicom parses native little endian (or compressed) datasets only: a big endian SEG
+    (decoded by pydicom) or a deflated one (decoded by :func:`_inflate_frames`) is written
+    back once in the default syntax.
     """
     import io
 
@@ -192,11 +235,6 @@ def _to_little_endian(path: Path, ds: Any, syntax: str) -> Any:
     from pydicom.pixels.utils import pack_bits
     from pydicom.uid import ExplicitVRLittleEndian
 
-    try:
-        frames = ds.pixel_array
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
-        raise ImagingInputError(path, f"cannot decode frames in transfer syntax {syntax} "
-                                f"({type(exc).__name__})") from exc
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     if int(ds.BitsAllocated) == 1:
         ds.PixelData = pack_bits(frames)
@@ -212,7 +250,8 @@ def _to_little_endian(path: Path, ds: Any, syntax: str) -> Any:
 
 def _decode_failure(path: Path, seg: Any, exc: Exception) -> ImagingInputError:
     uid, name = transfer_syntax_of(seg)
-    first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    first = lines[-1][:160] if lines else type(exc).__name__
     return ImagingInputError(
         path, f"cannot decode frames in transfer syntax {name} ({uid}): {first}"
     )
