@@ -7,6 +7,7 @@ reports them as warnings, or, in strict mode, refuses the case
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -46,6 +47,21 @@ NEVER_MEASURABLE_SITES = (
 )
 
 # R-SEL-2: paired organs count as one organ; all lymph nodes count as one organ.
+# R-MEAS-3: a bone lesion may be a target only when lytic or mixed with a soft-tissue
+# component; the site text must say so.
+BONE_WORDS = frozenset(
+    "bone bones osseous skeletal vertebra vertebral vertebrae spine rib ribs sternum "
+    "femur humerus skull sacrum ilium".split()
+)
+BONE_MEASURABLE_WORDS = ("lytic", "mixed", "soft tissue", "soft-tissue")
+
+
+def is_bone_without_soft_tissue(site: str) -> bool:
+    """R-MEAS-3: a bone site whose text does not say lytic/mixed with soft tissue."""
+    words = set(re.split(r"[^a-z]+", site.lower()))
+    return bool(words & BONE_WORDS) and not any(w in site.lower() for w in BONE_MEASURABLE_WORDS)
+
+
 _ORGAN_ALIASES = {
     "lung": ("lung", "lungs", "left lung", "right lung", "pulmonary"),
     "kidney": ("kidney", "kidneys", "left kidney", "right kidney", "renal"),
@@ -118,6 +134,16 @@ def measurability(
             return Measurability(
                 False, True, (f"R-MEAS-3: {site!r} ({word}) is never measurable disease",)
             )
+    if not nodal and is_bone_without_soft_tissue(site_l):
+        return Measurability(
+            False,
+            True,
+            (
+                f"R-MEAS-3: bone lesion {site!r} is measurable only when lytic or mixed with a "
+                "soft-tissue component (say so in the site, e.g. 'bone, lytic with soft-tissue "
+                "component')",
+            ),
+        )
     if nodal:
         if short_axis_mm is None:
             return Measurability(False, True, ("R-MEAS-2: a lymph node needs its short axis",))

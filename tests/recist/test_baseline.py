@@ -94,7 +94,7 @@ def test_target_treated_after_baseline_is_not_a_finding():
 
 
 def test_more_than_five_targets_is_a_finding_for_each_extra():
-    sites = ["liver", "lung", "bone", "spleen", "skin", "brain"]
+    sites = ["liver", "lung", "adrenal", "spleen", "skin", "brain"]
     lesions = [target(f"T{i}", s) for i, s in enumerate(sites, 1)]
     c = with_lesions(lesions, {f"T{i}": 20.0 for i in range(1, 7)})
     assert findings(c) == [("R-SEL-1", "T6")]
@@ -141,3 +141,25 @@ def test_strict_mode_refuses_a_baseline_with_findings():
 def test_baseline_sum_adds_diameters_and_short_axes():
     c = case({"T1": 32.0, "N1": 17.0}, nodal=("N1",))
     assert assess_json(c)["timepoints"][0]["sum_mm"] == 49.0
+
+
+@pytest.mark.parametrize("site", ["bone", "Bone", "vertebra L2", "left rib"])
+def test_bone_target_without_a_soft_tissue_component_is_a_finding(site):
+    c = with_lesions([target("T1", site)], {"T1": 25.0})
+    result = assess_json(c)
+    assert [(w["rule"], w["lesion"]) for w in result["warnings"]] == [("R-MEAS-3", "T1")]
+    assert "lytic or mixed" in result["warnings"][0]["message"]
+
+
+@pytest.mark.parametrize("site", ["bone, lytic with soft-tissue component", "rib, mixed lesion"])
+def test_lytic_or_mixed_bone_target_with_soft_tissue_is_measurable(site):
+    assert findings(with_lesions([target("T1", site)], {"T1": 25.0})) == []
+
+
+def test_bone_non_target_is_not_size_checked():
+    c = case({"T1": 30.0}, non_targets=("NT1",))  # NT1's site is "bone"
+    assert findings(c) == []
+
+
+def test_word_inside_another_word_is_not_bone():
+    assert measurability(nodal=False, longest_diameter_mm=25.0, site="distribution").measurable
