@@ -102,7 +102,7 @@ def request_user() -> User | None:
         if scheme.lower() == "bearer" and token.strip():
             user = user_for_token(db_session(), token.strip())
     elif current_user.is_authenticated:
-        user = current_user._get_current_object()  # type: ignore[attr-defined]
+        user = current_user._get_current_object()
     g.request_user = user
     return user
 
@@ -120,7 +120,7 @@ def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
 
-    @login_manager.user_loader
+    @login_manager.user_loader  # type: ignore[untyped-decorator]
     def _load(user_id: str) -> User | None:
         from web import db_session
 

@@ -7,6 +7,10 @@ import getpass
 import os
 import secrets
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +37,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="list users and roles")
 
 
-def _session() -> object:
+def _session() -> Session:
     from web import config
     from web.db import make_engine, make_session_factory, upgrade
 

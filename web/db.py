@@ -89,7 +89,9 @@ def write_transaction(session: Session) -> Iterator[Session]:
     # SQLite has one writer at a time. Threads of this process queue on a lock, which
     # wakes the next writer at once; SQLite's own busy handler (still there for other
     # processes) polls with growing sleeps and gave tail latencies of hundreds of ms.
-    lock = _sqlite_lock(bind.url.render_as_string()) if bind.dialect.name == "sqlite" else None
+    lock = (
+        _sqlite_lock(bind.engine.url.render_as_string()) if bind.dialect.name == "sqlite" else None
+    )
     if lock is not None:
         lock.acquire()
     token = _WRITING.set(True)

@@ -89,7 +89,8 @@ def build_grid(case: dict[str, Any], result: dict[str, Any] | None) -> Grid:
     columns = [
         {"id": tp["id"], "date": tp["date"], "baseline": i == 0} for i, tp in enumerate(timepoints)
     ]
-    target_rows, non_target_rows = [], []
+    target_rows: list[Row] = []
+    non_target_rows: list[Row] = []
     for lesion in case["lesions"]:
         cells = []
         for tp in timepoints:

@@ -13,7 +13,7 @@ engine and in the service layer.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -133,7 +133,7 @@ class Subject(Base):
         cascade="all, delete-orphan",
     )
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads it once
 
 
 class Lesion(Base):
@@ -183,7 +183,7 @@ class Timepoint(Base):
         back_populates="timepoint", order_by="NewLesion.code", cascade="all, delete-orphan"
     )
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads it once
 
 
 class LesionRecord(Base):

@@ -393,7 +393,7 @@ def get_subject(
     query = _subject_query(trial_code, subject_code)
     if lock:
         query = query.with_for_update(of=Subject)
-    subject = session.scalar(query)
+    subject: Subject | None = session.scalar(query)
     if subject is None:
         get_trial(session, trial_code)
         raise NotFound(
@@ -654,6 +654,7 @@ def lesions_from_json(items: Any) -> list[LesionInput]:
                 pointer=f"{pointer}/{_escape(extra[0])}",
             )
         code = item.get("id", item.get("code"))
+        code = code if isinstance(code, str) else ""
         out.append(
             LesionInput(
                 code=code,
@@ -744,9 +745,7 @@ def baseline_case(
             non_targets[le.code] = le.state or "present"
     return {
         "subject_id": subject.code if subject is not None else "new",
-        "settings": dict(settings if settings is not None else subject.trial.settings)
-        if subject is not None or settings is not None
-        else {},
+        "settings": _baseline_settings(subject, settings),
         "lesions": case_lesions,
         "timepoints": [
             {
@@ -758,6 +757,12 @@ def baseline_case(
             }
         ],
     }
+
+
+def _baseline_settings(subject: Subject | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    if settings is not None:
+        return dict(settings)
+    return dict(subject.trial.settings) if subject is not None else {}
 
 
 def baseline_findings(case: dict[str, Any]) -> list[dict[str, Any]]:

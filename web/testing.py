@@ -51,10 +51,11 @@ def migrated_database(backend: str, folder: Path) -> Iterator[dict[str, Any]]:
         engine.dispose()
         yield {"DATABASE_URL": url, "DATABASE_SCHEMA": None}
         return
-    url = postgres_url()
-    if url is None:
+    pg_url = postgres_url()
+    if pg_url is None:
         raise RuntimeError(f"{TEST_DATABASE_URL_ENV} is not set")
     schema = f"test_{worker}_{uuid.uuid4().hex[:10]}".lower()
+    url = pg_url
     admin = make_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))

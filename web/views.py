@@ -165,7 +165,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     if request.method == "GET":
         return _baseline_page(row, baseline_form_values(case), version, None, [])
     form = request.form
-    values = {
+    values: dict[str, Any] = {
         "date": form.get("date", ""),
         "code": form.get("code", "BL") or "BL",
         "rows": baseline_rows(form),
