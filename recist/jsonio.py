@@ -38,7 +38,7 @@ from recist.lesions import (
     length_to_mm,
     mm_to_length,
 )
-from recist.settings import ProgressionDateRule, Settings
+from recist.settings import Settings
 
 Number = float | int
 
@@ -287,20 +287,7 @@ def _convert(model: CaseIn) -> Case:
                 scan_dates=dict(tp.scan_dates),
             )
         )
-    s = model.settings
-    settings = Settings(
-        confirmation=s.confirmation,
-        confirmation_min_days=s.confirmation_min_days,
-        confirmation_max_ne_between=s.confirmation_max_ne_between,
-        sd_min_days=s.sd_min_days,
-        visit_interval_days=s.visit_interval_days,
-        pr_hold=s.pr_hold,
-        strict=s.strict,
-        cut_at_new_therapy=s.cut_at_new_therapy,
-        previously_treated_targets=s.previously_treated_targets,
-        progression_date=ProgressionDateRule(s.progression_date),
-        reappearance_min_mm=s.reappearance_min_mm,
-    )
+    settings = Settings.from_dict(model.settings.model_dump())
     return Case(
         subject_id=model.subject_id,
         lesions=lesions,
