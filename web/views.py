@@ -32,6 +32,7 @@ from web.services import (
     baseline_findings,
     build_case,
     create_subject,
+    create_trial,
     get_subject,
     get_timepoint,
     get_trial,
@@ -58,7 +59,82 @@ def _version(text: str | None) -> int | None:
 @bp.route("/")
 @requires("view")
 def trials() -> Any:
-    return render_template("trials.html", trials=list_trials(db_session()))
+    return _trials_page()
+
+
+def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
+    from recist.settings import Settings
+
+    return (
+        render_template(
+            "trials.html",
+            trials=list_trials(db_session()),
+            defaults=Settings().to_dict(),
+            error=error,
+            form=form or {},
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+# Protocol settings on the trial form: (name, kind); kinds mirror recist.settings.Settings.
+SETTING_FIELDS = (
+    ("confirmation", "flag"),
+    ("confirmation_min_days", "days"),
+    ("confirmation_max_ne_between", "days"),
+    ("sd_min_days", "days"),
+    ("visit_interval_days", "days_or_off"),
+    ("pr_hold", "flag"),
+    ("strict", "flag"),
+    ("cut_at_new_therapy", "flag"),
+    ("previously_treated_targets", "flag"),
+    ("progression_date", "choice"),
+)
+
+
+def _settings_from_form(form: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for name, kind in SETTING_FIELDS:
+        raw = form.get(f"s_{name}", "").strip()
+        if kind == "flag":
+            settings[name] = raw == "on"
+        elif kind == "choice":
+            settings[name] = raw or "earliest"
+        elif raw == "" and kind == "days_or_off":
+            settings[name] = None
+        else:
+            if not raw.isdigit():
+                raise InvalidInput(
+                    f"setting {name}: {raw!r} is not a whole number of days",
+                    field=f"settings.{name}",
+                )
+            settings[name] = int(raw)
+    return settings
+
+
+@bp.route("/trials", methods=["POST"])
+@requires("manage_trials")
+def trial_create() -> Any:
+    """Create a trial with its arms ("CODE: name" per line) and protocol settings."""
+    form = request.form
+    try:
+        arms = []
+        for line in form.get("arms", "").splitlines():
+            if line.strip():
+                code, _, name = line.partition(":")
+                arms.append((code.strip(), name.strip() or code.strip()))
+        trial_row = create_trial(
+            db_session(),
+            actor(),
+            code=form.get("code", "").strip(),
+            title=form.get("title", "").strip(),
+            settings=_settings_from_form(form),
+            arms=arms,
+        )
+    except ServiceError as error:
+        return _trials_page(error, form)
+    flash(f"Trial {trial_row.code} created.")
+    return redirect(url_for("views.trial", trial_code=trial_row.code))
 
 
 @bp.route("/trials/<trial_code>", methods=["GET"])

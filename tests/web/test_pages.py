@@ -244,3 +244,32 @@ def test_missing_subject_page_is_a_404_naming_it(reader: FlaskClient, trial: str
     response = reader.get(f"/trials/{trial}/subjects/NOPE")
     assert response.status_code == 404
     assert b"subject &#39;NOPE&#39; does not exist" in response.data
+
+
+def test_manager_creates_a_trial_with_arms_and_protocol_settings(
+    manager: FlaskClient, reader: FlaskClient
+) -> None:
+    form = {
+        "code": "NEW-1",
+        "title": "New trial",
+        "arms": "SBRT: SBRT + ST\nST: ST alone",
+        "s_confirmation": "on",
+        "s_confirmation_min_days": "28",
+        "s_confirmation_max_ne_between": "1",
+        "s_sd_min_days": "49",
+        "s_visit_interval_days": "",
+        "s_pr_hold": "on",
+        "s_cut_at_new_therapy": "on",
+        "s_progression_date": "earliest",
+    }
+    assert reader.post("/trials", data=form).status_code == 403
+    response = manager.post("/trials", data=form)
+    assert response.status_code == 302
+    html = manager.get("/trials/NEW-1").data.decode()
+    assert "<dt>sd_min_days</dt><dd>49</dd>" in html
+    assert "<dt>confirmation</dt><dd>True</dd>" in html
+    assert "<dt>visit_interval_days</dt><dd>None</dd>" in html
+    assert "SBRT – SBRT + ST" in html
+    response = manager.post("/trials", data={**form, "code": "NEW-2", "s_sd_min_days": "x"})
+    assert response.status_code == 400
+    assert b"setting sd_min_days: &#39;x&#39; is not a whole number of days" in response.data
