@@ -32,6 +32,8 @@ from imaging_io.grid import Grid
 from imaging_io.series import is_sitk_file, read_dicom_header
 
 FRACTIONAL_THRESHOLD = 0.5
+# A label map with more distinct values than this is an image given by mistake.
+MAX_LABELS = 1000
 # Index-space tolerance when deciding that a segmentation's voxels sit on image voxels.
 _ON_GRID_TOL = 0.02
 DEFLATED_IMAGE_FRAME_COMPRESSION = "1.2.840.10008.1.2.8.1"
@@ -468,9 +470,22 @@ def read_label_map(path: str | Path, grid: Grid, *, resample: bool = False) -> l
         if not np.all(np.equal(np.mod(array, 1), 0)):
             raise ImagingInputError(p, "holds non-integer values: not a label map")
         array = array.astype(np.int64)
+    values = np.unique(array)
+    if values[0] < 0:
+        raise ImagingInputError(p, f"holds negative values (down to {int(values[0])}): not a "
+                                "label map (an image given as --seg?)")
+    values = values[values != 0]
+    if len(values) > MAX_LABELS:
+        raise ImagingInputError(p, f"holds {len(values)} distinct values: not a label map of "
+                                f"lesions (at most {MAX_LABELS}; an image given as --seg?)")
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(array.astype(np.int64, copy=False))
     masks = []
-    for value in np.unique(array):
-        if value == 0:
-            continue
-        masks.append(LesionMask.from_full(f"label {int(value)}", int(value), array == value))
+    for value in values:
+        box = boxes[int(value) - 1]
+        assert box is not None  # every listed value occurs somewhere
+        offset = (box[0].start, box[1].start, box[2].start)
+        masks.append(LesionMask.from_full(f"label {int(value)}", int(value),
+                                          array[box] == value, offset))
     return masks

@@ -347,3 +347,25 @@ def test_rtstruct_of_another_frame_of_reference_is_refused(rtstruct: str, case) 
     image, message = case
     with pytest.raises(ImagingInputError, match=message):
         measure_study(REAL / image, REAL / rtstruct)
+
+
+def _all_imaging_files() -> list[str]:
+    if not REAL.is_dir():
+        return []
+    return sorted(str(f.relative_to(REAL)) for f in REAL.rglob("*")
+                  if f.is_file() and f.suffix in (".dcm", ".nrrd"))
+
+
+@pytest.mark.parametrize("name", _all_imaging_files())
+def test_recist_measure_never_crashes_on_any_real_file(name: str, capsys) -> None:
+    from recist.cli import main
+
+    for image, seg in ((REAL / CT3, REAL / name), (REAL / name, REAL / name)):
+        status = main(["measure", str(image), "--seg", str(seg)])
+        out, err = capsys.readouterr()
+        assert status in (0, 2)
+        if status == 2:
+            assert err.count("\n") == 1 and err.startswith("recist measure: /")
+            assert "Traceback" not in err
+        else:
+            assert '"lesions"' in out

@@ -210,3 +210,13 @@ def test_rtstruct_contour_between_slices_is_refused(phantom_study, tmp_path) -> 
     _rtstruct(phantom_study, tmp_path / "off.dcm", [_square((0, 0), 10, z)], "lesion")
     with pytest.raises(ImagingInputError, match="does not lie on an image slice"):
         measure_study(phantom_study.ct, tmp_path / "off.dcm")
+
+
+def test_an_image_given_as_label_map_is_refused(tmp_path) -> None:
+    ct = Path(__file__).resolve().parents[2] / "sample_dicom" / "BL" / "CT"
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(ct)))
+    sitk.WriteImage(reader.Execute(), str(tmp_path / "ct.nrrd"))
+    with pytest.raises(ImagingInputError, match=r"ct\.nrrd: holds negative values \(down to "
+                       r"-1000\): not a label map"):
+        measure_study(ct, tmp_path / "ct.nrrd")
