@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -1440,12 +1440,3 @@ def user_for_token(session: Session, token: str) -> User | None:
 
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def delete_all_rows(session: Session) -> None:
-    """Empty every table (tests and benchmarks reuse one migrated schema)."""
-    from web.models import Base
-
-    with write_transaction(session):
-        for table in reversed(Base.metadata.sorted_tables):
-            session.execute(delete(table))

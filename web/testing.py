@@ -3,7 +3,7 @@
 The web tests and the end-to-end test run the same suite on both databases. SQLite gets
 a file per worker; PostgreSQL (``TEST_DATABASE_URL``, set by CI) gets a schema per
 worker, so that ``pytest -n 2`` never shares tables between workers. Every test starts
-from empty tables (:func:`web.services.delete_all_rows`).
+from empty tables (:func:`delete_all_rows`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, delete, text
 
 from web import create_app
 from web.db import make_engine, upgrade
@@ -70,10 +70,18 @@ def migrated_database(backend: str, folder: Path) -> Iterator[dict[str, Any]]:
         admin.dispose()
 
 
+def delete_all_rows(session: Any) -> None:
+    """Empty every table (tests and benchmarks reuse one migrated schema)."""
+    from web.db import write_transaction
+    from web.models import Base
+
+    with write_transaction(session):
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(delete(table))
+
+
 def make_test_app(database: dict[str, Any], **overrides: Any) -> Flask:
     """An application on the test database with emptied tables."""
-    from web.services import delete_all_rows
-
     config: dict[str, Any] = {
         "TESTING": True,
         "SECRET_KEY": "test-secret-key-not-for-production",
