@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 
 # Errors third-party readers raise on malformed files that our own checks did not
 # anticipate; reported as bad input in one line rather than as a traceback.
 READER_ERRORS: tuple[type[Exception], ...] = (
     ValueError, RuntimeError, KeyError, IndexError, TypeError, AttributeError, OSError,
+    sqlite3.Error,  # highdicom indexes SEG frames in SQLite
 )
 
 

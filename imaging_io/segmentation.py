@@ -369,11 +369,15 @@ def read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...] = 
 def _seg_planes(path: Path, seg: Any, number: int, grid: Grid,
                 image_sop_uids: tuple[str, ...]) -> tuple[NDArray[Any], list[int], int, int]:
     """Frames of one segment and the grid slice of each: by position, else by reference."""
+    import sqlite3
+
     by_position_error: Exception | None = None
     try:
         volume = seg.get_volume(segment_numbers=[number], rescale_fractional=True,
                                 skip_overlap_checks=True)
-    except (ValueError, RuntimeError) as exc:
+    # highdicom indexes frames in SQLite: a SEG without plane positions surfaces as an
+    # sqlite3 error (no ImagePositionPatient column) rather than a ValueError.
+    except (ValueError, RuntimeError, KeyError, AttributeError, sqlite3.Error) as exc:
         if "decode" in str(exc).lower() or "plugin" in str(exc).lower():
             raise _decode_failure(path, seg, exc) from exc
         by_position_error = exc

@@ -4,6 +4,7 @@ label maps, RTSTRUCT rings, components, and one-line refusals (interfaces.md).""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,37 @@ def test_an_image_given_as_label_map_is_refused(tmp_path) -> None:
     with pytest.raises(ImagingInputError, match=r"ct\.nrrd: holds negative values \(down to "
                        r"-1000\): not a label map"):
         measure_study(ct, tmp_path / "ct.nrrd")
+
+
+def _strip_positions(seg_path: Path, out: Path) -> None:
+    """A SEG whose frames carry no plane position: only their source-image references."""
+    ds = pydicom.dcmread(seg_path)
+    ds.DimensionIndexSequence = Sequence([ds.DimensionIndexSequence[0]])  # segment number
+    for item in ds.PerFrameFunctionalGroupsSequence:
+        del item.PlanePositionSequence
+        content = item.FrameContentSequence[0]
+        content.DimensionIndexValues = [content.DimensionIndexValues[0]]
+    ds.save_as(out)
+
+
+def test_seg_frames_without_positions_are_placed_by_referenced_instance(
+    phantom_study, tmp_path
+) -> None:
+    _strip_positions(phantom_study.seg, tmp_path / "refs.dcm")
+    by_reference = measure_study(phantom_study.ct, tmp_path / "refs.dcm").to_dict()
+    by_position = measure_study(phantom_study.ct, phantom_study.seg).to_dict()
+    assert by_reference == by_position
+
+
+def test_seg_without_positions_over_other_instances_is_refused(phantom_study, tmp_path) -> None:
+    _strip_positions(phantom_study.seg, tmp_path / "refs.dcm")
+    other = tmp_path / "ct"
+    shutil.copytree(phantom_study.ct, other)
+    for file in other.glob("*.dcm"):
+        ds = pydicom.dcmread(file)
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.save_as(file)
+    with pytest.raises(ImagingInputError, match=r"can be placed neither by position .* nor by "
+                       r"reference to the image's instances"):
+        measure_study(other, tmp_path / "refs.dcm")
