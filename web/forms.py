@@ -13,7 +13,8 @@ from werkzeug.datastructures import MultiDict
 
 from web.services import InvalidInput, LesionInput
 
-BASELINE_BLANK_ROWS = 3
+BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
+NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
 NEW_LESION_ROWS = 3
 
 
@@ -85,7 +86,7 @@ def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
     """Form values of a stored baseline (or an empty form)."""
     if case is None or not case["timepoints"]:
         rows: list[dict[str, Any]] = []
-        return {"date": "", "code": "BL", "rows": rows + _blank(BASELINE_BLANK_ROWS + 2)}
+        return {"date": "", "code": "BL", "rows": rows + _blank(NEW_BASELINE_ROWS)}
     bl = case["timepoints"][0]
     rows = []
     for le in case["lesions"]:

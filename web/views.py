@@ -14,6 +14,7 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from web import db_session
 from web.auth import actor, requires
 from web.forms import (
+    NEW_BASELINE_ROWS,
     baseline_form_values,
     baseline_rows,
     lesions_from_form,
@@ -275,9 +276,10 @@ def _baseline_page(
     error: ServiceError | None,
     findings: list[dict[str, Any]],
 ) -> Any:
-    if len(values["rows"]) < 5:
+    if len(values["rows"]) < NEW_BASELINE_ROWS:
         values["rows"] = (
-            values["rows"] + baseline_form_values(None)["rows"][: 5 - len(values["rows"])]
+            values["rows"]
+            + baseline_form_values(None)["rows"][: NEW_BASELINE_ROWS - len(values["rows"])]
         )
     return (
         render_template(

@@ -65,6 +65,7 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     # Live findings: an 8 mm liver target breaks R-MEAS-1 while it is typed.
     page.fill("input[name=size_0]", "8")
     page.locator("#findings li", has_text="R-MEAS-1").wait_for()
+    page.screenshot(path=str(screenshots / "0-baseline-live-finding.png"), full_page=True)
     page.fill("input[name=size_0]", "30")
     page.select_option("select[name=site_1]", "lymph node")
     page.check("input[name=nodal_1]")
@@ -113,5 +114,11 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     assert "PD_TARGET" in row.inner_text()
     page.screenshot(path=str(screenshots / "4-subject-list.png"), full_page=True)
     assert errors == []
-    for name in ("1-baseline-form", "2-grid-pr", "3-grid-pd", "4-subject-list"):
+    for name in (
+        "0-baseline-live-finding",
+        "1-baseline-form",
+        "2-grid-pr",
+        "3-grid-pd",
+        "4-subject-list",
+    ):
         assert (screenshots / f"{name}.png").stat().st_size > 10_000
