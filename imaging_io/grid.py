@@ -98,6 +98,19 @@ class PlaneGeometry:
     columns: int
 
 
+def check_axial(path: str | Path, normal: NDArray[np.float64]) -> None:
+    """Refuse a series whose slices are not (close to) axial: RECIST measures on axial
+    slices, and a sagittal or coronal "longest diameter" is not a RECIST diameter."""
+    unit = normal / np.linalg.norm(normal)
+    tilt = math.degrees(math.acos(min(1.0, abs(float(unit[2])))))
+    if tilt > MAX_AXIAL_TILT_DEG:
+        raise ImagingInputError(
+            path,
+            f"slice normal is {tilt:.0f}° from the head-feet axis: not an axial series "
+            "(RECIST measures diameters on axial slices)",
+        )
+
+
 def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
@@ -185,13 +198,7 @@ def grid_from_planes(
             "distances cannot be measured on this grid",
         )
     normal = np.cross(row_dir, col_dir)
-    tilt = math.degrees(math.acos(min(1.0, abs(float(normal[2])))))
-    if tilt > MAX_AXIAL_TILT_DEG:
-        raise ImagingInputError(
-            path,
-            f"slice normal is {tilt:.0f}° from the head-feet axis: not an axial series "
-            "(RECIST measures diameters on axial slices)",
-        )
+    check_axial(path, normal)
     positions = np.array([p.position for p in planes], dtype=float)
     along = positions @ normal
     order = [int(i) for i in np.argsort(along, kind="stable")]

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imaging_io.errors import ImagingInputError
-from imaging_io.grid import Grid, PlaneGeometry, grid_from_planes
+from imaging_io.grid import Grid, PlaneGeometry, check_axial, grid_from_planes
 
 SITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 # DICOM objects that hold no image to measure on.
@@ -432,6 +432,7 @@ def _read_sitk_image(path: Path, *, pixels: bool) -> ImageSeries:
     d = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
     if abs(float(np.dot(d[:, 0], d[:, 1]))) > 1e-3:
         raise ImagingInputError(path, "row and column directions are not orthogonal")
+    check_axial(path, np.cross(d[:, 0], d[:, 1]))
     array = sitk.GetArrayFromImage(image).astype(np.float32) if pixels else None
     return ImageSeries(str(path), grid, grid.spacing[0], SeriesInfo(), array)
 

@@ -131,3 +131,31 @@ def test_series_reader_agrees_with_simpleitk_on_geometry(phantom_study) -> None:
     series = read_image(phantom_study.ct)
     assert series.grid.affine[:3, 3] == pytest.approx(image.GetOrigin())
     assert series.grid.spacing[::-1] == pytest.approx(image.GetSpacing())
+
+
+def test_sagittal_nifti_is_refused_as_not_axial(tmp_path) -> None:
+    import SimpleITK as sitk
+
+    image = sitk.Image(8, 8, 4, sitk.sitkInt16)
+    image.SetDirection((0, 0, 1, 1, 0, 0, 0, 1, 0))  # x->y, y->z, z->x: sagittal planes
+    sitk.WriteImage(image, str(tmp_path / "sagittal.nii.gz"))
+    with pytest.raises(ImagingInputError, match=r"sagittal\.nii\.gz: slice normal is 90° from "
+                       "the head-feet axis"):
+        read_image(tmp_path / "sagittal.nii.gz")
+
+
+def test_undecodable_pixel_data_is_refused_naming_the_transfer_syntax(phantom_study,
+                                                                      tmp_path) -> None:
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import RLELossless
+
+    files = _copy(phantom_study.ct, tmp_path / "ct")
+    ds = pydicom.dcmread(files[0])
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    ds.PixelData = encapsulate([b"\x00" * 64])  # not an RLE frame
+    ds["PixelData"].VR = "OB"
+    ds.save_as(files[0])
+    assert read_image(tmp_path / "ct").grid.shape == (16, 96, 96)  # headers suffice to measure
+    with pytest.raises(ImagingInputError, match=r"CT0000\.dcm: pixel data in transfer syntax "
+                       r"RLE Lossless \(1\.2\.840\.10008\.1\.2\.5\) cannot be decoded"):
+        read_image(tmp_path / "ct", pixels=True)
