@@ -846,6 +846,12 @@ def save_baseline(
         for old_code, old in existing.items():
             if old_code not in wanted:
                 audit.log("delete", "lesion", f"{key}/{old_code}", None, old.kind, None)
+                # Its records at every timepoint go with it (the database would cascade,
+                # but the loaded timepoints must not keep assessing a deleted lesion).
+                for tp in subject.timepoints:
+                    for rec in [r for r in tp.records if r.lesion is old]:
+                        tp.records.remove(rec)
+                        session.delete(rec)
                 subject.lesions.remove(old)
                 session.delete(old)
         rows: dict[str, Lesion] = {}
@@ -924,8 +930,14 @@ def _flush(session: Session) -> None:
             field="version",
             pointer="/version",
         ) from None
-    except IntegrityError as error:
-        raise Conflict(f"the change conflicts with stored data: {error.orig}", field=None) from None
+    except IntegrityError:
+        # Ids are checked before writing; this is a race with another save. The database's
+        # own message would name tables and constraints, so it is not shown.
+        raise Conflict(
+            "the change conflicts with data saved at the same moment (a duplicate id?); "
+            "reload and retry",
+            field=None,
+        ) from None
 
 
 # --------------------------------------------------------------------------- timepoints
@@ -1188,11 +1200,18 @@ def save_timepoint(
             if expected_version is None:
                 raise ConcurrentEdit(
                     f"subject {subject_code}: timepoint {code} already exists (version "
-                    f"{tp.version}); send its version to change it",
+                    f"{tp.version}); open it from the grid, or send its version, to change it",
                     field="version",
                     pointer="/version",
                 )
             _check_version(tp, expected_version, subject_code)
+            if code != tp.code and any(t.code == code for t in subject.timepoints):
+                raise Conflict(
+                    f"subject {subject_code}: timepoint {code} already exists; choose another "
+                    "visit id",
+                    field="id",
+                    pointer="/id",
+                )
             if audit.change("timepoint", f"{key}/{lookup}", "id", tp.code, code):
                 tp.code = code
             if audit.change("timepoint", f"{key}/{code}", "date", tp.date, tp_date):

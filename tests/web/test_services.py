@@ -195,7 +195,10 @@ def test_existing_timepoint_without_version_is_not_overwritten(
 ) -> None:
     _baseline(session, trial)
     save_timepoint(session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", 21.0, 14.0))
-    with pytest.raises(ConcurrentEdit, match=r"already exists .* send its version"):
+    with pytest.raises(
+        ConcurrentEdit,
+        match=r"already exists \(version \d+\); open it from the grid, or send its version",
+    ):
         save_timepoint(session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", 1.0, 1.0))
 
 
@@ -315,3 +318,47 @@ def test_import_case_stores_every_timepoint_and_refuses_invalid_cases(
     with pytest.raises(InvalidInput, match="T1"):
         import_case(session, SYSTEM, trial, bad)
     assert session.scalar(select(func.count()).select_from(Subject)) == 1
+
+
+def test_renaming_a_follow_up_onto_an_existing_visit_is_a_conflict(
+    session: Session, trial: str
+) -> None:
+    _baseline(session, trial)
+    save_timepoint(session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", 21.0, 14.0))
+    _s, w16 = save_timepoint(
+        session, READER, trial, "S-001", _follow_up("W16", "2021-04-26", 21.0, 14.0)
+    )
+    with pytest.raises(Conflict, match="timepoint W8 already exists; choose another visit id"):
+        save_timepoint(
+            session,
+            READER,
+            trial,
+            "S-001",
+            _follow_up("W8", "2021-04-26", 21.0, 14.0),
+            expected_version=w16.version,
+            original_code="W16",
+        )
+
+
+def test_removing_a_lesion_from_the_baseline_removes_its_follow_up_records(
+    session: Session, trial: str
+) -> None:
+    _baseline(session, trial)
+    save_timepoint(session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", 21.0, 14.0))
+    subject = get_subject(session, trial, "S-001")
+    lesions = [le for le in lesions_from_json(baseline_lesions()) if le.code != "T02"]
+    subject = save_baseline(
+        session,
+        READER,
+        trial,
+        "S-001",
+        date_value="2021-01-04",
+        lesions=lesions,
+        expected_version=subject.timepoints[0].version,
+        reason="T02 was a vessel, not a node",
+    )
+    case = build_case(subject)
+    assert [le["id"] for le in case["lesions"]] == ["T01", "NT01"]
+    assert case["timepoints"][1]["targets"] == {"T01": 21.0}
+    assert subject.result_json["timepoints"][1]["sum_mm"] == 21.0
+    assert session.scalar(select(func.count()).select_from(LesionRecord)) == 4
