@@ -277,3 +277,49 @@ def test_openapi_documents_every_api_route_and_method(app: Flask, client: FlaskC
     assert served == documented
     assert "Case" in doc["components"]["schemas"]
     assert "$defs" not in str(doc)
+
+
+def test_simultaneous_saves_of_one_version_let_exactly_one_through(
+    app: Flask, users: dict[str, str], trial: str
+) -> None:
+    import threading
+
+    client = app.test_client()
+    headers = bearer(users["reader"])
+    client.post(
+        f"/api/v1/trials/{trial}/subjects",
+        json={"subject_id": "S-9"},
+        headers=bearer(users["trial_manager"]),
+    )
+    base = f"/api/v1/trials/{trial}/subjects/S-9"
+    client.put(
+        base + "/baseline",
+        json={"date": "2021-01-04", "lesions": baseline_lesions()},
+        headers=headers,
+    )
+    version = client.post(
+        base + "/timepoints",
+        headers=headers,
+        json={"id": "W8", "date": "2021-03-01", "targets": {"T01": 21.0, "T02": 14.0}},
+    ).get_json()["timepoint"]["version"]
+    start = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def save(size: float) -> None:
+        own = app.test_client()
+        start.wait()
+        response = own.put(
+            base + "/timepoints/W8",
+            headers=headers,
+            json={"date": "2021-03-01", "targets": {"T01": size, "T02": 14.0}, "version": version},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=save, args=(20.0 + i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200, 409, 409, 409, 409, 409]
+    stored = client.get(base + "/timepoints/W8", headers=headers).get_json()
+    assert stored["version"] == version + 1
