@@ -141,6 +141,8 @@ def _floats(value: Any) -> tuple[float, ...] | None:
 _POSITION_TAG = 0x00200032
 _ORIENTATION_TAG = 0x00200037
 _PIXEL_SPACING_TAG = 0x00280030
+_RESCALE_INTERCEPT_TAG = 0x00281052
+_RESCALE_SLOPE_TAG = 0x00281053
 
 
 def _decimal_strings(ds: Any, tag: int) -> tuple[float, ...] | None:
@@ -365,17 +367,30 @@ def _decode_error(file: Path, ds: Any, exc: Exception) -> ImagingInputError:
 
 def _classic_pixels(files: list[Path]) -> NDArray[np.float32]:
     import pydicom
-    from pydicom.pixels.processing import apply_rescale
+    from pydicom.pixels.processing import apply_modality_lut
 
-    slices = []
-    for file in files:
+    out: NDArray[np.float32] | None = None
+    for k, file in enumerate(files):
         ds = pydicom.dcmread(file, force=True)
         try:
             raw = ds.pixel_array
         except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
             raise _decode_error(file, ds, exc) from exc
-        slices.append(np.asarray(apply_rescale(raw, ds), dtype=np.float32))
-    return np.stack(slices)
+        if out is None:
+            # Filled in place: stacking 300 slices afterwards would copy them all again.
+            out = np.empty((len(files), *raw.shape[-2:]), dtype=np.float32)
+        if "ModalityLUTSequence" in ds:
+            out[k] = apply_modality_lut(raw, ds)
+            continue
+        slope = (_decimal_strings(ds, _RESCALE_SLOPE_TAG) or (1.0,))[0]
+        intercept = (_decimal_strings(ds, _RESCALE_INTERCEPT_TAG) or (0.0,))[0]
+        out[k] = raw
+        if slope != 1.0:
+            out[k] *= slope
+        if intercept != 0.0:
+            out[k] += intercept
+    assert out is not None  # files is never empty: the grid has at least one slice
+    return out
 
 
 def _multiframe_pixels(file: Path, order: list[int]) -> NDArray[np.float32]:
