@@ -103,3 +103,53 @@ def test_make_engine_turns_sqlite_foreign_keys_on(tmp_path: Path) -> None:
     with plain.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 0
     plain.dispose()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_migrates_and_answers_on_loopback_then_a_busy_port_exits_2(
+    tmp_path: Path,
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "RECIST_INSTANCE": str(tmp_path / "inst")}
+    env.pop("DATABASE_URL", None)
+    env.pop("RECIST_COOKIE_SECURE", None)
+    command = [sys.executable, "-m", "recist", "serve", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/login") as response:
+                    assert response.status == 200
+                    cookie = response.headers["Set-Cookie"]
+                    break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None
+                time.sleep(0.2)
+        # Plain HTTP on loopback: a Secure cookie would never come back, so it is not set.
+        assert "HttpOnly" in cookie and "Secure" not in cookie
+        assert (tmp_path / "inst" / "recist.sqlite3").exists()
+        busy = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert busy.returncode == 2
+        assert busy.stderr.splitlines()[-1].startswith(
+            f"recist serve: cannot listen on 127.0.0.1:{port}:"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass  # the first server is still serving
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
