@@ -19,7 +19,8 @@ import json
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -1421,17 +1422,53 @@ def set_password(session: Session, actor: Actor, *, username: str, password: str
         _Audit(session, actor, None).log("update", "user", username, "password", None, "(changed)")
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The active user with this name and password, else ``None``."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.active:
-        # Hash anyway so that timing does not tell which user names exist.
-        check_password_hash(_DUMMY_HASH, password)
+MAX_FAILED_LOGINS = 5  # consecutive failures that lock an account …
+LOGIN_LOCK = timedelta(minutes=15)  # … for this long (slows password guessing)
+
+
+def authenticate(
+    session: Session, username: str, password: str, *, now: datetime | None = None
+) -> User | None:
+    """The active user with this name and password, else ``None``.
+
+    Every failure looks the same to the caller (unknown name, wrong password, inactive
+    or locked account) and costs one scrypt check, so that neither the answer nor its
+    timing tells which user names exist. ``MAX_FAILED_LOGINS`` consecutive failures lock
+    the account for ``LOGIN_LOCK``; the lock is written to the audit trail.
+    """
+    now = now or utcnow()
+    with write_transaction(session):
+        user = session.scalar(select(User).where(User.username == username).with_for_update())
+        if user is None or not user.active or _after(user.locked_until, now):
+            check_password_hash(_dummy_hash(), password)
+            return None
+        if check_password_hash(user.password_hash, password):
+            if user.failed_logins or user.locked_until is not None:
+                user.failed_logins = 0
+                user.locked_until = None
+            return user
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.failed_logins = 0
+            user.locked_until = now + LOGIN_LOCK
+            _Audit(session, Actor(username, user.role), "too many failed logins").log(
+                "lock", "user", username, "locked_until", None, user.locked_until.isoformat()
+            )
         return None
-    return user if check_password_hash(user.password_hash, password) else None
 
 
-_DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
+def _after(moment: datetime | None, now: datetime) -> bool:
+    """Whether ``moment`` is still in the future (SQLite returns naive UTC datetimes)."""
+    if moment is None:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment > now
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return generate_password_hash("not a password", method="scrypt")
 
 
 def create_token(session: Session, actor: Actor, *, username: str, name: str) -> str:

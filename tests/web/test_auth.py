@@ -253,3 +253,40 @@ def test_passwords_are_stored_as_scrypt_hashes(session: Session, users: dict[str
     assert all("correct horse" not in h for h in hashes)
     stored = session.scalars(select(ApiToken.token_sha256)).all()
     assert set(stored).isdisjoint(users.values())
+
+
+def test_five_failed_logins_lock_the_account_for_fifteen_minutes(
+    session: Session, users: dict[str, str]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from web.models import AuditRecord, utcnow
+    from web.services import LOGIN_LOCK, MAX_FAILED_LOGINS, authenticate
+
+    now = utcnow()
+    for _ in range(MAX_FAILED_LOGINS):
+        assert authenticate(session, "reader", "wrong guess", now=now) is None
+    # Locked: even the right password is refused, exactly like a wrong one.
+    assert authenticate(session, "reader", "correct horse battery", now=now) is None
+    later = now + LOGIN_LOCK - timedelta(seconds=1)
+    assert authenticate(session, "reader", "correct horse battery", now=later) is None
+    after = now + LOGIN_LOCK + timedelta(seconds=1)
+    user = authenticate(session, "reader", "correct horse battery", now=after)
+    assert user is not None and user.failed_logins == 0 and user.locked_until is None
+    lock = session.scalars(select(AuditRecord).where(AuditRecord.action == "lock")).one()
+    assert (lock.entity_key, lock.reason) == ("reader", "too many failed logins")
+
+
+def test_a_successful_login_resets_the_failure_count(
+    session: Session, users: dict[str, str]
+) -> None:
+    from web.services import MAX_FAILED_LOGINS, authenticate
+
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        authenticate(session, "admin", "wrong guess")
+    assert authenticate(session, "admin", "correct horse battery") is not None
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        authenticate(session, "admin", "wrong guess")
+    assert authenticate(session, "admin", "correct horse battery") is not None

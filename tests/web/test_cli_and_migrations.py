@@ -153,3 +153,44 @@ def test_serve_migrates_and_answers_on_loopback_then_a_busy_port_exits_2(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_upgrading_a_0001_database_keeps_its_users_and_adds_the_lockout_columns(
+    database: dict[str, Any], tmp_path: Path
+) -> None:
+    import uuid
+
+    from sqlalchemy import text
+
+    from web.db import upgrade
+
+    if database["DATABASE_SCHEMA"] is None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+        admin = None
+    else:
+        schema = f"up_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(database["DATABASE_URL"])
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = make_engine(database["DATABASE_URL"], schema=schema)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO app_user (username, password_hash, role, active, created_at) "
+                    "VALUES ('old', 'scrypt:x', 'reader', true, CURRENT_TIMESTAMP)"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT username, failed_logins, locked_until FROM app_user")
+            ).one()
+        assert tuple(row) == ("old", 0, None)
+    finally:
+        engine.dispose()
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
