@@ -416,17 +416,26 @@ def upload(trial_code: str, subject_code: str) -> Any:
             error = exc
     if measured is not None and not measured.get("lesions"):
         error = InvalidInput("the study holds no segmented lesion to measure", field="study")
+    follow_ups = [tp.code for tp in row.timepoints[1:]]
     if measured is not None and error is None:
+        # For an existing follow-up the stored values are kept where nothing was measured.
+        target = request.form.get("timepoint") or None
+        tp = get_timepoint(row, target) if target in follow_ups else None
+        stored = timepoint_as_dict(row, tp) if tp is not None else None
         prefill, notes = _prefill_from_measurement(case, measured)
-        values = timepoint_form_values(None, case)
+        values = timepoint_form_values(stored, case)
         for code, mm in prefill.items():
-            values["targets"][code]["mm"] = f"{mm:.1f}"
+            values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
         flash(
             "Measured from the uploaded study; check every value before saving. " + "; ".join(notes)
         )
-        return _timepoint_page(row, case, values, None, None, None)
+        return _timepoint_page(
+            row, case, values, tp.code if tp else None, tp.version if tp else None, None
+        )
     return (
-        render_template("upload.html", trial=row.trial, subject=row, error=error),
+        render_template(
+            "upload.html", trial=row.trial, subject=row, error=error, follow_ups=follow_ups
+        ),
         error.status if error is not None else 200,
     )
 

@@ -216,3 +216,52 @@ def test_sample_study_segments_go_to_the_targets_their_tracking_ids_name(
         value = re.search(rf'name="t_{lesion}_mm" value="([^"]*)"', html).group(1)
         assert float(value) == pytest.approx(expected[lesion][key], abs=0.05), lesion
     assert "T3 ← segment &#39;lymph node&#39; (by its id): short axis" in html
+
+
+@pytest.mark.skipif(not DCMQI.exists(), reason="shared DICOM test data not present")
+def test_upload_for_an_existing_follow_up_prefills_its_edit_form_with_its_version(
+    app: Flask, users: dict[str, str], session: Session, trial: str
+) -> None:
+    import_case(
+        session,
+        SYSTEM,
+        trial,
+        {
+            "subject_id": "UP-2",
+            "lesions": [
+                {"id": "T01", "site": "liver", "kind": "target"},
+                {"id": "NT01", "site": "bone", "kind": "non-target"},
+            ],
+            "timepoints": [
+                {
+                    "id": "BL",
+                    "date": "2021-01-04",
+                    "targets": {"T01": 80.0},
+                    "non_targets": {"NT01": "present"},
+                },
+                {
+                    "id": "W8",
+                    "date": "2021-03-01",
+                    "targets": {"T01": "not_evaluated"},
+                    "non_targets": {"NT01": "absent"},
+                },
+            ],
+        },
+    )
+    entries = {f"ct/{p.name}": p.read_bytes() for p in (DCMQI / "ct-3slice").glob("*.dcm")}
+    entries["liver.dcm"] = (DCMQI / "liver.dcm").read_bytes()
+    client = app.test_client()
+    login(client, "reader")
+    response = client.post(
+        f"/trials/{trial}/subjects/UP-2/upload",
+        data={"study": (_zip(entries), "s.zip"), "timepoint": "W8"},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    html = response.data.decode()
+    assert f'action="/trials/{trial}/subjects/UP-2/timepoints/W8"' in html
+    assert re.search(r'name="version" value="1"', html)
+    assert re.search(r'<option value="measured" selected>', html)
+    assert float(re.search(r'name="t_T01_mm" value="([^"]*)"', html).group(1)) > 0
+    # The non-target keeps its stored state: the study does not say anything about it.
+    assert '<option value="absent" selected>' in html
