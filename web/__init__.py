@@ -73,6 +73,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # forged cross-site request carries no credentials and needs no CSRF token.
     csrf.exempt(api.bp)
 
+    app.before_request(_limit_body)
     app.teardown_appcontext(_close_session)
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _handle_error)
@@ -88,6 +89,16 @@ def db_session() -> Session:
         session = current_app.extensions["recist_sessions"]()
         g.db_session = session
     return session
+
+
+# Only a study upload may be large; a form or a JSON case never needs more than this.
+MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+def _limit_body() -> None:
+    if request.endpoint != "views.upload":
+        limit = request.max_content_length
+        request.max_content_length = min(limit, MAX_BODY_BYTES) if limit else MAX_BODY_BYTES
 
 
 def _close_session(_exc: BaseException | None) -> None:
@@ -137,7 +148,7 @@ def _handle_error(error: Exception) -> Any:
         if status == 413:
             limit = request.max_content_length or 0
             size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
-            body["message"] = f"the upload is larger than the {size} limit"
+            body["message"] = f"the request body is larger than the {size} limit"
     else:
         from flask import current_app
 

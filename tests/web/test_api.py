@@ -323,3 +323,15 @@ def test_simultaneous_saves_of_one_version_let_exactly_one_through(
     assert sorted(statuses) == [200, 409, 409, 409, 409, 409]
     stored = client.get(base + "/timepoints/W8", headers=headers).get_json()
     assert stored["version"] == version + 1
+
+
+def test_a_request_body_over_5_mb_is_refused_outside_uploads(api: Any) -> None:
+    response = api(
+        "reader",
+        "POST",
+        "/assess",
+        data=b"[" + b"0," * 3_000_000 + b"0]",
+        content_type="application/json",
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"]["message"] == ("the upload is larger than the 5 MB limit")
