@@ -33,34 +33,37 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _module_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+def _package_available(module_name: str) -> bool:
+    """Whether the top-level package of ``module_name`` is installed (without importing it)."""
+    return importlib.util.find_spec(module_name.split(".")[0]) is not None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``recist`` parser; only ``command``'s module is imported to add its arguments,
+    so a command never pays for the imports of the others."""
     parser = argparse.ArgumentParser(
         prog="recist", description="RECIST 1.1 response assessment service"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        if not _module_available(module_name):
+        if not _package_available(module_name):
             continue
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         sub_parser.set_defaults(_module=module_name)
-        module = importlib.import_module(module_name)
-        register: Callable[[argparse.ArgumentParser], None] = module.register
-        register(sub_parser)
+        if name == command:
+            module = importlib.import_module(module_name)
+            register: Callable[[argparse.ArgumentParser], None] = module.register
+            register(sub_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recist`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(command)
+    args = parser.parse_args(args_list)
     module = importlib.import_module(args._module)
     run: Callable[[argparse.Namespace], int] = module.run
     try:

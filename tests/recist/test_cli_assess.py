@@ -105,3 +105,38 @@ def test_console_script_and_module_agree():
         timeout=120,
     )
     assert json.loads(done.stdout) == json.loads(recist("-", stdin=json.dumps(GOOD)).stdout)
+
+
+def test_help_lists_every_command_without_importing_them():
+    code = (
+        "import sys, contextlib, io\n"
+        "from recist.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(all(c in out.getvalue() for c in ('assess', 'measure', 'import-sdtm', 'serve')))\n"
+        "print(any(m in sys.modules for m in ('flask', 'SimpleITK', 'pandas')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.stdout.split() == ["True", "False"], done.stderr
+
+
+def test_assess_does_not_import_the_web_or_imaging_stacks(tmp_path: Path):
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(GOOD))
+    code = (
+        "import sys, contextlib, io\n"
+        "from recist.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    status = main(['assess', {str(path)!r}])\n"
+        "print(status, any(m in sys.modules for m in ('flask', 'SimpleITK', 'pandas')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.stdout.split() == ["0", "False"], done.stderr
