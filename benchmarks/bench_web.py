@@ -1,7 +1,7 @@
 """Benchmark: "save a timepoint and get the new assessment" over the JSON API.
 
 The trial's size is loaded (280 subjects × 10 timepoints, synthetic), the application is
-served by waitress (several worker threads) in its own process, and a second process
+served by ``recist serve`` (waitress, several worker processes × threads), and a second process
 drives ``PUT /api/v1/trials/…/timepoints/W72`` over loopback with keep-alive connections
 for a bounded number of requests. Printed per database: requests/s and p50/p95/p99
 latency, plus two baselines measured in the same run against the same server, so that
@@ -13,7 +13,7 @@ the numbers read as ratios on any machine:
 
 Target (issue 5): p95 < 50 ms. Usage::
 
-    python benchmarks/bench_web.py [--requests 600] [--clients 2] [--threads 4]
+    python benchmarks/bench_web.py [--requests 600] [--clients 2] [--workers 2] [--threads 4]
 
 PostgreSQL runs too when ``BENCH_DATABASE_URL`` or ``TEST_DATABASE_URL`` is set (a
 throwaway schema is created and dropped).
@@ -181,7 +181,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(database: dict[str, Any], threads: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    database: dict[str, Any], threads: int, workers: int
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {
         **os.environ,
@@ -203,6 +205,8 @@ def start_server(database: dict[str, Any], threads: int) -> tuple[subprocess.Pop
             str(port),
             "--threads",
             str(threads),
+            "--workers",
+            str(workers),
         ],
         env=env,
         cwd=ROOT,
@@ -226,7 +230,7 @@ def run_backend(name: str, database: dict[str, Any], args: argparse.Namespace) -
     t0 = time.perf_counter()
     token, subjects = seed(database)
     seeded = time.perf_counter() - t0
-    proc, url = start_server(database, args.threads)
+    proc, url = start_server(database, args.threads, args.workers)
     try:
         out = subprocess.run(
             [
@@ -258,7 +262,8 @@ def run_backend(name: str, database: dict[str, Any], args: argparse.Namespace) -
     p50, p95, p99 = cuts[49], cuts[94], cuts[98]
     print(
         f"\n== {name}: {SUBJECTS} subjects × {TIMEPOINTS} timepoints "
-        f"(seeded in {seeded:.1f} s); waitress {args.threads} threads; "
+        f"(seeded in {seeded:.1f} s); waitress {args.workers} processes × {args.threads} "
+        "threads; "
         f"{args.clients} client connections in a second process"
     )
     print(
@@ -285,6 +290,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--clients", type=int, default=2)  # one per core of the CI machine
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("sqlite", "postgresql"))

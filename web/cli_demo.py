@@ -10,6 +10,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument(
         "--subjects", type=int, default=12, help="synthetic demo subjects to create on first run"
     )
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         app = prepare_app(args.host)
-        session = app.extensions["recist_sessions"]()  # type: ignore[attr-defined]
+        session = app.extensions["recist_sessions"]()
         try:
             created = seed_demo(session, subjects=args.subjects)
             users = seed_users(session)
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     except (SQLAlchemyError, ServiceError) as error:
         print(f"recist demo-run: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
-    url = app.config["DATABASE_URL"]  # type: ignore[attr-defined]
+    url = app.config["DATABASE_URL"]
     print(f"database: {url.split('@')[-1]}")
     if created:
         print(f"seeded trial {DEMO_TRIAL} with {len(created)} subjects")
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed_only:
         return 0
     try:
-        serve(app, args.host, args.port, args.threads)
+        serve(app, args.host, args.port, args.threads, args.workers)
     except OSError as error:
         print(
             f"recist demo-run: cannot listen on {args.host}:{args.port}: {error.strerror}",

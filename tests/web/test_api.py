@@ -334,4 +334,6 @@ def test_a_request_body_over_5_mb_is_refused_outside_uploads(api: Any) -> None:
         content_type="application/json",
     )
     assert response.status_code == 413
-    assert response.get_json()["error"]["message"] == ("the request body is larger than the 5 MB limit")
+    assert response.get_json()["error"]["message"] == (
+        "the request body is larger than the 5 MB limit"
+    )

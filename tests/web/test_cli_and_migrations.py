@@ -113,7 +113,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_migrates_and_answers_on_loopback_then_a_busy_port_exits_2(
+def test_serve_with_two_workers_answers_on_loopback_and_a_busy_port_exits_2(
     tmp_path: Path,
 ) -> None:
     import os
@@ -128,7 +128,7 @@ def test_serve_migrates_and_answers_on_loopback_then_a_busy_port_exits_2(
     env.pop("DATABASE_URL", None)
     env.pop("RECIST_COOKIE_SECURE", None)
     command = [sys.executable, "-m", "recist", "serve", "--port", str(port)]
-    server = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    server = subprocess.Popen([*command, "--workers", "2"], env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 30
         while True:
@@ -150,9 +150,23 @@ def test_serve_migrates_and_answers_on_loopback_then_a_busy_port_exits_2(
         )
         with socket.create_connection(("127.0.0.1", port), timeout=2):
             pass  # the first server is still serving
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(children) == 2  # two worker processes share the port
+        for _ in range(6):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login") as response:
+                assert response.status == 200
     finally:
         server.terminate()
         server.wait(timeout=10)
+    # Stopping the parent stops its workers: nobody answers on the port any more.
+    time.sleep(0.5)
+    for child in children:
+        assert (
+            not Path(f"/proc/{child}").exists()
+            or "zombie" in Path(f"/proc/{child}/status").read_text()
+        )
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
 
 
 def test_upgrading_a_0001_database_keeps_its_users_and_adds_the_lockout_columns(
