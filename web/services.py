@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -410,12 +410,21 @@ def get_timepoint(subject: Subject, code: str) -> Timepoint:
     raise NotFound(f"subject {subject.code}: timepoint {code!r} does not exist", field="timepoint")
 
 
-def audit_trail(session: Session, key_prefix: str, limit: int = 200) -> list[AuditRecord]:
-    """Audit records whose entity key starts with ``key_prefix``, newest first."""
+def audit_trail(session: Session, key: str, limit: int = 200) -> list[AuditRecord]:
+    """Audit records of ``key`` (e.g. ``TRIAL/0101-004``) and everything under it.
+
+    ``TRIAL/S-1`` matches ``TRIAL/S-1`` and ``TRIAL/S-1/W8/T01`` but not ``TRIAL/S-10``.
+    Newest first.
+    """
     return list(
         session.scalars(
             select(AuditRecord)
-            .where(AuditRecord.entity_key.startswith(key_prefix, autoescape=True))
+            .where(
+                or_(
+                    AuditRecord.entity_key == key,
+                    AuditRecord.entity_key.startswith(key + "/", autoescape=True),
+                )
+            )
             .order_by(AuditRecord.id.desc())
             .limit(limit)
         )

@@ -187,7 +187,7 @@ def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None
     result = row.result_json
     grid = build_grid(case, result) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
-    audit = audit_trail(session, f"{trial_code}/{subject_code}/", limit=50)
+    audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
     return (
         render_template(
             "subject.html",

@@ -362,3 +362,26 @@ def test_removing_a_lesion_from_the_baseline_removes_its_follow_up_records(
     assert case["timepoints"][1]["targets"] == {"T01": 21.0}
     assert subject.result_json["timepoints"][1]["sum_mm"] == 21.0
     assert session.scalar(select(func.count()).select_from(LesionRecord)) == 4
+
+
+def test_audit_trail_of_a_subject_holds_its_own_records_and_no_other_subjects(
+    session: Session, trial: str
+) -> None:
+    from web.services import audit_trail
+
+    _baseline(session, trial, "S-1")
+    _baseline(session, trial, "S-10")
+    update_subject(
+        session,
+        Actor("mgr", "trial_manager"),
+        trial,
+        "S-1",
+        values={"arm": "B"},
+        reason="randomisation list corrected",
+    )
+    records = audit_trail(session, f"{trial}/S-1")
+    keys = {r.entity_key for r in records}
+    assert f"{trial}/S-1" in keys and f"{trial}/S-1/T01" in keys
+    assert not any(k.startswith(f"{trial}/S-10") for k in keys)
+    arm = next(r for r in records if r.field == "arm" and r.username == "mgr")
+    assert (arm.old, arm.new, arm.reason) == ("A", "B", "randomisation list corrected")
