@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -374,6 +374,12 @@ def get_trial(session: Session, code: str) -> Trial:
 
 def list_trials(session: Session) -> list[Trial]:
     return list(session.scalars(select(Trial).order_by(Trial.code)))
+
+
+def subject_counts(session: Session) -> dict[int, int]:
+    """Number of subjects per trial id (without loading the subjects)."""
+    rows = session.execute(select(Subject.trial_id, func.count()).group_by(Subject.trial_id))
+    return {trial_id: count for trial_id, count in rows}
 
 
 def list_subjects(session: Session, trial: Trial) -> list[Subject]:

@@ -41,6 +41,7 @@ from web.services import (
     list_trials,
     save_baseline,
     save_timepoint,
+    subject_counts,
     timepoint_as_dict,
     update_subject,
 )
@@ -70,6 +71,7 @@ def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
         render_template(
             "trials.html",
             trials=list_trials(db_session()),
+            counts=subject_counts(db_session()),
             defaults=Settings().to_dict(),
             error=error,
             form=form or {},

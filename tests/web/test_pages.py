@@ -273,3 +273,21 @@ def test_manager_creates_a_trial_with_arms_and_protocol_settings(
     response = manager.post("/trials", data={**form, "code": "NEW-2", "s_sd_min_days": "x"})
     assert response.status_code == 400
     assert b"setting sd_min_days: &#39;x&#39; is not a whole number of days" in response.data
+
+
+def test_trial_list_shows_each_trial_with_its_subject_count(
+    reader: FlaskClient, session: Session, trial: str
+) -> None:
+    for code in ("C-1", "C-2"):
+        import_case(
+            session,
+            SYSTEM,
+            trial,
+            {
+                "subject_id": code,
+                "lesions": [{"id": "T01", "site": "liver", "kind": "target"}],
+                "timepoints": [{"id": "BL", "date": "2021-01-04", "targets": {"T01": 30}}],
+            },
+        )
+    html = reader.get("/").data.decode()
+    assert re.search(rf">{trial}</a></td>\s*<td>Test trial</td><td>2</td>\s*<td>A, B</td>", html)
