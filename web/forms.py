@@ -149,25 +149,45 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
                 targets[code] = state
         else:
             non_targets[code] = form.get(f"nt_{code}", "present")
+    scan_dates: dict[str, str] = {}
+    for le in case["lesions"]:
+        seen_on = form.get(f"scan_{le['id']}", "").strip()
+        if seen_on:
+            scan_dates[le["id"]] = seen_on
     new_lesions = []
     for i in range(NEW_LESION_ROWS + 10):
         new_id = form.get(f"new_{i}_id", "").strip()
         if not new_id:
             continue
-        new_lesions.append(
-            {
-                "id": new_id,
-                "site": form.get(f"new_{i}_site", ""),
-                "equivocal": form.get(f"new_{i}_equivocal") == "on",
-            }
-        )
-    return {
+        item: dict[str, Any] = {
+            "id": new_id,
+            "site": form.get(f"new_{i}_site", ""),
+            "equivocal": form.get(f"new_{i}_equivocal") == "on",
+        }
+        if form.get(f"new_{i}_nodal") == "on":
+            # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
+            item["nodal"] = True
+            short_axis = form.get(f"new_{i}_sa", "").strip()
+            if short_axis:
+                item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
+        seen_on = form.get(f"new_{i}_scan", "").strip()
+        if seen_on:
+            scan_dates[new_id] = seen_on
+        new_lesions.append(item)
+    out: dict[str, Any] = {
         "id": form.get("code", "").strip(),
         "date": form.get("date", "").strip(),
         "targets": targets,
         "non_targets": non_targets,
         "new_lesions": new_lesions,
     }
+    if scan_dates:
+        out["scan_dates"] = scan_dates
+    return out
+
+
+def _blank_new() -> dict[str, Any]:
+    return {"id": "", "site": "", "equivocal": False, "nodal": False, "sa": "", "scan": ""}
 
 
 def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> dict[str, Any]:
@@ -196,8 +216,23 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
             values["non_targets"][code] = (
                 tp["non_targets"].get(code, "not_evaluated") if tp is not None else "present"
             )
-    new = list(tp.get("new_lesions", [])) if tp is not None else []
-    values["new"] = new + [{"id": "", "site": "", "equivocal": False}] * NEW_LESION_ROWS
+    scans = dict(tp.get("scan_dates", {})) if tp is not None else {}
+    values["scan"] = {le["id"]: scans.get(le["id"], "") for le in case["lesions"]}
+    new = []
+    for item in tp.get("new_lesions", []) if tp is not None else []:
+        sa = item.get("short_axis_mm")
+        new.append(
+            {
+                **_blank_new(),
+                "id": item["id"],
+                "site": item.get("site", ""),
+                "equivocal": item.get("equivocal", False),
+                "nodal": item.get("nodal", False),
+                "sa": "" if sa is None else f"{sa:.1f}",
+                "scan": scans.get(item["id"], ""),
+            }
+        )
+    values["new"] = new + [_blank_new() for _ in range(NEW_LESION_ROWS)]
     return values
 
 
@@ -221,6 +256,7 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
             }
         else:
             values["non_targets"][code] = form.get(f"nt_{code}", "present")
+    values["scan"] = {le["id"]: form.get(f"scan_{le['id']}", "") for le in case["lesions"]}
     for i in range(NEW_LESION_ROWS + 10):
         if f"new_{i}_id" in form:
             values["new"].append(
@@ -228,6 +264,9 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
                     "id": form.get(f"new_{i}_id", ""),
                     "site": form.get(f"new_{i}_site", ""),
                     "equivocal": form.get(f"new_{i}_equivocal") == "on",
+                    "nodal": form.get(f"new_{i}_nodal") == "on",
+                    "sa": form.get(f"new_{i}_sa", ""),
+                    "scan": form.get(f"new_{i}_scan", ""),
                 }
             )
     return values

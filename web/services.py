@@ -1233,6 +1233,14 @@ def save_timepoint(
             if audit.change("timepoint", f"{key}/{code}", "date", tp.date, tp_date):
                 tp.date = tp_date
         rows = {le.code: le for le in subject.lesions}
+        for lesion_code in scan_dates:
+            if lesion_code not in rows and lesion_code not in {n["id"] for n in new_items}:
+                raise InvalidInput(
+                    f"timepoint {code}: scan_dates names {lesion_code!r}, which is neither a "
+                    "lesion of this subject nor a new lesion of this timepoint",
+                    field=f"scan_dates.{lesion_code}",
+                    pointer=f"/scan_dates/{_escape(lesion_code)}",
+                )
         _write_records(session, audit, subject, tp, rows, targets, non_targets, scan_dates)
         old_new = {nl.code: nl for nl in tp.new_lesions}
         for item in new_items:

@@ -337,3 +337,29 @@ def test_a_request_body_over_5_mb_is_refused_outside_uploads(api: Any) -> None:
     assert response.get_json()["error"]["message"] == (
         "the request body is larger than the 5 MB limit"
     )
+
+
+def test_scan_date_for_an_unknown_lesion_is_refused_with_its_pointer(api: Any, trial: str) -> None:
+    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-11"})
+    base = f"/trials/{trial}/subjects/S-11"
+    api(
+        "reader",
+        "PUT",
+        base + "/baseline",
+        json={"date": "2021-01-04", "lesions": baseline_lesions()},
+    )
+    response = api(
+        "reader",
+        "POST",
+        base + "/timepoints",
+        json={
+            "id": "W8",
+            "date": "2021-03-01",
+            "targets": {"T01": 21.0, "T02": 14.0},
+            "scan_dates": {"T09": "2021-02-27"},
+        },
+    )
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "scan_dates names 'T09'" in error["message"]
+    assert error["pointer"] == "/scan_dates/T09"

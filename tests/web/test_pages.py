@@ -291,3 +291,33 @@ def test_trial_list_shows_each_trial_with_its_subject_count(
         )
     html = reader.get("/").data.decode()
     assert re.search(rf">{trial}</a></td>\s*<td>Test trial</td><td>2</td>\s*<td>A, B</td>", html)
+
+
+def test_follow_up_form_records_scan_dates_and_a_small_new_node_that_is_not_pd(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-70"})
+    base = f"/trials/{trial}/subjects/S-70"
+    reader.post(base + "/baseline", data=_baseline_form())
+    form = _follow_up_form(
+        "W8",
+        "2021-03-01",
+        "21",
+        "14",
+        scan_T01="2021-02-26",
+        new_0_id="NL01",
+        new_0_site="lymph node",
+        new_0_nodal="on",
+        new_0_sa="8",
+        new_0_scan="2021-02-27",
+    )
+    response = reader.post(base + "/timepoints/new", data=form)
+    assert response.status_code == 302
+    html = reader.get(base).data.decode()
+    # R-NEW-1: a new node below 10 mm short axis is not progression.
+    assert _cell_texts(html, "Overall response") == ["", "PR"]
+    edit = reader.get(base + "/timepoints/W8").data.decode()
+    assert 'name="scan_T01" value="2021-02-26"' in edit
+    assert 'name="new_0_sa" value="8.0"' in edit
+    assert 'name="new_0_scan" value="2021-02-27"' in edit
+    assert re.search(r'name="new_0_nodal" checked', edit)
