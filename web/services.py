@@ -1286,6 +1286,13 @@ def delete_timepoint(
     """Remove a follow-up timepoint (with a reason), then reassess."""
     if not (reason or "").strip():
         raise InvalidInput("deleting a timepoint needs a reason", field="reason", pointer="/reason")
+    if expected_version is None:
+        raise InvalidInput(
+            "deleting a timepoint needs its version (from GET), so that a concurrent edit is "
+            "never deleted unseen",
+            field="version",
+            pointer="/version",
+        )
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         tp = get_timepoint(subject, code)

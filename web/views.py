@@ -34,6 +34,7 @@ from web.services import (
     build_case,
     create_subject,
     create_trial,
+    delete_timepoint,
     get_subject,
     get_timepoint,
     get_trial,
@@ -395,6 +396,29 @@ def _timepoint_page(
         ),
         error.status if error is not None else 200,
     )
+
+
+@bp.route(
+    "/trials/<trial_code>/subjects/<subject_code>/timepoints/<tp_code>/delete", methods=["POST"]
+)
+@requires("enter_measurements")
+def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """Delete a follow-up entered by mistake (version and reason required; audited)."""
+    form = request.form
+    try:
+        delete_timepoint(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            expected_version=_version(form.get("version")),
+            reason=form.get("reason"),
+        )
+    except ServiceError as error:
+        return _subject_page(trial_code, subject_code, error)
+    flash(f"Timepoint {tp_code} deleted; the assessment was recomputed.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/upload", methods=["GET", "POST"])

@@ -321,3 +321,25 @@ def test_follow_up_form_records_scan_dates_and_a_small_new_node_that_is_not_pd(
     assert 'name="new_0_sa" value="8.0"' in edit
     assert 'name="new_0_scan" value="2021-02-27"' in edit
     assert re.search(r'name="new_0_nodal" checked', edit)
+
+
+def test_a_follow_up_can_be_deleted_with_a_reason_and_the_grid_is_reassessed(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-80"})
+    base = f"/trials/{trial}/subjects/S-80"
+    reader.post(base + "/baseline", data=_baseline_form())
+    reader.post(base + "/timepoints/new", data=_follow_up_form("W8", "2021-03-01", "21", "14"))
+    reader.post(base + "/timepoints/new", data=_follow_up_form("W16", "2021-04-26", "27", "15"))
+    page = reader.get(base + "/timepoints/W16").data.decode()
+    version = re.findall(r'name="version" value="(\d+)"', page)[-1]
+    response = reader.post(base + "/timepoints/W16/delete", data={"version": version})
+    assert response.status_code == 400
+    assert b"deleting a timepoint needs a reason" in response.data
+    response = reader.post(
+        base + "/timepoints/W16/delete", data={"version": version, "reason": "scan belongs to S-81"}
+    )
+    assert response.status_code == 302
+    html = reader.get(base).data.decode()
+    assert _cell_texts(html, "Overall response") == ["", "PR"]
+    assert "scan belongs to S-81" in html  # the audit trail on the subject page
