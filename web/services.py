@@ -1325,6 +1325,30 @@ def timepoint_as_dict(subject: Subject, tp: Timepoint) -> dict[str, Any]:
 # --------------------------------------------------------------------------- import
 
 
+def controlled_site(raw: str, *, nodal: bool, lesion: str, pointer: str) -> str:
+    """A site of the controlled list for an imported lesion, or a refusal naming it.
+
+    Case-insensitive; a paired organ or a node given another way ("left lung", "renal")
+    becomes the organ R-SEL-2 counts it towards (``recist.baseline.organ_of``). Anything
+    else is refused rather than silently filed under "other".
+    """
+    from recist.baseline import organ_of
+    from recist.lesions import Lesion as EngineLesion
+    from recist.lesions import LesionKind
+
+    site = raw.strip().lower()
+    if site in SITES:
+        return site
+    organ = organ_of(EngineLesion(lesion or "?", site, LesionKind.TARGET, nodal=nodal))
+    if organ in SITES:
+        return organ
+    raise InvalidInput(
+        f"lesion {lesion}: site {raw!r} is not in the controlled list ({', '.join(SITES)})",
+        field="site",
+        pointer=pointer,
+    )
+
+
 def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str, Any]) -> Subject:
     """Create a subject with all its lesions and timepoints from a case dict, at once.
 
@@ -1359,12 +1383,17 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
         audit.log("create", "subject", key, "case", None, case)
         rows: dict[str, Lesion] = {}
         for position, item in enumerate(case.get("lesions") or []):
-            site = str(item.get("site", "")).strip().lower()
+            site = controlled_site(
+                str(item.get("site", "")),
+                nodal=bool(item.get("nodal", False)),
+                lesion=item["id"],
+                pointer=f"/lesions/{position}/site",
+            )
             row = Lesion(
                 code=item["id"],
                 position=position,
                 kind=item["kind"],
-                site=site if site in SITES else "other",
+                site=site,
                 nodal=bool(item.get("nodal", False)),
                 treated_on=_parse_date(item.get("treated_on"), "treated_on"),
                 treatment=item.get("treatment"),

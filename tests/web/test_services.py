@@ -385,3 +385,22 @@ def test_audit_trail_of_a_subject_holds_its_own_records_and_no_other_subjects(
     assert not any(k.startswith(f"{trial}/S-10") for k in keys)
     arm = next(r for r in records if r.field == "arm" and r.username == "mgr")
     assert (arm.old, arm.new, arm.reason) == ("A", "B", "randomisation list corrected")
+
+
+def test_import_maps_site_spellings_to_the_controlled_list_and_refuses_unknown_sites(
+    session: Session, trial: str
+) -> None:
+    def case(subject: str, site: str) -> dict[str, Any]:
+        return {
+            "subject_id": subject,
+            "lesions": [{"id": "T1", "site": site, "kind": "target"}],
+            "timepoints": [{"id": "BL", "date": "2021-01-04", "targets": {"T1": 30.0}}],
+        }
+
+    subject = import_case(session, SYSTEM, trial, case("S-200", "Left Lung"))
+    assert build_case(subject)["lesions"][0]["site"] == "lung"
+    with pytest.raises(
+        InvalidInput, match=r"lesion T1: site 'elbow' is not in the controlled"
+    ) as caught:
+        import_case(session, SYSTEM, trial, case("S-201", "elbow"))
+    assert caught.value.pointer == "/lesions/0/site"
