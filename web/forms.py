@@ -27,7 +27,8 @@ def _number(text: str, where: str) -> float:
 
 def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
     """The lesion rows of the baseline form as typed (for re-rendering)."""
-    count = int(form.get("rows", "0") or 0)
+    raw = form.get("rows", "0")
+    count = int(raw) if raw.isdigit() else 0
     rows = []
     for i in range(min(count, 50)):
         rows.append(

@@ -607,6 +607,14 @@ def update_subject(
         )
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
+        if expected_version is not None and (
+            isinstance(expected_version, bool) or not isinstance(expected_version, int)
+        ):
+            raise InvalidInput(
+                f"version {expected_version!r} is not a whole number",
+                field="version",
+                pointer="/version",
+            )
         if expected_version is not None and expected_version != subject.version:
             raise ConcurrentEdit(
                 f"subject {subject_code} was changed by someone else after you opened it "
@@ -825,9 +833,13 @@ def save_baseline(
     reason = (reason or "").strip() or None
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
-        findings = baseline_findings(
-            baseline_case(subject, date_value=bl_date, code=code, lesions=lesions)
-        )
+        try:
+            findings = baseline_findings(
+                baseline_case(subject, date_value=bl_date, code=code, lesions=lesions)
+            )
+        except InvalidInput as error:
+            error.pointer = _baseline_pointer(error.pointer, lesions)
+            raise
         if findings and reason is None:
             raise ReasonRequired(
                 f"subject {subject_code}: the baseline breaks {len(findings)} selection rule(s) "
@@ -912,6 +924,22 @@ def save_baseline(
         _recompute(subject, focus=code)
         _flush(session)
     return subject
+
+
+def _baseline_pointer(pointer: str | None, lesions: list[LesionInput]) -> str | None:
+    """Re-point an engine error on a baseline-only case into the baseline request body."""
+    if pointer is None:
+        return None
+    index = {le.code: i for i, le in enumerate(lesions)}
+    for group, field_name in (("targets", "size"), ("non_targets", "state")):
+        prefix = f"/timepoints/0/{group}/"
+        if pointer.startswith(prefix):
+            code = pointer.removeprefix(prefix).split("/")[0].replace("~1", "/").replace("~0", "~")
+            if code in index:
+                return f"/lesions/{index[code]}/{field_name}"
+    if pointer.startswith("/timepoints/0/"):
+        return "/" + pointer.removeprefix("/timepoints/0/")
+    return pointer
 
 
 def _check_version(tp: Timepoint, expected: Any, subject_code: str) -> None:

@@ -363,3 +363,19 @@ def test_scan_date_for_an_unknown_lesion_is_refused_with_its_pointer(api: Any, t
     error = response.get_json()["error"]
     assert "scan_dates names 'T09'" in error["message"]
     assert error["pointer"] == "/scan_dates/T09"
+
+
+def test_a_bad_baseline_size_points_into_the_lesions_of_the_request(api: Any, trial: str) -> None:
+    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-12"})
+    lesions = baseline_lesions()
+    lesions[1]["size"] = -2.0
+    response = api(
+        "reader",
+        "PUT",
+        f"/trials/{trial}/subjects/S-12/baseline",
+        json={"date": "2021-01-04", "lesions": lesions},
+    )
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "T02" in error["message"]
+    assert error["pointer"] == "/lesions/1/size"
