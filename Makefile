@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check recist
 
 typecheck: $(STAMP)
-	$(BIN)/mypy recist
+	$(BIN)/mypy recist web
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
