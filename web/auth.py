@@ -42,6 +42,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "manage_trials": frozenset({"trial_manager", "admin"}),
     "import_cases": frozenset({"trial_manager", "admin"}),
     "manage_users": frozenset({"admin"}),
+    # The audit trail shows every value of every read: readers (blinded in central
+    # review) do not see it; the people who oversee the data do.
+    "view_audit": frozenset({"adjudicator", "trial_manager", "reviewer", "admin"}),
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

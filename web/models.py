@@ -279,12 +279,17 @@ class AuditRecord(Base):
     """One changed field: who, when (UTC), which entity and field, old, new, and why.
 
     Written by the service layer in the same transaction as the change; append-only (the
-    application never updates or deletes these rows).
+    application never updates or deletes these rows, and database triggers refuse it).
+    ``seq``, ``prev_hash`` and ``hash`` chain each record to the previous one; they are
+    filled in when the record is flushed (:mod:`web.audit`).
     """
 
     __tablename__ = "audit_record"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     username: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))  # create | update | delete

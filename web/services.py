@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.security import check_password_hash, generate_password_hash
 
+import web.audit  # noqa: F401 - registers the audit chain on every session
 from web.db import write_transaction
 from web.models import (
     NON_TARGET_STATES,
