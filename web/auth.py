@@ -45,6 +45,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # The audit trail shows every value of every read: readers (blinded in central
     # review) do not see it; the people who oversee the data do.
     "view_audit": frozenset({"adjudicator", "trial_manager", "reviewer", "admin"}),
+    # Signing a read: whoever enters measurements. Unlocking a signed read: an adjudicator
+    # or a trial manager only (not the reader who signed it, not the system administrator).
+    "sign_reads": frozenset({"reader", "adjudicator", "admin"}),
+    "unlock_reads": frozenset({"adjudicator", "trial_manager"}),
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -174,6 +175,11 @@ class Timepoint(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A signed read is locked (web.signing); the signature's history is in the audit trail.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    signed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    sign_meaning: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     subject: Mapped[Subject] = relationship(back_populates="timepoints")
     records: Mapped[list[LesionRecord]] = relationship(
@@ -299,3 +305,32 @@ class AuditRecord(Base):
     old: Mapped[str | None] = mapped_column(Text, nullable=True)
     new: Mapped[str | None] = mapped_column(Text, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ProgressionReview(Base):
+    """One event in the review of a subject's progression call (rows are only added).
+
+    ``engine_*`` is the engine's call the event was about (timepoint, date, rule), so that
+    a review never silently carries over to a call that changed later. ``action``:
+    ``agreed`` or ``queried`` (a reviewer), ``answered`` (the reader, to a query),
+    ``overridden`` (an adjudicator replaces the call: ``override_timepoint`` and
+    ``override_date``, both empty for "no progression").
+    """
+
+    __tablename__ = "progression_review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subject.id", ondelete="CASCADE"), index=True
+    )
+    engine_timepoint: Mapped[str] = mapped_column(String(32))
+    engine_date: Mapped[date] = mapped_column(Date)
+    engine_rule: Mapped[str] = mapped_column(String(32))
+    engine_back_dated: Mapped[bool] = mapped_column(Boolean, default=False)
+    action: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text)
+    username: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    override_timepoint: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    override_date: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
 from web import db_session
 from web.audit import ACTIONS, AuditFilter, entities, search, to_csv
-from web.auth import requires
-from web.services import InvalidInput, get_subject, get_trial
+from web.auth import actor, requires
+from web.services import InvalidInput, ServiceError, get_subject, get_trial
+from web.signing import sign_timepoint, unlock_timepoint
 
 bp = Blueprint("review", __name__)
 
@@ -89,3 +90,56 @@ def _audit_csv(trial_code: str, subject_code: str | None) -> Any:
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+# ----------------------------------------------------------------------------- signing
+
+
+def _subject_error(trial_code: str, subject_code: str, error: ServiceError) -> Any:
+    from web.views import _subject_page
+
+    return _subject_page(trial_code, subject_code, error)
+
+
+@bp.route(
+    "/trials/<trial_code>/subjects/<subject_code>/timepoints/<tp_code>/sign", methods=["POST"]
+)
+@requires("sign_reads")
+def sign(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    form = request.form
+    version = form.get("version", "")
+    try:
+        sign_timepoint(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            password=form.get("password", ""),
+            meaning=form.get("meaning", ""),
+            expected_version=int(version) if version.isdigit() else None,
+        )
+    except ServiceError as error:
+        return _subject_error(trial_code, subject_code, error)
+    flash(f"Timepoint {tp_code} signed ({form.get('meaning')}) and locked.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+@bp.route(
+    "/trials/<trial_code>/subjects/<subject_code>/timepoints/<tp_code>/unlock", methods=["POST"]
+)
+@requires("unlock_reads")
+def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    try:
+        unlock_timepoint(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            reason=request.form.get("reason", ""),
+        )
+    except ServiceError as error:
+        return _subject_error(trial_code, subject_code, error)
+    flash(f"Timepoint {tp_code} unlocked; its signature was withdrawn.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))

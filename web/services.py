@@ -855,6 +855,9 @@ def save_baseline(
         baseline = subject.timepoints[0] if subject.timepoints else None
         if baseline is not None:
             _check_version(baseline, expected_version, subject_code)
+            for signed in subject.timepoints:
+                # Baseline lesions reach into every follow-up's records.
+                check_unlocked(signed, subject_code)
             if len(subject.timepoints) > 1 and bl_date > subject.timepoints[1].date:
                 first = subject.timepoints[1]
                 raise InvalidInput(
@@ -956,6 +959,24 @@ def _check_version(tp: Timepoint, expected: Any, subject_code: str) -> None:
             f"yours {expected}); reload to see their changes, then enter yours again",
             field="version",
             pointer="/version",
+        )
+
+
+class Locked(ServiceError):
+    """The read was signed and is locked; it must be unlocked (with a reason) first."""
+
+    status = 409
+    code = "locked"
+
+
+def check_unlocked(tp: Timepoint, subject_code: str) -> None:
+    """Refuse to change a signed (locked) read."""
+    if tp.locked:
+        raise Locked(
+            f"subject {subject_code}: timepoint {tp.code} was signed by {tp.signed_by} "
+            f"({tp.sign_meaning}) and is locked; an adjudicator or trial manager must unlock "
+            "it, with a reason, before it can change",
+            field="timepoint",
         )
 
 
@@ -1213,6 +1234,8 @@ def save_timepoint(
         key = f"{trial_code}/{subject_code}"
         lookup = original_code or code
         tp = next((t for t in subject.timepoints if t.code == lookup), None)
+        if tp is not None:
+            check_unlocked(tp, subject_code)
         audit = _Audit(session, actor, reason)
         baseline = subject.timepoints[0]
         if tp is not baseline and tp_date < baseline.date:
@@ -1325,6 +1348,7 @@ def delete_timepoint(
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         tp = get_timepoint(subject, code)
+        check_unlocked(tp, subject_code)
         if tp is subject.timepoints[0] and len(subject.timepoints) > 1:
             raise InvalidInput(
                 f"subject {subject_code}: the baseline cannot be deleted while follow-ups exist",
