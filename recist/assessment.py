@@ -3,6 +3,7 @@ PFS. This is the engine's entry point (:func:`assess`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,9 +17,19 @@ from recist.best_response import (
     counted_timepoints,
     data_queries,
 )
-from recist.lesions import Case, Length, NonTargetState, TargetState, Timepoint, format_mm
+from recist.lesions import (
+    NOT_EVALUATED,
+    Case,
+    Length,
+    NewLesion,
+    NonTargetState,
+    TargetState,
+    TargetValue,
+    Timepoint,
+    format_mm,
+)
 from recist.new_lesions import NewLesionTracker
-from recist.non_target import non_target_response
+from recist.non_target import non_target_states_response
 from recist.overall import overall_response
 from recist.pfs import Pfs, PfsReason, Progression, pfs
 from recist.response import NewLesionStatus, Response
@@ -75,20 +86,58 @@ _NON_TARGET_MARKERS = {
 
 def _flags(case: Case, tp: Timepoint, baseline: bool) -> dict[str, tuple[str, ...]]:
     """Grid markers per lesion: missing, too small, split, merged, new, equivocal."""
+    target_ids = [le.id for le in case.target_lesions]
+    nt_ids = [] if baseline else [le.id for le in case.non_target_lesions]
+    states = tp.non_targets
+    return _markers(
+        target_ids,
+        [tp.target(i) for i in target_ids],
+        nt_ids,
+        [states.get(i, NonTargetState.NOT_EVALUATED) for i in nt_ids],
+        tp.new_lesions,
+    )
+
+
+def _markers(
+    target_ids: Sequence[str],
+    values: Sequence[TargetValue],
+    nt_ids: Sequence[str],
+    nt_states: Sequence[NonTargetState],
+    new_lesions: Sequence[NewLesion],
+) -> dict[str, tuple[str, ...]]:
+    """:func:`_flags` from the records of the timepoint, looked up once by the caller."""
     flags: dict[str, tuple[str, ...]] = {}
-    for lesion in case.target_lesions:
-        marker = _TARGET_MARKERS.get(tp.target(lesion.id).state)
-        if marker is not None:
-            flags[lesion.id] = marker
-    if not baseline:
-        states = tp.non_targets
-        for lesion in case.non_target_lesions:
-            nt_marker = _NON_TARGET_MARKERS.get(states.get(lesion.id, NonTargetState.NOT_EVALUATED))
+    markers = _TARGET_MARKERS
+    for lesion_id, value in zip(target_ids, values, strict=True):
+        if value.state is not TargetState.MEASURED:
+            marker = markers.get(value.state)
+            if marker is not None:
+                flags[lesion_id] = marker
+    nt_markers = _NON_TARGET_MARKERS
+    for lesion_id, state in zip(nt_ids, nt_states, strict=True):
+        if state is not NonTargetState.PRESENT:
+            nt_marker = nt_markers.get(state)
             if nt_marker is not None:
-                flags[lesion.id] = nt_marker
-    for new in tp.new_lesions:
+                flags[lesion_id] = nt_marker
+    for new in new_lesions:
         flags[new.id] = ("new", "equivocal") if new.equivocal else ("new",)
     return flags
+
+
+_OVERALL: dict[tuple[Response | None, Response | None, NewLesionStatus], tuple[Response, str]] = {}
+
+
+def _overall(
+    target: Response | None, non_target: Response | None, new: NewLesionStatus
+) -> tuple[Response, str]:
+    """:func:`overall_response` and the reason line it gives, cached: the answer depends
+    on the three codes alone (the engine's own enum members, never look-alike strings)."""
+    key = (target, non_target, new)
+    found = _OVERALL.get(key)
+    if found is None:
+        overall, why = overall_response(target, non_target, new)
+        found = _OVERALL[key] = (overall, f"overall {overall.value}: {why}")
+    return found
 
 
 def _progression_date(case: Case, tp: Timepoint, lesion_ids: list[str], fallback: date) -> date:
@@ -124,11 +173,15 @@ def assess(case: Case) -> CaseResult:
     tracker = TargetTracker(case)
     new_tracker = NewLesionTracker()
     baseline_sum = tracker.baseline_sum
+    target_ids = tracker.target_ids
+    nt_ids = tuple(le.id for le in non_targets)
+    baseline = case.timepoints[0]
+    base_targets = baseline.targets.get
 
     results = [
         TimepointResult(
-            id=case.baseline.id,
-            date=case.baseline.date,
+            id=baseline.id,
+            date=baseline.date,
             sum=baseline_sum if targets else None,
             partial_sum=None,
             nadir=None,
@@ -143,25 +196,38 @@ def assess(case: Case) -> CaseResult:
                 if targets
                 else ()
             ),
-            flags=_flags(case, case.baseline, True),
+            flags=_markers(
+                target_ids,
+                [base_targets(i, NOT_EVALUATED) for i in target_ids],
+                (),
+                (),
+                baseline.new_lesions,
+            ),
         )
     ]
     followups: list[Assessed] = []
     progression: Progression | None = None
     for tp in case.timepoints[1:]:
-        reasons: list[str] = []
-        target = tracker.assess(tp) if targets else None
-        if target is not None:
-            reasons.extend(target.reasons)
-        nt = non_target_response(non_targets, tp, after_cr=tracker.had_cr)
-        if nt is not None:
-            reasons.extend(nt.reasons)
+        tp_targets = tp.targets.get
+        values = [tp_targets(i, NOT_EVALUATED) for i in target_ids]
+        target = tracker.assess_values(tp, values) if targets else None
+        tp_states = tp.non_targets.get
+        nt_states = [tp_states(i, NonTargetState.NOT_EVALUATED) for i in nt_ids]
+        nt = (
+            non_target_states_response(nt_ids, nt_states, after_cr=tracker.had_cr)
+            if nt_ids
+            else None
+        )
         new = new_tracker.assess(tp)
-        reasons.extend(new.reasons)
-        overall, why = overall_response(
+        overall, overall_reason = _overall(
             target.response if target else None, nt.response if nt else None, new.status
         )
-        reasons.append(f"overall {overall.value}: {why}")
+        reasons = [
+            *(target.reasons if target is not None else ()),
+            *(nt.reasons if nt is not None else ()),
+            *new.reasons,
+            overall_reason,
+        ]
         if overall is Response.PD and progression is None:
             # §8: the progression date and reason; the earliest cause wins.
             causes: list[tuple[date, PfsReason, bool]] = []
@@ -193,37 +259,67 @@ def assess(case: Case) -> CaseResult:
                 f"progression dated {when.isoformat()} ({reason.value}"
                 + (", back-dated to the first sighting, R-NEW-2)" if back_dated else ")")
             )
-        total = target.sum if target is not None else None
-        complete = total is not None and total.complete
-        results.append(
-            TimepointResult(
-                id=tp.id,
-                date=tp.date,
-                sum=total.total if total is not None and complete else None,
-                partial_sum=total.total if total is not None and not complete else None,
-                nadir=target.nadir if target is not None else None,
-                change_from_baseline_pct=(
-                    pct(total.total - baseline_sum, baseline_sum)
-                    if total is not None and complete and baseline_sum
-                    else None
-                ),
-                change_from_nadir_pct=(
-                    pct(total.total - target.nadir, target.nadir)
-                    if total is not None and target is not None and complete and target.nadir
-                    else None
-                ),
-                target_response=target.response if target else None,
-                non_target_response=nt.response if nt else None,
-                new_lesions=new.status,
-                overall_response=overall,
-                reasons=tuple(reasons),
-                flags=_flags(case, tp, False),
-            )
-        )
         if target is not None:
+            total = target.sum
+            nadir = target.nadir
+            if total.complete:
+                value = total.total
+                results.append(
+                    TimepointResult(
+                        tp.id,
+                        tp.date,
+                        value,
+                        None,
+                        nadir,
+                        pct(value - baseline_sum, baseline_sum) if baseline_sum else None,
+                        pct(value - nadir, nadir) if nadir else None,
+                        target.response,
+                        nt.response if nt else None,
+                        new.status,
+                        overall,
+                        tuple(reasons),
+                        _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions),
+                    )
+                )
+            else:
+                results.append(
+                    TimepointResult(
+                        tp.id,
+                        tp.date,
+                        None,
+                        total.total,
+                        nadir,
+                        None,
+                        None,
+                        target.response,
+                        nt.response if nt else None,
+                        new.status,
+                        overall,
+                        tuple(reasons),
+                        _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions),
+                    )
+                )
             tracker.record(tp, target, overall)
-        elif overall is Response.CR:
-            tracker.had_cr = True
+        else:
+            results.append(
+                TimepointResult(
+                    tp.id,
+                    tp.date,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    nt.response if nt else None,
+                    new.status,
+                    overall,
+                    tuple(reasons),
+                    _markers((), (), nt_ids, nt_states, tp.new_lesions),
+                )
+            )
+            if overall is Response.CR:
+                tracker.had_cr = True
         followups.append(Assessed(tp.id, tp.date, overall))
 
     counted, cut_notes = counted_timepoints(followups, settings, case.new_therapy_on)

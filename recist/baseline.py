@@ -8,8 +8,8 @@ reports them as warnings, or, in strict mode, refuses the case
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from recist.errors import ProtocolDeviationError
 from recist.lesions import (
@@ -128,22 +128,9 @@ def measurability(
         ``measurable`` (may be a target), ``pathological`` (is disease at all: false only
         for nodes below 10 mm) and the reasons, each citing its rule.
     """
-    site_l = site.lower()
-    for word in NEVER_MEASURABLE_SITES:
-        if word in site_l:
-            return Measurability(
-                False, True, (f"R-MEAS-3: {site!r} ({word}) is never measurable disease",)
-            )
-    if not nodal and is_bone_without_soft_tissue(site_l):
-        return Measurability(
-            False,
-            True,
-            (
-                f"R-MEAS-3: bone lesion {site!r} is measurable only when lytic or mixed with a "
-                "soft-tissue component (say so in the site, e.g. 'bone, lytic with soft-tissue "
-                "component')",
-            ),
-        )
+    site_verdict = _site_verdict(site, site.lower(), nodal)
+    if site_verdict is not None:
+        return site_verdict
     if nodal:
         if short_axis_mm is None:
             return Measurability(False, True, ("R-MEAS-2: a lymph node needs its short axis",))
@@ -167,16 +154,7 @@ def measurability(
     if longest_diameter_mm is None:
         return Measurability(False, True, ("R-MEAS-1: no longest diameter",))
     ld = mm_to_length(longest_diameter_mm, where="longest diameter")
-    mod = (modality or "CT").upper()
-    if mod in ("XR", "CR", "DX", "CHEST X-RAY"):
-        minimum, why = MIN_LD_CHEST_XRAY, " on chest X-ray"
-    else:
-        minimum, why = MIN_LD, ""
-        if mod not in ("CALIPER", "CALLIPER") and slice_thickness_mm is not None:
-            thickness = mm_to_length(slice_thickness_mm, where="slice thickness")
-            if thickness > THICK_SLICE and 2 * thickness > minimum:
-                minimum = 2 * thickness
-                why = f" (2 × slice thickness {_fmt(thickness)}: slices thicker than 5 mm)"
+    minimum, why = _minimum_ld(modality, slice_thickness_mm)
     if ld >= minimum:
         return Measurability(
             True,
@@ -188,6 +166,53 @@ def measurability(
         True,
         (f"R-MEAS-1: longest diameter {_fmt(ld)} < {_fmt(minimum)}{why}: not measurable",),
     )
+
+
+@lru_cache(maxsize=1024)
+def _site_verdict(site: str, site_l: str, nodal: bool) -> Measurability | None:
+    """R-MEAS-3 on the site text alone (cached: a trial uses a few site names)."""
+    for word in NEVER_MEASURABLE_SITES:
+        if word in site_l:
+            return Measurability(
+                False, True, (f"R-MEAS-3: {site!r} ({word}) is never measurable disease",)
+            )
+    if not nodal and is_bone_without_soft_tissue(site_l):
+        return Measurability(
+            False,
+            True,
+            (
+                f"R-MEAS-3: bone lesion {site!r} is measurable only when lytic or mixed with a "
+                "soft-tissue component (say so in the site, e.g. 'bone, lytic with soft-tissue "
+                "component')",
+            ),
+        )
+    return None
+
+
+def _minimum_ld(modality: str | None, slice_thickness_mm: float | None) -> tuple[Length, str]:
+    """R-MEAS-1: the least measurable longest diameter by modality and slice thickness,
+    and the words that explain it."""
+    mod = (modality or "CT").upper()
+    if mod in ("XR", "CR", "DX", "CHEST X-RAY"):
+        return MIN_LD_CHEST_XRAY, " on chest X-ray"
+    minimum, why = MIN_LD, ""
+    if mod not in ("CALIPER", "CALLIPER") and slice_thickness_mm is not None:
+        thickness = mm_to_length(slice_thickness_mm, where="slice thickness")
+        if thickness > THICK_SLICE and 2 * thickness > minimum:
+            minimum = 2 * thickness
+            why = f" (2 × slice thickness {_fmt(thickness)}: slices thicker than 5 mm)"
+    return minimum, why
+
+
+def _is_measurable_target(lesion: Lesion, size: Length) -> bool:
+    """Whether :func:`measurability` calls this baseline size measurable, without
+    writing its reasons (the same site verdict, thresholds and conversions)."""
+    if _site_verdict(lesion.site, lesion.site.lower(), lesion.nodal) is not None:
+        return False
+    length = mm_to_length(length_to_mm(size))  # the round trip measurability makes
+    if lesion.nodal:
+        return length >= NODE_MEASURABLE_SA
+    return length >= _minimum_ld(lesion.modality, lesion.slice_thickness_mm)[0]
 
 
 def organ_of(lesion: Lesion) -> str:
@@ -217,7 +242,7 @@ def check_baseline(case: Case) -> list[Finding]:
                     "a target must be measurable",
                 )
             )
-        elif value.size is not None:
+        elif value.size is not None and not _is_measurable_target(lesion, value.size):
             size_mm = length_to_mm(value.size)
             verdict = measurability(
                 nodal=lesion.nodal,
@@ -261,11 +286,10 @@ def check_baseline(case: Case) -> list[Finding]:
                     f"are allowed ({lesion.id} is beyond the fifth)",
                 )
             )
-    per_organ = Counter(organ_of(le) for le in targets)
-    seen: Counter[str] = Counter()
-    for lesion in targets:
-        organ = organ_of(lesion)
-        seen[organ] += 1
+    organs = [organ_of(le) for le in targets]
+    seen: dict[str, int] = {}
+    for lesion, organ in zip(targets, organs, strict=True):
+        seen[organ] = seen.get(organ, 0) + 1
         if seen[organ] > MAX_TARGETS_PER_ORGAN:
             grouped = (
                 " (R-SEL-2: all lymph nodes count as one organ)"
@@ -276,7 +300,7 @@ def check_baseline(case: Case) -> list[Finding]:
                 Finding(
                     "R-SEL-1",
                     lesion.id,
-                    f"{per_organ[organ]} target lesions in {organ}; at most "
+                    f"{organs.count(organ)} target lesions in {organ}; at most "
                     f"{MAX_TARGETS_PER_ORGAN} per organ{grouped}",
                 )
             )

@@ -154,15 +154,21 @@ def _read(path: str) -> tuple[str, str]:
         raise InputError(f"{path}: not UTF-8 text") from None
 
 
+# ``json.dumps(..., ensure_ascii=False)`` made once: a result is a fresh tree of dicts and
+# lists (never circular), so the encoder skips the circular-reference bookkeeping.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
+
 def write_results(form: str, results: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     if fmt == "table":
         out.write("\n\n".join(format_table(r) for r in results) + "\n")
     elif form == "object":
         out.write(json.dumps(results[0], ensure_ascii=False, indent=2) + "\n")
     elif form == "array":
-        out.write(json.dumps(results, ensure_ascii=False) + "\n")
+        out.write(_ENCODE(results) + "\n")
     else:
-        out.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+        encode = _ENCODE
+        out.write("".join([encode(r) + "\n" for r in results]))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from recist.assessment import CaseResult, TimepointResult, assess
 from recist.best_response import BestResponse
 from recist.errors import CaseInputError, RecistError
 from recist.lesions import (
+    UNITS_PER_MM,
     Case,
     Lesion,
     LesionKind,
@@ -38,6 +39,7 @@ from recist.lesions import (
     length_to_mm,
     mm_to_length,
 )
+from recist.response import NewLesionStatus, Response
 from recist.settings import Settings
 
 Number = float | int
@@ -218,11 +220,27 @@ def _message(error: Any) -> str:
 
 _MAX_MM = 1e9  # anything larger is not a lesion size
 
+# Target values already built, by their raw JSON value: a TargetValue is immutable, and a
+# batch repeats the same few hundred sizes. Numbers equal to 0 or 1 are never stored, so
+# that ``true``/``false`` (equal to 1/0 in Python) always take the checked path.
+_TARGET_CACHE: dict[Any, TargetValue] = {
+    word: TargetValue(state) for word, state in TARGET_WORDS.items()
+}
+_TARGET_CACHE_MAX = 20_000
+_LESION_KINDS = {kind.value: kind for kind in LesionKind}
+_NON_TARGET_STATES = {state.value: state for state in NonTargetState}
+
 
 def _target_value(raw: Any) -> TargetValue:
     kind = type(raw)
     if (kind is float or kind is int) and 0 <= raw < _MAX_MM:  # the common case, fast
-        return TargetValue(TargetState.MEASURED, mm_to_length(raw))
+        value = TargetValue(TargetState.MEASURED, mm_to_length(raw))
+        if raw != 0 and raw != 1:
+            if len(_TARGET_CACHE) >= _TARGET_CACHE_MAX:
+                _TARGET_CACHE.clear()
+                _TARGET_CACHE.update({w: TargetValue(s) for w, s in TARGET_WORDS.items()})
+            _TARGET_CACHE[raw] = value
+        return value
     if isinstance(raw, bool):
         raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
     if isinstance(raw, int | float):
@@ -252,54 +270,86 @@ def _target_value(raw: Any) -> TargetValue:
     raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
 
 
+def _targets(tp: TimepointIn) -> dict[str, TargetValue]:
+    """A timepoint's target values; the error names the first bad one."""
+    cache = _TARGET_CACHE
+    try:
+        # Fast path: every value seen before (a KeyError or an unhashable dict falls back).
+        return {lesion_id: cache[raw] for lesion_id, raw in tp.targets.items()}
+    except (KeyError, TypeError):
+        pass
+    targets = {}
+    for lesion_id, raw in tp.targets.items():
+        try:
+            targets[lesion_id] = _target_value(raw)
+        except CaseInputError as error:
+            raise error.located(timepoint=tp.id, lesion=lesion_id, field="targets") from None
+    return targets
+
+
+# Settings already built, by the validated values (a batch usually shares one protocol).
+_SETTINGS_CACHE: dict[tuple[Any, ...], Settings] = {}
+
+
+def _settings(model: SettingsIn) -> Settings:
+    key = tuple(model.__dict__.values())
+    settings = _SETTINGS_CACHE.get(key)
+    if settings is None:
+        settings = Settings.from_dict(model.model_dump())
+        if len(_SETTINGS_CACHE) >= 256:
+            _SETTINGS_CACHE.clear()
+        _SETTINGS_CACHE[key] = settings
+    return settings
+
+
 def _convert(model: CaseIn) -> Case:
+    kinds = _LESION_KINDS
     lesions = tuple(
         Lesion(
-            id=le.id,
-            site=le.site,
-            kind=LesionKind(le.kind),
-            nodal=le.nodal,
-            treated_on=le.treated_on,
-            treatment=le.treatment,
-            modality=le.modality,
-            slice_thickness_mm=le.slice_thickness_mm,
+            le.id,
+            le.site,
+            kinds[le.kind],
+            le.nodal,
+            le.treated_on,
+            le.treatment,
+            le.modality,
+            le.slice_thickness_mm,
         )
         for le in model.lesions
     )
-    timepoints = []
-    for tp in model.timepoints:
-        targets = {}
-        for lesion_id, raw in tp.targets.items():
-            try:
-                targets[lesion_id] = _target_value(raw)
-            except CaseInputError as error:
-                raise error.located(timepoint=tp.id, lesion=lesion_id, field="targets") from None
-        timepoints.append(
+    states = _NON_TARGET_STATES
+    timepoints = tuple(
+        [
             Timepoint(
-                id=tp.id,
-                date=tp.date,
-                targets=targets,
-                non_targets={k: NonTargetState(v) for k, v in tp.non_targets.items()},
-                new_lesions=tuple(
-                    NewLesion(n.id, n.site, n.equivocal, n.nodal, n.short_axis_mm)
-                    for n in tp.new_lesions
-                ),
-                scan_dates=dict(tp.scan_dates),
+                tp.id,
+                tp.date,
+                _targets(tp),
+                {k: states[v] for k, v in tp.non_targets.items()},
+                tuple(
+                    [
+                        NewLesion(n.id, n.site, n.equivocal, n.nodal, n.short_axis_mm)
+                        for n in tp.new_lesions
+                    ]
+                )
+                if tp.new_lesions
+                else (),
+                dict(tp.scan_dates),
             )
-        )
-    settings = Settings.from_dict(model.settings.model_dump())
+            for tp in model.timepoints
+        ]
+    )
     return Case(
-        subject_id=model.subject_id,
-        lesions=lesions,
-        timepoints=tuple(timepoints),
-        settings=settings,
-        arm=model.arm,
-        randomized_on=model.randomized_on,
-        died_on=model.died_on,
-        new_therapy_on=model.new_therapy_on,
-        last_known_alive_on=model.last_known_alive_on,
-        reader=model.reader,
-        accepted=model.accepted,
+        model.subject_id,
+        lesions,
+        timepoints,
+        _settings(model.settings),
+        model.arm,
+        model.randomized_on,
+        model.died_on,
+        model.new_therapy_on,
+        model.last_known_alive_on,
+        model.reader,
+        model.accepted,
     )
 
 
@@ -351,14 +401,14 @@ def parse_case_text(text: str | bytes) -> Case:
 
 
 @lru_cache(maxsize=64)
-def _settings_json(settings: Settings) -> str:
-    return json.dumps(settings.to_dict())
+def _settings_values(settings: Settings) -> dict[str, Any]:
+    return settings.to_dict()
 
 
 def _settings_dict(settings: Settings) -> dict[str, Any]:
-    """The settings as a fresh dict (cached: a batch usually shares one protocol)."""
-    result: dict[str, Any] = json.loads(_settings_json(settings))
-    return result
+    """The settings as a fresh dict (cached: a batch usually shares one protocol; the
+    values are immutable scalars, so a shallow copy is a fresh result)."""
+    return dict(_settings_values(settings))
 
 
 def _mm(length: int | None) -> float | None:
@@ -373,34 +423,49 @@ def _best(best: BestResponse) -> dict[str, Any]:
     }
 
 
+# A response or new-lesion code as its JSON string (``None`` stays ``None``).
+_CODES: dict[Any, str | None] = {
+    None: None,
+    **{code: code.value for code in Response},
+    **{code: code.value for code in NewLesionStatus},
+}
+
+
 def timepoint_to_json(tp: TimepointResult) -> dict[str, Any]:
     """One timepoint's result in the contract's shape (sizes in mm)."""
-    out: dict[str, Any] = {"id": tp.id, "date": tp.date.isoformat(), "sum_mm": _mm(tp.sum)}
+    codes = _CODES
+    out: dict[str, Any] = {
+        "id": tp.id,
+        "date": tp.date.isoformat(),
+        "sum_mm": None if tp.sum is None else tp.sum / UNITS_PER_MM,
+    }
     if tp.partial_sum is not None:
-        out["partial_sum_mm"] = _mm(tp.partial_sum)
+        out["partial_sum_mm"] = tp.partial_sum / UNITS_PER_MM
     if tp.overall_response is not None:
-        out["nadir_mm"] = _mm(tp.nadir)
+        out["nadir_mm"] = None if tp.nadir is None else tp.nadir / UNITS_PER_MM
         out["change_from_baseline_pct"] = tp.change_from_baseline_pct
         out["change_from_nadir_pct"] = tp.change_from_nadir_pct
-    out["target_response"] = tp.target_response.value if tp.target_response else None
-    out["non_target_response"] = tp.non_target_response.value if tp.non_target_response else None
-    out["new_lesions"] = tp.new_lesions.value if tp.new_lesions else None
-    out["overall_response"] = tp.overall_response.value if tp.overall_response else None
+    out["target_response"] = codes[tp.target_response]
+    out["non_target_response"] = codes[tp.non_target_response]
+    out["new_lesions"] = codes[tp.new_lesions]
+    out["overall_response"] = codes[tp.overall_response]
     out["reasons"] = list(tp.reasons)
-    out["flags"] = {k: list(v) for k, v in tp.flags.items()}
+    out["flags"] = {k: list(v) for k, v in tp.flags.items()} if tp.flags else {}
     return out
 
 
 def result_to_json(result: CaseResult) -> dict[str, Any]:
     """A case result in the contract's shape, plus both best-response variants."""
     progression = result.progression
+    pfs = result.pfs
+    best = result.best_overall_response
     return {
         "subject_id": result.subject_id,
-        "warnings": [f.to_dict() for f in result.warnings],
-        "queries": [q.to_dict() for q in result.queries],
+        "warnings": [f.to_dict() for f in result.warnings] if result.warnings else [],
+        "queries": [q.to_dict() for q in result.queries] if result.queries else [],
         "timepoints": [timepoint_to_json(tp) for tp in result.timepoints],
-        "best_overall_response": result.best_overall_response.response.value,
-        "best_overall_response_detail": _best(result.best_overall_response),
+        "best_overall_response": best.response.value,
+        "best_overall_response_detail": _best(best),
         "best_overall_response_confirmed": result.best_overall_response_confirmed.response.value,
         "best_overall_response_unconfirmed": (
             result.best_overall_response_unconfirmed.response.value
@@ -414,11 +479,11 @@ def result_to_json(result: CaseResult) -> dict[str, Any]:
             "back_dated": progression.back_dated,
         },
         "pfs": {
-            "event": result.pfs.event,
-            "date": result.pfs.date.isoformat(),
-            "days": result.pfs.days,
-            "reason": result.pfs.reason.value,
-            "explanation": result.pfs.explanation,
+            "event": pfs.event,
+            "date": pfs.date.isoformat(),
+            "days": pfs.days,
+            "reason": pfs.reason.value,
+            "explanation": pfs.explanation,
         },
         "settings": _settings_dict(result.settings),
     }
@@ -438,8 +503,10 @@ def assess_json(obj: Any) -> dict[str, Any]:
     except RecistError as error:
         raise error.located(subject=case.subject_id) from None
     out = result_to_json(result)
-    for key in ("arm", "reader", "accepted"):
-        value = getattr(case, key)
-        if value is not None:
-            out[key] = value
+    if case.arm is not None:
+        out["arm"] = case.arm
+    if case.reader is not None:
+        out["reader"] = case.reader
+    if case.accepted is not None:
+        out["accepted"] = case.accepted
     return out

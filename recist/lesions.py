@@ -24,6 +24,10 @@ TOO_SMALL: Length = 5 * UNITS_PER_MM  # R-SMALL: "too small to measure" counts 5
 ABSENT: Length = 0  # R-SMALL: "disappeared" counts 0 mm
 
 
+_floor = math.floor
+_FINITE_LIMIT = 1e300  # below it, a number ≥ 0 is finite (even an int: no overflow)
+
+
 def _check_mm(value: float | int, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CaseInputError(f"{where} {value!r} is not a number of mm")
@@ -43,8 +47,11 @@ def mm_to_length(value: float | int, *, where: str = "size") -> Length:
     CaseInputError
         If ``value`` is not a finite number ≥ 0.
     """
+    kind = type(value)
+    if (kind is float or kind is int) and 0 <= value < _FINITE_LIMIT:  # the common case
+        return _floor(value * UNITS_PER_MM + 0.5)
     _check_mm(value, where)
-    return math.floor(value * UNITS_PER_MM + 0.5)
+    return _floor(value * UNITS_PER_MM + 0.5)
 
 
 def length_to_mm(value: Length) -> float:
@@ -54,9 +61,19 @@ def length_to_mm(value: Length) -> float:
 
 def format_mm(value: Length) -> str:
     """A length for a reason sentence: 0.1 mm resolution unless the value is finer."""
-    if value % (UNITS_PER_MM // 10) == 0:
-        return f"{value / UNITS_PER_MM:.1f} mm"
-    return f"{value / UNITS_PER_MM:.4f}".rstrip("0") + " mm"
+    text = _MM_TEXT.get(value)
+    if text is None:
+        if value % (UNITS_PER_MM // 10) == 0:
+            text = f"{value / UNITS_PER_MM:.1f} mm"
+        else:
+            text = f"{value / UNITS_PER_MM:.4f}".rstrip("0") + " mm"
+        if len(_MM_TEXT) >= 50_000:
+            _MM_TEXT.clear()
+        _MM_TEXT[value] = text
+    return text
+
+
+_MM_TEXT: dict[Length, str] = {}  # format_mm's texts already made (reasons repeat sizes)
 
 
 def mm_to_tenths(value: float | int, *, where: str = "size") -> int:
@@ -290,7 +307,7 @@ class Case:
         non_targets = {le.id for le in self.non_target_lesions}
         seen_tp: set[str] = set()
         previous: Timepoint | None = None
-        for index, tp in enumerate(self.timepoints):
+        for tp in self.timepoints:
             if tp.id in seen_tp:
                 raise CaseInputError("timepoint id is used twice", timepoint=tp.id, field="id")
             seen_tp.add(tp.id)
@@ -311,21 +328,22 @@ class Case:
                         lesion=lesion_id,
                         field="targets",
                     )
-                if value.merged_into is not None and value.merged_into not in targets:
-                    raise CaseInputError(
-                        f"merged into {value.merged_into!r}, which is not a target lesion "
-                        "(R-MERGE)",
-                        timepoint=tp.id,
-                        lesion=lesion_id,
-                        field="targets",
-                    )
-                if value.merged_into == lesion_id:
-                    raise CaseInputError(
-                        "a target cannot merge into itself (R-MERGE)",
-                        timepoint=tp.id,
-                        lesion=lesion_id,
-                        field="targets",
-                    )
+                into = value.merged_into
+                if into is not None:
+                    if into not in targets:
+                        raise CaseInputError(
+                            f"merged into {into!r}, which is not a target lesion (R-MERGE)",
+                            timepoint=tp.id,
+                            lesion=lesion_id,
+                            field="targets",
+                        )
+                    if into == lesion_id:
+                        raise CaseInputError(
+                            "a target cannot merge into itself (R-MERGE)",
+                            timepoint=tp.id,
+                            lesion=lesion_id,
+                            field="targets",
+                        )
             for lesion_id in tp.non_targets:
                 if lesion_id not in non_targets:
                     what = "a target" if lesion_id in targets else "not a known lesion"
@@ -336,22 +354,24 @@ class Case:
                         lesion=lesion_id,
                         field="non_targets",
                     )
-            new_ids = [n.id for n in tp.new_lesions]
-            if len(set(new_ids)) != len(new_ids):
-                raise CaseInputError(
-                    "a new lesion id is listed twice", timepoint=tp.id, field="new_lesions"
-                )
-            for new_id in new_ids:
-                if new_id in ids:
+            if tp.new_lesions:
+                new_ids = [n.id for n in tp.new_lesions]
+                if len(set(new_ids)) != len(new_ids):
                     raise CaseInputError(
-                        f"new lesion {new_id!r} reuses the id of a baseline lesion",
-                        timepoint=tp.id,
-                        lesion=new_id,
-                        field="new_lesions",
+                        "a new lesion id is listed twice", timepoint=tp.id, field="new_lesions"
                     )
-            if index == 0:
+                for new_id in new_ids:
+                    if new_id in ids:
+                        raise CaseInputError(
+                            f"new lesion {new_id!r} reuses the id of a baseline lesion",
+                            timepoint=tp.id,
+                            lesion=new_id,
+                            field="new_lesions",
+                        )
+            if previous is None:  # the baseline
+                baseline_targets = tp.targets
                 for lesion_id in sorted(targets):
-                    value = tp.target(lesion_id)
+                    value = baseline_targets.get(lesion_id, NOT_EVALUATED)
                     if value.state is not TargetState.MEASURED and value.state is not (
                         TargetState.TOO_SMALL
                     ):

@@ -25,6 +25,8 @@ class NewLesionTracker:
 
     def assess(self, tp: Timepoint) -> NewLesionAssessment:
         """The new-lesion status of follow-up ``tp`` (R-NEW-1, R-NEW-2)."""
+        if not tp.new_lesions:
+            return _NONE_NEW
         unequivocal = []
         ignored = []
         for lesion in tp.new_lesions:
@@ -75,3 +77,6 @@ class NewLesionTracker:
             )
             return NewLesionAssessment(NewLesionStatus.EQUIVOCAL, tuple(reasons))
         return NewLesionAssessment(NewLesionStatus.NO, tuple(reasons))
+
+
+_NONE_NEW = NewLesionAssessment(NewLesionStatus.NO, ())

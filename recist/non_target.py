@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from recist.lesions import Lesion, NonTargetState, Timepoint
 from recist.response import Response
@@ -27,14 +29,30 @@ def non_target_response(
     if not lesions:
         return None
     states = {le.id: tp.non_targets.get(le.id, NonTargetState.NOT_EVALUATED) for le in lesions}
-    progressed = tuple(i for i, s in states.items() if s is NonTargetState.PROGRESSION)
+    return non_target_states_response(tuple(states), tuple(states.values()), after_cr=after_cr)
+
+
+def non_target_states_response(
+    ids: Sequence[str], states: Sequence[NonTargetState], *, after_cr: bool
+) -> NonTargetAssessment:
+    """:func:`non_target_response`, given each non-target's distinct id and its state at
+    the timepoint (one or more lesions)."""
+    progressed = []
+    present = []
+    missing = []
+    for lesion_id, state in zip(ids, states, strict=True):
+        if state is NonTargetState.PRESENT:
+            present.append(lesion_id)
+        elif state is NonTargetState.PROGRESSION:
+            progressed.append(lesion_id)
+        elif state is NonTargetState.NOT_EVALUATED:
+            missing.append(lesion_id)
     if progressed:
         return NonTargetAssessment(
             Response.PD,
             (f"R-NT-PD: unequivocal progression of non-target {', '.join(progressed)}",),
-            progressed,
+            tuple(progressed),
         )
-    present = tuple(i for i, s in states.items() if s is NonTargetState.PRESENT)
     if after_cr and present:
         return NonTargetAssessment(
             Response.PD,
@@ -42,9 +60,8 @@ def non_target_response(
                 f"R-REAPPEAR: non-target {', '.join(present)} reappeared after a timepoint "
                 "with overall CR",
             ),
-            present,
+            tuple(present),
         )
-    missing = [i for i, s in states.items() if s is NonTargetState.NOT_EVALUATED]
     if missing:
         return NonTargetAssessment(
             Response.NE,
@@ -54,6 +71,12 @@ def non_target_response(
         return NonTargetAssessment(
             Response.CR, ("R-NT-CR: every non-target lesion has disappeared",)
         )
+    return _still_present(tuple(present))
+
+
+@lru_cache(maxsize=1024)
+def _still_present(present: tuple[str, ...]) -> NonTargetAssessment:
+    """R-NT-NONCRPD, the usual answer (cached by the lesions present)."""
     return NonTargetAssessment(
         Response.NON_CR_NON_PD,
         (

@@ -7,10 +7,20 @@ R-REAPPEAR adjust it. All comparisons are on exact integer lengths (R-EXACT).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from recist.lesions import UNITS_PER_MM, Case, Length, Lesion, Timepoint, format_mm, mm_to_length
+from recist.lesions import (
+    UNITS_PER_MM,
+    Case,
+    Length,
+    Lesion,
+    TargetValue,
+    Timepoint,
+    format_mm,
+    mm_to_length,
+)
 from recist.response import Response
 
 PD_MIN_RATIO_NUM, PD_MIN_RATIO_DEN = 12, 10  # R-TGT-PD: sum ≥ 120 % of the nadir …
@@ -93,6 +103,9 @@ class TargetTracker:
 
     def __init__(self, case: Case) -> None:
         self.targets = case.target_lesions
+        self.target_ids = tuple(le.id for le in self.targets)
+        self._nodal = tuple(le.nodal for le in self.targets)
+        self._any_nodal = any(self._nodal)
         self.settings = case.settings
         self.reappearance_min = mm_to_length(case.settings.reappearance_min_mm)
         base = sum_of_diameters(self.targets, case.baseline)
@@ -112,15 +125,28 @@ class TargetTracker:
 
     def assess(self, tp: Timepoint) -> TargetAssessment:
         """The target response at follow-up ``tp`` (§4.3.1)."""
-        current = sum_of_diameters(self.targets, tp)
+        return self.assess_values(tp, [tp.target(i) for i in self.target_ids])
+
+    def assess_values(self, tp: Timepoint, values: Sequence[TargetValue]) -> TargetAssessment:
+        """:meth:`assess`, given the targets' records at ``tp`` in the order of
+        :attr:`target_ids` (the caller looked them up once for the whole timepoint)."""
+        sizes = [value.size for value in values]
+        if None in sizes:
+            ids = self.target_ids
+            current = TargetSum(
+                sum([size for size in sizes if size is not None]),
+                False,
+                tuple([ids[i] for i, size in enumerate(sizes) if size is None]),
+            )
+        else:
+            current = TargetSum(sum(sizes), True, ())  # type: ignore[arg-type]
         nadir = self.nadir
         total = current.total
         if self.had_cr:  # R-REAPPEAR
             back = [
                 le.id
-                for le in self.targets
-                if (size := tp.target(le.id).size) is not None
-                and has_reappeared(le, size, self.reappearance_min)
+                for le, size in zip(self.targets, sizes, strict=True)
+                if size is not None and has_reappeared(le, size, self.reappearance_min)
             ]
             if back:
                 what = ", ".join(back)
@@ -150,11 +176,14 @@ class TargetTracker:
                     f"partial sum {mm(total)} does not prove PD",
                 ),
             )
-        sizes = [(le, tp.target(le.id)) for le in self.targets]
-        if all(is_gone(le, value.size or 0) for le, value in sizes):
-            nodes = any(le.nodal for le in self.targets)
+        # R-TGT-CR when every target is gone (is_gone, inlined: a non-nodal target at 0 mm,
+        # a node below 10 mm); the sum is complete here, so every size is known.
+        for nodal, size in zip(self._nodal, sizes, strict=True):
+            if (size >= NODE_NORMAL_SA) if nodal else size != 0:  # type: ignore[operator]
+                break
+        else:
             detail = "every non-nodal target 0 mm" + (
-                " and every nodal target short axis < 10 mm" if nodes else ""
+                " and every nodal target short axis < 10 mm" if self._any_nodal else ""
             )
             return TargetAssessment(
                 Response.CR, current, nadir, (f"R-TGT-CR: {detail} (sum {mm(total)})",)
@@ -193,18 +222,19 @@ class TargetTracker:
 
     def record(self, tp: Timepoint, assessment: TargetAssessment, overall: Response | None) -> None:
         """Update the nadir, the PR-hold and CR state after ``tp`` (R-TGT-NE, R-TGT-HOLD)."""
-        if assessment.sum.complete and assessment.sum.total < self.nadir:
+        current = assessment.sum
+        if current.complete and current.total < self.nadir:
             # An incomplete timepoint never becomes the nadir (R-TGT-NE).
-            self.nadir = assessment.sum.total
+            self.nadir = current.total
             self.nadir_timepoint = tp.id
         if overall is Response.CR:
             self.had_cr = True
         response = assessment.response
-        if response in (Response.PR, Response.CR):
+        if response is Response.PR or response is Response.CR:
             if self._pr_since is None:
                 self._pr_since = tp.date
             elif (tp.date - self._pr_since).days >= self.settings.confirmation_min_days:
                 self._pr_confirmed = True
-        elif response in (Response.SD, Response.PD):
+        elif response is Response.SD or response is Response.PD:
             if not self._pr_confirmed:
                 self._pr_since = None
