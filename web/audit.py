@@ -395,16 +395,16 @@ def to_csv(records: Iterable[AuditRecord]) -> str:
                 r.entity,
                 r.entity_key,
                 r.field or "",
-                _csv_safe(r.old),
-                _csv_safe(r.new),
-                _csv_safe(r.reason),
+                csv_safe(r.old),
+                csv_safe(r.new),
+                csv_safe(r.reason),
                 r.hash,
             ]
         )
     return out.getvalue()
 
 
-def _csv_safe(value: str | None) -> str:
+def csv_safe(value: str | None) -> str:
     # A cell starting with = + - @ is run as a formula by spreadsheets (CSV injection):
     # prefix a quote so reviewers opening the export see the text, not its result.
     if not value:

@@ -49,6 +49,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # or a trial manager only (not the reader who signed it, not the system administrator).
     "sign_reads": frozenset({"reader", "adjudicator", "admin"}),
     "unlock_reads": frozenset({"adjudicator", "trial_manager"}),
+    # Progression-call review: reviewers (and adjudicators) agree or query; the reader
+    # answers queries; only an adjudicator overrides a call.
+    "review_calls": frozenset({"reviewer", "adjudicator", "admin"}),
+    "answer_queries": frozenset({"reader", "adjudicator", "admin"}),
+    "override_calls": frozenset({"adjudicator"}),
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

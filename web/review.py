@@ -1,4 +1,5 @@
-"""Pages of the review issue: the audit trail view and its CSV export.
+"""Pages of the review issue: the audit trail (view, CSV), signing and unlocking reads,
+the progression-call review queue, plots.
 
 Views stay thin (style.md): parse the query or form, call one service or
 :mod:`web.audit` function, render.
@@ -13,6 +14,14 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from web import db_session
 from web.audit import ACTIONS, AuditFilter, entities, search, to_csv
 from web.auth import actor, requires
+from web.progression import (
+    answer_query,
+    override_call,
+    queue,
+    queue_csv,
+    review_call,
+    subject_row,
+)
 from web.services import InvalidInput, ServiceError, get_subject, get_trial
 from web.signing import sign_timepoint, unlock_timepoint
 
@@ -143,3 +152,150 @@ def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
         return _subject_error(trial_code, subject_code, error)
     flash(f"Timepoint {tp_code} unlocked; its signature was withdrawn.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+# ----------------------------------------------------------------------------- progression
+
+
+@bp.route("/trials/<trial_code>/progression")
+@requires("view")
+def progression_queue(trial_code: str) -> Any:
+    session = db_session()
+    trial = get_trial(session, trial_code)
+    rows = queue(session, trial)
+    return render_template("progression_queue.html", trial=trial, rows=rows)
+
+
+@bp.route("/trials/<trial_code>/progression.csv")
+@requires("view")
+def progression_csv(trial_code: str) -> Any:
+    session = db_session()
+    trial = get_trial(session, trial_code)
+    return Response(
+        queue_csv(queue(session, trial)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{trial.code}_progression.csv"'},
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/progression")
+@requires("view")
+def progression(trial_code: str, subject_code: str) -> Any:
+    return _progression_page(trial_code, subject_code)
+
+
+def _progression_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
+    from web.grid import build_grid
+    from web.services import build_case
+
+    session = db_session()
+    subject = get_subject(session, trial_code, subject_code)
+    case = build_case(subject)
+    grid = build_grid(case, subject.result_json) if case["timepoints"] else None
+    return (
+        render_template(
+            "progression.html",
+            trial=subject.trial,
+            subject=subject,
+            row=subject_row(session, subject),
+            grid=grid,
+            error=error,
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+def _progression_write(trial_code: str, subject_code: str, write: Any, done: str) -> Any:
+    try:
+        write()
+    except ServiceError as error:
+        return _progression_page(trial_code, subject_code, error)
+    flash(done)
+    return redirect(url_for("review.progression", trial_code=trial_code, subject_code=subject_code))
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/progression/review", methods=["POST"])
+@requires("review_calls")
+def progression_review(trial_code: str, subject_code: str) -> Any:
+    form = request.form
+    return _progression_write(
+        trial_code,
+        subject_code,
+        lambda: review_call(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            decision=form.get("decision", ""),
+            comment=form.get("comment", ""),
+            seen_call=form.get("call") or None,
+        ),
+        f"Progression call marked {form.get('decision')}.",
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/progression/answer", methods=["POST"])
+@requires("answer_queries")
+def progression_answer(trial_code: str, subject_code: str) -> Any:
+    form = request.form
+    return _progression_write(
+        trial_code,
+        subject_code,
+        lambda: answer_query(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            comment=form.get("comment", ""),
+            seen_call=form.get("call") or None,
+        ),
+        "Your answer was sent to the reviewer.",
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/progression/override", methods=["POST"])
+@requires("override_calls")
+def progression_override(trial_code: str, subject_code: str) -> Any:
+    form = request.form
+    return _progression_write(
+        trial_code,
+        subject_code,
+        lambda: override_call(
+            db_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            timepoint=form.get("timepoint") or None,
+            reason=form.get("reason", ""),
+            seen_call=form.get("call") or None,
+        ),
+        "Progression call overridden; the engine's call is kept beside it.",
+    )
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+@bp.route("/trials/<trial_code>/plots/<kind>.svg")
+@requires("view")
+def plot_svg(trial_code: str, kind: str) -> Any:
+    from web.trial_plots import trial_plot
+
+    plot = trial_plot(db_session(), get_trial(db_session(), trial_code), kind)
+    headers = {}
+    if request.args.get("download"):
+        headers["Content-Disposition"] = f'attachment; filename="{trial_code}_{kind}.svg"'
+    return Response(plot.svg, mimetype="image/svg+xml", headers=headers)
+
+
+@bp.route("/trials/<trial_code>/plots/<kind>.csv")
+@requires("view")
+def plot_csv(trial_code: str, kind: str) -> Any:
+    from web.trial_plots import points_csv, trial_plot
+
+    plot = trial_plot(db_session(), get_trial(db_session(), trial_code), kind)
+    return Response(
+        points_csv(plot),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{trial_code}_{kind}.csv"'},
+    )

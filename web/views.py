@@ -191,6 +191,9 @@ def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None
     grid = build_grid(case, result) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
     audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
+    from web.progression import subject_row
+
+    review = subject_row(session, row)
     return (
         render_template(
             "subject.html",
@@ -202,6 +205,7 @@ def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None
             grid=grid,
             versions=versions,
             audit=audit,
+            review=review,
             error=error,
         ),
         error.status if error is not None else 200,

@@ -1,0 +1,291 @@
+"""The progression-call review queue: every PD call with its rule and numbers; reviewers
+agree or query, readers answer, adjudicators override — never silently."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from web.models import AuditRecord
+from web.progression import answer_query, override_call, queue, review_call, subject_row
+from web.services import (
+    SYSTEM,
+    Actor,
+    ConcurrentEdit,
+    InvalidInput,
+    create_subject,
+    get_subject,
+    get_trial,
+    lesions_from_json,
+    save_baseline,
+    save_timepoint,
+)
+from web.testing import baseline_lesions, login
+
+READER = Actor("reader", "reader")
+REVIEWER = Actor("reviewer", "reviewer")
+ADJUDICATOR = Actor("adjudicator", "adjudicator")
+
+
+def _tp(code: str, day: str, t1: float, t2: float, new: list[dict[str, Any]] | None = None) -> Any:
+    return {
+        "id": code,
+        "date": day,
+        "targets": {"T01": t1, "T02": t2},
+        "non_targets": {"NT01": "present"},
+        "new_lesions": new or [],
+    }
+
+
+def _subject(session: Session, trial: str, code: str, *timepoints: dict[str, Any]) -> None:
+    create_subject(session, SYSTEM, trial, code=code, arm="A")
+    save_baseline(
+        session,
+        READER,
+        trial,
+        code,
+        date_value="2021-01-04",
+        lesions=lesions_from_json(baseline_lesions()),
+    )
+    for tp in timepoints:
+        save_timepoint(session, READER, trial, code, tp)
+
+
+@pytest.fixture
+def calls(session: Session, trial: str, users: dict[str, str]) -> str:
+    """S-GROW: target PD at W16; S-NEW: new lesion at W8; S-EQ: equivocal at W8 confirmed
+    at W16 (back-dated); S-PR: a responder without progression."""
+    _subject(
+        session,
+        trial,
+        "S-GROW",
+        _tp("W8", "2021-03-01", 21.0, 14.0),
+        _tp("W16", "2021-04-26", 30.0, 14.0),
+    )
+    _subject(
+        session,
+        trial,
+        "S-NEW",
+        _tp("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "liver"}]),
+    )
+    _subject(
+        session,
+        trial,
+        "S-EQ",
+        _tp("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "lung", "equivocal": True}]),
+        _tp("W16", "2021-04-26", 29.0, 19.0, [{"id": "NL01", "site": "lung"}]),
+    )
+    _subject(session, trial, "S-PR", _tp("W8", "2021-03-01", 20.0, 10.0))
+    session.expunge_all()
+    session.rollback()
+    return trial
+
+
+def _queue(session: Session, trial: str) -> dict[str, Any]:
+    session.expunge_all()
+    session.rollback()
+    return {row.subject.code: row for row in queue(session, get_trial(session, trial))}
+
+
+def test_the_queue_lists_every_pd_call_with_its_rule_numbers_and_reader(
+    session: Session, calls: str
+) -> None:
+    rows = _queue(session, calls)
+    assert sorted(rows) == ["S-EQ", "S-GROW", "S-NEW"]
+    grow = rows["S-GROW"]
+    assert (grow.call.timepoint, grow.call.date.isoformat(), grow.call.label) == (
+        "W16",
+        "2021-04-26",
+        "target sum (R-TGT-PD)",
+    )
+    # 30 + 14 = 44 mm against the nadir 21 + 14 = 35 mm: +25.7 %.
+    assert grow.call.numbers["sum_mm"] == 44.0 and grow.call.numbers["nadir_mm"] == 35.0
+    assert grow.call.numbers["change_from_nadir_pct"] == 25.7
+    assert any(r.startswith("R-TGT-PD") for r in grow.call.reasons)
+    assert rows["S-NEW"].call.label == "new lesion (R-NEW-1)"
+    eq = rows["S-EQ"]
+    assert eq.call.label == "back-dated equivocal new lesion (R-NEW-2)"
+    assert (eq.call.timepoint, eq.call.date.isoformat()) == ("W16", "2021-03-01")
+    assert {r.reader for r in rows.values()} == {"reader"}
+    assert {r.state for r in rows.values()} == {"pending"}
+    assert all(r.used["source"] == "engine" for r in rows.values())
+
+
+def test_a_query_goes_back_to_the_reader_who_answers_and_the_reviewer_agrees(
+    session: Session, calls: str
+) -> None:
+    with pytest.raises(InvalidInput, match=r"a query needs a comment"):
+        review_call(
+            session, REVIEWER, calls, "S-NEW", decision="queried", comment="", seen_call=None
+        )
+    with pytest.raises(InvalidInput, match=r"decision 'maybe' is not one of: agreed, queried"):
+        review_call(session, REVIEWER, calls, "S-NEW", decision="maybe", comment="", seen_call=None)
+    with pytest.raises(InvalidInput, match=r"has no open query"):
+        answer_query(session, READER, calls, "S-NEW", comment="fine", seen_call=None)
+    review_call(
+        session,
+        REVIEWER,
+        calls,
+        "S-NEW",
+        decision="queried",
+        comment="NL01 may be the known cyst",
+        seen_call="W8/2021-03-01",
+    )
+    assert _queue(session, calls)["S-NEW"].state == "queried"
+    answer_query(session, READER, calls, "S-NEW", comment="new on CT, 14 mm", seen_call=None)
+    assert _queue(session, calls)["S-NEW"].state == "answered"
+    review_call(session, REVIEWER, calls, "S-NEW", decision="agreed", comment="", seen_call=None)
+    row = _queue(session, calls)["S-NEW"]
+    assert row.state == "agreed" and [h.action for h in row.history] == [
+        "queried",
+        "answered",
+        "agreed",
+    ]
+    records = session.scalars(
+        select(AuditRecord).where(AuditRecord.entity == "progression").order_by(AuditRecord.seq)
+    ).all()
+    assert [(r.action, r.field, r.username, r.old) for r in records] == [
+        ("review", "queried", "reviewer", "PD W8 2021-03-01 (PD_NEW_LESION)"),
+        ("review", "answered", "reader", "PD W8 2021-03-01 (PD_NEW_LESION)"),
+        ("review", "agreed", "reviewer", "PD W8 2021-03-01 (PD_NEW_LESION)"),
+    ]
+
+
+def test_a_review_never_carries_over_to_a_call_that_changed(session: Session, calls: str) -> None:
+    review_call(session, REVIEWER, calls, "S-GROW", decision="agreed", comment="", seen_call=None)
+    assert _queue(session, calls)["S-GROW"].state == "agreed"
+    version = get_subject(session, calls, "S-GROW").timepoints[1].version
+    save_timepoint(
+        session,
+        READER,
+        calls,
+        "S-GROW",
+        _tp("W8", "2021-03-01", 60.0, 14.0),
+        expected_version=version,
+    )
+    row = _queue(session, calls)["S-GROW"]
+    assert (row.call.timepoint, row.state, row.latest) == ("W8", "pending", None)
+    assert len(row.history) == 1  # the old review stays in the history
+    with pytest.raises(ConcurrentEdit, match=r"the progression call changed to W8 \(2021-03-01\)"):
+        review_call(
+            session,
+            REVIEWER,
+            calls,
+            "S-GROW",
+            decision="agreed",
+            comment="",
+            seen_call="W16/2021-04-26",
+        )
+
+
+def test_an_override_keeps_the_engine_call_beside_it_with_who_and_why(
+    session: Session, calls: str
+) -> None:
+    with pytest.raises(InvalidInput, match=r"overriding a progression call needs a reason"):
+        override_call(
+            session, ADJUDICATOR, calls, "S-EQ", timepoint=None, reason=" ", seen_call=None
+        )
+    with pytest.raises(InvalidInput, match=r"'W99' is not one of its follow-ups"):
+        override_call(
+            session, ADJUDICATOR, calls, "S-EQ", timepoint="W99", reason="x", seen_call=None
+        )
+    with pytest.raises(InvalidInput, match=r"the engine already calls PD at W16, dated 2021-04-26"):
+        override_call(
+            session, ADJUDICATOR, calls, "S-GROW", timepoint="W16", reason="x", seen_call=None
+        )
+    # S-EQ: the engine back-dates to W8's date; PD at W16 on W16's own date is a new call.
+    override_call(
+        session,
+        ADJUDICATOR,
+        calls,
+        "S-EQ",
+        timepoint="W16",
+        reason="W8 finding was inflammatory; PD at confirmation",
+        seen_call=None,
+    )
+    row = _queue(session, calls)["S-EQ"]
+    assert row.state == "overridden"
+    assert row.used == {
+        "source": "override",
+        "timepoint": "W16",
+        "date": "2021-04-26",
+        "engine": {"timepoint": "W16", "date": "2021-03-01"},
+        "by": "adjudicator",
+        "why": "W8 finding was inflammatory; PD at confirmation",
+    }
+    # The engine's own result is untouched.
+    subject = get_subject(session, calls, "S-EQ")
+    assert subject.result_json["progression"]["date"] == "2021-03-01"
+    (record,) = session.scalars(select(AuditRecord).where(AuditRecord.action == "override")).all()
+    assert (record.old, record.new, record.reason) == (
+        "PD W16 2021-03-01 (PD_NEW_LESION)",
+        "PD W16 2021-04-26",
+        "W8 finding was inflammatory; PD at confirmation",
+    )
+
+
+def test_queue_pages_and_csv_show_the_engine_call_beside_the_call_used(
+    app: Flask, calls: str, session: Session
+) -> None:
+    override_call(
+        session, ADJUDICATOR, calls, "S-NEW", timepoint=None, reason="cyst", seen_call=None
+    )
+    client = app.test_client()
+    login(client, "reviewer")
+    page = client.get(f"/trials/{calls}/progression").data.decode()
+    assert page.count('<tr data-subject="') == 3
+    assert "back-dated equivocal new lesion (R-NEW-2)" in page
+    assert "sum 44.0 mm, nadir 35.0 mm (+25.7 %)" in page
+    rows = list(
+        csv.DictReader(io.StringIO(client.get(f"/trials/{calls}/progression.csv").data.decode()))
+    )
+    new = next(r for r in rows if r["subject"] == "S-NEW")
+    assert (new["engine_timepoint"], new["used_source"], new["used_timepoint"]) == (
+        "W8",
+        "override",
+        "",
+    )
+    assert (new["override_by"], new["override_reason"]) == ("adjudicator", "cyst")
+    grow = next(r for r in rows if r["subject"] == "S-GROW")
+    assert (grow["used_source"], grow["used_timepoint"], grow["used_date"]) == (
+        "engine",
+        "W16",
+        "2021-04-26",
+    )
+    evidence = client.get(f"/trials/{calls}/subjects/S-GROW/progression").data.decode()
+    assert 'id="grid"' in evidence and 'id="review-form"' in evidence
+    assert 'id="override-form"' not in evidence  # reviewers do not override
+    response = client.post(
+        f"/trials/{calls}/subjects/S-GROW/progression/review",
+        data={"decision": "agreed", "comment": "", "call": "W16/2021-04-26"},
+    )
+    assert response.status_code == 302
+    assert (
+        client.post(
+            f"/trials/{calls}/subjects/S-GROW/progression/override", data={"reason": "x"}
+        ).status_code
+        == 403
+    )
+    page = client.get(f"/trials/{calls}/subjects/S-GROW").data.decode()
+    assert "Progression call review: <strong>agreed</strong> by reviewer" in page
+
+
+def test_the_evidence_page_of_a_subject_without_progression_says_so(
+    app: Flask, calls: str, session: Session
+) -> None:
+    client = app.test_client()
+    login(client, "adjudicator")
+    page = client.get(f"/trials/{calls}/subjects/S-PR/progression").data.decode()
+    assert "The engine calls no progression for this subject." in page
+    response = client.post(
+        f"/trials/{calls}/subjects/S-PR/progression/override", data={"reason": "x"}
+    )
+    assert response.status_code == 400
+    assert b"subject S-PR has no progression call to review" in response.data
+    assert subject_row(session, get_subject(session, calls, "S-PR")) is None
