@@ -5,10 +5,14 @@ For each batch size, in a fresh child process: generate N synthetic subjects (8 
   - baseline: json.loads + json.dumps of every line (the same JSON library), and
   - engine: the batch CLI path (read_cases -> assess_json -> write_results),
 and print timepoints/s, the ratio engine/baseline and peak memory (max RSS of the child).
+Each size is measured in ``--repeat`` fresh children (default 3: the machine is shared and
+noisy); each side's best time is kept, so both sides get the same treatment, and the engine
+starts with cold caches every time.
 Target: ratio ≤ 3 (the engine adds at most 3x the cost of load+dump) and linear scaling.
 
     python benchmarks/bench_assess.py            # 1k, 10k
     python benchmarks/bench_assess.py --sizes 1000 10000 100000
+    python benchmarks/bench_assess.py --repeat 1   # one child per size
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ def measure(n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=3, help="fresh children per size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -104,9 +109,17 @@ def main() -> None:
           f"{'ratio':>6} {'peak RSS MB':>12}")
     rows = []
     for n in args.sizes:
-        done = subprocess.run([sys.executable, __file__, "--child", str(n)],
-                              capture_output=True, text=True, check=True)
-        row = json.loads(done.stdout)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            done = subprocess.run([sys.executable, __file__, "--child", str(n)],
+                                  capture_output=True, text=True, check=True)
+            runs.append(json.loads(done.stdout))
+        row = dict(runs[0])
+        row["baseline_s"] = min(r["baseline_s"] for r in runs)
+        row["engine_s"] = min(r["engine_s"] for r in runs)
+        row["timepoints_per_s"] = row["timepoints"] / row["engine_s"]
+        row["ratio"] = row["engine_s"] / row["baseline_s"]
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
         rows.append(row)
         print(f"{row['subjects']:>9} {row['timepoints_per_s']:>13,.0f} {row['engine_s']:>9.2f} "
               f"{row['baseline_s']:>12.2f} {row['ratio']:>6.2f} {row['peak_rss_mb']:>12.0f}")

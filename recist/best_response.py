@@ -12,6 +12,7 @@ from recist.settings import Settings
 
 _RESPONDING = (Response.CR, Response.PR)
 _STABLE = (Response.SD, Response.NON_CR_NON_PD)
+_RANKED = (*_RESPONDING, *_STABLE)  # the responses R-BOR-1 ranks above PD
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,7 @@ def best_overall_response_unconfirmed(
                 f"{(tp.date - origin).days} days after the origin (< {settings.sd_min_days})"
             )
             continue
-        if tp.response in (*_RESPONDING, *_STABLE) and (
+        if tp.response in _RANKED and (
             best is None or BOR_RANK[tp.response] > BOR_RANK[best.response]
         ):
             best = tp
@@ -168,7 +169,7 @@ def best_overall_response_confirmed(
         )
     stable = Response.SD if has_targets else Response.NON_CR_NON_PD
     for tp in counted:
-        if tp.response in (*_RESPONDING, *_STABLE):
+        if tp.response in _RANKED:
             if _sd_qualifies(tp, origin, settings):
                 return BestResponse(
                     stable,

@@ -302,21 +302,46 @@ def _settings(model: SettingsIn) -> Settings:
     return settings
 
 
-def _convert(model: CaseIn) -> Case:
-    kinds = _LESION_KINDS
-    lesions = tuple(
-        Lesion(
+# Lesions already built, by their validated fields: a Lesion is immutable, and the cases
+# of a trial declare the same lesions (T1 liver target…) over and over.
+_LESION_CACHE: dict[tuple[Any, ...], Lesion] = {}
+
+
+def _lesions(model: CaseIn) -> tuple[Lesion, ...]:
+    cache = _LESION_CACHE
+    lesions = []
+    for le in model.lesions:
+        key = (
             le.id,
             le.site,
-            kinds[le.kind],
+            le.kind,
             le.nodal,
             le.treated_on,
             le.treatment,
             le.modality,
             le.slice_thickness_mm,
         )
-        for le in model.lesions
-    )
+        lesion = cache.get(key)
+        if lesion is None:
+            lesion = Lesion(
+                le.id,
+                le.site,
+                _LESION_KINDS[le.kind],
+                le.nodal,
+                le.treated_on,
+                le.treatment,
+                le.modality,
+                le.slice_thickness_mm,
+            )
+            if len(cache) >= 20_000:
+                cache.clear()
+            cache[key] = lesion
+        lesions.append(lesion)
+    return tuple(lesions)
+
+
+def _convert(model: CaseIn) -> Case:
+    lesions = _lesions(model)
     states = _NON_TARGET_STATES
     timepoints = tuple(
         [
@@ -434,6 +459,21 @@ _CODES: dict[Any, str | None] = {
 def timepoint_to_json(tp: TimepointResult) -> dict[str, Any]:
     """One timepoint's result in the contract's shape (sizes in mm)."""
     codes = _CODES
+    if tp.overall_response is not None and tp.partial_sum is None:  # a follow-up, complete
+        return {
+            "id": tp.id,
+            "date": tp.date.isoformat(),
+            "sum_mm": None if tp.sum is None else tp.sum / UNITS_PER_MM,
+            "nadir_mm": None if tp.nadir is None else tp.nadir / UNITS_PER_MM,
+            "change_from_baseline_pct": tp.change_from_baseline_pct,
+            "change_from_nadir_pct": tp.change_from_nadir_pct,
+            "target_response": codes[tp.target_response],
+            "non_target_response": codes[tp.non_target_response],
+            "new_lesions": codes[tp.new_lesions],
+            "overall_response": codes[tp.overall_response],
+            "reasons": list(tp.reasons),
+            "flags": {k: list(v) for k, v in tp.flags.items()} if tp.flags else {},
+        }
     out: dict[str, Any] = {
         "id": tp.id,
         "date": tp.date.isoformat(),

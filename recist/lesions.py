@@ -257,6 +257,24 @@ class Timepoint:
         return self.scan_dates.get(lesion_id, self.date)
 
 
+def _check_merge(into: str, lesion_id: str, targets: set[str], timepoint: str) -> None:
+    """R-MERGE: a target merges into another target lesion."""
+    if into not in targets:
+        raise CaseInputError(
+            f"merged into {into!r}, which is not a target lesion (R-MERGE)",
+            timepoint=timepoint,
+            lesion=lesion_id,
+            field="targets",
+        )
+    if into == lesion_id:
+        raise CaseInputError(
+            "a target cannot merge into itself (R-MERGE)",
+            timepoint=timepoint,
+            lesion=lesion_id,
+            field="targets",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """One subject's (or one reader's read of one subject's) lesions and timepoints.
@@ -286,9 +304,12 @@ class Case:
     non_target_lesions: tuple[Lesion, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target_lesions", tuple(le for le in self.lesions if le.is_target))
+        target = LesionKind.TARGET
         object.__setattr__(
-            self, "non_target_lesions", tuple(le for le in self.lesions if not le.is_target)
+            self, "target_lesions", tuple([le for le in self.lesions if le.kind is target])
+        )
+        object.__setattr__(
+            self, "non_target_lesions", tuple([le for le in self.lesions if le.kind is not target])
         )
         try:
             self._check()
@@ -330,20 +351,7 @@ class Case:
                     )
                 into = value.merged_into
                 if into is not None:
-                    if into not in targets:
-                        raise CaseInputError(
-                            f"merged into {into!r}, which is not a target lesion (R-MERGE)",
-                            timepoint=tp.id,
-                            lesion=lesion_id,
-                            field="targets",
-                        )
-                    if into == lesion_id:
-                        raise CaseInputError(
-                            "a target cannot merge into itself (R-MERGE)",
-                            timepoint=tp.id,
-                            lesion=lesion_id,
-                            field="targets",
-                        )
+                    _check_merge(into, lesion_id, targets, tp.id)
             for lesion_id in tp.non_targets:
                 if lesion_id not in non_targets:
                     what = "a target" if lesion_id in targets else "not a known lesion"

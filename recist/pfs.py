@@ -57,33 +57,6 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
     settings = case.settings
     therapy = case.new_therapy_on if settings.cut_at_new_therapy else None
 
-    def last_adequate(
-        on_or_before: date | None, *, strictly: bool = False
-    ) -> tuple[str, date] | None:
-        found = None
-        for tp_id, tp_date in adequate:
-            if on_or_before is not None and (
-                tp_date >= on_or_before if strictly else tp_date > on_or_before
-            ):
-                break
-            found = (tp_id, tp_date)
-        return found
-
-    def censor(at: tuple[str, date] | None, reason: PfsReason, why: str) -> Pfs:
-        if at is None:
-            if reason is PfsReason.CENSORED_LAST_ASSESSMENT:
-                reason = PfsReason.CENSORED_NO_ASSESSMENT
-            return Pfs(
-                False, origin, 1, reason, f"{why}; no adequate assessment: censored at the origin"
-            )
-        return Pfs(
-            False,
-            at[1],
-            (at[1] - origin).days + 1,
-            reason,
-            f"{why}; censored at the last adequate assessment {at[0]} ({at[1].isoformat()})",
-        )
-
     # The event candidate: the earlier of progression and death.
     event: tuple[date, PfsReason, str] | None = None
     if progression is not None:
@@ -97,16 +70,21 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
 
     if therapy is not None and (event is None or event[0] > therapy):
         why = f"new anticancer therapy started {therapy.isoformat()} before any event"
-        return censor(last_adequate(therapy), PfsReason.CENSORED_NEW_THERAPY, why)
+        return _censor(
+            origin, _last_adequate(adequate, therapy, False), PfsReason.CENSORED_NEW_THERAPY, why
+        )
 
     if event is None:
-        return censor(
-            last_adequate(None), PfsReason.CENSORED_LAST_ASSESSMENT, "no progression or death"
+        return _censor(
+            origin,
+            _last_adequate(adequate, None, False),
+            PfsReason.CENSORED_LAST_ASSESSMENT,
+            "no progression or death",
         )
 
     event_date, reason, what = event
     if settings.visit_interval_days is not None:
-        before = last_adequate(event_date, strictly=True)
+        before = _last_adequate(adequate, event_date, True)
         reference = before[1] if before is not None else origin
         gap = (event_date - reference).days
         limit = MISSED_VISITS * settings.visit_interval_days
@@ -116,11 +94,42 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
                 f"assessment (> {MISSED_VISITS} × {settings.visit_interval_days} days: "
                 "missed visits)"
             )
-            return censor(before, PfsReason.CENSORED_MISSED_VISITS, why)
+            return _censor(origin, before, PfsReason.CENSORED_MISSED_VISITS, why)
     return Pfs(
         True,
         event_date,
         (event_date - origin).days + 1,
         reason,
         f"{what} on {event_date.isoformat()}",
+    )
+
+
+def _last_adequate(
+    adequate: list[tuple[str, date]], on_or_before: date | None, strictly: bool
+) -> tuple[str, date] | None:
+    """The last adequate assessment on or before a date (strictly before, or any)."""
+    if on_or_before is None:
+        return adequate[-1] if adequate else None
+    found = None
+    for tp_id, tp_date in adequate:
+        if tp_date >= on_or_before if strictly else tp_date > on_or_before:
+            break
+        found = (tp_id, tp_date)
+    return found
+
+
+def _censor(origin: date, at: tuple[str, date] | None, reason: PfsReason, why: str) -> Pfs:
+    """Censored at the last adequate assessment ``at``, or at the origin without one."""
+    if at is None:
+        if reason is PfsReason.CENSORED_LAST_ASSESSMENT:
+            reason = PfsReason.CENSORED_NO_ASSESSMENT
+        return Pfs(
+            False, origin, 1, reason, f"{why}; no adequate assessment: censored at the origin"
+        )
+    return Pfs(
+        False,
+        at[1],
+        (at[1] - origin).days + 1,
+        reason,
+        f"{why}; censored at the last adequate assessment {at[0]} ({at[1].isoformat()})",
     )

@@ -200,7 +200,7 @@ class TargetTracker:
                 ),
             )
         base_text = f"{pct(total, base)} % of the baseline {mm(base)}" if base else "baseline 0"
-        if self.holding_pr:
+        if self.holding_pr:  # R-TGT-HOLD
             return TargetAssessment(
                 Response.PR,
                 current,
