@@ -298,6 +298,12 @@ class Actor:
 SYSTEM = Actor("system", "admin")
 
 
+# Clinical data: changing or deleting any of it after first entry needs a reason.
+CLINICAL_ENTITIES = frozenset(
+    {"trial", "arm", "subject", "lesion", "timepoint", "measurement", "new_lesion"}
+)
+
+
 @dataclass
 class _Audit:
     session: Session
@@ -317,6 +323,15 @@ class _Audit:
     ) -> None:
         if not self.enabled:
             return
+        if action in ("update", "delete") and entity in CLINICAL_ENTITIES and not self.reason:
+            # 21 CFR 11.10(e) / Annex 11 §9: a change after first entry says why.
+            what = f"{entity} {key}" + (f" ({field_name})" if field_name else "")
+            raise ReasonRequired(
+                f"{'deleting' if action == 'delete' else 'changing'} {what} after its first "
+                "entry needs a reason (kept in the audit trail)",
+                field="reason",
+                pointer="/reason",
+            )
         record = AuditRecord(
             at=utcnow(),
             username=self.actor.username,

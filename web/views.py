@@ -46,6 +46,7 @@ from web.services import (
     timepoint_as_dict,
     update_subject,
 )
+from web.trial_plots import PLOTS
 
 bp = Blueprint("views", __name__)
 
@@ -153,7 +154,9 @@ def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = 
     rows = [(s, subject_summary(s.result_json)) for s in list_subjects(session, trial_row)]
     status = error.status if error is not None else 200
     return (
-        render_template("trial.html", trial=trial_row, rows=rows, error=error, form=form or {}),
+        render_template(
+            "trial.html", trial=trial_row, rows=rows, plots=PLOTS, error=error, form=form or {}
+        ),
         status,
     )
 

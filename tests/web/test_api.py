@@ -176,14 +176,24 @@ def test_stale_version_gets_409_with_a_clear_message(api: Any, trial: str) -> No
         "reader",
         "PUT",
         base + "/timepoints/W8",
-        json={"date": "2021-03-01", "targets": {"T01": 20.0, "T02": 14.0}, "version": version},
+        json={
+            "date": "2021-03-01",
+            "targets": {"T01": 20.0, "T02": 14.0},
+            "version": version,
+            "reason": "re-measured",
+        },
     )
     assert first.status_code == 200
     second = api(
         "adjudicator",
         "PUT",
         base + "/timepoints/W8",
-        json={"date": "2021-03-01", "targets": {"T01": 35.0, "T02": 14.0}, "version": version},
+        json={
+            "date": "2021-03-01",
+            "targets": {"T01": 35.0, "T02": 14.0},
+            "version": version,
+            "reason": "re-measured",
+        },
     )
     assert second.status_code == 409
     error = second.get_json()["error"]
@@ -311,7 +321,12 @@ def test_simultaneous_saves_of_one_version_let_exactly_one_through(
         response = own.put(
             base + "/timepoints/W8",
             headers=headers,
-            json={"date": "2021-03-01", "targets": {"T01": size, "T02": 14.0}, "version": version},
+            json={
+                "date": "2021-03-01",
+                "targets": {"T01": size, "T02": 14.0},
+                "version": version,
+                "reason": "re-measured",
+            },
         )
         statuses.append(response.status_code)
 

@@ -206,12 +206,20 @@ def test_editing_a_follow_up_after_someone_else_saved_it_is_refused(
     login(other, "adjudicator")
     response = other.post(
         base + "/timepoints/W8",
-        data={**_follow_up_form("W8", "2021-03-01", "22", "14"), "version": version},
+        data={
+            **_follow_up_form("W8", "2021-03-01", "22", "14"),
+            "version": version,
+            "reason": "re-measured",
+        },
     )
     assert response.status_code == 302
     response = reader.post(
         base + "/timepoints/W8",
-        data={**_follow_up_form("W8", "2021-03-01", "40", "14"), "version": version},
+        data={
+            **_follow_up_form("W8", "2021-03-01", "40", "14"),
+            "version": version,
+            "reason": "re-measured",
+        },
     )
     assert response.status_code == 409
     assert b"was saved by adjudicator" in response.data

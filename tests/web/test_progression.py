@@ -168,6 +168,7 @@ def test_a_review_never_carries_over_to_a_call_that_changed(session: Session, ca
         "S-GROW",
         _tp("W8", "2021-03-01", 60.0, 14.0),
         expected_version=version,
+        reason="re-measured",
     )
     row = _queue(session, calls)["S-GROW"]
     assert (row.call.timepoint, row.state, row.latest) == ("W8", "pending", None)

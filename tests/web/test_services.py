@@ -138,6 +138,7 @@ def test_stale_version_is_refused_and_nothing_is_overwritten(session: Session, t
         _follow_up("W8", "2021-03-01", 25.0, 14.0),
         expected_version=opened,
         original_code="W8",
+        reason="re-measured",
     )
     with pytest.raises(ConcurrentEdit, match=r"timepoint W8 was saved by bob .* reload"):
         save_timepoint(
@@ -148,6 +149,7 @@ def test_stale_version_is_refused_and_nothing_is_overwritten(session: Session, t
             _follow_up("W8", "2021-03-01", 19.0, 14.0),
             expected_version=opened,
             original_code="W8",
+            reason="re-measured",
         )
     subject = get_subject(session, trial, "S-001")
     assert build_case(subject)["timepoints"][1]["targets"]["T01"] == 25.0
@@ -174,6 +176,7 @@ def test_two_sessions_editing_the_same_timepoint_second_is_refused(
             _follow_up("W8", "2021-03-01", 20.0, 14.0),
             expected_version=v1,
             original_code="W8",
+            reason="re-measured",
         )
         with pytest.raises(ConcurrentEdit, match="after you opened it"):
             save_timepoint(
@@ -184,6 +187,7 @@ def test_two_sessions_editing_the_same_timepoint_second_is_refused(
                 _follow_up("W8", "2021-03-01", 30.0, 14.0),
                 expected_version=v2,
                 original_code="W8",
+                reason="re-measured",
             )
     finally:
         first.close()
@@ -404,3 +408,35 @@ def test_import_maps_site_spellings_to_the_controlled_list_and_refuses_unknown_s
     ) as caught:
         import_case(session, SYSTEM, trial, case("S-201", "elbow"))
     assert caught.value.pointer == "/lesions/0/site"
+
+
+def test_changing_or_deleting_clinical_data_after_first_entry_needs_a_reason(
+    session: Session, trial: str
+) -> None:
+    from web.services import InvalidInput, ReasonRequired, delete_timepoint
+
+    _baseline(session, trial)
+    _s, tp = save_timepoint(
+        session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", 21.0, 14.0)
+    )
+    before = _audit_count(session)
+    with pytest.raises(
+        ReasonRequired,
+        match=r"changing measurement TRIAL-1/S-001/W8/T01 \(targets\) after its first entry "
+        r"needs a reason",
+    ):
+        save_timepoint(
+            session,
+            READER,
+            trial,
+            "S-001",
+            _follow_up("W8", "2021-03-01", 25.0, 14.0),
+            expected_version=tp.version,
+        )
+    with pytest.raises(InvalidInput, match=r"deleting a timepoint needs a reason"):
+        delete_timepoint(
+            session, READER, trial, "S-001", "W8", expected_version=tp.version, reason=""
+        )
+    assert _audit_count(session) == before
+    subject = get_subject(session, trial, "S-001")
+    assert build_case(subject)["timepoints"][1]["targets"]["T01"] == 21.0

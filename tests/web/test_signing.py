@@ -102,6 +102,7 @@ def test_a_locked_read_cannot_be_changed_deleted_or_have_its_baseline_edited(
             "S-001",
             {**W8, "targets": {"T01": 40.0, "T02": 14.0}},
             expected_version=tp.version,
+            reason="re-measured",
         )
     with pytest.raises(Locked, match=message):
         delete_timepoint(
@@ -141,6 +142,7 @@ def test_signing_a_read_changed_since_it_was_checked_is_refused(
         "S-001",
         {**W8, "targets": {"T01": 22.0, "T02": 14.0}},
         expected_version=read,
+        reason="re-measured",
     )
     with pytest.raises(ConcurrentEdit, match=r"timepoint W8 was saved by reader"):
         _sign(session, trial, read)
@@ -170,6 +172,7 @@ def test_unlocking_needs_an_adjudicator_or_trial_manager_and_a_reason(
         "S-001",
         {**W8, "targets": {"T01": 23.0, "T02": 14.0}},
         expected_version=tp.version,
+        reason="re-measured",
     )
     assert _sign(session, trial, tp.version).locked
 
