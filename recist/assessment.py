@@ -207,27 +207,35 @@ def assess(case: Case) -> CaseResult:
     ]
     followups: list[Assessed] = []
     progression: Progression | None = None
+    assess_targets = tracker.assess_values
+    assess_new = new_tracker.assess
+    nt_not_evaluated = NonTargetState.NOT_EVALUATED
     for tp in case.timepoints[1:]:
         tp_targets = tp.targets.get
         values = [tp_targets(i, NOT_EVALUATED) for i in target_ids]
-        target = tracker.assess_values(tp, values) if targets else None
         tp_states = tp.non_targets.get
-        nt_states = [tp_states(i, NonTargetState.NOT_EVALUATED) for i in nt_ids]
-        nt = (
-            non_target_states_response(nt_ids, nt_states, after_cr=tracker.had_cr)
-            if nt_ids
-            else None
-        )
-        new = new_tracker.assess(tp)
-        overall, overall_reason = _overall(
-            target.response if target else None, nt.response if nt else None, new.status
-        )
-        reasons = [
-            *(target.reasons if target is not None else ()),
-            *(nt.reasons if nt is not None else ()),
-            *new.reasons,
-            overall_reason,
-        ]
+        nt_states = [tp_states(i, nt_not_evaluated) for i in nt_ids]
+        reasons: list[str]
+        if targets:
+            target = assess_targets(tp, values)
+            target_response: Response | None = target.response
+            reasons = [*target.reasons]
+        else:
+            target = None
+            target_response = None
+            reasons = []
+        if nt_ids:
+            nt = non_target_states_response(nt_ids, nt_states, after_cr=tracker.had_cr)
+            nt_response: Response | None = nt.response
+            reasons += nt.reasons
+        else:
+            nt = None
+            nt_response = None
+        new = assess_new(tp)
+        if new.reasons:
+            reasons += new.reasons
+        overall, overall_reason = _overall(target_response, nt_response, new.status)
+        reasons.append(overall_reason)
         if overall is Response.PD and progression is None:
             # §8: the progression date and reason; the earliest cause wins.
             causes: list[tuple[date, PfsReason, bool]] = []
@@ -259,6 +267,7 @@ def assess(case: Case) -> CaseResult:
                 f"progression dated {when.isoformat()} ({reason.value}"
                 + (", back-dated to the first sighting, R-NEW-2)" if back_dated else ")")
             )
+        flags = _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions)
         if target is not None:
             total = target.sum
             nadir = target.nadir
@@ -273,12 +282,12 @@ def assess(case: Case) -> CaseResult:
                         nadir,
                         pct(value - baseline_sum, baseline_sum) if baseline_sum else None,
                         pct(value - nadir, nadir) if nadir else None,
-                        target.response,
-                        nt.response if nt else None,
+                        target_response,
+                        nt_response,
                         new.status,
                         overall,
                         tuple(reasons),
-                        _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions),
+                        flags,
                     )
                 )
             else:
@@ -291,12 +300,12 @@ def assess(case: Case) -> CaseResult:
                         nadir,
                         None,
                         None,
-                        target.response,
-                        nt.response if nt else None,
+                        target_response,
+                        nt_response,
                         new.status,
                         overall,
                         tuple(reasons),
-                        _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions),
+                        flags,
                     )
                 )
             tracker.record(tp, target, overall)
@@ -311,11 +320,11 @@ def assess(case: Case) -> CaseResult:
                     None,
                     None,
                     None,
-                    nt.response if nt else None,
+                    nt_response,
                     new.status,
                     overall,
                     tuple(reasons),
-                    _markers((), (), nt_ids, nt_states, tp.new_lesions),
+                    flags,
                 )
             )
             if overall is Response.CR:
