@@ -207,12 +207,23 @@ def _minimum_ld(modality: str | None, slice_thickness_mm: float | None) -> tuple
 def _is_measurable_target(lesion: Lesion, size: Length) -> bool:
     """Whether :func:`measurability` calls this baseline size measurable, without
     writing its reasons (the same site verdict, thresholds and conversions)."""
-    if _site_verdict(lesion.site, lesion.site.lower(), lesion.nodal) is not None:
-        return False
-    length = mm_to_length(length_to_mm(size))  # the round trip measurability makes
-    if lesion.nodal:
-        return length >= NODE_MEASURABLE_SA
-    return length >= _minimum_ld(lesion.modality, lesion.slice_thickness_mm)[0]
+    key = (lesion.site, lesion.nodal, lesion.modality, lesion.slice_thickness_mm)
+    minimum = _TARGET_MINIMUM.get(key)
+    if minimum is None:
+        if _site_verdict(lesion.site, lesion.site.lower(), lesion.nodal) is not None:
+            minimum = -1  # never measurable (R-MEAS-3)
+        elif lesion.nodal:
+            minimum = NODE_MEASURABLE_SA
+        else:
+            minimum = _minimum_ld(lesion.modality, lesion.slice_thickness_mm)[0]
+        if len(_TARGET_MINIMUM) >= 4096:
+            _TARGET_MINIMUM.clear()
+        _TARGET_MINIMUM[key] = minimum
+    return minimum >= 0 and mm_to_length(length_to_mm(size)) >= minimum
+
+
+# The least measurable size by (site, nodal, modality, slice thickness); -1: never.
+_TARGET_MINIMUM: dict[tuple[str, bool, str | None, float | None], Length] = {}
 
 
 def organ_of(lesion: Lesion) -> str:

@@ -29,9 +29,7 @@ PR_MAX_RATIO_NUM, PR_MAX_RATIO_DEN = 7, 10  # R-TGT-PR: sum ≤ 70 % of the base
 NODE_NORMAL_SA: Length = 10 * UNITS_PER_MM  # R-TGT-CR, R-REAPPEAR: a node is normal below 10 mm
 
 
-def mm(length: Length) -> str:
-    """Format a length for a reason sentence."""
-    return format_mm(length)
+mm = format_mm  # format a length for a reason sentence
 
 
 def pct(numerator: int, denominator: int) -> float:
