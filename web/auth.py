@@ -54,7 +54,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "review_calls": frozenset({"reviewer", "adjudicator", "admin"}),
     "answer_queries": frozenset({"reader", "adjudicator", "admin"}),
     "override_calls": frozenset({"adjudicator"}),
+    # Independent central review: readers submit blinded reads, adjudicators choose.
+    "central_read": frozenset({"reader"}),
+    "adjudicate": frozenset({"adjudicator"}),
 }
+
+
+def blinded(role: str | None, trial: object) -> bool:
+    """Whether a reader must not see a trial's site reads, arms and other reads."""
+    return role == "reader" and bool(getattr(trial, "central_review", False))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,3 +195,20 @@ def logout() -> Any:
     session.clear()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))
+
+
+def request_user_role() -> str | None:
+    """The role of the current request's user, ``None`` when anonymous."""
+    user = request_user()
+    return None if user is None else user.role
+
+
+def refuse_if_blinded(trial: object) -> None:
+    """403 for a reader of an independent-review trial: readers never see the site read,
+    the arm or another reader's read."""
+    if blinded(request_user_role(), trial):
+        abort(
+            403,
+            "this trial uses blinded independent central review: readers see only their own "
+            "reads (your reading list is under the trial's central reads)",
+        )

@@ -83,6 +83,8 @@ class Trial(Base):
     # Settings.to_dict(); validated by Settings.from_dict in the service layer.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Independent central review: two blinded reads per subject + adjudication (web.central).
+    central_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     arms: Mapped[list[Arm]] = relationship(
         back_populates="trial", order_by="Arm.code", cascade="all, delete-orphan"
@@ -334,3 +336,41 @@ class ProgressionReview(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     override_timepoint: Mapped[str | None] = mapped_column(String(32), nullable=True)
     override_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+
+
+class CentralRead(Base):
+    """One independent reader's blinded read of a subject (slot 1 or 2), as a case of the
+    interfaces.md contract with the engine's result; signed when submitted."""
+
+    __tablename__ = "central_read"
+    __table_args__ = (
+        UniqueConstraint("subject_id", "slot"),
+        UniqueConstraint("subject_id", "reader"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subject.id", ondelete="CASCADE"), index=True
+    )
+    slot: Mapped[int] = mapped_column(Integer)
+    reader: Mapped[str] = mapped_column(String(64))
+    case_json: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result_json: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Adjudication(Base):
+    """The adjudicator's signed choice between two disagreeing reads of a subject."""
+
+    __tablename__ = "adjudication"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subject.id", ondelete="CASCADE"), unique=True
+    )
+    accepted_slot: Mapped[int] = mapped_column(Integer)
+    disagreement: Mapped[str] = mapped_column(Text)
+    rationale: Mapped[str] = mapped_column(Text)
+    adjudicator: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 
 from web import db_session
 from web.audit import ACTIONS, AuditFilter, entities, search, to_csv
-from web.auth import actor, requires
+from web.auth import actor, refuse_if_blinded, requires
 from web.progression import (
     answer_query,
     override_call,
@@ -162,6 +162,7 @@ def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
 def progression_queue(trial_code: str) -> Any:
     session = db_session()
     trial = get_trial(session, trial_code)
+    refuse_if_blinded(trial)
     rows = queue(session, trial)
     return render_template("progression_queue.html", trial=trial, rows=rows)
 
@@ -171,6 +172,7 @@ def progression_queue(trial_code: str) -> Any:
 def progression_csv(trial_code: str) -> Any:
     session = db_session()
     trial = get_trial(session, trial_code)
+    refuse_if_blinded(trial)
     return Response(
         queue_csv(queue(session, trial)),
         mimetype="text/csv",
@@ -190,6 +192,7 @@ def _progression_page(trial_code: str, subject_code: str, error: ServiceError | 
 
     session = db_session()
     subject = get_subject(session, trial_code, subject_code)
+    refuse_if_blinded(subject.trial)
     case = build_case(subject)
     grid = build_grid(case, subject.result_json) if case["timepoints"] else None
     return (
@@ -281,7 +284,9 @@ def progression_override(trial_code: str, subject_code: str) -> Any:
 def plot_svg(trial_code: str, kind: str) -> Any:
     from web.trial_plots import trial_plot
 
-    plot = trial_plot(db_session(), get_trial(db_session(), trial_code), kind)
+    trial = get_trial(db_session(), trial_code)
+    refuse_if_blinded(trial)
+    plot = trial_plot(db_session(), trial, kind)
     headers = {}
     if request.args.get("download"):
         headers["Content-Disposition"] = f'attachment; filename="{trial_code}_{kind}.svg"'
@@ -293,9 +298,150 @@ def plot_svg(trial_code: str, kind: str) -> Any:
 def plot_csv(trial_code: str, kind: str) -> Any:
     from web.trial_plots import points_csv, trial_plot
 
-    plot = trial_plot(db_session(), get_trial(db_session(), trial_code), kind)
+    trial = get_trial(db_session(), trial_code)
+    refuse_if_blinded(trial)
+    plot = trial_plot(db_session(), trial, kind)
     return Response(
         points_csv(plot),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{trial_code}_{kind}.csv"'},
+    )
+
+
+# ----------------------------------------------------------------------------- central review
+
+
+@bp.route("/trials/<trial_code>/central-review/setting", methods=["POST"])
+@requires("manage_trials")
+def central_setting(trial_code: str) -> Any:
+    from web.central import set_central_review
+
+    on = request.form.get("central_review") == "on"
+    set_central_review(db_session(), actor(), trial_code, on=on)
+    flash("Independent central review " + ("on." if on else "off."))
+    return redirect(url_for("views.trial", trial_code=trial_code))
+
+
+@bp.route("/trials/<trial_code>/central-review")
+@requires("view_audit")
+def central_review(trial_code: str) -> Any:
+    from web.central import metrics, overview
+
+    session = db_session()
+    trial = get_trial(session, trial_code)
+    rows = overview(session, trial)
+    return render_template("central_review.html", trial=trial, rows=rows, metrics=metrics(rows))
+
+
+@bp.route("/trials/<trial_code>/central-review/adrs.csv")
+@requires("view_audit")
+def central_adrs(trial_code: str) -> Any:
+    from web.central import adrs_csv
+
+    trial = get_trial(db_session(), trial_code)
+    return Response(
+        adrs_csv(db_session(), trial),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{trial.code}_central_adrs.csv"'},
+    )
+
+
+@bp.route("/trials/<trial_code>/central-reads")
+@requires("central_read")
+def central_reads(trial_code: str) -> Any:
+    from web.central import overview
+
+    session = db_session()
+    trial = get_trial(session, trial_code)
+    me = actor().username
+    # Only what a blinded reader may know: the subject id and whether *they* read it.
+    todo = [
+        (row.subject.code, next((r for r in row.reads if r.reader == me), None))
+        for row in overview(session, trial)
+    ]
+    return render_template("central_reads.html", trial=trial, todo=todo)
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/central-read", methods=["GET", "POST"])
+@requires("central_read")
+def central_read(trial_code: str, subject_code: str) -> Any:
+    import json
+
+    from web.central import reads_of, submit_read
+
+    session = db_session()
+    error = None
+    text = request.form.get("read", "")
+    if request.method == "POST":
+        try:
+            try:
+                read = json.loads(text)
+            except ValueError as bad:
+                raise InvalidInput(
+                    f"the read is not valid JSON (line {bad.lineno}, column {bad.colno}): "
+                    f"{bad.msg}",
+                    field="read",
+                ) from None
+            submit_read(
+                session,
+                actor(),
+                trial_code,
+                subject_code,
+                read=read,
+                password=request.form.get("password", ""),
+            )
+        except ServiceError as failed:
+            error = failed
+        else:
+            flash(f"Your read of {subject_code} is signed and submitted.")
+            return redirect(
+                url_for("review.central_read", trial_code=trial_code, subject_code=subject_code)
+            )
+    subject = get_subject(session, trial_code, subject_code)
+    mine = next((r for r in reads_of(session, subject) if r.reader == actor().username), None)
+    return (
+        render_template(
+            "central_read.html",
+            trial=subject.trial,
+            subject=subject,
+            mine=mine,
+            text=text,
+            error=error,
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/adjudication", methods=["GET", "POST"])
+@requires("adjudicate")
+def adjudication(trial_code: str, subject_code: str) -> Any:
+    from web.central import adjudicate, overview
+
+    session = db_session()
+    error = None
+    if request.method == "POST":
+        slot = request.form.get("accepted", "")
+        try:
+            adjudicate(
+                session,
+                actor(),
+                trial_code,
+                subject_code,
+                accepted_slot=int(slot) if slot.isdigit() else None,
+                rationale=request.form.get("rationale", ""),
+                password=request.form.get("password", ""),
+            )
+        except ServiceError as failed:
+            error = failed
+        else:
+            flash(f"Subject {subject_code} adjudicated: read {slot} accepted.")
+            return redirect(
+                url_for("review.adjudication", trial_code=trial_code, subject_code=subject_code)
+            )
+    trial = get_trial(session, trial_code)
+    subject = get_subject(session, trial_code, subject_code)
+    row = next(r for r in overview(session, trial) if r.subject.id == subject.id)
+    return (
+        render_template("adjudication.html", trial=trial, subject=subject, row=row, error=error),
+        error.status if error is not None else 200,
     )

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from web import db_session
-from web.auth import actor, requires
+from web.auth import actor, blinded, refuse_if_blinded, request_user_role, requires
 from web.forms import (
     NEW_BASELINE_ROWS,
     baseline_form_values,
@@ -151,6 +151,9 @@ def trial(trial_code: str) -> Any:
 def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = None) -> Any:
     session = db_session()
     trial_row = get_trial(session, trial_code)
+    if blinded(request_user_role(), trial_row):
+        # Independent central review: a reader's view of the trial is their reading list.
+        return redirect(url_for("review.central_reads", trial_code=trial_code))
     rows = [(s, subject_summary(s.result_json)) for s in list_subjects(session, trial_row)]
     status = error.status if error is not None else 200
     return (
@@ -189,6 +192,7 @@ def subject(trial_code: str, subject_code: str) -> Any:
 def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
     session = db_session()
     row = get_subject(session, trial_code, subject_code)
+    refuse_if_blinded(row.trial)
     case = build_case(row)
     result = row.result_json
     grid = build_grid(case, result) if case["timepoints"] else None

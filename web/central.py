@@ -1,0 +1,348 @@
+"""Independent central review: two blinded reads per subject, adjudication, reader metrics.
+
+A trial with ``central_review`` on takes two independent reads per subject. A reader
+submits a read as a case of the ``docs/interfaces.md`` contract (lesions and timepoints);
+the engine assesses it and the read is signed with the reader's password and stored beside
+the site read, never mixed into it. Readers only ever see their own read (no other read, no
+arm, no site read). When both reads are in:
+
+* they *agree* when the engine gives them the same progression (same date, or no
+  progression in both) and the same best overall response; read 1 is then the accepted
+  read (``RSACPTFL``/``TRACPTFL`` = Y);
+* otherwise the subject goes to adjudication: the adjudicator sees both reads side by side
+  and accepts one with a rationale, signed with the adjudicator's password.
+
+Exports carry both reads with the reader (``RSEVALID``) and the accepted flag through the
+ADaM exporter of :mod:`cdisc_io`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from web.db import write_transaction
+from web.models import Adjudication, CentralRead, Subject, Trial, utcnow
+from web.services import (
+    Actor,
+    Conflict,
+    InvalidInput,
+    _Audit,
+    _engine_assess,
+    _flush,
+    get_subject,
+    get_trial,
+    list_subjects,
+)
+from web.signing import _check_password
+
+CASE_KEYS = ("lesions", "timepoints")
+
+
+def set_central_review(session: Session, actor: Actor, trial_code: str, *, on: bool) -> Trial:
+    """Switch independent central review on or off for a trial (audited)."""
+    with write_transaction(session):
+        trial = get_trial(session, trial_code)
+        if trial.central_review != on:
+            _Audit(session, actor, "independent central review setting").log(
+                "update" if trial.central_review else "create",
+                "trial",
+                trial.code,
+                "central_review",
+                trial.central_review,
+                on,
+            )
+            trial.central_review = on
+        return trial
+
+
+def blinded_case(subject: Subject, read: dict[str, Any]) -> dict[str, Any]:
+    """A submitted read as a whole case: the reader's lesions and timepoints, the trial's
+    settings, and the subject id — never the arm or the site read."""
+    return {
+        "subject_id": subject.code,
+        "settings": dict(subject.trial.settings or {}),
+        "lesions": read.get("lesions"),
+        "timepoints": read.get("timepoints"),
+    }
+
+
+def _progression_key(result: dict[str, Any]) -> str | None:
+    prog = result.get("progression")
+    return None if not prog else str(prog["date"])
+
+
+def disagreement(first: dict[str, Any], second: dict[str, Any]) -> str | None:
+    """Why two reads' results need adjudication, ``None`` when they agree.
+
+    The reads disagree on the date of progression (a different date, or PD in one read
+    only) or on the best overall response (R-BOR-1).
+    """
+    reasons = []
+    p1, p2 = _progression_key(first), _progression_key(second)
+    if p1 != p2:
+        reasons.append(f"progression: read 1 {p1 or 'none'}, read 2 {p2 or 'none'}")
+    b1, b2 = first["best_overall_response"], second["best_overall_response"]
+    if b1 != b2:
+        reasons.append(f"best overall response: read 1 {b1}, read 2 {b2}")
+    return "; ".join(reasons) or None
+
+
+def reads_of(session: Session, subject: Subject) -> list[CentralRead]:
+    return list(
+        session.scalars(
+            select(CentralRead)
+            .where(CentralRead.subject_id == subject.id)
+            .order_by(CentralRead.slot)
+        )
+    )
+
+
+def submit_read(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    subject_code: str,
+    *,
+    read: Any,
+    password: str,
+) -> CentralRead:
+    """A reader's blinded read of a subject, assessed by the engine and signed.
+
+    Raises
+    ------
+    InvalidInput
+        Not a central-review trial, a malformed read or one the engine refuses (naming the
+        field), or two reads already in.
+    SignatureRefused
+        The password does not match the reader's.
+    Conflict
+        This reader has already read this subject.
+    """
+    if not isinstance(read, dict) or not isinstance(read.get("timepoints"), list):
+        raise InvalidInput(
+            "a read is a JSON object with 'lesions' and 'timepoints' (docs/interfaces.md)",
+            field="read",
+        )
+    extra = sorted(set(read) - set(CASE_KEYS))
+    if extra:
+        raise InvalidInput(
+            f"a read holds only lesions and timepoints, not {extra[0]!r} (reads are blinded)",
+            field=extra[0],
+        )
+    with write_transaction(session):
+        _check_password(session, actor, password)
+        subject = get_subject(session, trial_code, subject_code, lock=True)
+        if not subject.trial.central_review:
+            raise InvalidInput(
+                f"trial {trial_code} does not use independent central review", field="trial"
+            )
+        reads = reads_of(session, subject)
+        if any(r.reader == actor.username for r in reads):
+            raise Conflict(
+                f"subject {subject_code}: you have already read this subject; a read is "
+                "signed and final",
+                field="read",
+            )
+        if len(reads) >= 2:
+            raise InvalidInput(
+                f"subject {subject_code} already has its two independent reads", field="read"
+            )
+        case = blinded_case(subject, read)
+        result = _engine_assess(case)
+        row = CentralRead(
+            subject_id=subject.id,
+            slot=len(reads) + 1,
+            reader=actor.username,
+            case_json=case,
+            result_json=result,
+            signed_at=utcnow(),
+            accepted=False,
+        )
+        session.add(row)
+        key = f"{trial_code}/{subject_code}/read{row.slot}"
+        audit = _Audit(session, actor, "read complete")
+        audit.log("create", "central_read", key, "result", None, _summary(result))
+        audit.log(
+            "sign", "central_read", key, "signature", None, f"{actor.username} · read complete"
+        )
+        if row.slot == 2 and disagreement(reads[0].result_json, result) is None:
+            # Concordant reads: read 1 is the accepted read (no adjudication needed).
+            reads[0].accepted = True
+            audit.log(
+                "update",
+                "central_read",
+                f"{trial_code}/{subject_code}/read1",
+                "accepted",
+                False,
+                True,
+            )
+        _flush(session)
+        return row
+
+
+def _summary(result: dict[str, Any]) -> str:
+    prog = result.get("progression")
+    pd = f"PD {prog['timepoint']} {prog['date']}" if prog else "no PD"
+    return f"BOR {result['best_overall_response']}, {pd}"
+
+
+def adjudicate(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    subject_code: str,
+    *,
+    accepted_slot: int | None,
+    rationale: str,
+    password: str,
+) -> Adjudication:
+    """Accept one of two disagreeing reads with a rationale, signed with the password."""
+    rationale = (rationale or "").strip()
+    if accepted_slot not in (1, 2):
+        raise InvalidInput("choose read 1 or read 2", field="accepted")
+    if not rationale:
+        raise InvalidInput("an adjudication needs a rationale", field="rationale")
+    with write_transaction(session):
+        _check_password(session, actor, password)
+        subject = get_subject(session, trial_code, subject_code, lock=True)
+        reads = reads_of(session, subject)
+        if len(reads) < 2:
+            raise InvalidInput(
+                f"subject {subject_code} has {len(reads)} of its 2 reads; adjudication waits "
+                "for both",
+                field="read",
+            )
+        why = disagreement(reads[0].result_json, reads[1].result_json)
+        if why is None:
+            raise InvalidInput(
+                f"subject {subject_code}: the two reads agree; there is nothing to adjudicate",
+                field="read",
+            )
+        if session.scalar(select(Adjudication).where(Adjudication.subject_id == subject.id)):
+            raise Conflict(f"subject {subject_code} is already adjudicated", field="read")
+        if any(r.reader == actor.username for r in reads):
+            raise InvalidInput("an adjudicator cannot adjudicate a subject they read", field="read")
+        row = Adjudication(
+            subject_id=subject.id,
+            accepted_slot=accepted_slot,
+            disagreement=why,
+            rationale=rationale,
+            adjudicator=actor.username,
+            signed_at=utcnow(),
+        )
+        session.add(row)
+        reads[accepted_slot - 1].accepted = True
+        key = f"{trial_code}/{subject_code}"
+        audit = _Audit(session, actor, rationale)
+        audit.log("adjudicate", "adjudication", key, "accepted", None, f"read {accepted_slot}")
+        audit.log(
+            "sign",
+            "adjudication",
+            key,
+            "signature",
+            None,
+            f"{actor.username} · adjudication complete",
+        )
+        _flush(session)
+        return row
+
+
+@dataclass(frozen=True)
+class SubjectReview:
+    """A subject's central-review state."""
+
+    subject: Subject
+    reads: list[CentralRead]
+    disagreement: str | None
+    adjudication: Adjudication | None
+
+    @property
+    def state(self) -> str:
+        if len(self.reads) < 2:
+            return f"{len(self.reads)} of 2 reads"
+        if self.disagreement is None:
+            return "agreed"
+        return "adjudicated" if self.adjudication else "awaiting adjudication"
+
+
+def overview(session: Session, trial: Trial) -> list[SubjectReview]:
+    """Every subject's reads, disagreement and adjudication."""
+    subjects = list_subjects(session, trial)
+    ids = [s.id for s in subjects]
+    reads: dict[int, list[CentralRead]] = {i: [] for i in ids}
+    for r in session.scalars(
+        select(CentralRead).where(CentralRead.subject_id.in_(ids)).order_by(CentralRead.slot)
+    ):
+        reads[r.subject_id].append(r)
+    adjudications = {
+        a.subject_id: a
+        for a in session.scalars(select(Adjudication).where(Adjudication.subject_id.in_(ids)))
+    }
+    out = []
+    for s in subjects:
+        rs = reads[s.id]
+        why = disagreement(rs[0].result_json, rs[1].result_json) if len(rs) == 2 else None
+        out.append(SubjectReview(s, rs, why, adjudications.get(s.id)))
+    return out
+
+
+def metrics(rows: list[SubjectReview]) -> dict[str, Any]:
+    """Adjudication rate and, per reader, the share of adjudications won and lost.
+
+    The adjudication rate is the share of subjects with both reads that needed
+    adjudication. A reader *wins* an adjudication when their read is accepted and *loses*
+    it otherwise; the share lost is the reader disagreement index.
+    """
+    complete = [r for r in rows if len(r.reads) == 2]
+    needing = [r for r in complete if r.disagreement is not None]
+    readers: dict[str, dict[str, Any]] = {}
+    for row in complete:
+        for read in row.reads:
+            readers.setdefault(read.reader, {"reads": 0, "adjudications": 0, "won": 0, "lost": 0})
+            readers[read.reader]["reads"] += 1
+    for row in needing:
+        if row.adjudication is None:
+            continue
+        for read in row.reads:
+            stats = readers[read.reader]
+            stats["adjudications"] += 1
+            stats["won" if read.slot == row.adjudication.accepted_slot else "lost"] += 1
+    for stats in readers.values():
+        n = stats["adjudications"]
+        stats["won_pct"] = round(100 * stats["won"] / n, 1) if n else None
+        stats["lost_pct"] = round(100 * stats["lost"] / n, 1) if n else None
+    return {
+        "subjects_with_two_reads": len(complete),
+        "needing_adjudication": len(needing),
+        "adjudication_rate_pct": round(100 * len(needing) / len(complete), 1) if complete else None,
+        "readers": dict(sorted(readers.items())),
+    }
+
+
+def adrs_csv(session: Session, trial: Trial) -> str:
+    """ADaM ADRS of every central read, with the reader (RSEVALID) and RSACPTFL, through
+    the :mod:`cdisc_io` exporter. The arm and randomisation date come from the subject
+    here, after the reads were made blind."""
+    from cdisc_io.adam_export import export_adam
+    from cdisc_io.cases import Assessed
+
+    assessed = []
+    for row in overview(session, trial):
+        for read in row.reads:
+            case = {
+                **read.case_json,
+                "arm": row.subject.arm.code if row.subject.arm else None,
+                "randomized_on": row.subject.randomized_on.isoformat()
+                if row.subject.randomized_on
+                else None,
+                "reader": read.reader,
+                "accepted": read.accepted,
+            }
+            assessed.append(Assessed(case=case, result=read.result_json))
+    adrs, _adtte = export_adam(assessed, studyid=trial.code)
+    return str(adrs.to_csv(index=False, lineterminator="\r\n"))
+
