@@ -1,0 +1,111 @@
+"""In a real browser: two blinded readers disagree on progression, the adjudicator sees
+both reads side by side and accepts one, and the ADaM export shows the accepted read.
+Screenshots go to test-output/e2e/<database>/central-*.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.recist.conftest import case, fu
+from web.central import set_central_review
+from web.services import SYSTEM, create_subject, create_trial, create_user
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "e2e password 123"
+TRIAL = "E2E-ICR"
+
+
+def _read(*follow_ups: dict[str, Any]) -> str:
+    whole = case({"T1": 30.0}, *follow_ups)
+    return json.dumps({"lesions": whole["lesions"], "timepoints": whole["timepoints"]}, indent=1)
+
+
+# Reader A calls PD at FU2 (30 → 28 → 40 mm, R-TGT-PD); reader B sees 31 mm: no PD.
+READS = {
+    "reader_a": _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0})),
+    "reader_b": _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0})),
+}
+
+
+def _seed(app: Any) -> None:
+    session = app.extensions["recist_sessions"]()
+    try:
+        for name, role in (
+            ("reader_a", "reader"),
+            ("reader_b", "reader"),
+            ("adj", "adjudicator"),
+        ):
+            create_user(session, SYSTEM, username=name, password=PASSWORD, role=role)
+        create_trial(session, SYSTEM, code=TRIAL, title="Central review", arms=[("A", "arm A")])
+        set_central_review(session, SYSTEM, TRIAL, on=True)
+        create_subject(session, SYSTEM, TRIAL, code="ICR-001", arm="A", randomized_on="2021-01-04")
+    finally:
+        session.close()
+
+
+def _login(browser: Any, base: str, name: str) -> Any:
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    return page
+
+
+def test_two_readers_disagree_on_pd_the_adjudicator_accepts_one_and_the_export_shows_it(
+    live_server: dict[str, Any], browser: Any, screenshots: Path
+) -> None:
+    _seed(live_server["app"])
+    base = live_server["url"]
+    for name, read in READS.items():
+        page = _login(browser, base, name)
+        page.goto(f"{base}/trials/{TRIAL}")  # a blinded reader lands on the reading list
+        assert page.url.endswith(f"/trials/{TRIAL}/central-reads")
+        page.click("text=ICR-001")
+        page.fill("textarea[name=read]", read)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("text=Sign and submit")
+        expected = "PD at FU2, 2021-04-26" if name == "reader_a" else "none"
+        assert page.locator("#my-pd").inner_text() == expected
+        page.screenshot(path=str(screenshots / f"central-read-{name}.png"), full_page=True)
+        # Blinded: the site read of the subject is refused.
+        response = page.goto(f"{base}/trials/{TRIAL}/subjects/ICR-001")
+        assert response is not None and response.status == 403
+        page.context.close()
+
+    page = _login(browser, base, "adj")
+    page.goto(f"{base}/trials/{TRIAL}/central-review")
+    row = page.locator("#central tr[data-subject=ICR-001]")
+    assert "progression: read 1 2021-04-26, read 2 none" in row.inner_text()
+    row.locator("text=awaiting adjudication").click()
+    assert page.locator("section.read").count() == 2
+    assert "reader_a" in page.locator("section.read[data-slot='1']").inner_text()
+    assert "reader_b" in page.locator("section.read[data-slot='2']").inner_text()
+    page.screenshot(path=str(screenshots / "central-adjudication.png"), full_page=True)
+    page.select_option("select[name=accepted]", "1")
+    page.fill("input[name=rationale]", "FU2 growth confirmed on thin slices")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("text=Sign and accept")
+    assert "Read 1 accepted by adj" in page.locator("#adjudicated").inner_text()
+
+    page.goto(f"{base}/trials/{TRIAL}/central-review")
+    assert (
+        "read 1 (reader_a)"
+        in page.locator("#central tr[data-subject=ICR-001] .accepted").inner_text()
+    )
+    with page.expect_download() as download_info:
+        page.click("#adrs-csv")
+    body = Path(download_info.value.path()).read_text()
+    rows = [r for r in csv.DictReader(io.StringIO(body)) if r["PARAMCD"] == "PD"]
+    by_reader = {r["RSEVALID"]: (r["AVALC"], r["RSACPTFL"]) for r in rows}
+    assert by_reader == {"reader_a": ("Y", "Y"), "reader_b": ("N", "")}
+    page.screenshot(path=str(screenshots / "central-review.png"), full_page=True)
+    page.context.close()
