@@ -107,18 +107,18 @@ def _markers(
 ) -> dict[str, tuple[str, ...]]:
     """:func:`_flags` from the records of the timepoint, looked up once by the caller."""
     flags: dict[str, tuple[str, ...]] = {}
-    markers = _TARGET_MARKERS
-    for lesion_id, value in zip(target_ids, values, strict=True):
-        if value.state is not TargetState.MEASURED:
-            marker = markers.get(value.state)
+    measured = TargetState.MEASURED
+    for index, value in enumerate(values):
+        if value.state is not measured:
+            marker = _TARGET_MARKERS.get(value.state)
             if marker is not None:
-                flags[lesion_id] = marker
-    nt_markers = _NON_TARGET_MARKERS
-    for lesion_id, state in zip(nt_ids, nt_states, strict=True):
-        if state is not NonTargetState.PRESENT:
-            nt_marker = nt_markers.get(state)
+                flags[target_ids[index]] = marker
+    present = NonTargetState.PRESENT
+    for index, state in enumerate(nt_states):
+        if state is not present:
+            nt_marker = _NON_TARGET_MARKERS.get(state)
             if nt_marker is not None:
-                flags[lesion_id] = nt_marker
+                flags[nt_ids[index]] = nt_marker
     for new in new_lesions:
         flags[new.id] = ("new", "equivocal") if new.equivocal else ("new",)
     return flags

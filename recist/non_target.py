@@ -40,13 +40,13 @@ def non_target_states_response(
     progressed = []
     present = []
     missing = []
-    for lesion_id, state in zip(ids, states, strict=True):
+    for index, state in enumerate(states):
         if state is NonTargetState.PRESENT:
-            present.append(lesion_id)
+            present.append(ids[index])
         elif state is NonTargetState.PROGRESSION:
-            progressed.append(lesion_id)
+            progressed.append(ids[index])
         elif state is NonTargetState.NOT_EVALUATED:
-            missing.append(lesion_id)
+            missing.append(ids[index])
     if progressed:
         return NonTargetAssessment(
             Response.PD,

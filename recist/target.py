@@ -176,8 +176,9 @@ class TargetTracker:
             )
         # R-TGT-CR when every target is gone (is_gone, inlined: a non-nodal target at 0 mm,
         # a node below 10 mm); the sum is complete here, so every size is known.
-        for nodal, size in zip(self._nodal, sizes, strict=True):
-            if (size >= NODE_NORMAL_SA) if nodal else size != 0:  # type: ignore[operator]
+        nodal = self._nodal
+        for index, size in enumerate(sizes):
+            if (size >= NODE_NORMAL_SA) if nodal[index] else size != 0:  # type: ignore[operator]
                 break
         else:
             detail = "every non-nodal target 0 mm" + (
