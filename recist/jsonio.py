@@ -292,7 +292,8 @@ _SETTINGS_CACHE: dict[tuple[Any, ...], Settings] = {}
 
 
 def _settings(model: SettingsIn) -> Settings:
-    key = tuple(model.__dict__.values())
+    # The float's repr too: -0.0 == 0.0, but the result's settings would print differently.
+    key = (*model.__dict__.values(), repr(model.reappearance_min_mm))
     settings = _SETTINGS_CACHE.get(key)
     if settings is None:
         settings = Settings.from_dict(model.model_dump())

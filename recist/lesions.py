@@ -61,15 +61,17 @@ def length_to_mm(value: Length) -> float:
 
 def format_mm(value: Length) -> str:
     """A length for a reason sentence: 0.1 mm resolution unless the value is finer."""
-    text = _MM_TEXT.get(value)
+    cached = type(value) is int  # lengths are ints; anything else is written afresh
+    text = _MM_TEXT.get(value) if cached else None
     if text is None:
         if value % (UNITS_PER_MM // 10) == 0:
             text = f"{value / UNITS_PER_MM:.1f} mm"
         else:
             text = f"{value / UNITS_PER_MM:.4f}".rstrip("0") + " mm"
-        if len(_MM_TEXT) >= 50_000:
-            _MM_TEXT.clear()
-        _MM_TEXT[value] = text
+        if cached:
+            if len(_MM_TEXT) >= 50_000:
+                _MM_TEXT.clear()
+            _MM_TEXT[value] = text
     return text
 
 
