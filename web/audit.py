@@ -75,9 +75,7 @@ POSTGRESQL_DROP_TRIGGERS = (
 
 def install_triggers(connection: Connection) -> None:
     """Create the append-only triggers on ``audit_record`` for the connection's dialect."""
-    statements = (
-        POSTGRESQL_TRIGGERS if connection.dialect.name == "postgresql" else SQLITE_TRIGGERS
-    )
+    statements = POSTGRESQL_TRIGGERS if connection.dialect.name == "postgresql" else SQLITE_TRIGGERS
     for statement in statements:
         connection.exec_driver_sql(statement)
 

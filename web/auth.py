@@ -64,6 +64,7 @@ def blinded(role: str | None, trial: object) -> bool:
     """Whether a reader must not see a trial's site reads, arms and other reads."""
     return role == "reader" and bool(getattr(trial, "central_review", False))
 
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

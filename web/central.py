@@ -345,4 +345,3 @@ def adrs_csv(session: Session, trial: Trial) -> str:
             assessed.append(Assessed(case=case, result=read.result_json))
     adrs, _adtte = export_adam(assessed, studyid=trial.code)
     return str(adrs.to_csv(index=False, lineterminator="\r\n"))
-

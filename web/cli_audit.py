@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         with engine.connect() as connection:
             report = verify_chain(connection)
     except SQLAlchemyError as error:
-        first = str(error.orig if getattr(error, "orig", None) else error).splitlines()[0]
+        cause = getattr(error, "orig", None) or error
+        first = str(cause).splitlines()[0]
         where = engine.url.render_as_string(hide_password=True)
         print(f"recist audit: cannot read the audit trail at {where}: {first}", file=sys.stderr)
         return 2

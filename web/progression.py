@@ -86,7 +86,7 @@ def engine_call(result: dict[str, Any] | None) -> Call | None:
     if not result or not result.get("progression"):
         return None
     prog = result["progression"]
-    tp = next((t for t in result["timepoints"] if t["id"] == prog["timepoint"]), {})
+    tp: dict[str, Any] = next((t for t in result["timepoints"] if t["id"] == prog["timepoint"]), {})
     return Call(
         timepoint=prog["timepoint"],
         date=date.fromisoformat(prog["date"]),

@@ -376,7 +376,7 @@ def central_read(trial_code: str, subject_code: str) -> Any:
         try:
             try:
                 read = json.loads(text)
-            except ValueError as bad:
+            except json.JSONDecodeError as bad:
                 raise InvalidInput(
                     f"the read is not valid JSON (line {bad.lineno}, column {bad.colno}): "
                     f"{bad.msg}",

@@ -34,8 +34,19 @@ def upgrade() -> None:
         *(
             sa.column(name)
             for name in (
-                "id", "at", "username", "action", "entity", "entity_key", "field", "old",
-                "new", "reason", "seq", "prev_hash", "hash",
+                "id",
+                "at",
+                "username",
+                "action",
+                "entity",
+                "entity_key",
+                "field",
+                "old",
+                "new",
+                "reason",
+                "seq",
+                "prev_hash",
+                "hash",
             )
         ),
     )
@@ -61,9 +72,7 @@ def upgrade() -> None:
             reason=row.reason,
         )
         bind.execute(
-            table.update()
-            .where(table.c.id == row.id)
-            .values(seq=seq, prev_hash=prev, hash=digest)
+            table.update().where(table.c.id == row.id).values(seq=seq, prev_hash=prev, hash=digest)
         )
         prev = digest
 

@@ -35,9 +35,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["subject_id"], ["subject.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        op.f("ix_progression_review_subject_id"), "progression_review", ["subject_id"]
-    )
+    op.create_index(op.f("ix_progression_review_subject_id"), "progression_review", ["subject_id"])
 
 
 def downgrade() -> None:
