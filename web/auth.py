@@ -136,7 +136,32 @@ def actor() -> Actor:
     return Actor(user.username, user.role)
 
 
+# What a blinded reader of an independent-review trial may open: their reading list and
+# their own read (the trial page redirects to the list).
+BLINDED_ENDPOINTS = frozenset({"review.central_reads", "review.central_read", "views.trial"})
+
+
+def _blinding_guard() -> None:
+    """Readers of an independent-review trial see nothing of it but their own reads: every
+    other page and API route naming the trial answers 403 (site reads, arms, results,
+    other readers' reads, plots, the review queue)."""
+    trial_code = (request.view_args or {}).get("trial_code")
+    if not trial_code or request.endpoint in BLINDED_ENDPOINTS:
+        return
+    if request_user_role() != "reader":
+        return
+    from sqlalchemy import select
+
+    from web import db_session
+    from web.models import Trial
+
+    central = db_session().scalar(select(Trial.central_review).where(Trial.code == trial_code))
+    if central:
+        refuse_if_blinded(Trial(central_review=True))
+
+
 def init_app(app: Flask) -> None:
+    app.before_request(_blinding_guard)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"

@@ -196,3 +196,30 @@ def test_a_reader_submits_a_read_through_the_page_with_their_password(
     assert response.status_code == 302
     page = client.get(url).data.decode()
     assert 'id="my-bor">SD<' in page and 'id="my-pd">PD at FU2, 2021-04-26<' in page
+
+
+def test_blinded_readers_get_403_from_every_other_page_and_api_route_of_the_trial(
+    app: Flask, central: str, users: dict[str, str]
+) -> None:
+    from web.testing import bearer
+
+    base = f"/trials/{central}/subjects/S-1"
+    client = app.test_client()
+    login(client, "reader")
+    for url in (base + "/baseline", base + "/timepoints/new", base + "/progression"):
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert b"readers see only their own reads" in response.data
+    api = f"/api/v1/trials/{central}"
+    for method, url in (
+        ("GET", api),
+        ("GET", api + "/subjects"),
+        ("GET", api + "/subjects/S-1/result"),
+        ("PUT", api + "/subjects/S-1/baseline"),
+    ):
+        response = client.open(url, method=method, headers=bearer(users["reader"]))
+        assert response.status_code == 403, (method, url)
+        assert "blinded independent central review" in response.get_json()["error"]["message"]
+    # Other roles are not blinded.
+    response = client.get(api + "/subjects/S-1/result", headers=bearer(users["reviewer"]))
+    assert response.status_code == 200
