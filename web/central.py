@@ -30,6 +30,7 @@ from web.services import (
     Actor,
     Conflict,
     InvalidInput,
+    NotFound,
     _Audit,
     _engine_assess,
     _flush,
@@ -323,25 +324,46 @@ def metrics(rows: list[SubjectReview]) -> dict[str, Any]:
     }
 
 
-def adrs_csv(session: Session, trial: Trial) -> str:
-    """ADaM ADRS of every central read, with the reader (RSEVALID) and RSACPTFL, through
-    the :mod:`cdisc_io` exporter. The arm and randomisation date come from the subject
-    here, after the reads were made blind."""
+EXPORT_DOMAINS = ("adrs", "adtte", "tu", "tr", "rs")
+
+
+def export_csv(session: Session, trial: Trial, domain: str) -> str:
+    """ADaM ADRS/ADTTE or SDTM TU/TR/RS of every central read, with the reader
+    (``RSEVALID``/``TREVALID``…) and the accepted flag (``RSACPTFL``/``TRACPTFL``…), through
+    the :mod:`cdisc_io` exporters. The arm and randomisation date come from the subject
+    here, after the reads were made blind.
+
+    Raises
+    ------
+    NotFound
+        ``domain`` is not one of :data:`EXPORT_DOMAINS`.
+    """
     from cdisc_io.adam_export import export_adam
     from cdisc_io.cases import Assessed
+    from cdisc_io.sdtm_export import export_sdtm
 
+    if domain not in EXPORT_DOMAINS:
+        raise NotFound(
+            f"there is no export {domain!r}; known: {', '.join(EXPORT_DOMAINS)}", field="domain"
+        )
     assessed = []
     for row in overview(session, trial):
+        subject = row.subject
         for read in row.reads:
             case = {
                 **read.case_json,
-                "arm": row.subject.arm.code if row.subject.arm else None,
-                "randomized_on": row.subject.randomized_on.isoformat()
-                if row.subject.randomized_on
+                "arm": subject.arm.code if subject.arm else None,
+                "randomized_on": subject.randomized_on.isoformat()
+                if subject.randomized_on
                 else None,
                 "reader": read.reader,
                 "accepted": read.accepted,
             }
             assessed.append(Assessed(case=case, result=read.result_json))
-    adrs, _adtte = export_adam(assessed, studyid=trial.code)
-    return str(adrs.to_csv(index=False, lineterminator="\r\n"))
+    if domain in ("adrs", "adtte"):
+        adrs, adtte = export_adam(assessed, studyid=trial.code)
+        frame = adrs if domain == "adrs" else adtte
+    else:
+        tu, tr, rs = export_sdtm(assessed, studyid=trial.code)
+        frame = {"tu": tu, "tr": tr, "rs": rs}[domain]
+    return str(frame.to_csv(index=False, lineterminator="\r\n"))

@@ -333,16 +333,18 @@ def central_review(trial_code: str) -> Any:
     return render_template("central_review.html", trial=trial, rows=rows, metrics=metrics(rows))
 
 
-@bp.route("/trials/<trial_code>/central-review/adrs.csv")
+@bp.route("/trials/<trial_code>/central-review/<domain>.csv")
 @requires("view_audit")
-def central_adrs(trial_code: str) -> Any:
-    from web.central import adrs_csv
+def central_export(trial_code: str, domain: str) -> Any:
+    from web.central import export_csv
 
     trial = get_trial(db_session(), trial_code)
     return Response(
-        adrs_csv(db_session(), trial),
+        export_csv(db_session(), trial, domain),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{trial.code}_central_adrs.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{trial.code}_central_{domain}.csv"'
+        },
     )
 
 

@@ -155,10 +155,23 @@ def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = 
         # Independent central review: a reader's view of the trial is their reading list.
         return redirect(url_for("review.central_reads", trial_code=trial_code))
     rows = [(s, subject_summary(s.result_json)) for s in list_subjects(session, trial_row)]
+    from web.auth import allowed
+    from web.progression import open_queries
+
+    # Queries on progression calls go back to the readers: list them where they look.
+    queries = (
+        open_queries(session, trial_row) if allowed(request_user_role(), "answer_queries") else []
+    )
     status = error.status if error is not None else 200
     return (
         render_template(
-            "trial.html", trial=trial_row, rows=rows, plots=PLOTS, error=error, form=form or {}
+            "trial.html",
+            trial=trial_row,
+            rows=rows,
+            plots=PLOTS,
+            queries=queries,
+            error=error,
+            form=form or {},
         ),
         status,
     )

@@ -14,7 +14,13 @@ from web.services import SYSTEM, create_subject, lesions_from_json, save_baselin
 from web.testing import ROLES, TRIAL, baseline_lesions, bearer, dispose, login, make_test_app
 
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "api.openapi"}
-SAMPLE_ARGS = {"trial_code": TRIAL, "subject_code": "S-001", "tp_code": "W8", "kind": "waterfall"}
+SAMPLE_ARGS = {
+    "trial_code": TRIAL,
+    "subject_code": "S-001",
+    "tp_code": "W8",
+    "kind": "waterfall",
+    "domain": "adrs",
+}
 
 
 @pytest.fixture

@@ -152,6 +152,16 @@ def test_adrs_export_carries_both_reads_and_the_accepted_flag(
         ("S-2", "reader"): ("SD", "Y"),
         ("S-2", "reader2"): ("SD", ""),
     }
+    body = client.get(f"/trials/{central}/central-review/tr.csv").data.decode()
+    tr = list(csv.DictReader(io.StringIO(body)))
+    fu2 = {
+        (r["USUBJID"], r["TREVALID"]): (r["TRSTRESC"], r["TRACPTFL"])
+        for r in tr
+        if r["VISIT"] == "FU2" and r["TRTESTCD"] == "LDIAM"
+    }
+    assert fu2[("S-1", "reader")] == ("40", "") and fu2[("S-1", "reader2")] == ("31", "Y")
+    response = client.get(f"/trials/{central}/central-review/xpt.csv")
+    assert response.status_code == 404 and b"there is no export &#39;xpt&#39;" in response.data
     page = client.get(f"/trials/{central}/central-review").data.decode()
     assert 'id="adjudication-rate">50.0 %' in page
     assert "read 2 (reader2)" in page

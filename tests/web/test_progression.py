@@ -290,3 +290,30 @@ def test_the_evidence_page_of_a_subject_without_progression_says_so(
     assert response.status_code == 400
     assert b"subject S-PR has no progression call to review" in response.data
     assert subject_row(session, get_subject(session, calls, "S-PR")) is None
+
+
+def test_open_queries_are_listed_for_the_readers_on_the_trial_page(
+    app: Flask, calls: str, session: Session
+) -> None:
+    review_call(
+        session,
+        REVIEWER,
+        calls,
+        "S-NEW",
+        decision="queried",
+        comment="is NL01 the cyst?",
+        seen_call=None,
+    )
+    reader = app.test_client()
+    login(reader, "reader")
+    page = reader.get(f"/trials/{calls}").data.decode()
+    assert 'id="open-queries"' in page
+    assert "S-NEW</a>: PD at W8 — reviewer asks “is NL01 the cyst?”" in page
+    answer_query(session, READER, calls, "S-NEW", comment="no: new on CT", seen_call=None)
+    assert 'id="open-queries"' not in reader.get(f"/trials/{calls}").data.decode()
+    manager = app.test_client()
+    login(manager, "trial_manager")
+    review_call(
+        session, REVIEWER, calls, "S-GROW", decision="queried", comment="check T01", seen_call=None
+    )
+    assert 'id="open-queries"' not in manager.get(f"/trials/{calls}").data.decode()
