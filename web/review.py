@@ -202,6 +202,10 @@ def _progression_page(trial_code: str, subject_code: str, error: ServiceError | 
             subject=subject,
             row=subject_row(session, subject),
             grid=grid,
+            grid_values={
+                tp["id"]: {k: v for k, v in tp["targets"].items() if isinstance(v, float | int)}
+                for tp in case["timepoints"]
+            },
             error=error,
         ),
         error.status if error is not None else 200,

@@ -1186,6 +1186,7 @@ def save_timepoint(
     expected_version: int | None = None,
     original_code: str | None = None,
     reason: str | None = None,
+    imaging: dict[str, Any] | None = None,
 ) -> tuple[Subject, Timepoint]:
     """Create or update a follow-up timepoint and recompute the subject's assessment.
 
@@ -1199,6 +1200,10 @@ def save_timepoint(
         timepoint, so that a concurrent save is refused instead of overwritten.
     original_code
         The timepoint's current id when the edit renames it.
+    imaging
+        What imaging_io measured when the form was pre-filled from an uploaded study
+        (``{"image": …, "lesions": {id: {"mm": …, …}}}``), kept beside the reader's values
+        as the evidence reviewers open; ``None`` keeps what is stored.
 
     Raises
     ------
@@ -1335,6 +1340,10 @@ def save_timepoint(
         _touch(tp, actor)
         subject.updated_at = utcnow()
         # One flush, after the engine accepted the case: a refusal writes nothing.
+        if imaging is not None and audit.change(
+            "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
+        ):
+            tp.imaging_json = imaging
         _recompute(subject, focus=code)
         _flush(session)
     return subject, tp

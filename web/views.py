@@ -375,8 +375,10 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
         return _timepoint_page(row, case, values, tp_code, version, None)
     form = request.form
     posted_version = _version(form.get("version"))
+    token = form.get("imaging") or None
     try:
         data = timepoint_from_form(form, case)
+        imaging = _imaging_from_token(token) if token else None
         _subject, saved = save_timepoint(
             session,
             actor(),
@@ -386,10 +388,13 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             expected_version=posted_version,
             original_code=tp_code,
             reason=form.get("reason") or None,
+            imaging=imaging,
         )
     except ServiceError as error:
         values = timepoint_values_from_post(form, case)
-        return _timepoint_page(row, case, values, tp_code, posted_version, error)
+        return _timepoint_page(
+            row, case, values, tp_code, posted_version, error, imaging_token=token
+        )
     flash(f"Timepoint {saved.code} saved; the assessment was recomputed.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
@@ -401,10 +406,12 @@ def _timepoint_page(
     tp_code: str | None,
     version: int | None,
     error: ServiceError | None,
+    imaging_token: str | None = None,
 ) -> Any:
     return (
         render_template(
             "timepoint.html",
+            imaging_token=imaging_token,
             trial=row.trial,
             subject=row,
             case=case,
@@ -472,7 +479,8 @@ def upload(trial_code: str, subject_code: str) -> Any:
         target = request.form.get("timepoint") or None
         tp = get_timepoint(row, target) if target in follow_ups else None
         stored = timepoint_as_dict(row, tp) if tp is not None else None
-        prefill, notes = _prefill_from_measurement(case, measured)
+        prefill, notes, sources = _prefill_from_measurement(case, measured)
+        evidence = {"image": measured.get("image") or {}, "lesions": sources}
         values = timepoint_form_values(stored, case)
         for code, mm in prefill.items():
             values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
@@ -480,7 +488,13 @@ def upload(trial_code: str, subject_code: str) -> Any:
             "Measured from the uploaded study; check every value before saving. " + "; ".join(notes)
         )
         return _timepoint_page(
-            row, case, values, tp.code if tp else None, tp.version if tp else None, None
+            row,
+            case,
+            values,
+            tp.code if tp else None,
+            tp.version if tp else None,
+            None,
+            imaging_token=_imaging_serializer().dumps(evidence),
         )
     return (
         render_template(
@@ -488,6 +502,34 @@ def upload(trial_code: str, subject_code: str) -> Any:
         ),
         error.status if error is not None else 200,
     )
+
+
+# The imaging evidence travels in the form between the upload and the save: signed with
+# the application's key, so what is stored is what imaging_io measured, not what a
+# browser sent back.
+IMAGING_SALT = "recist-imaging-evidence"
+IMAGING_MAX_AGE_S = 24 * 3600
+
+
+def _imaging_serializer() -> Any:
+    from flask import current_app
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=IMAGING_SALT)
+
+
+def _imaging_from_token(token: str) -> dict[str, Any]:
+    from itsdangerous import BadSignature
+
+    try:
+        evidence: dict[str, Any] = _imaging_serializer().loads(token, max_age=IMAGING_MAX_AGE_S)
+    except BadSignature:
+        raise InvalidInput(
+            "the imaging measurements attached to this form are not valid (altered, or older "
+            "than a day); upload the study again",
+            field="imaging",
+        ) from None
+    return evidence
 
 
 def _lesion_key(text: str) -> str:
@@ -498,7 +540,7 @@ def _lesion_key(text: str) -> str:
 
 def _prefill_from_measurement(
     case: dict[str, Any], measured: dict[str, Any]
-) -> tuple[dict[str, float], list[str]]:
+) -> tuple[dict[str, float], list[str], dict[str, dict[str, Any]]]:
     """Match measured segments to targets, and say how each was matched.
 
     A segment whose tracking id or label names a lesion (T1 ≙ T01) goes to it; segments
@@ -517,6 +559,7 @@ def _prefill_from_measurement(
             named.setdefault(key, item)
     out: dict[str, float] = {}
     notes = []
+    sources: dict[str, dict[str, Any]] = {}
     for le in targets:
         item = named.get(_lesion_key(le["id"]))
         how = "by its id"
@@ -526,10 +569,18 @@ def _prefill_from_measurement(
             continue
         out[le["id"]] = _size_of(le, item)
         axis = "short axis" if le.get("nodal") else "longest diameter"
+        sources[le["id"]] = {
+            "mm": out[le["id"]],
+            "axis": axis,
+            "segment": item.get("label"),
+            "matched": how,
+            "slice_index": item.get("slice_index"),
+            "volume_ml": item.get("volume_ml"),
+        }
         notes.append(
             f"{le['id']} ← segment {item.get('label')!r} ({how}): {axis} {out[le['id']]:.1f} mm"
         )
-    return out, notes
+    return out, notes, sources
 
 
 def _size_of(lesion: dict[str, Any], measured: dict[str, Any]) -> float:

@@ -265,3 +265,92 @@ def test_upload_for_an_existing_follow_up_prefills_its_edit_form_with_its_versio
     assert float(re.search(r'name="t_T01_mm" value="([^"]*)"', html).group(1)) > 0
     # The non-target keeps its stored state: the study does not say anything about it.
     assert '<option value="absent" selected>' in html
+
+
+def _form_fields(html: str, form_id: str) -> dict[str, str]:
+    """The values a browser would submit from the form ``form_id`` (inputs, checked boxes,
+    selected options)."""
+    from html.parser import HTMLParser
+
+    class Fields(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inside = False
+            self.select: str | None = None
+            self.first: dict[str, str] = {}
+            self.values: dict[str, str] = {}
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = {k: v or "" for k, v in attrs}
+            if tag == "form":
+                self.inside = a.get("id") == form_id
+            if not self.inside:
+                return
+            if tag == "input" and a.get("name"):
+                if a.get("type") == "checkbox":
+                    if "checked" in a:
+                        self.values[a["name"]] = a.get("value") or "on"
+                elif a.get("type") not in ("submit", "button"):
+                    self.values[a["name"]] = a.get("value", "")
+            elif tag == "select":
+                self.select = a.get("name")
+            elif tag == "option" and self.select:
+                self.first.setdefault(self.select, a.get("value", ""))
+                if "selected" in a:
+                    self.values[self.select] = a.get("value", "")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "form":
+                self.inside = False
+            if tag == "select" and self.select:
+                self.values.setdefault(self.select, self.first.get(self.select, ""))
+                self.select = None
+
+    parser = Fields()
+    parser.feed(html)
+    return parser.values
+
+
+@pytest.mark.skipif(not (SAMPLE / "W8" / "SEG.dcm").exists(), reason="sample_dicom not built")
+def test_what_imaging_io_measured_is_kept_as_evidence_beside_what_the_reader_saved(
+    app: Flask, users: dict[str, str], session: Session, trial: str
+) -> None:
+    import json
+
+    case = json.loads((SAMPLE / "demo_case.json").read_text())
+    w8_date = case["timepoints"][1]["date"]
+    case["timepoints"] = case["timepoints"][:1]
+    case.pop("arm", None)
+    import_case(session, SYSTEM, trial, case)
+    subject = case["subject_id"]
+    entries = {f"W8/CT/{p.name}": p.read_bytes() for p in (SAMPLE / "W8" / "CT").glob("*.dcm")}
+    entries["W8/SEG.dcm"] = (SAMPLE / "W8" / "SEG.dcm").read_bytes()
+    client = app.test_client()
+    login(client, "reader")
+    html = client.post(
+        f"/trials/{trial}/subjects/{subject}/upload",
+        data={"study": (_zip(entries), "w8.zip")},
+        content_type="multipart/form-data",
+    ).data.decode()
+    fields = _form_fields(html, "timepoint-form")
+    assert fields["imaging"]
+    measured_t1 = float(fields["t_T1_mm"])
+    fields.update(code="W8", date=w8_date, t_T1_mm=f"{measured_t1 + 2:.1f}")
+    forged = client.post(
+        f"/trials/{trial}/subjects/{subject}/timepoints/new",
+        data={**fields, "imaging": fields["imaging"][:-3] + "abc"},
+    )
+    assert forged.status_code == 400
+    assert b"the imaging measurements attached to this form are not valid" in forged.data
+    saved = client.post(f"/trials/{trial}/subjects/{subject}/timepoints/new", data=fields)
+    assert saved.status_code == 302
+    reviewer = app.test_client()
+    login(reviewer, "reviewer")
+    page = reviewer.get(f"/trials/{trial}/subjects/{subject}/progression").data.decode()
+    rows = re.findall(r'<tr data-tp="W8" data-lesion="(T\d)">(.*?)</tr>', page, re.S)
+    by_lesion = dict(rows)
+    assert set(by_lesion) == {"T1", "T2", "T3"}
+    assert f"<td>{measured_t1} <small>longest diameter</small></td>" in by_lesion["T1"]
+    assert "changed by the reader" in by_lesion["T1"]
+    assert "changed by the reader" not in by_lesion["T2"]
+    assert "short axis" in by_lesion["T3"]
