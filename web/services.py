@@ -558,6 +558,16 @@ def _arm(trial: Trial, arm_code: str | None) -> Arm | None:
 SUBJECT_FIELDS = ("arm", "randomized_on", "died_on", "new_therapy_on")
 
 
+def _refuse_existing_subject(session: Session, trial: Trial, code: str, field: str) -> None:
+    """Refuse a subject id that the trial already has, pointing at ``field``."""
+    if session.scalar(select(Subject.id).where(Subject.trial_id == trial.id, Subject.code == code)):
+        raise Conflict(
+            f"subject {code!r} already exists in trial {trial.code}",
+            field=field,
+            pointer=f"/{field}",
+        )
+
+
 def create_subject(
     session: Session,
     actor: Actor,
@@ -573,14 +583,7 @@ def create_subject(
     _check_code(code, "subject id", "code")
     with write_transaction(session):
         trial = get_trial(session, trial_code)
-        if session.scalar(
-            select(Subject.id).where(Subject.trial_id == trial.id, Subject.code == code)
-        ):
-            raise Conflict(
-                f"subject {code!r} already exists in trial {trial_code}",
-                field="code",
-                pointer="/code",
-            )
+        _refuse_existing_subject(session, trial, code, "code")
         subject = Subject(
             trial=trial,
             code=code,
@@ -1438,14 +1441,7 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
     code = _check_code(case.get("subject_id"), "subject id", "subject_id")
     with write_transaction(session):
         trial = get_trial(session, trial_code)
-        if session.scalar(
-            select(Subject.id).where(Subject.trial_id == trial.id, Subject.code == code)
-        ):
-            raise Conflict(
-                f"subject {code!r} already exists in trial {trial_code}",
-                field="subject_id",
-                pointer="/subject_id",
-            )
+        _refuse_existing_subject(session, trial, code, "subject_id")
         subject = Subject(
             trial=trial,
             code=code,
