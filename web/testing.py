@@ -129,3 +129,38 @@ def baseline_lesions() -> list[dict[str, Any]]:
         {"id": "T02", "kind": "target", "site": "lymph node", "nodal": True, "size": 20.0},
         {"id": "NT01", "kind": "non-target", "site": "bone"},
     ]
+
+
+def seed_subject_with_follow_up(session: Any, trial: str) -> str:
+    """Subject S-001 (arm A) with the :func:`baseline_lesions` baseline on 2021-01-04 and a
+    follow-up W8 on 2021-03-01; returns the subject id."""
+    from web.services import (
+        SYSTEM,
+        create_subject,
+        lesions_from_json,
+        save_baseline,
+        save_timepoint,
+    )
+
+    create_subject(session, SYSTEM, trial, code="S-001", arm="A")
+    save_baseline(
+        session,
+        SYSTEM,
+        trial,
+        "S-001",
+        date_value="2021-01-04",
+        lesions=lesions_from_json(baseline_lesions()),
+    )
+    save_timepoint(
+        session,
+        SYSTEM,
+        trial,
+        "S-001",
+        {
+            "id": "W8",
+            "date": "2021-03-01",
+            "targets": {"T01": 21.0, "T02": 14.0},
+            "non_targets": {"NT01": "present"},
+        },
+    )
+    return "S-001"

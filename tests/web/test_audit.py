@@ -19,34 +19,14 @@ from recist.cli import main
 from web.audit import GENESIS, AuditTamperError, drop_triggers, install_triggers, verify_chain
 from web.db import make_engine, upgrade
 from web.models import AuditRecord
-from web.services import SYSTEM, create_subject, lesions_from_json, save_baseline, save_timepoint
-from web.testing import baseline_lesions
+from web.services import create_subject
+from web.testing import seed_subject_with_follow_up
 
 
 @pytest.fixture
 def trail(session: Session, trial: str) -> list[AuditRecord]:
     """A trial with one subject, its baseline and a follow-up: a few dozen records."""
-    create_subject(session, SYSTEM, trial, code="S-001", arm="A")
-    save_baseline(
-        session,
-        SYSTEM,
-        trial,
-        "S-001",
-        date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
-    )
-    save_timepoint(
-        session,
-        SYSTEM,
-        trial,
-        "S-001",
-        {
-            "id": "W8",
-            "date": "2021-03-01",
-            "targets": {"T01": 21.0, "T02": 14.0},
-            "non_targets": {"NT01": "present"},
-        },
-    )
+    seed_subject_with_follow_up(session, trial)
     records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
     # End the read transaction: on PostgreSQL its lock would make the tests' DDL and
     # TRUNCATE on other connections wait for ever.

@@ -10,8 +10,16 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from web.auth import PERMISSIONS, allowed
-from web.services import SYSTEM, create_subject, lesions_from_json, save_baseline, save_timepoint
-from web.testing import ROLES, TRIAL, baseline_lesions, bearer, dispose, login, make_test_app
+from web.services import SYSTEM
+from web.testing import (
+    ROLES,
+    TRIAL,
+    bearer,
+    dispose,
+    login,
+    make_test_app,
+    seed_subject_with_follow_up,
+)
 
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "api.openapi"}
 SAMPLE_ARGS = {
@@ -25,27 +33,7 @@ SAMPLE_ARGS = {
 
 @pytest.fixture
 def subject_with_follow_up(session: Session, trial: str) -> str:
-    create_subject(session, SYSTEM, trial, code="S-001", arm="A")
-    save_baseline(
-        session,
-        SYSTEM,
-        trial,
-        "S-001",
-        date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
-    )
-    save_timepoint(
-        session,
-        SYSTEM,
-        trial,
-        "S-001",
-        {
-            "id": "W8",
-            "date": "2021-03-01",
-            "targets": {"T01": 21.0, "T02": 14.0},
-            "non_targets": {"NT01": "present"},
-        },
-    )
+    seed_subject_with_follow_up(session, trial)
     return "S-001"
 
 
