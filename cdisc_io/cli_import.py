@@ -1,4 +1,4 @@
-"""``recist import-sdtm``: SDTM TU + TR (+ ADSL or DM) → cases as JSON Lines."""
+"""``recist import-sdtm``: SDTM TU + TR (+ ADSL or DM, CM/PR) → cases as JSON Lines."""
 
 from __future__ import annotations
 
@@ -15,6 +15,21 @@ def register(parser: argparse.ArgumentParser) -> None:
     subject = parser.add_mutually_exclusive_group()
     subject.add_argument("--adsl", help="ADSL CSV: RANDDT, ARM, DTHDT, LSTALVDT")
     subject.add_argument("--dm", help="DM CSV: ARM, DTHDTC (no randomisation date)")
+    parser.add_argument(
+        "--cm",
+        help="CM CSV: systemic anti-cancer therapy; the earliest CMSTDTC of records whose "
+        "CMCAT or CMSCAT is --new-therapy-category sets new_therapy_on",
+    )
+    parser.add_argument(
+        "--pr",
+        help="PR CSV: radiotherapy / cancer surgery, read like --cm (PRSTDTC, PRCAT/PRSCAT)",
+    )
+    parser.add_argument(
+        "--new-therapy-category",
+        default="ON TREATMENT",
+        help="the --CAT/--SCAT value of CM/PR records that are a new anti-cancer therapy "
+        "(default: %(default)s); ADSL NACTDT is used too when present",
+    )
     parser.add_argument("--out", required=True, help="output cases, JSON Lines ('-' = stdout)")
     parser.add_argument(
         "--settings",
@@ -67,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from cdisc_io.csvio import read_domain
     from cdisc_io.dates import ImputationRule
     from cdisc_io.errors import CdiscFileError
+    from cdisc_io.new_therapy import CM_REQUIRED, PR_REQUIRED, earliest, read_new_therapy
     from cdisc_io.sdtm_import import (
         DM_REQUIRED,
         TR_REQUIRED,
@@ -92,6 +108,25 @@ def run(args: argparse.Namespace) -> int:
             subjects = read_subjects(
                 frame, file=Path(path).name, kind=kind, rule=rule, notices=notices
             )
+        randomized = {
+            key: data.randomized_on
+            for key, data in (subjects or {}).items()
+            if data.randomized_on is not None
+        }
+        starts = []
+        for domain, path, required in (("CM", args.cm, CM_REQUIRED), ("PR", args.pr, PR_REQUIRED)):
+            if path:
+                starts.append(
+                    read_new_therapy(
+                        read_domain(path, required),
+                        domain=domain,
+                        file=Path(path).name,
+                        category=args.new_therapy_category,
+                        rule=rule,
+                        notices=notices,
+                        randomized=randomized,
+                    )
+                )
         result = build_cases(
             tu,
             tr,
@@ -101,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             files=(Path(args.tu).name, Path(args.tr).name),
             notices=notices,
             prefer_diameter=args.prefer_diameter,
+            new_therapy=earliest(*starts) if starts else None,
         )
     except (CdiscFileError, RecistError, ValueError) as error:
         print(f"recist import-sdtm: {error}", file=sys.stderr)

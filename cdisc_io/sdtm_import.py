@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -337,6 +337,7 @@ class SubjectData:
     randomized_on: date | None = None
     died_on: date | None = None
     last_known_alive_on: date | None = None
+    new_therapy_on: date | None = None
 
 
 def read_subjects(
@@ -347,14 +348,20 @@ def read_subjects(
     rule: ImputationRule,
     notices: list[Notice],
 ) -> dict[str, SubjectData]:
-    """ADSL (``RANDDT``, ``ARM``, ``DTHDT``, ``LSTALVDT``) or DM (``ARM``, ``DTHDTC``).
+    """ADSL (``RANDDT``, ``ARM``, ``DTHDT``, ``LSTALVDT``, ``NACTDT``) or DM (``ARM``, ``DTHDTC``).
 
     DM has no randomisation date, so with DM alone the origin is the baseline (§8).
+    ``NACTDT`` (new anti-cancer therapy start, admiralonco's name) is optional.
     """
     from cdisc_io.csvio import file_row
 
     if kind == "adsl":
-        columns = {"randomized_on": "RANDDT", "died_on": "DTHDT", "last_known_alive_on": "LSTALVDT"}
+        columns = {
+            "randomized_on": "RANDDT",
+            "died_on": "DTHDT",
+            "last_known_alive_on": "LSTALVDT",
+            "new_therapy_on": "NACTDT",
+        }
     else:
         columns = {"died_on": "DTHDTC"}
     out: dict[str, SubjectData] = {}
@@ -635,7 +642,7 @@ def _build_case(
     if subject_data is not None:
         if subject_data.arm:
             case["arm"] = subject_data.arm
-        for key in ("randomized_on", "died_on", "last_known_alive_on"):
+        for key in ("randomized_on", "died_on", "new_therapy_on", "last_known_alive_on"):
             value = getattr(subject_data, key)
             if value is not None:
                 case[key] = value.isoformat()
@@ -778,6 +785,7 @@ def build_cases(
     files: tuple[str, str] = ("TU", "TR"),
     notices: list[Notice] | None = None,
     prefer_diameter: bool = False,
+    new_therapy: dict[str, date] | None = None,
 ) -> ImportResult:
     """Build one case per subject and reader from TU and TR records.
 
@@ -796,6 +804,9 @@ def build_cases(
     prefer_diameter
         Size targets by the sponsor's ``DIAMETER`` test where present, instead of LDIAM
         (non-nodal) / LPERP (nodal short axis, R-NODE).
+    new_therapy
+        Start of new anti-cancer therapy by USUBJID (:mod:`cdisc_io.new_therapy`); the
+        earlier of it and ADSL ``NACTDT`` becomes the case's ``new_therapy_on``.
 
     Returns
     -------
@@ -859,6 +870,11 @@ def build_cases(
                         subject=subject,
                     )
                 )
+        started = (new_therapy or {}).get(subject)
+        if started is not None:
+            data = data or SubjectData()
+            if data.new_therapy_on is None or started < data.new_therapy_on:
+                data = replace(data, new_therapy_on=started)
         flags = subject in flagged_subjects
         cases.append(
             _build_case(
