@@ -367,3 +367,29 @@ def export_csv(session: Session, trial: Trial, domain: str) -> str:
         tu, tr, rs = export_sdtm(assessed, studyid=trial.code)
         frame = {"tu": tu, "tr": tr, "rs": rs}[domain]
     return str(frame.to_csv(index=False, lineterminator="\r\n"))
+
+
+def accepted_reads(session: Session, trial: Trial) -> dict[int, CentralRead]:
+    """Subject id → the accepted central read (read 1 of concordant reads, or the read
+    the adjudicator accepted); subjects without one are absent."""
+    rows = session.scalars(
+        select(CentralRead)
+        .join(Subject, CentralRead.subject_id == Subject.id)
+        .where(Subject.trial_id == trial.id, CentralRead.accepted.is_(True))
+    )
+    return {read.subject_id: read for read in rows}
+
+
+def unblinded_case(subject: Subject, read: CentralRead) -> dict[str, Any]:
+    """A central read as a whole case for analysis, once the reads are in: the reader's
+    lesions and timepoints with the subject's arm, randomisation, death and new-therapy
+    dates (never part of a blinded read), the reader and the accepted flag."""
+    from web.services import build_case
+
+    return {
+        **build_case(subject),
+        "lesions": read.case_json["lesions"],
+        "timepoints": read.case_json["timepoints"],
+        "reader": read.reader,
+        "accepted": read.accepted,
+    }

@@ -4,12 +4,14 @@ script): waterfall, spider, swimmer and Kaplan–Meier with numbers at risk.
 Each function takes engine results (``recist.jsonio.assess_json`` dicts) or endpoint
 observations and returns a :class:`Plot`: the SVG text and the data points drawn, so that
 tests and downloads can check what a plot shows, not only that it exists. Text stays text
-in the SVG (``svg.fonttype = none``), so labels are searchable and accessible.
+in the SVG (``svg.fonttype = none``), so labels are searchable and accessible. A ``note``
+is written under the plot (where its data came from); ``sources`` (subject id → source)
+adds a ``source`` to each subject's points.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from io import StringIO
@@ -30,18 +32,36 @@ BOR_COLOURS = {
 
 @dataclass(frozen=True)
 class Plot:
-    """An SVG document and the data points it draws."""
+    """An SVG document, the data points it draws and, for Kaplan–Meier, the summary per
+    arm (n, events, median)."""
 
     title: str
     svg: str
     points: list[dict[str, Any]] = field(default_factory=list)
     excluded: list[dict[str, str]] = field(default_factory=list)
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    note: str | None = None
 
 
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100)
+
+
+def _note(fig: Any, note: str | None) -> None:
+    """Write ``note`` under everything drawn (tick labels, the numbers at risk)."""
+    if not note:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # a canvas that can measure text
+    bottom = fig.get_tightbbox().y0 / fig.get_figheight()  # figure fraction
+    fig.text(0.01, bottom - 0.02, note, fontsize=7, ha="left", va="top", gid="plot-note")
+
+
+def _source(sources: Mapping[str, str] | None, subject_id: str) -> dict[str, str]:
+    return {} if sources is None else {"source": sources.get(subject_id, "")}
 
 
 def _svg(fig: Any) -> str:
@@ -66,7 +86,13 @@ def best_change(result: dict[str, Any]) -> float | None:
     return best
 
 
-def waterfall(results: Sequence[dict[str, Any]], title: str = "Best change in target sum") -> Plot:
+def waterfall(
+    results: Sequence[dict[str, Any]],
+    title: str = "Best change in target sum",
+    *,
+    sources: Mapping[str, str] | None = None,
+    note: str | None = None,
+) -> Plot:
     """Waterfall of the best % change from baseline per subject, bars coloured by BOR,
     with the −30 % (R-TGT-PR) and +20 % (R-TGT-PD) lines."""
     points = []
@@ -83,6 +109,7 @@ def waterfall(results: Sequence[dict[str, Any]], title: str = "Best change in ta
                 "subject_id": result["subject_id"],
                 "best_change_pct": change,
                 "bor": result["best_overall_response"],
+                **_source(sources, result["subject_id"]),
             }
         )
     points.sort(key=lambda p: (-p["best_change_pct"], p["subject_id"]))
@@ -108,7 +135,8 @@ def waterfall(results: Sequence[dict[str, Any]], title: str = "Best change in ta
             fontsize=7,
             loc="lower left",
         )
-    return Plot(title, _svg(fig), points, excluded)
+    _note(fig, note)
+    return Plot(title, _svg(fig), points, excluded, note=note)
 
 
 def _days(result: dict[str, Any], iso: str) -> int:
@@ -117,7 +145,11 @@ def _days(result: dict[str, Any], iso: str) -> int:
 
 
 def spider(
-    results: Sequence[dict[str, Any]], title: str = "Change in target sum over time"
+    results: Sequence[dict[str, Any]],
+    title: str = "Change in target sum over time",
+    *,
+    sources: Mapping[str, str] | None = None,
+    note: str | None = None,
 ) -> Plot:
     """% change of the target sum from baseline over days since baseline, one line per
     subject (complete sums only)."""
@@ -133,7 +165,14 @@ def spider(
                 continue
             xs.append(_days(result, tp["date"]))
             ys.append(change)
-            points.append({"subject_id": result["subject_id"], "day": xs[-1], "change_pct": change})
+            points.append(
+                {
+                    "subject_id": result["subject_id"],
+                    "day": xs[-1],
+                    "change_pct": change,
+                    **_source(sources, result["subject_id"]),
+                }
+            )
         if len(xs) < 2:
             continue
         (line,) = ax.plot(
@@ -150,12 +189,21 @@ def spider(
     ax.set_xlabel("days since baseline")
     ax.set_ylabel("change from baseline (%)")
     ax.set_title(title)
-    return Plot(title, _svg(fig), points)
+    _note(fig, note)
+    return Plot(title, _svg(fig), points, note=note)
 
 
-def swimmer(results: Sequence[dict[str, Any]], title: str = "Time on study") -> Plot:
+def swimmer(
+    results: Sequence[dict[str, Any]],
+    title: str = "Time on study",
+    *,
+    sources: Mapping[str, str] | None = None,
+    note: str | None = None,
+) -> Plot:
     """One bar per subject from baseline to the last assessment, with the first response
-    (CR/PR, triangle) and progression (cross) marked; an arrow when still on study."""
+    (CR/PR, triangle) and progression (cross, at the result's ``progression``: the call
+    used, when the caller passes results as analyses use them) marked; an arrow when
+    still on study."""
     points = []
     for result in results:
         tps = result["timepoints"]
@@ -171,6 +219,7 @@ def swimmer(results: Sequence[dict[str, Any]], title: str = "Time on study") -> 
                 "progression_day": _days(result, progression["date"]) if progression else None,
                 "ongoing": progression is None and not result["pfs"]["event"],
                 "bor": result["best_overall_response"],
+                **_source(sources, result["subject_id"]),
             }
         )
     points.sort(key=lambda p: (p["days_on_study"], p["subject_id"]))
@@ -203,25 +252,48 @@ def swimmer(results: Sequence[dict[str, Any]], title: str = "Time on study") -> 
         fontsize=7,
         loc="lower right",
     )
-    return Plot(title, _svg(fig), points)
+    _note(fig, note)
+    return Plot(title, _svg(fig), points, note=note)
 
 
 def kaplan_meier(
-    observations: Sequence[Any], title: str, *, xlabel: str = "days since randomisation"
+    observations: Sequence[Any],
+    title: str,
+    *,
+    xlabel: str = "days since randomisation",
+    records: Sequence[dict[str, Any]] | None = None,
+    note: str | None = None,
 ) -> Plot:
     """Kaplan–Meier curves per arm (lifelines) with the numbers at risk under the axis.
 
     ``observations`` are :class:`endpoints.analysis.Observation` (arm, days, event with 1 =
-    event); lifelines fits and draws, this function only arranges.
+    event); lifelines fits and draws, this function only arranges. The points are one per
+    observation: ``records`` when given (the subject rows behind the observations, in the
+    same order: ``USUBJID``, ``AVAL``, ``CNSR``…), else ``ARM``/``AVAL``/``CNSR``; the
+    summary is one row per arm (n, events, median).
+
+    Raises
+    ------
+    ValueError
+        ``records`` and ``observations`` differ in length.
     """
     import numpy as np
     from lifelines import KaplanMeierFitter
     from lifelines.plotting import add_at_risk_counts
 
+    if records is not None and len(records) != len(observations):
+        raise ValueError(
+            f"kaplan_meier: {len(records)} records for {len(observations)} observations"
+        )
+    points = (
+        [dict(r) for r in records]
+        if records is not None
+        else [{"ARM": o.arm, "AVAL": o.days, "CNSR": int(o.event != 1)} for o in observations]
+    )
     fig = _figure(6, 4.5)
     ax = fig.add_subplot()
     fitters = []
-    points = []
+    summary = []
     for arm in sorted({o.arm for o in observations}):
         rows = [o for o in observations if o.arm == arm]
         kmf = KaplanMeierFitter().fit(
@@ -232,7 +304,7 @@ def kaplan_meier(
         kmf.plot_survival_function(ax=ax, ci_show=True, show_censors=True)
         fitters.append(kmf)
         median = float(kmf.median_survival_time_)
-        points.append(
+        summary.append(
             {
                 "arm": arm,
                 "n": len(rows),
@@ -246,4 +318,5 @@ def kaplan_meier(
     ax.set_ylabel("probability event-free")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
-    return Plot(title, _svg(fig), points)
+    _note(fig, note)
+    return Plot(title, _svg(fig), points, summary=summary, note=note)

@@ -401,3 +401,80 @@ def queue_csv(rows: list[QueueRow]) -> str:
             ]
         )
     return out.getvalue()
+
+
+def with_progression(
+    case: dict[str, Any], result: dict[str, Any], progression: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A copy of an engine result with another progression call and the PFS that follows
+    from it by the engine's own rule (§8, :func:`recist.pfs.pfs`).
+
+    The adequate assessments are the result's follow-ups whose overall response is not NE,
+    as the engine takes them; death, new therapy and the visit interval come from ``case``.
+    Timepoint responses and the best overall response are left as they are: a call used for
+    analysis replaces the date of progression, not the reads.
+
+    Parameters
+    ----------
+    case
+        The case the dates come from (origin, ``died_on``, ``new_therapy_on``, settings).
+    result
+        The engine result (``recist.jsonio`` shape).
+    progression
+        ``{"timepoint", "date", "reason", "back_dated"}`` as in an engine result, or
+        ``None`` for no progression.
+    """
+    from recist.jsonio import parse_case
+    from recist.pfs import PfsReason, Progression, pfs
+
+    adequate = [
+        (tp["id"], date.fromisoformat(tp["date"]))
+        for tp in result["timepoints"][1:]
+        if tp.get("overall_response") not in (None, "NE")
+    ]
+    called = (
+        None
+        if progression is None
+        else Progression(
+            progression["timepoint"],
+            date.fromisoformat(progression["date"]),
+            PfsReason(progression["reason"]),
+            bool(progression.get("back_dated")),
+        )
+    )
+    derived = pfs(parse_case(case), called, adequate)
+    return {
+        **result,
+        "progression": progression,
+        "pfs": {
+            "event": derived.event,
+            "date": derived.date.isoformat(),
+            "days": derived.days,
+            "reason": derived.reason.value,
+            "explanation": derived.explanation,
+        },
+    }
+
+
+def used_result(
+    case: dict[str, Any], result: dict[str, Any], used: dict[str, Any]
+) -> dict[str, Any]:
+    """The engine result as analyses use it, given :func:`used_call`'s answer: unchanged
+    for the engine's call; for an override, progression at the override's timepoint and date
+    (keeping the rule the engine named) or none, and PFS derived again from it."""
+    if used["source"] != "override":
+        return result
+    progression = None
+    if used["date"]:
+        progression = {
+            "timepoint": used["timepoint"],
+            "date": used["date"],
+            "reason": result["progression"]["reason"],
+            "back_dated": False,
+        }
+    return with_progression(case, result, progression)
+
+
+def overrides(session: Session, trial: Any) -> dict[int, dict[str, Any]]:
+    """Subject id → :func:`used_call` for every subject whose current call is overridden."""
+    return {row.subject.id: row.used for row in queue(session, trial) if row.override}

@@ -1,15 +1,26 @@
 """The trial page's plots: engine results and endpoint analyses → :mod:`web.plots`.
 
-Waterfall, spider and swimmer plots draw each subject's stored engine result; the
-Kaplan–Meier plots draw PFS and OS by arm as derived by the endpoints package
-(``endpoints.batch.analyse``, one read per subject), so the page and the endpoint exports
-never disagree.
+Every plot draws, per subject, the read and the progression call that analyses use, and
+says which (:data:`SOURCES`):
+
+* ``central``: in a trial with independent central review, the accepted central read
+  (read 1 of concordant reads, or the read the adjudicator accepted; :mod:`web.central`),
+  with the subject's arm, randomisation and death dates;
+* ``override``: the site read with an adjudicator's override of its current progression
+  call (:func:`web.progression.used_call`): progression moved to another timepoint, or
+  none; PFS is derived again from it by the engine's rule (§8);
+* ``engine``: the site read with the engine's stored call.
+
+The Kaplan–Meier plots draw PFS and OS by arm as derived by the endpoints package
+(``endpoints.batch.analyse``, one read per subject) from those reads, so that the page, the
+points CSV and the endpoint exports of the same reads never disagree.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -25,24 +36,76 @@ PLOTS = {
     "km-os": "Overall survival by arm",
 }
 
+# Where the progression call a plot uses for a subject comes from (the points' ``source``).
+SOURCES = {
+    "engine": "engine's call",
+    "override": "adjudicator's override",
+    "central": "accepted central read",
+}
 
-def _assessed(session: Session, trial: Trial) -> list[Any]:
+
+@dataclass(frozen=True)
+class Used:
+    """One subject as analyses use it: the read (case and result) and where it came from."""
+
+    assessed: Any  # cdisc_io.cases.Assessed
+    source: str
+
+
+def used_reads(session: Session, trial: Trial) -> list[Used]:
+    """Every subject with a read, as analyses use it (see the module docstring)."""
     from cdisc_io.cases import Assessed
+    from web.central import accepted_reads, unblinded_case
+    from web.progression import overrides, used_result, with_progression
 
+    accepted = accepted_reads(session, trial) if trial.central_review else {}
+    overridden = overrides(session, trial)
     out = []
     for subject in list_subjects(session, trial):
-        result = subject.result_json
-        if result and result.get("timepoints"):
-            out.append(Assessed(case=build_case(subject), result=result))
+        read = accepted.get(subject.id)
+        if read is not None:
+            case = unblinded_case(subject, read)
+            # The read was assessed blind: PFS again with the subject's death and therapy.
+            central = with_progression(case, read.result_json, read.result_json["progression"])
+            out.append(Used(Assessed(case=case, result=central), "central"))
+            continue
+        site = subject.result_json
+        if not site or not site.get("timepoints"):
+            continue
+        case = build_case(subject)
+        used = overridden.get(subject.id)
+        if used is None:
+            out.append(Used(Assessed(case=case, result=site), "engine"))
+        else:
+            out.append(Used(Assessed(case=case, result=used_result(case, site, used)), "override"))
     return out
 
 
-def _observations(assessed: list[Any], endpoint: str) -> list[Any]:
-    from endpoints.analysis import Observation
+def source_note(used: list[Used]) -> str:
+    """The plot's footnote: how many subjects' calls come from each source."""
+    counts = {key: sum(u.source == key for u in used) for key in SOURCES}
+    parts = [f"{label} {counts[key]}" for key, label in SOURCES.items() if counts[key]]
+    return "Progression call used: " + (" · ".join(parts) if parts else "no subjects")
+
+
+def _km_records(used: list[Used], endpoint: str) -> list[dict[str, Any]]:
     from endpoints.batch import analyse
 
-    rows = [r for r in analyse(assessed).subjects if r["endpoint"] == endpoint]
-    return [Observation(r["ARM"], int(r["AVAL"]), 1 - int(r["CNSR"])) for r in rows]
+    sources = {u.assessed.case["subject_id"]: u.source for u in used}
+    return [
+        {
+            "USUBJID": r["USUBJID"],
+            "ARM": r["ARM"],
+            "STARTDT": r["STARTDT"],
+            "ADT": r["ADT"],
+            "AVAL": int(r["AVAL"]),
+            "CNSR": int(r["CNSR"]),
+            "EVNTDESC": r["EVNTDESC"],
+            "source": sources[r["USUBJID"]],
+        }
+        for r in analyse([u.assessed for u in used]).subjects
+        if r["endpoint"] == endpoint
+    ]
 
 
 def trial_plot(session: Session, trial: Trial, kind: str) -> Any:
@@ -53,20 +116,25 @@ def trial_plot(session: Session, trial: Trial, kind: str) -> Any:
     NotFound
         ``kind`` is not a known plot.
     """
+    from endpoints.analysis import Observation
     from web import plots
 
     if kind not in PLOTS:
         raise NotFound(f"there is no plot {kind!r}; known: {', '.join(PLOTS)}", field="kind")
-    assessed = _assessed(session, trial)
+    used = used_reads(session, trial)
     title = f"{trial.code}: {PLOTS[kind]}"
+    note = source_note(used)
+    results = [u.assessed.result for u in used]
+    sources = {u.assessed.case["subject_id"]: u.source for u in used}
     if kind == "waterfall":
-        return plots.waterfall([a.result for a in assessed], title)
+        return plots.waterfall(results, title, sources=sources, note=note)
     if kind == "spider":
-        return plots.spider([a.result for a in assessed], title)
+        return plots.spider(results, title, sources=sources, note=note)
     if kind == "swimmer":
-        return plots.swimmer([a.result for a in assessed], title)
-    endpoint = "PFS" if kind == "km-pfs" else "OS"
-    return plots.kaplan_meier(_observations(assessed, endpoint), title)
+        return plots.swimmer(results, title, sources=sources, note=note)
+    records = _km_records(used, "PFS" if kind == "km-pfs" else "OS")
+    observations = [Observation(r["ARM"], r["AVAL"], 1 - r["CNSR"]) for r in records]
+    return plots.kaplan_meier(observations, title, records=records, note=note)
 
 
 def points_csv(plot: Any) -> str:

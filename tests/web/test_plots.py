@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from endpoints.analysis import Observation
 from recist.jsonio import assess_json
 from tests.recist.conftest import case, fu
@@ -78,9 +80,9 @@ def test_kaplan_meier_shows_each_arm_its_median_and_numbers_at_risk():
         Observation("Standard", 160, 1),
         Observation("Standard", 400, 0),
     ]
-    plot = kaplan_meier(observations, "PFS by arm")
+    plot = kaplan_meier(observations, "PFS by arm", note="Progression call used: engine's call 6")
     # By hand: SBRT S(100)=2/3, S(300)=0 -> median 300; Standard S(160)=1/3 -> median 160.
-    assert plot.points == [
+    assert plot.summary == [
         {"arm": "SBRT", "n": 3, "events": 2, "median_days": 300.0},
         {"arm": "Standard", "n": 3, "events": 2, "median_days": 160.0},
     ]
@@ -88,3 +90,21 @@ def test_kaplan_meier_shows_each_arm_its_median_and_numbers_at_risk():
     assert "PFS by arm" in labels
     assert "At risk" in labels
     assert {"SBRT", "Standard"} <= set(labels)
+    assert "Progression call used: engine's call 6" in labels
+    # One point per observation, in ADTTE words (CNSR 1 = censored).
+    assert plot.points[:2] == [
+        {"ARM": "SBRT", "AVAL": 100, "CNSR": 0},
+        {"ARM": "SBRT", "AVAL": 200, "CNSR": 1},
+    ]
+
+
+def test_kaplan_meier_points_are_the_subject_records_behind_the_curves():
+    records = [
+        {"USUBJID": "S-1", "ARM": "A", "AVAL": 100, "CNSR": 0, "source": "override"},
+        {"USUBJID": "S-2", "ARM": "A", "AVAL": 150, "CNSR": 1, "source": "engine"},
+    ]
+    observations = [Observation("A", 100, 1), Observation("A", 150, 0)]
+    plot = kaplan_meier(observations, "PFS", records=records)
+    assert plot.points == records
+    with pytest.raises(ValueError, match=r"kaplan_meier: 1 records for 2 observations"):
+        kaplan_meier(observations, "PFS", records=records[:1])

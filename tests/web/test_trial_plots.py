@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -12,20 +13,28 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from recist.jsonio import assess_json
+from tests.recist.conftest import case, fu
+from web.central import adjudicate, set_central_review, submit_read
+from web.demo import TRAJECTORIES, synthetic_case
+from web.progression import override_call, review_call, subject_row, with_progression
 from web.services import (
     SYSTEM,
     Actor,
     NotFound,
     create_subject,
+    create_user,
+    get_subject,
     get_trial,
     lesions_from_json,
     save_baseline,
     save_timepoint,
 )
-from web.testing import baseline_lesions, login
+from web.testing import PASSWORD, baseline_lesions, login
 from web.trial_plots import trial_plot
 
 READER = Actor("reader", "reader")
+ADJUDICATOR = Actor("adjudicator", "adjudicator")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -85,14 +94,188 @@ def test_kaplan_meier_plots_use_the_endpoint_derivations_per_arm(
     session: Session, trial_with_results: str
 ) -> None:
     plot = trial_plot(session, get_trial(session, trial_with_results), "km-pfs")
-    by_arm = {p["arm"]: p for p in plot.points}
+    by_arm = {p["arm"]: p for p in plot.summary}
     assert (by_arm["A"]["n"], by_arm["A"]["events"]) == (1, 0)
     # S-2 progresses (an event); S-3 is censored at its baseline.
     assert (by_arm["B"]["n"], by_arm["B"]["events"]) == (2, 1)
+    assert _km(plot) == {
+        "S-1": (57, 1, "engine"),
+        "S-2": (113, 0, "engine"),
+        "S-3": (1, 1, "engine"),
+    }
     labels = _texts(plot.svg)
     assert "At risk" in labels and {"A", "B"} <= set(labels)
+    assert "Progression call used: engine's call 3" in labels
     os_plot = trial_plot(session, get_trial(session, trial_with_results), "km-os")
-    assert sum(p["events"] for p in os_plot.points) == 0  # nobody died
+    assert sum(p["events"] for p in os_plot.summary) == 0  # nobody died
+
+
+def _km(plot: Any) -> dict[str, tuple[int, int, str]]:
+    """USUBJID → (AVAL, CNSR, source) of a Kaplan–Meier plot's points."""
+    return {p["USUBJID"]: (p["AVAL"], p["CNSR"], p["source"]) for p in plot.points}
+
+
+def _s2_call(session: Session, trial: str) -> str:
+    row = subject_row(session, get_subject(session, trial, "S-2"))
+    assert row is not None
+    return f"{row.call.timepoint}/{row.call.date.isoformat()}"
+
+
+def _reload(session: Session) -> None:
+    session.expunge_all()
+    session.rollback()
+
+
+def test_an_override_that_moves_progression_earlier_moves_the_pfs_event_and_the_swimmer_cross(
+    session: Session, trial_with_results: str
+) -> None:
+    trial = trial_with_results
+    override_call(
+        session,
+        ADJUDICATOR,
+        trial,
+        "S-2",
+        timepoint="W8",
+        reason="new liver lesion already visible at W8 on review",
+        seen_call=_s2_call(session, trial),
+    )
+    _reload(session)
+    plot = trial_plot(session, get_trial(session, trial), "km-pfs")
+    # Engine: PD at W16 (2021-04-26, day 113); the override: PD at W8 (2021-03-01, day 57).
+    s2 = next(p for p in plot.points if p["USUBJID"] == "S-2")
+    assert (s2["ADT"], s2["AVAL"], s2["CNSR"], s2["source"]) == ("2021-03-01", 57, 0, "override")
+    assert _km(plot)["S-1"] == (57, 1, "engine")
+    assert "Progression call used: engine's call 2 · adjudicator's override 1" in _texts(plot.svg)
+    swim = {
+        p["subject_id"]: p for p in trial_plot(session, get_trial(session, trial), "swimmer").points
+    }
+    assert (swim["S-2"]["progression_day"], swim["S-2"]["source"]) == (56, "override")
+    # The engine's call is still stored and still the queue's call.
+    stored = get_subject(session, trial, "S-2").result_json["progression"]
+    assert (stored["timepoint"], stored["date"]) == ("W16", "2021-04-26")
+
+
+def test_an_override_to_no_progression_censors_pfs_at_the_last_adequate_assessment(
+    session: Session, trial_with_results: str, client: Any
+) -> None:
+    trial = trial_with_results
+    override_call(
+        session,
+        ADJUDICATOR,
+        trial,
+        "S-2",
+        timepoint=None,
+        reason="the W16 growth is measurement error on a re-read",
+        seen_call=_s2_call(session, trial),
+    )
+    _reload(session)
+    plot = trial_plot(session, get_trial(session, trial), "km-pfs")
+    s2 = next(p for p in plot.points if p["USUBJID"] == "S-2")
+    assert (s2["AVAL"], s2["CNSR"], s2["EVNTDESC"], s2["source"]) == (
+        113,
+        1,
+        "Last Tumor Assessment",
+        "override",
+    )
+    assert sum(p["events"] for p in plot.summary) == 0
+    swim = {
+        p["subject_id"]: p for p in trial_plot(session, get_trial(session, trial), "swimmer").points
+    }
+    assert (swim["S-2"]["progression_day"], swim["S-2"]["ongoing"]) == (None, True)
+    # The points CSV says which call each subject's row used.
+    login(client, "reviewer")
+    rows = list(
+        csv.DictReader(io.StringIO(client.get(f"/trials/{trial}/plots/km-pfs.csv").data.decode()))
+    )
+    assert {r["USUBJID"]: (r["AVAL"], r["CNSR"], r["source"]) for r in rows} == {
+        "S-1": ("57", "1", "engine"),
+        "S-2": ("113", "1", "override"),
+        "S-3": ("1", "1", "engine"),
+    }
+
+
+def test_a_review_that_agrees_leaves_the_engines_call_in_the_plots(
+    session: Session, trial_with_results: str
+) -> None:
+    review_call(
+        session,
+        Actor("reviewer", "reviewer"),
+        trial_with_results,
+        "S-2",
+        decision="agreed",
+        comment="",
+        seen_call=_s2_call(session, trial_with_results),
+    )
+    _reload(session)
+    plot = trial_plot(session, get_trial(session, trial_with_results), "km-pfs")
+    assert _km(plot)["S-2"] == (113, 0, "engine")
+
+
+def _read(*follow_ups: dict[str, Any]) -> dict[str, Any]:
+    whole = case({"T1": 30.0}, *follow_ups)
+    return {"lesions": whole["lesions"], "timepoints": whole["timepoints"]}
+
+
+def test_a_central_review_trial_plots_the_accepted_read_with_the_subjects_death(
+    session: Session, trial: str, users: dict[str, str]
+) -> None:
+    """C-1: read 1 PD at FU2 (2021-04-26), read 2 SD; the adjudicator accepts read 2. The
+    subject died on 2021-06-01, which a blinded read never carries: PFS is the death."""
+    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
+    set_central_review(session, Actor("trial_manager", "trial_manager"), trial, on=True)
+    create_subject(
+        session,
+        SYSTEM,
+        trial,
+        code="C-1",
+        arm="A",
+        randomized_on="2021-01-04",
+        died_on="2021-06-01",
+    )
+    pd_read = _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}))
+    sd_read = _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}))
+    submit_read(session, READER, trial, "C-1", read=pd_read, password=PASSWORD)
+    submit_read(session, Actor("reader2", "reader"), trial, "C-1", read=sd_read, password=PASSWORD)
+    _reload(session)
+    assert trial_plot(session, get_trial(session, trial), "km-pfs").points == []  # no accepted read
+    adjudicate(
+        session,
+        ADJUDICATOR,
+        trial,
+        "C-1",
+        accepted_slot=2,
+        rationale="FU2 growth is within measurement variability",
+        password=PASSWORD,
+    )
+    _reload(session)
+    plot = trial_plot(session, get_trial(session, trial), "km-pfs")
+    c1 = plot.points[0]
+    # 2021-01-04 → 2021-06-01 is 148 days: AVAL 149.
+    assert (c1["USUBJID"], c1["AVAL"], c1["CNSR"], c1["EVNTDESC"], c1["source"]) == (
+        "C-1",
+        149,
+        0,
+        "Death",
+        "central",
+    )
+    assert "Progression call used: accepted central read 1" in _texts(plot.svg)
+    swim = trial_plot(session, get_trial(session, trial), "swimmer").points
+    assert (swim[0]["progression_day"], swim[0]["bor"], swim[0]["source"]) == (
+        None,
+        "SD",
+        "central",
+    )
+
+
+@pytest.mark.parametrize("kind", TRAJECTORIES)
+@pytest.mark.parametrize("dates", [{}, {"died_on": "2022-12-01"}, {"new_therapy_on": "2021-09-01"}])
+def test_the_engines_own_call_derives_again_to_the_engines_pfs(
+    kind: str, dates: dict[str, str]
+) -> None:
+    case_ = synthetic_case(random.Random(kind), "S-1", timepoints=6, kind=kind) | dates
+    case_["settings"] = {"visit_interval_days": 56}
+    result = assess_json(case_)
+    assert with_progression(case_, result, result["progression"])["pfs"] == result["pfs"]
 
 
 def test_an_unknown_plot_is_a_404_naming_the_known_ones(
