@@ -16,6 +16,7 @@ from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -24,6 +25,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_user, logout_user
 
 from web.models import ROLES, User
@@ -31,6 +34,25 @@ from web.services import Actor, authenticate, user_for_token
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
+
+# Password guessing is slowed twice: per account (services.MAX_FAILED_LOGINS locks it)
+# and per client address, which also covers guessing across many user names. Only failed
+# logins (401) count, so a busy ward behind one address is never locked out by its own
+# successful logins. Counts live in memory per worker process (Flask-Limiter); behind a
+# reverse proxy, put werkzeug's ProxyFix in front so the client's address is seen.
+DEFAULT_LOGIN_RATE_LIMIT = "20 per 15 minutes"
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+
+
+def _login_rate_limit() -> str:
+    return str(current_app.config.get("LOGIN_RATE_LIMIT", DEFAULT_LOGIN_RATE_LIMIT))
+
+
+def _login_refused_message() -> str:
+    return (
+        f"too many failed logins from this address (at most {_login_rate_limit()}); "
+        "wait and try again, or ask an administrator"
+    )
 
 # Which roles hold each permission. reviewer is read-only; trial_manager runs the trial
 # (subjects, arms, dates) but does not measure; reader and adjudicator measure.
@@ -162,6 +184,7 @@ def _blinding_guard() -> None:
 
 def init_app(app: Flask) -> None:
     app.before_request(_blinding_guard)
+    limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
@@ -196,6 +219,12 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
+@limiter.limit(
+    _login_rate_limit,
+    methods=["POST"],
+    deduct_when=lambda response: response.status_code == 401,
+    error_message=_login_refused_message,
+)
 def login() -> Any:
     from web import db_session
 

@@ -8,6 +8,8 @@
 - ``RECIST_COOKIE_SECURE``: ``1`` (default) marks cookies Secure; ``recist serve`` on a
   loopback address without TLS turns it off.
 - ``RECIST_MAX_UPLOAD_MB``: the largest study upload accepted; default 200.
+- ``RECIST_LOGIN_RATE_LIMIT``: failed logins allowed per client address, in
+  Flask-Limiter's notation; default ``20 per 15 minutes``.
 """
 
 from __future__ import annotations
@@ -75,4 +77,5 @@ def from_environment() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": max_mb * 1024 * 1024,
         "SESSION_COOKIE_SECURE": secure,
         "REMEMBER_COOKIE_SECURE": secure,
+        "LOGIN_RATE_LIMIT": os.environ.get("RECIST_LOGIN_RATE_LIMIT", "20 per 15 minutes"),
     }

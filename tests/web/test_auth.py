@@ -287,3 +287,30 @@ def test_a_successful_login_resets_the_failure_count(
     for _ in range(MAX_FAILED_LOGINS - 1):
         authenticate(session, "admin", "wrong guess")
     assert authenticate(session, "admin", "correct horse battery") is not None
+
+
+def test_failed_logins_from_one_address_are_limited_across_user_names(
+    database: dict[str, Any],
+) -> None:
+    from web.services import create_user
+
+    limited = make_test_app(database, LOGIN_RATE_LIMIT="3 per minute")
+    try:
+        db = limited.extensions["recist_sessions"]()
+        create_user(db, SYSTEM, username="reader", password="correct horse battery", role="reader")
+        db.close()
+        client = limited.test_client()
+        for _ in range(5):  # successful logins never count against the address
+            assert login(client, "reader", "correct horse battery").status_code == 302
+        for name in ("alice", "bob", "carol"):  # guessing across names: each a 401
+            assert login(client, name, "123456").status_code == 401
+        refused = login(client, "reader", "correct horse battery")
+        assert refused.status_code == 429
+        assert "too many failed logins from this address (at most 3 per minute)" in (
+            refused.get_data(as_text=True)
+        )
+        other = limited.test_client()
+        other.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+        assert login(other, "reader", "correct horse battery").status_code == 302
+    finally:
+        dispose(limited)
