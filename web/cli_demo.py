@@ -23,15 +23,17 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from web.cli import prepare_app, serve
-    from web.demo import DEMO_TRIAL, seed_demo, seed_users
+    from web.demo import DEMO_CENTRAL_TRIAL, seed_demo, seed_users
     from web.services import ServiceError
 
     try:
         app = prepare_app(args.host)
         session = app.extensions["recist_sessions"]()
         try:
-            created = seed_demo(session, subjects=args.subjects)
+            # Users first: the demo's signed reads need the passwords made for them now.
             users = seed_users(session)
+            passwords = {name: password for name, (_, password) in users.items()}
+            created = seed_demo(session, subjects=args.subjects, passwords=passwords)
         finally:
             session.close()
     except (SQLAlchemyError, ServiceError) as error:
@@ -39,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     url = app.config["DATABASE_URL"]
     print(f"database: {url.split('@')[-1]}")
-    if created:
-        print(f"seeded trial {DEMO_TRIAL} with {len(created)} subjects")
+    for code, subjects in created.items():
+        what = " (independent central review)" if code == DEMO_CENTRAL_TRIAL else ""
+        print(f"seeded trial {code} with {len(subjects)} subjects{what}")
     if users:
         print(
             "demo users (passwords are shown this once; `recist users set-password` changes them):"
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         for name, (role, password) in users.items():
             print(f"  {name:<14} {role:<14} {password}")
     else:
-        print("demo users already exist (reader1, adjudicator1, manager1, reviewer1, admin)")
+        print(
+            "demo users already exist (reader1, reader2, adjudicator1, manager1, reviewer1, admin)"
+        )
     sys.stdout.flush()
     if args.seed_only:
         return 0

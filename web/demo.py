@@ -5,6 +5,17 @@ same mix of responses: partial responses, stable disease, progression by growth 
 targets (R-TGT-PD), by a new lesion (R-NEW-1), by an equivocal new lesion confirmed later
 (R-NEW-2, back-dated progression) and complete responses with a nodal target < 10 mm
 (R-TGT-CR). The benchmark uses the same generator for its 280 subjects × 10 timepoints.
+
+The demo also shows the review features, written through the same service functions as
+the pages (so the audit trail records them), when the demo users are created in the same
+run (signing needs their passwords, which are never stored in clear):
+
+* in the demo trial, the reader signs a few reads; of the progression calls, a reviewer
+  agrees with the first, queries the second with a comment, and the adjudicator overrides
+  the third with a reason;
+* a second, small trial uses independent central review: two readers agree on one subject,
+  disagree on another (the adjudicator accepts one read with a rationale), and one subject
+  waits for its second read.
 """
 
 from __future__ import annotations
@@ -20,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.models import ROLES, Trial, User
-from web.services import SYSTEM, create_trial, create_user, import_case
+from web.services import SYSTEM, Actor, create_trial, create_user, import_case
 
 DEMO_TRIAL = "STEREO-SEIN-DEMO"
 DEMO_ARMS = [
@@ -35,6 +46,9 @@ DEMO_USERS = {
     "reviewer": "reviewer1",
     "admin": "admin",
 }
+# The second reader of the central-review demo (independent reads need two readers).
+DEMO_SECOND_READER = "reader2"
+DEMO_CENTRAL_TRIAL = "STEREO-SEIN-ICR-DEMO"
 DEMO_CASE_FILE = Path(__file__).resolve().parent.parent / "sample_dicom" / "demo_case.json"
 
 TRAJECTORIES = ("responder", "stable", "growth", "new_lesion", "equivocal_confirmed", "complete")
@@ -119,10 +133,50 @@ def _file_cases() -> list[dict[str, Any]]:
     return data if isinstance(data, list) else [data]
 
 
-def seed_demo(session: Session, *, subjects: int = 12, seed: int = 2089100) -> list[str]:
-    """Create the demo trial with its subjects (once); returns the subject ids created."""
-    if session.scalar(select(Trial.id).where(Trial.code == DEMO_TRIAL)) is not None:
-        return []
+def seed_demo(
+    session: Session,
+    *,
+    subjects: int = 12,
+    seed: int = 2089100,
+    passwords: dict[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """Create the demo trials with their subjects and reviews (once).
+
+    Parameters
+    ----------
+    subjects
+        Synthetic subjects of the demo trial (besides the imaging demo case).
+    seed
+        The random generator's seed (the same subjects every run).
+    passwords
+        User name → password of the demo users created in this run. Signing (reads,
+        central reads, adjudication) needs them: without the reader's, no read is signed;
+        without both readers' and the adjudicator's, the central-review trial is not made.
+
+    Returns
+    -------
+    dict
+        Trial code → the subject ids created (an empty dict when everything exists).
+    """
+    passwords = passwords or {}
+    created: dict[str, list[str]] = {}
+    if session.scalar(select(Trial.id).where(Trial.code == DEMO_TRIAL)) is None:
+        created[DEMO_TRIAL] = _seed_trial(session, subjects, seed)
+        _seed_reviews(session, passwords)
+    central_users = (DEMO_USERS["reader"], DEMO_SECOND_READER, DEMO_USERS["adjudicator"])
+    if (
+        all(name in passwords for name in central_users)
+        and session.scalar(select(Trial.id).where(Trial.code == DEMO_CENTRAL_TRIAL)) is None
+    ):
+        created[DEMO_CENTRAL_TRIAL] = _seed_central(session, passwords, seed)
+    return created
+
+
+def _reader() -> Actor:
+    return Actor(DEMO_USERS["reader"], "reader")
+
+
+def _seed_trial(session: Session, subjects: int, seed: int) -> list[str]:
     create_trial(
         session,
         SYSTEM,
@@ -138,24 +192,181 @@ def seed_demo(session: Session, *, subjects: int = 12, seed: int = 2089100) -> l
         if case.get("arm") not in {a for a, _ in DEMO_ARMS}:
             case["arm"] = None
         case.pop("settings", None)  # the trial's protocol settings apply
-        import_case(session, SYSTEM, DEMO_TRIAL, case)
+        import_case(session, _reader(), DEMO_TRIAL, case)
         created.append(case["subject_id"])
     for n in range(subjects):
         kind = TRAJECTORIES[n % len(TRAJECTORIES)]
         case = synthetic_case(rng, f"0101-{n + 1:03d}", timepoints=rng.randrange(3, 7), kind=kind)
-        import_case(session, SYSTEM, DEMO_TRIAL, case)
+        import_case(session, _reader(), DEMO_TRIAL, case)
         created.append(case["subject_id"])
     return created
 
 
+def _sign(session: Session, password: str, subject_code: str, tp_code: str) -> None:
+    from web.services import get_subject, get_timepoint
+    from web.signing import sign_timepoint
+
+    tp = get_timepoint(get_subject(session, DEMO_TRIAL, subject_code), tp_code)
+    sign_timepoint(
+        session,
+        _reader(),
+        DEMO_TRIAL,
+        subject_code,
+        tp_code,
+        password=password,
+        meaning="read complete",
+        expected_version=tp.version,
+    )
+
+
+def _seed_reviews(session: Session, passwords: dict[str, str]) -> None:
+    """Signed reads and the three progression-review outcomes in the demo trial: the
+    first progression call agreed, the second queried, the third overridden."""
+    from web.progression import override_call, queue, review_call
+    from web.services import get_trial, ordered_timepoints
+
+    rows = queue(session, get_trial(session, DEMO_TRIAL))
+    reviewer = Actor(DEMO_USERS["reviewer"], "reviewer")
+    adjudicator = Actor(DEMO_USERS["adjudicator"], "adjudicator")
+    calls = [
+        (row.subject.code, row.call, [t.code for t in ordered_timepoints(row.subject)])
+        for row in rows[:3]
+    ]
+    password = passwords.get(DEMO_USERS["reader"])
+    if password:
+        # The reader signs the reads behind the first and third calls, and a baseline.
+        for code, call, _ in calls[0:3:2]:
+            _sign(session, password, code, call.timepoint)
+        if calls:
+            _sign(session, password, calls[0][0], calls[0][2][0])
+    for index, (code, call, timepoints) in enumerate(calls):
+        seen = f"{call.timepoint}/{call.date.isoformat()}"
+        if index == 0:
+            review_call(
+                session, reviewer, DEMO_TRIAL, code, decision="agreed", comment="", seen_call=seen
+            )
+        elif index == 1:
+            review_call(
+                session,
+                reviewer,
+                DEMO_TRIAL,
+                code,
+                decision="queried",
+                comment=(
+                    f"please check the new lesion at {call.timepoint}: is it new, or was it "
+                    "there at baseline on the slices not measured?"
+                    if call.rule == "PD_NEW_LESION"
+                    else f"please check the measurements at {call.timepoint} against the "
+                    "previous timepoint: is the growth real or a different slice?"
+                ),
+                seen_call=seen,
+            )
+        else:
+            later = timepoints[timepoints.index(call.timepoint) + 1 :]
+            override_call(
+                session,
+                adjudicator,
+                DEMO_TRIAL,
+                code,
+                timepoint=later[0] if later else None,
+                reason=(
+                    f"the change at {call.timepoint} is within measurement variability; "
+                    f"progression is unequivocal at {later[0]}"
+                    if later
+                    else f"the finding at {call.timepoint} is post-radiotherapy change, "
+                    "not progression"
+                ),
+                seen_call=seen,
+            )
+        session.expunge_all()
+
+
+def _second_read(read: dict[str, Any]) -> dict[str, Any]:
+    """Another reader's read of the same images: the same until the targets grow, then
+    unchanged from the timepoint before (so the two reads disagree on progression)."""
+    timepoints = [dict(tp) for tp in read["timepoints"]]
+    for i in range(2, len(timepoints)):
+        before, now = timepoints[i - 1]["targets"], timepoints[i]["targets"]
+        if sum(now.values()) > sum(before.values()):
+            timepoints[i]["targets"] = dict(before)
+    return {"lesions": read["lesions"], "timepoints": timepoints}
+
+
+def _seed_central(session: Session, passwords: dict[str, str], seed: int) -> list[str]:
+    """A small independent-central-review trial: concordant reads, discordant reads
+    adjudicated, and one subject waiting for its second read."""
+    from web.central import adjudicate, set_central_review, submit_read
+    from web.services import create_subject
+
+    create_trial(
+        session,
+        SYSTEM,
+        code=DEMO_CENTRAL_TRIAL,
+        title="Demo: independent central review (synthetic)",
+        settings=DEMO_SETTINGS,
+        arms=DEMO_ARMS,
+    )
+    manager = Actor(DEMO_USERS["trial_manager"], "trial_manager")
+    set_central_review(session, manager, DEMO_CENTRAL_TRIAL, on=True)
+    first, second = _reader(), Actor(DEMO_SECOND_READER, "reader")
+    rng = random.Random(seed + 1)  # noqa: S311 - synthetic demo data, not secrets
+    plan = [("0201-001", "stable"), ("0201-002", "growth"), ("0201-003", "responder")]
+    created = []
+    for code, kind in plan:
+        case = synthetic_case(rng, code, timepoints=5, kind=kind)
+        create_subject(
+            session,
+            manager,
+            DEMO_CENTRAL_TRIAL,
+            code=code,
+            arm=case["arm"],
+            randomized_on=case["randomized_on"],
+        )
+        created.append(code)
+        read = {"lesions": case["lesions"], "timepoints": case["timepoints"]}
+        submit_read(
+            session,
+            first,
+            DEMO_CENTRAL_TRIAL,
+            code,
+            read=read,
+            password=passwords[first.username],
+        )
+        if kind == "responder":
+            continue  # the second read is still to come
+        other = _second_read(read) if kind == "growth" else read
+        submit_read(
+            session,
+            second,
+            DEMO_CENTRAL_TRIAL,
+            code,
+            read=other,
+            password=passwords[second.username],
+        )
+        if kind == "growth":
+            adjudicate(
+                session,
+                Actor(DEMO_USERS["adjudicator"], "adjudicator"),
+                DEMO_CENTRAL_TRIAL,
+                code,
+                accepted_slot=2,
+                rationale="the target growth in read 1 is a measurement across a different "
+                "slice; read 2 measures the same plane at every timepoint",
+                password=passwords[DEMO_USERS["adjudicator"]],
+            )
+        session.expunge_all()
+    return created
+
+
 def seed_users(session: Session) -> dict[str, tuple[str, str]]:
-    """One demo user per role with a random password; returns {name: (role, password)}.
+    """One demo user per role, and the second reader of the central-review demo, each with
+    a random password; returns {name: (role, password)}.
 
     Users that already exist are left alone (their passwords were printed when created).
     """
     out = {}
-    for role in ROLES:
-        name = DEMO_USERS[role]
+    wanted = [(DEMO_USERS[role], role) for role in ROLES] + [(DEMO_SECOND_READER, "reader")]
+    for name, role in wanted:
         if session.scalar(select(User.id).where(User.username == name)) is not None:
             continue
         password = secrets.token_urlsafe(12)

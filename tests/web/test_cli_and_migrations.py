@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, select
 from recist.cli import main
 from web.db import make_engine, make_session_factory
 from web.demo import DEMO_CASE_FILE
-from web.models import Base, Subject, User
+from web.models import Base, Subject, Trial, User
 
 
 @pytest.fixture
@@ -71,10 +71,13 @@ def test_demo_run_seeds_the_trial_and_users_once(
     # sample_dicom/demo_case.json (the imaging demo subject) is seeded too when present.
     expected = 6 + (1 if DEMO_CASE_FILE.exists() else 0)
     assert f"seeded trial STEREO-SEIN-DEMO with {expected} subjects" in out
+    assert "seeded trial STEREO-SEIN-ICR-DEMO with 3 subjects" in out
     for name in ("reader1", "adjudicator1", "manager1", "reviewer1", "admin"):
         assert f"  {name} " in out
     session = _session(instance)
-    subjects = session.scalars(select(Subject)).all()
+    subjects = session.scalars(
+        select(Subject).join(Trial).where(Trial.code == "STEREO-SEIN-DEMO")
+    ).all()
     assert len(subjects) == expected and all(s.result_json for s in subjects)
     responses = {s.result_json["best_overall_response"] for s in subjects}
     assert {"PR", "SD", "CR"} <= responses
