@@ -132,11 +132,36 @@ def _engine_assess(case: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
+_ABSOLUTE_FIELD = re.compile(r"^(lesions|timepoints)\[(\d+)\](?:\.(.*))?$")
+_INDEXED = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
+def _absolute_pointer(fld: str) -> str | None:
+    """``timepoints[1].non_targets.NT1`` (a path into the case, as the contract's
+    validation names fields) → ``/timepoints/1/non_targets/NT1``; ``None`` for a field
+    named relative to its timepoint (``targets``)."""
+    match = _ABSOLUTE_FIELD.match(fld)
+    if match is None:
+        return None
+    pointer = f"/{match[1]}/{match[2]}"
+    rest = match[3]
+    if rest:
+        head, _, tail = rest.partition(".")
+        indexed = _INDEXED.match(head)
+        pointer += f"/{indexed[1]}/{indexed[2]}" if indexed else f"/{_escape(head)}"
+        if tail:  # a lesion id may itself contain dots (T01.1), so the tail stays whole
+            pointer += f"/{_escape(tail)}"
+    return pointer
+
+
 def case_pointer(case: dict[str, Any], error: Any) -> str | None:
     """A JSON pointer into ``case`` for an engine error naming timepoint/lesion/field."""
     timepoint = getattr(error, "timepoint", None)
     lesion = getattr(error, "lesion", None)
     fld = getattr(error, "field", None)
+    absolute = _absolute_pointer(fld) if fld else None
+    if absolute is not None:
+        return absolute
     if timepoint is not None:
         for index, tp in enumerate(case.get("timepoints") or []):
             if isinstance(tp, dict) and tp.get("id") == timepoint:
@@ -998,6 +1023,29 @@ def check_unlocked(tp: Timepoint, subject_code: str) -> None:
         )
 
 
+def check_no_later_lock(
+    subject: Subject, changed: Timepoint | None, when: date, code: str, subject_code: str
+) -> None:
+    """Refuse a change dated on or before a signed read of another timepoint.
+
+    A timepoint's response depends on every earlier one (baseline, nadir, confirmation,
+    R-TGT-PD/PR), so inserting, editing or deleting a follow-up before a signed read would
+    change what was signed. ``when`` is the earliest date the change touches.
+    """
+    for signed in subject.timepoints:
+        if signed is changed or not signed.locked or signed.date < when:
+            continue
+        raise Locked(
+            f"subject {subject_code}: timepoint {code} ({when.isoformat()}) comes before "
+            f"{signed.code} ({signed.date.isoformat()}), which was signed by {signed.signed_by} "
+            f"({signed.sign_meaning}) and is locked; a change before a signed read would "
+            f"change its response, so an adjudicator or trial manager must unlock "
+            f"{signed.code}, with a reason, first",
+            field="date",
+            pointer="/date",
+        )
+
+
 def _touch(tp: Timepoint, actor: Actor) -> None:
     # Changing a column makes the ORM issue the UPDATE that bumps the version
     # (version_id_col), so a save that only changed child rows still moves the version.
@@ -1259,6 +1307,8 @@ def save_timepoint(
         tp = next((t for t in subject.timepoints if t.code == lookup), None)
         if tp is not None:
             check_unlocked(tp, subject_code)
+        touched = tp_date if tp is None else min(tp_date, tp.date)
+        check_no_later_lock(subject, tp, touched, code, subject_code)
         audit = _Audit(session, actor, reason)
         baseline = subject.timepoints[0]
         if tp is not baseline and tp_date < baseline.date:
@@ -1376,6 +1426,7 @@ def delete_timepoint(
         subject = get_subject(session, trial_code, subject_code, lock=True)
         tp = get_timepoint(subject, code)
         check_unlocked(tp, subject_code)
+        check_no_later_lock(subject, tp, tp.date, code, subject_code)
         if tp is subject.timepoints[0] and len(subject.timepoints) > 1:
             raise InvalidInput(
                 f"subject {subject_code}: the baseline cannot be deleted while follow-ups exist",

@@ -86,6 +86,26 @@ def test_unknown_key_in_a_case_is_refused_with_its_path(api: Any) -> None:
     assert error["pointer"] == "/randomised_on"
 
 
+@pytest.mark.parametrize(
+    ("change", "pointer"),
+    [
+        (lambda c: c["lesions"][1].update(nodall=True), "/lesions/1/nodall"),
+        (lambda c: c["timepoints"][1]["non_targets"].update(NT1="weird"),
+         "/timepoints/1/non_targets/NT1"),
+        (lambda c: c["timepoints"][1]["new_lesions"][0].update(equivocal="maybe"),
+         "/timepoints/1/new_lesions/0/equivocal"),
+    ],
+)  # fmt: skip
+def test_nested_errors_point_at_the_value_itself(api: Any, change: Any, pointer: str) -> None:
+    import copy
+
+    bad = copy.deepcopy(CASE)
+    change(bad)
+    response = api("reader", "POST", "/assess", json=bad)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["pointer"] == pointer
+
+
 def test_full_workflow_trial_subject_baseline_follow_ups_and_result(api: Any) -> None:
     response = api(
         "trial_manager",

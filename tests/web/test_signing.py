@@ -122,6 +122,45 @@ def test_a_locked_read_cannot_be_changed_deleted_or_have_its_baseline_edited(
         _sign(session, trial, tp.version)
 
 
+def test_no_follow_up_can_be_inserted_moved_or_deleted_before_a_signed_read(
+    session: Session, trial: str, read: int
+) -> None:
+    """W8 is PR against the baseline sum; a new W4 with small sizes would make W8 PD
+    (a lower nadir, R-TGT-PD) after it was signed, so any change dated before it waits
+    for an unlock."""
+    _subject, w16 = save_timepoint(
+        session, READER, trial, "S-001", {**W8, "id": "W16", "date": "2021-04-26"}
+    )
+    tp = _sign(session, trial, read)
+    result_before = session.get(Timepoint, tp.id).subject.result_json
+    message = r"timepoint W4 \(2021-02-01\) comes before W8 \(2021-03-01\), which was signed"
+    with pytest.raises(Locked, match=message):
+        save_timepoint(
+            session, READER, trial, "S-001",
+            {"id": "W4", "date": "2021-02-01", "targets": {"T01": 5.0, "T02": 5.0},
+             "non_targets": {"NT01": "present"}},
+        )  # fmt: skip
+    with pytest.raises(Locked, match=r"timepoint W16 \(2021-03-01\) comes before W8"):
+        save_timepoint(
+            session, READER, trial, "S-001", {**W8, "id": "W16"},
+            expected_version=w16.version, reason="wrong date",
+        )  # fmt: skip
+    session.rollback()
+    subject = session.get(Timepoint, tp.id).subject
+    assert [t.code for t in subject.timepoints] == ["BL", "W8", "W16"]
+    assert subject.result_json == result_before
+    # After W8 nothing is signed: W16 may still change, and be deleted.
+    save_timepoint(
+        session, READER, trial, "S-001", {**W8, "id": "W16", "date": "2021-05-03"},
+        expected_version=w16.version, reason="scan date corrected",
+    )  # fmt: skip
+    w16_now = next(t for t in subject.timepoints if t.code == "W16")
+    delete_timepoint(
+        session, READER, trial, "S-001", "W16", expected_version=w16_now.version,
+        reason="duplicate entry",
+    )  # fmt: skip
+
+
 def test_a_wrong_password_signs_nothing(session: Session, trial: str, read: int) -> None:
     with pytest.raises(SignatureRefused, match=r"the password does not match reader's"):
         _sign(session, trial, read, password="not the password")
