@@ -25,7 +25,13 @@ from imaging_io.measure import measure_study
 from imaging_io.series import read_image
 from imaging_io.sr import read_measurement_report
 
-REAL = Path(os.environ.get("RECIST_DICOM_REAL", "/work/shared/testdata/dicom-real"))
+_BESIDE = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "dicom-real"
+REAL = Path(
+    os.environ.get(
+        "RECIST_DICOM_REAL",
+        _BESIDE if _BESIDE.is_dir() else "/work/shared/testdata/dicom-real",
+    )
+)
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} is not available")
 
 CT3 = "dcmqi/data/segmentations/ct-3slice"

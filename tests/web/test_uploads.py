@@ -2,7 +2,7 @@
 measured by imaging_io and pre-fills the follow-up form.
 
 The real study is dcmqi's 3-slice CT with its "Liver" DICOM SEG
-(/work/shared/testdata/dicom-real/dcmqi, BSD-3; see the README there).
+(../shared/testdata/dicom-real/dcmqi beside the checkout, BSD-3; see the README there).
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from web.services import SYSTEM, import_case
 from web.testing import login
 from web.uploads import UnsafeZip, check_zip, safe_extract
 
-DCMQI = Path("/work/shared/testdata/dicom-real/dcmqi/data/segmentations")
+DCMQI = (
+    Path(__file__).resolve().parents[3]  # ../shared beside the checkout
+    / "shared/testdata/dicom-real/dcmqi/data/segmentations"
+)
 
 
 def _zip(
@@ -354,3 +357,83 @@ def test_what_imaging_io_measured_is_kept_as_evidence_beside_what_the_reader_sav
     assert "changed by the reader" in by_lesion["T1"]
     assert "changed by the reader" not in by_lesion["T2"]
     assert "short axis" in by_lesion["T3"]
+
+
+@pytest.mark.skipif(not (SAMPLE / "W8" / "SEG.dcm").exists(), reason="sample_dicom not built")
+def test_segments_without_a_lesion_id_go_to_targets_by_site_never_by_position(
+    app: Flask, users: dict[str, str], session: Session, trial: str
+) -> None:
+    from imaging_io import measure_study
+
+    # Ids the SEG does not know (its tracking ids are T1-T3), listed in another order than
+    # the SEG's segments (liver, lung, node): only anatomy can match them.
+    import_case(
+        session,
+        SYSTEM,
+        trial,
+        {
+            "subject_id": "UP-3",
+            "lesions": [
+                {"id": "L1", "site": "lymph node", "kind": "target", "nodal": True},
+                {"id": "L2", "site": "liver", "kind": "target"},
+                {"id": "L3", "site": "lung", "kind": "target"},
+                {"id": "B1", "site": "bone", "kind": "non-target"},
+            ],
+            "timepoints": [
+                {"id": "BL", "date": "2021-01-04", "targets": {"L1": 21.0, "L2": 41.0,
+                 "L3": 25.0}, "non_targets": {"B1": "present"}},
+            ],
+        },
+    )  # fmt: skip
+    measured = {
+        m["label"]: m
+        for m in measure_study(SAMPLE / "W8" / "CT", SAMPLE / "W8" / "SEG.dcm").to_dict()["lesions"]
+    }
+    entries = {f"W8/CT/{p.name}": p.read_bytes() for p in (SAMPLE / "W8" / "CT").glob("*.dcm")}
+    entries["W8/SEG.dcm"] = (SAMPLE / "W8" / "SEG.dcm").read_bytes()
+    client = app.test_client()
+    login(client, "reader")
+    response = client.post(
+        f"/trials/{trial}/subjects/UP-3/upload",
+        data={"study": (_zip(entries), "w8.zip")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200, response.data[:2000]
+    html = response.data.decode()
+    for lesion, label, key in (
+        ("L1", "lymph node", "short_axis_mm"),
+        ("L2", "liver lesion", "longest_diameter_mm"),
+        ("L3", "lung lesion", "longest_diameter_mm"),
+    ):
+        value = re.search(rf'name="t_{lesion}_mm" value="([^"]*)"', html).group(1)
+        assert float(value) == pytest.approx(measured[label][key], abs=0.05), lesion
+    assert "L1 ← segment &#39;lymph node&#39; (by site: lymph node): short axis" in html
+    assert "in order" not in html
+
+
+def test_an_ambiguous_or_unmatched_segment_is_listed_and_fills_nothing() -> None:
+    from web.views import _prefill_from_measurement
+
+    case = {
+        "lesions": [
+            {"id": "T01", "site": "liver", "kind": "target", "nodal": False},
+            {"id": "T02", "site": "liver", "kind": "target", "nodal": False},
+            {"id": "T03", "site": "lymph node", "kind": "target", "nodal": True},
+        ]
+    }
+    measured = {
+        "lesions": [
+            {"label": "liver lesion", "longest_diameter_mm": 30.0, "short_axis_mm": 20.0},
+            {"label": "segment 7", "longest_diameter_mm": 12.0, "short_axis_mm": 8.0},
+            {"label": "lymph node", "nodal": True, "longest_diameter_mm": 18.0},
+        ]
+    }
+    prefill, notes, sources = _prefill_from_measurement(case, measured)
+    assert prefill == {} and sources == {}
+    assert "T01 (liver): no segment names it or its site; enter it" in notes
+    assert "T03 ← segment 'lymph node' (by site: lymph node) has no short axis; enter it" in notes
+    assert (
+        "segment 'liver lesion' matched no target (longest diameter 30.0 mm, short axis "
+        "20.0 mm): enter it by hand if it is one, or add it as a new lesion"
+    ) in notes
+    assert any(n.startswith("segment 'segment 7' matched no target") for n in notes)
