@@ -308,3 +308,8 @@ def measurements(trial_code: str, subject_code: str, tp_code: str) -> Any:
     for new in item["new_lesions"]:
         rows.append({"lesion": new["id"], "kind": "new", "value": new})
     return jsonify({"timepoint": tp_code, "version": item["version"], "measurements": rows})
+
+
+# The review issue's routes (signing, progression review, central review, audit) live in
+# their own module on this blueprint; importing it registers them.
+from web.api import review as _review  # noqa: E402, F401

@@ -231,6 +231,7 @@ def openapi_document() -> dict[str, Any]:
         S + "/timepoints/{tp_code}/measurements": {
             "get": _op("Per-lesion records at a timepoint", "view")
         },
+        **_review_paths(),
     }
     return {
         "openapi": "3.1.0",
@@ -252,6 +253,155 @@ def openapi_document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("Error")}},
                 }
             },
+        },
+    }
+
+
+C = "/trials/{trial_code}/progression-calls/{subject_code}"
+TP = S + "/timepoints/{tp_code}"
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+_CALL = {
+    "type": "string",
+    "description": "the call you reviewed, TIMEPOINT/DATE as in the queue's 'call'; a call "
+    "that changed since is refused (409 concurrent_edit)",
+    "examples": ["W16/2021-04-26"],
+}
+_PASSWORD = {
+    "type": "string",
+    "description": "your password, entered again: the signature (checked even with a token)",
+}
+_AUDIT_QUERY = [
+    {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+    for name, schema, text in (
+        ("user", {"type": "string"}, "user name"),
+        ("entity", {"type": "string"}, "e.g. timepoint, measurement, progression"),
+        ("action", {"type": "string"}, "create, update, delete, lock, sign, unlock, …"),
+        ("from", {"type": "string", "format": "date"}, "first UTC day, included"),
+        ("to", {"type": "string", "format": "date"}, "last UTC day, included"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 5000}, "default 500"),
+    )
+]
+
+
+def _review_paths() -> dict[str, Any]:
+    """Signing, progression-call review, central review and audit (``web/api/review.py``)."""
+    trial_audit = _op(
+        "The trial's audit records, newest first ('truncated' when over the limit)",
+        "view_audit",
+    )
+    trial_audit["parameters"] = _AUDIT_QUERY
+    subject_audit = _op("The subject's audit records, newest first", "view_audit")
+    subject_audit["parameters"] = _AUDIT_QUERY
+    return {
+        "/trials/{trial_code}/progression-calls": {
+            "get": _op(
+                "Progression-call queue: rule fired, numbers, reader, sign-off, review "
+                "state, and the call used beside the engine's call",
+                "view",
+            )
+        },
+        C: {"get": _op("One subject's progression call with its review history", "view")},
+        C + "/review": {
+            "post": _op(
+                "Agree with or query the current call (a query needs a comment)",
+                "review_calls",
+                body=_object(
+                    ["decision", "call"],
+                    decision={"enum": ["agreed", "queried"]},
+                    comment={"type": "string"},
+                    call=_CALL,
+                ),
+            )
+        },
+        C + "/answer": {
+            "post": _op(
+                "Answer the open query on the call (the reader)",
+                "answer_queries",
+                body=_object(["comment", "call"], comment={"type": "string"}, call=_CALL),
+            )
+        },
+        C + "/override": {
+            "post": _op(
+                "Replace the call used for analysis (adjudicator, with a reason); the "
+                "engine's call is kept beside it",
+                "override_calls",
+                body=_object(
+                    ["timepoint", "reason", "call"],
+                    timepoint={
+                        "type": ["string", "null"],
+                        "description": "a follow-up id, or null for no progression",
+                    },
+                    reason={"type": "string"},
+                    call=_CALL,
+                ),
+            )
+        },
+        TP + "/signature": {
+            "get": _op("Whether the read is signed and locked, by whom, when, meaning", "view")
+        },
+        TP + "/sign": {
+            "post": _op(
+                "Sign the read (password re-entered, meaning) and lock it; a locked read "
+                "refuses changes (409 locked)",
+                "sign_reads",
+                body=_object(
+                    ["password", "meaning", "version"],
+                    password=_PASSWORD,
+                    meaning={"enum": ["read complete"]},
+                    version={
+                        "type": "integer",
+                        "description": "the version you checked (from GET)",
+                    },
+                ),
+            )
+        },
+        TP + "/unlock": {
+            "post": _op(
+                "Unlock a signed read (adjudicator or trial manager, with a reason); the "
+                "signature is withdrawn",
+                "unlock_reads",
+                body=_object(["reason"], reason={"type": "string"}),
+            )
+        },
+        "/trials/{trial_code}/audit": {"get": trial_audit},
+        S + "/audit": {"get": subject_audit},
+        "/audit/verify": {
+            "get": _op(
+                "Walk the audit hash chain and name the first broken link (200 either way)",
+                "view_audit",
+            )
+        },
+        "/trials/{trial_code}/central-review": {
+            "get": _op(
+                "Central review: each subject's reads, disagreement, adjudication; "
+                "adjudication rate and readers' adjudications won and lost",
+                "view_audit",
+            )
+        },
+        S + "/central-review": {
+            "get": _op("Both central reads of a subject in full, side by side", "view_audit")
+        },
+        S + "/adjudication": {
+            "post": _op(
+                "Accept one of two disagreeing reads with a rationale, signed with the password",
+                "adjudicate",
+                body=_object(
+                    ["accepted", "rationale", "password"],
+                    accepted={"enum": [1, 2]},
+                    rationale={"type": "string"},
+                    password=_PASSWORD,
+                ),
+            )
         },
     }
 
