@@ -112,6 +112,65 @@ def _blank(n: int) -> list[dict[str, Any]]:
     ]
 
 
+def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
+    """One target's value from its row: the state, and the one field that goes with it.
+
+    Where the state was left at "measured" but only the fragments or the merge target was
+    filled in, that is what the reader meant. A row that says two things (a size and
+    "absent", a size and fragments) is refused: keeping either half would silently drop
+    what the reader typed in the other.
+    """
+    state = form.get(f"t_{code}_state", "measured")
+    text = form.get(f"t_{code}_mm", "").strip()
+    fragments = [
+        p.strip(",")
+        for p in form.get(f"t_{code}_fragments", "").replace(";", " ").split()
+        if p.strip(",")
+    ]
+    merged = form.get(f"t_{code}_merged", "").strip()
+    if state == "measured" and not text:
+        state = "fragments" if fragments and not merged else "merged" if merged else state
+    filled = [
+        name
+        for name, present, owner in (
+            (f"a size ({text} mm)", bool(text), "measured"),
+            ("fragment sizes", bool(fragments), "fragments"),
+            (f"'merged into {merged}'", bool(merged), "merged"),
+        )
+        if present and owner != state
+    ]
+    if filled:
+        raise InvalidInput(
+            f"target {code}: the state is {state.replace('_', ' ')!r} but {filled[0]} was also "
+            "entered; clear it or choose the state that goes with it",
+            field=f"targets.{code}",
+        )
+    if state == "measured":
+        if not text:
+            raise InvalidInput(
+                f"target {code}: enter a size in mm or choose another state "
+                "(too small, absent, not evaluated, split, merged)",
+                field=f"targets.{code}",
+            )
+        return _number(text, f"target {code}")
+    if state == "fragments":
+        if not fragments:
+            raise InvalidInput(
+                f"target {code}: a split lesion needs its fragments' sizes, e.g. "
+                "'12.0 8.5' (R-SPLIT)",
+                field=f"targets.{code}",
+            )
+        return {"fragments": [_number(p, f"target {code} fragment") for p in fragments]}
+    if state == "merged":
+        if not merged:
+            raise InvalidInput(
+                f"target {code}: choose the target it merged into (R-MERGE)",
+                field=f"targets.{code}",
+            )
+        return {"merged_into": merged}
+    return state
+
+
 def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
     """A follow-up timepoint (case contract) from the follow-up form."""
     targets: dict[str, Any] = {}
@@ -119,35 +178,7 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
     for le in case["lesions"]:
         code = le["id"]
         if le["kind"] == "target":
-            state = form.get(f"t_{code}_state", "measured")
-            text = form.get(f"t_{code}_mm", "").strip()
-            if state == "measured":
-                if not text:
-                    raise InvalidInput(
-                        f"target {code}: enter a size in mm or choose another state "
-                        "(too small, absent, not evaluated, split, merged)",
-                        field=f"targets.{code}",
-                    )
-                targets[code] = _number(text, f"target {code}")
-            elif state == "fragments":
-                parts = [
-                    p
-                    for p in form.get(f"t_{code}_fragments", "").replace(";", " ").split()
-                    if p.strip(",")
-                ]
-                if not parts:
-                    raise InvalidInput(
-                        f"target {code}: a split lesion needs its fragments' sizes, e.g. "
-                        "'12.0 8.5' (R-SPLIT)",
-                        field=f"targets.{code}",
-                    )
-                targets[code] = {
-                    "fragments": [_number(p.strip(","), f"target {code}") for p in parts]
-                }
-            elif state == "merged":
-                targets[code] = {"merged_into": form.get(f"t_{code}_merged", "")}
-            else:
-                targets[code] = state
+            targets[code] = _target_from_form(form, code)
         else:
             non_targets[code] = form.get(f"nt_{code}", "present")
     scan_dates: dict[str, str] = {}
@@ -160,17 +191,29 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         new_id = form.get(f"new_{i}_id", "").strip()
         if not new_id:
             continue
+        site = form.get(f"new_{i}_site", "").strip()
+        if not site:
+            raise InvalidInput(
+                f"new lesion {new_id}: choose its site",
+                field=f"new_lesions.{new_id}.site",
+            )
         item: dict[str, Any] = {
             "id": new_id,
-            "site": form.get(f"new_{i}_site", ""),
+            "site": site,
             "equivocal": form.get(f"new_{i}_equivocal") == "on",
         }
         if form.get(f"new_{i}_nodal") == "on":
-            # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
+            # R-NEW-1: a new node counts only at a short axis ≥ 10 mm, so without it the
+            # call cannot be made.
             item["nodal"] = True
             short_axis = form.get(f"new_{i}_sa", "").strip()
-            if short_axis:
-                item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
+            if not short_axis:
+                raise InvalidInput(
+                    f"new lesion {new_id} is a lymph node: enter its short axis (R-NEW-1: a "
+                    "new node is progression only at a short axis ≥ 10 mm)",
+                    field=f"new_lesions.{new_id}.short_axis_mm",
+                )
+            item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:
             scan_dates[new_id] = seen_on

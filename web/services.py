@@ -184,15 +184,30 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def _tenths(value: Any, where: str) -> int:
-    """mm → integer tenths (R-EXACT), refusing what is not a finite size ≥ 0."""
+# No lesion is a metre across: a larger value is a unit or typing slip (µm, an extra digit)
+# that would otherwise pass as a huge progression and flatten every plot of the trial.
+MAX_PLAUSIBLE_MM = 1000
+
+
+def _tenths(value: Any, where: str, *, label: str | None = None, pointer: str | None = None) -> int:
+    """mm → integer tenths (R-EXACT), refusing what is not a finite size ≥ 0 or is not a
+    plausible lesion size. ``where`` is the field, ``label`` names it for people."""
     from recist.errors import CaseInputError
     from recist.lesions import mm_to_tenths
 
+    named = f"{label}:" if label else where
     try:
-        return mm_to_tenths(value, where=where)
+        tenths = mm_to_tenths(value, where=named)
     except CaseInputError as error:
-        raise InvalidInput(str(error), field=where) from None
+        raise InvalidInput(str(error), field=where, pointer=pointer) from None
+    if tenths > MAX_PLAUSIBLE_MM * 10:
+        raise InvalidInput(
+            f"{named} {value} mm is not a plausible lesion size (more than {MAX_PLAUSIBLE_MM} "
+            "mm); sizes are entered in millimetres",
+            field=where,
+            pointer=pointer,
+        )
+    return tenths
 
 
 def _mm(tenths: int) -> float:
@@ -1075,12 +1090,13 @@ def _flush(session: Session) -> None:
 # --------------------------------------------------------------------------- timepoints
 
 
-def _target_record(code: str, value: Any, pointer: str) -> dict[str, Any]:
+def _target_record(code: str, value: Any, pointer: str, label: str) -> dict[str, Any]:
     """A contract target value → LesionRecord columns (refusing malformed values)."""
     if isinstance(value, bool):
         pass
     elif isinstance(value, int | float):
-        return {"state": "measured", "size_tenths": _tenths(value, f"targets.{code}")}
+        size = _tenths(value, f"targets.{code}", label=label, pointer=pointer)
+        return {"state": "measured", "size_tenths": size}
     elif isinstance(value, str) and value in ("too_small", "absent", "not_evaluated"):
         return {"state": value}
     elif isinstance(value, dict) and set(value) == {"fragments"}:
@@ -1088,7 +1104,10 @@ def _target_record(code: str, value: Any, pointer: str) -> dict[str, Any]:
         if isinstance(parts, list) and parts:
             return {
                 "state": "fragments",
-                "fragments_tenths": [_tenths(p, f"targets.{code}.fragments") for p in parts],
+                "fragments_tenths": [
+                    _tenths(p, f"targets.{code}.fragments", label=f"{label}, fragment")
+                    for p in parts
+                ],
             }
     elif isinstance(value, dict) and set(value) == {"merged_into"}:
         if isinstance(value["merged_into"], str):
@@ -1127,7 +1146,12 @@ def _write_records(
                     pointer=pointer,
                 )
             if group == "targets":
-                columns = _target_record(code, value, pointer)
+                columns = _target_record(
+                    code,
+                    value,
+                    pointer,
+                    f"subject {subject.code}, timepoint {tp.code}, target {code}",
+                )
                 shown = value
             else:
                 if value not in NON_TARGET_STATES:
@@ -1216,7 +1240,12 @@ def _new_lesions(items: Any, tp_code: str) -> list[dict[str, Any]]:
                 "site": site,
                 "equivocal": equivocal,
                 "nodal": nodal,
-                "short_axis_tenths": _tenths(short_axis, f"new_lesions.{item['id']}.short_axis_mm")
+                "short_axis_tenths": _tenths(
+                    short_axis,
+                    f"new_lesions.{item['id']}.short_axis_mm",
+                    label=f"timepoint {tp_code}, new lesion {item['id']}, short axis",
+                    pointer=f"{pointer}/short_axis_mm",
+                )
                 if short_axis not in (None, "")
                 else None,
             }

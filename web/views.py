@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from web import db_session
-from web.auth import actor, blinded, refuse_if_blinded, request_user_role, requires
+from web.auth import actor, allowed, blinded, refuse_if_blinded, request_user_role, requires
 from web.forms import (
     NEW_BASELINE_ROWS,
     baseline_form_values,
@@ -192,8 +192,14 @@ def subject_create(trial_code: str) -> Any:
         )
     except ServiceError as error:
         return _trial_page(trial_code, error, form)
-    flash(f"Subject {subject.code} created; enter the baseline next.")
-    return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject.code))
+    if allowed(request_user_role(), "enter_measurements"):
+        flash(f"Subject {subject.code} created; enter the baseline next.")
+        return redirect(
+            url_for("views.baseline", trial_code=trial_code, subject_code=subject.code)
+        )
+    # A trial manager registers subjects; a reader enters their baseline.
+    flash(f"Subject {subject.code} created; a reader enters the baseline next.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject.code))
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>")

@@ -83,8 +83,12 @@ def test_create_subject_enter_baseline_pr_then_pd_updates_grid_and_list(
         f"/trials/{trial}/subjects",
         data={"code": "S-10", "arm": "A", "randomized_on": "2021-01-01"},
     )
-    assert response.status_code == 302
     base = f"/trials/{trial}/subjects/S-10"
+    # A trial manager registers the subject and lands on its page (readers measure).
+    assert response.status_code == 302 and response.headers["Location"] == base
+    landing = manager.get(base)
+    assert landing.status_code == 200
+    assert "Subject S-10 created; a reader enters the baseline next." in landing.data.decode()
     response = reader.post(base + "/baseline", data=_baseline_form())
     assert response.status_code == 302, response.data[:3000]
     response = reader.post(
@@ -191,6 +195,47 @@ def test_follow_up_form_error_shows_the_message_and_keeps_the_input(
     html = response.data.decode()
     assert "target T01: enter a size in mm or choose another state" in html
     assert 'name="t_T02_mm" value="14"' in html
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"t_T01_mm": "30", "t_T01_state": "absent"},
+         "target T01: the state is &#39;absent&#39; but a size (30 mm) was also entered"),
+        ({"t_T01_mm": "30", "t_T01_fragments": "10, 12"},
+         "target T01: the state is &#39;measured&#39; but fragment sizes was also entered"),
+        ({"t_T01_mm": "1e9"},
+         "timepoint W8, target T01: 1000000000.0 mm is not a plausible lesion size"),
+        ({"new_0_id": "NL01"}, "new lesion NL01: choose its site"),
+        ({"new_0_id": "NL01", "new_0_site": "lymph node", "new_0_nodal": "on"},
+         "new lesion NL01 is a lymph node: enter its short axis (R-NEW-1"),
+    ],
+)  # fmt: skip
+def test_a_follow_up_row_that_says_two_things_or_too_little_is_refused_and_nothing_saved(
+    reader: FlaskClient, manager: FlaskClient, trial: str, extra: dict[str, str], message: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-45"})
+    base = f"/trials/{trial}/subjects/S-45"
+    reader.post(base + "/baseline", data=_baseline_form())
+    form = {**_follow_up_form("W8", "2021-03-01", "21", "14"), **extra}
+    response = reader.post(base + "/timepoints/new", data=form)
+    assert response.status_code == 400
+    assert message in response.data.decode()
+    assert reader.get(base + "/timepoints/W8").status_code == 404
+
+
+def test_fragments_or_a_merge_target_alone_mean_split_or_merged(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-46"})
+    base = f"/trials/{trial}/subjects/S-46"
+    reader.post(base + "/baseline", data=_baseline_form())
+    form = {**_follow_up_form("W8", "2021-03-01", "", ""), "t_T01_fragments": "10 8",
+            "t_T02_merged": "T01"}  # fmt: skip
+    assert reader.post(base + "/timepoints/new", data=form).status_code == 302
+    edit = reader.get(base + "/timepoints/W8").data.decode()
+    assert 'name="t_T01_fragments" value="10.0 8.0"' in edit
+    assert re.search(r'<option value="T01"\s+selected', edit)
 
 
 def test_editing_a_follow_up_after_someone_else_saved_it_is_refused(

@@ -58,4 +58,33 @@
       }
     });
   });
+  // A row holds one kind of value: choosing a state empties the fields of the others
+  // (the server refuses a row that says two things); filling fragments or a merge
+  // target selects their state.
+  var field = function (prefix, suffix) {
+    return form.querySelector("[name='" + prefix + suffix + "']");
+  };
+  Array.prototype.slice.call(form.querySelectorAll("select[name$='_state']")).forEach(
+    function (select) {
+      var prefix = select.name.replace(/_state$/, "");
+      select.addEventListener("change", function () {
+        var mm = field(prefix, "_mm"), parts = field(prefix, "_fragments");
+        var merged = field(prefix, "_merged");
+        if (mm && select.value !== "measured") { mm.value = ""; }
+        if (parts && select.value !== "fragments") { parts.value = ""; }
+        if (merged && select.value !== "merged") { merged.value = ""; }
+      });
+      var parts = field(prefix, "_fragments"), merged = field(prefix, "_merged");
+      if (parts) {
+        parts.addEventListener("input", function () {
+          if (parts.value.trim() !== "") { select.value = "fragments"; }
+        });
+      }
+      if (merged) {
+        merged.addEventListener("change", function () {
+          if (merged.value !== "") { select.value = "merged"; }
+        });
+      }
+    }
+  );
 })();
