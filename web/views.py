@@ -154,9 +154,13 @@ def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = 
     if blinded(request_user_role(), trial_row):
         # Independent central review: a reader's view of the trial is their reading list.
         return redirect(url_for("review.central_reads", trial_code=trial_code))
-    rows = [(s, subject_summary(s.result_json)) for s in list_subjects(session, trial_row)]
-    from web.auth import allowed
-    from web.progression import open_queries
+    from web.progression import open_queries, overrides
+
+    overridden = overrides(session, trial_row)
+    rows = [
+        (s, _summary_as_used(s, s.result_json, overridden.get(s.id)))
+        for s in list_subjects(session, trial_row)
+    ]
 
     # Queries on progression calls go back to the readers: list them where they look.
     queries = (
@@ -175,6 +179,32 @@ def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = 
         ),
         status,
     )
+
+
+def _summary_as_used(
+    subject: Any, result: dict[str, Any] | None, used: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A subject's summary with the progression call analyses use.
+
+    Without an override this is the engine's result. With one, progression and PFS are
+    the override's (PFS derived again by the engine's rule, :func:`web.progression.
+    used_result`) and the engine's stay beside them as ``engine_progression`` /
+    ``engine_pfs``, so that no screen shows one call without saying the other exists.
+    """
+    summary = subject_summary(result)
+    if used is None or not result:
+        return summary
+    from web.progression import used_result
+
+    as_used = subject_summary(used_result(build_case(subject), result, used))
+    return {
+        **summary,
+        "progression": as_used["progression"],
+        "pfs": as_used["pfs"],
+        "engine_progression": summary["progression"],
+        "engine_pfs": summary["pfs"],
+        "override": used,
+    }
 
 
 @bp.route("/trials/<trial_code>/subjects", methods=["POST"])
@@ -220,6 +250,7 @@ def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None
     from web.progression import subject_row
 
     review = subject_row(session, row)
+    used = review.used if review is not None and review.override is not None else None
     return (
         render_template(
             "subject.html",
@@ -227,7 +258,7 @@ def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None
             subject=row,
             case=case,
             result=result,
-            summary=subject_summary(result),
+            summary=_summary_as_used(row, result, used),
             grid=grid,
             versions=versions,
             audit=audit,

@@ -317,3 +317,27 @@ def test_open_queries_are_listed_for_the_readers_on_the_trial_page(
         session, REVIEWER, calls, "S-GROW", decision="queried", comment="check T01", seen_call=None
     )
     assert 'id="open-queries"' not in manager.get(f"/trials/{calls}").data.decode()
+
+
+def test_an_override_shows_on_the_subject_list_and_summary_with_the_engine_call_beside_it(
+    app: Flask, calls: str, session: Session
+) -> None:
+    override_call(
+        session, ADJUDICATOR, calls, "S-NEW", timepoint=None, reason="cyst", seen_call=None
+    )
+    client = app.test_client()
+    login(client, "reviewer")
+    listing = client.get(f"/trials/{calls}").data.decode()
+    row = listing.split('subjects/S-NEW"', 1)[1].split("</tr>", 1)[0]
+    # No progression is used: PFS is censored, and the engine's PD stays visible beside it.
+    assert "censored" in row and "PD_NEW_LESION" not in row
+    assert "overridden · engine: PD 2021-03-01" in row and "adjudicator adjudicator: cyst" in row
+    grow = listing.split('subjects/S-GROW"', 1)[1].split("</tr>", 1)[0]
+    assert "PD 2021-04-26" in grow and "overridden" not in grow
+    page = client.get(f"/trials/{calls}/subjects/S-NEW").data.decode()
+    assert '<strong id="progression">none</strong>' in page
+    assert (
+        "adjudicator's override by adjudicator (“cyst”); engine's call: PD at W8, "
+        "dated 2021-03-01"
+    ) in page
+    assert 'id="engine-pfs">engine\'s call: event · 2021-03-01' in page
