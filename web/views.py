@@ -445,9 +445,11 @@ def _timepoint_page(
     error: ServiceError | None,
     imaging_token: str | None = None,
 ) -> Any:
+    stored = next((t for t in row.timepoints if tp_code and t.code == tp_code), None)
     return (
         render_template(
             "timepoint.html",
+            locked=stored if stored is not None and stored.locked else None,
             imaging_token=imaging_token,
             trial=row.trial,
             subject=row,

@@ -66,7 +66,12 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     page.fill("input[name=size_0]", "8")
     page.locator("#findings li", has_text="R-MEAS-1").wait_for()
     page.screenshot(path=str(screenshots / "0-baseline-live-finding.png"), full_page=True)
+    # A size that cannot be saved at all is an error of its own, not a finding.
+    page.fill("input[name=size_0]", "-5")
+    page.locator("#input-error", has_text="negative size").wait_for()
+    assert page.locator("#findings li").count() == 0
     page.fill("input[name=size_0]", "30")
+    page.locator("#input-error").wait_for(state="hidden")
     page.select_option("select[name=site_1]", "lymph node")
     page.check("input[name=nodal_1]")
     page.fill("input[name=size_1]", "20")

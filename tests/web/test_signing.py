@@ -3,6 +3,8 @@ adjudicator or trial manager and a reason; all of it is in the audit trail."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -237,6 +239,9 @@ def test_readers_sign_on_the_subject_page_and_a_trial_manager_unlocks_there(
     assert response.status_code == 302
     page = reader.get(base).data.decode()
     assert "signed and locked</strong> by reader" in page and "Unlock" not in page
+    form = reader.get(base + "/timepoints/W8").data.decode()
+    assert 'id="locked"' in form and "Signed by reader (read complete) on " in form
+    assert re.search(r'<fieldset class="plain"\s+disabled>', form)
     response = reader.post(base + "/timepoints/W8/unlock", data={"reason": "x"})
     assert response.status_code == 403
     manager = app.test_client()

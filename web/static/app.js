@@ -9,10 +9,16 @@
   var timer = null;
   var token = form.querySelector("input[name=csrf_token]").value;
 
+  var inputError = document.getElementById("input-error");
+
   function render(data) {
     while (list.firstChild) { list.removeChild(list.firstChild); }
     var items = data.findings || [];
-    if (data.error) { items = [{ rule: "input", lesion: "", message: data.error }]; }
+    // Input that cannot be saved at all is an error, not a finding one may save past.
+    if (inputError) {
+      inputError.textContent = data.error || "";
+      inputError.hidden = !data.error;
+    }
     items.forEach(function (f) {
       var li = document.createElement("li");
       var code = document.createElement("code");
@@ -38,6 +44,10 @@
     clearTimeout(timer);
     timer = setTimeout(check, 300);
   });
+  // A form shown again after a refused save: check what it holds straight away.
+  var typed = Array.prototype.some.call(form.querySelectorAll("input[name^='size_']"),
+    function (input) { return input.value.trim() !== ""; });
+  if (typed) { check(); }
 })();
 
 // Follow-up form: typing a size selects "measured"; Enter in a size moves to the next size.
