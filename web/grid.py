@@ -183,3 +183,82 @@ def subject_summary(result: dict[str, Any] | None) -> dict[str, Any]:
         "pfs": pfs,
         "progression": result.get("progression"),
     }
+
+
+def _tenths_of(mm: float) -> int:
+    return round(mm * 10)
+
+
+def follow_up_reference(
+    case: dict[str, Any], result: dict[str, Any] | None, tp_code: str | None
+) -> dict[str, Any] | None:
+    """What a reader measures a follow-up against: each target's baseline and previous
+    value, the baseline sum, the nadir this visit is compared with, and the sums at which
+    it becomes PR (R-TGT-PR) or PD (R-TGT-PD). For display; the engine decides on save.
+
+    ``tp_code`` is the follow-up being edited, ``None`` for a new one (after the last).
+    """
+    from recist.lesions import UNITS_PER_MM
+    from recist.target import (
+        PD_MIN_INCREASE,
+        PD_MIN_RATIO_DEN,
+        PD_MIN_RATIO_NUM,
+        PR_MAX_RATIO_DEN,
+        PR_MAX_RATIO_NUM,
+    )
+
+    if not result or not case["timepoints"] or not result.get("timepoints"):
+        return None
+    timepoints = result["timepoints"]
+    position = next((i for i, tp in enumerate(timepoints) if tp["id"] == tp_code), None)
+    earlier = timepoints[:position] if position is not None else timepoints
+    case_earlier = case["timepoints"][: len(earlier)]
+    baseline_sum = timepoints[0].get("sum_mm")
+    if position is not None and timepoints[position].get("nadir_mm") is not None:
+        nadir = timepoints[position]["nadir_mm"]
+    else:
+        sums = [tp["sum_mm"] for tp in earlier if tp.get("sum_mm") is not None]
+        nadir = min(sums) if sums else None
+    nadir_at = next((tp["id"] for tp in reversed(earlier) if tp.get("sum_mm") == nadir), None)
+    previous = case_earlier[-1] if len(case_earlier) > 1 else None
+    per_target = {}
+    for le in case["lesions"]:
+        if le["kind"] != "target":
+            continue
+        per_target[le["id"]] = {
+            "baseline": _shown(case["timepoints"][0]["targets"].get(le["id"])),
+            "previous": _shown(previous["targets"].get(le["id"])) if previous else None,
+        }
+    out: dict[str, Any] = {
+        "baseline_sum": baseline_sum,
+        "nadir": nadir,
+        "nadir_at": nadir_at,
+        "previous_id": previous["id"] if previous else None,
+        "targets": per_target,
+        "pr_max": None,
+        "pd_min": None,
+    }
+    unit = UNITS_PER_MM // 10  # lengths are shown to 0.1 mm
+    if baseline_sum is not None:
+        # R-TGT-PR: sum ≤ 70 % of baseline, i.e. at most this, rounded down to 0.1 mm.
+        limit = _tenths_of(baseline_sum) * unit * PR_MAX_RATIO_NUM // PR_MAX_RATIO_DEN
+        out["pr_max"] = (limit // unit) / 10
+    if nadir is not None:
+        # R-TGT-PD: sum ≥ 120 % of the nadir and ≥ nadir + 5 mm, rounded up to 0.1 mm.
+        base = _tenths_of(nadir) * unit
+        ratio = -(-base * PD_MIN_RATIO_NUM // PD_MIN_RATIO_DEN)
+        limit = max(ratio, base + PD_MIN_INCREASE)
+        out["pd_min"] = (-(-limit // unit)) / 10
+    return out
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:.1f}"
+    if isinstance(value, dict) and "fragments" in value:
+        return "split " + " + ".join(f"{v:.1f}" for v in value["fragments"])
+    if isinstance(value, dict) and "merged_into" in value:
+        return f"merged into {value['merged_into']}"
+    return str(value).replace("_", " ")

@@ -22,7 +22,7 @@ from web.forms import (
     timepoint_from_form,
     timepoint_values_from_post,
 )
-from web.grid import build_grid, response_css, subject_summary
+from web.grid import build_grid, follow_up_reference, response_css, subject_summary
 from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
 from web.services import (
     InvalidInput,
@@ -450,6 +450,7 @@ def _timepoint_page(
         render_template(
             "timepoint.html",
             locked=stored if stored is not None and stored.locked else None,
+            reference=follow_up_reference(case, row.result_json, tp_code),
             imaging_token=imaging_token,
             trial=row.trial,
             subject=row,

@@ -397,3 +397,24 @@ def test_a_follow_up_can_be_deleted_with_a_reason_and_the_grid_is_reassessed(
     assert _cell_texts(html, "Overall response") == ["", "PR"]
     assert "scan belongs to S-81" not in html  # readers do not see the audit trail
     assert "scan belongs to S-81" in manager.get(base).data.decode()  # managers do
+
+
+def test_follow_up_form_shows_baseline_previous_nadir_and_the_pr_pd_sums(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-80"})
+    base = f"/trials/{trial}/subjects/S-80"
+    reader.post(base + "/baseline", data=_baseline_form())  # T01 30, T02 20: sum 50
+    reader.post(base + "/timepoints/new", data=_follow_up_form("W8", "2021-03-01", "21", "14"))
+    html = reader.get(base + "/timepoints/new").data.decode()
+    text = re.sub(r"<[^>]+>", "", html.split('id="reference">', 1)[1].split("</p>", 1)[0])
+    # PR: ≤ 70 % of 50.0 = 35.0 mm; PD: ≥ max(120 % of nadir 35.0 = 42.0, 35.0 + 5) = 42.0.
+    assert " ".join(text.split()) == (
+        "Baseline sum 50.0 mm · nadir 35.0 mm (W8) — this visit is PR at a sum ≤ 35.0 mm "
+        "(R-TGT-PR), PD at a sum ≥ 42.0 mm (R-TGT-PD)."
+    )
+    assert '<td class="ref">30.0 · 21.0</td>' in html and "Baseline · W8 (mm)" in html
+    # Editing W8 itself: it is compared with the baseline (nadir 50.0: PD ≥ 60.0 mm).
+    edit = reader.get(base + "/timepoints/W8").data.decode()
+    assert "nadir <strong>50.0 mm</strong> (BL)" in edit and "≥ <strong>60.0 mm</strong>" in edit
+    assert '<td class="ref">30.0</td>' in edit
