@@ -134,8 +134,8 @@ def submit_read(
             f"a read holds only lesions and timepoints, not {extra[0]!r} (reads are blinded)",
             field=extra[0],
         )
+    _check_password(session, actor, password)
     with write_transaction(session):
-        _check_password(session, actor, password)
         subject = get_subject(session, trial_code, subject_code, lock=True)
         if not subject.trial.central_review:
             raise InvalidInput(
@@ -207,8 +207,8 @@ def adjudicate(
         raise InvalidInput("choose read 1 or read 2", field="accepted")
     if not rationale:
         raise InvalidInput("an adjudication needs a rationale", field="rationale")
+    _check_password(session, actor, password)
     with write_transaction(session):
-        _check_password(session, actor, password)
         subject = get_subject(session, trial_code, subject_code, lock=True)
         reads = reads_of(session, subject)
         if len(reads) < 2:

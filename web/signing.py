@@ -9,12 +9,10 @@ signature's manifestation (who, when in UTC, meaning) and its history are in the
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash
 
 from web.db import write_transaction
-from web.models import Timepoint, User, utcnow
+from web.models import Timepoint, utcnow
 from web.services import (
     Actor,
     Conflict,
@@ -42,10 +40,16 @@ class SignatureRefused(ServiceError):
 
 
 def _check_password(session: Session, actor: Actor, password: str) -> None:
-    user = session.scalar(select(User).where(User.username == actor.username))
-    if user is None or not user.active or not check_password_hash(user.password_hash, password):
+    """The signature's password check, counted like a login (its own transaction, before
+    the signed write): a wrong password counts towards the account lock
+    (``services.MAX_FAILED_LOGINS``), so that a stolen session or API token cannot be used
+    to guess its owner's password through signing."""
+    from web.services import authenticate
+
+    if authenticate(session, actor.username, password) is None:
         raise SignatureRefused(
-            f"the password does not match {actor.username}'s; the read was not signed",
+            f"the password does not match {actor.username}'s (or the account is locked after "
+            "repeated failures); nothing was signed",
             field="password",
             pointer="/password",
         )
@@ -90,8 +94,8 @@ def sign_timepoint(
             field="version",
             pointer="/version",
         )
+    _check_password(session, actor, password)
     with write_transaction(session):
-        _check_password(session, actor, password)
         subject = get_subject(session, trial_code, subject_code, lock=True)
         tp = get_timepoint(subject, tp_code)
         check_unlocked(tp, subject_code)

@@ -487,7 +487,10 @@ def test_a_token_signs_a_read_only_with_the_password_and_the_signed_read_refuses
     body = {"password": "not my password", "meaning": "read complete", "version": version}
     error = _error(api("reader", "POST", tp + "/sign", json=body), 400)
     assert error["code"] == "signature_refused"
-    assert error["message"] == "the password does not match reader's; the read was not signed"
+    assert error["message"] == (
+        "the password does not match reader's (or the account is locked after repeated "
+        "failures); nothing was signed"
+    )
     assert error["pointer"] == "/password"
     assert api("reader", "GET", tp + "/signature").get_json()["locked"] is False
     error = _error(
@@ -696,7 +699,10 @@ def test_the_adjudicator_accepts_a_read_with_a_signed_rationale_through_the_api(
         "password": PASSWORD,
     }
     error = _error(api("adjudicator", "POST", path, json={**body, "password": "nope"}), 400)
-    assert error["message"] == "the password does not match adjudicator's; the read was not signed"
+    assert error["message"] == (
+        "the password does not match adjudicator's (or the account is locked after repeated "
+        "failures); nothing was signed"
+    )
     assert error["pointer"] == "/password"
     error = _error(api("adjudicator", "POST", path, json={**body, "accepted": "2"}), 400)
     assert error["message"] == "choose read 1 or read 2"

@@ -173,6 +173,27 @@ def test_a_wrong_password_signs_nothing(session: Session, trial: str, read: int)
     assert not session.scalar(select(Timepoint.locked).where(Timepoint.code == "W8"))
 
 
+def test_wrong_signing_passwords_count_towards_the_account_lock(
+    session: Session, trial: str, read: int
+) -> None:
+    """A stolen session or token must not give unlimited password guesses through signing."""
+    from web.models import User
+    from web.services import MAX_FAILED_LOGINS
+
+    for _ in range(MAX_FAILED_LOGINS):
+        with pytest.raises(SignatureRefused):
+            _sign(session, trial, read, password="guess")
+    session.rollback()
+    user = session.scalar(select(User).where(User.username == "reader"))
+    assert user is not None and user.locked_until is not None
+    # Locked: even the right password signs nothing now, and says so.
+    with pytest.raises(SignatureRefused, match=r"or the account is locked"):
+        _sign(session, trial, read)
+    session.rollback()
+    assert not session.scalar(select(Timepoint.locked).where(Timepoint.code == "W8"))
+    assert [r.entity_key for r in _audit(session, "lock")] == ["reader"]
+
+
 def test_signing_a_read_changed_since_it_was_checked_is_refused(
     session: Session, trial: str, read: int
 ) -> None:
@@ -231,7 +252,10 @@ def test_readers_sign_on_the_subject_page_and_a_trial_manager_unlocks_there(
         data={"version": str(read), "meaning": "read complete", "password": "wrong"},
     )
     assert response.status_code == 400
-    assert b"the password does not match reader&#39;s; the read was not signed" in response.data
+    assert (
+        b"the password does not match reader&#39;s (or the account is locked after repeated "
+        b"failures); nothing was signed"
+    ) in response.data
     response = reader.post(
         base + "/timepoints/W8/sign",
         data={"version": str(read), "meaning": "read complete", "password": PASSWORD},
