@@ -1349,6 +1349,17 @@ def save_timepoint(
                 field="date",
                 pointer="/date",
             )
+        twin = next((t for t in subject.timepoints if t is not tp and t.date == tp_date), None)
+        if twin is not None:
+            # One date is one assessment: two timepoints on it would order arbitrarily,
+            # and their lesions belong in one read (scan_dates keep other scan days).
+            raise InvalidInput(
+                f"subject {subject_code}, timepoint {code}: {twin.code} is already dated "
+                f"{tp_date.isoformat()}; enter this visit's lesions in {twin.code}, or "
+                "correct the date",
+                field="date",
+                pointer="/date",
+            )
         if tp is not None and tp is baseline:
             raise InvalidInput(
                 f"subject {subject_code}: {lookup} is the baseline; edit it with the baseline form",

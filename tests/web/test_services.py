@@ -26,7 +26,7 @@ from web.services import (
     save_timepoint,
     update_subject,
 )
-from web.testing import baseline_lesions
+from web.testing import baseline_lesions, seed_subject_with_follow_up
 
 READER = Actor("alice", "reader")
 
@@ -440,3 +440,16 @@ def test_changing_or_deleting_clinical_data_after_first_entry_needs_a_reason(
     assert _audit_count(session) == before
     subject = get_subject(session, trial, "S-001")
     assert build_case(subject)["timepoints"][1]["targets"]["T01"] == 21.0
+
+
+def test_a_second_follow_up_on_the_same_date_is_refused(session: Session, trial: str) -> None:
+    seed_subject_with_follow_up(session, trial)
+    with pytest.raises(InvalidInput, match=r"timepoint W9: W8 is already dated 2021-03-01"):
+        save_timepoint(
+            session,
+            Actor("reader", "reader"),
+            trial,
+            "S-001",
+            {"id": "W9", "date": "2021-03-01", "targets": {"T01": 20.0, "T02": 14.0},
+             "non_targets": {"NT01": "present"}},
+        )  # fmt: skip
