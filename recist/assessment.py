@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from recist.baseline import Finding, check_baseline, enforce_findings
 from recist.best_response import (
@@ -37,9 +38,15 @@ from recist.settings import ProgressionDateRule, Settings
 from recist.target import TargetTracker, pct
 
 
-@dataclass(frozen=True, slots=True)
-class TimepointResult:
-    """The assessment of one timepoint; responses are ``None`` at baseline."""
+class TimepointResult(NamedTuple):
+    """The assessment of one timepoint; responses are ``None`` at baseline.
+
+    Immutable, like the engine's other records, but a ``NamedTuple`` rather than a frozen
+    dataclass: one is built per timepoint, and a frozen dataclass's ``__init__`` sets each
+    field through ``object.__setattr__``, which for these 13 fields cost more than the
+    response rules themselves (``benchmarks/bench_assess.py``). The per-timepoint records
+    of ``target.py`` and ``best_response.py`` are ``NamedTuple`` for the same reason.
+    """
 
     id: str
     date: date

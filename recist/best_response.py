@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from recist.response import BOR_RANK, Response
 from recist.settings import Settings
@@ -15,8 +16,7 @@ _STABLE = (Response.SD, Response.NON_CR_NON_PD)
 _RANKED = (*_RESPONDING, *_STABLE)  # the responses R-BOR-1 ranks above PD
 
 
-@dataclass(frozen=True, slots=True)
-class Assessed:
+class Assessed(NamedTuple):  # built per timepoint: see assessment.TimepointResult
     """One follow-up timepoint as the best-response rules see it."""
 
     id: str

@@ -8,8 +8,8 @@ R-REAPPEAR adjust it. All comparisons are on exact integer lengths (R-EXACT).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 from recist.lesions import (
     UNITS_PER_MM,
@@ -60,8 +60,7 @@ def is_gone(lesion: Lesion, size: Length) -> bool:
     return size < NODE_NORMAL_SA if lesion.nodal else size == 0
 
 
-@dataclass(frozen=True, slots=True)
-class TargetSum:
+class TargetSum(NamedTuple):  # built per timepoint: see assessment.TimepointResult
     """The sum of diameters at one timepoint (R-SEL-3, R-SMALL, R-SPLIT, R-MERGE)."""
 
     total: Length  # sum over the evaluated targets
@@ -82,8 +81,7 @@ def sum_of_diameters(targets: tuple[Lesion, ...], tp: Timepoint) -> TargetSum:
     return TargetSum(total, not missing, tuple(missing))
 
 
-@dataclass(frozen=True, slots=True)
-class TargetAssessment:
+class TargetAssessment(NamedTuple):  # built per timepoint: see assessment.TimepointResult
     """The target response at one follow-up timepoint and the numbers behind it."""
 
     response: Response
