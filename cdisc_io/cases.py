@@ -72,7 +72,7 @@ def load_cases(path: str) -> list[dict[str, Any]]:
 
 
 def assess_cases(
-    cases: list[dict[str, Any]], *, refused: list[str] | None = None
+    cases: list[dict[str, Any]], *, refused: list[str] | None = None, file: str | None = None
 ) -> list[Assessed]:
     """Assess every case.
 
@@ -83,27 +83,35 @@ def assess_cases(
     refused
         If given, a case the engine refuses is skipped and its one-line reason appended
         here; if ``None``, the first refusal stops the batch.
+    file
+        The name of the file the cases came from: a refusal then starts with it and the
+        case's position (``cases.jsonl, case 3: subject …``).
 
     Raises
     ------
     recist.errors.RecistError
         Naming the subject (and reader), timepoint, lesion and field, when ``refused`` is
-        ``None``.
+        ``None`` and no ``file`` is given.
+    CasesFileError
+        The same, starting with the file and the case's position, when ``file`` is given.
     """
     from recist.errors import RecistError
     from recist.jsonio import assess_json
 
     out = []
-    for case in cases:
+    for position, case in enumerate(cases, start=1):
         try:
             result = assess_json(case)
         except RecistError as error:
             reader = case.get("reader")
             if reader and error.subject is not None and "read by" not in error.message:
                 error.message = f"{error.message} (read by {reader})"
+            where = f"{file}, case {position}: " if file else ""
             if refused is None:
+                if file:
+                    raise CasesFileError(f"{where}{error}") from None
                 raise
-            refused.append(str(error))
+            refused.append(f"{where}{error}")
             continue
         out.append(Assessed(case, result))
     return out

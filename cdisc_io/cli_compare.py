@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rs = read_domain(args.recorded, RS_REQUIRED)
         refused: list[str] = []  # a reviewer wants the rest compared and these listed
-        assessed = assess_cases(load_cases(args.cases), refused=refused)
+        assessed = assess_cases(load_cases(args.cases), refused=refused, file=Path(args.cases).name)
         result = compare(assessed, rs, file=Path(args.recorded).name)
         result.refused = refused
     except (CdiscFileError, CasesFileError, RecistError) as error:

@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         flags = {}
         if args.import_notices:
             flags = imputation_flags(read_notices(args.import_notices))
-        assessed = select_reads(assess_cases(load_cases(args.cases)), args.reader)
+        assessed = select_reads(
+            assess_cases(load_cases(args.cases), file=Path(args.cases).name), args.reader
+        )
         adrs, adtte = export_adam(assessed, studyid=args.studyid, flags=flags)
     except (CasesFileError, RecistError) as error:
         print(f"recist export-adam: {error}", file=sys.stderr)

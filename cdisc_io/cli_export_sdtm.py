@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from recist.errors import RecistError
 
     try:
-        assessed = assess_cases(load_cases(args.cases))
+        assessed = assess_cases(load_cases(args.cases), file=Path(args.cases).name)
     except (CasesFileError, RecistError) as error:
         print(f"recist export-sdtm: {error}", file=sys.stderr)
         return 2

@@ -57,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         times = parse_times(args.times)
-        result = analyse(assess_cases(load_cases(args.cases)), reader=args.reader, times=times)
+        result = analyse(
+            assess_cases(load_cases(args.cases), file=Path(args.cases).name),
+            reader=args.reader,
+            times=times,
+        )
     except (CasesFileError, RecistError, ValueError) as error:
         print(f"recist endpoints: {error}", file=sys.stderr)
         return 2

@@ -97,7 +97,12 @@ def test_engine_refusal_names_subject_and_reader(
     path.write_text(json.dumps(case), encoding="utf-8")
     assert main(["export-sdtm", str(path), "--out", str(tmp_path / "o")]) == 2
     err = one_line_error(capsys)
-    assert err.startswith("recist export-sdtm: subject S9") and "RADIOLOGIST 1" in err
+    assert err.startswith("recist export-sdtm: c.json, case 1: subject S9")
+    assert "RADIOLOGIST 1" in err
+    for command in (["export-adam"], ["endpoints"]):
+        assert main([*command, str(path), "--out", str(tmp_path / "o2")]) == 2
+        err = one_line_error(capsys)
+        assert err.startswith(f"recist {command[0]}: c.json, case 1: subject S9"), err
 
 
 def test_malformed_cases_file_is_refused_naming_the_line(
