@@ -330,8 +330,8 @@ EXPORT_DOMAINS = ("adrs", "adtte", "tu", "tr", "rs")
 def export_csv(session: Session, trial: Trial, domain: str) -> str:
     """ADaM ADRS/ADTTE or SDTM TU/TR/RS of every central read, with the reader
     (``RSEVALID``/``TREVALID``…) and the accepted flag (``RSACPTFL``/``TRACPTFL``…), through
-    the :mod:`cdisc_io` exporters. The arm and randomisation date come from the subject
-    here, after the reads were made blind.
+    the :mod:`cdisc_io` exporters. The arm, randomisation, death and new-therapy dates come
+    from the subject here, after the reads were made blind (:func:`unblinded_case`).
 
     Raises
     ------
@@ -346,20 +346,17 @@ def export_csv(session: Session, trial: Trial, domain: str) -> str:
         raise NotFound(
             f"there is no export {domain!r}; known: {', '.join(EXPORT_DOMAINS)}", field="domain"
         )
+    from web.progression import with_progression
+
     assessed = []
     for row in overview(session, trial):
         subject = row.subject
         for read in row.reads:
-            case = {
-                **read.case_json,
-                "arm": subject.arm.code if subject.arm else None,
-                "randomized_on": subject.randomized_on.isoformat()
-                if subject.randomized_on
-                else None,
-                "reader": read.reader,
-                "accepted": read.accepted,
-            }
-            assessed.append(Assessed(case=case, result=read.result_json))
+            # The read was made blind: PFS and OS again with the subject's death and
+            # new-therapy dates, exactly as the trial plots take them (trial_plots).
+            case = unblinded_case(subject, read)
+            result = with_progression(case, read.result_json, read.result_json["progression"])
+            assessed.append(Assessed(case=case, result=result))
     if domain in ("adrs", "adtte"):
         adrs, adtte = export_adam(assessed, studyid=trial.code)
         frame = adrs if domain == "adrs" else adtte

@@ -167,6 +167,36 @@ def test_adrs_export_carries_both_reads_and_the_accepted_flag(
     assert "read 2 (reader2)" in page
 
 
+def test_central_adtte_takes_death_from_the_subject_as_the_trial_plots_do(
+    app: Flask, session: Session, central: str
+) -> None:
+    """A blinded read has no death date; once the reads are in, the export adds it."""
+    from web.services import update_subject
+    from web.trial_plots import trial_plot
+
+    # S-2 (SD in both reads, last assessment FU2 2021-04-26) dies 2021-05-20: within the
+    # missed-visit window, so PFS is an event at death (§8), and OS is an event.
+    update_subject(
+        session, Actor("trial_manager", "trial_manager"), central, "S-2",
+        values={"died_on": "2021-05-20"}, reason="death reported",
+    )  # fmt: skip
+    client = app.test_client()
+    login(client, "reviewer")
+    body = client.get(f"/trials/{central}/central-review/adtte.csv").data.decode()
+    rows = {
+        (r["USUBJID"], r["RSEVALID"], r["PARAMCD"]): r for r in csv.DictReader(io.StringIO(body))
+    }
+    for reader in ("reader", "reader2"):
+        for param in ("PFS", "OS"):
+            row = rows[("S-2", reader, param)]
+            assert (row["ADT"], row["CNSR"]) == ("2021-05-20", "0"), (reader, param, row)
+    session.expunge_all()
+    session.rollback()
+    km = trial_plot(session, get_trial(session, central), "km-pfs")
+    s2 = next(p for p in km.points if p["USUBJID"] == "S-2")
+    assert (s2["ADT"], s2["CNSR"]) == ("2021-05-20", 0)
+
+
 def test_readers_are_blinded_to_the_site_read_the_arm_and_the_other_read(
     app: Flask, central: str
 ) -> None:
