@@ -3,7 +3,7 @@
 For each batch size, in a fresh child process: generate N synthetic subjects (8 timepoints,
 6 lesions each, mixed responses) as JSON Lines, then time
   - baseline: json.loads + json.dumps of every line (the same JSON library), and
-  - engine: the batch CLI path (read_cases -> assess_json -> write_results),
+  - engine: the batch CLI path (read_cases -> assess_batch -> write_results),
 and print timepoints/s, the ratio engine/baseline and peak memory (max RSS of the child).
 Each size is measured in ``--repeat`` fresh children (default 3: the machine is shared and
 noisy); each side's best time is kept, so both sides get the same treatment, and the engine
@@ -65,7 +65,7 @@ def synthetic_case(rng: random.Random, number: int) -> dict:
 
 
 def measure(n: int) -> dict:
-    from recist.cli_assess import _iter_results, read_cases, write_results
+    from recist.cli_assess import assess_batch, read_cases, write_results
 
     rng = random.Random(20261126 + n)
     text = "".join(json.dumps(synthetic_case(rng, i)) + "\n" for i in range(n))
@@ -79,12 +79,12 @@ def measure(n: int) -> dict:
     t0 = time.perf_counter()
     form, cases = read_cases(text, "synthetic")
     errors: list[str] = []
-    results = list(_iter_results(cases, False, errors))
+    rendered = assess_batch(cases, form, "json", False, errors)
     out = io.StringIO()
-    write_results(form, results, "json", out)
+    write_results(form, rendered, "json", out)
     engine = time.perf_counter() - t0
     assert not errors, errors[:3]
-    assert len(results) == n
+    assert len(rendered) == n
     return {
         "subjects": n,
         "timepoints": n * TIMEPOINTS,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from recist.errors import RecistError
@@ -159,16 +159,43 @@ def _read(path: str) -> tuple[str, str]:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
 
 
-def write_results(form: str, results: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+def _render_one(result: dict[str, Any]) -> str:
+    return json.dumps(result, ensure_ascii=False, indent=2)
+
+
+def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str]:
+    """How one result is written: a table, the indented object of a one-case input, or one
+    compact JSON text (a line of JSON Lines, an item of an array)."""
     if fmt == "table":
-        out.write("\n\n".join(format_table(r) for r in results) + "\n")
+        return format_table
+    return _render_one if form == "object" else _ENCODE
+
+
+def assess_batch(
+    cases: list[tuple[str, Any]], form: str, fmt: str, keep_going: bool, errors: list[str]
+) -> list[str]:
+    """Assess the cases in order and render each result as soon as it is made.
+
+    Only the rendered text is kept until the batch is written (the contract writes nothing
+    for a refused batch): a result's dicts are dropped at once, which takes a large batch a
+    fraction of the memory of holding every result tree, and less time. Refusals go to
+    ``errors``; without ``keep_going`` the first one ends the batch.
+    """
+    render = _renderer(form, fmt)
+    return [render(result) for result in _iter_results(cases, keep_going, errors)]
+
+
+def write_results(form: str, rendered: list[str], fmt: str, out: TextIO) -> None:
+    """Write the texts of :func:`assess_batch` in the input's form."""
+    if fmt == "table":
+        out.write("\n\n".join(rendered) + "\n")
     elif form == "object":
-        out.write(json.dumps(results[0], ensure_ascii=False, indent=2) + "\n")
+        out.write(rendered[0] + "\n")
     elif form == "array":
-        out.write(_ENCODE(results) + "\n")
+        # The encoder's own list layout: items separated by ", " (no indent).
+        out.write("[" + ", ".join(rendered) + "]\n")
     else:
-        encode = _ENCODE
-        out.write("".join([encode(r) + "\n" for r in results]))
+        out.write("\n".join(rendered) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,12 +206,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"recist assess: {exc}", file=sys.stderr)
         return EXIT_INPUT
     errors: list[str] = []
-    results = list(_iter_results(cases, args.keep_going, errors))
+    rendered = assess_batch(cases, form, args.format, args.keep_going, errors)
     if errors and not args.keep_going:
         print(f"recist assess: {errors[0]}", file=sys.stderr)
         return EXIT_INPUT
     for line in errors:
         print(f"recist assess: {line}", file=sys.stderr)
-    if results:
-        write_results(form, results, args.format, sys.stdout)
+    if rendered:
+        write_results(form, rendered, args.format, sys.stdout)
     return EXIT_INPUT if errors else 0
