@@ -315,12 +315,18 @@ class AuditFilter:
             except ValueError:
                 raise ValueError(f"{name}: {value!r} is not a date (YYYY-MM-DD)") from None
 
+        date_from, date_to = day("from"), day("to")
+        if date_from is not None and date_to is not None and date_from > date_to:
+            raise ValueError(
+                f"from: {date_from.isoformat()} is after to ({date_to.isoformat()}), so no "
+                "record can match; swap the dates"
+            )
         return cls(
             user=(args.get("user") or "").strip(),
             entity=(args.get("entity") or "").strip(),
             action=(args.get("action") or "").strip(),
-            date_from=day("from"),
-            date_to=day("to"),
+            date_from=date_from,
+            date_to=date_to,
         )
 
     def as_args(self) -> dict[str, str]:

@@ -75,6 +75,13 @@ def test_assess_error_is_json_with_code_message_field_and_pointer(api: Any) -> N
     assert error["pointer"] == "/timepoints/1/targets/T1"
     response = api("reader", "POST", "/assess", data="not json", content_type="application/json")
     assert response.status_code == 400
+    assert response.get_json()["error"]["message"] == (
+        "the request body is not valid JSON: Expecting value at line 1, column 1"
+    )
+    response = api("reader", "POST", "/assess", data='{"subject_id": "S",\n  "lesions": [,]}',
+                   content_type="application/json")  # fmt: skip
+    assert response.get_json()["error"]["message"].endswith("at line 2, column 15")
+    response = api("reader", "POST", "/assess", data="{}", content_type="text/plain")
     assert response.get_json()["error"]["message"].startswith("the request body must be JSON")
 
 

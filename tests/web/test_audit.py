@@ -268,6 +268,9 @@ def test_trial_audit_view_filters_by_user_entity_action_and_date(
     response = client.get(f"/trials/{two_subjects}/audit?from=yesterday")
     assert response.status_code == 400
     assert b"from: &#39;yesterday&#39; is not a date (YYYY-MM-DD)" in response.data
+    response = client.get(f"/trials/{two_subjects}/audit?from=2024-01-01&to=2023-01-01")
+    assert response.status_code == 400
+    assert b"from: 2024-01-01 is after to (2023-01-01), so no record can match" in response.data
 
 
 def test_audit_csv_export_holds_every_matching_record_with_its_hash(

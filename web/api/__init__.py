@@ -8,6 +8,7 @@ pointer into the request body (RFC 6901) when the field came from it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, jsonify, request, url_for
@@ -41,11 +42,19 @@ SUBJECT = "/trials/<trial_code>/subjects/<subject_code>"
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None:
+    if not request.is_json:
         raise InvalidInput(
             "the request body must be JSON (Content-Type: application/json)", pointer=""
         )
+    text = request.get_data(as_text=True)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"the request body is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno}",
+            pointer="",
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInput("the request body must be a JSON object", pointer="")
     return data
