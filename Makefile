@@ -28,8 +28,13 @@ typecheck: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# All four benchmarks; each prints ratios against a baseline measured in the same run.
+# bench_web also runs on PostgreSQL when BENCH_DATABASE_URL (or TEST_DATABASE_URL) is set.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_assess.py
+	$(BIN)/python benchmarks/bench_measure.py
+	$(BIN)/python benchmarks/bench_sdtm.py
+	$(BIN)/python benchmarks/bench_web.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
