@@ -168,7 +168,9 @@ def measure_upload(stream: IO[bytes]) -> dict[str, Any]:
             except ImagingInputError as error:
                 raise InvalidInput(f"{seg.name}: {error}", field="study") from None
             data = result.to_dict()
-            image_info = data["image"]
+            # The study date is one of the few identifiers kept (de-identification keeps
+            # what the assessment needs): it pre-fills the visit's scan date.
+            image_info = {**data["image"], "study_date": result.info.study_date}
             lesions.extend(data["lesions"])
         return {"image": image_info, "lesions": lesions}
     finally:

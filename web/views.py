@@ -524,6 +524,15 @@ def upload(trial_code: str, subject_code: str) -> Any:
         values = timepoint_form_values(stored, case)
         for code, mm in prefill.items():
             values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
+        for code, label in _non_targets_segmented(case, measured).items():
+            # A segmented non-target is there; whether it progressed unequivocally
+            # (R-NT-PD) is the reader's call, never the pre-fill's.
+            values["non_targets"][code] = "present"
+            notes.append(f"{code} ← segment {label!r}: present (judge progression yourself)")
+        study_date = (measured.get("image") or {}).get("study_date")
+        if study_date and not values["date"]:
+            values["date"] = study_date
+            notes.append(f"scan date {study_date} from the study")
         flash(
             "Measured from the uploaded study; check every value before saving. " + "; ".join(notes)
         )
@@ -654,6 +663,18 @@ def _prefill_from_measurement(
             "by hand if it is one, or add it as a new lesion"
         )
     return out, notes, sources
+
+
+def _non_targets_segmented(case: dict[str, Any], measured: dict[str, Any]) -> dict[str, str]:
+    """Non-target lesion id → the label of the segment whose tracking id or label names it."""
+    wanted = {_lesion_key(le["id"]): le["id"] for le in case["lesions"] if le["kind"] != "target"}
+    out: dict[str, str] = {}
+    for item in measured["lesions"]:
+        for name in (item.get("tracking_id"), item.get("label")):
+            code = wanted.get(_lesion_key(str(name))) if name else None
+            if code is not None and code not in out:
+                out[code] = str(item.get("label"))
+    return out
 
 
 NODAL_WORDS = ("node", "nodal", "lymph")

@@ -190,6 +190,8 @@ def test_sample_study_segments_go_to_the_targets_their_tracking_ids_name(
 ) -> None:
     import json
 
+    import pydicom
+
     from imaging_io import measure_study
 
     case = json.loads((SAMPLE / "demo_case.json").read_text())
@@ -219,6 +221,15 @@ def test_sample_study_segments_go_to_the_targets_their_tracking_ids_name(
         value = re.search(rf'name="t_{lesion}_mm" value="([^"]*)"', html).group(1)
         assert float(value) == pytest.approx(expected[lesion][key], abs=0.05), lesion
     assert "T3 ← segment &#39;lymph node&#39; (by its id): short axis" in html
+    # The bone lesion's segment names non-target NT1: present, progression left to the reader.
+    assert "NT1 ← segment &#39;bone lesion&#39;: present (judge progression yourself)" in html
+    assert re.search(r'<option value="present"\s+selected', html.split('name="nt_NT1"', 1)[1])
+    # The visit's scan date comes from the study's StudyDate.
+    first = sorted((SAMPLE / "W8" / "CT").glob("*.dcm"))[0]
+    raw = pydicom.dcmread(first, stop_before_pixels=True).StudyDate
+    study_date = f"{raw[:4]}-{raw[4:6]}-{raw[6:]}"
+    assert f'name="date" type="date" value="{study_date}"' in html
+    assert f"scan date {study_date} from the study" in html
 
 
 @pytest.mark.skipif(not DCMQI.exists(), reason="shared DICOM test data not present")
