@@ -399,11 +399,25 @@ class Case:
                         field="new_lesions",
                     )
             previous = tp
-        if (
-            self.died_on is not None
-            and self.died_on < self.timepoints[0].date
-            and (self.randomized_on is None or self.died_on < self.randomized_on)
-        ):
+        if self.randomized_on is not None:
+            # The baseline scan may precede randomisation; follow-ups cannot: PFS counts
+            # from randomisation (§8), and an assessment before it would be negative time.
+            early = next((tp for tp in self.timepoints[1:] if tp.date < self.randomized_on), None)
+            if early is not None:
+                raise CaseInputError(
+                    f"follow-up date {early.date.isoformat()} is before randomisation "
+                    f"({self.randomized_on.isoformat()}); follow-up assessments come after "
+                    "the origin of PFS (§8)",
+                    timepoint=early.id,
+                    field="date",
+                )
+            if self.died_on is not None and self.died_on < self.randomized_on:
+                raise CaseInputError(
+                    f"death date {self.died_on.isoformat()} is before randomisation "
+                    f"({self.randomized_on.isoformat()})",
+                    field="died_on",
+                )
+        if self.died_on is not None and self.died_on < self.timepoints[0].date:
             raise CaseInputError(
                 f"death date {self.died_on.isoformat()} is before the baseline", field="died_on"
             )

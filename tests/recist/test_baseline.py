@@ -75,6 +75,15 @@ def test_nodal_target_below_15mm_is_a_finding():
     assert findings(c) == [("R-MEAS-2", "T1")]
 
 
+def test_a_lymph_node_target_not_marked_nodal_is_a_finding_and_is_assessed_on_its_long_axis():
+    c = with_lesions([target("T1", "axillary lymph node")], {"T1": 22.0})
+    result = assess_json(c)
+    (warning,) = result["warnings"]
+    assert (warning["rule"], warning["lesion"]) == ("R-MEAS-2", "T1")
+    assert "is a lymph node but it is not marked nodal" in warning["message"]
+    assert findings(with_lesions([target("T1", "lymph node", nodal=True)], {"T1": 22.0})) == []
+
+
 def test_slice_thickness_of_the_lesion_raises_the_bar():
     c = with_lesions([target("T1", "liver", slice_thickness_mm=8.0)], {"T1": 15.0})
     assert findings(c) == [("R-MEAS-1", "T1")]

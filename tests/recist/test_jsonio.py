@@ -44,6 +44,25 @@ def test_dates_out_of_order_are_refused():
     refuse(c, r"timepoint FU1, field date: date 2020-12-01 is before .* BL")
 
 
+def test_a_follow_up_before_randomisation_is_refused_but_a_baseline_before_it_is_not():
+    # Baseline 2021-01-04, follow-ups every 56 days from it: FU1 2021-03-01.
+    c = case({"T1": 30.0}, fu(targets={"T1": 20.0}), randomized_on="2021-03-15")
+    refuse(
+        c,
+        r"^subject S-001, timepoint FU1, field date: follow-up date 2021-03-01 is before "
+        r"randomisation \(2021-03-15\).*\(§8\)",
+    )
+    ok = case({"T1": 30.0}, fu(targets={"T1": 20.0}), randomized_on="2021-01-10")
+    assert assess_json(ok)["pfs"]["days"] > 0
+
+
+def test_death_before_randomisation_or_baseline_is_refused():
+    c = case({"T1": 30.0}, randomized_on="2021-01-10", died_on="2021-01-08")
+    refuse(c, r"field died_on: death date 2021-01-08 is before randomisation \(2021-01-10\)")
+    c = case({"T1": 30.0}, died_on="2020-12-31")
+    refuse(c, r"field died_on: death date 2020-12-31 is before the baseline")
+
+
 def test_target_without_baseline_size_is_refused():
     c = case({"T1": 30.0})
     c["timepoints"][0]["targets"] = {}
