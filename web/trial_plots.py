@@ -13,7 +13,8 @@ says which (:data:`SOURCES`):
 
 The Kaplan–Meier plots draw PFS and OS by arm as derived by the endpoints package
 (``endpoints.batch.analyse``, one read per subject) from those reads, so that the page, the
-points CSV and the endpoint exports of the same reads never disagree.
+points CSV and the endpoint exports of the same reads never disagree. A subject without an
+arm is in no arm's curve: it is left out of them and counted in the plot's note.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ from sqlalchemy.orm import Session
 
 from web.models import Trial
 from web.services import NotFound, build_case, list_subjects
+
+# The y-axis of each Kaplan–Meier plot: the endpoint it estimates.
+KM_YLABELS = {
+    "km-pfs": "Progression-free survival probability",
+    "km-os": "Overall survival probability",
+}
 
 PLOTS = {
     "waterfall": "Best change in target sum",
@@ -134,7 +141,9 @@ def trial_plot(session: Session, trial: Trial, kind: str) -> Any:
         return plots.swimmer(results, title, sources=sources, note=note)
     records = _km_records(used, "PFS" if kind == "km-pfs" else "OS")
     observations = [Observation(r["ARM"], r["AVAL"], 1 - r["CNSR"]) for r in records]
-    return plots.kaplan_meier(observations, title, records=records, note=note)
+    return plots.kaplan_meier(
+        observations, title, ylabel=KM_YLABELS[kind], records=records, note=note
+    )
 
 
 def points_csv(plot: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from endpoints.analysis import Observation
 from recist.jsonio import assess_json
 from tests.recist.conftest import case, fu
-from web.plots import kaplan_meier, spider, swimmer, waterfall
+from web.plots import BOR_COLOURS, kaplan_meier, spider, swimmer, waterfall
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -108,3 +109,146 @@ def test_kaplan_meier_points_are_the_subject_records_behind_the_curves():
     assert plot.points == records
     with pytest.raises(ValueError, match=r"kaplan_meier: 1 records for 2 observations"):
         kaplan_meier(observations, "PFS", records=records[:1])
+
+
+def _by_id(svg: str) -> dict[str, ET.Element]:
+    return {g.get("id") or "": g for g in ET.fromstring(svg).iter(f"{SVG}g")}
+
+
+def _text_at(group: ET.Element) -> tuple[str, float, float, str]:
+    """(text, x, y, anchor) of the one text element in a group."""
+    text = next(group.iter(f"{SVG}text"))
+    anchor = next(
+        part.split(":")[1].strip()
+        for part in (text.get("style") or "").split(";")
+        if part.strip().startswith("text-anchor")
+    )
+    return "".join(text.itertext()), float(text.get("x", 0)), float(text.get("y", 0)), anchor
+
+
+def _width_pt(text: str, size_pt: float = 8) -> float:
+    """A generous width of ``text`` in DejaVu Sans (no glyph is wider than 0.8 em here)."""
+    return 0.8 * size_pt * len(text)
+
+
+def _viewbox(svg: str) -> tuple[float, float]:
+    _, _, width, height = (float(v) for v in ET.fromstring(svg).get("viewBox", "").split())
+    return width, height
+
+
+def _style(group: ET.Element) -> dict[str, str]:
+    """The style of the first element of ``group`` drawn with one (a path, or a marker's use)."""
+    element = next(e for e in group.iter() if e.get("style") and e.tag != f"{SVG}text")
+    pairs = (part.split(":", 1) for part in (element.get("style") or "").split(";") if ":" in part)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def test_kaplan_meier_leaves_subjects_without_an_arm_out_of_the_curves_and_says_so():
+    from endpoints.analysis import NO_ARM
+
+    records = [
+        {"USUBJID": "S-1", "ARM": "A", "AVAL": 100, "CNSR": 0},
+        {"USUBJID": "DEMO-001", "ARM": NO_ARM, "AVAL": 116, "CNSR": 0},
+        {"USUBJID": "S-2", "ARM": "A", "AVAL": 150, "CNSR": 1},
+    ]
+    observations = [Observation(r["ARM"], r["AVAL"], 1 - r["CNSR"]) for r in records]
+    plot = kaplan_meier(observations, "PFS", records=records, note="Progression call used: x")
+    assert [row["arm"] for row in plot.summary] == ["A"]
+    assert [p["USUBJID"] for p in plot.points] == ["S-1", "S-2"]
+    assert plot.excluded == [{"subject_id": "DEMO-001", "why": "no arm"}]
+    assert plot.note == "Progression call used: x\n1 subject without an arm not shown"
+    labels = texts(plot.svg)
+    assert {"Progression call used: x", "1 subject without an arm not shown"} <= set(labels)
+    assert NO_ARM not in labels and not gids(plot.svg, f"km-curve-{NO_ARM}")
+
+
+@pytest.mark.parametrize("arm", ["ST", "SBRT-ST", "Stereotactic body radiotherapy + systemic"])
+def test_numbers_at_risk_names_stand_in_their_own_column_clear_of_every_count(arm: str):
+    """QA saw "ST 10" read as one token at day 0: the names end left of the leftmost count,
+    with a gap, whatever the name's length and however wide the counts."""
+    observations = [Observation(arm, day, day % 3 == 0) for day in range(1, 1201)]
+    observations += [Observation("B", day, 1) for day in range(5, 50, 5)]
+    plot = kaplan_meier(observations, "PFS")
+    groups = _by_id(plot.svg)
+    counts = [_text_at(g) for key, g in groups.items() if key.startswith("at-risk-count-")]
+    first_row = 0 if arm < "B" else 1
+    # Day 0: all 1200 of the long arm, all 9 of B, at risk.
+    assert _text_at(groups[f"at-risk-count-{first_row}-0"])[0] == "1200"
+    assert _text_at(groups[f"at-risk-count-{1 - first_row}-0"])[0] == "9"
+    leftmost = min(x - _width_pt(text) / 2 for text, x, _, _ in counts)
+    rows = [_text_at(groups[f"at-risk-row-{i}"]) for i in range(2)]
+    header = _text_at(groups["at-risk-header"])
+    assert [r[0] for r in rows] == sorted([arm, "B"]) and header[0] == "At risk"
+    for name, x, _, anchor in [*rows, header]:
+        assert anchor == "end"  # right-aligned: x is where the name ends
+        assert x < leftmost - 2, f"{name!r} ends at {x}, the counts start at {leftmost}"
+        # The figure widens for a long name: it starts inside the image (≥ 0.5 em a glyph).
+        assert x - 0.5 * 8 * len(name) >= 0
+    # Counts sit on the rows of their arm's name.
+    assert {round(r[2]) for r in rows} == {round(c[2]) for c in counts}
+
+
+def test_kaplan_meier_draws_light_bands_under_distinct_curves_with_censor_marks():
+    observations = [
+        Observation("SBRT", 100, 1),
+        Observation("SBRT", 200, 0),
+        Observation("SBRT", 300, 1),
+        Observation("Standard", 150, 1),
+        Observation("Standard", 160, 1),
+        Observation("Standard", 400, 0),
+    ]
+    plot = kaplan_meier(observations, "PFS", ylabel="Progression-free survival probability")
+    assert "Progression-free survival probability" in texts(plot.svg)
+    assert "probability event-free" not in texts(plot.svg)
+    order = [g.get("id") for g in ET.fromstring(plot.svg).iter(f"{SVG}g")]
+    groups = _by_id(plot.svg)
+    curves = {}
+    for arm in ("SBRT", "Standard"):
+        band = _style(groups[f"km-ci-{arm}"])
+        assert float(band["fill-opacity"]) <= 0.2  # light enough to see through
+        curves[arm] = _style(groups[f"km-curve-{arm}"])
+        # Every band is drawn before (under) every curve.
+        assert order.index(f"km-ci-{arm}") < min(
+            order.index("km-curve-SBRT"), order.index("km-curve-Standard")
+        )
+        # One censor mark per censored subject (SBRT: day 200; Standard: day 400).
+        assert len(list(groups[f"km-censor-{arm}"].iter(f"{SVG}use"))) == 1
+    assert curves["SBRT"]["stroke"] != curves["Standard"]["stroke"]
+    assert curves["SBRT"].get("stroke-dasharray") != curves["Standard"].get("stroke-dasharray")
+    assert {"SBRT (n=3, 2 events)", "Standard (n=3, 2 events)"} <= set(texts(plot.svg))
+
+
+def test_spider_has_a_legend_of_the_best_overall_responses_its_colours_encode():
+    plot = spider(results())
+    legend = _by_id(plot.svg)["legend_1"]
+    entries = ["".join(t.itertext()) for t in legend.iter(f"{SVG}text")]
+    # S-PR is PR; S-PD (best SD before its PD) and S-SD are SD; S-NT draws no line.
+    assert entries == ["Best overall response", "PR", "SD"]
+    groups = _by_id(plot.svg)
+    assert _style(groups["line-S-PR"])["stroke"] == BOR_COLOURS["PR"]
+    assert _style(groups["line-S-SD"])["stroke"] == BOR_COLOURS["SD"]
+    assert {"−30 % (PR)", "+20 % (PD)"} <= set(texts(plot.svg))
+
+
+def test_waterfall_is_tight_under_its_labels_and_keeps_the_threshold_labels_and_note():
+    plot = waterfall(results(), note="Progression call used: engine's call 4")
+    width, height = _viewbox(plot.svg)
+    groups = _by_id(plot.svg)
+    note, note_x, note_y, _ = _text_at(groups["plot-note"])
+    assert note == "Progression call used: engine's call 4"
+    # The note is the last line: under it only the 0.1 in pad and the text's descent.
+    assert 0 < height - note_y < 12
+    assert note_x >= 0 and note_x + _width_pt(note, 7) * 0.8 <= width
+    # Subject ids are rotated 90°: each starts (at its lowest point) at its translate().
+    tick_bottoms = [
+        float(re.findall(r"translate\(\S+ (\S+)\)", t.get("transform", ""))[0])
+        for key, g in groups.items()
+        if key.startswith("xtick_")
+        for t in g.iter(f"{SVG}text")
+    ]
+    assert len(tick_bottoms) == 3
+    assert 0 < note_y - max(tick_bottoms) < 20  # right under the ids: no empty band
+    for gid, label in (("threshold-PR", "−30 % (PR)"), ("threshold-PD", "+20 % (PD)")):
+        text, x, y, anchor = _text_at(groups[gid])
+        assert (text, anchor) == (label, "start")
+        assert 0 < y < height and x + _width_pt(text) * 0.75 <= width  # not clipped

@@ -110,6 +110,48 @@ def test_kaplan_meier_plots_use_the_endpoint_derivations_per_arm(
     assert sum(p["events"] for p in os_plot.summary) == 0  # nobody died
 
 
+def test_each_kaplan_meier_plot_names_its_endpoint_on_the_y_axis(
+    session: Session, trial_with_results: str
+) -> None:
+    trial = get_trial(session, trial_with_results)
+    pfs, os_ = (_texts(trial_plot(session, trial, kind).svg) for kind in ("km-pfs", "km-os"))
+    assert "Progression-free survival probability" in pfs
+    assert "Overall survival probability" in os_
+    assert not {"probability event-free", "Overall survival probability"} & set(pfs)
+    assert not {"probability event-free", "Progression-free survival probability"} & set(os_)
+
+
+def test_a_subject_without_an_arm_is_left_out_of_the_by_arm_curves_and_counted_in_the_note(
+    session: Session, trial_with_results: str
+) -> None:
+    """S-4 has a read but no arm (nor a randomisation date): no "(no arm)" curve that would
+    drop to 0 beside the real arms; the note says one subject is not shown."""
+    trial = trial_with_results
+    create_subject(session, SYSTEM, trial, code="S-4")
+    save_baseline(
+        session,
+        READER,
+        trial,
+        "S-4",
+        date_value="2021-01-04",
+        lesions=lesions_from_json(baseline_lesions()),
+    )
+    save_timepoint(session, READER, trial, "S-4", _tp("W8", "2021-03-01", 40.0, 25.0))
+    _reload(session)
+    for kind in ("km-pfs", "km-os"):
+        plot = trial_plot(session, get_trial(session, trial), kind)
+        assert [row["arm"] for row in plot.summary] == ["A", "B"]
+        assert "S-4" not in _km(plot)
+        assert plot.excluded == [{"subject_id": "S-4", "why": "no arm"}]
+        labels = _texts(plot.svg)
+        assert "1 subject without an arm not shown" in labels
+        assert "Progression call used: engine's call 4" in labels
+        assert "(no arm)" not in labels
+    # The plots that are not by arm still show S-4.
+    waterfall = trial_plot(session, get_trial(session, trial), "waterfall")
+    assert "S-4" in {p["subject_id"] for p in waterfall.points}
+
+
 def _km(plot: Any) -> dict[str, tuple[int, int, str]]:
     """USUBJID → (AVAL, CNSR, source) of a Kaplan–Meier plot's points."""
     return {p["USUBJID"]: (p["AVAL"], p["CNSR"], p["source"]) for p in plot.points}
