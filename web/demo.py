@@ -6,6 +6,10 @@ targets (R-TGT-PD), by a new lesion (R-NEW-1), by an equivocal new lesion confir
 (R-NEW-2, back-dated progression) and complete responses with a nodal target < 10 mm
 (R-TGT-CR). The benchmark uses the same generator for its 280 subjects × 10 timepoints.
 
+The imaging demo case DEMO-001 (``sample_dicom/``) is randomised to an arm like the
+others, and its follow-ups carry the measurements imaging_io took from its studies, stored
+as an upload stores them, so the progression-call page shows them beside the reader's.
+
 The demo also shows the review features, written through the same service functions as
 the pages (so the audit trail records them), when the demo users are created in the same
 run (signing needs their passwords, which are never stored in clear):
@@ -49,7 +53,12 @@ DEMO_USERS = {
 # The second reader of the central-review demo (independent reads need two readers).
 DEMO_SECOND_READER = "reader2"
 DEMO_CENTRAL_TRIAL = "STEREO-SEIN-ICR-DEMO"
-DEMO_CASE_FILE = Path(__file__).resolve().parent.parent / "sample_dicom" / "demo_case.json"
+SAMPLE_DICOM = Path(__file__).resolve().parent.parent / "sample_dicom"
+DEMO_CASE_FILE = SAMPLE_DICOM / "demo_case.json"
+# The imaging demo case (DEMO-001) is a subject of the trial like any other: randomised to
+# an arm (its file says "demo", which is no arm of the trial) three days before baseline.
+DEMO_CASE_ARM = "SBRT-ST"
+RANDOMISED_DAYS_BEFORE_BASELINE = 3
 
 TRAJECTORIES = ("responder", "stable", "growth", "new_lesion", "equivocal_confirmed", "complete")
 
@@ -163,6 +172,8 @@ def seed_demo(
     if session.scalar(select(Trial.id).where(Trial.code == DEMO_TRIAL)) is None:
         created[DEMO_TRIAL] = _seed_trial(session, subjects, seed)
         _seed_reviews(session, passwords)
+    else:
+        _complete_file_cases(session)
     central_users = (DEMO_USERS["reader"], DEMO_SECOND_READER, DEMO_USERS["adjudicator"])
     if (
         all(name in passwords for name in central_users)
@@ -188,11 +199,9 @@ def _seed_trial(session: Session, subjects: int, seed: int) -> list[str]:
     rng = random.Random(seed)  # noqa: S311 - synthetic demo data, not secrets
     created = []
     for case in _file_cases():
-        case = dict(case)
-        if case.get("arm") not in {a for a, _ in DEMO_ARMS}:
-            case["arm"] = None
-        case.pop("settings", None)  # the trial's protocol settings apply
+        case = _as_demo_subject(case)
         import_case(session, _reader(), DEMO_TRIAL, case)
+        _store_imaging(session, case)
         created.append(case["subject_id"])
     for n in range(subjects):
         kind = TRAJECTORIES[n % len(TRAJECTORIES)]
@@ -200,6 +209,103 @@ def _seed_trial(session: Session, subjects: int, seed: int) -> list[str]:
         import_case(session, _reader(), DEMO_TRIAL, case)
         created.append(case["subject_id"])
     return created
+
+
+def _as_demo_subject(case: dict[str, Any]) -> dict[str, Any]:
+    """A case of ``sample_dicom/`` as a subject of the demo trial: in an arm of the trial
+    (:data:`DEMO_CASE_ARM` unless the file names one) and randomised (the file's date, else
+    three days before baseline), so that it counts in the by-arm analyses."""
+    case = dict(case)
+    if case.get("arm") not in {a for a, _ in DEMO_ARMS}:
+        case["arm"] = DEMO_CASE_ARM
+    if not case.get("randomized_on") and case.get("timepoints"):
+        baseline = date.fromisoformat(case["timepoints"][0]["date"])
+        case["randomized_on"] = (
+            baseline - timedelta(days=RANDOMISED_DAYS_BEFORE_BASELINE)
+        ).isoformat()
+    case.pop("settings", None)  # the trial's protocol settings apply
+    return case
+
+
+def _study_zip(folder: Path) -> Any:
+    """The study in ``folder`` (its series and segmentation) as the zip a reader uploads."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(folder.rglob("*.dcm")):
+            archive.write(path, path.relative_to(folder).as_posix())
+    out.seek(0)
+    return out
+
+
+def _store_imaging(session: Session, case: dict[str, Any]) -> None:
+    """Measure each follow-up study of ``sample_dicom/`` and store it as the timepoint's
+    imaging evidence, exactly as an upload does (``web.uploads.measure_upload``, then the
+    upload page's matching of segments to targets, then ``save_timepoint(imaging=…)``), so
+    that the progression-call page shows the measurements from the images.
+
+    A follow-up without a study folder is left without evidence; one whose timepoint is
+    signed (or followed by a signed one) or already has evidence is left alone, so a later
+    seed changes nothing.
+    """
+    from web.services import get_subject, get_timepoint, ordered_timepoints, save_timepoint
+    from web.uploads import measure_upload
+    from web.views import _prefill_from_measurement
+
+    for item in case.get("timepoints", [])[1:]:
+        folder = SAMPLE_DICOM / item["id"]
+        if not folder.is_dir():
+            continue
+        subject = get_subject(session, DEMO_TRIAL, case["subject_id"])
+        tp = get_timepoint(subject, item["id"])
+        timepoints = ordered_timepoints(subject)
+        after = timepoints[timepoints.index(tp) :]
+        if tp.imaging_json or any(t.locked for t in after):
+            continue  # a signed read (or one signed after it) is not changed
+        measured = measure_upload(_study_zip(folder))
+        _, _, sources = _prefill_from_measurement(case, measured)
+        save_timepoint(
+            session,
+            _reader(),
+            DEMO_TRIAL,
+            case["subject_id"],
+            item,
+            expected_version=tp.version,
+            imaging={"image": measured.get("image") or {}, "lesions": sources},
+        )
+        session.expunge_all()
+
+
+def _complete_file_cases(session: Session) -> None:
+    """Bring the ``sample_dicom/`` subjects of a demo trial seeded by an earlier version up
+    to date: an arm and randomisation date where they have none, and the imaging evidence.
+    Writes only what is missing (through the services), so a later run writes nothing."""
+    from web.services import NotFound, get_subject, update_subject
+
+    for case in _file_cases():
+        case = _as_demo_subject(case)
+        try:
+            subject = get_subject(session, DEMO_TRIAL, case["subject_id"])
+        except NotFound:
+            continue
+        values = {}
+        if subject.arm is None:
+            values["arm"] = case["arm"]
+        if subject.randomized_on is None:
+            values["randomized_on"] = case["randomized_on"]
+        if values:
+            update_subject(
+                session,
+                SYSTEM,
+                DEMO_TRIAL,
+                case["subject_id"],
+                values=values,
+                reason="demo seed: the imaging demo case is randomised to an arm",
+            )
+            session.expunge_all()
+        _store_imaging(session, case)
 
 
 def _sign(session: Session, password: str, subject_code: str, tp_code: str) -> None:

@@ -3,15 +3,19 @@ chain holds them and verifies) and creates nothing on a second run."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from web.audit import verify_chain
 from web.central import metrics, overview
 from web.demo import (
+    DEMO_CASE_ARM,
+    DEMO_CASE_FILE,
     DEMO_CENTRAL_TRIAL,
     DEMO_SECOND_READER,
     DEMO_TRIAL,
@@ -21,14 +25,19 @@ from web.demo import (
 )
 from web.models import AuditRecord, Subject, Timepoint
 from web.progression import open_queries, queue
-from web.services import get_trial
+from web.services import SYSTEM, get_subject, get_trial, update_subject
+from web.testing import login
 from web.trial_plots import trial_plot
 
 
 @pytest.fixture
-def seeded(session: Session) -> dict[str, list[str]]:
-    users = seed_users(session)
-    passwords = {name: password for name, (_, password) in users.items()}
+def passwords(session: Session) -> dict[str, str]:
+    """The demo users, created now: user name → password."""
+    return {name: password for name, (_, password) in seed_users(session).items()}
+
+
+@pytest.fixture
+def seeded(session: Session, passwords: dict[str, str]) -> dict[str, list[str]]:
     created = seed_demo(session, subjects=6, passwords=passwords)
     session.expunge_all()
     session.rollback()
@@ -143,3 +152,104 @@ def test_without_the_users_passwords_the_demo_has_reviews_but_no_signatures_or_c
     assert session.scalar(select(func.count()).select_from(Timepoint).where(Timepoint.locked)) == 0
     states = {row.state for row in queue(session, get_trial(session, DEMO_TRIAL))}
     assert {"agreed", "queried", "overridden"} <= states
+
+
+def test_the_imaging_demo_case_is_randomised_to_an_arm_and_drawn_in_its_curve(
+    session: Session, seeded: dict[str, list[str]]
+) -> None:
+    """DEMO-001's file names the arm "demo", which the trial does not have: the seed puts it
+    in an arm, randomised on the file's date, so the by-arm plots leave no one out."""
+    assert "DEMO-001" in seeded[DEMO_TRIAL]
+    subject = get_subject(session, DEMO_TRIAL, "DEMO-001")
+    assert subject.arm is not None and subject.arm.code == DEMO_CASE_ARM
+    assert subject.randomized_on is not None and subject.randomized_on.isoformat() == "2024-01-05"
+    trial = get_trial(session, DEMO_TRIAL)
+    for kind in ("km-pfs", "km-os"):
+        plot = trial_plot(session, trial, kind)
+        assert plot.excluded == []
+        assert "(no arm)" not in {row["arm"] for row in plot.summary}
+        demo = next(p for p in plot.points if p["USUBJID"] == "DEMO-001")
+        # Randomised 2024-01-05; PD at W16 on 2024-04-29 (sample_dicom/README.md): day 116.
+        assert (demo["ARM"], demo["STARTDT"]) == (DEMO_CASE_ARM, "2024-01-05")
+        assert "without an arm" not in (plot.note or "")
+    pfs = trial_plot(session, trial, "km-pfs").points
+    demo = next(p for p in pfs if p["USUBJID"] == "DEMO-001")
+    assert (demo["AVAL"], demo["CNSR"]) == (116, 0)
+
+
+def _recorded(case: dict[str, Any], tp_code: str) -> dict[str, float]:
+    return next(tp["targets"] for tp in case["timepoints"] if tp["id"] == tp_code)
+
+
+def test_the_imaging_demo_case_shows_the_measurements_from_its_images_on_the_evidence_page(
+    session: Session,
+    seeded: dict[str, list[str]],
+    passwords: dict[str, str],
+    client: FlaskClient,
+) -> None:
+    case = json.loads(DEMO_CASE_FILE.read_text())
+    subject = get_subject(session, DEMO_TRIAL, "DEMO-001")
+    stored = {tp.code: tp.imaging_json for tp in subject.timepoints}
+    assert stored["BL"] is None  # uploads measure follow-ups
+    for code in ("W8", "W16"):
+        evidence = stored[code]
+        assert evidence is not None
+        assert evidence["image"]["modality"] == "CT"
+        assert evidence["image"]["study_date"] == next(
+            tp["date"] for tp in case["timepoints"] if tp["id"] == code
+        )
+        lesions = evidence["lesions"]
+        # What imaging_io measured is what the case records (both come from the studies).
+        assert {k: v["mm"] for k, v in lesions.items()} == _recorded(case, code)
+        assert lesions["T3"]["axis"] == "short axis"  # the node, R-NODE
+        assert {v["matched"] for v in lesions.values()} == {"by its id"}
+        assert lesions["T1"]["segment"] == "liver lesion"
+    login(client, DEMO_USERS["reviewer"], passwords[DEMO_USERS["reviewer"]])
+    page = client.get(f"/trials/{DEMO_TRIAL}/subjects/DEMO-001/progression")
+    assert page.status_code == 200
+    html = page.data.decode()
+    assert "Evidence: measurements from the images" in html
+    for code in ("W8", "W16"):
+        for lesion in ("T1", "T2", "T3"):
+            assert f'data-tp="{code}" data-lesion="{lesion}"' in html
+    assert "changed by the reader" not in html
+    # The evidence went in through save_timepoint: the audit trail holds it.
+    imaging = _audit(session, entity="timepoint", field="imaging")
+    assert [r.entity_key for r in imaging] == [
+        f"{DEMO_TRIAL}/DEMO-001/W8",
+        f"{DEMO_TRIAL}/DEMO-001/W16",
+    ]
+
+
+def test_a_demo_seeded_before_the_imaging_case_had_an_arm_is_completed_once(
+    session: Session,
+) -> None:
+    """A database seeded by an earlier version: DEMO-001 without an arm, randomisation date
+    or imaging evidence. The next seed adds them (through the services); the one after that
+    writes nothing."""
+    seed_users(session)
+    seed_demo(session, subjects=2)
+    update_subject(
+        session,
+        SYSTEM,
+        DEMO_TRIAL,
+        "DEMO-001",
+        values={"arm": None, "randomized_on": None},
+        reason="as an earlier demo seed left it",
+    )
+    for tp in get_subject(session, DEMO_TRIAL, "DEMO-001").timepoints:
+        tp.imaging_json = None  # as the earlier seed left it (no service clears evidence)
+    session.commit()
+    session.expunge_all()
+    assert seed_demo(session, subjects=2) == {}
+    session.expunge_all()
+    session.rollback()
+    subject = get_subject(session, DEMO_TRIAL, "DEMO-001")
+    assert subject.arm is not None and subject.arm.code == DEMO_CASE_ARM
+    assert subject.randomized_on is not None and subject.randomized_on.isoformat() == "2024-01-05"
+    assert [tp.code for tp in subject.timepoints if tp.imaging_json] == ["W8", "W16"]
+    records = len(_audit(session))
+    assert seed_demo(session, subjects=2) == {}
+    session.expunge_all()
+    session.rollback()
+    assert len(_audit(session)) == records
