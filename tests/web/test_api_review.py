@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from tests.recist.conftest import case, fu
+from tests.web.helpers import PD_READ, SD_READ, follow_up, read_subject
 from web.central import set_central_review, submit_read
 from web.progression import review_call
 from web.services import (
@@ -22,12 +22,10 @@ from web.services import (
     create_token,
     create_trial,
     create_user,
-    lesions_from_json,
-    save_baseline,
     save_timepoint,
 )
 from web.signing import sign_timepoint
-from web.testing import PASSWORD, ROLES, baseline_lesions, bearer
+from web.testing import PASSWORD, ROLES, bearer
 
 READER = Actor("reader", "reader")
 REVIEWER = Actor("reviewer", "reviewer")
@@ -36,54 +34,17 @@ GROW_CALL = "W16/2021-04-26"
 NEW_CALL = "W8/2021-03-01"
 
 
-def _tp(code: str, day: str, t1: float, t2: float, new: list[dict[str, Any]] | None = None) -> Any:
-    return {
-        "id": code,
-        "date": day,
-        "targets": {"T01": t1, "T02": t2},
-        "non_targets": {"NT01": "present"},
-        "new_lesions": new or [],
-    }
-
-
-def _subject(session: Session, trial: str, code: str, *timepoints: dict[str, Any]) -> int:
-    """A subject read by ``reader``; returns the version of its last timepoint."""
-    create_subject(session, SYSTEM, trial, code=code, arm="A")
-    save_baseline(
-        session,
-        READER,
-        trial,
-        code,
-        date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
-    )
-    version = 0
-    for tp in timepoints:
-        version = save_timepoint(session, READER, trial, code, tp)[1].version
-    return version
-
-
-def _read(*follow_ups: dict[str, Any]) -> dict[str, Any]:
-    whole = case({"T1": 30.0}, *follow_ups)
-    return {"lesions": whole["lesions"], "timepoints": whole["timepoints"]}
-
-
-# Read PD: 30 → 28 → 40 mm (R-TGT-PD at FU2). Read SD: 30 → 28 → 31 mm.
-PD_READ = _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}))
-SD_READ = _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}))
-
-
 @pytest.fixture
 def calls(session: Session, trial: str, users: dict[str, str]) -> int:
     """TRIAL-1: S-GROW (target PD at W16; W8 unsigned) and S-NEW (new lesion at W8, the
     call queried by the reviewer, W8 signed by the reader); returns S-GROW W8's version."""
-    grow_w8 = _subject(session, trial, "S-GROW", _tp("W8", "2021-03-01", 21.0, 14.0))
-    save_timepoint(session, READER, trial, "S-GROW", _tp("W16", "2021-04-26", 30.0, 14.0))
-    new_w8 = _subject(
+    grow_w8 = read_subject(session, trial, "S-GROW", follow_up("W8", "2021-03-01", 21.0, 14.0))
+    save_timepoint(session, READER, trial, "S-GROW", follow_up("W16", "2021-04-26", 30.0, 14.0))
+    new_w8 = read_subject(
         session,
         trial,
         "S-NEW",
-        _tp("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "liver"}]),
+        follow_up("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "liver"}]),
     )
     review_call(
         session,
@@ -326,7 +287,7 @@ def test_the_queue_lists_each_pd_call_with_rule_numbers_reader_sign_off_and_call
 def test_a_subject_without_a_pd_call_has_no_progression_call_to_show(
     api: Any, calls: int, session: Session
 ) -> None:
-    _subject(session, "TRIAL-1", "S-PR", _tp("W8", "2021-03-01", 20.0, 10.0))
+    read_subject(session, "TRIAL-1", "S-PR", follow_up("W8", "2021-03-01", 20.0, 10.0))
     error = _error(api("reviewer", "GET", T + "/progression-calls/S-PR"), 404)
     assert error["message"] == "subject S-PR has no progression call: the engine calls no PD"
 

@@ -11,7 +11,8 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from tests.recist.conftest import case, fu
+from tests.recist.conftest import fu
+from tests.web.helpers import PD_READ, SD_READ, central_read
 from web.central import adjudicate, metrics, overview, set_central_review, submit_read
 from web.services import (
     SYSTEM,
@@ -28,16 +29,6 @@ from web.testing import PASSWORD, login
 R1 = Actor("reader", "reader")
 R2 = Actor("reader2", "reader")
 ADJ = Actor("adjudicator", "adjudicator")
-
-
-def _read(*follow_ups: dict[str, Any]) -> dict[str, Any]:
-    whole = case({"T1": 30.0}, *follow_ups)
-    return {"lesions": whole["lesions"], "timepoints": whole["timepoints"]}
-
-
-# Read PD: 30 → 28 → 40 mm (R-TGT-PD at FU2). Read SD: 30 → 28 → 31 mm.
-PD_READ = _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}))
-SD_READ = _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}))
 
 
 @pytest.fixture
@@ -132,7 +123,7 @@ def test_a_reader_reads_a_subject_once_and_only_two_reads_are_taken(
 
 def test_the_engine_refusing_a_read_names_the_field(session: Session, central: str) -> None:
     create_subject(session, SYSTEM, central, code="S-3")
-    bad = _read(fu(targets={"T1": -1.0}))
+    bad = central_read(fu(targets={"T1": -1.0}))
     with pytest.raises(InvalidInput, match=r"T1"):
         submit_read(session, R1, central, "S-3", read=bad, password=PASSWORD)
 

@@ -12,76 +12,51 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.web.helpers import follow_up, read_subject
 from web.models import AuditRecord
 from web.progression import answer_query, override_call, queue, review_call, subject_row
 from web.services import (
-    SYSTEM,
     Actor,
     ConcurrentEdit,
     InvalidInput,
-    create_subject,
     get_subject,
     get_trial,
-    lesions_from_json,
-    save_baseline,
     save_timepoint,
 )
-from web.testing import baseline_lesions, login
+from web.testing import login
 
 READER = Actor("reader", "reader")
 REVIEWER = Actor("reviewer", "reviewer")
 ADJUDICATOR = Actor("adjudicator", "adjudicator")
 
 
-def _tp(code: str, day: str, t1: float, t2: float, new: list[dict[str, Any]] | None = None) -> Any:
-    return {
-        "id": code,
-        "date": day,
-        "targets": {"T01": t1, "T02": t2},
-        "non_targets": {"NT01": "present"},
-        "new_lesions": new or [],
-    }
-
-
-def _subject(session: Session, trial: str, code: str, *timepoints: dict[str, Any]) -> None:
-    create_subject(session, SYSTEM, trial, code=code, arm="A")
-    save_baseline(
-        session,
-        READER,
-        trial,
-        code,
-        date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
-    )
-    for tp in timepoints:
-        save_timepoint(session, READER, trial, code, tp)
-
-
 @pytest.fixture
 def calls(session: Session, trial: str, users: dict[str, str]) -> str:
     """S-GROW: target PD at W16; S-NEW: new lesion at W8; S-EQ: equivocal at W8 confirmed
     at W16 (back-dated); S-PR: a responder without progression."""
-    _subject(
+    read_subject(
         session,
         trial,
         "S-GROW",
-        _tp("W8", "2021-03-01", 21.0, 14.0),
-        _tp("W16", "2021-04-26", 30.0, 14.0),
+        follow_up("W8", "2021-03-01", 21.0, 14.0),
+        follow_up("W16", "2021-04-26", 30.0, 14.0),
     )
-    _subject(
+    read_subject(
         session,
         trial,
         "S-NEW",
-        _tp("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "liver"}]),
+        follow_up("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "liver"}]),
     )
-    _subject(
+    read_subject(
         session,
         trial,
         "S-EQ",
-        _tp("W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "lung", "equivocal": True}]),
-        _tp("W16", "2021-04-26", 29.0, 19.0, [{"id": "NL01", "site": "lung"}]),
+        follow_up(
+            "W8", "2021-03-01", 29.0, 19.0, [{"id": "NL01", "site": "lung", "equivocal": True}]
+        ),
+        follow_up("W16", "2021-04-26", 29.0, 19.0, [{"id": "NL01", "site": "lung"}]),
     )
-    _subject(session, trial, "S-PR", _tp("W8", "2021-03-01", 20.0, 10.0))
+    read_subject(session, trial, "S-PR", follow_up("W8", "2021-03-01", 20.0, 10.0))
     session.expunge_all()
     session.rollback()
     return trial
@@ -166,7 +141,7 @@ def test_a_review_never_carries_over_to_a_call_that_changed(session: Session, ca
         READER,
         calls,
         "S-GROW",
-        _tp("W8", "2021-03-01", 60.0, 14.0),
+        follow_up("W8", "2021-03-01", 60.0, 14.0),
         expected_version=version,
         reason="re-measured",
     )
@@ -337,7 +312,6 @@ def test_an_override_shows_on_the_subject_list_and_summary_with_the_engine_call_
     page = client.get(f"/trials/{calls}/subjects/S-NEW").data.decode()
     assert '<strong id="progression">none</strong>' in page
     assert (
-        "adjudicator's override by adjudicator (“cyst”); engine's call: PD at W8, "
-        "dated 2021-03-01"
+        "adjudicator's override by adjudicator (“cyst”); engine's call: PD at W8, dated 2021-03-01"
     ) in page
     assert 'id="engine-pfs">engine\'s call: event · 2021-03-01' in page
