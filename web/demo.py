@@ -251,8 +251,7 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
     seed changes nothing.
     """
     from web.services import get_subject, get_timepoint, ordered_timepoints, save_timepoint
-    from web.uploads import measure_upload
-    from web.views import _prefill_from_measurement
+    from web.uploads import match_segments, measure_upload
 
     for item in case.get("timepoints", [])[1:]:
         folder = SAMPLE_DICOM / item["id"]
@@ -265,7 +264,7 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
         if tp.imaging_json or any(t.locked for t in after):
             continue  # a signed read (or one signed after it) is not changed
         measured = measure_upload(_study_zip(folder))
-        _, _, sources = _prefill_from_measurement(case, measured)
+        _, _, sources = match_segments(case, measured)
         save_timepoint(
             session,
             _reader(),

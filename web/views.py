@@ -6,7 +6,6 @@ save re-renders the form with what was typed and the service's message.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
@@ -496,7 +495,7 @@ def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
 @requires("enter_measurements")
 def upload(trial_code: str, subject_code: str) -> Any:
     """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
-    from web.uploads import measure_upload
+    from web.uploads import match_segments, measure_upload, non_targets_segmented
 
     session = db_session()
     row = get_subject(session, trial_code, subject_code)
@@ -519,12 +518,12 @@ def upload(trial_code: str, subject_code: str) -> Any:
         target = request.form.get("timepoint") or None
         tp = get_timepoint(row, target) if target in follow_ups else None
         stored = timepoint_as_dict(row, tp) if tp is not None else None
-        prefill, notes, sources = _prefill_from_measurement(case, measured)
+        prefill, notes, sources = match_segments(case, measured)
         evidence = {"image": measured.get("image") or {}, "lesions": sources}
         values = timepoint_form_values(stored, case)
         for code, mm in prefill.items():
             values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
-        for code, label in _non_targets_segmented(case, measured).items():
+        for code, label in non_targets_segmented(case, measured).items():
             # A segmented non-target is there; whether it progressed unequivocally
             # (R-NT-PD) is the reader's call, never the pre-fill's.
             values["non_targets"][code] = "present"
@@ -579,122 +578,3 @@ def _imaging_from_token(token: str) -> dict[str, Any]:
             field="imaging",
         ) from None
     return evidence
-
-
-def _lesion_key(text: str) -> str:
-    """Compare lesion ids loosely: ``t1``, ``T1`` and ``T01`` are the same lesion."""
-    match = re.fullmatch(r"([A-Za-z]+)0*(\d+)", text.strip())
-    return f"{match.group(1).upper()}{int(match.group(2))}" if match else text.strip().upper()
-
-
-def _prefill_from_measurement(
-    case: dict[str, Any], measured: dict[str, Any]
-) -> tuple[dict[str, float], list[str], dict[str, dict[str, Any]]]:
-    """Match measured segments to targets, and say how each was matched.
-
-    A segment whose tracking id or label names a lesion (T1 ≙ T01) goes to it. Otherwise
-    a segment goes to a target only when the match is unambiguous by anatomy: its label
-    names the target's site (``liver lesion`` → the one liver target left) or it is a
-    node for the one nodal target left. Nothing is matched by position: a segment that
-    fits no target, or fits several, is listed with its sizes for the reader to enter,
-    because a wrong pre-fill looks exactly like a right one.
-    """
-    targets = [le for le in case["lesions"] if le["kind"] == "target"]
-    known = {_lesion_key(le["id"]) for le in case["lesions"]}
-    named: dict[str, dict[str, Any]] = {}
-    anonymous: list[dict[str, Any]] = []
-    for item in measured["lesions"]:
-        keys = [_lesion_key(str(k)) for k in (item.get("tracking_id"), item.get("label")) if k]
-        key = next((k for k in keys if k in known), None)
-        if key is None or key in named:
-            anonymous.append(item)
-        else:
-            named[key] = item
-    matches: dict[str, tuple[dict[str, Any], str]] = {}
-    for le in targets:
-        item = named.get(_lesion_key(le["id"]))
-        if item is not None:
-            matches[le["id"]] = (item, "by its id")
-    left = [le for le in targets if le["id"] not in matches]
-    fits = {id(item): [le for le in left if _fits_site(le, item)] for item in anonymous}
-    for item in list(anonymous):
-        candidates = fits[id(item)]
-        if len(candidates) != 1:
-            continue
-        le = candidates[0]
-        rivals = [other for other in anonymous if le in fits[id(other)]]
-        if len(rivals) == 1 and le["id"] not in matches:
-            matches[le["id"]] = (item, f"by site: {le['site']}")
-            anonymous.remove(item)
-    out: dict[str, float] = {}
-    notes = []
-    sources: dict[str, dict[str, Any]] = {}
-    for le in targets:
-        axis = "short axis" if le.get("nodal") else "longest diameter"
-        if le["id"] not in matches:
-            notes.append(f"{le['id']} ({le['site']}): no segment names it or its site; enter it")
-            continue
-        item, how = matches[le["id"]]
-        mm = _size_of(le, item)
-        if mm is None:
-            notes.append(
-                f"{le['id']} ← segment {item.get('label')!r} ({how}) has no {axis}; enter it"
-            )
-            continue
-        out[le["id"]] = mm
-        sources[le["id"]] = {
-            "mm": mm,
-            "axis": axis,
-            "segment": item.get("label"),
-            "matched": how,
-            "slice_index": item.get("slice_index"),
-            "volume_ml": item.get("volume_ml"),
-        }
-        notes.append(f"{le['id']} ← segment {item.get('label')!r} ({how}): {axis} {mm:.1f} mm")
-    for item in anonymous:
-        sizes = ", ".join(
-            f"{name} {item[key]:.1f} mm"
-            for name, key in (("longest diameter", "longest_diameter_mm"),
-                              ("short axis", "short_axis_mm"))
-            if item.get(key) is not None
-        )  # fmt: skip
-        notes.append(
-            f"segment {item.get('label')!r} matched no target ({sizes or 'no size'}): enter it "
-            "by hand if it is one, or add it as a new lesion"
-        )
-    return out, notes, sources
-
-
-def _non_targets_segmented(case: dict[str, Any], measured: dict[str, Any]) -> dict[str, str]:
-    """Non-target lesion id → the label of the segment whose tracking id or label names it."""
-    wanted = {_lesion_key(le["id"]): le["id"] for le in case["lesions"] if le["kind"] != "target"}
-    out: dict[str, str] = {}
-    for item in measured["lesions"]:
-        for name in (item.get("tracking_id"), item.get("label")):
-            code = wanted.get(_lesion_key(str(name))) if name else None
-            if code is not None and code not in out:
-                out[code] = str(item.get("label"))
-    return out
-
-
-NODAL_WORDS = ("node", "nodal", "lymph")
-
-
-def _fits_site(lesion: dict[str, Any], item: dict[str, Any]) -> bool:
-    """Whether a segment's label or node flag points at this target's anatomy."""
-    label = str(item.get("label") or "").lower()
-    is_node = bool(item.get("nodal")) or any(word in label for word in NODAL_WORDS)
-    if bool(lesion.get("nodal")) != is_node:
-        return False
-    if is_node:
-        return True
-    site = str(lesion.get("site") or "").lower()
-    return bool(site) and re.search(rf"\b{re.escape(site)}\b", label) is not None
-
-
-def _size_of(lesion: dict[str, Any], measured: dict[str, Any]) -> float | None:
-    # R-MEAS-2 / R-NODE: nodes are followed on the short axis, others on the longest
-    # diameter. A size imaging_io could not give stays empty: 0 would read as "absent".
-    key = "short_axis_mm" if lesion.get("nodal") else "longest_diameter_mm"
-    value = measured.get(key)
-    return None if value is None else float(value)

@@ -423,7 +423,7 @@ def test_segments_without_a_lesion_id_go_to_targets_by_site_never_by_position(
 
 
 def test_an_ambiguous_or_unmatched_segment_is_listed_and_fills_nothing() -> None:
-    from web.views import _prefill_from_measurement
+    from web.uploads import match_segments
 
     case = {
         "lesions": [
@@ -439,7 +439,7 @@ def test_an_ambiguous_or_unmatched_segment_is_listed_and_fills_nothing() -> None
             {"label": "lymph node", "nodal": True, "longest_diameter_mm": 18.0},
         ]
     }
-    prefill, notes, sources = _prefill_from_measurement(case, measured)
+    prefill, notes, sources = match_segments(case, measured)
     assert prefill == {} and sources == {}
     assert "T01 (liver): no segment names it or its site; enter it" in notes
     assert "T03 ← segment 'lymph node' (by site: lymph node) has no short axis; enter it" in notes
