@@ -14,6 +14,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from web import db_session
 from web.audit import ACTIONS, AuditFilter, entities, search, to_csv
 from web.auth import actor, refuse_if_blinded, requires
+from web.models import SITES
 from web.progression import (
     answer_query,
     override_call,
@@ -22,6 +23,7 @@ from web.progression import (
     review_call,
     subject_row,
 )
+from web.read_sheet import Sheet, SheetError
 from web.services import InvalidInput, ServiceError, get_subject, get_trial
 from web.signing import sign_timepoint, unlock_timepoint
 
@@ -371,40 +373,53 @@ def central_reads(trial_code: str) -> Any:
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/central-read", methods=["GET", "POST"])
 @requires("central_read")
 def central_read(trial_code: str, subject_code: str) -> Any:
-    import json
-
+    """A blinded reader's read of one subject: the RECIST worksheet (:mod:`web.read_sheet`)
+    or, under "advanced", the read as JSON. ``action`` is ``sign`` (assess, sign with the
+    password: "read complete"), ``check`` (assess only, nothing stored), ``add_columns`` or
+    ``add_rows`` (the worksheet again, larger: the page works without JavaScript)."""
     from web.central import reads_of, submit_read
 
     session = db_session()
-    error = None
-    text = request.form.get("read", "")
+    error: ServiceError | None = None
+    outcome = None
+    form = request.form
+    action = form.get("action", "sign")
+    as_json = "read" in form  # the advanced form posts the read as JSON text
+    text = form.get("read", "")
+    sheet = Sheet.from_form(form).padded() if request.method == "POST" and not as_json else None
     if request.method == "POST":
         try:
-            try:
-                read = json.loads(text)
-            except json.JSONDecodeError as bad:
-                raise InvalidInput(
-                    f"the read is not valid JSON (line {bad.lineno}, column {bad.colno}): "
-                    f"{bad.msg}",
-                    field="read",
-                ) from None
-            submit_read(
-                session,
-                actor(),
-                trial_code,
-                subject_code,
-                read=read,
-                password=request.form.get("password", ""),
-            )
+            if sheet is not None and action == "add_columns":
+                sheet = sheet.with_more_columns()
+            elif sheet is not None and action == "add_rows":
+                sheet = sheet.with_more_rows()
+            else:
+                read = sheet.to_read() if sheet is not None else _json_read(text)
+                if action == "check":
+                    outcome = _check_read(session, trial_code, subject_code, read)
+                else:
+                    submit_read(
+                        session,
+                        actor(),
+                        trial_code,
+                        subject_code,
+                        read=read,
+                        password=form.get("password", ""),
+                    )
+                    flash(f"Your read of {subject_code} is signed and submitted.")
+                    return redirect(
+                        url_for(
+                            "review.central_read", trial_code=trial_code, subject_code=subject_code
+                        )
+                    )
         except ServiceError as failed:
             error = failed
-        else:
-            flash(f"Your read of {subject_code} is signed and submitted.")
-            return redirect(
-                url_for("review.central_read", trial_code=trial_code, subject_code=subject_code)
-            )
     subject = get_subject(session, trial_code, subject_code)
     mine = next((r for r in reads_of(session, subject) if r.reader == actor().username), None)
+    if mine is not None:
+        shown = Sheet.from_read(mine.case_json).padded()
+    else:
+        shown = sheet or Sheet.blank()
     return (
         render_template(
             "central_read.html",
@@ -413,9 +428,60 @@ def central_read(trial_code: str, subject_code: str) -> Any:
             mine=mine,
             text=text,
             error=error,
+            sheet=shown,
+            ids=shown.auto_ids(),
+            bad_field=_bad_field(shown, error),
+            outcome=outcome,
+            sites=SITES,
+            as_json=as_json,
         ),
         error.status if error is not None else 200,
     )
+
+
+def _json_read(text: str) -> Any:
+    """The advanced form's read: JSON text, refused with its line and column."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as bad:
+        raise InvalidInput(
+            f"the read is not valid JSON (line {bad.lineno}, column {bad.colno}): {bad.msg}",
+            field="read",
+        ) from None
+
+
+def _check_read(session: Any, trial_code: str, subject_code: str, read: Any) -> dict[str, Any]:
+    """The engine's result for a read, stateless (nothing stored, nothing signed): what the
+    reader would sign. The case is the blinded one that :func:`web.central.submit_read`
+    assesses (the reader's lesions and timepoints, the trial's settings)."""
+    from web.central import CASE_KEYS, blinded_case
+    from web.services import _engine_assess
+
+    if not isinstance(read, dict) or not isinstance(read.get("timepoints"), list):
+        raise InvalidInput(
+            "a read is a JSON object with 'lesions' and 'timepoints' (docs/interfaces.md)",
+            field="read",
+        )
+    extra = sorted(set(read) - set(CASE_KEYS))
+    if extra:
+        raise InvalidInput(
+            f"a read holds only lesions and timepoints, not {extra[0]!r} (reads are blinded)",
+            field=extra[0],
+        )
+    subject = get_subject(session, trial_code, subject_code)
+    return _engine_assess(blinded_case(subject, read))
+
+
+def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
+    """The worksheet field to mark for an error: the one the worksheet named, else the
+    cell an engine refusal points at."""
+    if error is None:
+        return None
+    if isinstance(error, SheetError):
+        return error.field
+    return sheet.field_at(error.pointer)
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/adjudication", methods=["GET", "POST"])

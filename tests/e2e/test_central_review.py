@@ -1,19 +1,19 @@
-"""In a real browser: two blinded readers disagree on progression, the adjudicator sees
-both reads side by side and accepts one, and the ADaM export shows the accepted read.
-Screenshots go to test-output/e2e/<database>/central-*.png.
+"""In a real browser: two blinded readers enter their reads on the RECIST worksheet, check
+them and sign; they disagree on progression, the adjudicator sees both reads side by side
+and accepts one, and the ADaM export shows the accepted read.
+Screenshots go to test-output/e2e/<database>/central-*.png (central-worksheet-*.png: the
+worksheet after "Check").
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.recist.conftest import case, fu
 from web.central import set_central_review
 from web.services import SYSTEM, create_subject, create_trial, create_user
 
@@ -23,16 +23,26 @@ PASSWORD = "e2e password 123"
 TRIAL = "E2E-ICR"
 
 
-def _read(*follow_ups: dict[str, Any]) -> str:
-    whole = case({"T1": 30.0}, *follow_ups)
-    return json.dumps({"lesions": whole["lesions"], "timepoints": whole["timepoints"]}, indent=1)
-
-
-# Reader A calls PD at FU2 (30 → 28 → 40 mm, R-TGT-PD); reader B sees 31 mm: no PD.
+VISITS = [("BL", "2021-01-04"), ("FU1", "2021-03-01"), ("FU2", "2021-04-26")]
+# Reader A calls PD at FU2 (30 → 28 → 40 mm, R-TGT-PD); reader B sees 31 mm: no PD. Both
+# see the bone non-target present throughout. Rows: role, site, cells (blank ids: T01, NT01).
 READS = {
-    "reader_a": _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0})),
-    "reader_b": _read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0})),
+    "reader_a": [("target", "liver", ["30", "28", "40"]), ("non-target", "bone", ["", "P", "P"])],
+    "reader_b": [("target", "liver", ["30", "28", "31"]), ("non-target", "bone", ["", "P", "P"])],
 }
+
+
+def _fill_worksheet(page: Any, rows: list[tuple[str, str, list[str]]]) -> None:
+    """Type a read on the worksheet: visit names and dates, then each lesion row."""
+    for j, (visit, day) in enumerate(VISITS):
+        page.fill(f"input[name=visit_{j}]", visit)
+        page.fill(f"input[name=date_{j}]", day)
+    for i, (role, site, cells) in enumerate(rows):
+        page.select_option(f"select[name=role_{i}]", role)
+        page.select_option(f"select[name=site_{i}]", site)
+        for j, text in enumerate(cells):
+            if text:
+                page.fill(f"input[name=cell_{i}_{j}]", text)
 
 
 def _seed(app: Any) -> None:
@@ -70,11 +80,22 @@ def test_two_readers_disagree_on_pd_the_adjudicator_accepts_one_and_the_export_s
         page.goto(f"{base}/trials/{TRIAL}")  # a blinded reader lands on the reading list
         assert page.url.endswith(f"/trials/{TRIAL}/central-reads")
         page.click("text=ICR-001")
-        page.fill("textarea[name=read]", read)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("text=Sign and submit")
+        # Rows 0-4 are target rows on a fresh worksheet: row 1 becomes the non-target.
+        _fill_worksheet(page, read)
+        assert page.locator("input[name=id_1]").get_attribute("placeholder") == "NT01"
+        if name == "reader_b":  # one more visit column, added in place by read_sheet.js
+            page.click("#add-columns")
+            assert page.locator("input[name=visit_5]").count() == 1
+            assert page.locator("input[name=cell_1_5]").count() == 1
+        page.click("#check")  # the engine's outcome first, nothing signed
         expected = "PD at FU2, 2021-04-26" if name == "reader_a" else "none"
+        assert page.locator("#check-pd").inner_text() == expected
+        assert page.locator("input[name=cell_0_2]").input_value() == read[0][2][2]
+        page.screenshot(path=str(screenshots / f"central-worksheet-{name}.png"), full_page=True)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("#sign")
         assert page.locator("#my-pd").inner_text() == expected
+        assert page.locator("#signed-sheet").count() == 1
         page.screenshot(path=str(screenshots / f"central-read-{name}.png"), full_page=True)
         # Blinded: the site read of the subject is refused.
         response = page.goto(f"{base}/trials/{TRIAL}/subjects/ICR-001")

@@ -1,0 +1,147 @@
+// Central read worksheet (central_read.html). Progressive enhancement only: without this
+// script, "Add visit columns" / "Add lesion rows" re-render the page with more, and the
+// server numbers blank ids. With it: columns and rows are added in place, blank ids show
+// the id they will get (T01, NT01, NL01, as web/read_sheet.py numbers them), each cell
+// says what it takes, and Enter moves down a column instead of submitting.
+(function () {
+  "use strict";
+  var form = document.getElementById("read-sheet");
+  if (!form) { return; }
+  var table = document.getElementById("sheet");
+  var body = table.tBodies[0];
+  var headRow = table.tHead.rows[0];
+  var columnsField = form.querySelector("input[name=columns]");
+  var rowsField = form.querySelector("input[name=rows]");
+  var MAX_COLUMNS = 40, MAX_ROWS = 80;  // as in web/read_sheet.py
+  var PREFIX = { "target": "T", "non-target": "NT", "new": "NL" };
+  var HELP = {
+    "target": "mm, TS (too small), A (absent), NE, 10+8 (split), >T01 (merged)",
+    "non-target": "P (present), A (absent), PD (unequivocal progression), NE",
+    "new": "blank (not seen), N (new), EQ (equivocal); a new node: N 12 (short axis mm)"
+  };
+
+  function field(name) { return form.querySelector("[name='" + name + "']"); }
+  function rowCount() { return parseInt(rowsField.value, 10); }
+  function columnCount() { return parseInt(columnsField.value, 10); }
+
+  // Blank ids: the next free id of the row's role, skipping ids typed elsewhere.
+  function renumber() {
+    var n = rowCount(), typed = {}, counters = { "target": 0, "non-target": 0, "new": 0 };
+    var i, id, role;
+    for (i = 0; i < n; i += 1) {
+      id = field("id_" + i).value.trim();
+      if (id) { typed[id] = true; }
+    }
+    for (i = 0; i < n; i += 1) {
+      var input = field("id_" + i);
+      role = field("role_" + i).value;
+      var row = input.closest("tr");
+      row.className = "role-" + role;
+      if (input.value.trim()) {
+        id = input.value.trim();
+      } else {
+        do {
+          counters[role] += 1;
+          id = PREFIX[role] + (counters[role] < 10 ? "0" : "") + counters[role];
+        } while (typed[id]);
+        input.placeholder = id;
+      }
+      Array.prototype.forEach.call(row.querySelectorAll("input[name^='cell_']"), function (cell) {
+        var j = cell.name.split("_")[2], visit = field("visit_" + j);
+        cell.title = id + ": " + HELP[role];
+        cell.setAttribute("aria-label", id + " at visit " +
+          ((visit && visit.value.trim()) || String(parseInt(j, 10) + 1)));
+      });
+    }
+  }
+
+  function addColumn() {
+    var j = columnCount();
+    if (j >= MAX_COLUMNS) { return; }
+    var th = document.createElement("th");
+    th.scope = "col";
+    th.className = "visit";
+    th.setAttribute("data-column", String(j));
+    var visit = document.createElement("input");
+    visit.name = "visit_" + j;
+    visit.size = 6;
+    visit.placeholder = "visit";
+    visit.setAttribute("aria-label", "visit " + (j + 1) + " name");
+    var day = document.createElement("input");
+    day.name = "date_" + j;
+    day.type = "date";
+    day.setAttribute("aria-label", "visit " + (j + 1) + " scan date");
+    th.appendChild(visit);
+    th.appendChild(day);
+    headRow.appendChild(th);
+    Array.prototype.forEach.call(body.rows, function (tr, i) {
+      var td = document.createElement("td");
+      var cell = document.createElement("input");
+      cell.name = "cell_" + i + "_" + j;
+      cell.size = 7;
+      cell.autocomplete = "off";
+      cell.setAttribute("aria-label", "row " + (i + 1) + " at visit " + (j + 1));
+      td.appendChild(cell);
+      tr.appendChild(td);
+    });
+    columnsField.value = String(j + 1);
+    return visit;
+  }
+
+  function addRow() {
+    var i = rowCount();
+    if (i >= MAX_ROWS) { return; }
+    var last = body.rows[body.rows.length - 1];
+    var tr = last.cloneNode(true);
+    tr.setAttribute("data-row", String(i));
+    Array.prototype.forEach.call(tr.querySelectorAll("input, select"), function (input) {
+      input.name = input.name.replace(/^(id|role|site|node)_\d+$/, "$1_" + i)
+        .replace(/^cell_\d+_(\d+)$/, "cell_" + i + "_$1");
+      input.classList.remove("bad");
+      input.removeAttribute("aria-invalid");
+      var label = input.getAttribute("aria-label");
+      if (label) { input.setAttribute("aria-label", label.replace(/^row \d+/, "row " + (i + 1))); }
+      if (input.type === "checkbox") { input.checked = false; }
+      else if (input.name.indexOf("role_") === 0) { input.value = last.querySelector("select[name^='role_']").value; }
+      else if (input.tagName === "SELECT") { input.selectedIndex = 0; }
+      else { input.value = ""; }
+    });
+    body.appendChild(tr);
+    rowsField.value = String(i + 1);
+    return tr.querySelector("input");
+  }
+
+  document.getElementById("add-columns").addEventListener("click", function (event) {
+    event.preventDefault();
+    var first = addColumn();
+    addColumn();
+    renumber();
+    if (first) { first.focus(); }
+  });
+  document.getElementById("add-rows").addEventListener("click", function (event) {
+    event.preventDefault();
+    var first = addRow();
+    addRow();
+    addRow();
+    renumber();
+    if (first) { first.focus(); }
+  });
+
+  form.addEventListener("change", function (event) {
+    if (/^role_\d+$/.test(event.target.name)) { renumber(); }
+  });
+  form.addEventListener("input", function (event) {
+    if (/^(id|visit)_\d+$/.test(event.target.name)) { renumber(); }
+  });
+  // Enter in a cell moves down the column, as in a spreadsheet; at the last row, it
+  // goes to the next column's first row. It never submits (signing needs the button).
+  form.addEventListener("keydown", function (event) {
+    var m = /^cell_(\d+)_(\d+)$/.exec(event.target.name || "");
+    if (event.key !== "Enter" || !m) { return; }
+    event.preventDefault();
+    var i = parseInt(m[1], 10), j = parseInt(m[2], 10);
+    var next = field("cell_" + (i + 1) + "_" + j) || field("cell_0_" + (j + 1));
+    if (next) { next.focus(); }
+  });
+  renumber();
+})();
