@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from web import db_session
 from web.audit import ACTIONS, AuditFilter, entities, search, to_csv
@@ -414,6 +423,15 @@ def central_read(trial_code: str, subject_code: str) -> Any:
                     )
         except ServiceError as failed:
             error = failed
+        if action == "check" and request.accept_mimetypes.best == "application/json":
+            # The worksheet's script checks the read as the reader types (nothing stored).
+            return jsonify(
+                {
+                    "outcome": outcome,
+                    "error": None if error is None else error.message,
+                    "field": _bad_field(sheet or Sheet.blank(), error),
+                }
+            )
     subject = get_subject(session, trial_code, subject_code)
     mine = next((r for r in reads_of(session, subject) if r.reader == actor().username), None)
     if mine is not None:

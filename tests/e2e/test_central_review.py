@@ -87,8 +87,16 @@ def test_two_readers_disagree_on_pd_the_adjudicator_accepts_one_and_the_export_s
             page.click("#add-columns")
             assert page.locator("input[name=visit_5]").count() == 1
             assert page.locator("input[name=cell_1_5]").count() == 1
-        page.click("#check")  # the engine's outcome first, nothing signed
         expected = "PD at FU2, 2021-04-26" if name == "reader_a" else "none"
+        # read_sheet.js checks the worksheet as it is typed…
+        live = page.locator("#live-summary")
+        live.wait_for()
+        page.wait_for_function(
+            "t => document.getElementById('live-summary').textContent.includes(t)",
+            arg=expected,
+        )
+        page.screenshot(path=str(screenshots / f"central-live-{name}.png"), full_page=True)
+        page.click("#check")  # …and "Check" shows the engine's outcome in full, nothing signed
         assert page.locator("#check-pd").inner_text() == expected
         assert page.locator("input[name=cell_0_2]").input_value() == read[0][2][2]
         page.screenshot(path=str(screenshots / f"central-worksheet-{name}.png"), full_page=True)

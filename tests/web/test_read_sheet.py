@@ -494,3 +494,19 @@ def test_the_worksheet_reader_stays_blinded(app: Flask, icr: str) -> None:
         f"/trials/{icr}/central-review",
     ):
         assert client.get(url).status_code == 403, url
+
+
+def test_the_worksheet_script_checks_as_the_reader_types_and_gets_json(
+    app: Flask, session: Session, icr: str
+) -> None:
+    client = _reader(app)
+    url = f"/trials/{icr}/subjects/S-9/central-read"
+    json_only = {"Accept": "application/json"}
+    body = client.post(url, data=_form(VISITS, PD_SHEET, action="check"), headers=json_only)
+    answer = body.get_json()
+    assert answer["error"] is None and answer["outcome"]["progression"]["date"] == FU2
+    bad = [("", "target", "liver", False, ["30", "28", "x"])]
+    answer = client.post(url, data=_form(VISITS, bad, action="check"), headers=json_only).get_json()
+    assert answer["outcome"] is None and answer["field"] == "cell_0_2"
+    assert answer["error"].startswith("lesion T01, visit FU2, size: 'x' is not")
+    assert _stored(session, icr)[0] == []

@@ -144,4 +144,91 @@
     if (next) { next.focus(); }
   });
   renumber();
+
+  // Live check: as the reader types, the engine's assessment of the worksheet (the same
+  // "check" the button posts; nothing is stored), shown under the worksheet.
+  var live = document.getElementById("live-check");
+  var url = form.getAttribute("data-check-url");
+  var token = form.querySelector("input[name=csrf_token]").value;
+  var timer = null;
+
+  function el(tag, text, cls) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    if (cls) { node.className = cls; }
+    return node;
+  }
+  function css(code) { return code ? "r-" + code.toLowerCase().replace("/", "-") : ""; }
+  function pct(v) { return v === null || v === undefined ? "" : (v > 0 ? "+" : "") + v.toFixed(1) + " %"; }
+
+  function show(data) {
+    while (live.firstChild) { live.removeChild(live.firstChild); }
+    Array.prototype.forEach.call(form.querySelectorAll(".bad"), function (input) {
+      input.classList.remove("bad");
+      input.removeAttribute("aria-invalid");
+    });
+    var stale = document.getElementById("outcome");
+    if (stale) { stale.hidden = true; }
+    var h = el("h2", "Live check ");
+    h.appendChild(el("small", "the engine's assessment as you type — not signed, nothing stored"));
+    live.appendChild(h);
+    live.hidden = false;
+    if (data.error) {
+      live.appendChild(el("p", data.error, "error"));
+      var bad = data.field && field(data.field);
+      if (bad) { bad.classList.add("bad"); bad.setAttribute("aria-invalid", "true"); }
+      return;
+    }
+    var r = data.outcome;
+    var summary = el("p", "Best overall response ");
+    summary.appendChild(el("strong", r.best_overall_response, css(r.best_overall_response)));
+    summary.appendChild(document.createTextNode(" · progression "));
+    summary.appendChild(el("strong", r.progression ? "PD at " + r.progression.timepoint + ", " +
+      r.progression.date : "none"));
+    summary.id = "live-summary";
+    live.appendChild(summary);
+    (r.warnings || []).forEach(function (w) {
+      live.appendChild(el("p", w.rule + " " + (w.lesion || "") + ": " + w.message, "findings"));
+    });
+    var table = el("table", null, "list");
+    var head = el("tr");
+    ["Visit", "Sum (mm)", "vs baseline", "vs nadir", "Target", "Non-target", "New", "Overall"]
+      .forEach(function (t) { head.appendChild(el("th", t)); });
+    table.appendChild(head);
+    r.timepoints.forEach(function (tp) {
+      var tr = el("tr");
+      tr.appendChild(el("td", tp.id + " · " + tp.date));
+      tr.appendChild(el("td", tp.sum_mm === null ? "" : tp.sum_mm.toFixed(1), "num"));
+      tr.appendChild(el("td", pct(tp.change_from_baseline_pct), "num"));
+      tr.appendChild(el("td", pct(tp.change_from_nadir_pct), "num"));
+      tr.appendChild(el("td", tp.target_response || "", css(tp.target_response)));
+      tr.appendChild(el("td", tp.non_target_response || "", css(tp.non_target_response)));
+      tr.appendChild(el("td", tp.new_lesions || ""));
+      var overall = el("td", tp.overall_response || "", css(tp.overall_response));
+      overall.title = (tp.reasons || []).join("\n");
+      tr.appendChild(overall);
+      table.appendChild(tr);
+    });
+    live.appendChild(table);
+  }
+
+  function check() {
+    if (!window.fetch || !field("date_0").value) { return; }  // nothing to assess yet
+    var body = new FormData(form);
+    body.set("action", "check");
+    body.delete("password");
+    fetch(url, { method: "POST", body: body, credentials: "same-origin",
+                 headers: { "X-CSRFToken": token, "Accept": "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) { if (data) { show(data); } })
+      .catch(function () { /* offline: "Check" and signing check again on the server */ });
+  }
+  form.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(check, 500);
+  });
+  form.addEventListener("change", function () {
+    clearTimeout(timer);
+    timer = setTimeout(check, 500);
+  });
 })();
