@@ -102,6 +102,23 @@ def reads_of(session: Session, subject: Subject) -> list[CentralRead]:
     )
 
 
+def check_read_shape(read: Any) -> dict[str, Any]:
+    """Refuse what is not a blinded read: a JSON object with only ``lesions`` and
+    ``timepoints`` (the arm, dates and reader come from the subject, never the reader)."""
+    if not isinstance(read, dict) or not isinstance(read.get("timepoints"), list):
+        raise InvalidInput(
+            "a read is a JSON object with 'lesions' and 'timepoints' (docs/interfaces.md)",
+            field="read",
+        )
+    extra = sorted(set(read) - set(CASE_KEYS))
+    if extra:
+        raise InvalidInput(
+            f"a read holds only lesions and timepoints, not {extra[0]!r} (reads are blinded)",
+            field=extra[0],
+        )
+    return read
+
+
 def submit_read(
     session: Session,
     actor: Actor,
@@ -123,17 +140,7 @@ def submit_read(
     Conflict
         This reader has already read this subject.
     """
-    if not isinstance(read, dict) or not isinstance(read.get("timepoints"), list):
-        raise InvalidInput(
-            "a read is a JSON object with 'lesions' and 'timepoints' (docs/interfaces.md)",
-            field="read",
-        )
-    extra = sorted(set(read) - set(CASE_KEYS))
-    if extra:
-        raise InvalidInput(
-            f"a read holds only lesions and timepoints, not {extra[0]!r} (reads are blinded)",
-            field=extra[0],
-        )
+    check_read_shape(read)
     _check_password(session, actor, password)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)

@@ -474,22 +474,11 @@ def _check_read(session: Any, trial_code: str, subject_code: str, read: Any) -> 
     """The engine's result for a read, stateless (nothing stored, nothing signed): what the
     reader would sign. The case is the blinded one that :func:`web.central.submit_read`
     assesses (the reader's lesions and timepoints, the trial's settings)."""
-    from web.central import CASE_KEYS, blinded_case
+    from web.central import blinded_case, check_read_shape
     from web.services import _engine_assess
 
-    if not isinstance(read, dict) or not isinstance(read.get("timepoints"), list):
-        raise InvalidInput(
-            "a read is a JSON object with 'lesions' and 'timepoints' (docs/interfaces.md)",
-            field="read",
-        )
-    extra = sorted(set(read) - set(CASE_KEYS))
-    if extra:
-        raise InvalidInput(
-            f"a read holds only lesions and timepoints, not {extra[0]!r} (reads are blinded)",
-            field=extra[0],
-        )
     subject = get_subject(session, trial_code, subject_code)
-    return _engine_assess(blinded_case(subject, read))
+    return _engine_assess(blinded_case(subject, check_read_shape(read)))
 
 
 def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
