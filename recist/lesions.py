@@ -378,6 +378,16 @@ class Case:
                             lesion=new_id,
                             field="new_lesions",
                         )
+                for new in tp.new_lesions:
+                    if new.nodal and new.short_axis_mm is None and not new.equivocal:
+                        raise CaseInputError(
+                            "new lesion is a lymph node without its short axis; a new node "
+                            "is progression only at a short axis ≥ 10 mm (R-NEW-1): give "
+                            "short_axis_mm",
+                            timepoint=tp.id,
+                            lesion=new.id,
+                            field="new_lesions",
+                        )
             if previous is None:  # the baseline
                 baseline_targets = tp.targets
                 for lesion_id in sorted(targets):

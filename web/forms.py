@@ -187,10 +187,25 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         if seen_on:
             scan_dates[le["id"]] = seen_on
     new_lesions = []
+    taken = {le["id"] for le in case["lesions"]}
+    taken |= {n["id"] for tp in case["timepoints"] for n in tp.get("new_lesions", [])}
+    taken |= {form.get(f"new_{i}_id", "").strip() for i in range(NEW_LESION_ROWS + 10)}
     for i in range(NEW_LESION_ROWS + 10):
         new_id = form.get(f"new_{i}_id", "").strip()
-        if not new_id:
+        filled = any(
+            form.get(f"new_{i}_{name}", "").strip() for name in ("site", "sa", "scan")
+        ) or any(form.get(f"new_{i}_{name}") == "on" for name in ("equivocal", "nodal"))
+        if not new_id and not filled:
             continue
+        if not new_id:
+            # A row filled in without an id is a new lesion all the same: never drop it. It
+            # gets the next id no lesion of this subject has used, so that it never
+            # confirms an earlier equivocal lesion by accident (R-NEW-2 needs the same id).
+            number = 1
+            while f"NL{number:02d}" in taken:
+                number += 1
+            new_id = f"NL{number:02d}"
+            taken.add(new_id)
         site = form.get(f"new_{i}_site", "").strip()
         if not site:
             raise InvalidInput(

@@ -1218,7 +1218,13 @@ def _new_lesions(items: Any, tp_code: str) -> list[dict[str, Any]]:
                 pointer=f"{pointer}/{_escape(extra[0])}",
             )
         site = item.get("site", "") or ""
-        if site and site not in SITES:
+        if not site:
+            raise InvalidInput(
+                f"timepoint {tp_code}: new lesion {item['id']} needs its site",
+                field="new_lesions.site",
+                pointer=f"{pointer}/site",
+            )
+        if site not in SITES:
             raise InvalidInput(
                 f"timepoint {tp_code}: new lesion {item['id']}: site {site!r} is not in the "
                 "controlled list",
@@ -1234,6 +1240,14 @@ def _new_lesions(items: Any, tp_code: str) -> list[dict[str, Any]]:
             )
         nodal = bool(item.get("nodal", False))
         short_axis = item.get("short_axis_mm")
+        if nodal and short_axis in (None, "") and not equivocal:
+            raise InvalidInput(
+                f"timepoint {tp_code}: new lesion {item['id']} is a lymph node: give its "
+                "short_axis_mm (R-NEW-1: a new node is progression only at a short axis "
+                "≥ 10 mm)",
+                field="new_lesions.short_axis_mm",
+                pointer=f"{pointer}/short_axis_mm",
+            )
         out.append(
             {
                 "id": item["id"],

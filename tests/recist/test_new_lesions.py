@@ -96,3 +96,22 @@ def test_a_different_new_lesion_is_not_back_dated():
     )
     assert result["progression"]["date"] == "2021-04-26"
     assert result["progression"]["back_dated"] is False
+
+
+def test_a_new_node_without_its_short_axis_is_refused_r_new_1():
+    import pytest
+
+    from recist.errors import CaseInputError
+    from recist.jsonio import parse_case
+
+    node = {"id": "N1", "site": "lymph node", "nodal": True}
+    with pytest.raises(
+        CaseInputError,
+        match=r"timepoint FU1, lesion N1, field new_lesions: new lesion is a lymph node "
+        r"without its short axis.*\(R-NEW-1\)",
+    ):
+        parse_case(case({"T1": 30.0}, fu(targets={"T1": 30.0}, new_lesions=[node])))
+    # Equivocal, it is not PD yet either way (R-NEW-2): accepted without its short axis.
+    equivocal = {**node, "equivocal": True}
+    result = assess(case({"T1": 30.0}, fu(targets={"T1": 30.0}, new_lesions=[equivocal])))
+    assert last(result)["new_lesions"] == "equivocal"

@@ -421,3 +421,30 @@ def test_a_bad_baseline_size_points_into_the_lesions_of_the_request(api: Any, tr
     error = response.get_json()["error"]
     assert "T02" in error["message"]
     assert error["pointer"] == "/lesions/1/size"
+
+
+@pytest.mark.parametrize(
+    ("new_lesion", "pointer", "message"),
+    [
+        ({"id": "NL01"}, "/new_lesions/0/site", "new lesion NL01 needs its site"),
+        ({"id": "NL01", "site": "lymph node", "nodal": True}, "/new_lesions/0/short_axis_mm",
+         "new lesion NL01 is a lymph node: give its short_axis_mm (R-NEW-1"),
+    ],
+)  # fmt: skip
+def test_a_new_lesion_without_site_or_a_new_node_without_short_axis_is_refused(
+    api: Any, trial: str, new_lesion: dict[str, Any], pointer: str, message: str
+) -> None:
+    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-NL"})
+    base = f"/trials/{trial}/subjects/S-NL"
+    lesions = [
+        {"id": "T01", "site": "liver", "kind": "target", "size": 30.0},
+        {"id": "NT01", "site": "bone", "kind": "non-target"},
+    ]
+    body = {"date": "2021-01-04", "lesions": lesions}
+    assert api("reader", "PUT", base + "/baseline", json=body).status_code in (200, 201)
+    tp = {"id": "W8", "date": "2021-03-01", "targets": {"T01": 20.0},
+          "non_targets": {"NT01": "present"}, "new_lesions": [new_lesion]}  # fmt: skip
+    response = api("reader", "POST", base + "/timepoints", json=tp)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["pointer"] == pointer and message in error["message"]

@@ -418,3 +418,23 @@ def test_follow_up_form_shows_baseline_previous_nadir_and_the_pr_pd_sums(
     edit = reader.get(base + "/timepoints/W8").data.decode()
     assert "nadir <strong>50.0 mm</strong> (BL)" in edit and "≥ <strong>60.0 mm</strong>" in edit
     assert '<td class="ref">30.0</td>' in edit
+
+
+def test_a_new_lesion_row_filled_without_an_id_is_kept_with_an_id_no_lesion_has_used(
+    reader: FlaskClient, manager: FlaskClient, trial: str
+) -> None:
+    manager.post(f"/trials/{trial}/subjects", data={"code": "S-90"})
+    base = f"/trials/{trial}/subjects/S-90"
+    reader.post(base + "/baseline", data=_baseline_form())
+    w8 = _follow_up_form("W8", "2021-03-01", "29", "19", new_0_id="", new_0_site="lung",
+                         new_0_equivocal="on")  # fmt: skip
+    assert reader.post(base + "/timepoints/new", data=w8).status_code == 302
+    # W16: a different new lesion, again without an id: it must not take NL01, which
+    # would confirm W8's equivocal lesion (R-NEW-2) by accident.
+    w16 = _follow_up_form("W16", "2021-04-26", "29", "19", new_0_site="liver")
+    assert reader.post(base + "/timepoints/new", data=w16).status_code == 302
+    html = reader.get(base).data.decode()
+    assert _cell_texts(html, "New lesions") == ["", "equivocal", "yes"]
+    edit = reader.get(base + "/timepoints/W16").data.decode()
+    assert 'name="new_0_id" value="NL02"' in edit
+    assert "R-NEW-1: unequivocal new lesion NL02 (liver)" in html
