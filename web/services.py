@@ -1487,9 +1487,31 @@ def delete_timepoint(
                 field="id",
             )
         _check_version(tp, expected_version, subject_code)
-        _Audit(session, actor, reason).log(
-            "delete", "timepoint", f"{trial_code}/{subject_code}/{code}", None, tp.date, None
-        )
+        audit = _Audit(session, actor, reason)
+        key = f"{trial_code}/{subject_code}/{code}"
+        audit.log("delete", "timepoint", key, None, tp.date, None)
+        # What the read held goes into the trail with it: a deleted read must stay
+        # reconstructible from the audit trail alone.
+        for rec in tp.records:
+            group = "targets" if rec.lesion.kind == "target" else "non_targets"
+            old = _target_value(rec) if group == "targets" else rec.state
+            audit.log("delete", "measurement", f"{key}/{rec.lesion.code}", group, old, None)
+        for new in tp.new_lesions:
+            audit.log(
+                "delete",
+                "new_lesion",
+                f"{key}/{new.code}",
+                "new_lesions",
+                {
+                    "site": new.site,
+                    "equivocal": new.equivocal,
+                    "nodal": new.nodal,
+                    "short_axis_mm": None
+                    if new.short_axis_tenths is None
+                    else _mm(new.short_axis_tenths),
+                },
+                None,
+            )
         subject.timepoints.remove(tp)
         session.delete(tp)
         subject.updated_at = utcnow()

@@ -453,3 +453,25 @@ def test_a_second_follow_up_on_the_same_date_is_refused(session: Session, trial:
             {"id": "W9", "date": "2021-03-01", "targets": {"T01": 20.0, "T02": 14.0},
              "non_targets": {"NT01": "present"}},
         )  # fmt: skip
+
+
+def test_deleting_a_follow_up_keeps_what_it_held_in_the_audit_trail(
+    session: Session, trial: str
+) -> None:
+    from web.services import delete_timepoint
+
+    seed_subject_with_follow_up(session, trial)
+    w8 = session.scalars(select(Timepoint).where(Timepoint.code == "W8")).one()
+    delete_timepoint(
+        session, Actor("reader", "reader"), trial, "S-001", "W8",
+        expected_version=w8.version, reason="entered for the wrong subject",
+    )  # fmt: skip
+    session.rollback()
+    rows = session.scalars(
+        select(AuditRecord).where(AuditRecord.action == "delete").order_by(AuditRecord.seq)
+    ).all()
+    deleted = {(r.entity, r.entity_key.rsplit("/", 1)[-1]): (r.field, r.old) for r in rows}
+    assert deleted[("timepoint", "W8")] == (None, "2021-03-01")
+    assert deleted[("measurement", "T01")][0] == "targets" and deleted[("measurement", "T01")][1]
+    assert deleted[("measurement", "NT01")] == ("non_targets", "present")
+    assert {r.reason for r in rows} == {"entered for the wrong subject"}
