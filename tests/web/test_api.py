@@ -313,6 +313,17 @@ def test_openapi_documents_every_api_route_and_method(app: Flask, client: FlaskC
     # Same routes, and each documented with the permission the server enforces.
     assert served == documented
     assert "Case" in doc["components"]["schemas"]
+
+
+def test_openapi_document_is_valid_openapi_3_1_with_every_path_parameter_declared(
+    client: FlaskClient,
+) -> None:
+    from openapi_spec_validator import validate
+
+    doc = client.get("/api/v1/openapi.json").get_json()
+    validate(doc)  # raises, naming the first violation, when the document is not valid
+    put = doc["paths"]["/trials/{trial_code}/subjects/{subject_code}/timepoints/{tp_code}"]["put"]
+    assert [p["name"] for p in put["parameters"]] == ["trial_code", "subject_code", "tp_code"]
     assert "$defs" not in str(doc)
 
 

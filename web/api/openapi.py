@@ -41,10 +41,56 @@ _TIMEPOINT = {
     "properties": {
         "id": {"type": "string"},
         "date": {"type": "string", "format": "date"},
-        "targets": {"type": "object"},
-        "non_targets": {"type": "object"},
-        "new_lesions": {"type": "array", "items": {"type": "object"}},
-        "scan_dates": {"type": "object"},
+        "targets": {
+            "type": "object",
+            "description": "target lesion id → its value (docs/interfaces.md)",
+            "additionalProperties": {
+                "oneOf": [
+                    {"type": "number", "minimum": 0, "description": "mm (nodes: short axis)"},
+                    {"enum": ["too_small", "absent", "not_evaluated"]},
+                    {
+                        "type": "object",
+                        "required": ["fragments"],
+                        "additionalProperties": False,
+                        "properties": {"fragments": {"type": "array", "items": {"type": "number"}}},
+                    },
+                    {
+                        "type": "object",
+                        "required": ["merged_into"],
+                        "additionalProperties": False,
+                        "properties": {"merged_into": {"type": "string"}},
+                    },
+                ]
+            },
+        },
+        "non_targets": {
+            "type": "object",
+            "description": "non-target lesion id → its state",
+            "additionalProperties": {"enum": ["present", "absent", "progression", "not_evaluated"]},
+        },
+        "new_lesions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "site"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"},
+                    "site": {"type": "string", "description": "from the controlled site list"},
+                    "equivocal": {"type": "boolean"},
+                    "nodal": {"type": "boolean"},
+                    "short_axis_mm": {
+                        "type": "number",
+                        "description": "required for an unequivocal new node (R-NEW-1)",
+                    },
+                },
+            },
+        },
+        "scan_dates": {
+            "type": "object",
+            "description": "lesion id → date of the scan that showed it",
+            "additionalProperties": {"type": "string", "format": "date"},
+        },
         "version": {"type": "integer", "description": "required to change a timepoint"},
         "reason": {"type": "string"},
     },
@@ -131,7 +177,17 @@ def openapi_document() -> dict[str, Any]:
                         "code": {"type": "string"},
                         "title": {"type": "string"},
                         "settings": {"type": "object"},
-                        "arms": {"type": "array", "items": {"type": "object"}},
+                        "arms": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["code"],
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "name": {"type": "string"},
+                                },
+                            },
+                        },
                     },
                 },
                 status="201",
@@ -214,7 +270,9 @@ def openapi_document() -> dict[str, Any]:
         S + "/timepoints/{tp_code}": {
             "get": _op("One timepoint with its version", "view"),
             "put": _op(
-                "Replace a follow-up (stale version: 409); returns the new assessment",
+                "Replace a follow-up (stale version: 409); returns the new assessment. An "
+                "`id` in the body other than the URL's renames the visit (audited, with the "
+                "reason)",
                 "enter_measurements",
                 body=_ref("Timepoint"),
             ),
@@ -233,6 +291,7 @@ def openapi_document() -> dict[str, Any]:
         },
         **_review_paths(),
     }
+    _declare_path_parameters(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -259,6 +318,38 @@ def openapi_document() -> dict[str, Any]:
 
 C = "/trials/{trial_code}/progression-calls/{subject_code}"
 TP = S + "/timepoints/{tp_code}"
+
+
+_PARAMETER_TEXT = {
+    "trial_code": "the trial's code, e.g. STEREO-SEIN-DEMO",
+    "subject_code": "the subject's id within the trial",
+    "tp_code": "the timepoint's visit id, e.g. W8",
+}
+
+
+def _declare_path_parameters(paths: dict[str, Any]) -> None:
+    """Declare every ``{name}`` of a path as a required path parameter (OpenAPI 3.1 §4.8.12:
+    each template expression must have a matching parameter)."""
+    import re
+
+    for path, operations in paths.items():
+        names = re.findall(r"\{(\w+)\}", path)
+        if not names:
+            continue
+        declared = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "description": _PARAMETER_TEXT.get(name, name),
+                "schema": {"type": "string"},
+            }
+            for name in names
+        ]
+        for operation in operations.values():
+            operation["parameters"] = declared + [
+                p for p in operation.get("parameters", []) if p.get("in") != "path"
+            ]
 
 
 def _object(required: list[str], **properties: Any) -> dict[str, Any]:
