@@ -1010,11 +1010,13 @@ def _check_version(tp: Timepoint, expected: Any, subject_code: str) -> None:
             f"version {expected!r} is not a whole number", field="version", pointer="/version"
         )
     if expected is not None and expected != tp.version:
+        # A signature or an unlock moves the version too, without a save: say that the
+        # read changed, and who last saved its values.
         raise ConcurrentEdit(
-            f"subject {subject_code}: timepoint {tp.code} was saved by "
-            f"{tp.updated_by or 'someone'} "
-            f"at {tp.updated_at:%Y-%m-%d %H:%M} UTC after you opened it (version {tp.version}, "
-            f"yours {expected}); reload to see their changes, then enter yours again",
+            f"subject {subject_code}: timepoint {tp.code} changed after you opened it "
+            f"(version {tp.version}, yours {expected}; last saved by "
+            f"{tp.updated_by or 'someone'} at {tp.updated_at:%Y-%m-%d %H:%M} UTC); reload to "
+            "see the changes, then enter yours again",
             field="version",
             pointer="/version",
         )

@@ -225,7 +225,7 @@ def test_stale_version_gets_409_with_a_clear_message(api: Any, trial: str) -> No
     assert second.status_code == 409
     error = second.get_json()["error"]
     assert error["code"] == "concurrent_edit"
-    assert "was saved by reader" in error["message"]
+    assert "last saved by reader" in error["message"]
     assert error["pointer"] == "/version"
     stored = api("reviewer", "GET", base + "/timepoints/W8").get_json()
     assert stored["targets"]["T01"] == 20.0

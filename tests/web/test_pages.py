@@ -267,7 +267,7 @@ def test_editing_a_follow_up_after_someone_else_saved_it_is_refused(
         },
     )
     assert response.status_code == 409
-    assert b"was saved by adjudicator" in response.data
+    assert b"last saved by adjudicator" in response.data
     html = reader.get(base).data.decode()
     assert _cell_texts(html, "T01") == ["liver", "30.0", "22.0"]
 

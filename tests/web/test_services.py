@@ -140,7 +140,7 @@ def test_stale_version_is_refused_and_nothing_is_overwritten(session: Session, t
         original_code="W8",
         reason="re-measured",
     )
-    with pytest.raises(ConcurrentEdit, match=r"timepoint W8 was saved by bob .* reload"):
+    with pytest.raises(ConcurrentEdit, match=r"W8 changed after you opened it .*by bob .* reload"):
         save_timepoint(
             session,
             READER,

@@ -206,7 +206,7 @@ def test_signing_a_read_changed_since_it_was_checked_is_refused(
         expected_version=read,
         reason="re-measured",
     )
-    with pytest.raises(ConcurrentEdit, match=r"timepoint W8 was saved by reader"):
+    with pytest.raises(ConcurrentEdit, match=r"W8 changed after you opened it .*saved by reader"):
         _sign(session, trial, read)
 
 
