@@ -237,7 +237,17 @@ def follow_up_reference(
         "targets": per_target,
         "pr_max": None,
         "pd_min": None,
+        "hold_from": None,
     }
+    # R-TGT-HOLD: once PR is reached, later visits stay PR while PD is not met.
+    if (result.get("settings") or {}).get("pr_hold", True):
+        reached = [tp["id"] for tp in earlier[1:] if tp.get("target_response") in ("PR", "CR")]
+        last = next(
+            (tp for tp in reversed(earlier[1:]) if tp.get("target_response") not in (None, "NE")),
+            None,
+        )
+        if reached and last is not None and last.get("target_response") in ("PR", "CR"):
+            out["hold_from"] = reached[0]
     unit = UNITS_PER_MM // 10  # lengths are shown to 0.1 mm
     if baseline_sum is not None:
         # R-TGT-PR: sum ≤ 70 % of baseline, i.e. at most this, rounded down to 0.1 mm.

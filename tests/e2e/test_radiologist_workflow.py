@@ -102,6 +102,10 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     page.fill("input[name=date]", "2021-04-26")
     page.fill("input[name=t_T01_mm]", "27")
     page.fill("input[name=t_T02_mm]", "15")
+    # Enter in the last size moves on to the non-targets; it never submits the form.
+    page.press("input[name=t_T02_mm]", "Enter")
+    assert page.evaluate("document.activeElement.name") == "nt_NT01"
+    assert page.url.endswith("/timepoints/new")
     page.click("text=Save follow-up")
     page.wait_for_url("**/subjects/E2E-001")
     assert _overall(page) == ["", "PR", "PD"]

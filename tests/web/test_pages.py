@@ -408,15 +408,19 @@ def test_follow_up_form_shows_baseline_previous_nadir_and_the_pr_pd_sums(
     reader.post(base + "/timepoints/new", data=_follow_up_form("W8", "2021-03-01", "21", "14"))
     html = reader.get(base + "/timepoints/new").data.decode()
     text = re.sub(r"<[^>]+>", "", html.split('id="reference">', 1)[1].split("</p>", 1)[0])
-    # PR: ≤ 70 % of 50.0 = 35.0 mm; PD: ≥ max(120 % of nadir 35.0 = 42.0, 35.0 + 5) = 42.0.
+    # W8 was PR, so R-TGT-HOLD keeps this visit PR below the PD sum:
+    # ≥ max(120 % of nadir 35.0 = 42.0, 35.0 + 5) = 42.0 mm.
     assert " ".join(text.split()) == (
-        "Baseline sum 50.0 mm · nadir 35.0 mm (W8) — this visit is PR at a sum ≤ 35.0 mm "
-        "(R-TGT-PR), PD at a sum ≥ 42.0 mm (R-TGT-PD)."
+        "Baseline sum 50.0 mm · nadir 35.0 mm (W8) — PR was reached at W8: this visit stays "
+        "PR below the PD sum (R-TGT-HOLD; where confirmation is required, once that PR is "
+        "confirmed), PD at a sum ≥ 42.0 mm (R-TGT-PD)."
     )
     assert '<td class="ref">30.0 · 21.0</td>' in html and "Baseline · W8 (mm)" in html
     # Editing W8 itself: it is compared with the baseline (nadir 50.0: PD ≥ 60.0 mm).
     edit = reader.get(base + "/timepoints/W8").data.decode()
     assert "nadir <strong>50.0 mm</strong> (BL)" in edit and "≥ <strong>60.0 mm</strong>" in edit
+    # PR: ≤ 70 % of the baseline sum 50.0 = 35.0 mm.
+    assert "this visit is PR at a sum ≤ <strong>35.0 mm</strong> (R-TGT-PR)" in edit
     assert '<td class="ref">30.0</td>' in edit
 
 

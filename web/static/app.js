@@ -62,10 +62,20 @@
       if (state && input.value.trim() !== "") { state.value = "measured"; }
     });
     input.addEventListener("keydown", function (event) {
-      if (event.key === "Enter" && index + 1 < sizes.length) {
-        event.preventDefault();
+      if (event.key !== "Enter") { return; }
+      // Enter never submits from a size: it moves on, past the last size to the next
+      // field (the non-targets), so a half-entered read is never saved by accident.
+      event.preventDefault();
+      if (index + 1 < sizes.length) {
         sizes[index + 1].focus();
+        return;
       }
+      var fields = Array.prototype.slice.call(form.elements);
+      var next = fields.slice(fields.indexOf(input) + 1).filter(function (el) {
+        return !el.disabled && el.type !== "hidden" && !/_(state|fragments|merged)$/.test(el.name)
+          && !/^scan_/.test(el.name);
+      })[0];
+      if (next) { next.focus(); }
     });
   });
   // A row holds one kind of value: choosing a state empties the fields of the others
