@@ -102,6 +102,16 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     page.fill("input[name=date]", "2021-04-26")
     page.fill("input[name=t_T01_mm]", "27")
     page.fill("input[name=t_T02_mm]", "15")
+    # A refused save puts the cursor in the field the error names, marked invalid.
+    page.fill("input[name=t_T01_mm]", "-27")
+    page.click("text=Save follow-up")
+    page.locator("#error", has_text="target T01").wait_for()
+    assert page.evaluate("document.activeElement.name") == "t_T01_mm"
+    assert page.get_attribute("input[name=t_T01_mm]", "aria-invalid") == "true"
+    # The refusal is an HTTP 400, which the browser logs as a failed load: that one only.
+    assert errors and all("status of 400" in e for e in errors), errors
+    errors.clear()
+    page.fill("input[name=t_T01_mm]", "27")
     # Enter in the last size moves on to the non-targets; it never submits the form.
     page.press("input[name=t_T02_mm]", "Enter")
     assert page.evaluate("document.activeElement.name") == "nt_NT01"

@@ -108,3 +108,38 @@
     }
   );
 })();
+
+// After a refused save: mark the field the error names and put the cursor in it.
+(function () {
+  "use strict";
+  var error = document.getElementById("error");
+  if (!error) { return; }
+  var field = error.getAttribute("data-field") || "";
+  var pointer = error.getAttribute("data-pointer") || "";
+  function named(name) { return document.querySelector("[name='" + name + "']"); }
+  function target() {
+    var parts = field.split(".");
+    var match = /^\/lesions\/(\d+)\/(\w+)$/.exec(pointer);
+    if (match) { return named((match[2] === "state" ? "kind" : match[2]) + "_" + match[1]); }
+    if (parts[0] === "targets" && parts[1]) { return named("t_" + parts[1] + "_mm"); }
+    if (parts[0] === "non_targets" && parts[1]) { return named("nt_" + parts[1]); }
+    if (parts[0] === "new_lesions" && parts[1]) {
+      var ids = document.querySelectorAll("input[name^='new_'][name$='_id']");
+      for (var i = 0; i < ids.length; i++) {
+        if (ids[i].value.trim() === parts[1]) {
+          var row = ids[i].name.replace(/_id$/, "");
+          var suffix = { site: "_site", short_axis_mm: "_sa" }[parts[2]] || "_id";
+          return named(row + suffix);
+        }
+      }
+      return null;
+    }
+    return named({ id: "code", visit: "code" }[field] || field);
+  }
+  var el = field || pointer ? target() : null;
+  if (el && !el.disabled) {
+    el.setAttribute("aria-invalid", "true");
+    el.setAttribute("aria-describedby", "error");
+    el.focus();
+  }
+})();
