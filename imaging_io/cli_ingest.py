@@ -42,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     case_path = Path(args.case)
     try:
         case = json.loads(case_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        print(f"recist ingest: {case_path}: cannot read the case JSON ({exc.strerror or exc})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         print(f"recist ingest: {case_path}: cannot read the case JSON ({exc})", file=sys.stderr)
         return 2
     if not isinstance(case, dict):
@@ -62,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     target = case_path if args.in_place else (Path(args.output) if args.output else None)
     if target is None:
         sys.stdout.write(text)
-    else:
+        return 0
+    try:
         target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"recist ingest: {target}: cannot write the case ({exc.strerror or exc})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0

@@ -484,6 +484,8 @@ def read_label_map(path: str | Path, grid: Grid, *, resample: bool = False) -> l
                                 f"lesions (at most {MAX_LABELS}; an image given as --seg?)")
     from scipy import ndimage
 
+    if not on_grid:
+        _refuse_labels_lost_in_resampling(p, image, set(values.tolist()), grid)
     boxes = ndimage.find_objects(array.astype(np.int64, copy=False))
     masks = []
     for value in values:
@@ -493,3 +495,51 @@ def read_label_map(path: str | Path, grid: Grid, *, resample: bool = False) -> l
         masks.append(LesionMask.from_full(f"label {int(value)}", int(value),
                                           array[box] == value, offset))
     return masks
+
+
+def _physical_extent(image: Any, lo: tuple[int, int, int], hi: tuple[int, int, int]) -> Any:
+    """Min and max patient coordinates (mm) of the voxel centres in index box [lo, hi]."""
+    corners = [image.TransformIndexToPhysicalPoint((x, y, z))
+               for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    points = np.array(corners)
+    return points.min(axis=0), points.max(axis=0)
+
+
+def _extent_text(extent: Any) -> str:
+    lo, hi = extent
+    return ", ".join(f"{axis} {a:.1f}…{b:.1f}" for axis, a, b in zip("xyz", lo, hi, strict=True))
+
+
+def _refuse_labels_lost_in_resampling(path: Path, image: Any, kept: set[int], grid: Grid) -> None:
+    """Refuse a label map whose label has no voxel left after resampling onto ``grid``.
+
+    Nearest-neighbour resampling drops a label that lies outside the image (or falls
+    between its voxel centres); measuring the rest would silently report fewer lesions,
+    as the SEG and on-grid paths refuse a segment on slices outside the image.
+    """
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    source = sitk.GetArrayFromImage(image)  # [z, y, x]
+    if np.issubdtype(source.dtype, np.floating):
+        if not np.all(np.equal(np.mod(source, 1), 0)):
+            raise ImagingInputError(path, "holds non-integer values: not a label map")
+    source = source.astype(np.int64, copy=False)
+    labels = [int(v) for v in np.unique(source) if v > 0 and int(v) not in kept]
+    if not labels:
+        return
+    label = labels[0]
+    box = ndimage.find_objects((source == label).astype(np.int8))[0]
+    assert box is not None
+    lo = (box[2].start, box[1].start, box[0].start)
+    hi = (box[2].stop - 1, box[1].stop - 1, box[0].stop - 1)
+    reference = _reference_image(grid)
+    size = reference.GetSize()
+    whole = _physical_extent(reference, (0, 0, 0), (size[0] - 1, size[1] - 1, size[2] - 1))
+    others = f" (and {len(labels) - 1} more)" if len(labels) > 1 else ""
+    raise ImagingInputError(
+        path,
+        f"label {label}{others} has no voxel on the image grid after resampling: it spans "
+        f"{_extent_text(_physical_extent(image, lo, hi))} mm, the image "
+        f"{_extent_text(whole)} mm (lies outside the image, or between its voxel centres)",
+    )

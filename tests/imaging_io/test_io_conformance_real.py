@@ -375,3 +375,12 @@ def test_recist_measure_never_crashes_on_any_real_file(name: str, capsys) -> Non
             assert "Traceback" not in err
         else:
             assert '"lesions"' in out
+
+
+def test_lung2_label_resampled_onto_lung1_image_is_refused_as_outside_it() -> None:
+    # The two pyradiomics lungs are different patients: lung2's label lies in no voxel
+    # of lung1's image, so --resample must not answer "no lesions".
+    with pytest.raises(ImagingInputError, match=r"lung2_label\.nrrd: label 1 has no voxel on "
+                       r"the image grid after resampling: it spans x .* mm, the image x "):
+        measure_study(REAL / "pyradiomics/lung1_image.nrrd",
+                      REAL / "pyradiomics/lung2_label.nrrd", resample=True)

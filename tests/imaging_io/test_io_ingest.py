@@ -117,6 +117,35 @@ def test_cli_ingest_writes_the_case_and_refuses_bad_input_in_one_line(tmp_path, 
     assert err.count("\n") == 1 and "missing.json: cannot read the case JSON" in err
 
 
+@pytest.mark.parametrize("target", ["missing/x.json", ".", "/proc/x.json"])
+def test_cli_ingest_refuses_an_unwritable_output_in_one_line(
+    tmp_path, capsys, monkeypatch, target: str
+) -> None:
+    skeleton = tmp_path / "case.json"
+    skeleton.write_text(json.dumps(_skeleton()))
+    monkeypatch.chdir(tmp_path)
+    status = main(["ingest", str(SAMPLE / "BL"), "--case", str(skeleton), "--timepoint", "BL",
+                   "-o", target])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"recist ingest: {target}: cannot write the case (")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.mkdir(), "Is a directory"),
+    (lambda p: p.write_text(""), "cannot read the case JSON (Expecting value"),
+])
+def test_cli_ingest_refuses_a_folder_or_an_empty_file_as_the_case(
+    tmp_path, capsys, make, message: str
+) -> None:
+    case = tmp_path / "c.json"
+    make(case)
+    status = main(["ingest", str(SAMPLE / "BL"), "--case", str(case), "--timepoint", "BL"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and message in err and str(case) in err
+
+
 def _write_sr(folder: Path, items: list[tuple[str, tuple[str, str, str], float, str]]) -> Path:
     ct = [pydicom.dcmread(f) for f in sorted((folder / "CT").glob("*.dcm"))]
     groups = [

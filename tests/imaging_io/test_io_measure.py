@@ -255,3 +255,21 @@ def test_seg_without_positions_over_other_instances_is_refused(phantom_study, tm
     with pytest.raises(ImagingInputError, match=r"can be placed neither by position .* nor by "
                        r"reference to the image's instances"):
         measure_study(other, tmp_path / "refs.dcm")
+
+
+def test_resampled_label_map_whose_label_falls_outside_the_image_is_refused_naming_it(
+    phantom_study, tmp_path, capsys
+) -> None:
+    labels = phantom_study.masks["liver lesion"].astype(np.uint8)
+    path = tmp_path / "away.nrrd"
+    _label_map_like_series(phantom_study, labels, path, spacing_scale=1.5)
+    image = sitk.ReadImage(str(path))
+    x, y, z = image.GetOrigin()
+    image.SetOrigin((x, y, z + 1000.0))  # the same map 1 m further along the patient
+    sitk.WriteImage(image, str(path))
+    status = main(["measure", str(phantom_study.ct), "--seg", str(path), "--resample"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"recist measure: {path}: label 1 has no voxel on the image grid "
+                          "after resampling: it spans x ")
+    assert "mm, the image x " in err
