@@ -62,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
             "rules",
             "reasons",
         ]
-        write_csv(pd.DataFrame(rows, columns=columns), args.out)
+        try:
+            write_csv(pd.DataFrame(rows, columns=columns), args.out)
+        except OSError as error:
+            print(f"recist compare: --out {args.out}: cannot write ({error.strerror})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     if args.format == "json":
         json.dump(result.summary(), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -53,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
             f"recist export-adam: {out}: cannot create folder ({error.strerror})", file=sys.stderr
         )
         return 2
-    write_csv(adrs, out / "adrs.csv")
-    write_csv(adtte, out / "adtte.csv")
-    write_settings(assessed, out / "settings.json")
+    try:
+        write_csv(adrs, out / "adrs.csv")
+        write_csv(adtte, out / "adtte.csv")
+        write_settings(assessed, out / "settings.json")
+    except OSError as error:
+        where = error.filename or out
+        print(f"recist export-adam: {where}: cannot write ({error.strerror})", file=sys.stderr)
+        return 2
     print(
         f"recist export-adam: {len(assessed)} reads → {out}/adrs.csv ({len(adrs)} records), "
         f"adtte.csv ({len(adtte)})",

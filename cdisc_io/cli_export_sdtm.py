@@ -11,7 +11,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
     parser.add_argument("cases", help="cases (JSON, JSON array or JSON Lines), or -")
     parser.add_argument("--out", required=True, help="folder for tu.csv, tr.csv, rs.csv")
-    parser.add_argument("--studyid", default="RECIST", help="STUDYID of every record")
+    parser.add_argument(
+        "--studyid",
+        default="RECIST",
+        help="STUDYID of every record (default: %(default)s); cases carry no study id, so "
+        "give the study's own to keep it through an import/export round trip",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,10 +40,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     tu, tr, rs = export_sdtm(assessed, studyid=args.studyid)
-    write_csv(tu, out / "tu.csv")
-    write_csv(tr, out / "tr.csv")
-    write_csv(rs, out / "rs.csv")
-    write_settings(assessed, out / "settings.json")
+    try:
+        write_csv(tu, out / "tu.csv")
+        write_csv(tr, out / "tr.csv")
+        write_csv(rs, out / "rs.csv")
+        write_settings(assessed, out / "settings.json")
+    except OSError as error:
+        where = error.filename or out
+        print(f"recist export-sdtm: {where}: cannot write ({error.strerror})", file=sys.stderr)
+        return 2
     print(
         f"recist export-sdtm: {len(assessed)} cases → {out}/tu.csv ({len(tu)} records), "
         f"tr.csv ({len(tr)}), rs.csv ({len(rs)})",

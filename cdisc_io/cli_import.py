@@ -34,8 +34,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settings",
         default=None,
-        help="protocol settings for every case, a JSON object of recist.settings.Settings "
-        "keys, e.g. '{\"confirmation\": true}'",
+        help="protocol settings for every case: a JSON object of recist.settings.Settings "
+        "keys, e.g. '{\"confirmation\": true}', or @FILE holding one (export-sdtm's "
+        "settings.json is accepted when it holds one settings set)",
     )
     parser.add_argument(
         "--impute",
@@ -58,26 +59,58 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_settings(text: str | None) -> dict[str, Any] | None:
-    """Check a ``--settings`` JSON object against :class:`recist.settings.Settings`."""
+    """Check ``--settings`` against :class:`recist.settings.Settings`.
+
+    ``text`` is a JSON object, or ``@path`` of a file holding one; export-sdtm's
+    ``settings.json`` (``{"settings": [{…}]}``) is accepted when it holds exactly one set.
+
+    Raises
+    ------
+    ValueError
+        One line naming ``--settings`` (and the file) and what is wrong.
+    """
     from recist.settings import Settings
 
     if text is None:
         return None
+    where = "--settings"
+    if text.startswith("@"):
+        path = text[1:]
+        where = f"--settings {path}"
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as error:
+            raise ValueError(f"{where}: cannot read ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}: not UTF-8 text") from None
     try:
         values = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"--settings is not valid JSON ({error.msg} at column {error.colno})"
+            f"{where} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
         ) from None
+    if isinstance(values, dict) and list(values) == ["settings"]:
+        sets = values["settings"]
+        if not isinstance(sets, list) or not all(isinstance(v, dict) for v in sets):
+            raise ValueError(f"{where}: 'settings' must be a list of JSON objects")
+        if len(sets) != 1:
+            raise ValueError(
+                f"{where} holds {len(sets)} settings sets (export-sdtm wrote one per distinct "
+                "set); import needs exactly one: split the cases or give the set to use"
+            )
+        values = sets[0]
     if not isinstance(values, dict):
-        raise ValueError("--settings must be a JSON object")
-    Settings.from_dict(values)  # refuses unknown keys and bad values by name
+        raise ValueError(f"{where} must be a JSON object")
+    try:
+        Settings.from_dict(values)  # refuses unknown keys and bad values by name
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
     return values
 
 
 def run(args: argparse.Namespace) -> int:
     """Import, write the cases and print a one-line summary on stderr."""
-    from pathlib import Path
 
     from cdisc_io.csvio import read_domain
     from cdisc_io.dates import ImputationRule
@@ -98,16 +131,14 @@ def run(args: argparse.Namespace) -> int:
     notices: list[Notice] = []
     try:
         settings = parse_settings(args.settings)
-        tu = read_domain(args.tu, TU_REQUIRED)
-        tr = read_domain(args.tr, TR_REQUIRED)
+        tu = read_domain(args.tu, TU_REQUIRED, label=args.tu)
+        tr = read_domain(args.tr, TR_REQUIRED, label=args.tr)
         subjects = None
         if args.adsl or args.dm:
             path = args.adsl or args.dm
             kind = "adsl" if args.adsl else "dm"
-            frame = read_domain(path, DM_REQUIRED)
-            subjects = read_subjects(
-                frame, file=Path(path).name, kind=kind, rule=rule, notices=notices
-            )
+            frame = read_domain(path, DM_REQUIRED, label=path)
+            subjects = read_subjects(frame, file=path, kind=kind, rule=rule, notices=notices)
         randomized = {
             key: data.randomized_on
             for key, data in (subjects or {}).items()
@@ -118,9 +149,9 @@ def run(args: argparse.Namespace) -> int:
             if path:
                 starts.append(
                     read_new_therapy(
-                        read_domain(path, required),
+                        read_domain(path, required, label=path),
                         domain=domain,
-                        file=Path(path).name,
+                        file=path,
                         category=args.new_therapy_category,
                         rule=rule,
                         notices=notices,
@@ -133,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
             subjects,
             settings=settings,
             rule=rule,
-            files=(Path(args.tu).name, Path(args.tr).name),
+            files=(args.tu, args.tr),
+            subjects_file=args.adsl or args.dm or "ADSL",
             notices=notices,
             prefer_diameter=args.prefer_diameter,
             new_therapy=earliest(*starts) if starts else None,
@@ -142,15 +174,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"recist import-sdtm: {error}", file=sys.stderr)
         return 2
     lines = list(iter_jsonl(result.cases))
-    if args.out == "-":
-        sys.stdout.writelines(lines)
-    else:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
+    try:
+        if args.out == "-":
+            sys.stdout.writelines(lines)
+        else:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                handle.writelines(lines)
+    except OSError as error:
+        print(f"recist import-sdtm: --out {args.out}: cannot write ({error.strerror})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.notices:
-        with open(args.notices, "w", encoding="utf-8") as handle:
-            for notice in notices:
-                handle.write(json.dumps(notice.to_dict(), ensure_ascii=False) + "\n")
+        try:
+            with open(args.notices, "w", encoding="utf-8") as handle:
+                for notice in notices:
+                    handle.write(json.dumps(notice.to_dict(), ensure_ascii=False) + "\n")
+        except OSError as error:
+            print(f"recist import-sdtm: --notices {args.notices}: cannot write "
+                  f"({error.strerror})", file=sys.stderr)  # fmt: skip
+            return 2
     subjects_n = len({c["subject_id"] for c in result.cases})
     kinds: dict[str, int] = {}
     for notice in notices:

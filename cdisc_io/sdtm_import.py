@@ -89,7 +89,7 @@ NEW_LESION_STATES = {
 class Notice:
     """Something the importer did that a data manager should know (never an error)."""
 
-    kind: str  # imputed_date, duplicate_record, not_done, no_subject_data
+    kind: str  # imputed_date, duplicate_record, not_done, no_subject_data, date_order
     message: str
     subject: str | None = None
     reader: str | None = None
@@ -786,6 +786,7 @@ def build_cases(
     notices: list[Notice] | None = None,
     prefer_diameter: bool = False,
     new_therapy: dict[str, date] | None = None,
+    subjects_file: str = "ADSL",
 ) -> ImportResult:
     """Build one case per subject and reader from TU and TR records.
 
@@ -807,6 +808,9 @@ def build_cases(
     new_therapy
         Start of new anti-cancer therapy by USUBJID (:mod:`cdisc_io.new_therapy`); the
         earlier of it and ADSL ``NACTDT`` becomes the case's ``new_therapy_on``.
+    subjects_file
+        The ADSL/DM file name used in ``date_order`` notices (LSTALVDT before RANDDT or
+        before the last assessment).
 
     Returns
     -------
@@ -890,7 +894,46 @@ def build_cases(
                 prefer_diameter,
             )
         )
+        _check_date_order(cases[-1], notices, subjects_file)
     return ImportResult(cases, notices)
+
+
+def _check_date_order(case: dict[str, Any], notices: list[Notice], file: str) -> None:
+    """A ``date_order`` notice when LSTALVDT is before RANDDT or the read's last assessment.
+
+    Overall survival is then censored on the origin or on LSTALVDT (endpoints/README.md),
+    never at a negative time; the data manager should query the date.
+    """
+    alive = case.get("last_known_alive_on")
+    if not alive or case.get("died_on"):
+        return
+    subject, reader = case["subject_id"], case.get("reader")
+    randomized = case.get("randomized_on")
+    if randomized and alive < randomized:
+        if not any(n.kind == "date_order" and n.subject == subject for n in notices):
+            notices.append(
+                Notice(
+                    "date_order",
+                    f"LSTALVDT {alive} is before RANDDT {randomized}: overall survival is "
+                    "censored at randomisation (AVAL 1)",
+                    subject=subject,
+                    file=file,
+                )
+            )
+        return
+    last = case["timepoints"][-1]["date"] if case.get("timepoints") else None
+    if last and alive < last:
+        notices.append(
+            Notice(
+                "date_order",
+                f"LSTALVDT {alive} is before the last tumour assessment {last}: overall "
+                "survival is censored on LSTALVDT",
+                subject=subject,
+                reader=reader,
+                visit=case["timepoints"][-1]["id"],
+                file=file,
+            )
+        )
 
 
 def iter_jsonl(cases: Iterable[dict[str, Any]]) -> Iterable[str]:

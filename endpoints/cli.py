@@ -78,12 +78,17 @@ def run(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"recist endpoints: {out}: cannot create folder ({error.strerror})", file=sys.stderr)
         return 2
-    (out / "endpoints.json").write_text(text, encoding="utf-8")
-    write_csv(pd.DataFrame(result.subjects), out / "subjects.csv")
-    write_csv(pd.DataFrame(km_rows(result.summary)), out / "km.csv")
-    if result.lesions:
-        write_csv(pd.DataFrame(result.lesions), out / "lesions.csv")
-        write_csv(pd.DataFrame(cif_rows(result.summary)), out / "local_failure.csv")
+    try:
+        (out / "endpoints.json").write_text(text, encoding="utf-8")
+        write_csv(pd.DataFrame(result.subjects), out / "subjects.csv")
+        write_csv(pd.DataFrame(km_rows(result.summary)), out / "km.csv")
+        if result.lesions:
+            write_csv(pd.DataFrame(result.lesions), out / "lesions.csv")
+            write_csv(pd.DataFrame(cif_rows(result.summary)), out / "local_failure.csv")
+    except OSError as error:
+        where = error.filename or out
+        print(f"recist endpoints: {where}: cannot write ({error.strerror})", file=sys.stderr)
+        return 2
     print(f"recist endpoints: {result.summary['subjects']} subjects → {out}", file=sys.stderr)
     return 0
 

@@ -10,7 +10,7 @@ Every record is a :class:`TimeToEvent` (start, end, event or censored, why), fro
   run again with the missed-visit and new-therapy censoring off, so that progression and
   death count at their observed dates.
 - **OS**: death (``died_on``) is the event; otherwise censored on ``last_known_alive_on``
-  (ADSL LSTALVDT), else on the last assessment.
+  (ADSL LSTALVDT), else on the last assessment, and never before the origin.
 - **DOR** (ADaM PARAMCD ``RSD``, as pharmaverse): from the first CR or PR (confirmation not
   required, as pharmaverse's ADRS RSP) to the PFS event or censoring, for responders only.
 - **Local failure** per treated lesion: :mod:`recist.local_failure`.
@@ -120,7 +120,15 @@ def pfs_ema(case: dict[str, Any]) -> TimeToEvent:
 
 
 def overall_survival(case: dict[str, Any]) -> TimeToEvent:
-    """OS from the origin: death, else censored when last known alive."""
+    """OS from the origin: death, else censored when last known alive, never before it.
+
+    As admiralonco's ADTTE (pinned by the pharmaverse set): censored on
+    ``last_known_alive_on`` (ADSL LSTALVDT) even when a tumour assessment comes later
+    (01-701-1115), and on the origin (RANDDT, "Randomization", AVAL 1) when LSTALVDT is
+    before it (01-705-1018), so that a survival time is never negative. Without
+    LSTALVDT, censored on the last assessment, and never before the origin. The importer
+    reports both date orders as ``date_order`` notices.
+    """
     start = origin(case)
     if case.get("died_on"):
         return TimeToEvent(
@@ -128,12 +136,14 @@ def overall_survival(case: dict[str, Any]) -> TimeToEvent:
             ("ADSL", "DTHDT"),
         )  # fmt: skip
     if case.get("last_known_alive_on"):
-        return TimeToEvent(
-            "OS", start, date.fromisoformat(case["last_known_alive_on"]), False, "ALIVE",
-            "Alive", ("ADSL", "LSTALVDT"),
-        )  # fmt: skip
-    last = date.fromisoformat(case["timepoints"][-1]["date"])
-    return TimeToEvent("OS", start, max(last, start), False, "ALIVE", "Alive", ("ADRS", "ADT"))
+        end, source = date.fromisoformat(case["last_known_alive_on"]), ("ADSL", "LSTALVDT")
+    else:
+        end, source = date.fromisoformat(case["timepoints"][-1]["date"]), ("ADRS", "ADT")
+    if end < start:
+        end = start
+        source = ("ADSL", "RANDDT") if case.get("randomized_on") else ("ADRS", "ADT")
+    description = "Randomization" if source == ("ADSL", "RANDDT") else "Alive"
+    return TimeToEvent("OS", start, end, False, "ALIVE", description, source)
 
 
 def first_response(result: dict[str, Any]) -> tuple[str, date] | None:

@@ -70,8 +70,8 @@ def test_earliest_of_cm_pr_and_adsl_nactdt_wins_and_prior_starts_are_reported(
     # CM 2020-03 → 2020-03-31 (rule last); PR surgery 2020-03-20; NACTDT 2020-04-01.
     assert case["new_therapy_on"] == "2020-03-20"
     by_kind = {(n["kind"], n["file"]): n for n in notices}
-    assert "CMSTDTC 2020-03 imputed as 2020-03-31" in by_kind[("imputed_date", "CM.csv")]["message"]
-    skipped = by_kind[("new_therapy_skipped", "PR.csv")]
+    assert "CMSTDTC 2020-03 imputed as 2020-03-31" in by_kind[("imputed_date", str(cm))]["message"]
+    skipped = by_kind[("new_therapy_skipped", str(pr))]
     assert skipped["row"] == 3 and "before randomisation 2019-12-20" in skipped["message"]
 
 
@@ -123,7 +123,7 @@ def test_bad_start_date_is_refused_naming_file_row_and_column_and_writes_nothing
     assert main(["import-sdtm", "--tu", str(study["tu"]), "--tr", str(study["tr"]),
                  "--cm", str(cm), "--out", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert err.startswith("recist import-sdtm: CM.csv, row 2, column CMSTDTC: '10/03/2020'")
+    assert err.startswith(f"recist import-sdtm: {cm}, row 2, column CMSTDTC: '10/03/2020'")
     assert err.count("\n") == 1 and not out.exists()
 
 

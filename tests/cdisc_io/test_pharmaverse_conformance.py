@@ -125,3 +125,43 @@ def test_investigator_pfs_matches_adtte(
     assert result["days"] == int(float(pfs.AVAL))
     assert int(not result["event"]) == int(pfs.CNSR)
     assert result["date"] == pfs.ADT
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_investigator_os_matches_adtte(
+    pharmaverse: Path, assessed: dict[tuple[str, str], Assessed], subject: str
+) -> None:
+    from endpoints.derive import overall_survival
+
+    adtte = _adam(pharmaverse, "adtte_onco.csv")
+    expected = adtte[(adtte.USUBJID == subject) & (adtte.PARAMCD == "OS")].iloc[0]
+    record = overall_survival(assessed[(subject, "INVESTIGATOR")].case)
+    assert record.end.isoformat() == expected.ADT
+    assert (record.days, record.cnsr) == (int(float(expected.AVAL)), int(expected.CNSR))
+    assert record.source == (expected.SRCDOM, expected.SRCVAR)
+
+
+@pytest.mark.parametrize("subject", ["01-705-1018", "01-705-1382"])
+def test_os_is_censored_at_randomisation_when_last_known_alive_is_before_it(
+    pharmaverse: Path, subject: str
+) -> None:
+    from endpoints.derive import overall_survival
+
+    notices: list[Any] = []
+    subjects = read_subjects(
+        read_domain(pharmaverse / "adsl.csv", ("USUBJID",)),
+        file="adsl.csv", kind="adsl", rule=ImputationRule.LAST, notices=notices,
+    )  # fmt: skip
+    tu = read_domain(pharmaverse / "tu_onco.csv", TU_REQUIRED)
+    tr = read_domain(pharmaverse / "tr_onco.csv", TR_REQUIRED)
+    result = build_cases(
+        tu[tu.USUBJID == subject], tr[tr.USUBJID == subject], subjects, notices=notices
+    )
+    adtte = _adam(pharmaverse, "adtte_onco.csv")
+    expected = adtte[(adtte.USUBJID == subject) & (adtte.PARAMCD == "OS")].iloc[0]
+    for case in result.cases:
+        record = overall_survival(case)
+        assert (record.end.isoformat(), record.days, record.cnsr) == (expected.ADT, 1, 1)
+        assert record.source == (expected.SRCDOM, expected.SRCVAR) == ("ADSL", "RANDDT")
+    orders = [n for n in notices if n.kind == "date_order" and n.subject == subject]
+    assert orders and "LSTALVDT" in orders[0].message and "RANDDT" in orders[0].message

@@ -87,6 +87,25 @@ def test_os_is_death_else_censored_when_last_known_alive() -> None:
                                                          ("ADSL", "LSTALVDT"))  # fmt: skip
 
 
+def test_os_is_never_negative_when_last_known_alive_is_before_randomisation() -> None:
+    # pharmaverse 01-705-1018: LSTALVDT 2013-06-30 before RANDDT 2013-07-05; admiralonco
+    # censors at RANDDT (AVAL 1, "Randomization").
+    case = subject("S1", "A", [40], last_known_alive_on="2020-12-30")
+    record = overall_survival(case)
+    assert (record.event, record.end, record.days) == (False, date(2021, 1, 4), 1)
+    assert (record.description, record.source) == ("Randomization", ("ADSL", "RANDDT"))
+
+
+def test_os_is_censored_when_last_known_alive_even_if_assessed_later_as_admiralonco() -> None:
+    # pharmaverse 01-701-1115: assessed 2013-02-01, LSTALVDT 2013-01-23, ADTTE OS ADT
+    # 2013-01-23. Without LSTALVDT the last assessment is the censoring date.
+    case = subject("S1", "A", [40, 30, 30], last_known_alive_on="2021-02-01")  # V2 2021-04-26
+    record = overall_survival(case)
+    assert (record.event, record.end, record.source) == (False, date(2021, 2, 1),
+                                                         ("ADSL", "LSTALVDT"))  # fmt: skip
+    assert overall_survival(subject("S2", "A", [40, 30, 30])).end == date(2021, 4, 26)
+
+
 def test_duration_of_response_runs_from_the_first_response_to_progression() -> None:
     responder = one(subject("S1", "A", [40, 20, 20, 40]))  # PR at V1, PD at V3
     record = duration_of_response(responder.case, responder.result)
