@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Assess the cases and write ADRS, ADTTE and the settings used."""
     from cdisc_io.adam_export import export_adam, imputation_flags, select_reads
     from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
-    from cdisc_io.csvio import write_csv
+    from cdisc_io.csvio import OutputError, output_folder, write_csv
     from recist.errors import RecistError
 
     try:
@@ -45,21 +45,13 @@ def run(args: argparse.Namespace) -> int:
     if not assessed:
         print(f"recist export-adam: no read matches --reader {args.reader!r}", file=sys.stderr)
         return 2
-    out = Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        print(
-            f"recist export-adam: {out}: cannot create folder ({error.strerror})", file=sys.stderr
-        )
-        return 2
-    try:
-        write_csv(adrs, out / "adrs.csv")
-        write_csv(adtte, out / "adtte.csv")
-        write_settings(assessed, out / "settings.json")
-    except OSError as error:
-        where = error.filename or out
-        print(f"recist export-adam: {where}: cannot write ({error.strerror})", file=sys.stderr)
+        with output_folder(args.out) as out:
+            write_csv(adrs, out / "adrs.csv")
+            write_csv(adtte, out / "adtte.csv")
+            write_settings(assessed, out / "settings.json")
+    except OutputError as error:
+        print(f"recist export-adam: {error}", file=sys.stderr)
         return 2
     print(
         f"recist export-adam: {len(assessed)} reads → {out}/adrs.csv ({len(adrs)} records), "

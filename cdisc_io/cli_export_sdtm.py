@@ -22,7 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Assess the cases and write the three domains plus the settings used."""
     from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
-    from cdisc_io.csvio import write_csv
+    from cdisc_io.csvio import OutputError, output_folder, write_csv
     from cdisc_io.sdtm_export import export_sdtm
     from recist.errors import RecistError
 
@@ -31,23 +31,15 @@ def run(args: argparse.Namespace) -> int:
     except (CasesFileError, RecistError) as error:
         print(f"recist export-sdtm: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        print(
-            f"recist export-sdtm: {out}: cannot create folder ({error.strerror})", file=sys.stderr
-        )
-        return 2
     tu, tr, rs = export_sdtm(assessed, studyid=args.studyid)
     try:
-        write_csv(tu, out / "tu.csv")
-        write_csv(tr, out / "tr.csv")
-        write_csv(rs, out / "rs.csv")
-        write_settings(assessed, out / "settings.json")
-    except OSError as error:
-        where = error.filename or out
-        print(f"recist export-sdtm: {where}: cannot write ({error.strerror})", file=sys.stderr)
+        with output_folder(args.out) as out:
+            write_csv(tu, out / "tu.csv")
+            write_csv(tr, out / "tr.csv")
+            write_csv(rs, out / "rs.csv")
+            write_settings(assessed, out / "settings.json")
+    except OutputError as error:
+        print(f"recist export-sdtm: {error}", file=sys.stderr)
         return 2
     print(
         f"recist export-sdtm: {len(assessed)} cases → {out}/tu.csv ({len(tu)} records), "

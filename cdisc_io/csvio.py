@@ -14,7 +14,8 @@ negative numbers included, are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,3 +110,22 @@ def write_csv(frame: pd.DataFrame, path: str | Path, columns: Sequence[str] | No
         if any(isinstance(cell, str) and cell.startswith(FORMULA_PREFIXES) for cell in cells):
             out[column] = [guard_cell(cell) for cell in cells]
     out.to_csv(path, index=False, encoding="utf-8", lineterminator="\n")
+
+
+class OutputError(ValueError):
+    """An output folder or file cannot be written; the message names it."""
+
+
+@contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """Create the output folder ``path`` and yield it; an ``OSError`` while creating it or
+    writing into it becomes one :class:`OutputError` naming the folder or file."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{out}: cannot create folder ({error.strerror})") from None
+    try:
+        yield out
+    except OSError as error:
+        raise OutputError(f"{error.filename or out}: cannot write ({error.strerror})") from None

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from cdisc_io.cases import CasesFileError, assess_cases, load_cases
-    from cdisc_io.csvio import write_csv
+    from cdisc_io.csvio import OutputError, output_folder, write_csv
     from endpoints.batch import analyse
     from recist.errors import RecistError
 
@@ -72,22 +72,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         sys.stdout.write(text)
         return 0
-    out = Path(args.out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        print(f"recist endpoints: {out}: cannot create folder ({error.strerror})", file=sys.stderr)
-        return 2
-    try:
-        (out / "endpoints.json").write_text(text, encoding="utf-8")
-        write_csv(pd.DataFrame(result.subjects), out / "subjects.csv")
-        write_csv(pd.DataFrame(km_rows(result.summary)), out / "km.csv")
-        if result.lesions:
-            write_csv(pd.DataFrame(result.lesions), out / "lesions.csv")
-            write_csv(pd.DataFrame(cif_rows(result.summary)), out / "local_failure.csv")
-    except OSError as error:
-        where = error.filename or out
-        print(f"recist endpoints: {where}: cannot write ({error.strerror})", file=sys.stderr)
+        with output_folder(args.out) as out:
+            (out / "endpoints.json").write_text(text, encoding="utf-8")
+            write_csv(pd.DataFrame(result.subjects), out / "subjects.csv")
+            write_csv(pd.DataFrame(km_rows(result.summary)), out / "km.csv")
+            if result.lesions:
+                write_csv(pd.DataFrame(result.lesions), out / "lesions.csv")
+                write_csv(pd.DataFrame(cif_rows(result.summary)), out / "local_failure.csv")
+    except OutputError as error:
+        print(f"recist endpoints: {error}", file=sys.stderr)
         return 2
     print(f"recist endpoints: {result.summary['subjects']} subjects → {out}", file=sys.stderr)
     return 0
