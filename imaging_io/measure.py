@@ -14,7 +14,8 @@ import numpy as np
 
 from imaging_io.diameters import mask_diameters
 from imaging_io.grid import Grid
-from imaging_io.segmentation import FRACTIONAL_THRESHOLD, LesionMask, read_segmentation
+from imaging_io.masks import LesionMask
+from imaging_io.segmentation import FRACTIONAL_THRESHOLD, read_segmentation
 from imaging_io.series import ImageSeries, SeriesInfo, read_image
 
 

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from imaging_io.errors import ImagingInputError
 from imaging_io.grid import Grid
-from imaging_io.segmentation import LesionMask, looks_nodal
+from imaging_io.masks import LesionMask, looks_nodal
 
 # A contour must lie within this fraction of a slice spacing of an image slice.
 _SLICE_TOL = 0.25

@@ -1,9 +1,9 @@
 """Lesion segmentations on an image grid: DICOM SEG, label maps, and (via
 :mod:`imaging_io.rtstruct`) RTSTRUCT contours.
 
-Every reader returns :class:`LesionMask` records already placed on the image's grid
-(``[slice, row, column]``), cropped to their bounding box so that a 500 mL lesion on a
-512 × 512 × 300 series does not cost a full-size array per segment.
+Every reader returns :class:`~imaging_io.masks.LesionMask` records already placed on the
+image's grid (``[slice, row, column]``), cropped to their bounding box so that a 500 mL
+lesion on a 512 × 512 × 300 series does not cost a full-size array per segment.
 
 DICOM SEG (via highdicom)
     Frames are placed by their position (PlanePositionSequence), in whatever order they
@@ -20,7 +20,6 @@ Label maps (NIfTI, NRRD, MetaImage via SimpleITK)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from numpy.typing import NDArray
 
 from imaging_io.errors import ImagingInputError
 from imaging_io.grid import Grid
+from imaging_io.masks import LesionMask, looks_nodal
 from imaging_io.series import is_sitk_file, read_dicom_header
 
 FRACTIONAL_THRESHOLD = 0.5
@@ -38,54 +38,6 @@ MAX_LABELS = 1000
 _ON_GRID_TOL = 0.02
 DEFLATED_IMAGE_FRAME_COMPRESSION = "1.2.840.10008.1.2.8.1"
 
-
-@dataclass(frozen=True, eq=False)
-class LesionMask:
-    """One segment / ROI / label value placed on the image grid.
-
-    Attributes
-    ----------
-    label
-        Segment label, ROI name, or ``"label N"`` for a label map.
-    label_value
-        Segment number, ROI number, or the label value.
-    mask
-        Boolean voxels ``[slice, row, column]`` of the bounding box (empty for an empty
-        segment).
-    offset
-        Grid index of ``mask[0, 0, 0]``.
-    tracking_id
-        DICOM Tracking ID of the segment, if any.
-    nodal
-        Whether the segment is a lymph node (its label or segmented property says so).
-    """
-
-    label: str
-    label_value: int
-    mask: NDArray[np.bool_]
-    offset: tuple[int, int, int]
-    tracking_id: str | None = None
-    nodal: bool = False
-
-    @classmethod
-    def from_full(cls, label: str, value: int, full: NDArray[np.bool_], offset: tuple[int, int, int]
-                  = (0, 0, 0), **extra: Any) -> LesionMask:
-        """Crop a mask to its bounding box (``offset`` locates ``full`` on the grid)."""
-        if not full.any():
-            return cls(label, value, np.zeros((0, 0, 0), dtype=bool), offset, **extra)
-        lo = [int(np.flatnonzero(full.any(axis=tuple(a for a in range(3) if a != axis)))[0])
-              for axis in range(3)]
-        hi = [int(np.flatnonzero(full.any(axis=tuple(a for a in range(3) if a != axis)))[-1])
-              + 1 for axis in range(3)]
-        crop = full[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        return cls(label, value, np.ascontiguousarray(crop),
-                   (offset[0] + lo[0], offset[1] + lo[1], offset[2] + lo[2]), **extra)
-
-
-def looks_nodal(*texts: str | None) -> bool:
-    """A lymph node by its name or coded meaning (R-MEAS-2 judges nodes on the short axis)."""
-    words = " ".join(t.lower() for t in texts if t)
-    return "lymph node" in words or "lymph-node" in words or " node" in f" {words}"
 
 
 def read_segmentation(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from imaging_io.deid import pseudonym
 from imaging_io.errors import ImagingInputError
 from imaging_io.grid import Grid, PlaneGeometry, check_axial, grid_from_planes
 
@@ -45,7 +46,7 @@ class SeriesInfo:
         Per grid slice (classic series) the SOP Instance UID of its file; for a
         multi-frame file the same UID for every slice.
     subject_key
-        Pseudonymous key of the patient (see :func:`imaging_io.study.pseudonym`).
+        Pseudonymous key of the patient (see :func:`imaging_io.deid.pseudonym`).
     """
 
     modality: str | None = None
@@ -243,8 +244,6 @@ def _thickness(ds: Any, frame: int | None = None) -> float | None:
 
 
 def _series_info(ds: Any, uids: tuple[str, ...]) -> SeriesInfo:
-    from imaging_io.study import pseudonym
-
     return SeriesInfo(
         modality=str(ds.get("Modality")) if ds.get("Modality") else None,
         study_date=_iso_date(ds.get("StudyDate")),

@@ -7,31 +7,20 @@ spacing) plus a pseudonymous subject key.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imaging_io.deid import PSEUDONYM_KEY_ENV, pseudonym
 from imaging_io.errors import ImagingInputError
 
 if TYPE_CHECKING:
     from imaging_io.measure import MeasureResult
     from imaging_io.series import ImageSeries
 
-PSEUDONYM_KEY_ENV = "RECIST_PSEUDONYM_KEY"
-
-
-def pseudonym(patient_id: str, key: bytes | None = None) -> str:
-    """A stable pseudonymous key for a patient ID (HMAC-SHA256, 16 hex digits).
-
-    The key comes from ``key`` or the environment variable ``RECIST_PSEUDONYM_KEY``;
-    set one per trial, otherwise anyone can recompute the key from a known patient ID.
-    """
-    secret = key if key is not None else os.environ.get(PSEUDONYM_KEY_ENV, "recist").encode()
-    return hmac.new(secret, patient_id.encode(), hashlib.sha256).hexdigest()[:16]
+# pseudonym and PSEUDONYM_KEY_ENV live in imaging_io.deid; still importable from here.
+__all__ = ["PSEUDONYM_KEY_ENV", "Study", "measure_study_folder", "pseudonym", "read_study"]
 
 
 @dataclass(frozen=True)
