@@ -305,6 +305,20 @@ def check_baseline(case: Case) -> list[Finding]:
                     "treated lesion is not measurable unless it progressed after therapy",
                 )
             )
+    randomized = case.randomized_on
+    if randomized is not None and (randomized - baseline.date).days > settings.baseline_window_days:
+        # R-PLAUS-BLWINDOW: a deviation to explain (an old scan reused, or a date slip),
+        # not an impossibility.
+        findings.append(
+            Finding(
+                "R-PLAUS-BLWINDOW",
+                None,
+                f"the baseline ({baseline.date.isoformat()}) is "
+                f"{(randomized - baseline.date).days} days before randomisation "
+                f"({randomized.isoformat()}); the protocol allows "
+                f"{settings.baseline_window_days} (baseline_window_days)",
+            )
+        )
     if len(targets) > MAX_TARGETS:
         for lesion in targets[MAX_TARGETS:]:
             findings.append(

@@ -27,6 +27,7 @@ from recist.assessment import CaseResult, TimepointResult, assess
 from recist.best_response import BestResponse
 from recist.errors import CaseInputError, RecistError
 from recist.lesions import (
+    MAX_SIZE_MM,
     UNITS_PER_MM,
     Case,
     Lesion,
@@ -40,7 +41,7 @@ from recist.lesions import (
     mm_to_length,
 )
 from recist.response import NewLesionStatus, Response
-from recist.settings import Settings
+from recist.settings import MAX_DAYS, MAX_SETTING_MM, Settings
 
 Number = float | int
 
@@ -67,23 +68,31 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and ±Infinity are never values of the contract (R-PLAUS-SIZE, R-PLAUS-SETTINGS).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# R-PLAUS-SIZE: every size of the contract is at most this (recist.lesions.MAX_SIZE_MM).
+Size = Annotated[float, Field(ge=0, le=MAX_SIZE_MM)]
+# R-PLAUS-SETTINGS: protocol windows are whole days of at most ten years.
+Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
 class SettingsIn(_Strict):
     """Protocol settings (docs/recist-rules.md); every key optional."""
 
     confirmation: StrictBool = False
-    confirmation_min_days: int = Field(28, ge=0, strict=True)
-    confirmation_max_ne_between: int = Field(1, ge=0, strict=True)
-    sd_min_days: int = Field(42, ge=0, strict=True)
-    visit_interval_days: int | None = Field(None, gt=0, strict=True)
+    confirmation_min_days: Days = 28
+    confirmation_max_ne_between: Days = 1
+    sd_min_days: Days = 42
+    visit_interval_days: int | None = Field(None, gt=0, le=MAX_DAYS, strict=True)
     pr_hold: StrictBool = True
     strict: StrictBool = False
     cut_at_new_therapy: StrictBool = True
     previously_treated_targets: StrictBool = False
     progression_date: Literal["earliest", "latest", "timepoint"] = "earliest"
-    reappearance_min_mm: float = Field(5.0, ge=0)
+    reappearance_min_mm: float = Field(5.0, ge=0, le=MAX_SETTING_MM)
+    baseline_window_days: Days = 60
 
 
 class LesionIn(_Strict):
@@ -94,7 +103,7 @@ class LesionIn(_Strict):
     treated_on: IsoDate | None = None
     treatment: StrictStr | None = None
     modality: StrictStr | None = None
-    slice_thickness_mm: float | None = Field(None, gt=0)
+    slice_thickness_mm: float | None = Field(None, gt=0, le=MAX_SIZE_MM)
 
 
 class NewLesionIn(_Strict):
@@ -102,7 +111,7 @@ class NewLesionIn(_Strict):
     site: StrictStr = ""
     equivocal: StrictBool = False
     nodal: StrictBool = False
-    short_axis_mm: float | None = Field(None, ge=0)
+    short_axis_mm: Size | None = None
 
 
 class TimepointIn(_Strict):
@@ -114,14 +123,14 @@ class TimepointIn(_Strict):
         json_schema_extra={
             "additionalProperties": {
                 "anyOf": [
-                    {"type": "number", "minimum": 0},
+                    {"type": "number", "minimum": 0, "maximum": MAX_SIZE_MM},
                     {"enum": ["too_small", "absent", "not_evaluated"]},
                     {
                         "type": "object",
                         "properties": {
                             "fragments": {
                                 "type": "array",
-                                "items": {"type": "number", "minimum": 0},
+                                "items": {"type": "number", "minimum": 0, "maximum": MAX_SIZE_MM},
                                 "minItems": 1,
                             }
                         },
@@ -218,8 +227,6 @@ def _message(error: Any) -> str:
     return f"{error['msg'].lower()} (got {error['input']!r})"
 
 
-_MAX_MM = 1e9  # anything larger is not a lesion size
-
 # Target values already built, by their raw JSON value: a TargetValue is immutable, and a
 # batch repeats the same few hundred sizes. Numbers equal to 0 or 1 are never stored, so
 # that ``true``/``false`` (equal to 1/0 in Python) always take the checked path.
@@ -233,7 +240,7 @@ _NON_TARGET_STATES = {state.value: state for state in NonTargetState}
 
 def _target_value(raw: Any) -> TargetValue:
     kind = type(raw)
-    if (kind is float or kind is int) and 0 <= raw < _MAX_MM:  # the common case, fast
+    if (kind is float or kind is int) and 0 <= raw <= MAX_SIZE_MM:  # the common case, fast
         value = TargetValue(TargetState.MEASURED, mm_to_length(raw))
         if raw != 0 and raw != 1:
             if len(_TARGET_CACHE) >= _TARGET_CACHE_MAX:
@@ -379,8 +386,68 @@ def _convert(model: CaseIn) -> Case:
     )
 
 
-def parse_case(obj: Any) -> Case:
+_BOUND_ERRORS = frozenset(
+    {"finite_number", "less_than_equal", "less_than", "greater_than_equal", "greater_than"}
+)
+_SIZE_FIELDS = frozenset({"short_axis_mm", "slice_thickness_mm"})
+
+
+def _rule(error: Any) -> str | None:
+    """The plausibility rule a bound check of the models stands for, if any."""
+    loc = error["loc"]
+    if error["type"] not in _BOUND_ERRORS or not loc:
+        return None
+    if loc[0] == "settings":
+        return "R-PLAUS-SETTINGS"
+    if loc[-1] in _SIZE_FIELDS:
+        return "R-PLAUS-SIZE"
+    return None
+
+
+def validation_error(
+    exc: ValidationError, obj: Any, prefix: tuple[int | str, ...] = ()
+) -> CaseInputError:
+    """The first error of a failed validation as one located :class:`CaseInputError`.
+
+    ``obj`` is the input that was validated; ``prefix`` locates it inside a case (e.g.
+    ``("timepoints", 2)`` for one timepoint validated alone), so the error names the
+    subject, timepoint, lesion and field in every way in (CLI, API, forms).
+    """
+    error = exc.errors()[0]
+    loc = prefix + tuple(error["loc"])
+    whole: Any = obj
+    for part in reversed(prefix):
+        whole = [whole] * (int(part) + 1) if isinstance(part, int) else {part: whole}
+    where = _locate(whole, loc)
+    return CaseInputError(
+        _message(error),
+        subject=where["subject"],
+        timepoint=where["timepoint"],
+        lesion=where["lesion"],
+        field=_path(loc),
+        rule=_rule(error),
+    )
+
+
+def check_not_after(case: Case, today: date) -> None:
+    """R-PLAUS-DATE: refuse any date of the case after ``today`` (a clock the caller
+    owns: the CLI's ``--today``, the web's clock), naming where it is."""
+    for name, when, where in case.dates():
+        if when > today:
+            raise CaseInputError(
+                f"{when.isoformat()} is in the future (today is {today.isoformat()}); "
+                "check the year",
+                subject=case.subject_id,
+                field=name,
+                rule="R-PLAUS-DATE",
+                **where,
+            )
+
+
+def parse_case(obj: Any, *, today: date | None = None) -> Case:
     """Validate one case of the JSON contract and build the engine's :class:`Case`.
+
+    ``today``, when given, refuses dates after it (R-PLAUS-DATE).
 
     Raises
     ------
@@ -392,23 +459,17 @@ def parse_case(obj: Any) -> Case:
     try:
         model = CaseIn.model_validate(obj)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        where = _locate(obj, loc)
-        raise CaseInputError(
-            _message(error),
-            subject=where["subject"],
-            timepoint=where["timepoint"],
-            lesion=where["lesion"],
-            field=_path(loc),
-        ) from None
+        raise validation_error(exc, obj) from None
     try:
-        return _convert(model)
+        case = _convert(model)
     except CaseInputError as error:
         raise error.located(subject=model.subject_id) from None
+    if today is not None:
+        check_not_after(case, today)
+    return case
 
 
-def parse_case_text(text: str | bytes) -> Case:
+def parse_case_text(text: str | bytes, *, today: date | None = None) -> Case:
     """Like :func:`parse_case`, from the JSON text of one case (the fast path of JSON
     Lines: pydantic parses and validates in one pass)."""
     try:
@@ -421,9 +482,12 @@ def parse_case_text(text: str | bytes) -> Case:
         parse_case(json.loads(text))
         raise  # pragma: no cover - parse_case raises the located error
     try:
-        return _convert(model)
+        case = _convert(model)
     except CaseInputError as error:
         raise error.located(subject=model.subject_id) from None
+    if today is not None:
+        check_not_after(case, today)
+    return case
 
 
 @lru_cache(maxsize=64)
@@ -530,15 +594,21 @@ def result_to_json(result: CaseResult) -> dict[str, Any]:
     }
 
 
-def assess_json(obj: Any) -> dict[str, Any]:
+def assess_json(obj: Any, *, today: date | None = None) -> dict[str, Any]:
     """Parse, assess and serialise one case: a dict, or the JSON text of one case.
+
+    ``today``, when given, refuses dates after it (R-PLAUS-DATE).
 
     Raises
     ------
     RecistError
         :class:`CaseInputError` for bad input, ``ProtocolDeviationError`` in strict mode.
     """
-    case = parse_case_text(obj) if isinstance(obj, str | bytes) else parse_case(obj)
+    case = (
+        parse_case_text(obj, today=today)
+        if isinstance(obj, str | bytes)
+        else parse_case(obj, today=today)
+    )
     try:
         result = assess(case)
     except RecistError as error:

@@ -25,7 +25,14 @@ ABSENT: Length = 0  # R-SMALL: "disappeared" counts 0 mm
 
 
 _floor = math.floor
-_FINITE_LIMIT = 1e300  # below it, a number ≥ 0 is finite (even an int: no overflow)
+
+# R-PLAUS-SIZE: no lesion (nor slice, nor threshold) is a metre across. A larger value is
+# a unit or typing slip (µm, an extra digit) that would pass as a huge progression and
+# flatten every plot of the trial; it is refused wherever a size comes in.
+MAX_SIZE_MM = 1000
+
+# R-PLAUS-DATE: no assessment, scan or event of a living trial is dated before this.
+EARLIEST_DATE = date(1900, 1, 1)
 
 
 def _check_mm(value: float | int, where: str) -> None:
@@ -33,6 +40,12 @@ def _check_mm(value: float | int, where: str) -> None:
         raise CaseInputError(f"{where} {value!r} is not a number of mm")
     if not math.isfinite(value) or value < 0:
         raise CaseInputError(f"{where} {value!r} mm is not a finite size ≥ 0 mm")
+    if value > MAX_SIZE_MM:
+        raise CaseInputError(
+            f"{where} {value!r} mm is not a plausible size (more than {MAX_SIZE_MM} mm); "
+            "sizes are entered in millimetres",
+            rule="R-PLAUS-SIZE",
+        )
 
 
 def mm_to_length(value: float | int, *, where: str = "size") -> Length:
@@ -45,10 +58,10 @@ def mm_to_length(value: float | int, *, where: str = "size") -> Length:
     Raises
     ------
     CaseInputError
-        If ``value`` is not a finite number ≥ 0.
+        If ``value`` is not a finite number ≥ 0 and ≤ :data:`MAX_SIZE_MM` (R-PLAUS-SIZE).
     """
     kind = type(value)
-    if (kind is float or kind is int) and 0 <= value < _FINITE_LIMIT:  # the common case
+    if (kind is float or kind is int) and 0 <= value <= MAX_SIZE_MM:  # the common case
         return _floor(value * UNITS_PER_MM + 0.5)
     _check_mm(value, where)
     return _floor(value * UNITS_PER_MM + 0.5)
@@ -388,6 +401,15 @@ class Case:
                             lesion=new.id,
                             field="new_lesions",
                         )
+            for lesion_id in tp.scan_dates:
+                if lesion_id not in ids and not any(n.id == lesion_id for n in tp.new_lesions):
+                    raise CaseInputError(
+                        f"scan_dates names {lesion_id!r}, which is neither a lesion of the "
+                        "case nor a new lesion of this timepoint",
+                        timepoint=tp.id,
+                        lesion=lesion_id,
+                        field="scan_dates",
+                    )
             if previous is None:  # the baseline
                 baseline_targets = tp.targets
                 for lesion_id in sorted(targets):
@@ -409,6 +431,15 @@ class Case:
                         field="new_lesions",
                     )
             previous = tp
+        for name, when, where in self.dates():
+            if when < EARLIEST_DATE:
+                # R-PLAUS-DATE: a date before 1900 is a typing slip (1800 for 2018…).
+                raise CaseInputError(
+                    f"{when.isoformat()} is before {EARLIEST_DATE.isoformat()}; check the year",
+                    field=name,
+                    rule="R-PLAUS-DATE",
+                    **where,
+                )
         if self.randomized_on is not None:
             # The baseline scan may precede randomisation; follow-ups cannot: PFS counts
             # from randomisation (§8), and an assessment before it would be negative time.
@@ -420,17 +451,40 @@ class Case:
                     "the origin of PFS (§8)",
                     timepoint=early.id,
                     field="date",
+                    rule="R-PLAUS-ORIGIN",
                 )
-            if self.died_on is not None and self.died_on < self.randomized_on:
-                raise CaseInputError(
-                    f"death date {self.died_on.isoformat()} is before randomisation "
-                    f"({self.randomized_on.isoformat()})",
-                    field="died_on",
-                )
+            for name, what in (("died_on", "death"), ("new_therapy_on", "new anticancer therapy")):
+                when = getattr(self, name)
+                if when is not None and when < self.randomized_on:
+                    raise CaseInputError(
+                        f"{what} date {when.isoformat()} is before randomisation "
+                        f"({self.randomized_on.isoformat()}); PFS counts from randomisation "
+                        "(§8)",
+                        field=name,
+                        rule="R-PLAUS-ORIGIN",
+                    )
         if self.died_on is not None and self.died_on < self.timepoints[0].date:
             raise CaseInputError(
                 f"death date {self.died_on.isoformat()} is before the baseline", field="died_on"
             )
+
+    def dates(self) -> list[tuple[str, date, dict[str, str]]]:
+        """Every date of the case as (field, date, where) for the plausibility checks
+        (R-PLAUS-DATE): the subject's dates, each timepoint's and scan date, and each
+        lesion's treatment date."""
+        out: list[tuple[str, date, dict[str, str]]] = []
+        for name in ("randomized_on", "died_on", "new_therapy_on", "last_known_alive_on"):
+            when = getattr(self, name)
+            if when is not None:
+                out.append((name, when, {}))
+        for lesion in self.lesions:
+            if lesion.treated_on is not None:
+                out.append(("treated_on", lesion.treated_on, {"lesion": lesion.id}))
+        for tp in self.timepoints:
+            out.append(("date", tp.date, {"timepoint": tp.id}))
+            for lesion_id, when in tp.scan_dates.items():
+                out.append(("scan_dates", when, {"timepoint": tp.id, "lesion": lesion_id}))
+        return out
 
     @property
     def baseline(self) -> Timepoint:

@@ -6,6 +6,7 @@ trial, shown in the UI and written into every exported result (see :meth:`to_dic
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -19,6 +20,12 @@ class ProgressionDateRule(StrEnum):
     EARLIEST = "earliest"  # the earliest scan date that shows the progression (default)
     LATEST = "latest"  # the latest scan date of the timepoint
     TIMEPOINT = "timepoint"  # the timepoint's own date, whatever the scans say
+
+
+# R-PLAUS-SETTINGS: no protocol window is longer than ten years, and no size threshold
+# larger than the largest plausible lesion (recist.lesions.MAX_SIZE_MM).
+MAX_DAYS = 3650
+MAX_SETTING_MM = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,13 @@ class Settings:
         that is seen at all; a smaller residue is measured and the sum rules decide, and the
         CR → PR sequence is flagged as a data query (table 3 footnote: the CR was likely a
         PR). 0 makes any measurable residue PD.
+    baseline_window_days
+        R-PLAUS-BLWINDOW: a baseline scan more than this many days before randomisation is
+        a finding (a deviation the reader explains), not a refusal. Default 60.
+
+    Every day count is a whole number of at most :data:`MAX_DAYS` and every size finite
+    and at most :data:`MAX_SETTING_MM` (R-PLAUS-SETTINGS), so a stored protocol always
+    prints as valid JSON.
     """
 
     confirmation: bool = False
@@ -73,26 +87,44 @@ class Settings:
     previously_treated_targets: bool = False
     progression_date: ProgressionDateRule = ProgressionDateRule.EARLIEST
     reappearance_min_mm: float = 5.0
+    baseline_window_days: int = 60
 
     def __post_init__(self) -> None:
-        for name in ("confirmation_min_days", "confirmation_max_ne_between", "sd_min_days"):
+        for name in (
+            "confirmation_min_days",
+            "confirmation_max_ne_between",
+            "sd_min_days",
+            "baseline_window_days",
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
                 raise CaseInputError(
-                    f"{value!r} is not a whole number of days ≥ 0", field=f"settings.{name}"
+                    f"{value!r} is not a whole number of days from 0 to {MAX_DAYS}",
+                    field=f"settings.{name}",
+                    rule="R-PLAUS-SETTINGS",
                 )
         reappear = self.reappearance_min_mm
-        if isinstance(reappear, bool) or not isinstance(reappear, int | float) or reappear < 0:
+        if (
+            isinstance(reappear, bool)
+            or not isinstance(reappear, int | float)
+            or not math.isfinite(reappear)
+            or not 0 <= reappear <= MAX_SETTING_MM
+        ):
             raise CaseInputError(
-                f"{reappear!r} is not a size ≥ 0 mm", field="settings.reappearance_min_mm"
+                f"{reappear!r} is not a size from 0 to {MAX_SETTING_MM} mm",
+                field="settings.reappearance_min_mm",
+                rule="R-PLAUS-SETTINGS",
             )
         interval = self.visit_interval_days
         if interval is not None and (
-            isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0
+            isinstance(interval, bool)
+            or not isinstance(interval, int)
+            or not 0 < interval <= MAX_DAYS
         ):
             raise CaseInputError(
-                f"{interval!r} is not a positive number of days",
+                f"{interval!r} is not a whole number of days from 1 to {MAX_DAYS}",
                 field="settings.visit_interval_days",
+                rule="R-PLAUS-SETTINGS",
             )
         if not isinstance(self.progression_date, ProgressionDateRule):
             try:
