@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "compare engine responses with recorded RS"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "write ADRS and ADTTE CSVs from cases"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""

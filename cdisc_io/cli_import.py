@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Any
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "build cases from SDTM TU/TR (+ ADSL/DM) CSVs"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""

@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "PFS/OS/DoR/local-failure analyses from cases"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""

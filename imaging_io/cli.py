@@ -11,6 +11,9 @@ import json
 import sqlite3
 import sys
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "measure lesions in a DICOM series + segmentation"
+
 # Errors third-party readers raise on malformed files that our own checks did not
 # anticipate; reported as bad input in one line rather than as a traceback.
 READER_ERRORS: tuple[type[Exception], ...] = (

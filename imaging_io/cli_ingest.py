@@ -11,6 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "add a measured timepoint from a study to a case"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``recist ingest``."""

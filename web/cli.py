@@ -10,6 +10,9 @@ import signal
 import sys
 from typing import Any
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "run the web application with a production WSGI server"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "verify the audit trail"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="audit_command", metavar="ACTION")

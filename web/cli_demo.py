@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "seed the demo trial and serve it (what `make run` does)"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")

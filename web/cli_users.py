@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+# The help line of this command in `recist --help` (read without importing this module).
+HELP = "manage web users"
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION")
