@@ -60,7 +60,7 @@ def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, {})):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)) is not None:
                 return cycle
         path.pop()
@@ -117,6 +117,7 @@ def test_imaging_io_has_no_import_cycle():
         steps = [f"  {a}.py:{graph[a][b]} imports {b}" for a, b in itertools.pairwise(cycle)]
         tangled = "; ".join(", ".join(sorted(group)) for group in loops(graph))
         raise AssertionError(
-            f"imaging_io import loop: {' → '.join(cycle)}\n" + "\n".join(steps)
+            f"imaging_io import loop: {' → '.join(cycle)}\n"
+            + "\n".join(steps)
             + f"\nmodules in loops: {tangled}"
         )
