@@ -32,9 +32,16 @@ from recist.lesions import (
 from recist.new_lesions import NewLesionTracker
 from recist.non_target import non_target_states_response
 from recist.overall import overall_response
-from recist.pfs import Pfs, PfsReason, Progression, pfs
+from recist.pfs import (
+    Pfs,
+    Progression,
+    adequate_assessments,
+    describe_progression,
+    pfs,
+    progression_event,
+)
 from recist.response import NewLesionStatus, Response
-from recist.settings import ProgressionDateRule, Settings
+from recist.settings import Settings
 from recist.target import TargetTracker, pct
 
 
@@ -147,17 +154,6 @@ def _overall(
     return found
 
 
-def _progression_date(case: Case, tp: Timepoint, lesion_ids: list[str], fallback: date) -> date:
-    """§8: date a progression from the scans that show it (setting ``progression_date``)."""
-    rule = case.settings.progression_date
-    if rule is ProgressionDateRule.TIMEPOINT:
-        return tp.date
-    if rule is ProgressionDateRule.LATEST:
-        return max([tp.date, *tp.scan_dates.values()]) if tp.scan_dates else tp.date
-    dates = [tp.seen_on(i) for i in lesion_ids]
-    return min(dates) if dates else fallback
-
-
 def assess(case: Case) -> CaseResult:
     """Assess one case under its protocol settings (RECIST 1.1 §4, §8).
 
@@ -176,42 +172,12 @@ def assess(case: Case) -> CaseResult:
     enforce_findings(case, findings)
     settings = case.settings
     targets = case.target_lesions
-    non_targets = case.non_target_lesions
     tracker = TargetTracker(case)
     new_tracker = NewLesionTracker()
     baseline_sum = tracker.baseline_sum
     target_ids = tracker.target_ids
-    nt_ids = tuple(le.id for le in non_targets)
-    baseline = case.timepoints[0]
-    base_targets = baseline.targets.get
-
-    results = [
-        TimepointResult(
-            id=baseline.id,
-            date=baseline.date,
-            sum=baseline_sum if targets else None,
-            partial_sum=None,
-            nadir=None,
-            change_from_baseline_pct=None,
-            change_from_nadir_pct=None,
-            target_response=None,
-            non_target_response=None,
-            new_lesions=None,
-            overall_response=None,
-            reasons=(
-                (f"R-SEL-3: baseline sum of diameters {format_mm(baseline_sum)}",)
-                if targets
-                else ()
-            ),
-            flags=_markers(
-                target_ids,
-                [base_targets(i, NOT_EVALUATED) for i in target_ids],
-                (),
-                (),
-                baseline.new_lesions,
-            ),
-        )
-    ]
+    nt_ids = tuple(le.id for le in case.non_target_lesions)
+    results = [_baseline_result(case, tracker)]
     followups: list[Assessed] = []
     progression: Progression | None = None
     assess_targets = tracker.assess_values
@@ -243,115 +209,45 @@ def assess(case: Case) -> CaseResult:
             reasons += new.reasons
         overall, overall_reason = _overall(target_response, nt_response, new.status)
         reasons.append(overall_reason)
-        if overall is Response.PD and progression is None:
-            # §8: the progression date and reason; the earliest cause wins.
-            causes: list[tuple[date, PfsReason, bool]] = []
-            if target is not None and target.response is Response.PD:
-                causes.append(
-                    (
-                        _progression_date(case, tp, [le.id for le in targets], tp.date),
-                        PfsReason.PD_TARGET,
-                        False,
-                    )
-                )
-            if nt is not None and nt.response is Response.PD:
-                causes.append(
-                    (
-                        _progression_date(case, tp, list(nt.progressed), tp.date),
-                        PfsReason.PD_NONTARGET,
-                        False,
-                    )
-                )
-            if new.status is NewLesionStatus.YES:
-                seen = new.first_seen_on or tp.date
-                if not new.back_dated:
-                    ids = [n.id for n in tp.new_lesions if not n.equivocal and n.counts]
-                    seen = _progression_date(case, tp, ids, seen)
-                causes.append((seen, PfsReason.PD_NEW_LESION, new.back_dated))
-            when, reason, back_dated = min(causes, key=lambda c: c[0])
-            progression = Progression(tp.id, when, reason, back_dated)
-            reasons.append(
-                f"progression dated {when.isoformat()} ({reason.value}"
-                + (", back-dated to the first sighting, R-NEW-2)" if back_dated else ")")
-            )
-        flags = _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions)
+        if overall is Response.PD and progression is None:  # §8: date the first PD
+            progression = progression_event(case, tp, target, nt, new)
+            reasons.append(describe_progression(progression))
+        total: Length | None = None  # the sum, when complete (R-TGT-NE)
+        partial: Length | None = None
+        nadir: Length | None = None
+        from_baseline: float | None = None
+        from_nadir: float | None = None
         if target is not None:
-            total = target.sum
             nadir = target.nadir
-            if total.complete:
-                value = total.total
-                results.append(
-                    TimepointResult(
-                        tp.id,
-                        tp.date,
-                        value,
-                        None,
-                        nadir,
-                        pct(value - baseline_sum, baseline_sum) if baseline_sum else None,
-                        pct(value - nadir, nadir) if nadir else None,
-                        target_response,
-                        nt_response,
-                        new.status,
-                        overall,
-                        tuple(reasons),
-                        flags,
-                    )
-                )
+            if target.sum.complete:
+                total = target.sum.total
+                from_baseline = pct(total - baseline_sum, baseline_sum) if baseline_sum else None
+                from_nadir = pct(total - nadir, nadir) if nadir else None
             else:
-                results.append(
-                    TimepointResult(
-                        tp.id,
-                        tp.date,
-                        None,
-                        total.total,
-                        nadir,
-                        None,
-                        None,
-                        target_response,
-                        nt_response,
-                        new.status,
-                        overall,
-                        tuple(reasons),
-                        flags,
-                    )
-                )
+                partial = target.sum.total
             tracker.record(tp, target, overall)
-        else:
-            results.append(
-                TimepointResult(
-                    tp.id,
-                    tp.date,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    nt_response,
-                    new.status,
-                    overall,
-                    tuple(reasons),
-                    flags,
-                )
+        elif overall is Response.CR:
+            tracker.had_cr = True  # R-REAPPEAR, for the non-targets' sake
+        results.append(
+            TimepointResult(
+                tp.id,
+                tp.date,
+                total,
+                partial,
+                nadir,
+                from_baseline,
+                from_nadir,
+                target_response,
+                nt_response,
+                new.status,
+                overall,
+                tuple(reasons),
+                _markers(target_ids, values, nt_ids, nt_states, tp.new_lesions),
             )
-            if overall is Response.CR:
-                tracker.had_cr = True
+        )
         followups.append(Assessed(tp.id, tp.date, overall))
 
-    counted, cut_notes = counted_timepoints(followups, settings, case.new_therapy_on)
-    origin = case.origin
-    unconfirmed = best_overall_response_unconfirmed(counted, origin, settings)
-    confirmed = best_overall_response_confirmed(
-        counted, origin, settings, has_targets=bool(targets)
-    )
-    if cut_notes:
-        unconfirmed = BestResponse(
-            unconfirmed.response, unconfirmed.timepoint, (*cut_notes, *unconfirmed.reasons)
-        )
-        confirmed = BestResponse(
-            confirmed.response, confirmed.timepoint, (*cut_notes, *confirmed.reasons)
-        )
-    adequate = [(a.id, a.date) for a in followups if a.response is not Response.NE]
+    confirmed, unconfirmed = _best_responses(case, followups)
     return CaseResult(
         subject_id=case.subject_id,
         settings=settings,
@@ -362,5 +258,59 @@ def assess(case: Case) -> CaseResult:
         best_overall_response_confirmed=confirmed,
         best_overall_response_unconfirmed=unconfirmed,
         progression=progression,
-        pfs=pfs(case, progression, adequate),
+        pfs=pfs(case, progression, adequate_assessments(followups)),
     )
+
+
+def _baseline_result(case: Case, tracker: TargetTracker) -> TimepointResult:
+    """The baseline's row: its sum of diameters (R-SEL-3) and its lesions' markers."""
+    baseline = case.timepoints[0]
+    base_targets = baseline.targets.get
+    target_ids = tracker.target_ids
+    has_targets = bool(case.target_lesions)
+    baseline_sum = tracker.baseline_sum
+    return TimepointResult(
+        id=baseline.id,
+        date=baseline.date,
+        sum=baseline_sum if has_targets else None,
+        partial_sum=None,
+        nadir=None,
+        change_from_baseline_pct=None,
+        change_from_nadir_pct=None,
+        target_response=None,
+        non_target_response=None,
+        new_lesions=None,
+        overall_response=None,
+        reasons=(
+            (f"R-SEL-3: baseline sum of diameters {format_mm(baseline_sum)}",)
+            if has_targets
+            else ()
+        ),
+        flags=_markers(
+            target_ids,
+            [base_targets(i, NOT_EVALUATED) for i in target_ids],
+            (),
+            (),
+            baseline.new_lesions,
+        ),
+    )
+
+
+def _best_responses(case: Case, followups: list[Assessed]) -> tuple[BestResponse, BestResponse]:
+    """The best overall response with and without confirmation (§7), over the follow-ups
+    that count (R-BOR-CUT), each led by the notes on the ones cut."""
+    settings = case.settings
+    counted, cut_notes = counted_timepoints(followups, settings, case.new_therapy_on)
+    origin = case.origin
+    unconfirmed = best_overall_response_unconfirmed(counted, origin, settings)
+    confirmed = best_overall_response_confirmed(
+        counted, origin, settings, has_targets=bool(case.target_lesions)
+    )
+    if cut_notes:
+        unconfirmed = BestResponse(
+            unconfirmed.response, unconfirmed.timepoint, (*cut_notes, *unconfirmed.reasons)
+        )
+        confirmed = BestResponse(
+            confirmed.response, confirmed.timepoint, (*cut_notes, *confirmed.reasons)
+        )
+    return confirmed, unconfirmed

@@ -1,13 +1,21 @@
-"""Progression-free survival: event or censoring with a reason code (§8, FDA 2018)."""
+"""Progression and progression-free survival (§8, FDA 2018): the date of the first
+progression (:func:`progression_event`), then PFS as an event or a censoring with a reason
+code (:func:`pfs`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from typing import Any
 
-from recist.lesions import Case
-from recist.settings import MISSED_VISITS
+from recist.lesions import Case, Timepoint
+from recist.new_lesions import NewLesionAssessment
+from recist.non_target import NonTargetAssessment
+from recist.response import NewLesionStatus, Response
+from recist.settings import MISSED_VISITS, ProgressionDateRule
+from recist.target import TargetAssessment
 
 
 class PfsReason(StrEnum):
@@ -38,6 +46,100 @@ class Pfs:
     days: int  # date − origin + 1
     reason: PfsReason
     explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The PFS record in the JSON contract's shape (``docs/interfaces.md``)."""
+        return {
+            "event": self.event,
+            "date": self.date.isoformat(),
+            "days": self.days,
+            "reason": self.reason.value,
+            "explanation": self.explanation,
+        }
+
+
+def scan_date(case: Case, tp: Timepoint, lesion_ids: Sequence[str], fallback: date) -> date:
+    """§8: the date of a progression shown by ``lesion_ids`` at follow-up ``tp``, by the
+    setting ``progression_date``: the visit's date (``timepoint``), its latest scan date
+    (``latest``), or the earliest date of the scans that show those lesions (``earliest``,
+    the default; ``fallback`` when no lesion is named)."""
+    rule = case.settings.progression_date
+    if rule is ProgressionDateRule.TIMEPOINT:
+        return tp.date
+    if rule is ProgressionDateRule.LATEST:
+        return max([tp.date, *tp.scan_dates.values()]) if tp.scan_dates else tp.date
+    dates = [tp.seen_on(i) for i in lesion_ids]
+    return min(dates) if dates else fallback
+
+
+def progression_event(
+    case: Case,
+    tp: Timepoint,
+    target: TargetAssessment | None,
+    non_target: NonTargetAssessment | None,
+    new: NewLesionAssessment,
+) -> Progression:
+    """§8: the progression called at follow-up ``tp``, whose overall response is PD.
+
+    Each cause of the PD is dated by :func:`scan_date`: a target PD (R-TGT-PD, R-REAPPEAR)
+    by the scans of all targets, a non-target PD (R-NT-PD) by those of the progressed
+    non-targets, an unequivocal new lesion (R-NEW-1) by its own scan, and one confirming an
+    earlier equivocal sighting (R-NEW-2) by the date it was first seen (back-dated). The
+    earliest cause wins; on equal dates, in that order.
+
+    Parameters
+    ----------
+    case
+        The case (its target lesions and the ``progression_date`` setting).
+    tp
+        The follow-up that calls PD.
+    target, non_target, new
+        Its target (``None`` without targets), non-target (``None`` without non-targets)
+        and new-lesion assessments.
+
+    Raises
+    ------
+    ValueError
+        If none of them is PD.
+    """
+    causes: list[tuple[date, PfsReason, bool]] = []
+    if target is not None and target.response is Response.PD:
+        ids = [le.id for le in case.target_lesions]
+        causes.append((scan_date(case, tp, ids, tp.date), PfsReason.PD_TARGET, False))
+    if non_target is not None and non_target.response is Response.PD:
+        when = scan_date(case, tp, non_target.progressed, tp.date)
+        causes.append((when, PfsReason.PD_NONTARGET, False))
+    if new.status is NewLesionStatus.YES:
+        seen = new.first_seen_on or tp.date
+        if not new.back_dated:
+            ids = [n.id for n in tp.new_lesions if not n.equivocal and n.counts]
+            seen = scan_date(case, tp, ids, seen)
+        causes.append((seen, PfsReason.PD_NEW_LESION, new.back_dated))
+    if not causes:
+        raise ValueError(f"timepoint {tp.id}: no target, non-target or new-lesion PD to date")
+    when, reason, back_dated = min(causes, key=lambda cause: cause[0])
+    return Progression(tp.id, when, reason, back_dated)
+
+
+def describe_progression(progression: Progression) -> str:
+    """The reason line of the timepoint that calls ``progression`` (its date and cause)."""
+    why = progression.reason.value
+    if progression.back_dated:
+        why += ", back-dated to the first sighting, R-NEW-2"
+    return f"progression dated {progression.date.isoformat()} ({why})"
+
+
+def adequate_assessments(
+    followups: Iterable[tuple[str, date, Response | None]],
+) -> list[tuple[str, date]]:
+    """§8: the adequate assessments among ``followups`` (post-baseline timepoints as
+    ``(id, date, overall response)``, in order): those whose overall response is not NE
+    (nor missing), as ``(id, date)`` for :func:`pfs`."""
+    return [
+        (tp_id, tp_date)
+        for tp_id, tp_date, response in followups
+        if response is not None and response is not Response.NE
+    ]
 
 
 def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, date]]) -> Pfs:

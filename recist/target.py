@@ -37,14 +37,48 @@ def pct(numerator: int, denominator: int) -> float:
     return round(numerator * 100 / denominator, 1)
 
 
+def pd_min_sum(nadir: Length) -> Length:
+    """R-TGT-PD: the smallest sum of diameters that is PD against ``nadir``.
+
+    That is the larger of 120 % of the nadir, rounded up to a whole :data:`Length`, and
+    the nadir + 5 mm: both thresholds are inclusive and computed in exact integers
+    (R-EXACT), so a sum is PD exactly when it is ≥ this value (:func:`meets_pd`).
+
+    >>> from recist.lesions import mm_to_length, length_to_mm
+    >>> length_to_mm(pd_min_sum(mm_to_length(40.0)))  # 120 % dominates: 48.0 ≥ 45.0
+    48.0
+    >>> length_to_mm(pd_min_sum(mm_to_length(20.0)))  # 5 mm dominates: 25.0 ≥ 24.0
+    25.0
+    """
+    by_ratio = -(-nadir * PD_MIN_RATIO_NUM // PD_MIN_RATIO_DEN)  # ceiling division
+    by_increase = nadir + PD_MIN_INCREASE
+    return by_ratio if by_ratio > by_increase else by_increase
+
+
+def pr_max_sum(baseline: Length) -> Length:
+    """R-TGT-PR: the largest sum of diameters that is still PR against ``baseline``.
+
+    That is 70 % of the baseline sum, rounded down to a whole :data:`Length` (inclusive,
+    exact integers, R-EXACT): a sum is PR by R-TGT-PR exactly when it is ≤ this value
+    (:func:`meets_pr`). The engine gives no PR against a baseline sum of 0.
+
+    >>> from recist.lesions import mm_to_length, length_to_mm
+    >>> length_to_mm(pr_max_sum(mm_to_length(50.0)))
+    35.0
+    >>> length_to_mm(pr_max_sum(mm_to_length(33.33)))
+    23.331
+    """
+    return baseline * PR_MAX_RATIO_NUM // PR_MAX_RATIO_DEN  # floor division
+
+
 def meets_pd(total: Length, nadir: Length) -> bool:
     """R-TGT-PD: ``total`` ≥ 120 % of ``nadir`` and ≥ ``nadir`` + 5 mm (inclusive, exact)."""
-    return total * PD_MIN_RATIO_DEN >= nadir * PD_MIN_RATIO_NUM and total - nadir >= PD_MIN_INCREASE
+    return total >= pd_min_sum(nadir)
 
 
 def meets_pr(total: Length, baseline: Length) -> bool:
     """R-TGT-PR: ``total`` ≤ 70 % of ``baseline`` (inclusive, exact)."""
-    return total * PR_MAX_RATIO_DEN <= baseline * PR_MAX_RATIO_NUM
+    return total <= pr_max_sum(baseline)
 
 
 def has_reappeared(lesion: Lesion, size: Length, non_nodal_min: Length) -> bool:
@@ -152,7 +186,7 @@ class TargetTracker:
                     nadir,
                     (f"R-REAPPEAR: target {what} reappeared after a timepoint with overall CR",),
                 )
-        if meets_pd(total, nadir):  # R-TGT-PD, also on a partial sum (R-TGT-NE)
+        if total >= pd_min_sum(nadir):  # R-TGT-PD, also on a partial sum (R-TGT-NE)
             partial = "" if current.complete else "partial "
             rule = "R-TGT-PD" if current.complete else "R-TGT-NE/R-TGT-PD"
             reason = (
@@ -186,7 +220,7 @@ class TargetTracker:
                 Response.CR, current, nadir, (f"R-TGT-CR: {detail} (sum {mm(total)})",)
             )
         base = self.baseline_sum
-        if base and meets_pr(total, base):
+        if base and total <= pr_max_sum(base):  # R-TGT-PR
             return TargetAssessment(
                 Response.PR,
                 current,

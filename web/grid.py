@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recist.lesions import UNITS_PER_MM, Length, length_to_mm
+from recist.target import pd_min_sum, pr_max_sum
+
 # Engine marker -> (short text shown in the cell, CSS class).
 MARKERS = {
     "not_evaluated": ("missing", "m-missing"),
@@ -185,10 +188,6 @@ def subject_summary(result: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _tenths_of(mm: float) -> int:
-    return round(mm * 10)
-
-
 def follow_up_reference(
     case: dict[str, Any], result: dict[str, Any] | None, tp_code: str | None
 ) -> dict[str, Any] | None:
@@ -198,15 +197,6 @@ def follow_up_reference(
 
     ``tp_code`` is the follow-up being edited, ``None`` for a new one (after the last).
     """
-    from recist.lesions import UNITS_PER_MM
-    from recist.target import (
-        PD_MIN_INCREASE,
-        PD_MIN_RATIO_DEN,
-        PD_MIN_RATIO_NUM,
-        PR_MAX_RATIO_DEN,
-        PR_MAX_RATIO_NUM,
-    )
-
     if not result or not case["timepoints"] or not result.get("timepoints"):
         return None
     timepoints = result["timepoints"]
@@ -248,18 +238,40 @@ def follow_up_reference(
         )
         if reached and last is not None and last.get("target_response") in ("PR", "CR"):
             out["hold_from"] = reached[0]
-    unit = UNITS_PER_MM // 10  # lengths are shown to 0.1 mm
     if baseline_sum is not None:
-        # R-TGT-PR: sum ≤ 70 % of baseline, i.e. at most this, rounded down to 0.1 mm.
-        limit = _tenths_of(baseline_sum) * unit * PR_MAX_RATIO_NUM // PR_MAX_RATIO_DEN
-        out["pr_max"] = (limit // unit) / 10
+        out["pr_max"] = pr_limit_shown(baseline_sum)
     if nadir is not None:
-        # R-TGT-PD: sum ≥ 120 % of the nadir and ≥ nadir + 5 mm, rounded up to 0.1 mm.
-        base = _tenths_of(nadir) * unit
-        ratio = -(-base * PD_MIN_RATIO_NUM // PD_MIN_RATIO_DEN)
-        limit = max(ratio, base + PD_MIN_INCREASE)
-        out["pd_min"] = (-(-limit // unit)) / 10
+        out["pd_min"] = pd_limit_shown(nadir)
     return out
+
+
+# The page shows the PR and PD sums to 0.1 mm ('%.1f'), while the engine compares exact
+# lengths (R-EXACT, sizes finer than 0.1 mm included). Each limit is therefore rounded
+# towards its own side: the PR sum down, the PD sum up, so that the sum shown is always
+# PR, resp. PD, itself (never an SD sum shown as the PR limit, nor a non-PD one as the PD
+# limit); the exact limit is shown when it is a multiple of 0.1 mm.
+_SHOWN_STEP: Length = UNITS_PER_MM // 10
+
+
+def _sum_length(sum_mm: float) -> Length:
+    """A sum of diameters of an engine result (``sum_mm``, ``nadir_mm``: a length divided
+    by ``UNITS_PER_MM``) back to its exact length. Not :func:`recist.lesions.mm_to_length`:
+    its bound on one lesion's size (R-PLAUS-SIZE) is not a bound on a sum of several."""
+    return round(sum_mm * UNITS_PER_MM)
+
+
+def pr_limit_shown(baseline_sum_mm: float) -> float:
+    """R-TGT-PR: the largest sum in mm, to 0.1 mm, that is PR against this baseline sum
+    (:func:`recist.target.pr_max_sum`, rounded down)."""
+    limit = pr_max_sum(_sum_length(baseline_sum_mm))
+    return length_to_mm(limit // _SHOWN_STEP * _SHOWN_STEP)
+
+
+def pd_limit_shown(nadir_mm: float) -> float:
+    """R-TGT-PD: the smallest sum in mm, to 0.1 mm, that is PD against this nadir
+    (:func:`recist.target.pd_min_sum`, rounded up)."""
+    limit = pd_min_sum(_sum_length(nadir_mm))
+    return length_to_mm(-(-limit // _SHOWN_STEP) * _SHOWN_STEP)
 
 
 def _shown(value: Any) -> str:

@@ -410,7 +410,8 @@ def with_progression(
     from it by the engine's own rule (§8, :func:`recist.pfs.pfs`).
 
     The adequate assessments are the result's follow-ups whose overall response is not NE,
-    as the engine takes them; death, new therapy and the visit interval come from ``case``.
+    as the engine takes them (:func:`recist.pfs.adequate_assessments`); death, new therapy
+    and the visit interval come from ``case``.
     Timepoint responses and the best overall response are left as they are: a call used for
     analysis replaces the date of progression, not the reads.
 
@@ -425,13 +426,17 @@ def with_progression(
         ``None`` for no progression.
     """
     from recist.jsonio import parse_case
-    from recist.pfs import PfsReason, Progression, pfs
+    from recist.pfs import PfsReason, Progression, adequate_assessments, pfs
+    from recist.response import Response
 
-    adequate = [
-        (tp["id"], date.fromisoformat(tp["date"]))
+    adequate = adequate_assessments(
+        (
+            tp["id"],
+            date.fromisoformat(tp["date"]),
+            Response(tp["overall_response"]) if tp.get("overall_response") else None,
+        )
         for tp in result["timepoints"][1:]
-        if tp.get("overall_response") not in (None, "NE")
-    ]
+    )
     called = (
         None
         if progression is None
@@ -443,17 +448,7 @@ def with_progression(
         )
     )
     derived = pfs(parse_case(case), called, adequate)
-    return {
-        **result,
-        "progression": progression,
-        "pfs": {
-            "event": derived.event,
-            "date": derived.date.isoformat(),
-            "days": derived.days,
-            "reason": derived.reason.value,
-            "explanation": derived.explanation,
-        },
-    }
+    return {**result, "progression": progression, "pfs": derived.to_dict()}
 
 
 def used_result(
