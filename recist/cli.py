@@ -173,9 +173,10 @@ def _refusal(name: str, ep: EntryPoint) -> str | None:
     missing = missing_requirements(ep)
     if missing:
         extras = ", ".join(f"[{extra}]" for extra in ep.extras)
+        named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if missing[3:] else "")
         return (
             f"recist {name}: needs the {extras} extra, not installed here "
-            f"(missing {', '.join(missing)}): {_install_hint(ep)}"
+            f"(missing {named}): {_install_hint(ep)}"
         )
     try:
         _load(ep)
