@@ -37,16 +37,19 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from cdisc_io.cases import CasesFileError, assess_cases, load_cases
+    from cdisc_io.cases import CasesFileError, assess_cases
     from cdisc_io.compare import RS_REQUIRED, compare, format_report
     from cdisc_io.csvio import read_domain, write_csv
     from cdisc_io.errors import CdiscFileError
     from recist.errors import RecistError
+    from recist.safejson import read_cases
 
     try:
         rs = read_domain(args.recorded, RS_REQUIRED)
         refused: list[str] = []  # a reviewer wants the rest compared and these listed
-        assessed = assess_cases(load_cases(args.cases), refused=refused, file=Path(args.cases).name)
+        name = Path(args.cases).name
+        cases = read_cases(args.cases, name=name).objects()
+        assessed = assess_cases(cases, refused=refused, file=name)
         result = compare(assessed, rs, file=Path(args.recorded).name)
         result.refused = refused
     except (CdiscFileError, CasesFileError, RecistError) as error:

@@ -30,16 +30,21 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Assess the cases and write ADRS, ADTTE and the settings used."""
     from cdisc_io.adam_export import export_adam, imputation_flags, select_reads
-    from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
+    from cdisc_io.cases import CasesFileError, assess_cases, write_settings
     from cdisc_io.csvio import OutputError, output_folder, write_csv
     from recist.errors import RecistError
+    from recist.safejson import read_cases
 
     try:
         flags = {}
         if args.import_notices:
             flags = imputation_flags(read_notices(args.import_notices))
         assessed = select_reads(
-            assess_cases(load_cases(args.cases), file=Path(args.cases).name), args.reader
+            assess_cases(
+                read_cases(args.cases, name=Path(args.cases).name).objects(),
+                file=Path(args.cases).name,
+            ),
+            args.reader,
         )
         adrs, adtte = export_adam(assessed, studyid=args.studyid, flags=flags)
     except (CasesFileError, RecistError) as error:
@@ -72,23 +77,24 @@ def read_notices(path: str) -> list[dict[str, object]]:
     CasesFileError
         The file cannot be read or a line is not a JSON object.
     """
-    import json
-
     from cdisc_io.cases import CasesFileError
+    from recist.safejson import JsonInputError, loads
 
     name = Path(path).name
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise CasesFileError(f"{name}: cannot read ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise CasesFileError(f"{name}: not UTF-8 text") from None
     out = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CasesFileError(f"{name} line {number}: malformed JSON ({error.msg})") from None
+            item = loads(line, max_bytes=None, source=f"{name} line {number}", line_number=number)
+        except JsonInputError as error:
+            raise CasesFileError(str(error)) from None
         if not isinstance(item, dict):
             raise CasesFileError(f"{name} line {number}: a notice must be a JSON object")
         out.append(item)

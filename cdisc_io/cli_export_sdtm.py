@@ -24,13 +24,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Assess the cases and write the three domains plus the settings used."""
-    from cdisc_io.cases import CasesFileError, assess_cases, load_cases, write_settings
+    from cdisc_io.cases import CasesFileError, assess_cases, write_settings
     from cdisc_io.csvio import OutputError, output_folder, write_csv
     from cdisc_io.sdtm_export import export_sdtm
     from recist.errors import RecistError
+    from recist.safejson import read_cases
 
     try:
-        assessed = assess_cases(load_cases(args.cases), file=Path(args.cases).name)
+        name = Path(args.cases).name
+        assessed = assess_cases(read_cases(args.cases, name=name).objects(), file=name)
     except (CasesFileError, RecistError) as error:
         print(f"recist export-sdtm: {error}", file=sys.stderr)
         return 2

@@ -72,6 +72,7 @@ def parse_settings(text: str | None) -> dict[str, Any] | None:
     ValueError
         One line naming ``--settings`` (and the file) and what is wrong.
     """
+    from recist.safejson import INVALID_JSON, JsonInputError, loads
     from recist.settings import Settings
 
     if text is None:
@@ -88,11 +89,11 @@ def parse_settings(text: str | None) -> dict[str, Any] | None:
         except UnicodeDecodeError:
             raise ValueError(f"{where}: not UTF-8 text") from None
     try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(
-            f"{where} is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
-        ) from None
+        values = loads(text, max_bytes=None)
+    except JsonInputError as error:
+        if error.code == INVALID_JSON:
+            raise ValueError(f"{where} is not valid JSON ({error.detail})") from None
+        raise ValueError(f"{where} is refused: {error.detail}") from None
     if isinstance(values, dict) and list(values) == ["settings"]:
         sets = values["settings"]
         if not isinstance(sets, list) or not all(isinstance(v, dict) for v in sets):

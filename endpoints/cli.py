@@ -53,15 +53,19 @@ def run(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from cdisc_io.cases import CasesFileError, assess_cases, load_cases
+    from cdisc_io.cases import CasesFileError, assess_cases
     from cdisc_io.csvio import OutputError, output_folder, write_csv
     from endpoints.batch import analyse
     from recist.errors import RecistError
+    from recist.safejson import read_cases
 
     try:
         times = parse_times(args.times)
         result = analyse(
-            assess_cases(load_cases(args.cases), file=Path(args.cases).name),
+            assess_cases(
+                read_cases(args.cases, name=Path(args.cases).name).objects(),
+                file=Path(args.cases).name,
+            ),
             reader=args.reader,
             times=times,
         )

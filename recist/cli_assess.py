@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from recist.errors import RecistError
 from recist.jsonio import assess_json
+from recist.safejson import CaseInput, JsonCase, JsonInputError, parse_cases
+from recist.safejson import read_cases as read_case_input
 
 EXIT_INPUT = 2
 
@@ -34,58 +36,56 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class InputError(Exception):
-    """The file itself cannot be read as cases (bad JSON, wrong top-level type)."""
+def read_cases(text: str | bytes, name: str) -> tuple[str, CaseInput]:
+    """The input's form (``object``, ``array`` or ``lines``) and its cases, each with a
+    label locating it in the input (:func:`recist.safejson.parse_cases`: the same limits
+    as every JSON reader; lines of JSON Lines are parsed one at a time as they are
+    assessed).
 
-
-def read_cases(text: str, name: str) -> tuple[str, list[tuple[str, Any]]]:
-    """Split the input into cases, each with a label locating it in the file.
-
-    Returns the input form (``object``, ``array`` or ``lines``) and the labelled cases:
-    parsed objects for an array, the JSON text of each case otherwise (parsed and
-    validated in one pass by :func:`recist.jsonio.assess_json`).
+    Raises
+    ------
+    JsonInputError
+        The input as a whole cannot be read (naming ``name``, the line and the column).
     """
-    stripped = text.lstrip()
-    if not stripped:
-        raise InputError(f"{name}: the input is empty; expected a case, an array or JSON Lines")
-    if stripped[0] == "[":
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{name}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-        return "array", [(f"{name} case #{i + 1}", item) for i, item in enumerate(items)]
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if len(lines) > 1 and all(line.lstrip().startswith("{") for _, line in lines):
-        # JSON Lines, unless the whole text is one pretty-printed object.
-        first = lines[0][1].strip()
-        if first != "{" and first.endswith("}"):
-            return "lines", [(f"{name} line {number}", line) for number, line in lines]
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        if len(lines) > 1 and lines[0][1].strip().endswith("}"):
-            for number, line in lines:
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError as line_exc:
-                    raise InputError(
-                        f"{name} line {number}: malformed JSON at column {line_exc.colno}: "
-                        f"{line_exc.msg}"
-                    ) from None
-        raise InputError(f"{name}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
-    return "object", [(name, text)]
+    cases = parse_cases(text, name)
+    return cases.form, cases
+
+
+def _internal_error(label: str, case: Any, error: Exception) -> str:
+    """One line for a case the engine failed on: not hidden, and not a traceback."""
+    subject = case.get("subject_id") if isinstance(case, dict) else None
+    where = f"subject {subject}: " if isinstance(subject, str) and subject else ""
+    what = " ".join(str(error).split())
+    what = what if len(what) <= 200 else what[:199] + "…"
+    return (
+        f"{label}: {where}internal error ({type(error).__name__}: {what}); the case was not "
+        "assessed, please report it"
+    )
 
 
 def _iter_results(
-    cases: list[tuple[str, Any]], keep_going: bool, errors: list[str]
-) -> Iterator[dict[str, Any]]:
-    for label, obj in cases:
-        try:
-            yield assess_json(obj)
-        except RecistError as error:
-            errors.append(f"{label}: {error}")
-            if not keep_going:
-                return
+    cases: Iterable[JsonCase],
+    render: Callable[[dict[str, Any]], str],
+    keep_going: bool,
+    errors: list[str],
+) -> Iterator[str]:
+    """Each case assessed and rendered, in order; each refusal goes to ``errors`` as one
+    line naming the case (without ``keep_going`` the first one ends the batch)."""
+    for label, case, unreadable in cases:
+        if unreadable is not None:
+            errors.append(str(unreadable))  # names the line and the column already
+        else:
+            try:
+                text = render(assess_json(case))
+            except RecistError as error:
+                errors.append(f"{label}: {error}")
+            except Exception as error:  # noqa: BLE001 - one case's bug must not end the batch
+                errors.append(_internal_error(label, case, error))
+            else:
+                yield text
+                continue
+        if not keep_going:
+            return
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -142,25 +142,15 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _read(path: str) -> tuple[str, str]:
-    if path == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(), path
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-
-
 # ``json.dumps(..., ensure_ascii=False)`` made once: a result is a fresh tree of dicts and
 # lists (never circular), so the encoder skips the circular-reference bookkeeping.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+# ``allow_nan=False``: a result is never written as invalid JSON (a non-finite number is
+# refused as an internal error of its case instead).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False).encode
 
 
 def _render_one(result: dict[str, Any]) -> str:
-    return json.dumps(result, ensure_ascii=False, indent=2)
+    return json.dumps(result, ensure_ascii=False, indent=2, allow_nan=False)
 
 
 def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str]:
@@ -172,7 +162,7 @@ def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str]:
 
 
 def assess_batch(
-    cases: list[tuple[str, Any]], form: str, fmt: str, keep_going: bool, errors: list[str]
+    cases: Iterable[JsonCase], form: str, fmt: str, keep_going: bool, errors: list[str]
 ) -> list[str]:
     """Assess the cases in order and render each result as soon as it is made.
 
@@ -181,8 +171,7 @@ def assess_batch(
     fraction of the memory of holding every result tree, and less time. Refusals go to
     ``errors``; without ``keep_going`` the first one ends the batch.
     """
-    render = _renderer(form, fmt)
-    return [render(result) for result in _iter_results(cases, keep_going, errors)]
+    return list(_iter_results(cases, _renderer(form, fmt), keep_going, errors))
 
 
 def _write_joined(out: TextIO, texts: list[str], sep: str, start: str = "") -> None:
@@ -213,11 +202,11 @@ def write_results(form: str, rendered: list[str], fmt: str, out: TextIO) -> None
 
 def run(args: argparse.Namespace) -> int:
     try:
-        text, name = _read(args.case)
-        form, cases = read_cases(text, name)
-    except InputError as exc:
+        cases = read_case_input(args.case)
+    except JsonInputError as exc:
         print(f"recist assess: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    form = cases.form
     errors: list[str] = []
     rendered = assess_batch(cases, form, args.format, args.keep_going, errors)
     if errors and not args.keep_going:

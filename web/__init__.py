@@ -123,6 +123,80 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+# ValueError messages of Python's own number parsing (``int("²")``, a 5,000-digit integer,
+# ``float("x")``): the request's input, not a bug of ours.
+_NUMBER_PARSING = (
+    "invalid literal for int()",
+    "could not convert string to float",
+    "Exceeds the limit (",
+)
+# Modules whose RecursionError means the input nests too deeply to be read.
+_PARSERS = ("json", "werkzeug", "recist.safejson")
+
+
+def _raised_in(error: BaseException, modules: tuple[str, ...]) -> bool:
+    """Whether the innermost Python frame of ``error`` is in one of ``modules``."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    name = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
+def _input_error(error: Exception) -> tuple[int, dict[str, Any]] | None:
+    """Status and error body of an exception that reading the request's input raised
+    (never a 500), or ``None`` for anything else (a bug: 500, logged)."""
+    import json
+
+    from recist.errors import RecistError
+    from recist.safejson import JsonInputError
+
+    if isinstance(error, JsonInputError):
+        from web.api import BodyRefused
+
+        refused = BodyRefused(error)
+        return refused.status, refused.to_dict()
+    if isinstance(error, RecistError):  # the engine refusing the input it was given
+        return 400, {
+            "code": "invalid_input",
+            "message": str(error),
+            "field": error.field,
+            "pointer": None,
+        }
+    from flask import current_app
+
+    if isinstance(error, json.JSONDecodeError):
+        current_app.logger.warning("JSON parsed without recist.safejson", exc_info=error)
+        return 400, {
+            "code": "invalid_json",
+            "message": f"the request is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno}",
+            "field": None,
+            "pointer": "",
+        }
+    if isinstance(error, RecursionError) and _raised_in(error, _PARSERS):
+        current_app.logger.warning("JSON parsed without recist.safejson", exc_info=error)
+        return 400, {
+            "code": "json_too_deep",
+            "message": "the request nests too deeply to be read",
+            "field": None,
+            "pointer": "",
+        }
+    if type(error) is ValueError and str(error).startswith(_NUMBER_PARSING):
+        # Logged: the code that converted the text should have refused it by name.
+        current_app.logger.warning("a number of the request was not checked", exc_info=error)
+        first = str(error).split(";")[0]
+        return 400, {
+            "code": "invalid_input",
+            "message": f"a number in the request cannot be read ({first})",
+            "field": None,
+            "pointer": None,
+        }
+    return None
+
+
 def _handle_error(error: Exception) -> Any:
     """One error handler: JSON for the API, an HTML page for people."""
     from web.services import ServiceError
@@ -147,9 +221,13 @@ def _handle_error(error: Exception) -> Any:
             "pointer": None,
         }
         if status == 413:
-            limit = request.max_content_length or 0
-            size = f"{limit // (1024 * 1024)} MB" if limit >= 1024 * 1024 else f"{limit} bytes"
-            body["message"] = f"the request body is larger than the {size} limit"
+            from recist.safejson import size_text
+
+            limit = request.max_content_length or MAX_BODY_BYTES
+            body["code"] = "payload_too_large"
+            body["message"] = f"the request body is larger than the {size_text(limit)} limit"
+    elif (refused := _input_error(error)) is not None:
+        status, body = refused
     else:
         from flask import current_app
 

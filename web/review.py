@@ -458,14 +458,18 @@ def central_read(trial_code: str, subject_code: str) -> Any:
 
 
 def _json_read(text: str) -> Any:
-    """The advanced form's read: JSON text, refused with its line and column."""
-    import json
+    """The advanced form's read: JSON text, refused with its line and column (and within
+    the limits of every JSON reader: depth, number length, no NaN, no duplicate key)."""
+    from recist.safejson import INVALID_JSON, JsonInputError, loads
 
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as bad:
+        return loads(text)
+    except JsonInputError as bad:
+        place = "" if bad.column is None else f" (line {bad.line}, column {bad.column})"
         raise InvalidInput(
-            f"the read is not valid JSON (line {bad.lineno}, column {bad.colno}): {bad.msg}",
+            f"the read is not valid JSON{place}: {bad.reason}"
+            if bad.code == INVALID_JSON
+            else f"the read is refused: {bad.detail}",
             field="read",
         ) from None
 

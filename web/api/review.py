@@ -23,7 +23,7 @@ from typing import Any
 from flask import jsonify, request, url_for
 
 from web import db_session
-from web.api import _body, bp
+from web.api import _body, _text_field, bp
 from web.audit import ACTIONS, AuditFilter, canonical_time, search, verify_chain
 from web.auth import actor, refuse_if_blinded, requires
 from web.central import adjudicate, metrics, overview
@@ -67,15 +67,9 @@ def _body_with(*keys: str) -> dict[str, Any]:
 
 
 def _text(body: dict[str, Any], name: str) -> str:
-    """A string member of the body, ``""`` when absent (the service says what is missing)."""
-    value = body.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidInput(
-            f"{name} must be a string, not {type(value).__name__}", field=name, pointer=f"/{name}"
-        )
-    return value
+    """A string member of the body, ``""`` when absent (the service says what is missing);
+    anything but a string is refused naming the member (:func:`web.api._text_field`)."""
+    return _text_field(body, name) or ""
 
 
 def _seen_call(body: dict[str, Any]) -> str:
