@@ -9,6 +9,7 @@ Schema of a case (``recist/schema/case.schema.json``) is generated from these mo
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -37,6 +38,7 @@ from recist.lesions import (
     TargetState,
     TargetValue,
     Timepoint,
+    date_problem,
     length_to_mm,
     mm_to_length,
 )
@@ -277,6 +279,126 @@ def _target_value(raw: Any) -> TargetValue:
     raise CaseInputError(f"{raw!r} is not {TARGET_VALUE_HELP}")
 
 
+def target_value(raw: Any) -> TargetValue:
+    """One target value of the contract (a size in mm, a word, fragments or a merge) as
+    the engine's :class:`TargetValue`, at the engine's precision (R-EXACT), refusing what
+    is not one (R-PLAUS-SIZE, R-SPLIT, R-MERGE). Every way in stores what this returns."""
+    return _target_value(raw)
+
+
+def target_to_json(value: TargetValue) -> Any:
+    """A :class:`TargetValue` back to its contract form (sizes in mm): the canonical value
+    that is stored, shown and audited."""
+    state = value.state
+    if state is TargetState.MEASURED:
+        return None if value.size is None else value.size / UNITS_PER_MM
+    if state is TargetState.FRAGMENTS:
+        return {"fragments": [part / UNITS_PER_MM for part in value.fragments]}
+    if state is TargetState.MERGED:
+        return {"merged_into": value.merged_into}
+    return state.value
+
+
+def _baseline_size(value: Any) -> Any:
+    """A baseline size as entered: mm (finite, 0–1000: R-PLAUS-SIZE) or ``"too_small"``."""
+    if value is None or value == "too_small":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a size in mm or 'too_small'")
+    try:
+        mm_to_length(value)
+    except CaseInputError as error:
+        raise ValueError(
+            f"not a size from 0 to {MAX_SIZE_MM} mm" + (f" ({error.rule})" if error.rule else "")
+        ) from None
+    return value
+
+
+class BaselineLesionIn(LesionIn):
+    """A lesion as selected at baseline, with its baseline value: the web's baseline entry.
+
+    A target carries ``size`` (LD, or SA for a node; mm or ``"too_small"``), a non-target
+    may carry ``state`` (default present). :func:`baseline_timepoint` makes the case's
+    baseline timepoint of them.
+    """
+
+    size: Annotated[Any, BeforeValidator(_baseline_size)] = Field(
+        None,
+        description="baseline size in mm (LD; SA for a node) or 'too_small'",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_SIZE_MM},
+                {"const": "too_small"},
+                {"type": "null"},
+            ]
+        },
+    )
+    state: Literal["present", "absent", "progression", "not_evaluated"] | None = None
+
+
+def baseline_timepoint(
+    lesions: list[BaselineLesionIn], tp_id: str, tp_date: date | str
+) -> dict[str, Any]:
+    """The baseline timepoint of the contract for lesions entered with their values.
+
+    Raises
+    ------
+    CaseInputError
+        A target without its size (R-SEL-3), a size on a non-target (it would be dropped
+        unseen), or a state on a target; naming the lesion and field.
+    """
+    targets: dict[str, Any] = {}
+    non_targets: dict[str, Any] = {}
+    for le in lesions:
+        if le.kind == "target":
+            if le.size is None:
+                raise CaseInputError(
+                    "a target needs its baseline size in mm (R-SEL-3)",
+                    timepoint=tp_id,
+                    lesion=le.id,
+                    field="size",
+                    rule="R-SEL-3",
+                )
+            if le.state is not None:
+                raise CaseInputError(
+                    f"a target is measured, it has no state ({le.state!r}); give its size",
+                    timepoint=tp_id,
+                    lesion=le.id,
+                    field="state",
+                )
+            targets[le.id] = le.size
+        else:
+            if le.size is not None:
+                raise CaseInputError(
+                    f"a non-target is recorded present, not measured (R-SEL-3), but a size "
+                    f"({le.size}) was entered; clear the size or make the lesion a target",
+                    timepoint=tp_id,
+                    lesion=le.id,
+                    field="size",
+                    rule="R-SEL-3",
+                )
+            non_targets[le.id] = le.state or "present"
+    return {
+        "id": tp_id,
+        "date": tp_date.isoformat() if isinstance(tp_date, date) else tp_date,
+        "targets": targets,
+        "non_targets": non_targets,
+        "new_lesions": [],
+    }
+
+
+def lesion_json(le: LesionIn) -> dict[str, Any]:
+    """A validated lesion in the contract's canonical form (no unset optional keys)."""
+    out: dict[str, Any] = {"id": le.id, "site": le.site, "kind": le.kind, "nodal": le.nodal}
+    if le.treated_on is not None:
+        out["treated_on"] = le.treated_on.isoformat()
+    for name in ("treatment", "modality", "slice_thickness_mm"):
+        value = getattr(le, name)
+        if value is not None and value != "":
+            out[name] = value
+    return out
+
+
 def _targets(tp: TimepointIn) -> dict[str, TargetValue]:
     """A timepoint's target values; the error names the first bad one."""
     cache = _TARGET_CACHE
@@ -392,9 +514,15 @@ _BOUND_ERRORS = frozenset(
 _SIZE_FIELDS = frozenset({"short_axis_mm", "slice_thickness_mm"})
 
 
+_RULE_ID = re.compile(r"\((R-[A-Z]+(?:-[A-Z0-9]+)*)\)")
+
+
 def _rule(error: Any) -> str | None:
     """The plausibility rule a bound check of the models stands for, if any."""
     loc = error["loc"]
+    if error["type"] == "value_error":
+        cited = _RULE_ID.search(str(error["ctx"]["error"]))
+        return cited.group(1) if cited else None
     if error["type"] not in _BOUND_ERRORS or not loc:
         return None
     if loc[0] == "settings":
@@ -433,14 +561,10 @@ def check_not_after(case: Case, today: date) -> None:
     """R-PLAUS-DATE: refuse any date of the case after ``today`` (a clock the caller
     owns: the CLI's ``--today``, the web's clock), naming where it is."""
     for name, when, where in case.dates():
-        if when > today:
+        problem = date_problem(when, today)
+        if problem is not None:
             raise CaseInputError(
-                f"{when.isoformat()} is in the future (today is {today.isoformat()}); "
-                "check the year",
-                subject=case.subject_id,
-                field=name,
-                rule="R-PLAUS-DATE",
-                **where,
+                problem, subject=case.subject_id, field=name, rule="R-PLAUS-DATE", **where
             )
 
 

@@ -35,6 +35,36 @@ MAX_SIZE_MM = 1000
 EARLIEST_DATE = date(1900, 1, 1)
 
 
+def date_problem(when: date, today: date | None = None) -> str | None:
+    """R-PLAUS-DATE: why ``when`` cannot be a date of a trial (before 1900, or after
+    ``today`` when the caller has a clock), or ``None``. The one definition every way in
+    uses."""
+    if when < EARLIEST_DATE:
+        return f"{when.isoformat()} is before {EARLIEST_DATE.isoformat()}; check the year"
+    if today is not None and when > today:
+        return f"{when.isoformat()} is in the future (today is {today.isoformat()}); check the year"
+    return None
+
+
+def origin_problem(
+    randomized_on: date | None, died_on: date | None, new_therapy_on: date | None
+) -> tuple[str, str] | None:
+    """R-PLAUS-ORIGIN: the (field, message) of a death or new anticancer therapy dated
+    before randomisation (PFS counts from it, §8), or ``None``."""
+    if randomized_on is None:
+        return None
+    for name, when, what in (
+        ("died_on", died_on, "death"),
+        ("new_therapy_on", new_therapy_on, "new anticancer therapy"),
+    ):
+        if when is not None and when < randomized_on:
+            return name, (
+                f"{what} date {when.isoformat()} is before randomisation "
+                f"({randomized_on.isoformat()}); PFS counts from randomisation (§8)"
+            )
+    return None
+
+
 def _check_mm(value: float | int, where: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise CaseInputError(f"{where} {value!r} is not a number of mm")
@@ -89,18 +119,6 @@ def format_mm(value: Length) -> str:
 
 
 _MM_TEXT: dict[Length, str] = {}  # format_mm's texts already made (reasons repeat sizes)
-
-
-def mm_to_tenths(value: float | int, *, where: str = "size") -> int:
-    """Round a size in mm to integer tenths of a mm (for storage at 0.1 mm resolution).
-
-    Raises
-    ------
-    CaseInputError
-        If ``value`` is not a finite number ≥ 0.
-    """
-    _check_mm(value, where)
-    return math.floor(value * 10 + 0.5)
 
 
 class LesionKind(StrEnum):
@@ -400,6 +418,7 @@ class Case:
                             timepoint=tp.id,
                             lesion=new.id,
                             field="new_lesions",
+                            rule="R-NEW-1",
                         )
             for lesion_id in tp.scan_dates:
                 if lesion_id not in ids and not any(n.id == lesion_id for n in tp.new_lesions):
@@ -432,14 +451,9 @@ class Case:
                     )
             previous = tp
         for name, when, where in self.dates():
-            if when < EARLIEST_DATE:
-                # R-PLAUS-DATE: a date before 1900 is a typing slip (1800 for 2018…).
-                raise CaseInputError(
-                    f"{when.isoformat()} is before {EARLIEST_DATE.isoformat()}; check the year",
-                    field=name,
-                    rule="R-PLAUS-DATE",
-                    **where,
-                )
+            problem = date_problem(when)
+            if problem is not None:
+                raise CaseInputError(problem, field=name, rule="R-PLAUS-DATE", **where)
         if self.randomized_on is not None:
             # The baseline scan may precede randomisation; follow-ups cannot: PFS counts
             # from randomisation (§8), and an assessment before it would be negative time.
@@ -453,16 +467,9 @@ class Case:
                     field="date",
                     rule="R-PLAUS-ORIGIN",
                 )
-            for name, what in (("died_on", "death"), ("new_therapy_on", "new anticancer therapy")):
-                when = getattr(self, name)
-                if when is not None and when < self.randomized_on:
-                    raise CaseInputError(
-                        f"{what} date {when.isoformat()} is before randomisation "
-                        f"({self.randomized_on.isoformat()}); PFS counts from randomisation "
-                        "(§8)",
-                        field=name,
-                        rule="R-PLAUS-ORIGIN",
-                    )
+        origin = origin_problem(self.randomized_on, self.died_on, self.new_therapy_on)
+        if origin is not None:
+            raise CaseInputError(origin[1], field=origin[0], rule="R-PLAUS-ORIGIN")
         if self.died_on is not None and self.died_on < self.timepoints[0].date:
             raise CaseInputError(
                 f"death date {self.died_on.isoformat()} is before the baseline", field="died_on"

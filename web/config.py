@@ -78,4 +78,6 @@ def from_environment() -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": secure,
         "REMEMBER_COOKIE_SECURE": secure,
         "LOGIN_RATE_LIMIT": os.environ.get("RECIST_LOGIN_RATE_LIMIT", "20 per 15 minutes"),
+        # R-PLAUS-DATE: the day dates are judged against (web.clock); unset = today (UTC).
+        "TODAY": os.environ.get("RECIST_TODAY") or None,
     }

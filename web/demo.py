@@ -301,6 +301,7 @@ def _complete_file_cases(session: Session) -> None:
                 DEMO_TRIAL,
                 case["subject_id"],
                 values=values,
+                expected_version=subject.version,
                 reason="demo seed: the imaging demo case is randomised to an arm",
             )
             session.expunge_all()

@@ -11,7 +11,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from web.services import InvalidInput, LesionInput
+from web.services import InvalidInput
 
 BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
 NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
@@ -44,7 +44,7 @@ def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
     return rows
 
 
-def lesions_from_form(form: MultiDict[str, str]) -> list[LesionInput]:
+def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
     """Baseline lesions from the form; empty rows are skipped, blank ids numbered.
 
     Ids follow the trial convention: T01… for targets, NT01… for non-targets.
@@ -70,16 +70,17 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[LesionInput]:
                 if r["size"].lower() in ("ts", "too_small", "too small")
                 else (_number(r["size"], f"lesion {code} size"))
             )
-        out.append(
-            LesionInput(
-                code=code,
-                kind=r["kind"],
-                site=r["site"],
-                nodal=r["nodal"],
-                size=size,
-                treated_on=r["treated_on"] or None,
-            )
-        )
+        lesion: dict[str, Any] = {
+            "id": code,
+            "kind": r["kind"],
+            "site": r["site"],
+            "nodal": r["nodal"],
+        }
+        if size is not None:
+            lesion["size"] = size  # on a non-target the contract refuses it (R-SEL-3)
+        if r["treated_on"]:
+            lesion["treated_on"] = r["treated_on"]
+        out.append(lesion)
     return out
 
 
@@ -217,17 +218,10 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
             "site": site,
             "equivocal": form.get(f"new_{i}_equivocal") == "on",
         }
+        short_axis = form.get(f"new_{i}_sa", "").strip()
         if form.get(f"new_{i}_nodal") == "on":
-            # R-NEW-1: a new node counts only at a short axis ≥ 10 mm, so without it the
-            # call cannot be made.
-            item["nodal"] = True
-            short_axis = form.get(f"new_{i}_sa", "").strip()
-            if not short_axis:
-                raise InvalidInput(
-                    f"new lesion {new_id} is a lymph node: enter its short axis (R-NEW-1: a "
-                    "new node is progression only at a short axis ≥ 10 mm)",
-                    field=f"new_lesions.{new_id}.short_axis_mm",
-                )
+            item["nodal"] = True  # the engine asks for its short axis (R-NEW-1)
+        if short_axis:
             item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:

@@ -157,7 +157,7 @@ class Lesion(Base):
     treated_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     treatment: Mapped[str | None] = mapped_column(String(64), nullable=True)
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    slice_thickness_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    slice_thickness_units: Mapped[int | None] = mapped_column(Integer, nullable=True)  # R-EXACT
 
     subject: Mapped[Subject] = relationship(back_populates="lesions")
 
@@ -209,8 +209,8 @@ class LesionRecord(Base):
     lesion_id: Mapped[int] = mapped_column(ForeignKey("lesion.id", ondelete="CASCADE"))
     # Target: one of TARGET_STATES; non-target: one of NON_TARGET_STATES.
     state: Mapped[str] = mapped_column(String(16))
-    size_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)  # measured
-    fragments_tenths: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # R-SPLIT
+    size_units: Mapped[int | None] = mapped_column(Integer, nullable=True)  # measured
+    fragments_units: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # R-SPLIT
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # R-MERGE
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
 
@@ -232,7 +232,7 @@ class NewLesion(Base):
     site: Mapped[str] = mapped_column(String(64))
     equivocal: Mapped[bool] = mapped_column(Boolean, default=False)
     nodal: Mapped[bool] = mapped_column(Boolean, default=False)
-    short_axis_tenths: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    short_axis_units: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
 
     timepoint: Mapped[Timepoint] = relationship(back_populates="new_lesions")

@@ -32,7 +32,6 @@ from werkzeug.security import check_password_hash, generate_password_hash
 import web.audit  # noqa: F401 - registers the audit chain on every session
 from web.db import write_transaction
 from web.models import (
-    NON_TARGET_STATES,
     ROLES,
     SITES,
     ApiToken,
@@ -123,12 +122,93 @@ def _engine_assess(case: dict[str, Any]) -> dict[str, Any]:
     """Assess a case dict with the engine, turning its refusals into InvalidInput."""
     from recist.errors import RecistError
     from recist.jsonio import assess_json
+    from web.clock import today
 
     try:
-        return assess_json(case)
+        return assess_json(case, today=today())
     except RecistError as error:
+        field_name = error.field
+        pointer = case_pointer(case, error)
+        if field_name in ("targets", "non_targets", "new_lesions") and error.lesion:
+            # The form field of the lesion: targets.T01, new_lesions.NL01.short_axis_mm…
+            field_name = f"{field_name}.{error.lesion}"
+            if error.field == "new_lesions" and pointer is not None:
+                news = next(
+                    (
+                        tp.get("new_lesions") or []
+                        for tp in case.get("timepoints") or []
+                        if isinstance(tp, dict) and tp.get("id") == error.timepoint
+                    ),
+                    [],
+                )
+                index = next((i for i, n in enumerate(news) if n.get("id") == error.lesion), None)
+                if index is not None:
+                    pointer += f"/{index}"
+                    if error.rule == "R-NEW-1":
+                        field_name += ".short_axis_mm"
+                        pointer += "/short_axis_mm"
+        raise InvalidInput(str(error), field=field_name, pointer=pointer, rule=error.rule) from None
+
+
+def _pointer(loc: tuple[Any, ...]) -> str:
+    return "".join("/" + _escape(str(part)) for part in loc)
+
+
+def _form_field(obj: Any, loc: tuple[Any, ...]) -> str:
+    """The field a form marks for an error at ``loc`` in a timepoint: ``targets.T01``,
+    ``non_targets.NT01``, ``new_lesions.NL01.site``…"""
+    if len(loc) >= 2 and loc[0] in ("targets", "non_targets", "scan_dates"):
+        return f"{loc[0]}.{loc[1]}"
+    if len(loc) >= 2 and loc[0] == "new_lesions" and isinstance(loc[1], int):
+        items = obj.get("new_lesions") if isinstance(obj, dict) else None
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        new_id = item.get("id") if isinstance(item, dict) else None
+        label = new_id if isinstance(new_id, str) and new_id else f"#{loc[1] + 1}"
+        return ".".join(["new_lesions", label, *[str(p) for p in loc[2:]]])
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def _lesion_at(obj: Any, loc: tuple[Any, ...]) -> str | None:
+    if len(loc) >= 2 and loc[0] in ("targets", "non_targets", "scan_dates"):
+        return str(loc[1])
+    if len(loc) >= 2 and loc[0] in ("new_lesions", "lesions") and isinstance(loc[1], int):
+        items = obj.get(loc[0]) if isinstance(obj, dict) else None
+        item = items[loc[1]] if isinstance(items, list) and loc[1] < len(items) else None
+        item_id = item.get("id") if isinstance(item, dict) else None
+        return item_id if isinstance(item_id, str) and item_id else f"#{loc[1] + 1}"
+    return None
+
+
+def validated(
+    model: Any,
+    obj: Any,
+    *,
+    subject: str | None = None,
+    timepoint: str | None = None,
+    lesion: str | None = None,
+    base: tuple[Any, ...] = (),
+) -> Any:
+    """``obj`` validated by one of the contract's models (:mod:`recist.jsonio`), or an
+    :class:`InvalidInput` translated from the model's located error: the message names
+    subject, timepoint, lesion and field, ``pointer`` points into the request body and
+    ``field`` names the form field. Every way in (form, worksheet, API, import) uses it,
+    so the web refuses exactly what the engine's contract refuses."""
+    from pydantic import ValidationError
+
+    from recist.jsonio import validation_error
+
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        loc = tuple(exc.errors()[0]["loc"])
+        error = validation_error(exc, obj).located(
+            subject=subject, timepoint=timepoint, lesion=lesion or _lesion_at(obj, loc)
+        )
+        error.field = _form_field(obj, loc)
+        if base[:1] == ("settings",):
+            error.field = ".".join(str(part) for part in base + loc)
         raise InvalidInput(
-            str(error), field=error.field, pointer=case_pointer(case, error), rule=error.rule
+            str(error), field=error.field, pointer=_pointer(base + loc), rule=error.rule
         ) from None
 
 
@@ -184,34 +264,18 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-# No lesion is a metre across: a larger value is a unit or typing slip (µm, an extra digit)
-# that would otherwise pass as a huge progression and flatten every plot of the trial.
-MAX_PLAUSIBLE_MM = 1000
+def _mm(units: int) -> float:
+    """A stored size (engine lengths, ``UNITS_PER_MM`` per mm: R-EXACT) in mm."""
+    from recist.lesions import UNITS_PER_MM
+
+    return units / UNITS_PER_MM
 
 
-def _tenths(value: Any, where: str, *, label: str | None = None, pointer: str | None = None) -> int:
-    """mm → integer tenths (R-EXACT), refusing what is not a finite size ≥ 0 or is not a
-    plausible lesion size. ``where`` is the field, ``label`` names it for people."""
-    from recist.errors import CaseInputError
-    from recist.lesions import mm_to_tenths
+def _units(mm: float) -> int:
+    """A validated size in mm as stored: the engine's exact length (R-EXACT)."""
+    from recist.lesions import mm_to_length
 
-    named = f"{label}:" if label else where
-    try:
-        tenths = mm_to_tenths(value, where=named)
-    except CaseInputError as error:
-        raise InvalidInput(str(error), field=where, pointer=pointer) from None
-    if tenths > MAX_PLAUSIBLE_MM * 10:
-        raise InvalidInput(
-            f"{named} {value} mm is not a plausible lesion size (more than {MAX_PLAUSIBLE_MM} "
-            "mm); sizes are entered in millimetres",
-            field=where,
-            pointer=pointer,
-        )
-    return tenths
-
-
-def _mm(tenths: int) -> float:
-    return tenths / 10
+    return mm_to_length(mm)
 
 
 def ordered_timepoints(subject: Subject) -> list[Timepoint]:
@@ -231,8 +295,8 @@ def build_case(subject: Subject) -> dict[str, Any]:
             item["treatment"] = le.treatment
         if le.modality:
             item["modality"] = le.modality
-        if le.slice_thickness_tenths is not None:
-            item["slice_thickness_mm"] = _mm(le.slice_thickness_tenths)
+        if le.slice_thickness_units is not None:
+            item["slice_thickness_mm"] = _mm(le.slice_thickness_units)
         lesions.append(item)
     timepoints: list[dict[str, Any]] = []
     for tp in ordered_timepoints(subject):
@@ -254,8 +318,8 @@ def build_case(subject: Subject) -> dict[str, Any]:
             if nl.nodal:
                 # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
                 new_item["nodal"] = True
-                if nl.short_axis_tenths is not None:
-                    new_item["short_axis_mm"] = _mm(nl.short_axis_tenths)
+                if nl.short_axis_units is not None:
+                    new_item["short_axis_mm"] = _mm(nl.short_axis_units)
             new_lesions.append(new_item)
             if nl.scan_date is not None:
                 scan_dates[nl.code] = nl.scan_date.isoformat()
@@ -287,10 +351,11 @@ def _iso(value: date | None) -> str | None:
 
 
 def _target_value(rec: LesionRecord) -> Any:
+    """A stored target record in the contract's form (what the engine assesses)."""
     if rec.state == "measured":
-        return _mm(rec.size_tenths or 0)
+        return _mm(rec.size_units or 0)
     if rec.state == "fragments":
-        return {"fragments": [_mm(t) for t in rec.fragments_tenths or []]}
+        return {"fragments": [_mm(t) for t in rec.fragments_units or []]}
     if rec.state == "merged":
         return {"merged_into": rec.merged_into}
     return rec.state
@@ -351,6 +416,12 @@ class _Audit:
     reason: str | None
     enabled: bool = True
     records: list[AuditRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # What is hashed is what is stored: a reason is text or nothing, never a number
+        # that the database would turn into text after the chain hashed it.
+        if self.reason is not None and not isinstance(self.reason, str):
+            _reason(self.reason)  # refuses it, naming the field
 
     def log(
         self,
@@ -511,23 +582,18 @@ def _check_code(value: Any, what: str, field_name: str) -> str:
 
 
 def _check_settings(values: Any) -> dict[str, Any]:
-    from recist.errors import RecistError
+    """Protocol settings validated by the contract's model (``recist.jsonio.SettingsIn``:
+    known keys, strict types, finite, within bounds: R-PLAUS-SETTINGS), with every
+    default filled in, as stored with the trial."""
+    from recist.jsonio import SettingsIn
     from recist.settings import Settings
 
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise InvalidInput("settings must be an object", field="settings", pointer="/settings")
-    try:
-        return Settings.from_dict(values).to_dict()
-    except RecistError as error:
-        raise InvalidInput(
-            str(error),
-            field=error.field,
-            pointer="/" + (error.field or "settings").replace(".", "/"),
-        ) from None
-    except TypeError as error:
-        raise InvalidInput(f"settings: {error}", field="settings", pointer="/settings") from None
+    model = validated(SettingsIn, values, base=("settings",))
+    return Settings.from_dict(model.model_dump()).to_dict()
 
 
 def create_trial(
@@ -561,24 +627,81 @@ def create_trial(
 
 
 def _parse_date(value: Any, field_name: str, pointer: str | None = None) -> date | None:
+    """An ISO date (YYYY-MM-DD) typed or sent for ``field_name``, checked for plausibility
+    (R-PLAUS-DATE); ``None`` for an empty value."""
     if value in (None, ""):
         return None
     if isinstance(value, date):
-        return value
-    if not isinstance(value, str):
+        return _plausible_date(value, field_name, pointer)
+    parsed = None
+    if isinstance(value, str):
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    if parsed is None or not isinstance(value, str) or len(value) != 10:
         raise InvalidInput(
             f"{field_name} {value!r} is not a date (YYYY-MM-DD)",
             field=field_name,
             pointer=pointer or f"/{field_name}",
         )
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
+    return _plausible_date(parsed, field_name, pointer)
+
+
+def _plausible_date(value: date, field_name: str, pointer: str | None = None) -> date:
+    """Refuse a date before 1900 or after today (R-PLAUS-DATE, ``recist.lesions``'s one
+    definition, against the application's clock)."""
+    from recist.lesions import date_problem
+    from web.clock import today
+
+    problem = date_problem(value, today())
+    if problem is not None:
         raise InvalidInput(
-            f"{field_name} {value!r} is not a date (YYYY-MM-DD)",
+            f"{field_name}: {problem} (R-PLAUS-DATE)",
             field=field_name,
-            pointer=pointer or f"/{field_name}",
-        ) from None
+            pointer=pointer or "/" + "/".join(_escape(p) for p in field_name.split(".")),
+            rule="R-PLAUS-DATE",
+        )
+    return value
+
+
+def _check_origin(subject: Subject) -> None:
+    """R-PLAUS-ORIGIN for a subject's own dates, with or without timepoints (the engine
+    checks them too once there is a case to assess)."""
+    from recist.lesions import origin_problem
+
+    problem = origin_problem(subject.randomized_on, subject.died_on, subject.new_therapy_on)
+    if problem is not None:
+        raise InvalidInput(
+            f"subject {subject.code}: {problem[1]} (R-PLAUS-ORIGIN)",
+            field=problem[0],
+            pointer=f"/{problem[0]}",
+            rule="R-PLAUS-ORIGIN",
+        )
+
+
+MAX_REASON = 2000  # characters of a reason, comment or rationale kept in the audit trail
+
+
+def _reason(value: Any, field_name: str = "reason") -> str | None:
+    """A reason as given (text, stripped; ``None`` when empty). Anything but text is
+    refused: the audit trail stores and hashes exactly this string."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(
+            f"{field_name} must be text, not {type(value).__name__} ({value!r})",
+            field=field_name,
+            pointer=f"/{field_name}",
+        )
+    text = value.strip()
+    if len(text) > MAX_REASON:
+        raise InvalidInput(
+            f"{field_name} is {len(text)} characters long; at most {MAX_REASON}",
+            field=field_name,
+            pointer=f"/{field_name}",
+        )
+    return text or None
 
 
 def _arm(trial: Trial, arm_code: str | None) -> Arm | None:
@@ -632,6 +755,7 @@ def create_subject(
             died_on=_parse_date(died_on, "died_on"),
             new_therapy_on=_parse_date(new_therapy_on, "new_therapy_on"),
         )
+        _check_origin(subject)
         session.add(subject)
         audit = _Audit(session, actor, None)
         key = f"{trial_code}/{code}"
@@ -664,17 +788,23 @@ def update_subject(
             field=unknown[0],
             pointer=f"/{unknown[0]}",
         )
+    reason = _reason(reason)
+    if expected_version is None:
+        raise ConcurrentEdit(
+            f"subject {subject_code}: send the subject's version (from GET) with the change, "
+            "so that a concurrent edit is never overwritten",
+            field="version",
+            pointer="/version",
+        )
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
-        if expected_version is not None and (
-            isinstance(expected_version, bool) or not isinstance(expected_version, int)
-        ):
+        if isinstance(expected_version, bool) or not isinstance(expected_version, int):
             raise InvalidInput(
                 f"version {expected_version!r} is not a whole number",
                 field="version",
                 pointer="/version",
             )
-        if expected_version is not None and expected_version != subject.version:
+        if expected_version != subject.version:
             raise ConcurrentEdit(
                 f"subject {subject_code} was changed by someone else after you opened it "
                 f"(version {subject.version}, yours {expected_version}); reload and redo "
@@ -695,6 +825,7 @@ def update_subject(
                 if audit.change("subject", key, name, getattr(subject, name), new):
                     setattr(subject, name, new)
         subject.updated_at = utcnow()
+        _check_origin(subject)
         _recompute(subject)
         _flush(session)
     return subject
@@ -703,99 +834,51 @@ def update_subject(
 # --------------------------------------------------------------------------- baseline
 
 
-@dataclass
-class LesionInput:
-    """One baseline lesion as entered: size in mm (LD, or SA for a node)."""
-
-    code: str
-    kind: str
-    site: str
-    nodal: bool = False
-    size: Any = None  # mm, or "too_small" for a target (R-SMALL)
-    state: str | None = None  # non-target state at baseline (default "present")
-    treated_on: Any = None
-    treatment: str | None = None
-    modality: str | None = None
-    slice_thickness_mm: Any = None
+BASELINE_KEYS = ("id", "date", "lesions", "version", "reason")
+_LESION_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
-def lesions_from_json(items: Any) -> list[LesionInput]:
-    """Parse the ``lesions`` array of a baseline request (API)."""
+def baseline_lesions(items: Any, subject_code: str | None = None) -> list[Any]:
+    """The ``lesions`` of a baseline entry (form or API), validated by the contract's
+    model (``recist.jsonio.BaselineLesionIn``: a lesion plus its baseline ``size`` or
+    ``state``), then the web's own storage rules: ids of 1–32 letters, digits, ``_`` or
+    ``-``, used once, and a site of the controlled list."""
+    from recist.jsonio import BaselineLesionIn
+
     if not isinstance(items, list):
         raise InvalidInput("lesions must be an array", field="lesions", pointer="/lesions")
     out = []
-    allowed = {f for f in LesionInput.__dataclass_fields__} | {"id"}
+    seen: set[str] = set()
     for index, item in enumerate(items):
         pointer = f"/lesions/{index}"
-        if not isinstance(item, dict):
-            raise InvalidInput("a lesion must be an object", field="lesions", pointer=pointer)
-        extra = sorted(set(item) - allowed - {"code"})
-        if extra:
-            raise InvalidInput(
-                f"lesion {index}: unknown key {extra[0]!r}",
-                field=extra[0],
-                pointer=f"{pointer}/{_escape(extra[0])}",
-            )
-        code = item.get("id", item.get("code"))
-        code = code if isinstance(code, str) else ""
-        out.append(
-            LesionInput(
-                code=code,
-                kind=item.get("kind", ""),
-                site=item.get("site", ""),
-                nodal=bool(item.get("nodal", False)),
-                size=item.get("size"),
-                state=item.get("state"),
-                treated_on=item.get("treated_on"),
-                treatment=item.get("treatment"),
-                modality=item.get("modality"),
-                slice_thickness_mm=item.get("slice_thickness_mm"),
-            )
+        named = item.get("id") if isinstance(item, dict) else None
+        le = validated(
+            BaselineLesionIn,
+            item,
+            subject=subject_code,
+            lesion=named if isinstance(named, str) and named else f"#{index + 1}",
+            base=("lesions", index),
         )
-    return out
-
-
-def _check_lesions(lesions: list[LesionInput]) -> None:
-    seen: set[str] = set()
-    for index, le in enumerate(lesions):
-        pointer = f"/lesions/{index}"
-        if not isinstance(le.code, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", le.code):
+        if not _LESION_CODE.match(le.id):
             raise InvalidInput(
-                f"lesion {index + 1}: id {le.code!r} must be 1–32 letters or digits",
+                f"lesion {index + 1}: id {le.id!r} must be 1–32 letters, digits, '_' or '-'",
                 field="id",
                 pointer=f"{pointer}/id",
             )
-        if le.code in seen:
+        if le.id in seen:
             raise InvalidInput(
-                f"lesion {le.code}: the id is used twice", field="id", pointer=f"{pointer}/id"
+                f"lesion {le.id}: the id is used twice", field="id", pointer=f"{pointer}/id"
             )
-        seen.add(le.code)
-        if le.kind not in ("target", "non-target"):
-            raise InvalidInput(
-                f"lesion {le.code}: kind {le.kind!r} must be 'target' or 'non-target'",
-                field="kind",
-                pointer=f"{pointer}/kind",
-            )
+        seen.add(le.id)
         if le.site not in SITES:
             raise InvalidInput(
-                f"lesion {le.code}: site {le.site!r} is not in the controlled list "
+                f"lesion {le.id}: site {le.site!r} is not in the controlled list "
                 f"({', '.join(SITES)})",
                 field="site",
                 pointer=f"{pointer}/site",
             )
-        if le.kind == "target" and le.size in (None, ""):
-            raise InvalidInput(
-                f"lesion {le.code}: a target needs its baseline size in mm (R-SEL-3)",
-                field="size",
-                pointer=f"{pointer}/size",
-            )
-        if le.kind == "non-target" and le.state not in (None, "", *NON_TARGET_STATES):
-            raise InvalidInput(
-                f"lesion {le.code}: state {le.state!r} is not one of "
-                f"{', '.join(NON_TARGET_STATES)}",
-                field="state",
-                pointer=f"{pointer}/state",
-            )
+        out.append(le)
+    return out
 
 
 def baseline_case(
@@ -803,43 +886,33 @@ def baseline_case(
     *,
     date_value: Any,
     code: str,
-    lesions: list[LesionInput],
+    lesions: list[Any],
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A baseline-only case dict from form input (for live findings and checks)."""
-    case_lesions = []
-    targets: dict[str, Any] = {}
-    non_targets: dict[str, Any] = {}
-    for le in lesions:
-        item: dict[str, Any] = {"id": le.code, "site": le.site, "kind": le.kind}
-        item["nodal"] = le.nodal
-        if le.treated_on:
-            item["treated_on"] = le.treated_on
-        if le.treatment:
-            item["treatment"] = le.treatment
-        if le.modality:
-            item["modality"] = le.modality
-        if le.slice_thickness_mm not in (None, ""):
-            item["slice_thickness_mm"] = le.slice_thickness_mm
-        case_lesions.append(item)
-        if le.kind == "target":
-            targets[le.code] = le.size
-        else:
-            non_targets[le.code] = le.state or "present"
-    return {
+    """A baseline-only case from validated baseline lesions (for the live findings and
+    the save): the subject's randomisation date goes with it (R-PLAUS-BLWINDOW)."""
+    from recist.errors import CaseInputError
+    from recist.jsonio import baseline_timepoint, lesion_json
+
+    try:
+        timepoint = baseline_timepoint(lesions, code, date_value)
+    except CaseInputError as error:
+        index = next((i for i, le in enumerate(lesions) if le.id == error.lesion), None)
+        raise InvalidInput(
+            str(error),
+            field=error.field,
+            pointer=None if index is None else f"/lesions/{index}/{error.field}",
+            rule=error.rule,
+        ) from None
+    case: dict[str, Any] = {
         "subject_id": subject.code if subject is not None else "new",
         "settings": _baseline_settings(subject, settings),
-        "lesions": case_lesions,
-        "timepoints": [
-            {
-                "id": code,
-                "date": date_value.isoformat() if isinstance(date_value, date) else date_value,
-                "targets": targets,
-                "non_targets": non_targets,
-                "new_lesions": [],
-            }
-        ],
+        "lesions": [lesion_json(le) for le in lesions],
+        "timepoints": [timepoint],
     }
+    if subject is not None and subject.randomized_on is not None:
+        case["randomized_on"] = subject.randomized_on.isoformat()
+    return case
 
 
 def _baseline_settings(subject: Subject | None, settings: dict[str, Any] | None) -> dict[str, Any]:
@@ -861,7 +934,7 @@ def save_baseline(
     subject_code: str,
     *,
     date_value: Any,
-    lesions: list[LesionInput],
+    lesions: Any,
     code: str = "BL",
     expected_version: int | None = None,
     reason: str | None = None,
@@ -881,15 +954,15 @@ def save_baseline(
         Unknown site or kind, a target without a size, a date after a follow-up…
     """
     _check_code(code, "visit", "id")
-    _check_lesions(lesions)
+    lesions = baseline_lesions(lesions, subject_code)
     bl_date = _parse_date(date_value, "date")
     if bl_date is None:
         raise InvalidInput("the baseline needs a date", field="date", pointer="/date")
+    reason = _reason(reason)
     if not lesions:
         raise InvalidInput(
             "a baseline needs at least one lesion (R-SEL-3)", field="lesions", pointer="/lesions"
         )
-    reason = (reason or "").strip() or None
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         try:
@@ -912,6 +985,13 @@ def save_baseline(
         key = f"{trial_code}/{subject_code}"
         baseline = subject.timepoints[0] if subject.timepoints else None
         if baseline is not None:
+            if expected_version is None:
+                raise ConcurrentEdit(
+                    f"subject {subject_code}: the baseline already exists (version "
+                    f"{baseline.version}); open it, or send its version, to change it",
+                    field="version",
+                    pointer="/version",
+                )
             _check_version(baseline, expected_version, subject_code)
             for signed in subject.timepoints:
                 # Baseline lesions reach into every follow-up's records.
@@ -932,7 +1012,7 @@ def save_baseline(
                 pointer="/version",
             )
         existing = {le.code: le for le in subject.lesions}
-        wanted = {le.code for le in lesions}
+        wanted = {le.id for le in lesions}
         for old_code, old in existing.items():
             if old_code not in wanted:
                 audit.log("delete", "lesion", f"{key}/{old_code}", None, old.kind, None)
@@ -946,28 +1026,15 @@ def save_baseline(
                 session.delete(old)
         rows: dict[str, Lesion] = {}
         for position, le in enumerate(lesions):
-            row = existing.get(le.code)
-            lkey = f"{key}/{le.code}"
+            row = existing.get(le.id)
+            lkey = f"{key}/{le.id}"
             if row is None:
-                row = Lesion(code=le.code, position=position, kind=le.kind, site=le.site)
+                row = Lesion(code=le.id, position=position, kind=le.kind, site=le.site)
                 subject.lesions.append(row)
                 audit.log("create", "lesion", lkey)
-            new_values = {
-                "kind": le.kind,
-                "site": le.site,
-                "nodal": le.nodal,
-                "treated_on": _parse_date(le.treated_on, "treated_on"),
-                "treatment": le.treatment or None,
-                "modality": (le.modality or "").upper() or None,
-                "slice_thickness_tenths": _tenths(le.slice_thickness_mm, "slice_thickness_mm")
-                if le.slice_thickness_mm not in (None, "")
-                else None,
-            }
             row.position = position
-            for name, value in new_values.items():
-                if audit.change("lesion", lkey, name, getattr(row, name, None), value):
-                    setattr(row, name, value)
-            rows[le.code] = row
+            _write_lesion(audit, lkey, row, le)
+            rows[le.id] = row
         _flush(session)
         if baseline is None:
             baseline = Timepoint(code=code, date=bl_date)
@@ -978,9 +1045,13 @@ def save_baseline(
                 baseline.code = code
             if audit.change("timepoint", f"{key}/{code}", "date", baseline.date, bl_date):
                 baseline.date = bl_date
-        targets = {le.code: le.size for le in lesions if le.kind == "target"}
-        non_targets = {le.code: le.state or "present" for le in lesions if le.kind != "target"}
-        _write_records(session, audit, subject, baseline, rows, targets, non_targets, {})
+        from recist.jsonio import baseline_timepoint
+
+        timepoint = baseline_timepoint(lesions, code, bl_date)
+        targets = _target_values(timepoint["targets"], subject_code, code)
+        _write_records(
+            session, audit, subject, baseline, rows, targets, timepoint["non_targets"], {}
+        )
         _touch(baseline, actor)
         subject.updated_at = utcnow()
         _recompute(subject, focus=code)
@@ -988,11 +1059,33 @@ def save_baseline(
     return subject
 
 
-def _baseline_pointer(pointer: str | None, lesions: list[LesionInput]) -> str | None:
+def _write_lesion(audit: _Audit, key: str, row: Lesion, le: Any) -> None:
+    """A validated lesion (``recist.jsonio.LesionIn``) into its row, one audit record per
+    changed field, with the values as stored (sizes in mm at the engine's precision)."""
+    values: dict[str, Any] = {
+        "kind": le.kind,
+        "site": le.site,
+        "nodal": le.nodal,
+        "treated_on": le.treated_on,
+        "treatment": le.treatment or None,
+        "modality": le.modality or None,
+    }
+    for name, value in values.items():
+        if audit.change("lesion", key, name, getattr(row, name, None), value):
+            setattr(row, name, value)
+    units = None if le.slice_thickness_mm is None else _units(le.slice_thickness_mm)
+    old = None if row.slice_thickness_units is None else _mm(row.slice_thickness_units)
+    if audit.change(
+        "lesion", key, "slice_thickness_mm", old, None if units is None else _mm(units)
+    ):
+        row.slice_thickness_units = units
+
+
+def _baseline_pointer(pointer: str | None, lesions: list[Any]) -> str | None:
     """Re-point an engine error on a baseline-only case into the baseline request body."""
     if pointer is None:
         return None
-    index = {le.code: i for i, le in enumerate(lesions)}
+    index = {le.id: i for i, le in enumerate(lesions)}
     for group, field_name in (("targets", "size"), ("non_targets", "state")):
         prefix = f"/timepoints/0/{group}/"
         if pointer.startswith(prefix):
@@ -1092,34 +1185,26 @@ def _flush(session: Session) -> None:
 # --------------------------------------------------------------------------- timepoints
 
 
-def _target_record(code: str, value: Any, pointer: str, label: str) -> dict[str, Any]:
-    """A contract target value → LesionRecord columns (refusing malformed values)."""
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int | float):
-        size = _tenths(value, f"targets.{code}", label=label, pointer=pointer)
-        return {"state": "measured", "size_tenths": size}
-    elif isinstance(value, str) and value in ("too_small", "absent", "not_evaluated"):
-        return {"state": value}
-    elif isinstance(value, dict) and set(value) == {"fragments"}:
-        parts = value["fragments"]
-        if isinstance(parts, list) and parts:
-            return {
-                "state": "fragments",
-                "fragments_tenths": [
-                    _tenths(p, f"targets.{code}.fragments", label=f"{label}, fragment")
-                    for p in parts
-                ],
-            }
-    elif isinstance(value, dict) and set(value) == {"merged_into"}:
-        if isinstance(value["merged_into"], str):
-            return {"state": "merged", "merged_into": value["merged_into"]}
-    raise InvalidInput(
-        f"target {code}: {value!r} is not a size in mm, 'too_small', 'absent', "
-        "'not_evaluated', {'fragments': [mm, …]} or {'merged_into': id}",
-        field=f"targets.{code}",
-        pointer=pointer,
-    )
+def _target_values(raw: dict[str, Any], subject_code: str, tp_code: str) -> dict[str, Any]:
+    """A timepoint's target values as the engine's ``TargetValue`` (R-EXACT), each
+    checked by the contract (``recist.jsonio.target_value``), the error naming where."""
+    from recist.errors import CaseInputError
+    from recist.jsonio import target_value
+
+    out = {}
+    for code, value in raw.items():
+        try:
+            out[code] = target_value(value)
+        except CaseInputError as error:
+            error.located(subject=subject_code, timepoint=tp_code, lesion=code)
+            error.field = f"targets.{code}"
+            raise InvalidInput(
+                str(error),
+                field=f"targets.{code}",
+                pointer=f"/targets/{_escape(code)}",
+                rule=error.rule,
+            ) from None
+    return out
 
 
 def _write_records(
@@ -1129,15 +1214,24 @@ def _write_records(
     tp: Timepoint,
     rows: dict[str, Lesion],
     targets: dict[str, Any],
-    non_targets: dict[str, Any],
+    non_targets: dict[str, str],
     scan_dates: dict[str, date],
 ) -> None:
+    """Store a timepoint's validated records: ``targets`` maps a lesion id to the engine's
+    ``TargetValue``; ``non_targets`` to a validated state. The audit trail gets the value
+    as stored, in the contract's canonical form."""
+    from recist.jsonio import target_to_json
+    from recist.lesions import TargetState
+
     key = f"{subject.trial.code}/{subject.code}/{tp.code}"
     by_lesion = {rec.lesion_id: rec for rec in tp.records}
     kept: list[LesionRecord] = []
-    for group, values in (("targets", targets), ("non_targets", non_targets)):
+    groups: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("targets", targets),
+        ("non_targets", non_targets),
+    )
+    for group, values in groups:
         for code, value in values.items():
-            pointer = f"/{group}/{_escape(code)}"
             lesion = rows.get(code)
             want_kind = "target" if group == "targets" else "non-target"
             if lesion is None or lesion.kind != want_kind:
@@ -1145,33 +1239,27 @@ def _write_records(
                     f"subject {subject.code}, timepoint {tp.code}: {code!r} is not a "
                     f"{want_kind} lesion of this subject",
                     field=f"{group}.{code}",
-                    pointer=pointer,
+                    pointer=f"/{group}/{_escape(code)}",
                 )
             if group == "targets":
-                columns = _target_record(
-                    code,
-                    value,
-                    pointer,
-                    f"subject {subject.code}, timepoint {tp.code}, target {code}",
-                )
-                shown = value
+                columns = {
+                    "state": value.state.value,
+                    "size_units": value.size if value.state is TargetState.MEASURED else None,
+                    "fragments_units": list(value.fragments)
+                    if value.state is TargetState.FRAGMENTS
+                    else None,
+                    "merged_into": value.merged_into,
+                }
+                shown = target_to_json(value)
             else:
-                if value not in NON_TARGET_STATES:
-                    raise InvalidInput(
-                        f"non-target {code}: {value!r} is not one of "
-                        f"{', '.join(NON_TARGET_STATES)}",
-                        field=f"non_targets.{code}",
-                        pointer=pointer,
-                    )
-                columns = {"state": value}
+                columns = {
+                    "state": value,
+                    "size_units": None,
+                    "fragments_units": None,
+                    "merged_into": None,
+                }
                 shown = value
-            columns = {
-                "state": columns["state"],
-                "size_tenths": columns.get("size_tenths"),
-                "fragments_tenths": columns.get("fragments_tenths"),
-                "merged_into": columns.get("merged_into"),
-                "scan_date": scan_dates.get(code),
-            }
+            columns["scan_date"] = scan_dates.get(code)
             rec = by_lesion.get(lesion.id)
             if rec is None:
                 rec = LesionRecord(lesion=lesion, **columns)
@@ -1196,74 +1284,35 @@ def _write_records(
             session.delete(rec)
 
 
-def _new_lesions(items: Any, tp_code: str) -> list[dict[str, Any]]:
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise InvalidInput(
-            "new_lesions must be an array", field="new_lesions", pointer="/new_lesions"
-        )
+def _new_lesion_rows(model: Any) -> list[dict[str, Any]]:
+    """A validated timepoint's new lesions (``recist.jsonio.NewLesionIn``) as row values;
+    the web adds one rule of its own: the site comes from the controlled list."""
     out = []
-    for index, item in enumerate(items):
-        pointer = f"/new_lesions/{index}"
-        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+    for index, item in enumerate(model.new_lesions):
+        pointer = f"/new_lesions/{index}/site"
+        field_name = f"new_lesions.{item.id}.site"
+        if not item.site:
             raise InvalidInput(
-                f"timepoint {tp_code}: new lesion {index + 1} needs an id",
-                field="new_lesions",
+                f"timepoint {model.id}: new lesion {item.id} needs its site",
+                field=field_name,
                 pointer=pointer,
             )
-        extra = sorted(set(item) - {"id", "site", "equivocal", "nodal", "short_axis_mm"})
-        if extra:
+        if item.site not in SITES:
             raise InvalidInput(
-                f"timepoint {tp_code}: new lesion {item['id']}: unknown key {extra[0]!r}",
-                field=f"new_lesions.{extra[0]}",
-                pointer=f"{pointer}/{_escape(extra[0])}",
-            )
-        site = item.get("site", "") or ""
-        if not site:
-            raise InvalidInput(
-                f"timepoint {tp_code}: new lesion {item['id']} needs its site",
-                field="new_lesions.site",
-                pointer=f"{pointer}/site",
-            )
-        if site not in SITES:
-            raise InvalidInput(
-                f"timepoint {tp_code}: new lesion {item['id']}: site {site!r} is not in the "
+                f"timepoint {model.id}: new lesion {item.id}: site {item.site!r} is not in the "
                 "controlled list",
-                field="new_lesions.site",
-                pointer=f"{pointer}/site",
-            )
-        equivocal = item.get("equivocal", False)
-        if not isinstance(equivocal, bool):
-            raise InvalidInput(
-                f"timepoint {tp_code}: new lesion {item['id']}: equivocal must be true or false",
-                field="new_lesions.equivocal",
-                pointer=f"{pointer}/equivocal",
-            )
-        nodal = bool(item.get("nodal", False))
-        short_axis = item.get("short_axis_mm")
-        if nodal and short_axis in (None, "") and not equivocal:
-            raise InvalidInput(
-                f"timepoint {tp_code}: new lesion {item['id']} is a lymph node: give its "
-                "short_axis_mm (R-NEW-1: a new node is progression only at a short axis "
-                "≥ 10 mm)",
-                field="new_lesions.short_axis_mm",
-                pointer=f"{pointer}/short_axis_mm",
+                field=field_name,
+                pointer=pointer,
             )
         out.append(
             {
-                "id": item["id"],
-                "site": site,
-                "equivocal": equivocal,
-                "nodal": nodal,
-                "short_axis_tenths": _tenths(
-                    short_axis,
-                    f"new_lesions.{item['id']}.short_axis_mm",
-                    label=f"timepoint {tp_code}, new lesion {item['id']}, short axis",
-                    pointer=f"{pointer}/short_axis_mm",
-                )
-                if short_axis not in (None, "")
-                else None,
+                "id": item.id,
+                "site": item.site,
+                "equivocal": item.equivocal,
+                "nodal": item.nodal,
+                "short_axis_units": None
+                if item.short_axis_mm is None
+                else _units(item.short_axis_mm),
             }
         )
     return out
@@ -1310,36 +1359,19 @@ def save_timepoint(
         Malformed values, unknown lesions, or anything the engine refuses (dates going
         backwards, a merge into a non-target…), naming the field.
     """
+    from recist.jsonio import TimepointIn
+
     if not isinstance(data, dict):
         raise InvalidInput("a timepoint must be a JSON object", pointer="")
-    extra = sorted(set(data) - set(TIMEPOINT_KEYS))
-    if extra:
-        raise InvalidInput(
-            f"unknown timepoint key {extra[0]!r}; known: {', '.join(TIMEPOINT_KEYS)}",
-            field=extra[0],
-            pointer=f"/{_escape(extra[0])}",
-        )
-    code = _check_code(data.get("id"), "visit", "id")
-    tp_date = _parse_date(data.get("date"), "date")
-    if tp_date is None:
-        raise InvalidInput(f"timepoint {code} needs a date", field="date", pointer="/date")
-    targets = data.get("targets") or {}
-    non_targets = data.get("non_targets") or {}
-    for name, value in (("targets", targets), ("non_targets", non_targets)):
-        if not isinstance(value, dict):
-            raise InvalidInput(f"{name} must be an object", field=name, pointer=f"/{name}")
-    new_items = _new_lesions(data.get("new_lesions"), code)
-    raw_scans = data.get("scan_dates") or {}
-    if not isinstance(raw_scans, dict):
-        raise InvalidInput(
-            "scan_dates must be an object", field="scan_dates", pointer="/scan_dates"
-        )
-    scan_dates: dict[str, date] = {}
-    for lesion_code, value in raw_scans.items():
-        parsed = _parse_date(value, f"scan_dates.{lesion_code}", f"/scan_dates/{lesion_code}")
-        if parsed is not None:
-            scan_dates[lesion_code] = parsed
-    reason = (reason or "").strip() or None
+    body = {k: v for k, v in data.items() if k != "version"}
+    model = validated(TimepointIn, body, subject=subject_code, timepoint=body.get("id"))
+    code = _check_code(model.id, "visit", "id")
+    tp_date = _plausible_date(model.date, "date")
+    targets = _target_values(model.targets, subject_code, code)
+    non_targets = dict(model.non_targets)
+    new_items = _new_lesion_rows(model)
+    scan_dates = {k: _plausible_date(v, f"scan_dates.{k}") for k, v in model.scan_dates.items()}
+    reason = _reason(reason)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         if not subject.timepoints:
@@ -1438,9 +1470,15 @@ def save_timepoint(
                 row = NewLesion(code=item["id"], site=item["site"])
                 tp.new_lesions.append(row)
                 audit.log("create", "new_lesion", nkey)
-            for name in ("site", "equivocal", "nodal", "short_axis_tenths"):
+            for name in ("site", "equivocal", "nodal"):
                 if audit.change("new_lesion", nkey, name, getattr(row, name, None), item[name]):
                     setattr(row, name, item[name])
+            units = item["short_axis_units"]
+            old_sa = None if row.short_axis_units is None else _mm(row.short_axis_units)
+            if audit.change(
+                "new_lesion", nkey, "short_axis_mm", old_sa, None if units is None else _mm(units)
+            ):
+                row.short_axis_units = units
             row.scan_date = scan_dates.get(item["id"])
         for gone in old_new.values():
             audit.log("delete", "new_lesion", f"{key}/{code}/{gone.code}", None, gone.site, None)
@@ -1509,8 +1547,8 @@ def delete_timepoint(
                     "equivocal": new.equivocal,
                     "nodal": new.nodal,
                     "short_axis_mm": None
-                    if new.short_axis_tenths is None
-                    else _mm(new.short_axis_tenths),
+                    if new.short_axis_units is None
+                    else _mm(new.short_axis_units),
                 },
                 None,
             )
@@ -1561,85 +1599,85 @@ def controlled_site(raw: str, *, nodal: bool, lesion: str, pointer: str) -> str:
 def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str, Any]) -> Subject:
     """Create a subject with all its lesions and timepoints from a case dict, at once.
 
-    Used by the demo seed, the benchmark and ``POST …/subjects`` with a full case. The case
-    is first checked by the engine, so nothing invalid is stored.
+    Used by the demo seed, the benchmark and ``POST …/cases``. The case is validated by the
+    contract's model (``recist.jsonio.CaseIn``) and assessed by the engine before anything
+    is written; the rows are written from the validated values, and the audit trail keeps
+    the case as stored (its canonical JSON, read back from the rows).
     """
+    from recist.jsonio import CaseIn
+
     if not isinstance(case, dict):
         raise InvalidInput("a case must be a JSON object", pointer="")
-    _engine_assess({k: v for k, v in case.items() if k not in ("arm",)})
-    code = _check_code(case.get("subject_id"), "subject id", "subject_id")
+    model = validated(
+        CaseIn,
+        case,
+        subject=case["subject_id"] if isinstance(case.get("subject_id"), str) else None,
+    )
+    _engine_assess(case)
+    code = _check_code(model.subject_id, "subject id", "subject_id")
     with write_transaction(session):
         trial = get_trial(session, trial_code)
         _refuse_existing_subject(session, trial, code, "subject_id")
+        if "settings" in case and _check_settings(case["settings"]) != _check_settings(
+            trial.settings
+        ):
+            # A stored subject is assessed with its trial's protocol: a case carrying other
+            # settings would get another answer here than from ``recist assess``.
+            raise InvalidInput(
+                f"subject {code}: the case's settings differ from trial {trial_code}'s "
+                f"protocol settings ({json.dumps(trial.settings, sort_keys=True)}); send the "
+                "trial's settings or none",
+                field="settings",
+                pointer="/settings",
+            )
         subject = Subject(
             trial=trial,
             code=code,
-            arm=_arm(trial, case.get("arm")),
-            randomized_on=_parse_date(case.get("randomized_on"), "randomized_on"),
-            died_on=_parse_date(case.get("died_on"), "died_on"),
-            new_therapy_on=_parse_date(case.get("new_therapy_on"), "new_therapy_on"),
+            arm=_arm(trial, model.arm),
+            randomized_on=model.randomized_on,
+            died_on=model.died_on,
+            new_therapy_on=model.new_therapy_on,
         )
         session.add(subject)
         audit = _Audit(session, actor, "imported from a case file")
         key = f"{trial_code}/{code}"
-        audit.log("create", "subject", key, "case", None, case)
+        # The rows' values need no per-field records: the whole case is one record below.
+        silent = _Audit(session, actor, None, enabled=False)
         rows: dict[str, Lesion] = {}
-        for position, item in enumerate(case.get("lesions") or []):
+        for position, item in enumerate(model.lesions):
             site = controlled_site(
-                str(item.get("site", "")),
-                nodal=bool(item.get("nodal", False)),
-                lesion=item["id"],
-                pointer=f"/lesions/{position}/site",
+                item.site, nodal=item.nodal, lesion=item.id, pointer=f"/lesions/{position}/site"
             )
-            row = Lesion(
-                code=item["id"],
-                position=position,
-                kind=item["kind"],
-                site=site,
-                nodal=bool(item.get("nodal", False)),
-                treated_on=_parse_date(item.get("treated_on"), "treated_on"),
-                treatment=item.get("treatment"),
-                modality=item.get("modality"),
-                slice_thickness_tenths=_tenths(item["slice_thickness_mm"], "slice_thickness_mm")
-                if item.get("slice_thickness_mm") is not None
-                else None,
-            )
+            row = Lesion(code=item.id, position=position, kind=item.kind, site=site)
+            _write_lesion(silent, f"{key}/{item.id}", row, item)
+            row.site = site
             subject.lesions.append(row)
             rows[row.code] = row
-        # The whole case is one audit record above; rows need no per-field records.
-        silent = _Audit(session, actor, None, enabled=False)
-        for tp_item in case.get("timepoints") or []:
-            tp = Timepoint(code=tp_item["id"], date=_parse_date(tp_item["date"], "date"))
+        for tp_item in model.timepoints:
+            tp = Timepoint(code=tp_item.id, date=tp_item.date)
             tp.updated_by = actor.username
             subject.timepoints.append(tp)
-            scans = {
-                k: d
-                for k, v in (tp_item.get("scan_dates") or {}).items()
-                if (d := _parse_date(v, "scan_dates")) is not None
-            }
+            scans = dict(tp_item.scan_dates)
+            targets = _target_values(tp_item.targets, code, tp_item.id)
             _write_records(
-                session,
-                silent,
-                subject,
-                tp,
-                rows,
-                tp_item.get("targets") or {},
-                tp_item.get("non_targets") or {},
-                scans,
+                session, silent, subject, tp, rows, targets, dict(tp_item.non_targets), scans
             )
-            for nl in _new_lesions(tp_item.get("new_lesions"), tp.code):
+            for nl in tp_item.new_lesions:
                 tp.new_lesions.append(
                     NewLesion(
-                        code=nl["id"],
-                        site=nl["site"],
-                        equivocal=nl["equivocal"],
-                        nodal=nl["nodal"],
-                        short_axis_tenths=nl["short_axis_tenths"],
-                        scan_date=scans.get(nl["id"]),
+                        code=nl.id,
+                        site=controlled_site(nl.site, nodal=nl.nodal, lesion=nl.id, pointer=""),
+                        equivocal=nl.equivocal,
+                        nodal=nl.nodal,
+                        short_axis_units=None
+                        if nl.short_axis_mm is None
+                        else _units(nl.short_axis_mm),
+                        scan_date=scans.get(nl.id),
                     )
                 )
         _flush(session)
         _recompute(subject)
+        audit.log("create", "subject", key, "case", None, build_case(subject))
         _flush(session)
     return subject
 

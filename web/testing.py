@@ -137,7 +137,6 @@ def seed_subject_with_follow_up(session: Any, trial: str) -> str:
     from web.services import (
         SYSTEM,
         create_subject,
-        lesions_from_json,
         save_baseline,
         save_timepoint,
     )
@@ -149,7 +148,7 @@ def seed_subject_with_follow_up(session: Any, trial: str) -> str:
         trial,
         "S-001",
         date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
+        lesions=baseline_lesions(),
     )
     save_timepoint(
         session,

@@ -30,6 +30,7 @@ from web.services import (
     audit_trail,
     baseline_case,
     baseline_findings,
+    baseline_lesions,
     build_case,
     create_subject,
     create_trial,
@@ -223,9 +224,7 @@ def subject_create(trial_code: str) -> Any:
         return _trial_page(trial_code, error, form)
     if allowed(request_user_role(), "enter_measurements"):
         flash(f"Subject {subject.code} created; enter the baseline next.")
-        return redirect(
-            url_for("views.baseline", trial_code=trial_code, subject_code=subject.code)
-        )
+        return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject.code))
     # A trial manager registers subjects; a reader enters their baseline.
     flash(f"Subject {subject.code} created; a reader enters the baseline next.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject.code))
@@ -365,12 +364,16 @@ def baseline_check(trial_code: str, subject_code: str) -> Any:
     """Findings (R-MEAS, R-SEL) for the baseline form as typed; used by the page's script."""
     row = get_subject(db_session(), trial_code, subject_code)
     try:
-        lesions = lesions_from_form(request.form)
+        # The same validation as Save (one contract); targets still without a size are
+        # left out of the live check, which reports the findings of what is typed so far.
+        typed = [
+            le for le in lesions_from_form(request.form) if le["kind"] != "target" or "size" in le
+        ]
         case = baseline_case(
             row,
-            date_value=request.form.get("date") or "2000-01-01",
+            date_value=request.form.get("date") or row.randomized_on or "2000-01-01",
             code=request.form.get("code") or "BL",
-            lesions=[le for le in lesions if le.kind != "target" or le.size is not None],
+            lesions=baseline_lesions(typed, subject_code),
         )
         return jsonify({"findings": baseline_findings(case), "error": None})
     except ServiceError as error:

@@ -12,7 +12,6 @@ from web.services import (
     SYSTEM,
     Actor,
     create_subject,
-    lesions_from_json,
     save_baseline,
     save_timepoint,
 )
@@ -44,7 +43,7 @@ def read_subject(session: Session, trial: str, code: str, *timepoints: dict[str,
         trial,
         code,
         date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
+        lesions=baseline_lesions(),
     )
     version = 0
     for tp in timepoints:

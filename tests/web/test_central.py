@@ -21,6 +21,7 @@ from web.services import (
     InvalidInput,
     create_subject,
     create_user,
+    get_subject,
     get_trial,
 )
 from web.signing import SignatureRefused
@@ -170,6 +171,7 @@ def test_central_adtte_takes_death_from_the_subject_as_the_trial_plots_do(
     update_subject(
         session, Actor("trial_manager", "trial_manager"), central, "S-2",
         values={"died_on": "2021-05-20"}, reason="death reported",
+        expected_version=get_subject(session, central, "S-2").version,
     )  # fmt: skip
     client = app.test_client()
     login(client, "reviewer")

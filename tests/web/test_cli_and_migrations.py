@@ -211,3 +211,74 @@ def test_upgrading_a_0001_database_keeps_its_users_and_adds_the_lockout_columns(
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
+
+
+def test_migration_0008_keeps_every_stored_size_at_the_engines_precision(
+    database: dict[str, Any], tmp_path: Path
+) -> None:
+    """Sizes stored in tenths (0007) become engine lengths (×1000, R-EXACT) unchanged in
+    meaning; a downgrade rounds back to tenths."""
+    import json
+    import uuid
+
+    from sqlalchemy import text
+
+    from web.db import upgrade
+
+    if database["DATABASE_SCHEMA"] is None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+        admin = None
+    else:
+        schema = f"up_{uuid.uuid4().hex[:10]}"
+        admin = make_engine(database["DATABASE_URL"])
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = make_engine(database["DATABASE_URL"], schema=schema)
+    now = "CURRENT_TIMESTAMP"
+    try:
+        upgrade(engine, "0007")
+        with engine.begin() as conn:
+            for sql in (
+                f"INSERT INTO trial (id, code, title, settings, created_at) "
+                f"VALUES (1, 'T', 'T', '{{}}', {now})",
+                f"INSERT INTO subject (id, trial_id, code, version, updated_at) "
+                f"VALUES (1, 1, 'S', 1, {now})",
+                "INSERT INTO lesion (id, subject_id, code, position, kind, site, nodal, "
+                "slice_thickness_tenths) VALUES (1, 1, 'T01', 0, 'target', 'liver', false, 50)",
+                f"INSERT INTO timepoint (id, subject_id, code, date, version, updated_at) "
+                f"VALUES (1, 1, 'BL', '2021-01-04', 1, {now})",
+                f"INSERT INTO timepoint (id, subject_id, code, date, version, updated_at) "
+                f"VALUES (2, 1, 'W8', '2021-03-01', 1, {now})",
+                "INSERT INTO lesion_record (id, timepoint_id, lesion_id, state, size_tenths) "
+                "VALUES (1, 1, 1, 'measured', 350)",
+                "INSERT INTO lesion_record (id, timepoint_id, lesion_id, state, fragments_tenths) "
+                "VALUES (2, 2, 1, 'fragments', '[120, 85]')",
+                "INSERT INTO new_lesion (id, timepoint_id, code, site, equivocal, nodal, "
+                "short_axis_tenths) VALUES (1, 1, 'NL01', 'lymph node', false, true, 110)",
+            ):
+                conn.execute(text(sql))
+        upgrade(engine)
+        with engine.connect() as conn:
+            sizes = conn.execute(text("SELECT size_units FROM lesion_record WHERE id = 1")).one()
+            parts = conn.execute(text("SELECT fragments_units FROM lesion_record WHERE id = 2"))
+            fragments = parts.scalar_one()
+            axis = conn.execute(text("SELECT short_axis_units FROM new_lesion")).scalar_one()
+            thick = conn.execute(text("SELECT slice_thickness_units FROM lesion")).scalar_one()
+        fragments = json.loads(fragments) if isinstance(fragments, str) else fragments
+        assert (sizes[0], fragments, axis, thick) == (350_000, [120_000, 85_000], 110_000, 50_000)
+        from alembic import command
+
+        from web.db import alembic_config
+
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE lesion_record SET size_units = 350400 WHERE id = 1"))
+        command.downgrade(alembic_config(engine), "0007")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT size_tenths FROM lesion_record WHERE id = 1"))
+            assert back.scalar_one() == 350  # 35.04 mm rounds to 35.0 mm in tenths
+    finally:
+        engine.dispose()
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()

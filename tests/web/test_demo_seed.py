@@ -235,6 +235,7 @@ def test_a_demo_seeded_before_the_imaging_case_had_an_arm_is_completed_once(
         DEMO_TRIAL,
         "DEMO-001",
         values={"arm": None, "randomized_on": None},
+        expected_version=get_subject(session, DEMO_TRIAL, "DEMO-001").version,
         reason="as an earlier demo seed left it",
     )
     for tp in get_subject(session, DEMO_TRIAL, "DEMO-001").timepoints:

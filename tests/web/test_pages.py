@@ -205,10 +205,11 @@ def test_follow_up_form_error_shows_the_message_and_keeps_the_input(
         ({"t_T01_mm": "30", "t_T01_fragments": "10, 12"},
          "target T01: the state is &#39;measured&#39; but fragment sizes was also entered"),
         ({"t_T01_mm": "1e9"},
-         "timepoint W8, target T01: 1000000000.0 mm is not a plausible lesion size"),
+         "timepoint W8, lesion T01, field targets.T01: size 1000000000.0 mm is not a plausible "
+         "size (more than 1000 mm)"),
         ({"new_0_id": "NL01"}, "new lesion NL01: choose its site"),
         ({"new_0_id": "NL01", "new_0_site": "lymph node", "new_0_nodal": "on"},
-         "new lesion NL01 is a lymph node: enter its short axis (R-NEW-1"),
+         "lesion NL01, field new_lesions: new lesion is a lymph node without its short axis"),
     ],
 )  # fmt: skip
 def test_a_follow_up_row_that_says_two_things_or_too_little_is_refused_and_nothing_saved(

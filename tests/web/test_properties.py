@@ -17,7 +17,6 @@ from web.services import (
     build_case,
     create_subject,
     get_subject,
-    lesions_from_json,
     save_baseline,
     save_timepoint,
 )
@@ -69,7 +68,7 @@ def test_stored_result_always_equals_the_engine_on_the_stored_rows(
         trial,
         code,
         date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
+        lesions=baseline_lesions(),
     )
     for item in saves:
         subject = get_subject(session, trial, code)

@@ -15,13 +15,11 @@ from web.services import (
     ConcurrentEdit,
     Conflict,
     InvalidInput,
-    LesionInput,
     ReasonRequired,
     build_case,
     create_subject,
     get_subject,
     import_case,
-    lesions_from_json,
     save_baseline,
     save_timepoint,
     update_subject,
@@ -39,7 +37,7 @@ def _baseline(session: Session, trial: str, subject: str = "S-001") -> Subject:
         trial,
         subject,
         date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
+        lesions=baseline_lesions(),
     )
 
 
@@ -236,14 +234,19 @@ def test_malformed_target_value_is_refused_with_the_contract_choices(
     session: Session, trial: str
 ) -> None:
     _baseline(session, trial)
-    with pytest.raises(InvalidInput, match=r"target T01: 'big' is not a size in mm") as caught:
+    with pytest.raises(
+        InvalidInput,
+        match=r"timepoint W8, lesion T01, field targets.T01: 'big' is not a number of mm",
+    ) as caught:
         save_timepoint(session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", "big", 14.0))
     assert caught.value.pointer == "/targets/T01"
 
 
 def test_baseline_with_selection_findings_needs_a_reason(session: Session, trial: str) -> None:
     create_subject(session, SYSTEM, trial, code="S-002")
-    lesions = [LesionInput(f"T0{i}", "target", "liver", size=20.0 + i) for i in range(1, 4)]
+    lesions = [
+        {"id": f"T0{i}", "kind": "target", "site": "liver", "size": 20.0 + i} for i in range(1, 4)
+    ]
     with pytest.raises(ReasonRequired, match=r"R-SEL-1.*needs a reason") as caught:
         save_baseline(session, READER, trial, "S-002", date_value="2021-01-04", lesions=lesions)
     assert any(f["rule"] == "R-SEL-1" for f in caught.value.details)
@@ -273,7 +276,7 @@ def test_site_outside_the_controlled_list_is_refused(session: Session, trial: st
             trial,
             "S-003",
             date_value="2021-01-04",
-            lesions=[LesionInput("T01", "target", "livr", size=20.0)],
+            lesions=[{"id": "T01", "kind": "target", "site": "livr", "size": 20.0}],
         )
 
 
@@ -286,6 +289,7 @@ def test_subject_dates_change_recomputes_pfs(session: Session, trial: str) -> No
         trial,
         "S-001",
         values={"died_on": "2021-04-01"},
+        expected_version=get_subject(session, trial, "S-001").version,
         reason="death reported",
     )
     assert subject.result_json["pfs"]["reason"] == "DEATH"
@@ -350,7 +354,7 @@ def test_removing_a_lesion_from_the_baseline_removes_its_follow_up_records(
     _baseline(session, trial)
     save_timepoint(session, READER, trial, "S-001", _follow_up("W8", "2021-03-01", 21.0, 14.0))
     subject = get_subject(session, trial, "S-001")
-    lesions = [le for le in lesions_from_json(baseline_lesions()) if le.code != "T02"]
+    lesions = [le for le in baseline_lesions() if le["id"] != "T02"]
     subject = save_baseline(
         session,
         READER,
@@ -381,6 +385,7 @@ def test_audit_trail_of_a_subject_holds_its_own_records_and_no_other_subjects(
         trial,
         "S-1",
         values={"arm": "B"},
+        expected_version=get_subject(session, trial, "S-1").version,
         reason="randomisation list corrected",
     )
     records = audit_trail(session, f"{trial}/S-1")

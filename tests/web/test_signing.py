@@ -20,7 +20,6 @@ from web.services import (
     Locked,
     create_subject,
     delete_timepoint,
-    lesions_from_json,
     save_baseline,
     save_timepoint,
 )
@@ -46,7 +45,7 @@ def read(session: Session, trial: str, users: dict[str, str]) -> int:
         trial,
         "S-001",
         date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
+        lesions=baseline_lesions(),
     )
     _subject, tp = save_timepoint(session, READER, trial, "S-001", W8)
     return tp.version
@@ -117,7 +116,7 @@ def test_a_locked_read_cannot_be_changed_deleted_or_have_its_baseline_edited(
             trial,
             "S-001",
             date_value="2021-01-04",
-            lesions=lesions_from_json(baseline_lesions()[:1]),
+            lesions=baseline_lesions()[:1],
             expected_version=1,
         )
     with pytest.raises(Locked, match=message):

@@ -26,7 +26,6 @@ from web.services import (
     create_user,
     get_subject,
     get_trial,
-    lesions_from_json,
     save_baseline,
     save_timepoint,
 )
@@ -68,7 +67,7 @@ def trial_with_results(session: Session, trial: str, users: dict[str, str]) -> s
             trial,
             code,
             date_value="2021-01-04",
-            lesions=lesions_from_json(baseline_lesions()),
+            lesions=baseline_lesions(),
         )
         for tp in follow_ups:
             save_timepoint(session, READER, trial, code, tp)
@@ -134,7 +133,7 @@ def test_a_subject_without_an_arm_is_left_out_of_the_by_arm_curves_and_counted_i
         trial,
         "S-4",
         date_value="2021-01-04",
-        lesions=lesions_from_json(baseline_lesions()),
+        lesions=baseline_lesions(),
     )
     save_timepoint(session, READER, trial, "S-4", _tp("W8", "2021-03-01", 40.0, 25.0))
     _reload(session)
@@ -315,6 +314,9 @@ def test_the_engines_own_call_derives_again_to_the_engines_pfs(
     kind: str, dates: dict[str, str]
 ) -> None:
     case_ = synthetic_case(random.Random(kind), "S-1", timepoints=6, kind=kind) | dates
+    if "new_therapy_on" in dates:
+        # A new therapy mid-follow-up (never before randomisation: R-PLAUS-ORIGIN).
+        case_["new_therapy_on"] = case_["timepoints"][3]["date"]
     case_["settings"] = {"visit_interval_days": 56}
     result = assess_json(case_)
     assert with_progression(case_, result, result["progression"])["pfs"] == result["pfs"]

@@ -150,7 +150,7 @@ def test_upload_larger_than_the_limit_gets_413(database) -> None:
             content_type="multipart/form-data",
         )
         assert response.status_code == 413
-        assert b"larger than the 1024 bytes limit" in response.data
+        assert b"larger than the 1,024 bytes limit" in response.data
     finally:
         dispose(small)
 

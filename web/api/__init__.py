@@ -27,7 +27,6 @@ from web.services import (
     get_timepoint,
     get_trial,
     import_case,
-    lesions_from_json,
     list_subjects,
     list_trials,
     save_baseline,
@@ -318,7 +317,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
         subject_code,
         date_value=body.get("date"),
         code=body.get("id") or "BL",
-        lesions=lesions_from_json(body.get("lesions")),
+        lesions=body.get("lesions"),
         expected_version=body.get("version"),
         reason=body.get("reason"),
     )
