@@ -305,6 +305,8 @@ def _baseline_size(value: Any) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("not a size in mm or 'too_small'")
+    if value < 0:
+        raise ValueError("a negative size; a size must be ≥ 0 mm")
     try:
         mm_to_length(value)
     except CaseInputError as error:

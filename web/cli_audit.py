@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from web import config
-    from web.audit import verify_chain
     from web.db import make_engine
+    from web.services.audit import verify_chain
 
     url = args.database_url or config.database_url()
     schema = args.schema or os.environ.get("RECIST_DATABASE_SCHEMA") or None

@@ -242,7 +242,7 @@ def _study_zip(folder: Path) -> Any:
 
 def _store_imaging(session: Session, case: dict[str, Any]) -> None:
     """Measure each follow-up study of ``sample_dicom/`` and store it as the timepoint's
-    imaging evidence, exactly as an upload does (``web.uploads.measure_upload``, then the
+    imaging evidence, exactly as an upload does (``web.services.uploads.measure_upload``, then the
     upload page's matching of segments to targets, then ``save_timepoint(imaging=…)``), so
     that the progression-call page shows the measurements from the images.
 
@@ -251,7 +251,7 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
     seed changes nothing.
     """
     from web.services import get_subject, get_timepoint, ordered_timepoints, save_timepoint
-    from web.uploads import match_segments, measure_upload
+    from web.services.uploads import match_segments, measure_upload
 
     for item in case.get("timepoints", [])[1:]:
         folder = SAMPLE_DICOM / item["id"]
@@ -310,7 +310,7 @@ def _complete_file_cases(session: Session) -> None:
 
 def _sign(session: Session, password: str, subject_code: str, tp_code: str) -> None:
     from web.services import get_subject, get_timepoint
-    from web.signing import sign_timepoint
+    from web.services.signing import sign_timepoint
 
     tp = get_timepoint(get_subject(session, DEMO_TRIAL, subject_code), tp_code)
     sign_timepoint(
@@ -328,8 +328,8 @@ def _sign(session: Session, password: str, subject_code: str, tp_code: str) -> N
 def _seed_reviews(session: Session, passwords: dict[str, str]) -> None:
     """Signed reads and the three progression-review outcomes in the demo trial: the
     first progression call agreed, the second queried, the third overridden."""
-    from web.progression import override_call, queue, review_call
     from web.services import get_trial, ordered_timepoints
+    from web.services.progression import override_call, queue, review_call
 
     rows = queue(session, get_trial(session, DEMO_TRIAL))
     reviewer = Actor(DEMO_USERS["reviewer"], "reviewer")
@@ -401,8 +401,8 @@ def _second_read(read: dict[str, Any]) -> dict[str, Any]:
 def _seed_central(session: Session, passwords: dict[str, str], seed: int) -> list[str]:
     """A small independent-central-review trial: concordant reads, discordant reads
     adjudicated, and one subject waiting for its second read."""
-    from web.central import adjudicate, set_central_review, submit_read
     from web.services import create_subject
+    from web.services.central import adjudicate, set_central_review, submit_read
 
     create_trial(
         session,

@@ -83,7 +83,8 @@ class Trial(Base):
     # Settings.to_dict(); validated by Settings.from_dict in the service layer.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    # Independent central review: two blinded reads per subject + adjudication (web.central).
+    # Independent central review: two blinded reads per subject + adjudication
+    # (web.services.central).
     central_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     arms: Mapped[list[Arm]] = relationship(
@@ -177,7 +178,7 @@ class Timepoint(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # A signed read is locked (web.signing); the signature's history is in the audit trail.
+    # A signed read is locked (web.services.signing); the signature's history is in the audit trail.
     locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     signed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -291,7 +292,7 @@ class AuditRecord(Base):
     Written by the service layer in the same transaction as the change; append-only (the
     application never updates or deletes these rows, and database triggers refuse it).
     ``seq``, ``prev_hash`` and ``hash`` chain each record to the previous one; they are
-    filled in when the record is flushed (:mod:`web.audit`).
+    filled in when the record is flushed (:mod:`web.services.audit`).
     """
 
     __tablename__ = "audit_record"

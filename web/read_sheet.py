@@ -1,6 +1,6 @@
 """The central reader's RECIST worksheet: lesion rows × visit columns, as an HTML form.
 
-A blinded central reader (:mod:`web.central`) records a read the way radiologists keep a
+A blinded central reader (:mod:`web.services.central`) records a read the way radiologists keep a
 RECIST worksheet: one row per lesion (target, non-target or new lesion; its site; whether
 it is a lymph node), one column per visit (visit name and scan date; the first column is
 the baseline), and one short entry per cell. :meth:`Sheet.to_read` turns the posted

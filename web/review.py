@@ -2,7 +2,7 @@
 the progression-call review queue, plots.
 
 Views stay thin (style.md): parse the query or form, call one service or
-:mod:`web.audit` function, render.
+:mod:`web.services.audit` function, render.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from flask import (
 )
 
 from web import db_session
-from web.audit import ACTIONS, AuditFilter, entities, search, to_csv
 from web.auth import actor, refuse_if_blinded, requires
 from web.models import SITES
-from web.progression import (
+from web.read_sheet import Sheet, SheetError
+from web.services import InvalidInput, ServiceError, get_subject, get_trial
+from web.services.audit import ACTIONS, AuditFilter, entities, search, to_csv
+from web.services.progression import (
     answer_query,
     override_call,
     queue,
@@ -32,9 +34,7 @@ from web.progression import (
     review_call,
     subject_row,
 )
-from web.read_sheet import Sheet, SheetError
-from web.services import InvalidInput, ServiceError, get_subject, get_trial
-from web.signing import sign_timepoint, unlock_timepoint
+from web.services.signing import sign_timepoint, unlock_timepoint
 
 bp = Blueprint("review", __name__)
 
@@ -297,7 +297,7 @@ def progression_override(trial_code: str, subject_code: str) -> Any:
 @bp.route("/trials/<trial_code>/plots/<kind>.svg")
 @requires("view")
 def plot_svg(trial_code: str, kind: str) -> Any:
-    from web.trial_plots import trial_plot
+    from web.services.plots import trial_plot
 
     trial = get_trial(db_session(), trial_code)
     refuse_if_blinded(trial)
@@ -311,7 +311,7 @@ def plot_svg(trial_code: str, kind: str) -> Any:
 @bp.route("/trials/<trial_code>/plots/<kind>.csv")
 @requires("view")
 def plot_csv(trial_code: str, kind: str) -> Any:
-    from web.trial_plots import points_csv, trial_plot
+    from web.services.plots import points_csv, trial_plot
 
     trial = get_trial(db_session(), trial_code)
     refuse_if_blinded(trial)
@@ -329,7 +329,7 @@ def plot_csv(trial_code: str, kind: str) -> Any:
 @bp.route("/trials/<trial_code>/central-review/setting", methods=["POST"])
 @requires("manage_trials")
 def central_setting(trial_code: str) -> Any:
-    from web.central import set_central_review
+    from web.services.central import set_central_review
 
     on = request.form.get("central_review") == "on"
     set_central_review(db_session(), actor(), trial_code, on=on)
@@ -340,7 +340,7 @@ def central_setting(trial_code: str) -> Any:
 @bp.route("/trials/<trial_code>/central-review")
 @requires("view_audit")
 def central_review(trial_code: str) -> Any:
-    from web.central import metrics, overview
+    from web.services.central import metrics, overview
 
     session = db_session()
     trial = get_trial(session, trial_code)
@@ -351,7 +351,7 @@ def central_review(trial_code: str) -> Any:
 @bp.route("/trials/<trial_code>/central-review/<domain>.csv")
 @requires("view_audit")
 def central_export(trial_code: str, domain: str) -> Any:
-    from web.central import export_csv
+    from web.services.central import export_csv
 
     trial = get_trial(db_session(), trial_code)
     return Response(
@@ -366,7 +366,7 @@ def central_export(trial_code: str, domain: str) -> Any:
 @bp.route("/trials/<trial_code>/central-reads")
 @requires("central_read")
 def central_reads(trial_code: str) -> Any:
-    from web.central import overview
+    from web.services.central import overview
 
     session = db_session()
     trial = get_trial(session, trial_code)
@@ -386,7 +386,7 @@ def central_read(trial_code: str, subject_code: str) -> Any:
     or, under "advanced", the read as JSON. ``action`` is ``sign`` (assess, sign with the
     password: "read complete"), ``check`` (assess only, nothing stored), ``add_columns`` or
     ``add_rows`` (the worksheet again, larger: the page works without JavaScript)."""
-    from web.central import reads_of, submit_read
+    from web.services.central import reads_of, submit_read
 
     session = db_session()
     error: ServiceError | None = None
@@ -476,13 +476,13 @@ def _json_read(text: str) -> Any:
 
 def _check_read(session: Any, trial_code: str, subject_code: str, read: Any) -> dict[str, Any]:
     """The engine's result for a read, stateless (nothing stored, nothing signed): what the
-    reader would sign. The case is the blinded one that :func:`web.central.submit_read`
+    reader would sign. The case is the blinded one that :func:`web.services.central.submit_read`
     assesses (the reader's lesions and timepoints, the trial's settings)."""
-    from web.central import blinded_case, check_read_shape
-    from web.services import _engine_assess
+    from web.services import engine_assess
+    from web.services.central import blinded_case, check_read_shape
 
     subject = get_subject(session, trial_code, subject_code)
-    return _engine_assess(blinded_case(subject, check_read_shape(read)))
+    return engine_assess(blinded_case(subject, check_read_shape(read)))
 
 
 def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
@@ -498,7 +498,7 @@ def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/adjudication", methods=["GET", "POST"])
 @requires("adjudicate")
 def adjudication(trial_code: str, subject_code: str) -> Any:
-    from web.central import adjudicate, overview
+    from web.services.central import adjudicate, overview
 
     session = db_session()
     error = None

@@ -72,9 +72,9 @@ def migrated_database(backend: str, folder: Path) -> Iterator[dict[str, Any]]:
 
 def delete_all_rows(session: Any) -> None:
     """Empty every table (tests and benchmarks reuse one migrated schema)."""
-    from web.audit import drop_triggers, install_triggers
     from web.db import write_transaction
     from web.models import Base
+    from web.services.audit import drop_triggers, install_triggers
 
     with write_transaction(session):
         connection = session.connection()

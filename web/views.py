@@ -46,7 +46,7 @@ from web.services import (
     timepoint_as_dict,
     update_subject,
 )
-from web.trial_plots import PLOTS
+from web.services.plots import PLOTS
 
 bp = Blueprint("views", __name__)
 
@@ -154,7 +154,7 @@ def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = 
     if blinded(request_user_role(), trial_row):
         # Independent central review: a reader's view of the trial is their reading list.
         return redirect(url_for("review.central_reads", trial_code=trial_code))
-    from web.progression import open_queries, overrides
+    from web.services.progression import open_queries, overrides
 
     overridden = overrides(session, trial_row)
     rows = [
@@ -187,14 +187,14 @@ def _summary_as_used(
     """A subject's summary with the progression call analyses use.
 
     Without an override this is the engine's result. With one, progression and PFS are
-    the override's (PFS derived again by the engine's rule, :func:`web.progression.
+    the override's (PFS derived again by the engine's rule, :func:`web.services.progression.
     used_result`) and the engine's stay beside them as ``engine_progression`` /
     ``engine_pfs``, so that no screen shows one call without saying the other exists.
     """
     summary = subject_summary(result)
     if used is None or not result:
         return summary
-    from web.progression import used_result
+    from web.services.progression import used_result
 
     as_used = subject_summary(used_result(build_case(subject), result, used))
     return {
@@ -245,7 +245,7 @@ def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None
     grid = build_grid(case, result) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
     audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
-    from web.progression import subject_row
+    from web.services.progression import subject_row
 
     review = subject_row(session, row)
     used = review.used if review is not None and review.override is not None else None
@@ -498,7 +498,7 @@ def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
 @requires("enter_measurements")
 def upload(trial_code: str, subject_code: str) -> Any:
     """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
-    from web.uploads import match_segments, measure_upload, non_targets_segmented
+    from web.services.uploads import match_segments, measure_upload, non_targets_segmented
 
     session = db_session()
     row = get_subject(session, trial_code, subject_code)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from web.central import set_central_review
 from web.services import SYSTEM, create_subject, create_trial, create_user
+from web.services.central import set_central_review
 
 pytestmark = pytest.mark.e2e
 

@@ -105,7 +105,7 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     # A refused save puts the cursor in the field the error names, marked invalid.
     page.fill("input[name=t_T01_mm]", "-27")
     page.click("text=Save follow-up")
-    page.locator("#error", has_text="target T01").wait_for()
+    page.locator("#error", has_text="lesion T01").wait_for()
     assert page.evaluate("document.activeElement.name") == "t_T01_mm"
     assert page.get_attribute("input[name=t_T01_mm]", "aria-invalid") == "true"
     # The refusal is an HTTP 400, which the browser logs as a failed load: that one only.

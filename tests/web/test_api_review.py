@@ -13,8 +13,6 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from tests.web.helpers import PD_READ, SD_READ, follow_up, read_subject
-from web.central import set_central_review, submit_read
-from web.progression import review_call
 from web.services import (
     SYSTEM,
     Actor,
@@ -24,7 +22,9 @@ from web.services import (
     create_user,
     save_timepoint,
 )
-from web.signing import sign_timepoint
+from web.services.central import set_central_review, submit_read
+from web.services.progression import review_call
+from web.services.signing import sign_timepoint
 from web.testing import PASSWORD, ROLES, bearer
 
 READER = Actor("reader", "reader")

@@ -16,10 +16,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from recist.cli import main
-from web.audit import GENESIS, AuditTamperError, drop_triggers, install_triggers, verify_chain
 from web.db import make_engine, upgrade
 from web.models import AuditRecord
 from web.services import create_subject
+from web.services.audit import (
+    GENESIS,
+    AuditTamperError,
+    drop_triggers,
+    install_triggers,
+    verify_chain,
+)
 from web.testing import seed_subject_with_follow_up
 
 
@@ -134,7 +140,7 @@ def test_verify_names_an_edited_record(trail: list[AuditRecord], unprotected: En
 def test_verify_names_the_link_after_a_record_rehashed_to_hide_an_edit(
     trail: list[AuditRecord], unprotected: Engine
 ) -> None:
-    from web.audit import hash_of
+    from web.services.audit import hash_of
 
     with Session(unprotected) as session:
         record = session.scalars(select(AuditRecord).where(AuditRecord.seq == 3)).one()
@@ -319,7 +325,7 @@ def test_readers_cannot_see_the_audit_trail(
 def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_quoted() -> None:
     from datetime import UTC, datetime
 
-    from web.audit import to_csv
+    from web.services.audit import to_csv
 
     record = AuditRecord(
         seq=1,

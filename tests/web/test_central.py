@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from tests.recist.conftest import fu
 from tests.web.helpers import PD_READ, SD_READ, central_read
-from web.central import adjudicate, metrics, overview, set_central_review, submit_read
 from web.services import (
     SYSTEM,
     Actor,
@@ -24,7 +23,8 @@ from web.services import (
     get_subject,
     get_trial,
 )
-from web.signing import SignatureRefused
+from web.services.central import adjudicate, metrics, overview, set_central_review, submit_read
+from web.services.signing import SignatureRefused
 from web.testing import PASSWORD, login
 
 R1 = Actor("reader", "reader")
@@ -164,7 +164,7 @@ def test_central_adtte_takes_death_from_the_subject_as_the_trial_plots_do(
 ) -> None:
     """A blinded read has no death date; once the reads are in, the export adds it."""
     from web.services import update_subject
-    from web.trial_plots import trial_plot
+    from web.services.plots import trial_plot
 
     # S-2 (SD in both reads, last assessment FU2 2021-04-26) dies 2021-05-20: within the
     # missed-visit window, so PFS is an event at death (§8), and OS is an event.

@@ -11,8 +11,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from web.audit import verify_chain
-from web.central import metrics, overview
 from web.demo import (
     DEMO_CASE_ARM,
     DEMO_CASE_FILE,
@@ -24,10 +22,12 @@ from web.demo import (
     seed_users,
 )
 from web.models import AuditRecord, Subject, Timepoint
-from web.progression import open_queries, queue
 from web.services import SYSTEM, get_subject, get_trial, update_subject
+from web.services.audit import verify_chain
+from web.services.central import metrics, overview
+from web.services.plots import trial_plot
+from web.services.progression import open_queries, queue
 from web.testing import login
-from web.trial_plots import trial_plot
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from endpoints.analysis import Observation
 from recist.jsonio import assess_json
 from tests.recist.conftest import case, fu
-from web.plots import BOR_COLOURS, kaplan_meier, spider, swimmer, waterfall
+from web.services.figures import BOR_COLOURS, kaplan_meier, spider, swimmer, waterfall
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from tests.web.helpers import follow_up, read_subject
 from web.models import AuditRecord
-from web.progression import answer_query, override_call, queue, review_call, subject_row
 from web.services import (
     Actor,
     ConcurrentEdit,
@@ -23,6 +22,7 @@ from web.services import (
     get_trial,
     save_timepoint,
 )
+from web.services.progression import answer_query, override_call, queue, review_call, subject_row
 from web.testing import login
 
 READER = Actor("reader", "reader")

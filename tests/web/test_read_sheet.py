@@ -13,10 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from web.central import reads_of, set_central_review
 from web.models import AuditRecord, CentralRead
 from web.read_sheet import Sheet, SheetError
 from web.services import SYSTEM, Actor, create_subject, get_subject
+from web.services.central import reads_of, set_central_review
 from web.testing import PASSWORD, login
 
 BL, FU1, FU2 = "2021-01-04", "2021-03-01", "2021-04-26"

@@ -23,7 +23,7 @@ from web.services import (
     save_baseline,
     save_timepoint,
 )
-from web.signing import SignatureRefused, sign_timepoint, unlock_timepoint
+from web.services.signing import SignatureRefused, sign_timepoint, unlock_timepoint
 from web.testing import PASSWORD, baseline_lesions, login
 
 READER = Actor("reader", "reader")

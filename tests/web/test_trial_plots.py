@@ -15,9 +15,7 @@ from sqlalchemy.orm import Session
 
 from recist.jsonio import assess_json
 from tests.recist.conftest import case, fu
-from web.central import adjudicate, set_central_review, submit_read
 from web.demo import TRAJECTORIES, synthetic_case
-from web.progression import override_call, review_call, subject_row, with_progression
 from web.services import (
     SYSTEM,
     Actor,
@@ -29,8 +27,10 @@ from web.services import (
     save_baseline,
     save_timepoint,
 )
+from web.services.central import adjudicate, set_central_review, submit_read
+from web.services.plots import trial_plot
+from web.services.progression import override_call, review_call, subject_row, with_progression
 from web.testing import PASSWORD, baseline_lesions, login
-from web.trial_plots import trial_plot
 
 READER = Actor("reader", "reader")
 ADJUDICATOR = Actor("adjudicator", "adjudicator")

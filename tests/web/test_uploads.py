@@ -18,8 +18,8 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from web.services import SYSTEM, import_case
+from web.services.uploads import UnsafeZip, check_zip, safe_extract
 from web.testing import login
-from web.uploads import UnsafeZip, check_zip, safe_extract
 
 DCMQI = (
     Path(__file__).resolve().parents[3]  # ../shared beside the checkout
@@ -423,7 +423,7 @@ def test_segments_without_a_lesion_id_go_to_targets_by_site_never_by_position(
 
 
 def test_an_ambiguous_or_unmatched_segment_is_listed_and_fills_nothing() -> None:
-    from web.uploads import match_segments
+    from web.services.uploads import match_segments
 
     case = {
         "lesions": [

@@ -24,11 +24,8 @@ from flask import jsonify, request, url_for
 
 from web import db_session
 from web.api import _body, _text_field, bp
-from web.audit import ACTIONS, AuditFilter, canonical_time, search, verify_chain
 from web.auth import actor, refuse_if_blinded, requires
-from web.central import adjudicate, metrics, overview
 from web.models import AuditRecord, CentralRead, ProgressionReview, Timepoint
-from web.progression import QueueRow, answer_query, override_call, queue, review_call, subject_row
 from web.services import (
     InvalidInput,
     NotFound,
@@ -37,7 +34,17 @@ from web.services import (
     get_timepoint,
     get_trial,
 )
-from web.signing import sign_timepoint, unlock_timepoint
+from web.services.audit import ACTIONS, AuditFilter, canonical_time, search, verify_chain
+from web.services.central import adjudicate, metrics, overview
+from web.services.progression import (
+    QueueRow,
+    answer_query,
+    override_call,
+    queue,
+    review_call,
+    subject_row,
+)
+from web.services.signing import sign_timepoint, unlock_timepoint
 
 CALLS = "/trials/<trial_code>/progression-calls"
 CALL = CALLS + "/<subject_code>"

@@ -20,7 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    from web.audit import GENESIS, install_triggers, record_hash
+    from web.services.audit import GENESIS, install_triggers, record_hash
 
     with op.batch_alter_table("audit_record", schema=None) as batch_op:
         batch_op.add_column(sa.Column("seq", sa.Integer(), nullable=True))
@@ -86,7 +86,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    from web.audit import drop_triggers
+    from web.services.audit import drop_triggers
 
     drop_triggers(op.get_bind())
     with op.batch_alter_table("audit_record", schema=None) as batch_op:

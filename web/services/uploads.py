@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from web.services import InvalidInput
+from web.errors import InvalidInput
 
 MAX_ENTRIES = 4000
 MAX_TOTAL_BYTES = 2 * 1024**3  # 2 GiB unpacked: a large CT series with its SEG

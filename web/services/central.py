@@ -25,20 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
+from web.errors import Conflict, InvalidInput, NotFound
 from web.models import Adjudication, CentralRead, Subject, Trial, utcnow
-from web.services import (
-    Actor,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    _Audit,
-    _engine_assess,
-    _flush,
-    get_subject,
-    get_trial,
-    list_subjects,
-)
-from web.signing import _check_password
+from web.services.cases import engine_assess
+from web.services.common import Actor, Audit, flush, get_subject, get_trial, list_subjects
+from web.services.signing import check_password
 
 CASE_KEYS = ("lesions", "timepoints")
 
@@ -48,7 +39,7 @@ def set_central_review(session: Session, actor: Actor, trial_code: str, *, on: b
     with write_transaction(session):
         trial = get_trial(session, trial_code)
         if trial.central_review != on:
-            _Audit(session, actor, "independent central review setting").log(
+            Audit(session, actor, "independent central review setting").log(
                 "update" if trial.central_review else "create",
                 "trial",
                 trial.code,
@@ -141,7 +132,7 @@ def submit_read(
         This reader has already read this subject.
     """
     check_read_shape(read)
-    _check_password(session, actor, password)
+    check_password(session, actor, password)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         if not subject.trial.central_review:
@@ -160,7 +151,7 @@ def submit_read(
                 f"subject {subject_code} already has its two independent reads", field="read"
             )
         case = blinded_case(subject, read)
-        result = _engine_assess(case)
+        result = engine_assess(case)
         row = CentralRead(
             subject_id=subject.id,
             slot=len(reads) + 1,
@@ -172,7 +163,7 @@ def submit_read(
         )
         session.add(row)
         key = f"{trial_code}/{subject_code}/read{row.slot}"
-        audit = _Audit(session, actor, "read complete")
+        audit = Audit(session, actor, "read complete")
         audit.log("create", "central_read", key, "result", None, _summary(result))
         audit.log(
             "sign", "central_read", key, "signature", None, f"{actor.username} · read complete"
@@ -188,7 +179,7 @@ def submit_read(
                 False,
                 True,
             )
-        _flush(session)
+        flush(session)
         return row
 
 
@@ -214,7 +205,7 @@ def adjudicate(
         raise InvalidInput("choose read 1 or read 2", field="accepted")
     if not rationale:
         raise InvalidInput("an adjudication needs a rationale", field="rationale")
-    _check_password(session, actor, password)
+    check_password(session, actor, password)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         reads = reads_of(session, subject)
@@ -245,7 +236,7 @@ def adjudicate(
         session.add(row)
         reads[accepted_slot - 1].accepted = True
         key = f"{trial_code}/{subject_code}"
-        audit = _Audit(session, actor, rationale)
+        audit = Audit(session, actor, rationale)
         audit.log("adjudicate", "adjudication", key, "accepted", None, f"read {accepted_slot}")
         audit.log(
             "sign",
@@ -255,7 +246,7 @@ def adjudicate(
             None,
             f"{actor.username} · adjudication complete",
         )
-        _flush(session)
+        flush(session)
         return row
 
 
@@ -353,7 +344,7 @@ def export_csv(session: Session, trial: Trial, domain: str) -> str:
         raise NotFound(
             f"there is no export {domain!r}; known: {', '.join(EXPORT_DOMAINS)}", field="domain"
         )
-    from web.progression import with_progression
+    from web.services.progression import with_progression
 
     assessed = []
     for row in overview(session, trial):
@@ -388,7 +379,7 @@ def unblinded_case(subject: Subject, read: CentralRead) -> dict[str, Any]:
     """A central read as a whole case for analysis, once the reads are in: the reader's
     lesions and timepoints with the subject's arm, randomisation, death and new-therapy
     dates (never part of a blinded read), the reader and the accepted flag."""
-    from web.services import build_case
+    from web.services.cases import build_case
 
     return {
         **build_case(subject),

@@ -17,16 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from web.audit import csv_safe
 from web.db import write_transaction
+from web.errors import ConcurrentEdit, InvalidInput
 from web.models import ProgressionReview, Subject, Timepoint, utcnow
-from web.services import (
-    Actor,
-    ConcurrentEdit,
-    InvalidInput,
-    _Audit,
-    get_subject,
-)
+from web.services.audit import csv_safe
+from web.services.common import Actor, Audit, get_subject
 
 # Which rule fired, from the engine's progression reason (docs/recist-rules.md ids).
 RULES = {
@@ -242,7 +237,7 @@ def _add(
             else "no progression"
         )
     )
-    _Audit(session, actor, comment).log(audit_action, "progression", key, action, engine, new)
+    Audit(session, actor, comment).log(audit_action, "progression", key, action, engine, new)
     return row
 
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
+from web.errors import Conflict, InvalidInput, ServiceError
 from web.models import Timepoint, utcnow
-from web.services import (
+from web.services.common import (
     Actor,
-    Conflict,
-    InvalidInput,
-    ServiceError,
-    _Audit,
-    _check_version,
-    _flush,
+    Audit,
     check_unlocked,
+    check_version,
+    flush,
     get_subject,
     get_timepoint,
 )
@@ -39,12 +37,12 @@ class SignatureRefused(ServiceError):
     code = "signature_refused"
 
 
-def _check_password(session: Session, actor: Actor, password: str) -> None:
+def check_password(session: Session, actor: Actor, password: str) -> None:
     """The signature's password check, counted like a login (its own transaction, before
     the signed write): a wrong password counts towards the account lock
     (``services.MAX_FAILED_LOGINS``), so that a stolen session or API token cannot be used
     to guess its owner's password through signing."""
-    from web.services import authenticate
+    from web.services.users import authenticate
 
     if authenticate(session, actor.username, password) is None:
         raise SignatureRefused(
@@ -94,22 +92,22 @@ def sign_timepoint(
             field="version",
             pointer="/version",
         )
-    _check_password(session, actor, password)
+    check_password(session, actor, password)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         tp = get_timepoint(subject, tp_code)
         check_unlocked(tp, subject_code)
-        _check_version(tp, expected_version, subject_code)
+        check_version(tp, expected_version, subject_code)
         now = utcnow()
         key = f"{trial_code}/{subject_code}/{tp_code}"
-        audit = _Audit(session, actor, meaning)
+        audit = Audit(session, actor, meaning)
         audit.log("sign", "timepoint", key, "signature", None, f"{actor.username} · {meaning}")
         audit.log("lock", "timepoint", key, "locked", False, True)
         tp.locked = True
         tp.signed_by = actor.username
         tp.signed_at = now
         tp.sign_meaning = meaning
-        _flush(session)
+        flush(session)
     return tp
 
 
@@ -150,7 +148,7 @@ def unlock_timepoint(
                 f"subject {subject_code}: timepoint {tp_code} is not locked", field="timepoint"
             )
         key = f"{trial_code}/{subject_code}/{tp_code}"
-        audit = _Audit(session, actor, reason)
+        audit = Audit(session, actor, reason)
         audit.log("unlock", "timepoint", key, "locked", True, False)
         audit.log(
             "unlock", "timepoint", key, "signature", f"{tp.signed_by} · {tp.sign_meaning}", None
@@ -159,5 +157,5 @@ def unlock_timepoint(
         tp.signed_by = None
         tp.signed_at = None
         tp.sign_meaning = None
-        _flush(session)
+        flush(session)
     return tp

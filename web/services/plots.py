@@ -1,13 +1,13 @@
-"""The trial page's plots: engine results and endpoint analyses → :mod:`web.plots`.
+"""The trial page's plots: engine results and endpoint analyses → :mod:`web.services.figures`.
 
 Every plot draws, per subject, the read and the progression call that analyses use, and
 says which (:data:`SOURCES`):
 
 * ``central``: in a trial with independent central review, the accepted central read
-  (read 1 of concordant reads, or the read the adjudicator accepted; :mod:`web.central`),
+  (read 1 of concordant reads, or the read the adjudicator accepted; :mod:`web.services.central`),
   with the subject's arm, randomisation and death dates;
 * ``override``: the site read with an adjudicator's override of its current progression
-  call (:func:`web.progression.used_call`): progression moved to another timepoint, or
+  call (:func:`web.services.progression.used_call`): progression moved to another timepoint, or
   none; PFS is derived again from it by the engine's rule (§8);
 * ``engine``: the site read with the engine's stored call.
 
@@ -26,8 +26,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from web.errors import NotFound
 from web.models import Trial
-from web.services import NotFound, build_case, list_subjects
+from web.services.cases import build_case
+from web.services.common import list_subjects
 
 # The y-axis of each Kaplan–Meier plot: the endpoint it estimates.
 KM_YLABELS = {
@@ -62,8 +64,8 @@ class Used:
 def used_reads(session: Session, trial: Trial) -> list[Used]:
     """Every subject with a read, as analyses use it (see the module docstring)."""
     from cdisc_io.cases import Assessed
-    from web.central import accepted_reads, unblinded_case
-    from web.progression import overrides, used_result, with_progression
+    from web.services.central import accepted_reads, unblinded_case
+    from web.services.progression import overrides, used_result, with_progression
 
     accepted = accepted_reads(session, trial) if trial.central_review else {}
     overridden = overrides(session, trial)
@@ -116,7 +118,8 @@ def _km_records(used: list[Used], endpoint: str) -> list[dict[str, Any]]:
 
 
 def trial_plot(session: Session, trial: Trial, kind: str) -> Any:
-    """The plot ``kind`` (a key of :data:`PLOTS`) of a trial, as a :class:`web.plots.Plot`.
+    """The plot ``kind`` (a key of :data:`PLOTS`) of a trial, as a
+    :class:`web.services.figures.Plot`.
 
     Raises
     ------
@@ -124,7 +127,7 @@ def trial_plot(session: Session, trial: Trial, kind: str) -> Any:
         ``kind`` is not a known plot.
     """
     from endpoints.analysis import Observation
-    from web import plots
+    from web.services import figures as plots
 
     if kind not in PLOTS:
         raise NotFound(f"there is no plot {kind!r}; known: {', '.join(PLOTS)}", field="kind")

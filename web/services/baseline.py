@@ -1,0 +1,297 @@
+"""The baseline: lesions selected with their baseline values; findings (R-MEAS, R-SEL,
+R-PLAUS-BLWINDOW) need a reason.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from web.db import write_transaction
+from web.errors import ConcurrentEdit, InvalidInput, ReasonRequired
+from web.models import (
+    SITES,
+    Lesion,
+    Subject,
+    Timepoint,
+    utcnow,
+)
+from web.services.cases import engine_assess, mm_of, parse_date, recompute, units_of, validated
+from web.services.common import (
+    Actor,
+    Audit,
+    check_code,
+    check_unlocked,
+    check_version,
+    clean_reason,
+    flush,
+    get_subject,
+    touch,
+)
+from web.services.timepoints import target_values, write_records
+
+BASELINE_KEYS = ("id", "date", "lesions", "version", "reason")
+
+
+_LESION_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def baseline_lesions(items: Any, subject_code: str | None = None) -> list[Any]:
+    """The ``lesions`` of a baseline entry (form or API), validated by the contract's
+    model (``recist.jsonio.BaselineLesionIn``: a lesion plus its baseline ``size`` or
+    ``state``), then the web's own storage rules: ids of 1–32 letters, digits, ``_`` or
+    ``-``, used once, and a site of the controlled list."""
+    from recist.jsonio import BaselineLesionIn
+
+    if not isinstance(items, list):
+        raise InvalidInput("lesions must be an array", field="lesions", pointer="/lesions")
+    out = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        pointer = f"/lesions/{index}"
+        named = item.get("id") if isinstance(item, dict) else None
+        le = validated(
+            BaselineLesionIn,
+            item,
+            subject=subject_code,
+            lesion=named if isinstance(named, str) and named else f"#{index + 1}",
+            base=("lesions", index),
+        )
+        if not _LESION_CODE.match(le.id):
+            raise InvalidInput(
+                f"lesion {index + 1}: id {le.id!r} must be 1–32 letters, digits, '_' or '-'",
+                field="id",
+                pointer=f"{pointer}/id",
+            )
+        if le.id in seen:
+            raise InvalidInput(
+                f"lesion {le.id}: the id is used twice", field="id", pointer=f"{pointer}/id"
+            )
+        seen.add(le.id)
+        if le.site not in SITES:
+            raise InvalidInput(
+                f"lesion {le.id}: site {le.site!r} is not in the controlled list "
+                f"({', '.join(SITES)})",
+                field="site",
+                pointer=f"{pointer}/site",
+            )
+        out.append(le)
+    return out
+
+
+def baseline_case(
+    subject: Subject | None,
+    *,
+    date_value: Any,
+    code: str,
+    lesions: list[Any],
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A baseline-only case from validated baseline lesions (for the live findings and
+    the save): the subject's randomisation date goes with it (R-PLAUS-BLWINDOW)."""
+    from recist.errors import CaseInputError
+    from recist.jsonio import baseline_timepoint, lesion_json
+
+    try:
+        timepoint = baseline_timepoint(lesions, code, date_value)
+    except CaseInputError as error:
+        index = next((i for i, le in enumerate(lesions) if le.id == error.lesion), None)
+        raise InvalidInput(
+            str(error),
+            field=error.field,
+            pointer=None if index is None else f"/lesions/{index}/{error.field}",
+            rule=error.rule,
+        ) from None
+    case: dict[str, Any] = {
+        "subject_id": subject.code if subject is not None else "new",
+        "settings": _baseline_settings(subject, settings),
+        "lesions": [lesion_json(le) for le in lesions],
+        "timepoints": [timepoint],
+    }
+    if subject is not None and subject.randomized_on is not None:
+        case["randomized_on"] = subject.randomized_on.isoformat()
+    return case
+
+
+def _baseline_settings(subject: Subject | None, settings: dict[str, Any] | None) -> dict[str, Any]:
+    if settings is not None:
+        return dict(settings)
+    return dict(subject.trial.settings) if subject is not None else {}
+
+
+def baseline_findings(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """The R-MEAS/R-SEL findings the engine reports for a baseline-only case."""
+    result = engine_assess(case)
+    return list(result.get("warnings") or [])
+
+
+def save_baseline(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    subject_code: str,
+    *,
+    date_value: Any,
+    lesions: Any,
+    code: str = "BL",
+    expected_version: int | None = None,
+    reason: str | None = None,
+) -> Subject:
+    """Select the baseline lesions and record their baseline sizes and states.
+
+    The engine's findings (R-MEAS, R-SEL) do not block the save, but saving a baseline
+    that has findings needs a ``reason``, which is kept in the audit trail.
+
+    Raises
+    ------
+    ReasonRequired
+        The baseline has findings and no reason was given (``details`` lists them).
+    ConcurrentEdit
+        The baseline was saved by someone else after ``expected_version``.
+    InvalidInput
+        Unknown site or kind, a target without a size, a date after a follow-up…
+    """
+    check_code(code, "visit", "id")
+    lesions = baseline_lesions(lesions, subject_code)
+    bl_date = parse_date(date_value, "date")
+    if bl_date is None:
+        raise InvalidInput("the baseline needs a date", field="date", pointer="/date")
+    reason = clean_reason(reason)
+    if not lesions:
+        raise InvalidInput(
+            "a baseline needs at least one lesion (R-SEL-3)", field="lesions", pointer="/lesions"
+        )
+    with write_transaction(session):
+        subject = get_subject(session, trial_code, subject_code, lock=True)
+        try:
+            findings = baseline_findings(
+                baseline_case(subject, date_value=bl_date, code=code, lesions=lesions)
+            )
+        except InvalidInput as error:
+            error.pointer = _baseline_pointer(error.pointer, lesions)
+            raise
+        if findings and reason is None:
+            raise ReasonRequired(
+                f"subject {subject_code}: the baseline breaks {len(findings)} selection rule(s) "
+                f"({', '.join(sorted({f['rule'] for f in findings}))}); saving anyway needs a "
+                "reason",
+                field="reason",
+                pointer="/reason",
+                details=findings,
+            )
+        audit = Audit(session, actor, reason)
+        key = f"{trial_code}/{subject_code}"
+        baseline = subject.timepoints[0] if subject.timepoints else None
+        if baseline is not None:
+            if expected_version is None:
+                raise ConcurrentEdit(
+                    f"subject {subject_code}: the baseline already exists (version "
+                    f"{baseline.version}); open it, or send its version, to change it",
+                    field="version",
+                    pointer="/version",
+                )
+            check_version(baseline, expected_version, subject_code)
+            for signed in subject.timepoints:
+                # Baseline lesions reach into every follow-up's records.
+                check_unlocked(signed, subject_code)
+            if len(subject.timepoints) > 1 and bl_date > subject.timepoints[1].date:
+                first = subject.timepoints[1]
+                raise InvalidInput(
+                    f"subject {subject_code}: baseline date {bl_date.isoformat()} is after the "
+                    f"follow-up {first.code} ({first.date.isoformat()}); dates must not go "
+                    "backwards",
+                    field="date",
+                    pointer="/date",
+                )
+        elif expected_version is not None:
+            raise ConcurrentEdit(
+                f"subject {subject_code}: the baseline you edited no longer exists; reload",
+                field="version",
+                pointer="/version",
+            )
+        existing = {le.code: le for le in subject.lesions}
+        wanted = {le.id for le in lesions}
+        for old_code, old in existing.items():
+            if old_code not in wanted:
+                audit.log("delete", "lesion", f"{key}/{old_code}", None, old.kind, None)
+                # Its records at every timepoint go with it (the database would cascade,
+                # but the loaded timepoints must not keep assessing a deleted lesion).
+                for tp in subject.timepoints:
+                    for rec in [r for r in tp.records if r.lesion is old]:
+                        tp.records.remove(rec)
+                        session.delete(rec)
+                subject.lesions.remove(old)
+                session.delete(old)
+        rows: dict[str, Lesion] = {}
+        for position, le in enumerate(lesions):
+            row = existing.get(le.id)
+            lkey = f"{key}/{le.id}"
+            if row is None:
+                row = Lesion(code=le.id, position=position, kind=le.kind, site=le.site)
+                subject.lesions.append(row)
+                audit.log("create", "lesion", lkey)
+            row.position = position
+            write_lesion(audit, lkey, row, le)
+            rows[le.id] = row
+        flush(session)
+        if baseline is None:
+            baseline = Timepoint(code=code, date=bl_date)
+            subject.timepoints.insert(0, baseline)
+            audit.log("create", "timepoint", f"{key}/{code}", "date", None, bl_date)
+        else:
+            if audit.change("timepoint", f"{key}/{baseline.code}", "code", baseline.code, code):
+                baseline.code = code
+            if audit.change("timepoint", f"{key}/{code}", "date", baseline.date, bl_date):
+                baseline.date = bl_date
+        from recist.jsonio import baseline_timepoint
+
+        timepoint = baseline_timepoint(lesions, code, bl_date)
+        targets = target_values(timepoint["targets"], subject_code, code)
+        write_records(
+            session, audit, subject, baseline, rows, targets, timepoint["non_targets"], {}
+        )
+        touch(baseline, actor)
+        subject.updated_at = utcnow()
+        recompute(subject, focus=code)
+        flush(session)
+    return subject
+
+
+def write_lesion(audit: Audit, key: str, row: Lesion, le: Any) -> None:
+    """A validated lesion (``recist.jsonio.LesionIn``) into its row, one audit record per
+    changed field, with the values as stored (sizes in mm at the engine's precision)."""
+    values: dict[str, Any] = {
+        "kind": le.kind,
+        "site": le.site,
+        "nodal": le.nodal,
+        "treated_on": le.treated_on,
+        "treatment": le.treatment or None,
+        "modality": le.modality or None,
+    }
+    for name, value in values.items():
+        if audit.change("lesion", key, name, getattr(row, name, None), value):
+            setattr(row, name, value)
+    units = None if le.slice_thickness_mm is None else units_of(le.slice_thickness_mm)
+    old = None if row.slice_thickness_units is None else mm_of(row.slice_thickness_units)
+    if audit.change(
+        "lesion", key, "slice_thickness_mm", old, None if units is None else mm_of(units)
+    ):
+        row.slice_thickness_units = units
+
+
+def _baseline_pointer(pointer: str | None, lesions: list[Any]) -> str | None:
+    """Re-point an engine error on a baseline-only case into the baseline request body."""
+    if pointer is None:
+        return None
+    index = {le.id: i for i, le in enumerate(lesions)}
+    for group, field_name in (("targets", "size"), ("non_targets", "state")):
+        prefix = f"/timepoints/0/{group}/"
+        if pointer.startswith(prefix):
+            code = pointer.removeprefix(prefix).split("/")[0].replace("~1", "/").replace("~0", "~")
+            if code in index:
+                return f"/lesions/{index[code]}/{field_name}"
+    if pointer.startswith("/timepoints/0/"):
+        return "/" + pointer.removeprefix("/timepoints/0/")
+    return pointer
