@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from web import config as web_config
-from web.db import make_engine, make_session_factory
+from web.db import close_request_session, make_engine, make_session_factory
 
 csrf = CSRFProtect()
 
@@ -75,21 +74,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)
 
     app.before_request(_limit_body)
-    app.teardown_appcontext(_close_session)
+    app.teardown_appcontext(close_request_session)
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _handle_error)
     return app
-
-
-def db_session() -> Session:
-    """The request's database session (opened on first use, closed at teardown)."""
-    from flask import current_app
-
-    session: Session | None = g.get("db_session")
-    if session is None:
-        session = current_app.extensions["recist_sessions"]()
-        g.db_session = session
-    return session
 
 
 # Only a study upload may be large; a form or a JSON case never needs more than this.
@@ -100,12 +88,6 @@ def _limit_body() -> None:
     if request.endpoint != "views.upload":
         limit = request.max_content_length
         request.max_content_length = min(limit, MAX_BODY_BYTES) if limit else MAX_BODY_BYTES
-
-
-def _close_session(_exc: BaseException | None) -> None:
-    session: Session | None = g.pop("db_session", None)
-    if session is not None:
-        session.close()
 
 
 def _security_headers(response: Any) -> Any:

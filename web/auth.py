@@ -136,7 +136,7 @@ def request_user() -> User | None:
     if "request_user" in g:
         user: User | None = g.request_user
         return user
-    from web import db_session
+    from web.db import db_session
 
     user = None
     if request.path.startswith("/api/"):
@@ -174,7 +174,7 @@ def _blinding_guard() -> None:
         return
     from sqlalchemy import select
 
-    from web import db_session
+    from web.db import db_session
     from web.models import Trial
 
     central = db_session().scalar(select(Trial.central_review).where(Trial.code == trial_code))
@@ -191,7 +191,7 @@ def init_app(app: Flask) -> None:
 
     @login_manager.user_loader  # type: ignore[untyped-decorator]
     def _load(user_id: str) -> User | None:
-        from web import db_session
+        from web.db import db_session
 
         if not user_id.isdigit():
             return None
@@ -226,7 +226,7 @@ def _safe_next(target: str | None) -> str:
     error_message=_login_refused_message,
 )
 def login() -> Any:
-    from web import db_session
+    from web.db import db_session
 
     error = None
     if request.method == "POST":

@@ -137,3 +137,27 @@ def sqlite_url_for(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def db_session() -> Session:
+    """The request's database session (opened on first use, closed at teardown).
+
+    Pages and the API reach it as ``web.services.request_session``: they hand it to
+    the services, which are the only code that writes through it.
+    """
+    from flask import current_app, g
+
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = current_app.extensions["recist_sessions"]()
+        g.db_session = session
+    return session
+
+
+def close_request_session(_exc: BaseException | None) -> None:
+    """Close the request's session at the end of the request (teardown)."""
+    from flask import g
+
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()

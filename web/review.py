@@ -20,11 +20,10 @@ from flask import (
     url_for,
 )
 
-from web import db_session
 from web.auth import actor, refuse_if_blinded, requires
 from web.models import SITES
 from web.read_sheet import Sheet, SheetError
-from web.services import InvalidInput, ServiceError, get_subject, get_trial
+from web.services import InvalidInput, ServiceError, get_subject, get_trial, request_session
 from web.services.audit import ACTIONS, AuditFilter, entities, search, to_csv
 from web.services.progression import (
     answer_query,
@@ -50,7 +49,7 @@ def _filters() -> AuditFilter:
 
 
 def _audit_scope(trial_code: str, subject_code: str | None) -> tuple[Any, Any, str]:
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     if subject_code is None:
         return trial, None, trial.code
@@ -73,7 +72,7 @@ def subject_audit(trial_code: str, subject_code: str) -> Any:
 def _audit_page(trial_code: str, subject_code: str | None) -> Any:
     filters = _filters()
     trial, subject, key = _audit_scope(trial_code, subject_code)
-    session = db_session()
+    session = request_session()
     records = search(session, key, filters, limit=PAGE_LIMIT + 1)
     return render_template(
         "audit.html",
@@ -103,7 +102,7 @@ def subject_audit_csv(trial_code: str, subject_code: str) -> Any:
 def _audit_csv(trial_code: str, subject_code: str | None) -> Any:
     filters = _filters()
     _trial, _subject, key = _audit_scope(trial_code, subject_code)
-    body = to_csv(search(db_session(), key, filters, limit=None))
+    body = to_csv(search(request_session(), key, filters, limit=None))
     name = key.replace("/", "_") + "_audit.csv"
     return Response(
         body,
@@ -130,7 +129,7 @@ def sign(trial_code: str, subject_code: str, tp_code: str) -> Any:
     version = form.get("version", "")
     try:
         sign_timepoint(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -152,7 +151,7 @@ def sign(trial_code: str, subject_code: str, tp_code: str) -> Any:
 def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
     try:
         unlock_timepoint(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -171,7 +170,7 @@ def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
 @bp.route("/trials/<trial_code>/progression")
 @requires("view")
 def progression_queue(trial_code: str) -> Any:
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     refuse_if_blinded(trial)
     rows = queue(session, trial)
@@ -181,7 +180,7 @@ def progression_queue(trial_code: str) -> Any:
 @bp.route("/trials/<trial_code>/progression.csv")
 @requires("view")
 def progression_csv(trial_code: str) -> Any:
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     refuse_if_blinded(trial)
     return Response(
@@ -201,7 +200,7 @@ def _progression_page(trial_code: str, subject_code: str, error: ServiceError | 
     from web.grid import build_grid
     from web.services import build_case
 
-    session = db_session()
+    session = request_session()
     subject = get_subject(session, trial_code, subject_code)
     refuse_if_blinded(subject.trial)
     case = build_case(subject)
@@ -240,7 +239,7 @@ def progression_review(trial_code: str, subject_code: str) -> Any:
         trial_code,
         subject_code,
         lambda: review_call(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -260,7 +259,7 @@ def progression_answer(trial_code: str, subject_code: str) -> Any:
         trial_code,
         subject_code,
         lambda: answer_query(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -279,7 +278,7 @@ def progression_override(trial_code: str, subject_code: str) -> Any:
         trial_code,
         subject_code,
         lambda: override_call(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -299,9 +298,9 @@ def progression_override(trial_code: str, subject_code: str) -> Any:
 def plot_svg(trial_code: str, kind: str) -> Any:
     from web.services.plots import trial_plot
 
-    trial = get_trial(db_session(), trial_code)
+    trial = get_trial(request_session(), trial_code)
     refuse_if_blinded(trial)
-    plot = trial_plot(db_session(), trial, kind)
+    plot = trial_plot(request_session(), trial, kind)
     headers = {}
     if request.args.get("download"):
         headers["Content-Disposition"] = f'attachment; filename="{trial_code}_{kind}.svg"'
@@ -313,9 +312,9 @@ def plot_svg(trial_code: str, kind: str) -> Any:
 def plot_csv(trial_code: str, kind: str) -> Any:
     from web.services.plots import points_csv, trial_plot
 
-    trial = get_trial(db_session(), trial_code)
+    trial = get_trial(request_session(), trial_code)
     refuse_if_blinded(trial)
-    plot = trial_plot(db_session(), trial, kind)
+    plot = trial_plot(request_session(), trial, kind)
     return Response(
         points_csv(plot),
         mimetype="text/csv",
@@ -332,7 +331,7 @@ def central_setting(trial_code: str) -> Any:
     from web.services.central import set_central_review
 
     on = request.form.get("central_review") == "on"
-    set_central_review(db_session(), actor(), trial_code, on=on)
+    set_central_review(request_session(), actor(), trial_code, on=on)
     flash("Independent central review " + ("on." if on else "off."))
     return redirect(url_for("views.trial", trial_code=trial_code))
 
@@ -342,7 +341,7 @@ def central_setting(trial_code: str) -> Any:
 def central_review(trial_code: str) -> Any:
     from web.services.central import metrics, overview
 
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     rows = overview(session, trial)
     return render_template("central_review.html", trial=trial, rows=rows, metrics=metrics(rows))
@@ -353,9 +352,9 @@ def central_review(trial_code: str) -> Any:
 def central_export(trial_code: str, domain: str) -> Any:
     from web.services.central import export_csv
 
-    trial = get_trial(db_session(), trial_code)
+    trial = get_trial(request_session(), trial_code)
     return Response(
-        export_csv(db_session(), trial, domain),
+        export_csv(request_session(), trial, domain),
         mimetype="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{trial.code}_central_{domain}.csv"'
@@ -368,7 +367,7 @@ def central_export(trial_code: str, domain: str) -> Any:
 def central_reads(trial_code: str) -> Any:
     from web.services.central import overview
 
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     me = actor().username
     # Only what a blinded reader may know: the subject id and whether *they* read it.
@@ -388,7 +387,7 @@ def central_read(trial_code: str, subject_code: str) -> Any:
     ``add_rows`` (the worksheet again, larger: the page works without JavaScript)."""
     from web.services.central import reads_of, submit_read
 
-    session = db_session()
+    session = request_session()
     error: ServiceError | None = None
     outcome = None
     form = request.form
@@ -500,7 +499,7 @@ def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
 def adjudication(trial_code: str, subject_code: str) -> Any:
     from web.services.central import adjudicate, overview
 
-    session = db_session()
+    session = request_session()
     error = None
     if request.method == "POST":
         slot = request.form.get("accepted", "")

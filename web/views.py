@@ -10,7 +10,6 @@ from typing import Any
 
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
-from web import db_session
 from web.auth import actor, allowed, blinded, refuse_if_blinded, request_user_role, requires
 from web.forms import (
     NEW_BASELINE_ROWS,
@@ -40,6 +39,7 @@ from web.services import (
     get_trial,
     list_subjects,
     list_trials,
+    request_session,
     save_baseline,
     save_timepoint,
     subject_counts,
@@ -72,8 +72,8 @@ def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
     return (
         render_template(
             "trials.html",
-            trials=list_trials(db_session()),
-            counts=subject_counts(db_session()),
+            trials=list_trials(request_session()),
+            counts=subject_counts(request_session()),
             defaults=Settings().to_dict(),
             error=error,
             form=form or {},
@@ -129,7 +129,7 @@ def trial_create() -> Any:
                 code, _, name = line.partition(":")
                 arms.append((code.strip(), name.strip() or code.strip()))
         trial_row = create_trial(
-            db_session(),
+            request_session(),
             actor(),
             code=form.get("code", "").strip(),
             title=form.get("title", "").strip(),
@@ -149,7 +149,7 @@ def trial(trial_code: str) -> Any:
 
 
 def _trial_page(trial_code: str, error: ServiceError | None = None, form: Any = None) -> Any:
-    session = db_session()
+    session = request_session()
     trial_row = get_trial(session, trial_code)
     if blinded(request_user_role(), trial_row):
         # Independent central review: a reader's view of the trial is their reading list.
@@ -213,7 +213,7 @@ def subject_create(trial_code: str) -> Any:
     form = request.form
     try:
         subject = create_subject(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             code=form.get("code", "").strip(),
@@ -237,7 +237,7 @@ def subject(trial_code: str, subject_code: str) -> Any:
 
 
 def _subject_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
-    session = db_session()
+    session = request_session()
     row = get_subject(session, trial_code, subject_code)
     refuse_if_blinded(row.trial)
     case = build_case(row)
@@ -277,7 +277,7 @@ def subject_update(trial_code: str, subject_code: str) -> Any:
     }
     try:
         update_subject(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -297,7 +297,7 @@ def subject_update(trial_code: str, subject_code: str) -> Any:
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline", methods=["GET", "POST"])
 @requires("enter_measurements")
 def baseline(trial_code: str, subject_code: str) -> Any:
-    session = db_session()
+    session = request_session()
     row = get_subject(session, trial_code, subject_code)
     case = build_case(row)
     version = row.timepoints[0].version if row.timepoints else None
@@ -362,7 +362,7 @@ def _baseline_page(
 @requires("enter_measurements")
 def baseline_check(trial_code: str, subject_code: str) -> Any:
     """Findings (R-MEAS, R-SEL) for the baseline form as typed; used by the page's script."""
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     try:
         # The same validation as Save (one contract); targets still without a size are
         # left out of the live check, which reports the findings of what is typed so far.
@@ -398,7 +398,7 @@ def timepoint_edit(trial_code: str, subject_code: str, tp_code: str) -> Any:
 
 
 def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> Any:
-    session = db_session()
+    session = request_session()
     row = get_subject(session, trial_code, subject_code)
     if not row.timepoints:
         flash("Enter the baseline first.")
@@ -480,7 +480,7 @@ def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
     form = request.form
     try:
         delete_timepoint(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -500,7 +500,7 @@ def upload(trial_code: str, subject_code: str) -> Any:
     """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
     from web.services.uploads import match_segments, measure_upload, non_targets_segmented
 
-    session = db_session()
+    session = request_session()
     row = get_subject(session, trial_code, subject_code)
     case = build_case(row)
     measured = None

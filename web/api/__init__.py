@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request, url_for
 
 from recist.safejson import INVALID_JSON, PAYLOAD_TOO_LARGE, JsonInputError, loads, size_text
-from web import MAX_BODY_BYTES, db_session
+from web import MAX_BODY_BYTES
 from web.api.openapi import openapi_document
 from web.auth import actor, public, requires
 from web.services import (
@@ -29,6 +29,7 @@ from web.services import (
     import_case,
     list_subjects,
     list_trials,
+    request_session,
     save_baseline,
     save_timepoint,
     timepoint_as_dict,
@@ -189,7 +190,7 @@ def assess() -> Any:
 @bp.route("/trials", methods=["GET"])
 @requires("view")
 def trials() -> Any:
-    return jsonify({"trials": [_trial_json(t) for t in list_trials(db_session())]})
+    return jsonify({"trials": [_trial_json(t) for t in list_trials(request_session())]})
 
 
 @bp.route("/trials", methods=["POST"])
@@ -200,7 +201,7 @@ def trial_create() -> Any:
     if not isinstance(arms, list) or not all(isinstance(a, dict) and "code" in a for a in arms):
         raise InvalidInput("arms must be an array of {code, name}", field="arms", pointer="/arms")
     trial = create_trial(
-        db_session(),
+        request_session(),
         actor(),
         code=body.get("code"),  # type: ignore[arg-type]
         title=str(body.get("title") or ""),
@@ -213,13 +214,13 @@ def trial_create() -> Any:
 @bp.route("/trials/<trial_code>", methods=["GET"])
 @requires("view")
 def trial(trial_code: str) -> Any:
-    return jsonify(_trial_json(get_trial(db_session(), trial_code)))
+    return jsonify(_trial_json(get_trial(request_session(), trial_code)))
 
 
 @bp.route("/trials/<trial_code>/subjects", methods=["GET"])
 @requires("view")
 def subjects(trial_code: str) -> Any:
-    session = db_session()
+    session = request_session()
     rows = list_subjects(session, get_trial(session, trial_code))
     return jsonify({"subjects": [_subject_summary(s) for s in rows]})
 
@@ -238,7 +239,7 @@ def subject_create(trial_code: str) -> Any:
             pointer=f"/{extra[0]}",
         )
     subject = create_subject(
-        db_session(),
+        request_session(),
         actor(),
         trial_code,
         code=body.get("subject_id"),  # type: ignore[arg-type]
@@ -254,14 +255,14 @@ def subject_create(trial_code: str) -> Any:
 @requires("import_cases")
 def case_import(trial_code: str) -> Any:
     """Create a subject with its lesions and timepoints from one case of the contract."""
-    subject = import_case(db_session(), actor(), trial_code, _body())
+    subject = import_case(request_session(), actor(), trial_code, _body())
     return jsonify({**_subject_summary(subject), "result": subject.result_json}), 201
 
 
 @bp.route(SUBJECT, methods=["GET"])
 @requires("view")
 def subject(trial_code: str, subject_code: str) -> Any:
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     case = build_case(row)
     for item, tp in zip(case["timepoints"], row.timepoints, strict=True):
         item["version"] = tp.version
@@ -275,7 +276,7 @@ def subject_update(trial_code: str, subject_code: str) -> Any:
     version = body.pop("version", None)
     reason = body.pop("reason", None)
     row = update_subject(
-        db_session(),
+        request_session(),
         actor(),
         trial_code,
         subject_code,
@@ -290,14 +291,14 @@ def subject_update(trial_code: str, subject_code: str) -> Any:
 @requires("view")
 def result(trial_code: str, subject_code: str) -> Any:
     """The engine's result for the subject: responses per timepoint, BOR, PFS."""
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     return jsonify({"subject_id": row.code, "result": row.result_json})
 
 
 @bp.route(SUBJECT + "/lesions", methods=["GET"])
 @requires("view")
 def lesions(trial_code: str, subject_code: str) -> Any:
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     return jsonify({"lesions": build_case(row)["lesions"]})
 
 
@@ -311,7 +312,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     if extra:
         raise InvalidInput(f"unknown key {extra[0]!r}", field=extra[0], pointer=f"/{extra[0]}")
     row = save_baseline(
-        db_session(),
+        request_session(),
         actor(),
         trial_code,
         subject_code,
@@ -327,7 +328,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
 @bp.route(SUBJECT + "/timepoints", methods=["GET"])
 @requires("view")
 def timepoints(trial_code: str, subject_code: str) -> Any:
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     return jsonify({"timepoints": [timepoint_as_dict(row, tp) for tp in row.timepoints]})
 
 
@@ -336,14 +337,16 @@ def timepoints(trial_code: str, subject_code: str) -> Any:
 def timepoint_create(trial_code: str, subject_code: str) -> Any:
     body = _body()
     reason = body.pop("reason", None)
-    row, tp = save_timepoint(db_session(), actor(), trial_code, subject_code, body, reason=reason)
+    row, tp = save_timepoint(
+        request_session(), actor(), trial_code, subject_code, body, reason=reason
+    )
     return jsonify({"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}), 201
 
 
 @bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["GET"])
 @requires("view")
 def timepoint(trial_code: str, subject_code: str, tp_code: str) -> Any:
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     return jsonify(timepoint_as_dict(row, get_timepoint(row, tp_code)))
 
 
@@ -362,7 +365,7 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
         )
     body.setdefault("id", tp_code)
     row, tp = save_timepoint(
-        db_session(),
+        request_session(),
         actor(),
         trial_code,
         subject_code,
@@ -379,7 +382,7 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
 def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
     body = _body()
     row = delete_timepoint(
-        db_session(),
+        request_session(),
         actor(),
         trial_code,
         subject_code,
@@ -394,7 +397,7 @@ def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
 @requires("view")
 def measurements(trial_code: str, subject_code: str, tp_code: str) -> Any:
     """One row per lesion at this timepoint (targets, non-targets, new lesions)."""
-    row = get_subject(db_session(), trial_code, subject_code)
+    row = get_subject(request_session(), trial_code, subject_code)
     item = timepoint_as_dict(row, get_timepoint(row, tp_code))
     rows: list[dict[str, Any]] = []
     for code, value in item["targets"].items():

@@ -22,7 +22,6 @@ from typing import Any
 
 from flask import jsonify, request, url_for
 
-from web import db_session
 from web.api import _body, _text_field, bp
 from web.auth import actor, refuse_if_blinded, requires
 from web.models import AuditRecord, CentralRead, ProgressionReview, Timepoint
@@ -33,6 +32,7 @@ from web.services import (
     get_subject,
     get_timepoint,
     get_trial,
+    request_session,
 )
 from web.services.audit import ACTIONS, AuditFilter, canonical_time, search, verify_chain
 from web.services.central import adjudicate, metrics, overview
@@ -160,7 +160,7 @@ def _call_json(row: QueueRow) -> dict[str, Any]:
 
 
 def _current_row(trial_code: str, subject_code: str) -> dict[str, Any]:
-    session = db_session()
+    session = request_session()
     session.expire_all()
     subject = get_subject(session, trial_code, subject_code)
     refuse_if_blinded(subject.trial)
@@ -178,7 +178,7 @@ def _current_row(trial_code: str, subject_code: str) -> dict[str, Any]:
 def progression_calls(trial_code: str) -> Any:
     """Every PD call of the trial: rule fired, numbers, reader, sign-off, review state, and
     the call used for analysis beside the engine's."""
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     refuse_if_blinded(trial)
     return jsonify({"progression_calls": [_call_json(row) for row in queue(session, trial)]})
@@ -198,7 +198,7 @@ def progression_review(trial_code: str, subject_code: str) -> Any:
     body = _body_with(*keys)
     with _pointing_into(keys):
         review_call(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -217,7 +217,7 @@ def progression_answer(trial_code: str, subject_code: str) -> Any:
     body = _body_with(*keys)
     with _pointing_into(keys):
         answer_query(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -243,7 +243,7 @@ def progression_override(trial_code: str, subject_code: str) -> Any:
         )
     with _pointing_into(keys):
         override_call(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -273,7 +273,7 @@ def _signature_json(trial_code: str, subject_code: str, tp: Timepoint) -> dict[s
 
 
 def _signature_of(trial_code: str, subject_code: str, tp_code: str) -> dict[str, Any]:
-    session = db_session()
+    session = request_session()
     session.expire_all()
     tp = get_timepoint(get_subject(session, trial_code, subject_code), tp_code)
     return _signature_json(trial_code, subject_code, tp)
@@ -299,7 +299,7 @@ def sign(trial_code: str, subject_code: str, tp_code: str) -> Any:
     version = body.get("version")
     with _pointing_into(keys):
         sign_timepoint(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,
@@ -319,7 +319,12 @@ def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
     body = _body_with(*keys)
     with _pointing_into(keys):
         unlock_timepoint(
-            db_session(), actor(), trial_code, subject_code, tp_code, reason=_text(body, "reason")
+            request_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            reason=_text(body, "reason"),
         )
     return jsonify(_signature_of(trial_code, subject_code, tp_code))
 
@@ -373,7 +378,7 @@ def _audit_query() -> tuple[AuditFilter, int]:
 
 def _audit(key: str) -> Any:
     filters, limit = _audit_query()
-    records = search(db_session(), key, filters, limit=limit + 1)
+    records = search(request_session(), key, filters, limit=limit + 1)
     return jsonify(
         {
             "scope": key,
@@ -388,14 +393,14 @@ def _audit(key: str) -> Any:
 @requires("view_audit")
 def trial_audit(trial_code: str) -> Any:
     """The trial's audit records, newest first, filtered like the audit page."""
-    return _audit(get_trial(db_session(), trial_code).code)
+    return _audit(get_trial(request_session(), trial_code).code)
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/audit", methods=["GET"])
 @requires("view_audit")
 def subject_audit(trial_code: str, subject_code: str) -> Any:
     """The subject's audit records (its lesions, timepoints, measurements, reviews…)."""
-    subject = get_subject(db_session(), trial_code, subject_code)
+    subject = get_subject(request_session(), trial_code, subject_code)
     return _audit(f"{subject.trial.code}/{subject.code}")
 
 
@@ -403,7 +408,7 @@ def subject_audit(trial_code: str, subject_code: str) -> Any:
 @requires("view_audit")
 def audit_verify() -> Any:
     """Walk the whole hash chain (as ``recist audit verify``) and report the first break."""
-    report = verify_chain(db_session().connection())
+    report = verify_chain(request_session().connection())
     return jsonify(
         {
             "intact": report.intact,
@@ -457,7 +462,7 @@ def _central_json(row: Any, *, full: bool) -> dict[str, Any]:
 
 
 def _central_row(trial_code: str, subject_code: str) -> Any:
-    session = db_session()
+    session = request_session()
     session.expire_all()
     trial = get_trial(session, trial_code)
     subject = get_subject(session, trial_code, subject_code)
@@ -469,7 +474,7 @@ def _central_row(trial_code: str, subject_code: str) -> Any:
 def central_review(trial_code: str) -> Any:
     """Every subject's reads (reader, BOR, progression, accepted), disagreement and
     adjudication, with the adjudication rate and each reader's adjudications won and lost."""
-    session = db_session()
+    session = request_session()
     trial = get_trial(session, trial_code)
     rows = overview(session, trial)
     return jsonify(
@@ -498,7 +503,7 @@ def adjudication(trial_code: str, subject_code: str) -> Any:
     slot = body.get("accepted")
     with _pointing_into(keys):
         adjudicate(
-            db_session(),
+            request_session(),
             actor(),
             trial_code,
             subject_code,

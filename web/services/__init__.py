@@ -17,6 +17,7 @@ they all share. The names below are the layer's public interface.
 
 from __future__ import annotations
 
+from web.db import db_session as request_session
 from web.errors import (
     ConcurrentEdit,
     Conflict,
@@ -128,6 +129,7 @@ __all__ = [
     "list_subjects",
     "list_trials",
     "ordered_timepoints",
+    "request_session",
     "save_baseline",
     "save_timepoint",
     "set_password",
