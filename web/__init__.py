@@ -62,12 +62,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     csrf.init_app(app)
 
-    from web import api, auth, review, views
+    from web import api, auth, pages
 
     auth.init_app(app)
     app.register_blueprint(auth.bp)
-    app.register_blueprint(views.bp)
-    app.register_blueprint(review.bp)
+    app.register_blueprint(pages.views)
+    app.register_blueprint(pages.review)
     app.register_blueprint(api.bp)
     # The API authenticates with bearer tokens only (never the session cookie), so a
     # forged cross-site request carries no credentials and needs no CSRF token.

@@ -240,7 +240,7 @@ def login() -> Any:
             login_user(user)
             return redirect(_safe_next(request.args.get("next")))
     status = 401 if error else 200
-    return render_template("login.html", error=error), status
+    return render_template("auth/login.html", error=error), status
 
 
 @bp.route("/logout", methods=["POST"])

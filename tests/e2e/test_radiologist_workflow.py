@@ -106,6 +106,8 @@ def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_updat
     page.fill("input[name=t_T01_mm]", "-27")
     page.click("text=Save follow-up")
     page.locator("#error", has_text="lesion T01").wait_for()
+    # The page's script moves the cursor once it has run (after the error is shown).
+    page.wait_for_function("document.activeElement && document.activeElement.name === 't_T01_mm'")
     assert page.evaluate("document.activeElement.name") == "t_T01_mm"
     assert page.get_attribute("input[name=t_T01_mm]", "aria-invalid") == "true"
     # The refusal is an HTTP 400, which the browser logs as a failed load: that one only.

@@ -1,4 +1,4 @@
-"""The follow-up form's reference line (web.grid.follow_up_reference): the PR and PD sums it
+"""The follow-up form's reference line (web.pages.grid.follow_up_reference): the PR and PD sums it
 shows come from the engine's thresholds (recist.target.pr_max_sum, pd_min_sum) and agree
 with the engine's own call on a follow-up whose sum is the one shown, or 0.1 mm beyond it,
 including sums finer than 0.1 mm (R-EXACT)."""
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from recist.jsonio import assess_json
-from web.grid import follow_up_reference
+from web.pages.grid import follow_up_reference
 
 BASELINE = date(2021, 1, 4)
 

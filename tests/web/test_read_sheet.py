@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from web.models import AuditRecord, CentralRead
-from web.read_sheet import Sheet, SheetError
+from web.pages.read_sheet import Sheet, SheetError
 from web.services import SYSTEM, Actor, create_subject, get_subject
 from web.services.central import reads_of, set_central_review
 from web.testing import PASSWORD, login

@@ -1,0 +1,48 @@
+"""The HTML pages: thin blueprints that turn form posts into service calls
+(:mod:`web.services`) and results into templates; they never write themselves.
+
+Split by the same areas as the services: ``trials``, ``subjects``, ``baseline``,
+``timepoints``, ``uploads`` (blueprint ``views``) and ``audit``, ``signing``,
+``progression``, ``plots``, ``central`` (blueprint ``review``); ``forms``, ``grid`` and
+``read_sheet`` translate between form fields and the case contract. Each blueprint's
+templates live in its own folder (``templates/views/``, ``templates/review/``); the shared
+layout (``base.html``, ``error.html``) stays at the top.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+views = Blueprint("views", __name__)
+review = Blueprint("review", __name__)
+
+# Importing the area modules registers their routes on the two blueprints.
+from web.pages import (  # noqa: E402
+    audit,
+    baseline,
+    central,
+    common,
+    plots,
+    progression,
+    signing,
+    subjects,
+    timepoints,
+    trials,
+    uploads,
+)
+
+__all__ = [
+    "audit",
+    "baseline",
+    "central",
+    "common",
+    "plots",
+    "progression",
+    "review",
+    "signing",
+    "subjects",
+    "timepoints",
+    "trials",
+    "uploads",
+    "views",
+]

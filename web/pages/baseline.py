@@ -1,0 +1,115 @@
+"""The baseline form and its live check (the engine's findings as the reader types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, jsonify, redirect, render_template, request, url_for
+
+from web.auth import actor, requires
+from web.models import SITES
+from web.pages import views as bp
+from web.pages.common import version_of
+from web.pages.forms import (
+    NEW_BASELINE_ROWS,
+    baseline_form_values,
+    baseline_rows,
+    lesions_from_form,
+)
+from web.services import (
+    ReasonRequired,
+    ServiceError,
+    baseline_case,
+    baseline_findings,
+    baseline_lesions,
+    build_case,
+    get_subject,
+    request_session,
+    save_baseline,
+)
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline", methods=["GET", "POST"])
+@requires("enter_measurements")
+def baseline(trial_code: str, subject_code: str) -> Any:
+    session = request_session()
+    row = get_subject(session, trial_code, subject_code)
+    case = build_case(row)
+    version = row.timepoints[0].version if row.timepoints else None
+    if request.method == "GET":
+        return _baseline_page(row, baseline_form_values(case), version, None, [])
+    form = request.form
+    values: dict[str, Any] = {
+        "date": form.get("date", ""),
+        "code": form.get("code", "BL") or "BL",
+        "rows": baseline_rows(form),
+    }
+    posted_version = version_of(form.get("version"))
+    try:
+        lesions = lesions_from_form(form)
+        save_baseline(
+            session,
+            actor(),
+            trial_code,
+            subject_code,
+            date_value=values["date"],
+            code=values["code"],
+            lesions=lesions,
+            expected_version=posted_version,
+            reason=form.get("reason"),
+        )
+    except ReasonRequired as error:
+        return _baseline_page(row, values, posted_version, error, error.details)
+    except ServiceError as error:
+        return _baseline_page(row, values, posted_version, error, [])
+    flash("Baseline saved.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+def _baseline_page(
+    row: Any,
+    values: dict[str, Any],
+    version: int | None,
+    error: ServiceError | None,
+    findings: list[dict[str, Any]],
+) -> Any:
+    if len(values["rows"]) < NEW_BASELINE_ROWS:
+        values["rows"] = (
+            values["rows"]
+            + baseline_form_values(None)["rows"][: NEW_BASELINE_ROWS - len(values["rows"])]
+        )
+    return (
+        render_template(
+            "views/baseline.html",
+            trial=row.trial,
+            subject=row,
+            values=values,
+            version=version,
+            error=error,
+            findings=findings,
+            sites=SITES,
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline/check", methods=["POST"])
+@requires("enter_measurements")
+def baseline_check(trial_code: str, subject_code: str) -> Any:
+    """Findings (R-MEAS, R-SEL) for the baseline form as typed; used by the page's script."""
+    row = get_subject(request_session(), trial_code, subject_code)
+    try:
+        # The same validation as Save (one contract); targets still without a size are
+        # left out of the live check, which reports the findings of what is typed so far.
+        typed = [
+            le for le in lesions_from_form(request.form) if le["kind"] != "target" or "size" in le
+        ]
+        case = baseline_case(
+            row,
+            date_value=request.form.get("date") or row.randomized_on or "2000-01-01",
+            code=request.form.get("code") or "BL",
+            lesions=baseline_lesions(typed, subject_code),
+        )
+        return jsonify({"findings": baseline_findings(case), "error": None})
+    except ServiceError as error:
+        return jsonify({"findings": [], "error": error.message})

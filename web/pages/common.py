@@ -1,0 +1,57 @@
+"""What the page modules share: the response colour filter, reading a posted version,
+and the signed token that carries an upload's measurements with the pre-filled form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from web.errors import InvalidInput
+from web.pages import views as bp
+from web.pages.grid import response_css
+
+
+@bp.app_template_filter("response_css")
+def _response_css(code: str | None) -> str:
+    return response_css(code)
+
+
+def version_of(text: str | None) -> int | None:
+    """The version a form posted (a whole number), or ``None`` when it posted none."""
+    if text and text.isascii() and text.isdigit() and len(text) <= 9:
+        return int(text)
+    return None
+
+
+# What imaging_io measured travels with the pre-filled form, signed, so that the saved
+# follow-up keeps it as evidence without trusting the browser with it.
+IMAGING_SALT = "recist-imaging-evidence"
+
+
+IMAGING_MAX_AGE_S = 24 * 3600
+
+
+def _imaging_serializer() -> Any:
+    from flask import current_app
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=IMAGING_SALT)
+
+
+def imaging_from_token(token: str) -> dict[str, Any]:
+    from itsdangerous import BadSignature
+
+    try:
+        evidence: dict[str, Any] = _imaging_serializer().loads(token, max_age=IMAGING_MAX_AGE_S)
+    except BadSignature:
+        raise InvalidInput(
+            "the imaging measurements attached to this form are not valid (altered, or older "
+            "than a day); upload the study again",
+            field="imaging",
+        ) from None
+    return evidence
+
+
+def imaging_token(evidence: dict[str, Any]) -> str:
+    """The signed token of an upload's measurements, carried by the pre-filled form."""
+    token: str = _imaging_serializer().dumps(evidence)
+    return token

@@ -1,0 +1,140 @@
+"""Follow-up forms: enter, edit (with the version it edits) and delete a timepoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+
+from web.auth import actor, requires
+from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
+from web.pages import views as bp
+from web.pages.common import imaging_from_token, version_of
+from web.pages.forms import (
+    timepoint_form_values,
+    timepoint_from_form,
+    timepoint_values_from_post,
+)
+from web.pages.grid import follow_up_reference
+from web.pages.subjects import subject_page
+from web.services import (
+    ServiceError,
+    build_case,
+    delete_timepoint,
+    get_subject,
+    get_timepoint,
+    request_session,
+    save_timepoint,
+    timepoint_as_dict,
+)
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
+@requires("enter_measurements")
+def timepoint_new(trial_code: str, subject_code: str) -> Any:
+    return _timepoint_form(trial_code, subject_code, None)
+
+
+@bp.route(
+    "/trials/<trial_code>/subjects/<subject_code>/timepoints/<tp_code>", methods=["GET", "POST"]
+)
+@requires("enter_measurements")
+def timepoint_edit(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    return _timepoint_form(trial_code, subject_code, tp_code)
+
+
+def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> Any:
+    session = request_session()
+    row = get_subject(session, trial_code, subject_code)
+    if not row.timepoints:
+        flash("Enter the baseline first.")
+        return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject_code))
+    case = build_case(row)
+    tp = get_timepoint(row, tp_code) if tp_code is not None else None
+    if tp is not None and tp is row.timepoints[0]:
+        return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject_code))
+    stored = timepoint_as_dict(row, tp) if tp is not None else None
+    version = tp.version if tp is not None else None
+    if request.method == "GET":
+        values = timepoint_form_values(stored, case)
+        return timepoint_page(row, case, values, tp_code, version, None)
+    form = request.form
+    posted_version = version_of(form.get("version"))
+    token = form.get("imaging") or None
+    try:
+        data = timepoint_from_form(form, case)
+        imaging = imaging_from_token(token) if token else None
+        _subject, saved = save_timepoint(
+            session,
+            actor(),
+            trial_code,
+            subject_code,
+            data,
+            expected_version=posted_version,
+            original_code=tp_code,
+            reason=form.get("reason") or None,
+            imaging=imaging,
+        )
+    except ServiceError as error:
+        values = timepoint_values_from_post(form, case)
+        return timepoint_page(
+            row, case, values, tp_code, posted_version, error, imaging_token=token
+        )
+    flash(f"Timepoint {saved.code} saved; the assessment was recomputed.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+def timepoint_page(
+    row: Any,
+    case: dict[str, Any],
+    values: dict[str, Any],
+    tp_code: str | None,
+    version: int | None,
+    error: ServiceError | None,
+    imaging_token: str | None = None,
+) -> Any:
+    stored = next((t for t in row.timepoints if tp_code and t.code == tp_code), None)
+    return (
+        render_template(
+            "views/timepoint.html",
+            locked=stored if stored is not None and stored.locked else None,
+            reference=follow_up_reference(case, row.result_json, tp_code),
+            imaging_token=imaging_token,
+            trial=row.trial,
+            subject=row,
+            case=case,
+            values=values,
+            tp_code=tp_code,
+            version=version,
+            error=error,
+            sites=SITES,
+            target_states=TARGET_STATES,
+            non_target_states=NON_TARGET_STATES,
+            targets=[le for le in case["lesions"] if le["kind"] == "target"],
+            non_targets=[le for le in case["lesions"] if le["kind"] != "target"],
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+@bp.route(
+    "/trials/<trial_code>/subjects/<subject_code>/timepoints/<tp_code>/delete", methods=["POST"]
+)
+@requires("enter_measurements")
+def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """Delete a follow-up entered by mistake (version and reason required; audited)."""
+    form = request.form
+    try:
+        delete_timepoint(
+            request_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            expected_version=version_of(form.get("version")),
+            reason=form.get("reason"),
+        )
+    except ServiceError as error:
+        return subject_page(trial_code, subject_code, error)
+    flash(f"Timepoint {tp_code} deleted; the assessment was recomputed.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))

@@ -1,0 +1,170 @@
+"""Trial pages: the trial list and creation (with protocol settings), a trial's subjects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+
+from web.auth import actor, allowed, blinded, request_user_role, requires
+from web.pages import views as bp
+from web.pages.grid import subject_summary
+from web.services import (
+    InvalidInput,
+    ServiceError,
+    build_case,
+    create_trial,
+    get_trial,
+    list_subjects,
+    list_trials,
+    request_session,
+    subject_counts,
+)
+from web.services.plots import PLOTS
+
+
+@bp.route("/")
+@requires("view")
+def trials() -> Any:
+    return _trials_page()
+
+
+def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
+    from recist.settings import Settings
+
+    return (
+        render_template(
+            "views/trials.html",
+            trials=list_trials(request_session()),
+            counts=subject_counts(request_session()),
+            defaults=Settings().to_dict(),
+            error=error,
+            form=form or {},
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+# Protocol settings on the trial form: (name, kind); kinds mirror recist.settings.Settings.
+SETTING_FIELDS = (
+    ("confirmation", "flag"),
+    ("confirmation_min_days", "days"),
+    ("confirmation_max_ne_between", "days"),
+    ("sd_min_days", "days"),
+    ("visit_interval_days", "days_or_off"),
+    ("pr_hold", "flag"),
+    ("strict", "flag"),
+    ("cut_at_new_therapy", "flag"),
+    ("previously_treated_targets", "flag"),
+    ("progression_date", "choice"),
+)
+
+
+def _settings_from_form(form: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for name, kind in SETTING_FIELDS:
+        raw = form.get(f"s_{name}", "").strip()
+        if kind == "flag":
+            settings[name] = raw == "on"
+        elif kind == "choice":
+            settings[name] = raw or "earliest"
+        elif raw == "" and kind == "days_or_off":
+            settings[name] = None
+        else:
+            if not raw.isdigit():
+                raise InvalidInput(
+                    f"setting {name}: {raw!r} is not a whole number of days",
+                    field=f"settings.{name}",
+                )
+            settings[name] = int(raw)
+    return settings
+
+
+@bp.route("/trials", methods=["POST"])
+@requires("manage_trials")
+def trial_create() -> Any:
+    """Create a trial with its arms ("CODE: name" per line) and protocol settings."""
+    form = request.form
+    try:
+        arms = []
+        for line in form.get("arms", "").splitlines():
+            if line.strip():
+                code, _, name = line.partition(":")
+                arms.append((code.strip(), name.strip() or code.strip()))
+        trial_row = create_trial(
+            request_session(),
+            actor(),
+            code=form.get("code", "").strip(),
+            title=form.get("title", "").strip(),
+            settings=_settings_from_form(form),
+            arms=arms,
+        )
+    except ServiceError as error:
+        return _trials_page(error, form)
+    flash(f"Trial {trial_row.code} created.")
+    return redirect(url_for("views.trial", trial_code=trial_row.code))
+
+
+@bp.route("/trials/<trial_code>", methods=["GET"])
+@requires("view")
+def trial(trial_code: str) -> Any:
+    return trial_page(trial_code)
+
+
+def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = None) -> Any:
+    session = request_session()
+    trial_row = get_trial(session, trial_code)
+    if blinded(request_user_role(), trial_row):
+        # Independent central review: a reader's view of the trial is their reading list.
+        return redirect(url_for("review.central_reads", trial_code=trial_code))
+    from web.services.progression import open_queries, overrides
+
+    overridden = overrides(session, trial_row)
+    rows = [
+        (s, summary_as_used(s, s.result_json, overridden.get(s.id)))
+        for s in list_subjects(session, trial_row)
+    ]
+
+    # Queries on progression calls go back to the readers: list them where they look.
+    queries = (
+        open_queries(session, trial_row) if allowed(request_user_role(), "answer_queries") else []
+    )
+    status = error.status if error is not None else 200
+    return (
+        render_template(
+            "views/trial.html",
+            trial=trial_row,
+            rows=rows,
+            plots=PLOTS,
+            queries=queries,
+            error=error,
+            form=form or {},
+        ),
+        status,
+    )
+
+
+def summary_as_used(
+    subject: Any, result: dict[str, Any] | None, used: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A subject's summary with the progression call analyses use.
+
+    Without an override this is the engine's result. With one, progression and PFS are
+    the override's (PFS derived again by the engine's rule, :func:`web.services.progression.
+    used_result`) and the engine's stay beside them as ``engine_progression`` /
+    ``engine_pfs``, so that no screen shows one call without saying the other exists.
+    """
+    summary = subject_summary(result)
+    if used is None or not result:
+        return summary
+    from web.services.progression import used_result
+
+    as_used = subject_summary(used_result(build_case(subject), result, used))
+    return {
+        **summary,
+        "progression": as_used["progression"],
+        "pfs": as_used["pfs"],
+        "engine_progression": summary["progression"],
+        "engine_pfs": summary["pfs"],
+        "override": used,
+    }

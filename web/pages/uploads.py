@@ -1,0 +1,90 @@
+"""Study upload: a zipped DICOM study measured by imaging_io to pre-fill a follow-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, render_template, request
+
+from web.auth import requires
+from web.pages import views as bp
+from web.pages.common import imaging_token
+from web.pages.forms import (
+    timepoint_form_values,
+)
+from web.pages.timepoints import timepoint_page
+from web.services import (
+    InvalidInput,
+    ServiceError,
+    build_case,
+    get_subject,
+    get_timepoint,
+    request_session,
+    timepoint_as_dict,
+)
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/upload", methods=["GET", "POST"])
+@requires("enter_measurements")
+def upload(trial_code: str, subject_code: str) -> Any:
+    """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
+    from web.services.uploads import match_segments, measure_upload, non_targets_segmented
+
+    session = request_session()
+    row = get_subject(session, trial_code, subject_code)
+    case = build_case(row)
+    measured = None
+    error: ServiceError | None = None
+    if request.method == "POST":
+        file = request.files.get("study")
+        try:
+            if file is None or not file.filename:
+                raise InvalidInput("choose a .zip file holding the study", field="study")
+            measured = measure_upload(file.stream)
+        except ServiceError as exc:
+            error = exc
+    if measured is not None and not measured.get("lesions"):
+        error = InvalidInput("the study holds no segmented lesion to measure", field="study")
+    follow_ups = [tp.code for tp in row.timepoints[1:]]
+    if measured is not None and error is None:
+        # For an existing follow-up the stored values are kept where nothing was measured.
+        target = request.form.get("timepoint") or None
+        tp = get_timepoint(row, target) if target in follow_ups else None
+        stored = timepoint_as_dict(row, tp) if tp is not None else None
+        prefill, notes, sources = match_segments(case, measured)
+        evidence = {"image": measured.get("image") or {}, "lesions": sources}
+        values = timepoint_form_values(stored, case)
+        for code, mm in prefill.items():
+            values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
+        for code, label in non_targets_segmented(case, measured).items():
+            # A segmented non-target is there; whether it progressed unequivocally
+            # (R-NT-PD) is the reader's call, never the pre-fill's.
+            values["non_targets"][code] = "present"
+            notes.append(f"{code} ← segment {label!r}: present (judge progression yourself)")
+        study_date = (measured.get("image") or {}).get("study_date")
+        if study_date and not values["date"]:
+            values["date"] = study_date
+            notes.append(f"scan date {study_date} from the study")
+        flash(
+            "Measured from the uploaded study; check every value before saving. " + "; ".join(notes)
+        )
+        return timepoint_page(
+            row,
+            case,
+            values,
+            tp.code if tp else None,
+            tp.version if tp else None,
+            None,
+            imaging_token=imaging_token(evidence),
+        )
+    return (
+        render_template(
+            "views/upload.html", trial=row.trial, subject=row, error=error, follow_ups=follow_ups
+        ),
+        error.status if error is not None else 200,
+    )
+
+
+# The imaging evidence travels in the form between the upload and the save: signed with
+# the application's key, so what is stored is what imaging_io measured, not what a
+# browser sent back.
