@@ -25,7 +25,8 @@ from collections import defaultdict
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from cdisc_io.sdtm_import import INVESTIGATOR, NODAL_WORDS
+from cdisc_io.sdtm_import import INVESTIGATOR
+from recist.lesions import names_a_node
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,7 +82,7 @@ def _number_text(value: float) -> str:
 def _loc(lesion: dict[str, Any]) -> str:
     site = str(lesion.get("site") or "").upper()
     site = "" if site == "UNSPECIFIED" else site
-    if lesion.get("nodal") and not any(word in site for word in NODAL_WORDS):
+    if lesion.get("nodal") and not names_a_node(site):
         site = f"{site} LYMPH NODE".strip()
     return site
 

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdisc_io.dates import ImputationRule, ParsedDate, covers, is_partial, parse_dtc
 from cdisc_io.errors import CdiscFileError
+from recist.lesions import names_a_node
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,8 +65,6 @@ KNOWN_TESTS = (*SIZE_TESTS, "TUMSTATE", "SUMDIAM")
 ROLES = {"TARGET": "target", "NON-TARGET": "non-target", "NEW": "new"}
 NOT_DONE = "NOT DONE"
 TOO_SMALL_WORDS = ("TOO SMALL",)
-NODAL_WORDS = ("LYMPH NODE", "NODE", "NODAL")
-
 NON_TARGET_STATES = {
     "PRESENT": "present",
     "ABSENT": "absent",
@@ -152,11 +151,6 @@ def _col(frame: pd.DataFrame, name: str) -> list[str]:
     return [""] * len(frame)
 
 
-def _is_nodal(site: str) -> bool:
-    upper = site.upper()
-    return any(word in upper for word in NODAL_WORDS)
-
-
 def read_tu(
     frame: pd.DataFrame, *, file: str, notices: list[Notice]
 ) -> dict[tuple[str, str], dict[str, _TuLesion]]:
@@ -198,7 +192,7 @@ def read_tu(
                 column=column,
             )
         reader = reader_of(ev, evid)
-        lesion = _TuLesion(link, role, loc, _is_nodal(loc), acpt.upper() == "Y", row)
+        lesion = _TuLesion(link, role, loc, names_a_node(loc), acpt.upper() == "Y", row)
         known = out[(subject, reader)].get(link)
         if known is not None:
             if (known.role, known.site) != (lesion.role, lesion.site):

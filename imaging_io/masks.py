@@ -57,7 +57,3 @@ class LesionMask:
                    (offset[0] + lo[0], offset[1] + lo[1], offset[2] + lo[2]), **extra)
 
 
-def looks_nodal(*texts: str | None) -> bool:
-    """A lymph node by its name or coded meaning (R-MEAS-2 judges nodes on the short axis)."""
-    words = " ".join(t.lower() for t in texts if t)
-    return "lymph node" in words or "lymph-node" in words or " node" in f" {words}"

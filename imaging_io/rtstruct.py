@@ -20,7 +20,8 @@ from numpy.typing import NDArray
 
 from imaging_io.errors import ImagingInputError
 from imaging_io.grid import Grid
-from imaging_io.masks import LesionMask, looks_nodal
+from imaging_io.masks import LesionMask
+from recist.lesions import names_a_node
 
 # A contour must lie within this fraction of a slice spacing of an image slice.
 _SLICE_TOL = 0.25
@@ -142,9 +143,9 @@ def _roi_mask(path: Path, name: str, number: int, roi: Any, grid: Grid) -> Lesio
         by_slice[round(k)].append(index[:, 1:])
     if not by_slice:
         return LesionMask(name, number, np.zeros((0, 0, 0), dtype=bool), (0, 0, 0),
-                          nodal=looks_nodal(name))
+                          nodal=names_a_node(name))
     k_lo, k_hi = min(by_slice), max(by_slice) + 1
     full = np.zeros((k_hi - k_lo, grid.shape[1], grid.shape[2]), dtype=bool)
     for k, polygons in by_slice.items():
         full[k - k_lo] = fill_even_odd(polygons, grid.shape[1:])
-    return LesionMask.from_full(name, number, full, (k_lo, 0, 0), nodal=looks_nodal(name))
+    return LesionMask.from_full(name, number, full, (k_lo, 0, 0), nodal=names_a_node(name))

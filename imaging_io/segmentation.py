@@ -28,8 +28,9 @@ from numpy.typing import NDArray
 
 from imaging_io.errors import ImagingInputError
 from imaging_io.grid import Grid
-from imaging_io.masks import LesionMask, looks_nodal
+from imaging_io.masks import LesionMask
 from imaging_io.series import is_sitk_file, read_dicom_header
+from recist.lesions import names_a_node
 
 FRACTIONAL_THRESHOLD = 0.5
 # A label map with more distinct values than this is an image given by mistake.
@@ -310,7 +311,7 @@ def read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...] = 
         prop = getattr(description, "segmented_property_type", None)
         extra = {
             "tracking_id": str(tracking) if tracking else None,
-            "nodal": looks_nodal(label, getattr(prop, "meaning", None)),
+            "nodal": names_a_node(label, getattr(prop, "meaning", None)),
         }
         planes, slices, row0, col0 = _seg_planes(p, seg, number, grid, image_sop_uids)
         binary = planes >= fractional_threshold if fractional else planes > 0

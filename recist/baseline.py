@@ -21,6 +21,7 @@ from recist.lesions import (
     format_mm,
     length_to_mm,
     mm_to_length,
+    names_a_node,
 )
 
 # R-MEAS-1: least longest diameter of a measurable non-nodal lesion, by modality.
@@ -226,14 +227,9 @@ def _is_measurable_target(lesion: Lesion, size: Length) -> bool:
 _TARGET_MINIMUM: dict[tuple[str, bool, str | None, float | None], Length] = {}
 
 
-def site_names_a_node(site: str) -> bool:
-    """Whether a lesion's site is a lymph node (``lymph node``, ``axillary lymph node``…)."""
-    return "lymph node" in site or site in ("node", "nodes")
-
-
 def organ_of(lesion: Lesion) -> str:
     """The organ a lesion counts towards for R-SEL-1 (R-SEL-2 groups nodes and pairs)."""
-    if lesion.nodal or site_names_a_node(lesion.site):
+    if lesion.nodal or names_a_node(lesion.site):
         return LYMPH_NODE_ORGAN
     return _ALIAS_TO_ORGAN.get(lesion.site, lesion.site)
 
@@ -249,7 +245,7 @@ def check_baseline(case: Case) -> list[Finding]:
     targets = case.target_lesions
     for lesion in targets:
         value = baseline.target(lesion.id)
-        if not lesion.nodal and site_names_a_node(lesion.site):
+        if not lesion.nodal and names_a_node(lesion.site):
             # Not a refusal (the reader may know better), but never silent: a node
             # entered as non-nodal is followed on its long axis and can never be CR by
             # the < 10 mm short-axis rule.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -33,6 +34,18 @@ MAX_SIZE_MM = 1000
 
 # R-PLAUS-DATE: no assessment, scan or event of a living trial is dated before this.
 EARLIEST_DATE = date(1900, 1, 1)
+
+
+# A lymph node by its words (R-MEAS-2, R-SEL-2): "lymph node", "axillary node", "nodal
+# disease", "LYMPH NODE" (SDTM), "lymph-node" (a segment label); never "lymphangitic" or
+# "nodule". The one definition the engine, imaging_io, cdisc_io and the web use.
+_NODE_WORDS = re.compile(r"\b(?:lymph|nodes?|nodal)\b|lymph-?node", re.IGNORECASE)
+
+
+def names_a_node(*texts: str | None) -> bool:
+    """Whether any of ``texts`` (a site, a segment label, a coded meaning) names a lymph
+    node."""
+    return any(text and _NODE_WORDS.search(text) for text in texts)
 
 
 def date_problem(when: date, today: date | None = None) -> str | None:

@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from recist.lesions import names_a_node
 from web.errors import InvalidInput
 
 MAX_ENTRIES = 4000
@@ -277,13 +278,10 @@ def non_targets_segmented(case: dict[str, Any], measured: dict[str, Any]) -> dic
     return out
 
 
-NODAL_WORDS = ("node", "nodal", "lymph")
-
-
 def _fits_site(lesion: dict[str, Any], item: dict[str, Any]) -> bool:
     """Whether a segment's label or node flag points at this target's anatomy."""
     label = str(item.get("label") or "").lower()
-    is_node = bool(item.get("nodal")) or any(word in label for word in NODAL_WORDS)
+    is_node = bool(item.get("nodal")) or names_a_node(label)
     if bool(lesion.get("nodal")) != is_node:
         return False
     if is_node:
