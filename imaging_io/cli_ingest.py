@@ -41,16 +41,19 @@ def run(args: argparse.Namespace) -> int:
     from imaging_io.cli import READER_ERRORS, report_error
     from imaging_io.errors import ImagingInputError
     from imaging_io.ingest import ingest_study
+    from recist.safejson import JsonInputError, loads
 
     case_path = Path(args.case)
     try:
-        case = json.loads(case_path.read_text(encoding="utf-8"))
+        # The same limited reader as every other way in (depth, number length, NaN,
+        # duplicate keys, UTF-8), naming the file, line and column.
+        case = loads(case_path.read_bytes(), source=str(case_path))
     except OSError as exc:
         print(f"recist ingest: {case_path}: cannot read the case JSON ({exc.strerror or exc})",
               file=sys.stderr)  # fmt: skip
         return 2
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        print(f"recist ingest: {case_path}: cannot read the case JSON ({exc})", file=sys.stderr)
+    except JsonInputError as exc:
+        print(f"recist ingest: cannot read the case JSON: {exc}", file=sys.stderr)
         return 2
     if not isinstance(case, dict):
         print(f"recist ingest: {case_path}: expected one case (a JSON object)", file=sys.stderr)

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from datetime import date
 from typing import Any, TextIO
 
 from recist.errors import RecistError
@@ -29,11 +30,26 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="json (default): the contract's JSON; table: a readable per-timepoint table",
     )
     parser.add_argument(
+        "--today",
+        type=_iso_day,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the day dates are judged against: a date after it is refused (R-PLAUS-DATE; "
+        "default: today)",
+    )
+    parser.add_argument(
         "--keep-going",
         action="store_true",
         help="in a batch, assess the valid cases and report the others (exit status 2 "
         "if any was refused)",
     )
+
+
+def _iso_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def read_cases(text: str | bytes, name: str) -> tuple[str, CaseInput]:
@@ -68,15 +84,17 @@ def _iter_results(
     render: Callable[[dict[str, Any]], str],
     keep_going: bool,
     errors: list[str],
+    today: date | None = None,
 ) -> Iterator[str]:
     """Each case assessed and rendered, in order; each refusal goes to ``errors`` as one
-    line naming the case (without ``keep_going`` the first one ends the batch)."""
+    line naming the case (without ``keep_going`` the first one ends the batch). Dates
+    after ``today`` are refused (R-PLAUS-DATE)."""
     for label, case, unreadable in cases:
         if unreadable is not None:
             errors.append(str(unreadable))  # names the line and the column already
         else:
             try:
-                text = render(assess_json(case))
+                text = render(assess_json(case, today=today))
             except RecistError as error:
                 errors.append(f"{label}: {error}")
             except Exception as error:  # noqa: BLE001 - one case's bug must not end the batch
@@ -162,7 +180,12 @@ def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str]:
 
 
 def assess_batch(
-    cases: Iterable[JsonCase], form: str, fmt: str, keep_going: bool, errors: list[str]
+    cases: Iterable[JsonCase],
+    form: str,
+    fmt: str,
+    keep_going: bool,
+    errors: list[str],
+    today: date | None = None,
 ) -> list[str]:
     """Assess the cases in order and render each result as soon as it is made.
 
@@ -171,7 +194,7 @@ def assess_batch(
     fraction of the memory of holding every result tree, and less time. Refusals go to
     ``errors``; without ``keep_going`` the first one ends the batch.
     """
-    return list(_iter_results(cases, _renderer(form, fmt), keep_going, errors))
+    return list(_iter_results(cases, _renderer(form, fmt), keep_going, errors, today))
 
 
 def _write_joined(out: TextIO, texts: list[str], sep: str, start: str = "") -> None:
@@ -208,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     form = cases.form
     errors: list[str] = []
-    rendered = assess_batch(cases, form, args.format, args.keep_going, errors)
+    today = args.today or date.today()
+    rendered = assess_batch(cases, form, args.format, args.keep_going, errors, today)
     if errors and not args.keep_going:
         print(f"recist assess: {errors[0]}", file=sys.stderr)
         return EXIT_INPUT

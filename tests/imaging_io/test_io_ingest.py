@@ -134,7 +134,7 @@ def test_cli_ingest_refuses_an_unwritable_output_in_one_line(
 
 @pytest.mark.parametrize(("make", "message"), [
     (lambda p: p.mkdir(), "Is a directory"),
-    (lambda p: p.write_text(""), "cannot read the case JSON (Expecting value"),
+    (lambda p: p.write_text(""), "malformed JSON: Expecting value at line 1, column 1"),
 ])
 def test_cli_ingest_refuses_a_folder_or_an_empty_file_as_the_case(
     tmp_path, capsys, make, message: str

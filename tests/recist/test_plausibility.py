@@ -4,6 +4,9 @@ window, reported) by the engine's contract, so every way in gives the same verdi
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 from datetime import date
 from typing import Any
 
@@ -155,3 +158,34 @@ def test_scan_dates_of_an_unknown_lesion_are_refused():
     case = changed(("timepoints", 1, "scan_dates"), {"T9": "2021-02-27"})
     error = refusal(case)
     assert (error.timepoint, error.lesion, error.field) == ("W8", "T9", "scan_dates")
+
+
+def _cli(case: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recist", "assess", "-", *args],
+        input=json.dumps(case),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_recist_assess_judges_dates_against_today_or_the_day_given():
+    case = changed(("timepoints", 1, "date"), "2099-03-01")
+    refused = _cli(case)  # today (the machine's date) is before 2099
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "timepoint W8, field date: 2099-03-01 is in the future" in refused.stderr
+    assert "(R-PLAUS-DATE)" in refused.stderr
+    accepted = _cli(case, "--today", "2099-12-31")
+    assert accepted.returncode == 0, accepted.stderr
+    assert json.loads(accepted.stdout)["timepoints"][1]["date"] == "2099-03-01"
+    bad = _cli(case, "--today", "someday")
+    assert bad.returncode == 2 and "'someday' is not a date (YYYY-MM-DD)" in bad.stderr
+
+
+def test_recist_assess_refuses_1e308_with_the_rule_not_a_traceback():
+    refused = _cli(changed(("timepoints", 1, "targets", "T1"), 1e308))
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert "not a plausible size (more than 1000 mm)" in refused.stderr
+    assert "(R-PLAUS-SIZE)" in refused.stderr
