@@ -10,7 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-S = "/trials/{trial_code}/subjects/{subject_code}"
+from web.api.openapi_paths import paths as all_paths
+from web.api.openapi_paths import ref
 
 _ERROR = {
     "type": "object",
@@ -117,38 +118,6 @@ _LESION = {
 }
 
 
-def _op(
-    summary: str,
-    permission: str | None,
-    *,
-    body: dict[str, Any] | None = None,
-    status: str = "200",
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            status: {"description": "OK", "content": {"application/json": {}}},
-            "400": {"$ref": "#/components/responses/Error"},
-            "401": {"$ref": "#/components/responses/Error"},
-            "403": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"},
-        },
-    }
-    if permission is None:
-        op["security"] = []
-    else:
-        op["x-permission"] = permission
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-        op["responses"]["409"] = {"$ref": "#/components/responses/Error"}
-        op["responses"]["422"] = {"$ref": "#/components/responses/Error"}
-    return op
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document as a dict."""
@@ -162,135 +131,7 @@ def openapi_document() -> dict[str, Any]:
     schemas["Error"] = _ERROR
     schemas["Timepoint"] = _TIMEPOINT
     schemas["BaselineLesion"] = _LESION
-    paths: dict[str, Any] = {
-        "/openapi.json": {"get": _op("This document", None)},
-        "/assess": {"post": _op("Assess one case (stateless)", "assess", body=_ref("Case"))},
-        "/trials": {
-            "get": _op("List trials", "view"),
-            "post": _op(
-                "Create a trial with protocol settings and arms",
-                "manage_trials",
-                body={
-                    "type": "object",
-                    "required": ["code"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "title": {"type": "string"},
-                        "settings": {"type": "object"},
-                        "arms": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["code"],
-                                "properties": {
-                                    "code": {"type": "string"},
-                                    "name": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                },
-                status="201",
-            ),
-        },
-        "/trials/{trial_code}": {"get": _op("One trial", "view")},
-        "/trials/{trial_code}/subjects": {
-            "get": _op("Subjects with BOR, progression and PFS", "view"),
-            "post": _op(
-                "Register a subject",
-                "manage_subjects",
-                body={
-                    "type": "object",
-                    "required": ["subject_id"],
-                    "properties": {
-                        "subject_id": {"type": "string"},
-                        "arm": {"type": "string"},
-                        "randomized_on": {"type": "string", "format": "date"},
-                        "died_on": {"type": "string", "format": "date"},
-                        "new_therapy_on": {"type": "string", "format": "date"},
-                    },
-                },
-                status="201",
-            ),
-        },
-        "/trials/{trial_code}/cases": {
-            "post": _op(
-                "Import a whole case as a new subject",
-                "import_cases",
-                body=_ref("Case"),
-                status="201",
-            )
-        },
-        S: {
-            "get": _op("A subject: its case (with timepoint versions) and result", "view"),
-            "patch": _op(
-                "Change arm or dates (version optional, reason kept in the audit trail)",
-                "manage_subjects",
-                body={
-                    "type": "object",
-                    "properties": {
-                        "arm": {"type": ["string", "null"]},
-                        "randomized_on": {"type": ["string", "null"]},
-                        "died_on": {"type": ["string", "null"]},
-                        "new_therapy_on": {"type": ["string", "null"]},
-                        "version": {"type": "integer"},
-                        "reason": {"type": "string"},
-                    },
-                },
-            ),
-        },
-        S + "/result": {"get": _op("Responses per timepoint, BOR and PFS", "view")},
-        S + "/lesions": {"get": _op("Baseline lesions", "view")},
-        S + "/baseline": {
-            "put": _op(
-                "Select baseline lesions; findings (R-MEAS, R-SEL) need a reason (422)",
-                "enter_measurements",
-                body={
-                    "type": "object",
-                    "required": ["date", "lesions"],
-                    "properties": {
-                        "id": {"type": "string", "default": "BL"},
-                        "date": {"type": "string", "format": "date"},
-                        "lesions": {"type": "array", "items": _ref("BaselineLesion")},
-                        "version": {"type": "integer"},
-                        "reason": {"type": "string"},
-                    },
-                },
-            )
-        },
-        S + "/timepoints": {
-            "get": _op("Timepoints with versions", "view"),
-            "post": _op(
-                "Add a follow-up; returns the new assessment",
-                "enter_measurements",
-                body=_ref("Timepoint"),
-                status="201",
-            ),
-        },
-        S + "/timepoints/{tp_code}": {
-            "get": _op("One timepoint with its version", "view"),
-            "put": _op(
-                "Replace a follow-up (stale version: 409); returns the new assessment. An "
-                "`id` in the body other than the URL's renames the visit (audited, with the "
-                "reason)",
-                "enter_measurements",
-                body=_ref("Timepoint"),
-            ),
-            "delete": _op(
-                "Delete a follow-up (version and reason required)",
-                "enter_measurements",
-                body={
-                    "type": "object",
-                    "required": ["version", "reason"],
-                    "properties": {"version": {"type": "integer"}, "reason": {"type": "string"}},
-                },
-            ),
-        },
-        S + "/timepoints/{tp_code}/measurements": {
-            "get": _op("Per-lesion records at a timepoint", "view")
-        },
-        **_review_paths(),
-    }
+    paths = all_paths()
     _declare_path_parameters(paths)
     return {
         "openapi": "3.1.0",
@@ -309,15 +150,11 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Error": {
                     "description": "An error naming the field",
-                    "content": {"application/json": {"schema": _ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}},
                 }
             },
         },
     }
-
-
-C = "/trials/{trial_code}/progression-calls/{subject_code}"
-TP = S + "/timepoints/{tp_code}"
 
 
 _PARAMETER_TEXT = {
@@ -350,151 +187,6 @@ def _declare_path_parameters(paths: dict[str, Any]) -> None:
             operation["parameters"] = declared + [
                 p for p in operation.get("parameters", []) if p.get("in") != "path"
             ]
-
-
-def _object(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": required,
-        "additionalProperties": False,
-        "properties": properties,
-    }
-
-
-_CALL = {
-    "type": "string",
-    "description": "the call you reviewed, TIMEPOINT/DATE as in the queue's 'call'; a call "
-    "that changed since is refused (409 concurrent_edit)",
-    "examples": ["W16/2021-04-26"],
-}
-_PASSWORD = {
-    "type": "string",
-    "description": "your password, entered again: the signature (checked even with a token)",
-}
-_AUDIT_QUERY = [
-    {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
-    for name, schema, text in (
-        ("user", {"type": "string"}, "user name"),
-        ("entity", {"type": "string"}, "e.g. timepoint, measurement, progression"),
-        ("action", {"type": "string"}, "create, update, delete, lock, sign, unlock, …"),
-        ("from", {"type": "string", "format": "date"}, "first UTC day, included"),
-        ("to", {"type": "string", "format": "date"}, "last UTC day, included"),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 5000}, "default 500"),
-    )
-]
-
-
-def _review_paths() -> dict[str, Any]:
-    """Signing, progression-call review, central review and audit (``web/api/review.py``)."""
-    trial_audit = _op(
-        "The trial's audit records, newest first ('truncated' when over the limit)",
-        "view_audit",
-    )
-    trial_audit["parameters"] = _AUDIT_QUERY
-    subject_audit = _op("The subject's audit records, newest first", "view_audit")
-    subject_audit["parameters"] = _AUDIT_QUERY
-    return {
-        "/trials/{trial_code}/progression-calls": {
-            "get": _op(
-                "Progression-call queue: rule fired, numbers, reader, sign-off, review "
-                "state, and the call used beside the engine's call",
-                "view",
-            )
-        },
-        C: {"get": _op("One subject's progression call with its review history", "view")},
-        C + "/review": {
-            "post": _op(
-                "Agree with or query the current call (a query needs a comment)",
-                "review_calls",
-                body=_object(
-                    ["decision", "call"],
-                    decision={"enum": ["agreed", "queried"]},
-                    comment={"type": "string"},
-                    call=_CALL,
-                ),
-            )
-        },
-        C + "/answer": {
-            "post": _op(
-                "Answer the open query on the call (the reader)",
-                "answer_queries",
-                body=_object(["comment", "call"], comment={"type": "string"}, call=_CALL),
-            )
-        },
-        C + "/override": {
-            "post": _op(
-                "Replace the call used for analysis (adjudicator, with a reason); the "
-                "engine's call is kept beside it",
-                "override_calls",
-                body=_object(
-                    ["timepoint", "reason", "call"],
-                    timepoint={
-                        "type": ["string", "null"],
-                        "description": "a follow-up id, or null for no progression",
-                    },
-                    reason={"type": "string"},
-                    call=_CALL,
-                ),
-            )
-        },
-        TP + "/signature": {
-            "get": _op("Whether the read is signed and locked, by whom, when, meaning", "view")
-        },
-        TP + "/sign": {
-            "post": _op(
-                "Sign the read (password re-entered, meaning) and lock it; a locked read "
-                "refuses changes (409 locked)",
-                "sign_reads",
-                body=_object(
-                    ["password", "meaning", "version"],
-                    password=_PASSWORD,
-                    meaning={"enum": ["read complete"]},
-                    version={
-                        "type": "integer",
-                        "description": "the version you checked (from GET)",
-                    },
-                ),
-            )
-        },
-        TP + "/unlock": {
-            "post": _op(
-                "Unlock a signed read (adjudicator or trial manager, with a reason); the "
-                "signature is withdrawn",
-                "unlock_reads",
-                body=_object(["reason"], reason={"type": "string"}),
-            )
-        },
-        "/trials/{trial_code}/audit": {"get": trial_audit},
-        S + "/audit": {"get": subject_audit},
-        "/audit/verify": {
-            "get": _op(
-                "Walk the audit hash chain and name the first broken link (200 either way)",
-                "view_audit",
-            )
-        },
-        "/trials/{trial_code}/central-review": {
-            "get": _op(
-                "Central review: each subject's reads, disagreement, adjudication; "
-                "adjudication rate and readers' adjudications won and lost",
-                "view_audit",
-            )
-        },
-        S + "/central-review": {
-            "get": _op("Both central reads of a subject in full, side by side", "view_audit")
-        },
-        S + "/adjudication": {
-            "post": _op(
-                "Accept one of two disagreeing reads with a rationale, signed with the password",
-                "adjudicate",
-                body=_object(
-                    ["accepted", "rationale", "password"],
-                    accepted={"enum": [1, 2]},
-                    rationale={"type": "string"},
-                    password=_PASSWORD,
-                ),
-            )
-        },
-    }
 
 
 def _rewrite_refs(value: Any) -> Any:

@@ -276,6 +276,11 @@ def verify_chain(connection: Connection, *, batch: int = 2000) -> ChainReport:
             last_seq = row.seq
 
 
+def verify_trail(session: Session) -> ChainReport:
+    """:func:`verify_chain` over the connection of ``session`` (a request's session)."""
+    return verify_chain(session.connection())
+
+
 # --------------------------------------------------------------------------- search
 
 

@@ -28,7 +28,15 @@ from web.db import write_transaction
 from web.errors import Conflict, InvalidInput, NotFound
 from web.models import Adjudication, CentralRead, Subject, Trial, utcnow
 from web.services.cases import engine_assess
-from web.services.common import Actor, Audit, flush, get_subject, get_trial, list_subjects
+from web.services.common import (
+    Actor,
+    Audit,
+    flush,
+    get_subject,
+    get_trial,
+    list_subjects,
+    reload_subject,
+)
 from web.services.signing import check_password
 
 CASE_KEYS = ("lesions", "timepoints")
@@ -287,6 +295,16 @@ def overview(session: Session, trial: Trial) -> list[SubjectReview]:
         why = disagreement(rs[0].result_json, rs[1].result_json) if len(rs) == 2 else None
         out.append(SubjectReview(s, rs, why, adjudications.get(s.id)))
     return out
+
+
+def subject_review(session: Session, trial_code: str, subject_code: str) -> SubjectReview:
+    """One subject's reads, disagreement and adjudication (its row of :func:`overview`),
+    read as committed now (after a write of this request)."""
+    subject = reload_subject(session, trial_code, subject_code)
+    reads = reads_of(session, subject)
+    why = disagreement(reads[0].result_json, reads[1].result_json) if len(reads) == 2 else None
+    adjudication = session.scalar(select(Adjudication).where(Adjudication.subject_id == subject.id))
+    return SubjectReview(subject, reads, why, adjudication)
 
 
 def metrics(rows: list[SubjectReview]) -> dict[str, Any]:

@@ -178,6 +178,13 @@ def get_timepoint(subject: Subject, code: str) -> Timepoint:
     raise NotFound(f"subject {subject.code}: timepoint {code!r} does not exist", field="timepoint")
 
 
+def reload_subject(session: Session, trial_code: str, subject_code: str) -> Subject:
+    """:func:`get_subject` as committed now: the session's loaded rows are expired first,
+    so that a read after a write of this request shows what the write stored."""
+    session.expire_all()
+    return get_subject(session, trial_code, subject_code)
+
+
 def audit_trail(session: Session, key: str, limit: int = 200) -> list[AuditRecord]:
     """Audit records of ``key`` (e.g. ``TRIAL/0101-004``) and everything under it.
 

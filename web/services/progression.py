@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
-from web.errors import ConcurrentEdit, InvalidInput
+from web.errors import ConcurrentEdit, InvalidInput, NotFound
 from web.models import ProgressionReview, Subject, Timepoint, utcnow
 from web.services.audit import csv_safe
 from web.services.common import Actor, Audit, get_subject
@@ -180,6 +180,23 @@ def subject_row(session: Session, subject: Subject) -> QueueRow | None:
     if call is None:
         return None
     return _row(subject, call, _reviews(session, [subject.id])[subject.id])
+
+
+def subject_call(session: Session, subject: Subject) -> QueueRow:
+    """The queue row of one subject (:func:`subject_row`).
+
+    Raises
+    ------
+    NotFound
+        The engine calls no progression for the subject.
+    """
+    row = subject_row(session, subject)
+    if row is None:
+        raise NotFound(
+            f"subject {subject.code} has no progression call: the engine calls no PD",
+            field="subject",
+        )
+    return row
 
 
 def _current(session: Session, trial_code: str, subject_code: str, seen: str | None) -> Any:

@@ -1,0 +1,86 @@
+"""Signing a read: its signature, signing it (password re-entered) and unlocking it.
+
+Signing through an API token still needs the signer's password in the body: the token says
+who sent the request, the re-entered password is the signature (21 CFR 11.200(a)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify, url_for
+
+from web.api.blueprint import bp
+from web.api.body import body_with, pointing_into, text
+from web.api.common import TIMEPOINT, utc
+from web.auth import actor, requires
+from web.services import request_session
+from web.services.common import get_timepoint, reload_subject
+from web.services.signing import sign_timepoint, unlock_timepoint
+
+
+def signature_of(trial_code: str, subject_code: str, tp_code: str) -> dict[str, Any]:
+    """The read's signature as committed now (after a signing of this request)."""
+    tp = get_timepoint(reload_subject(request_session(), trial_code, subject_code), tp_code)
+    return {
+        "subject_id": subject_code,
+        "timepoint": tp.code,
+        "version": tp.version,
+        "locked": tp.locked,
+        "signed_by": tp.signed_by,
+        "signed_at": utc(tp.signed_at),
+        "meaning": tp.sign_meaning,
+        "url": url_for(
+            "api.timepoint", trial_code=trial_code, subject_code=subject_code, tp_code=tp.code
+        ),
+    }
+
+
+@bp.route(TIMEPOINT + "/signature", methods=["GET"])
+@requires("view")
+def signature(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """Whether the read is signed and locked, by whom, when (UTC) and with what meaning."""
+    return jsonify(signature_of(trial_code, subject_code, tp_code))
+
+
+@bp.route(TIMEPOINT + "/sign", methods=["POST"])
+@requires("sign_reads")
+def sign(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """``{password, meaning: "read complete", version}``: sign the read and lock it.
+
+    The password is checked even though the token authenticated the request: it is the
+    signature's second component, entered again for this signing.
+    """
+    keys = ("password", "meaning", "version")
+    body = body_with(*keys)
+    version = body.get("version")
+    with pointing_into(keys):
+        sign_timepoint(
+            request_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            password=text(body, "password"),
+            meaning=text(body, "meaning"),
+            expected_version=version,
+        )
+    return jsonify(signature_of(trial_code, subject_code, tp_code))
+
+
+@bp.route(TIMEPOINT + "/unlock", methods=["POST"])
+@requires("unlock_reads")
+def unlock(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """``{reason}``: withdraw the signature so that the read can be corrected."""
+    keys = ("reason",)
+    body = body_with(*keys)
+    with pointing_into(keys):
+        unlock_timepoint(
+            request_session(),
+            actor(),
+            trial_code,
+            subject_code,
+            tp_code,
+            reason=text(body, "reason"),
+        )
+    return jsonify(signature_of(trial_code, subject_code, tp_code))

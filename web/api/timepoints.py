@@ -1,0 +1,100 @@
+"""Follow-up timepoints: list, add, read, replace, delete; measurements per lesion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+
+from web.api.blueprint import bp
+from web.api.body import json_body
+from web.api.common import SUBJECT
+from web.auth import actor, requires
+from web.services import InvalidInput, request_session
+from web.services.cases import timepoint_as_dict
+from web.services.common import get_subject, get_timepoint
+from web.services.timepoints import delete_timepoint, save_timepoint
+
+
+@bp.route(SUBJECT + "/timepoints", methods=["GET"])
+@requires("view")
+def timepoints(trial_code: str, subject_code: str) -> Any:
+    row = get_subject(request_session(), trial_code, subject_code)
+    return jsonify({"timepoints": [timepoint_as_dict(row, tp) for tp in row.timepoints]})
+
+
+@bp.route(SUBJECT + "/timepoints", methods=["POST"])
+@requires("enter_measurements")
+def timepoint_create(trial_code: str, subject_code: str) -> Any:
+    body = json_body()
+    reason = body.pop("reason", None)
+    row, tp = save_timepoint(
+        request_session(), actor(), trial_code, subject_code, body, reason=reason
+    )
+    return jsonify({"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}), 201
+
+
+@bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["GET"])
+@requires("view")
+def timepoint(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    row = get_subject(request_session(), trial_code, subject_code)
+    return jsonify(timepoint_as_dict(row, get_timepoint(row, tp_code)))
+
+
+@bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["PUT"])
+@requires("enter_measurements")
+def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """Replace a timepoint; ``version`` (from GET) is required and refused when stale."""
+    body = json_body()
+    reason = body.pop("reason", None)
+    version = body.pop("version", None)
+    if version is None:
+        raise InvalidInput(
+            "send the timepoint's version (from GET) so that a concurrent edit is detected",
+            field="version",
+            pointer="/version",
+        )
+    body.setdefault("id", tp_code)
+    row, tp = save_timepoint(
+        request_session(),
+        actor(),
+        trial_code,
+        subject_code,
+        body,
+        expected_version=version,
+        original_code=tp_code,
+        reason=reason,
+    )
+    return jsonify({"timepoint": timepoint_as_dict(row, tp), "result": row.result_json})
+
+
+@bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["DELETE"])
+@requires("enter_measurements")
+def timepoint_delete(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    body = json_body()
+    row = delete_timepoint(
+        request_session(),
+        actor(),
+        trial_code,
+        subject_code,
+        tp_code,
+        expected_version=body.get("version"),
+        reason=body.get("reason"),
+    )
+    return jsonify({"result": row.result_json})
+
+
+@bp.route(SUBJECT + "/timepoints/<tp_code>/measurements", methods=["GET"])
+@requires("view")
+def measurements(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """One row per lesion at this timepoint (targets, non-targets, new lesions)."""
+    row = get_subject(request_session(), trial_code, subject_code)
+    item = timepoint_as_dict(row, get_timepoint(row, tp_code))
+    rows: list[dict[str, Any]] = []
+    for code, value in item["targets"].items():
+        rows.append({"lesion": code, "kind": "target", "value": value})
+    for code, value in item["non_targets"].items():
+        rows.append({"lesion": code, "kind": "non-target", "value": value})
+    for new in item["new_lesions"]:
+        rows.append({"lesion": new["id"], "kind": "new", "value": new})
+    return jsonify({"timepoint": tp_code, "version": item["version"], "measurements": rows})
