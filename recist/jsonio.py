@@ -545,6 +545,7 @@ def validation_error(
     """
     error = exc.errors()[0]
     loc = prefix + tuple(error["loc"])
+    error = {**error, "loc": loc}
     whole: Any = obj
     for part in reversed(prefix):
         whole = [whole] * (int(part) + 1) if isinstance(part, int) else {part: whole}

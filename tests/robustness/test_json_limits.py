@@ -259,10 +259,10 @@ def test_an_engine_bug_on_one_case_is_one_line_and_keep_going_goes_on(
 
     real = recist.cli_assess.assess_json
 
-    def flaky(case: Any) -> dict[str, Any]:
+    def flaky(case: Any, **kwargs: Any) -> dict[str, Any]:
         if case["subject_id"] == "S-BUG":
             raise OverflowError("int too large to convert to float")
-        return real(case)
+        return real(case, **kwargs)
 
     monkeypatch.setattr(recist.cli_assess, "assess_json", flaky)
     path = tmp_path / "c.jsonl"

@@ -232,7 +232,7 @@ def test_stale_version_gets_409_with_a_clear_message(api: Any, trial: str) -> No
     missing = api(
         "reader", "PUT", base + "/timepoints/W8", json={"date": "2021-03-01", "targets": {}}
     )
-    assert missing.status_code == 400
+    assert missing.status_code == 409
     assert "send the timepoint's version" in missing.get_json()["error"]["message"]
 
 

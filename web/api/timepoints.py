@@ -10,7 +10,7 @@ from web.api.blueprint import bp
 from web.api.body import json_body
 from web.api.common import SUBJECT
 from web.auth import actor, requires
-from web.services import InvalidInput, request_session
+from web.services import ConcurrentEdit, request_session
 from web.services.cases import timepoint_as_dict
 from web.services.common import get_subject, get_timepoint
 from web.services.timepoints import delete_timepoint, save_timepoint
@@ -49,7 +49,8 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
     reason = body.pop("reason", None)
     version = body.pop("version", None)
     if version is None:
-        raise InvalidInput(
+        # A missing version is refused as a stale one is: never a silent overwrite.
+        raise ConcurrentEdit(
             "send the timepoint's version (from GET) so that a concurrent edit is detected",
             field="version",
             pointer="/version",

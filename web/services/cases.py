@@ -102,7 +102,7 @@ def validated(
         return model.model_validate(obj)
     except ValidationError as exc:
         loc = tuple(exc.errors()[0]["loc"])
-        error = validation_error(exc, obj).located(
+        error = validation_error(exc, obj, base).located(
             subject=subject, timepoint=timepoint, lesion=lesion or _lesion_at(obj, loc)
         )
         error.field = _form_field(obj, loc)
