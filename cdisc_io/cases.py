@@ -79,7 +79,7 @@ def assess_cases(
     Parameters
     ----------
     cases
-        Cases of the interfaces.md contract.
+        Cases of the docs/contracts.md contract.
     refused
         If given, a case the engine refuses is skipped and its one-line reason appended
         here; if ``None``, the first refusal stops the batch.
@@ -120,7 +120,7 @@ def assess_cases(
 def write_settings(assessed: list[Assessed], path: Path) -> None:
     """Write the protocol settings the results were derived with, one entry per distinct set.
 
-    Every exported result carries its settings (recist-rules.md): the CSV domains have no
+    Every exported result carries its settings (docs/rules.md): the CSV domains have no
     column for them, so they go beside the CSVs as ``settings.json``.
     """
     distinct: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ readers' measurements. The case's ``reader`` is ``TREVALID`` (``RADIOLOGIST 1``â
 (``TUACPTFL = Y`` on the reader's tumour identification records, else ``TRACPTFL = Y`` on
 most of its measurement records).
 
-Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/recist-rules.md``):
+Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/rules.md``):
 
 - TU ``TUSTRESC`` (or ``TUORRES``) ``TARGET`` / ``NON-TARGET`` / ``NEW`` gives the lesion's
   role, ``TULNKID`` its id (T01, NT01, NEW01â€¦), ``TULOC`` its site; a site naming a lymph

@@ -1,4 +1,4 @@
-"""``recist measure IMAGE --seg SEG``: lesion sizes as JSON (interfaces.md).
+"""``recist measure IMAGE --seg SEG``: lesion sizes as JSON (docs/contracts.md).
 
 Only :mod:`argparse` is imported at module level: building the ``recist`` parser must not
 load numpy, pydicom or highdicom.

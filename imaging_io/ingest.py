@@ -1,4 +1,4 @@
-"""Turn a measured study into a timepoint of a case (the JSON contract of interfaces.md).
+"""Turn a measured study into a timepoint of a case (the JSON contract of docs/contracts.md).
 
 Matching: a measured lesion (SEG segment, RTSTRUCT ROI, or SR measurement group) belongs
 to the case lesion whose ``id`` equals its tracking identifier, else its label (exact,
@@ -87,7 +87,7 @@ def build_timepoint(
     source: str,
     unmatched: str = "refuse",
 ) -> dict[str, Any]:
-    """The timepoint JSON (interfaces.md) for ``findings`` against ``case``'s lesions.
+    """The timepoint JSON (docs/contracts.md) for ``findings`` against ``case``'s lesions.
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """Measure lesions: an image series plus its segmentation in, RECIST sizes out.
 
-:func:`measure_study` is the Python face of ``recist measure`` (interfaces.md): its
+:func:`measure_study` is the Python face of ``recist measure`` (docs/contracts.md): its
 :class:`MeasureResult` ``.to_dict()`` is exactly the command's JSON.
 """
 
@@ -64,7 +64,7 @@ class MeasureResult:
     info: SeriesInfo = field(default_factory=SeriesInfo)
 
     def to_dict(self) -> dict[str, Any]:
-        """Exactly the JSON of ``recist measure`` (interfaces.md)."""
+        """Exactly the JSON of ``recist measure`` (docs/contracts.md)."""
         return {"image": dict(self.image), "lesions": [le.to_dict() for le in self.lesions]}
 
 

@@ -83,7 +83,7 @@ class ImageSeries:
     array: NDArray[np.float32] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``image`` object of the ``recist measure`` contract (interfaces.md)."""
+        """The ``image`` object of the ``recist measure`` contract (docs/contracts.md)."""
         slices, rows, cols = self.grid.shape
         ds, dr, dc = self.grid.spacing
         return {

@@ -1,7 +1,7 @@
 """RECIST 1.1 rules engine: pure functions over frozen dataclasses (no I/O, no numpy).
 
 Start at :func:`recist.assess`; :mod:`recist.jsonio` converts the JSON contract of
-``docs/interfaces.md`` to and from the engine's objects.
+``docs/contracts.md`` to and from the engine's objects.
 """
 
 from recist.assessment import CaseResult, TimepointResult, assess

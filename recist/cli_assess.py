@@ -1,6 +1,6 @@
 """``recist assess CASE``: assess cases given as JSON, a JSON array or JSON Lines.
 
-The contract is docs/interfaces.md. Output is written only once every case has been read
+The contract is docs/contracts.md. Output is written only once every case has been read
 and assessed, so a refused batch leaves no partial output (unless ``--keep-going``).
 """
 

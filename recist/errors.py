@@ -17,7 +17,7 @@ class RecistError(ValueError):
     subject, timepoint, lesion, field
         Where the problem is; any may be ``None``.
     rule
-        The rule id of ``docs/recist-rules.md`` that the input breaks, if any.
+        The rule id of ``docs/rules.md`` that the input breaks, if any.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""The JSON contract of ``recist assess`` (docs/interfaces.md), in and out.
+"""The JSON contract of ``recist assess`` (docs/contracts.md), in and out.
 
 This is the engine's boundary: it validates a case's structure with pydantic (unknown
 keys refused with their path, so a typo never passes silently), converts values to the
@@ -81,7 +81,7 @@ Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
 class SettingsIn(_Strict):
-    """Protocol settings (docs/recist-rules.md); every key optional."""
+    """Protocol settings (docs/rules.md); every key optional."""
 
     confirmation: StrictBool = False
     confirmation_min_days: Days = 28
@@ -157,7 +157,7 @@ class TimepointIn(_Strict):
 
 
 class CaseIn(_Strict):
-    """One case of ``recist assess`` (docs/interfaces.md)."""
+    """One case of ``recist assess`` (docs/contracts.md)."""
 
     subject_id: StrictStr = Field(min_length=1)
     arm: StrictStr | None = None

@@ -1,4 +1,4 @@
-"""Local failure of locally treated lesions (R-LOCAL, recist-rules.md §9, STEREO-SEIN).
+"""Local failure of locally treated lesions (R-LOCAL, docs/rules.md §9, STEREO-SEIN).
 
 A lesion treated locally (``treated_on``, e.g. SBRT) fails locally when its own size is at
 least 120 % of its own post-treatment nadir **and** at least 5 mm above it, or when the

@@ -48,7 +48,7 @@ class Pfs:
     explanation: str
 
     def to_dict(self) -> dict[str, Any]:
-        """The PFS record in the JSON contract's shape (``docs/interfaces.md``)."""
+        """The PFS record in the JSON contract's shape (``docs/contracts.md``)."""
         return {
             "event": self.event,
             "date": self.date.isoformat(),

@@ -1,6 +1,6 @@
 """JSON from outside, read within limits: one reader for the API, the forms and every CLI.
 
-Python's :mod:`json` accepts what the contract (docs/interfaces.md) does not, and fails
+Python's :mod:`json` accepts what the contract (docs/contracts.md) does not, and fails
 badly on hostile input: ``NaN`` and ``Infinity`` literals, a duplicate key silently won by
 its last value, ``1e400`` read as infinity, a 5,000-digit integer (``ValueError`` from the
 integer-string limit) and nesting a thousand levels deep (``RecursionError``).

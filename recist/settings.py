@@ -1,6 +1,6 @@
 """Protocol settings: every choice RECIST 1.1 leaves to the protocol, with our defaults.
 
-Each field names the rule it tunes (``docs/recist-rules.md``). Settings are stored with a
+Each field names the rule it tunes (``docs/rules.md``). Settings are stored with a
 trial, shown in the UI and written into every exported result (see :meth:`to_dict`).
 """
 

@@ -1,6 +1,6 @@
 """Target lesion response at follow-up timepoints (§4.3.1, §4.3.2).
 
-The order of evaluation is the one of ``docs/recist-rules.md`` §3: R-TGT-PD, then R-TGT-NE
+The order of evaluation is the one of ``docs/rules.md`` §3: R-TGT-PD, then R-TGT-NE
 (with the partial-sum-proves-PD exception), R-TGT-CR, R-TGT-PR, R-TGT-SD; R-TGT-HOLD and
 R-REAPPEAR adjust it. All comparisons are on exact integer lengths (R-EXACT).
 """

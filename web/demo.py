@@ -75,7 +75,7 @@ def synthetic_case(
     kind: str | None = None,
     arm: str | None = None,
 ) -> dict[str, Any]:
-    """One synthetic subject in the case contract (docs/interfaces.md)."""
+    """One synthetic subject in the case contract (docs/contracts.md)."""
     kind = kind or rng.choice(TRAJECTORIES)
     start = date(2021, 1, 4) + timedelta(days=rng.randrange(0, 600))
     lesions: list[dict[str, Any]] = [

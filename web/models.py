@@ -343,7 +343,7 @@ class ProgressionReview(Base):
 
 class CentralRead(Base):
     """One independent reader's blinded read of a subject (slot 1 or 2), as a case of the
-    interfaces.md contract with the engine's result; signed when submitted."""
+    docs/contracts.md contract with the engine's result; signed when submitted."""
 
     __tablename__ = "central_read"
     __table_args__ = (

@@ -1,4 +1,4 @@
-"""import-sdtm: TU + TR records → cases of the interfaces.md contract."""
+"""import-sdtm: TU + TR records → cases of the docs/contracts.md contract."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`recist measure` and measure_study: DICOM SEG (binary, fractional, overlapping),
-label maps, RTSTRUCT rings, components, and one-line refusals (interfaces.md)."""
+label maps, RTSTRUCT rings, components, and one-line refusals (docs/contracts.md)."""
 
 from __future__ import annotations
 

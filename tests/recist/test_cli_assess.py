@@ -1,4 +1,4 @@
-"""``recist assess``: the command-line contract of docs/interfaces.md, run for real."""
+"""``recist assess``: the command-line contract of docs/contracts.md, run for real."""
 
 from __future__ import annotations
 

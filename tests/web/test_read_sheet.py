@@ -1,5 +1,5 @@
 """The central reader's worksheet: lesion rows × visit columns become a read of the case
-contract (docs/interfaces.md), with errors naming the lesion, the visit and the field; a
+contract (docs/contracts.md), with errors naming the lesion, the visit and the field; a
 read entered on the worksheet is checked without signing, or assessed and signed."""
 
 from __future__ import annotations

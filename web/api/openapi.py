@@ -37,14 +37,14 @@ _ERROR = {
 
 _TIMEPOINT = {
     "type": "object",
-    "description": "A timepoint of the case contract (docs/interfaces.md) with its version.",
+    "description": "A timepoint of the case contract (docs/contracts.md) with its version.",
     "required": ["id", "date"],
     "properties": {
         "id": {"type": "string"},
         "date": {"type": "string", "format": "date"},
         "targets": {
             "type": "object",
-            "description": "target lesion id → its value (docs/interfaces.md)",
+            "description": "target lesion id → its value (docs/contracts.md)",
             "additionalProperties": {
                 "oneOf": [
                     {"type": "number", "minimum": 0, "description": "mm (nodes: short axis)"},
@@ -139,7 +139,7 @@ def openapi_document() -> dict[str, Any]:
             "title": "RECIST 1.1 assessment service",
             "version": "1",
             "description": "Lesion measurements in, RECIST 1.1 responses, best overall "
-            "response and PFS out. Rule ids refer to docs/recist-rules.md.",
+            "response and PFS out. Rule ids refer to docs/rules.md.",
         },
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],

@@ -4,7 +4,7 @@ A blinded central reader (:mod:`web.services.central`) records a read the way ra
 RECIST worksheet: one row per lesion (target, non-target or new lesion; its site; whether
 it is a lymph node), one column per visit (visit name and scan date; the first column is
 the baseline), and one short entry per cell. :meth:`Sheet.to_read` turns the posted
-fields into a read of the case contract (``docs/interfaces.md``): ``{"lesions": [...],
+fields into a read of the case contract (``docs/contracts.md``): ``{"lesions": [...],
 "timepoints": [...]}``; :meth:`Sheet.from_read` lays a read out again.
 
 The cell notation (shown as a legend on the page, case-insensitive):

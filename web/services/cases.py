@@ -183,7 +183,7 @@ def ordered_timepoints(subject: Subject) -> list[Timepoint]:
 
 
 def build_case(subject: Subject) -> dict[str, Any]:
-    """The case contract (``docs/interfaces.md``) for a subject, from its rows."""
+    """The case contract (``docs/contracts.md``) for a subject, from its rows."""
     lesions: list[dict[str, Any]] = []
     for le in subject.lesions:
         item: dict[str, Any] = {"id": le.code, "site": le.site, "kind": le.kind}

@@ -1,7 +1,7 @@
 """Independent central review: two blinded reads per subject, adjudication, reader metrics.
 
 A trial with ``central_review`` on takes two independent reads per subject. A reader
-submits a read as a case of the ``docs/interfaces.md`` contract (lesions and timepoints);
+submits a read as a case of the ``docs/contracts.md`` contract (lesions and timepoints);
 the engine assesses it and the read is signed with the reader's password and stored beside
 the site read, never mixed into it. Readers only ever see their own read (no other read, no
 arm, no site read). When both reads are in:
@@ -106,7 +106,7 @@ def check_read_shape(read: Any) -> dict[str, Any]:
     ``timepoints`` (the arm, dates and reader come from the subject, never the reader)."""
     if not isinstance(read, dict) or not isinstance(read.get("timepoints"), list):
         raise InvalidInput(
-            "a read is a JSON object with 'lesions' and 'timepoints' (docs/interfaces.md)",
+            "a read is a JSON object with 'lesions' and 'timepoints' (docs/contracts.md)",
             field="read",
         )
     extra = sorted(set(read) - set(CASE_KEYS))

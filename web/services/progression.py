@@ -23,7 +23,7 @@ from web.models import ProgressionReview, Subject, Timepoint, utcnow
 from web.services.audit import csv_safe
 from web.services.common import Actor, Audit, get_subject
 
-# Which rule fired, from the engine's progression reason (docs/recist-rules.md ids).
+# Which rule fired, from the engine's progression reason (docs/rules.md ids).
 RULES = {
     "PD_TARGET": "target sum (R-TGT-PD)",
     "PD_NONTARGET": "non-target progression (R-NT-PD)",
