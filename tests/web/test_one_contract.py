@@ -178,3 +178,35 @@ def test_every_way_in_gives_the_same_result_sizes_and_audit(
                 )
             ).first()
             assert audited is not None and json.loads(audited) == value
+
+
+def test_a_size_with_two_decimals_is_shown_and_re_saved_as_entered(
+    app: Flask, trial: str, users: dict[str, str]
+) -> None:
+    """35.04 mm is shown as 35.04 on the grid and in the edit form, and saving the form
+    unchanged keeps it (shown as 35.0, it used to come back as 35.0 and turn SD into PR)."""
+    case = _case("R-1", 50.0, 20.0, [])
+    case["lesions"] = case["lesions"][:1] + case["lesions"][2:]
+    for tp in case["timepoints"]:
+        tp["targets"].pop("T02")
+    case["timepoints"].append(
+        {"id": "W8", "date": "2021-03-01", "targets": {"T01": 35.04},
+         "non_targets": {"NT01": "present"}, "new_lesions": []}
+    )  # fmt: skip
+    api = app.test_client()
+    headers = bearer(users["admin"])
+    assert api.post(f"/api/v1/trials/{trial}/cases", json=case, headers=headers).status_code == 201
+    reader = app.test_client()
+    login(reader, "reader")
+    base = f"/trials/{trial}/subjects/R-1"
+    grid = reader.get(base).data.decode()
+    assert ">35.04<" in grid and "-29.9 %" in grid
+    form = reader.get(base + "/timepoints/W8").data.decode()
+    assert 'name="t_T01_mm" value="35.04"' in form
+    version = api.get(f"/api/v1{base}/timepoints/W8", headers=headers).get_json()["version"]
+    posted = {"code": "W8", "date": "2021-03-01", "t_T01_mm": "35.04", "t_T01_state": "measured",
+              "nt_NT01": "present", "version": str(version)}  # fmt: skip
+    assert reader.post(base + "/timepoints/W8", data=posted).status_code == 302
+    result = api.get(f"/api/v1{base}/result", headers=headers).get_json()["result"]
+    assert result["timepoints"][1]["sum_mm"] == 35.04
+    assert result["timepoints"][1]["overall_response"] == "SD"

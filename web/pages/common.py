@@ -7,7 +7,13 @@ from typing import Any
 
 from web.errors import InvalidInput
 from web.pages import views as bp
-from web.pages.grid import response_css
+from web.pages.grid import mm_text, response_css
+
+
+@bp.app_template_filter("mm")
+def _mm(value: float | None) -> str:
+    """A size or sum as entered (R-EXACT): ``{{ value|mm }}``."""
+    return "" if value is None else mm_text(value)
 
 
 @bp.app_template_filter("response_css")

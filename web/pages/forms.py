@@ -11,6 +11,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from web.pages.grid import mm_text
 from web.services import InvalidInput
 
 BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
@@ -255,10 +256,10 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
             raw = tp["targets"].get(code, "not_evaluated") if tp is not None else None
             entry = {"state": "measured", "mm": "", "fragments": "", "merged": ""}
             if isinstance(raw, int | float) and not isinstance(raw, bool):
-                entry["mm"] = f"{raw:.1f}"
+                entry["mm"] = mm_text(raw)
             elif isinstance(raw, dict) and "fragments" in raw:
                 entry["state"] = "fragments"
-                entry["fragments"] = " ".join(f"{v:.1f}" for v in raw["fragments"])
+                entry["fragments"] = " ".join(mm_text(v) for v in raw["fragments"])
             elif isinstance(raw, dict) and "merged_into" in raw:
                 entry["state"] = "merged"
                 entry["merged"] = raw["merged_into"]
@@ -281,7 +282,7 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
                 "site": item.get("site", ""),
                 "equivocal": item.get("equivocal", False),
                 "nodal": item.get("nodal", False),
-                "sa": "" if sa is None else f"{sa:.1f}",
+                "sa": "" if sa is None else mm_text(sa),
                 "scan": scans.get(item["id"], ""),
             }
         )

@@ -53,17 +53,24 @@ class Grid:
     reasons: list[list[str]]
 
 
+def mm_text(value: float) -> str:
+    """A size as entered (R-EXACT): one decimal at least, up to four, never rounded to
+    0.1 mm (35.04 stays 35.04: shown as 35.0 it would be re-saved as 35.0)."""
+    text = f"{value:.4f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 def _fmt_mm(value: Any) -> str:
-    return "" if value is None else f"{value:.1f}"
+    return "" if value is None else mm_text(value)
 
 
 def _target_text(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.1f}"
+        return mm_text(value)
     if isinstance(value, dict) and "fragments" in value:
-        return " + ".join(f"{v:.1f}" for v in value["fragments"])
+        return " + ".join(mm_text(v) for v in value["fragments"])
     if isinstance(value, dict) and "merged_into" in value:
         return f"→ {value['merged_into']}"
     return {"too_small": "5.0*", "absent": "0.0", "not_evaluated": "NE"}.get(str(value), str(value))
@@ -278,9 +285,9 @@ def _shown(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.1f}"
+        return mm_text(value)
     if isinstance(value, dict) and "fragments" in value:
-        return "split " + " + ".join(f"{v:.1f}" for v in value["fragments"])
+        return "split " + " + ".join(mm_text(v) for v in value["fragments"])
     if isinstance(value, dict) and "merged_into" in value:
         return f"merged into {value['merged_into']}"
     return str(value).replace("_", " ")
