@@ -226,3 +226,26 @@ def test_a_stale_version_is_refused(session: Session, api: Any, subject: str) ->
     body["arm"] = "A"  # the second manager still holds the old version
     error = _refused(session, api, subject, "trial_manager", "PATCH", subject, body)
     assert (error["status"], error["code"]) == (409, "concurrent_edit")
+
+
+def test_the_randomisation_date_cannot_move_under_a_signed_read(
+    session: Session, api: Any, subject: str
+) -> None:
+    from web.testing import PASSWORD
+
+    version = api("reader", "GET", subject + "/timepoints/W8").get_json()["version"]
+    signed = api(
+        "reader",
+        "POST",
+        subject + "/timepoints/W8/sign",
+        json={"password": PASSWORD, "meaning": "read complete", "version": version},
+    )
+    assert signed.status_code == 200, signed.get_json()
+    version = api("reviewer", "GET", subject).get_json()["version"]
+    body = {"randomized_on": "2021-01-02", "version": version, "reason": "list corrected"}
+    error = _refused(session, api, subject, "trial_manager", "PATCH", subject, body)
+    assert (error["status"], error["code"], error["pointer"]) == (409, "locked", "/randomized_on")
+    assert "W8" in error["message"]
+    # Other subject fields (a death reported later) still change under a signed read.
+    body = {"died_on": "2021-06-01", "version": version, "reason": "death reported"}
+    assert api("trial_manager", "PATCH", subject, json=body).status_code == 200

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
-from web.errors import ConcurrentEdit, Conflict, InvalidInput
+from web.errors import ConcurrentEdit, Conflict, InvalidInput, Locked
 from web.models import (
     SITES,
     Arm,
@@ -161,13 +161,32 @@ def update_subject(
                     subject.arm = new_arm
             else:
                 new = parse_date(raw, name)
-                if audit.change("subject", key, name, getattr(subject, name), new):
+                old_date = getattr(subject, name)
+                if name == "randomized_on" and new != old_date:
+                    _refuse_under_signed_reads(subject, subject_code)
+                if audit.change("subject", key, name, old_date, new):
                     setattr(subject, name, new)
         subject.updated_at = utcnow()
         check_origin(subject)
         recompute(subject)
         flush(session)
     return subject
+
+
+def _refuse_under_signed_reads(subject: Subject, subject_code: str) -> None:
+    """The randomisation date is the origin of the signed reads' assessment (R-BOR-SDMIN,
+    §8 PFS, R-PLAUS-ORIGIN): it cannot move under a signed read; unlock first."""
+    signed = [tp for tp in subject.timepoints if tp.locked]
+    if signed:
+        first = min(signed, key=lambda tp: tp.date)
+        raise Locked(
+            f"subject {subject_code}: the randomisation date is the origin of signed reads "
+            f"({', '.join(tp.code for tp in sorted(signed, key=lambda t: t.date))}, first "
+            f"signed by {first.signed_by}); an adjudicator or trial manager must unlock them, "
+            "with a reason, before it can change",
+            field="randomized_on",
+            pointer="/randomized_on",
+        )
 
 
 def controlled_site(raw: str, *, nodal: bool, lesion: str, pointer: str) -> str:
