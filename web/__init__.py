@@ -14,7 +14,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from web import config as web_config
-from web.db import close_request_session, make_engine, make_session_factory
+from web.db import (
+    audit_owner_warning,
+    close_request_session,
+    is_storage_fault,
+    make_engine,
+    make_session_factory,
+)
 
 csrf = CSRFProtect()
 
@@ -74,10 +80,45 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)
 
     app.before_request(_limit_body)
+    if engine.dialect.name == "postgresql" and not _check_audit_owner(app):
+        # The table does not exist yet (``recist serve`` migrates after building the app)
+        # or the database did not answer: check again on the first request.
+        app.before_request(_check_audit_owner_once)
     app.teardown_appcontext(close_request_session)
     app.after_request(_security_headers)
     app.register_error_handler(Exception, _handle_error)
     return app
+
+
+def _check_audit_owner(app: Flask) -> bool:
+    """Log a loud warning when the database role owns ``audit_record`` (PostgreSQL).
+
+    Returns whether the check was made (the table exists and the database answered)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = app.extensions["recist_engine"]
+    try:
+        if not inspect(engine).has_table("audit_record"):
+            return False
+        warning = audit_owner_warning(engine)
+    except SQLAlchemyError as error:
+        app.logger.info("audit_record owner check postponed: %s", str(error).splitlines()[0])
+        return False
+    app.extensions["recist_audit_owner_warning"] = warning
+    if warning is not None:
+        app.logger.warning(warning)
+    return True
+
+
+def _check_audit_owner_once() -> None:
+    from flask import current_app
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if "recist_audit_owner_warning" not in app.extensions:
+        # One more try only: a request must not pay for a check that cannot be made.
+        app.extensions.setdefault("recist_audit_owner_warning", None)
+        _check_audit_owner(app)
 
 
 # Only a study upload may be large; a form or a JSON case never needs more than this.
@@ -179,11 +220,55 @@ def _input_error(error: Exception) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
+# The answer to a storage fault (web.db.is_storage_fault), in the contract's error shape.
+STORAGE_UNAVAILABLE = {
+    "code": "storage_unavailable",
+    "message": "the database cannot take the request now (it is read-only, full or "
+    "unreachable); the request was not applied and may be retried",
+    "field": None,
+    "pointer": None,
+}
+
+
+def _storage_fault(error: Exception) -> tuple[int, dict[str, Any]]:
+    """503: log the fault, end the request's transaction, answer that nothing was applied."""
+    from flask import current_app, g
+
+    cause = getattr(error, "orig", None) or error
+    first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    current_app.logger.error(
+        "storage fault on %s %s: %s: %s", request.method, request.path, type(cause).__name__, first
+    )
+    session = g.get("db_session")
+    if session is not None:
+        try:
+            session.rollback()  # a lost connection leaves the session needing a rollback
+        except Exception:  # the connection may be gone; teardown closes the session
+            current_app.logger.debug("rollback after a storage fault failed", exc_info=True)
+    return 503, dict(STORAGE_UNAVAILABLE)
+
+
+def _storage_fault_page(body: dict[str, Any], status: int) -> str:
+    """The error page without the layout: rendering the layout reads the logged-in user,
+    which needs the database that just failed."""
+    from markupsafe import escape
+
+    code = escape(body["code"].replace("_", " "))
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Error {status} · RECIST service</title></head><body><main>"
+        f'<h1>{status}: {code}</h1><p class="error" role="alert" id="error">'
+        f"{escape(body['message'])}</p></main></body></html>"
+    )
+
+
 def _handle_error(error: Exception) -> Any:
     """One error handler: JSON for the API, an HTML page for people."""
     from web.services import ServiceError
 
-    if isinstance(error, ServiceError):
+    if is_storage_fault(error):
+        status, body = _storage_fault(error)
+    elif isinstance(error, ServiceError):
         status, body = error.status, error.to_dict()
     elif isinstance(error, CSRFError):
         status = 400
@@ -226,5 +311,15 @@ def _handle_error(error: Exception) -> Any:
         response.status_code = status
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="recist"'
+        if status == 503:
+            response.headers["Retry-After"] = "5"
         return response
+    if status == 503:
+        try:
+            page = render_template("error.html", error=body, status=status)
+        except Exception as again:  # the layout reads the user, from the database
+            if not is_storage_fault(again):
+                raise
+            page = _storage_fault_page(body, status)
+        return page, status, {"Retry-After": "5"}
     return render_template("error.html", error=body, status=status), status
