@@ -14,6 +14,10 @@ the numbers read as ratios on any machine:
 Target (issue 5): p95 < 50 ms. Usage::
 
     python benchmarks/bench_web.py [--requests 600] [--clients 2] [--workers 2] [--threads 4]
+        [--sqlite-synchronous FULL|NORMAL]
+
+SQLite commits with ``synchronous=FULL`` (the default for clinical data, web/db.py);
+``--sqlite-synchronous NORMAL`` measures the faster setting it replaced.
 
 PostgreSQL runs too when ``BENCH_DATABASE_URL`` or ``TEST_DATABASE_URL`` is set (a
 throwaway schema is created and dropped).
@@ -296,7 +300,15 @@ def main() -> int:
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--token", help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser.add_argument(
+        "--sqlite-synchronous",
+        type=str.upper,
+        choices=("FULL", "NORMAL"),
+        help="SQLite's synchronous level for the run (default: the application's, FULL)",
+    )
     args = parser.parse_args()
+    if args.sqlite_synchronous:
+        os.environ["RECIST_SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
     if args.client:
         subjects = json.loads(sys.stdin.read())
         json.dump(
@@ -310,7 +322,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         if args.only in (None, "sqlite"):
             with migrated_database("sqlite", Path(folder)) as database:
-                run_backend("SQLite", database, args)
+                from web.db import sqlite_synchronous
+
+                run_backend(f"SQLite (synchronous={sqlite_synchronous()})", database, args)
         if args.only in (None, "postgresql"):
             if pg:
                 os.environ["TEST_DATABASE_URL"] = pg
