@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -69,6 +70,29 @@ def _iso_date_text(value: Any) -> Any:
 IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 
 
+def _site_text(value: str) -> str:
+    """A site given is a word: an empty or blank site would put the lesion in no organ
+    (the per-organ count of targets, R-SEL-2, could not see it)."""
+    if not value.strip():
+        raise ValueError("not a site; name the lesion's organ or site (e.g. 'liver')")
+    return value
+
+
+def _site_schema(schema: dict[str, Any]) -> None:
+    # Optional (no "required"), but when given not blank; the internal default "" is no
+    # value a client may send, so the schema shows none (OpenAPI checks defaults).
+    schema.pop("default", None)
+    schema["pattern"] = r"\S"
+
+
+# A lesion's site: optional, but never given empty.
+Site = Annotated[
+    StrictStr,
+    AfterValidator(_site_text),
+    Field(description="the organ or site, e.g. 'liver'", json_schema_extra=_site_schema),
+]
+
+
 class _Strict(BaseModel):
     # NaN and ±Infinity are never values of the contract (R-PLAUS-SIZE, R-PLAUS-SETTINGS).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -99,7 +123,7 @@ class SettingsIn(_Strict):
 
 class LesionIn(_Strict):
     id: StrictStr = Field(min_length=1)
-    site: StrictStr = ""
+    site: Site = ""
     kind: Literal["target", "non-target"]
     nodal: StrictBool = False
     treated_on: IsoDate | None = None
@@ -110,7 +134,7 @@ class LesionIn(_Strict):
 
 class NewLesionIn(_Strict):
     id: StrictStr = Field(min_length=1)
-    site: StrictStr = ""
+    site: Site = ""
     equivocal: StrictBool = False
     nodal: StrictBool = False
     short_axis_mm: Size | None = None

@@ -321,6 +321,31 @@ def _check_merge(into: str, lesion_id: str, targets: set[str], timepoint: str) -
         )
 
 
+def _check_merge_cycles(targets: dict[str, TargetValue], timepoint: str) -> None:
+    """R-MERGE: the targets a timepoint merges must end in one that holds the mass; a
+    cycle (T1 into T2 and T2 into T1, or longer) would count every part 0 mm: a false CR."""
+    into = {lid: value.merged_into for lid, value in targets.items() if value.merged_into}
+    done: set[str] = set()
+    for start in into:
+        path: list[str] = []
+        lesion: str | None = start
+        while lesion is not None and lesion not in done and lesion not in path:
+            path.append(lesion)
+            lesion = into.get(lesion)
+        if lesion is not None and lesion in path:
+            cycle = path[path.index(lesion) :]
+            chain = " → ".join([*cycle, cycle[0]])
+            raise CaseInputError(
+                f"targets {chain} are merged into each other in a cycle; a merged target "
+                "must go into a target that holds the merged mass (R-MERGE)",
+                timepoint=timepoint,
+                lesion=cycle[0],
+                field="targets",
+                rule="R-MERGE",
+            )
+        done.update(path)
+
+
 @dataclass(frozen=True, slots=True)
 class Case:
     """One subject's (or one reader's read of one subject's) lesions and timepoints.
@@ -378,6 +403,7 @@ class Case:
             if tp.id in seen_tp:
                 raise CaseInputError("timepoint id is used twice", timepoint=tp.id, field="id")
             seen_tp.add(tp.id)
+            merges = False
             if previous is not None and tp.date < previous.date:
                 raise CaseInputError(
                     f"date {tp.date.isoformat()} is before the previous timepoint "
@@ -398,6 +424,9 @@ class Case:
                 into = value.merged_into
                 if into is not None:
                     _check_merge(into, lesion_id, targets, tp.id)
+                    merges = True
+            if merges:
+                _check_merge_cycles(tp.targets, tp.id)
             for lesion_id in tp.non_targets:
                 if lesion_id not in non_targets:
                     what = "a target" if lesion_id in targets else "not a known lesion"
