@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from imaging_io.errors import ImagingInputError
+from imaging_io.errors import ImagingInputError, refusing
 from imaging_io.grid import Grid
 from imaging_io.masks import LesionMask
 from recist.lesions import names_a_node
@@ -81,6 +81,14 @@ def referenced_series_uids(ds: Any) -> set[str]:
 
 def read_rtstruct(path: str | Path, grid: Grid, *, image_series_uid: str | None = None
                   ) -> list[LesionMask]:
+    """Read every ROI of an RTSTRUCT onto ``grid`` (:func:`_read_rtstruct`); whatever the
+    file holds, the answer is lesions or an :class:`ImagingInputError`."""
+    with refusing(path, "is not a readable DICOM RTSTRUCT"):
+        return _read_rtstruct(path, grid, image_series_uid=image_series_uid)
+
+
+def _read_rtstruct(path: str | Path, grid: Grid, *, image_series_uid: str | None
+                   ) -> list[LesionMask]:
     """Read every ROI of an RTSTRUCT onto ``grid``.
 
     An ROI stated on another frame of reference is refused, unless the structure set

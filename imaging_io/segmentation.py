@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from imaging_io.errors import ImagingInputError
+from imaging_io.errors import ImagingInputError, refusing
 from imaging_io.grid import Grid
 from imaging_io.masks import LesionMask
 from imaging_io.series import is_sitk_file, read_dicom_header
@@ -298,7 +298,15 @@ def seg_grid(path: Path, seg: Any) -> tuple[Grid, float | None]:
 
 def read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...] = (),
              fractional_threshold: float = FRACTIONAL_THRESHOLD) -> list[LesionMask]:
-    """Read a DICOM SEG (binary or fractional) onto ``grid``; see the module docstring."""
+    """Read a DICOM SEG (binary or fractional) onto ``grid``; see the module docstring.
+    Whatever the file holds, the answer is lesions or an :class:`ImagingInputError`."""
+    with refusing(path, "is not a readable DICOM SEG"):
+        return _read_seg(path, grid, image_sop_uids=image_sop_uids,
+                         fractional_threshold=fractional_threshold)
+
+
+def _read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...],
+              fractional_threshold: float) -> list[LesionMask]:
     p = Path(path)
     seg = load_seg(p)
     _check_frame_of_reference(p, str(seg.get("FrameOfReferenceUID", "")) or None, grid)

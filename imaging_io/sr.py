@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imaging_io.errors import ImagingInputError
+from imaging_io.errors import ImagingInputError, refusing
 
 # (scheme, code) -> kind; both the SNOMED CT codes and the retired SRT ones (DICOM CP 1850
 # moved TID 1500 to SCT, so reports written before it use SRT).
@@ -84,6 +84,14 @@ def _walk_references(items: Any, images: list[str], segments: list[int]) -> None
 
 
 def read_measurement_report(path: str | Path) -> list[LinearMeasurement]:
+    """The linear measurements of a DICOM SR TID 1500 measurement report
+    (:func:`_read_measurement_report`); whatever the file holds, the answer is
+    measurements or an :class:`ImagingInputError`."""
+    with refusing(path, "is not a readable DICOM SR measurement report"):
+        return _read_measurement_report(path)
+
+
+def _read_measurement_report(path: str | Path) -> list[LinearMeasurement]:
     """Import the linear measurements of a DICOM SR TID 1500 measurement report.
 
     Parameters
