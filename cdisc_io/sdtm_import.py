@@ -11,10 +11,15 @@ Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/rules.md``):
 
 - TU ``TUSTRESC`` (or ``TUORRES``) ``TARGET`` / ``NON-TARGET`` / ``NEW`` gives the lesion's
   role, ``TULNKID`` its id (T01, NT01, NEW01…), ``TULOC`` its site; a site naming a lymph
-  node makes the lesion nodal (R-MEAS-2).
+  node makes the lesion nodal (R-MEAS-2). A TU file without the ``TULOC`` column is
+  refused (every node would be measured as a non-nodal lesion); an empty ``TULOC`` cell
+  gives the site ``unspecified``.
 - TR ``LDIAM`` is the size of a non-nodal target, ``LPERP`` (short axis) that of a nodal one
   (R-NODE); ``DIAMETER`` is used only where the proper one is absent; ``SUMDIAM`` is derived
-  and ignored (the engine sums). ``TOO SMALL TO MEASURE`` → ``"too_small"`` (R-SMALL);
+  and ignored (the engine sums). Sizes are in mm: the unit of the value read (``TRSTRESU``
+  for ``TRSTRESN``/``TRSTRESC``, ``TRORRESU`` for ``TRORRES``; the other one when it is
+  empty) may be ``mm`` or empty (taken as mm), ``cm`` is converted (×10, a notice says
+  so), any other unit is refused. ``TOO SMALL TO MEASURE`` → ``"too_small"`` (R-SMALL);
   ``TRSTAT = NOT DONE`` → ``"not_evaluated"`` (its ``TRREASND`` is kept as a notice).
 - Split lesion (R-SPLIT): fragments recorded as ``T01.1``, ``T01.2``… add up for T01.
   Merged lesions (R-MERGE): the coalesced mass recorded once as ``T01/T02`` goes to T01,
@@ -88,7 +93,8 @@ NEW_LESION_STATES = {
 class Notice:
     """Something the importer did that a data manager should know (never an error)."""
 
-    kind: str  # imputed_date, duplicate_record, not_done, no_subject_data, date_order
+    kind: str  # imputed_date, duplicate_record, not_done, no_subject_data, date_order,
+    # converted_unit
     message: str
     subject: str | None = None
     reader: str | None = None
@@ -163,6 +169,14 @@ def read_tu(
         raise CdiscFileError(
             "required column TUSTRESC (or TUORRES) is missing", file=file, row=1, column="TUSTRESC"
         )
+    if "TULOC" not in frame.columns:
+        raise CdiscFileError(
+            "required column TULOC (the lesion's site) is missing: without it no lesion can "
+            "be told to be a lymph node, measured on its short axis (R-MEAS-2, R-NODE)",
+            file=file,
+            row=1,
+            column="TULOC",
+        )
     out: dict[tuple[str, str], dict[str, _TuLesion]] = defaultdict(dict)
     rows = zip(
         frame["USUBJID"].tolist(),
@@ -228,8 +242,17 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def read_tr(frame: pd.DataFrame, *, file: str) -> list[_TrRecord]:
-    """TR records, checked one by one (test codes, numbers); SUMDIAM dropped."""
+# Units of a size (lower case): the factor to mm. An empty unit is taken as mm.
+SIZE_UNITS = {"mm": 1, "cm": 10}
+
+
+def read_tr(
+    frame: pd.DataFrame, *, file: str, notices: list[Notice] | None = None
+) -> list[_TrRecord]:
+    """TR records, checked one by one (test codes, numbers, units); SUMDIAM dropped.
+
+    A size in cm is converted to mm with a ``converted_unit`` notice (in ``notices``).
+    """
     from cdisc_io.csvio import file_row
 
     out: list[_TrRecord] = []
@@ -249,11 +272,13 @@ def read_tr(frame: pd.DataFrame, *, file: str) -> list[_TrRecord]:
         _col(frame, "TRREASND"),
         _col(frame, "TRACPTFL"),
         _col(frame, "TRGRPID"),
+        _col(frame, "TRORRESU"),
+        _col(frame, "TRSTRESU"),
         strict=True,
     )
     for index, item in enumerate(rows):
         (subject, link, test, orres, stresc, stresn, visit, visitnum, dtc, ev, evid, stat,
-         reason, acpt, group) = item  # fmt: skip
+         reason, acpt, group, orresu, stresu) = item  # fmt: skip
         row = file_row(index)
         test = test.upper()
         if test not in KNOWN_TESTS:
@@ -292,6 +317,37 @@ def read_tr(frame: pd.DataFrame, *, file: str) -> list[_TrRecord]:
                     row=row,
                     column="TRSTRESN" if stresn else "TRORRES",
                 )
+            standard = bool(stresn or stresc)
+            unit_column = "TRSTRESU" if standard else "TRORRESU"
+            unit = stresu if standard else orresu
+            if not unit:  # the other unit column, when only it is filled
+                unit_column = "TRORRESU" if standard else "TRSTRESU"
+                unit = orresu if standard else stresu
+            factor = SIZE_UNITS.get(unit.lower()) if unit else 1
+            if factor is None:
+                raise CdiscFileError(
+                    f"subject {subject}: {test} unit {unit!r} is not mm or cm; sizes are "
+                    "read in mm (cm is converted)",
+                    file=file,
+                    row=row,
+                    column=unit_column,
+                )
+            if factor != 1:
+                converted = round(number * factor, 6)
+                if notices is not None:
+                    notices.append(
+                        Notice(
+                            "converted_unit",
+                            f"{test} {number:g} {unit} converted to {converted:g} mm",
+                            subject=subject,
+                            reader=reader_of(ev, evid),
+                            visit=visit,
+                            lesion=link,
+                            file=file,
+                            row=row,
+                        )
+                    )
+                number = converted
             number = round(number, 6)  # drop binary noise such as 11.700000000000001
         out.append(
             _TrRecord(
@@ -819,7 +875,7 @@ def build_cases(
     tu_file, tr_file = files
     notices = [] if notices is None else notices
     identities = read_tu(tu, file=tu_file, notices=notices)
-    records = read_tr(tr, file=tr_file)
+    records = read_tr(tr, file=tr_file, notices=notices)
     _assign_dates(records, rule, notices, tr_file)
     by_read: dict[tuple[str, str], list[_TrRecord]] = defaultdict(list)
     for rec in records:
