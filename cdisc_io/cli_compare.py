@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cdisc_io.cases import CasesFileError, assess_cases
     from cdisc_io.compare import RS_REQUIRED, compare, format_report
-    from cdisc_io.csvio import read_domain, write_csv
+    from cdisc_io.csvio import OutputError, read_domain, staged_outputs, write_csv
     from cdisc_io.errors import CdiscFileError
     from recist.errors import RecistError
     from recist.safejson import read_cases
@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
             "reasons",
         ]
         try:
-            write_csv(pd.DataFrame(rows, columns=columns), args.out)
-        except OSError as error:
-            print(f"recist compare: --out {args.out}: cannot write ({error.strerror})",
-                  file=sys.stderr)  # fmt: skip
+            with staged_outputs() as staged:
+                path = staged.path(args.out, f"--out {args.out}")
+                write_csv(pd.DataFrame(rows, columns=columns), path)
+        except OutputError as error:
+            print(f"recist compare: {error}", file=sys.stderr)
             return 2
     if args.format == "json":
         json.dump(result.summary(), sys.stdout, indent=2, ensure_ascii=False)

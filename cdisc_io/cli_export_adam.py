@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Assess the cases and write ADRS, ADTTE and the settings used."""
     from cdisc_io.adam_export import export_adam, imputation_flags, select_reads
     from cdisc_io.cases import CasesFileError, assess_cases, write_settings
-    from cdisc_io.csvio import OutputError, output_folder, write_csv
+    from cdisc_io.csvio import OutputError, output_folder, staged_outputs, write_csv
     from recist.errors import RecistError
     from recist.safejson import read_cases
 
@@ -54,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"recist export-adam: no read matches --reader {args.reader!r}", file=sys.stderr)
         return 2
     try:
-        with output_folder(args.out) as out:
-            write_csv(adrs, out / "adrs.csv")
-            write_csv(adtte, out / "adtte.csv")
-            write_settings(assessed, out / "settings.json")
+        # Staged: the files appear together, or none of them (a failed write leaves none).
+        with output_folder(args.out) as out, staged_outputs() as staged:
+            write_csv(adrs, staged.path(out / "adrs.csv"))
+            write_csv(adtte, staged.path(out / "adtte.csv"))
+            write_settings(assessed, staged.path(out / "settings.json"))
     except OutputError as error:
         print(f"recist export-adam: {error}", file=sys.stderr)
         return 2

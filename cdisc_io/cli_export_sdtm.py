@@ -25,7 +25,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Assess the cases and write the three domains plus the settings used."""
     from cdisc_io.cases import CasesFileError, assess_cases, write_settings
-    from cdisc_io.csvio import OutputError, output_folder, write_csv
+    from cdisc_io.csvio import OutputError, output_folder, staged_outputs, write_csv
     from cdisc_io.sdtm_export import export_sdtm
     from recist.errors import RecistError
     from recist.safejson import read_cases
@@ -38,11 +38,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     tu, tr, rs = export_sdtm(assessed, studyid=args.studyid)
     try:
-        with output_folder(args.out) as out:
-            write_csv(tu, out / "tu.csv")
-            write_csv(tr, out / "tr.csv")
-            write_csv(rs, out / "rs.csv")
-            write_settings(assessed, out / "settings.json")
+        # Staged: the files appear together, or none of them (a failed write leaves none).
+        with output_folder(args.out) as out, staged_outputs() as staged:
+            write_csv(tu, staged.path(out / "tu.csv"))
+            write_csv(tr, staged.path(out / "tr.csv"))
+            write_csv(rs, staged.path(out / "rs.csv"))
+            write_settings(assessed, staged.path(out / "settings.json"))
     except OutputError as error:
         print(f"recist export-sdtm: {error}", file=sys.stderr)
         return 2

@@ -72,6 +72,9 @@ def parse_settings(text: str | None) -> dict[str, Any] | None:
     ValueError
         One line naming ``--settings`` (and the file) and what is wrong.
     """
+    from pydantic import ValidationError
+
+    from recist.jsonio import SettingsIn, validation_error
     from recist.safejson import INVALID_JSON, JsonInputError, loads
     from recist.settings import Settings
 
@@ -110,13 +113,17 @@ def parse_settings(text: str | None) -> dict[str, Any] | None:
         Settings.from_dict(values)  # refuses unknown keys and bad values by name
     except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    try:  # the contract's types too: a list is no "confirmation", "30" no number of days
+        SettingsIn.model_validate(values)
+    except ValidationError as error:
+        raise ValueError(f"{where}: {validation_error(error, values, ('settings',))}") from None
     return values
 
 
 def run(args: argparse.Namespace) -> int:
     """Import, write the cases and print a one-line summary on stderr."""
 
-    from cdisc_io.csvio import read_domain
+    from cdisc_io.csvio import OutputError, read_domain, staged_outputs
     from cdisc_io.dates import ImputationRule
     from cdisc_io.errors import CdiscFileError
     from cdisc_io.new_therapy import CM_REQUIRED, PR_REQUIRED, earliest, read_new_therapy
@@ -178,25 +185,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"recist import-sdtm: {error}", file=sys.stderr)
         return 2
     lines = list(iter_jsonl(result.cases))
+    # Every output is written under a temporary name and renamed at the end: an output
+    # that cannot be written leaves none of them behind (standard output comes last).
     try:
-        if args.out == "-":
-            sys.stdout.writelines(lines)
-        else:
-            with open(args.out, "w", encoding="utf-8") as handle:
-                handle.writelines(lines)
-    except OSError as error:
-        print(f"recist import-sdtm: --out {args.out}: cannot write ({error.strerror})",
-              file=sys.stderr)  # fmt: skip
+        with staged_outputs() as staged:
+            if args.out != "-":
+                path = staged.path(args.out, f"--out {args.out}")
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.writelines(lines)
+            if args.notices:
+                path = staged.path(args.notices, f"--notices {args.notices}")
+                with open(path, "w", encoding="utf-8") as handle:
+                    for notice in notices:
+                        handle.write(json.dumps(notice.to_dict(), ensure_ascii=False) + "\n")
+            if args.out == "-":
+                sys.stdout.writelines(lines)
+    except OutputError as error:
+        print(f"recist import-sdtm: {error}", file=sys.stderr)
         return 2
-    if args.notices:
-        try:
-            with open(args.notices, "w", encoding="utf-8") as handle:
-                for notice in notices:
-                    handle.write(json.dumps(notice.to_dict(), ensure_ascii=False) + "\n")
-        except OSError as error:
-            print(f"recist import-sdtm: --notices {args.notices}: cannot write "
-                  f"({error.strerror})", file=sys.stderr)  # fmt: skip
-            return 2
     subjects_n = len({c["subject_id"] for c in result.cases})
     kinds: dict[str, int] = {}
     for notice in notices:

@@ -9,11 +9,18 @@ Writing: UTF-8, no index column, and no spreadsheet formula injection: a text ce
 starts with ``= + - @`` (or a tab or carriage return) gets a leading ``'`` so that a
 spreadsheet shows it as text instead of running it (OWASP "CSV injection"). Numbers,
 negative numbers included, are left alone.
+
+Outputs are staged (:func:`staged_outputs`): each file is written under a temporary name
+in its own folder and renamed to its name only when every output of the command was
+written, so a command that fails half-way leaves no partial or half-updated output behind.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,3 +136,79 @@ def output_folder(path: str | Path) -> Iterator[Path]:
         yield out
     except OSError as error:
         raise OutputError(f"{error.filename or out}: cannot write ({error.strerror})") from None
+
+
+class StagedFiles:
+    """Output files written under temporary names (``.NAME.xxxxxxxx.partial``) in their own
+    folders; :meth:`commit` renames them all to their names, :meth:`discard` removes them."""
+
+    def __init__(self) -> None:
+        self._files: list[tuple[Path, Path, str]] = []  # (temporary, final, label)
+
+    def path(self, target: str | Path, label: str | None = None) -> Path:
+        """A new empty temporary file for ``target``; write it, not ``target``.
+
+        ``label`` names the output in error messages (default: its path).
+
+        Raises
+        ------
+        OSError
+            The folder does not exist or cannot be written, or ``target`` is a folder.
+        """
+        final = Path(target)
+        if final.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), label or str(final))
+        temporary = final.parent / f".{final.name}.{secrets.token_hex(4)}.partial"
+        # O_EXCL: never another file's; mode 0666 less the umask, as open() would give.
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except OSError as error:
+            # Name the output, not its temporary file.
+            raise OSError(error.errno, error.strerror, label or str(final)) from None
+        self._files.append((temporary, final, label or str(final)))
+        return temporary
+
+    def label_of(self, filename: object) -> str | None:
+        """The label of the output whose temporary (or final) file is ``filename``."""
+        for temporary, final, label in self._files:
+            if str(filename) in (str(temporary), str(final)):
+                return label
+        return None
+
+    def commit(self) -> None:
+        """Rename every temporary file to its name (each rename is atomic)."""
+        for _temporary, final, _label in self._files:
+            if final.is_dir():
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(final))
+        for temporary, final, _label in self._files:
+            os.replace(temporary, final)
+        self._files.clear()
+
+    def discard(self) -> None:
+        """Remove the temporary files that are left."""
+        for temporary, _final, _label in self._files:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+        self._files.clear()
+
+
+@contextmanager
+def staged_outputs() -> Iterator[StagedFiles]:
+    """Stage a command's outputs; they appear only if the block succeeds.
+
+    An ``OSError`` of the block (or of the renames) becomes one :class:`OutputError`
+    naming the output (its label) and why; any error removes every temporary file.
+    """
+    staged = StagedFiles()
+    try:
+        yield staged
+        staged.commit()
+    except OSError as error:
+        label = staged.label_of(error.filename) or error.filename or "output"
+        staged.discard()
+        raise OutputError(f"{label}: cannot write ({error.strerror})") from None
+    except BaseException:
+        staged.discard()
+        raise
