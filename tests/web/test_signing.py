@@ -80,12 +80,13 @@ def test_a_signed_read_is_locked_and_the_signature_is_audited_with_its_meaning(
     assert tp.locked and tp.signed_by == "reader" and tp.sign_meaning == "read complete"
     assert tp.signed_at is not None and tp.version == read + 1
     (signed,) = _audit(session, "sign")
-    assert (signed.username, signed.entity_key, signed.new, signed.reason) == (
+    assert (signed.username, signed.entity_key, signed.reason) == (
         "reader",
         "TRIAL-1/S-001/W8",
-        "reader · read complete",
         "read complete",
     )
+    # The manifestation (who, meaning) and the SHA-256 of the values signed.
+    assert re.fullmatch(r"reader · read complete · sha256:[0-9a-f]{64}", signed.new or "")
     (locked,) = _audit(session, "lock")
     assert (locked.old, locked.new, locked.seq) == ("false", "true", signed.seq + 1)
 

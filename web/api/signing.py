@@ -16,18 +16,21 @@ from web.api.common import TIMEPOINT, utc
 from web.auth import actor, requires
 from web.services import request_session
 from web.services.common import get_timepoint, reload_subject
-from web.services.signing import sign_timepoint, unlock_timepoint
+from web.services.signing import entered_by, sign_timepoint, signer_of, unlock_timepoint
 
 
 def signature_of(trial_code: str, subject_code: str, tp_code: str) -> dict[str, Any]:
     """The read's signature as committed now (after a signing of this request)."""
-    tp = get_timepoint(reload_subject(request_session(), trial_code, subject_code), tp_code)
+    session = request_session()
+    tp = get_timepoint(reload_subject(session, trial_code, subject_code), tp_code)
     return {
         "subject_id": subject_code,
         "timepoint": tp.code,
         "version": tp.version,
         "locked": tp.locked,
+        "entered_by": entered_by(session, f"{trial_code}/{subject_code}/{tp.code}", tp),
         "signed_by": tp.signed_by,
+        "signer": signer_of(session, trial_code, subject_code, tp),
         "signed_at": utc(tp.signed_at),
         "meaning": tp.sign_meaning,
         "url": url_for(
@@ -46,10 +49,13 @@ def signature(trial_code: str, subject_code: str, tp_code: str) -> Any:
 @bp.route(TIMEPOINT + "/sign", methods=["POST"])
 @requires("sign_reads")
 def sign(trial_code: str, subject_code: str, tp_code: str) -> Any:
-    """``{password, meaning: "read complete", version}``: sign the read and lock it.
+    """``{password, meaning, version}``: sign the read and lock it.
 
-    The password is checked even though the token authenticated the request: it is the
-    signature's second component, entered again for this signing.
+    Only the reader who entered the read signs it (meaning ``read complete``); an
+    adjudicator signs another reader's read only with the meaning ``read complete (acting
+    as adjudicator)``; anyone else gets 403 ``not_your_read``. The password is checked even
+    though the token authenticated the request: it is the signature's second component,
+    entered again for this signing.
     """
     keys = ("password", "meaning", "version")
     body = body_with(*keys)

@@ -15,7 +15,35 @@ from web.auth import actor, requires
 from web.pages import review as bp
 from web.pages.subjects import subject_page
 from web.services import ServiceError, request_session
-from web.services.signing import sign_timepoint, unlock_timepoint
+from web.services.signing import (
+    entered_by,
+    meanings_for,
+    sign_timepoint,
+    signer_of,
+    unlock_timepoint,
+)
+
+
+@bp.app_context_processor
+def _signature_helpers() -> dict[str, Any]:
+    """For the subject page's signature list: ``signer(tp)``, the signature's manifestation
+    ("Full Name (username)"), and ``sign_meanings(tp)``, the meanings the current user may
+    sign the read with (none: only its reader, or an adjudicator acting as such, signs)."""
+
+    def key(tp: Any) -> str:
+        return f"{tp.subject.trial.code}/{tp.subject.code}/{tp.code}"
+
+    def signer(tp: Any) -> str:
+        subject = tp.subject
+        return signer_of(request_session(), subject.trial.code, subject.code, tp) or ""
+
+    def sign_meanings(tp: Any) -> tuple[str, ...]:
+        return meanings_for(actor(), entered_by(request_session(), key(tp), tp))
+
+    def reader_of(tp: Any) -> str:
+        return entered_by(request_session(), key(tp), tp) or ""
+
+    return {"signer": signer, "sign_meanings": sign_meanings, "reader_of": reader_of}
 
 
 def _subject_error(trial_code: str, subject_code: str, error: ServiceError) -> Any:

@@ -5,15 +5,33 @@ signed read is locked: the service layer refuses to change or delete it
 (:func:`web.services.check_unlocked`). Unlocking needs an adjudicator or trial manager and
 a reason. Signing, locking and unlocking are audit records in the same transaction, so the
 signature's manifestation (who, when in UTC, meaning) and its history are in the trail.
+
+Who may sign: the reader who entered the read (the user who last saved the timepoint's
+values, ``Timepoint.updated_by``; for older rows, the trail's last writer of it). An
+adjudicator may sign another reader's read only *acting as adjudicator*, with that
+meaning (:data:`ADJUDICATOR_MEANING`), recorded as such. Everyone else is refused (403).
+
+A signature is bound to what was signed: the ``sign`` record's ``new`` is
+``"<signer> · <meaning> · sha256:<digest>"`` where ``digest`` is the SHA-256 of the
+canonical JSON (:func:`canonical_json`) of the timepoint's values as stored
+(:func:`signed_content`); ``recist audit verify`` recomputes it for every locked read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
 from web.errors import Conflict, InvalidInput, ServiceError
-from web.models import Timepoint, utcnow
+from web.models import AuditRecord, Subject, Timepoint, User, utcnow
+from web.services.cases import timepoint_as_dict
 from web.services.common import (
     Actor,
     Audit,
@@ -24,8 +42,11 @@ from web.services.common import (
     get_timepoint,
 )
 
-# The meanings a reader can state when signing a read.
-SIGN_MEANINGS = ("read complete",)
+# The meaning a reader states when signing their own read …
+READ_COMPLETE = "read complete"
+# … and the one an adjudicator states when signing a read another reader entered.
+ADJUDICATOR_MEANING = "read complete (acting as adjudicator)"
+SIGN_MEANINGS = (READ_COMPLETE, ADJUDICATOR_MEANING)
 # Who may unlock a signed read (the issue: an adjudicator or a trial manager).
 UNLOCK_ROLES = frozenset({"adjudicator", "trial_manager"})
 
@@ -37,20 +58,142 @@ class SignatureRefused(ServiceError):
     code = "signature_refused"
 
 
-def check_password(session: Session, actor: Actor, password: str) -> None:
+class NotYourRead(ServiceError):
+    """Only the reader who entered a read signs it (or an adjudicator, acting as such)."""
+
+    status = 403
+    code = "not_your_read"
+
+
+def check_password(session: Session, actor: Actor, password: str) -> User:
     """The signature's password check, counted like a login (its own transaction, before
     the signed write): a wrong password counts towards the account lock
     (``services.MAX_FAILED_LOGINS``), so that a stolen session or API token cannot be used
-    to guess its owner's password through signing."""
+    to guess its owner's password through signing. Returns the signer."""
     from web.services.users import authenticate
 
-    if authenticate(session, actor.username, password) is None:
+    user = authenticate(session, actor.username, password)
+    if user is None:
         raise SignatureRefused(
             f"the password does not match {actor.username}'s (or the account is locked after "
             "repeated failures); nothing was signed",
             field="password",
             pointer="/password",
         )
+    return user
+
+
+def printed_name(user: Any) -> str:
+    """The signer as the manifestation shows them (21 CFR 11.50): "Full Name (username)"
+    when the user has a full name, else the user name."""
+    full = getattr(user, "full_name", None)
+    full = full.strip() if isinstance(full, str) else ""
+    return f"{full} ({user.username})" if full else str(user.username)
+
+
+def canonical_json(value: Any) -> bytes:
+    """``value`` as canonical JSON: keys sorted, no whitespace, UTF-8, no NaN."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def signed_content(subject: Subject, tp: Timepoint) -> dict[str, Any]:
+    """What a signature of ``tp`` signs: its values as stored, in the case contract's shape
+    (:func:`web.services.cases.timepoint_as_dict`), without the version."""
+    values = timepoint_as_dict(subject, tp)
+    values.pop("version", None)
+    return values
+
+
+def content_digest(subject: Subject, tp: Timepoint) -> str:
+    """SHA-256 (hex) of the canonical JSON of :func:`signed_content`."""
+    return hashlib.sha256(canonical_json(signed_content(subject, tp))).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignRecord:
+    """A ``sign`` record's ``new`` read back: signer (printed name), meaning, digest."""
+
+    signer: str
+    meaning: str
+    digest: str | None
+
+
+_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+
+
+def signature_text(signer: str, meaning: str, digest: str) -> str:
+    return f"{signer} · {meaning} · sha256:{digest}"
+
+
+def parse_signature(text: str | None) -> SignRecord | None:
+    """A ``sign`` record's ``new`` (``None`` when it is not a signature). Records written
+    before signatures were bound to content have no digest."""
+    if not text:
+        return None
+    parts = text.rsplit(" · ", 2)
+    if len(parts) == 3 and (match := _DIGEST.match(parts[2])):
+        return SignRecord(parts[0], parts[1], match[1])
+    signer, sep, meaning = text.rpartition(" · ")
+    return SignRecord(signer, meaning, None) if sep else None
+
+
+def entered_by(session: Session, key: str, tp: Timepoint) -> str | None:
+    """The reader who entered the read: the user who last saved its values
+    (``Timepoint.updated_by``), else the trail's last writer of the timepoint or its
+    measurements (rows from before ``updated_by`` was kept)."""
+    if tp.updated_by:
+        return tp.updated_by
+    record = session.scalar(
+        select(AuditRecord)
+        .where(
+            AuditRecord.action.in_(("create", "update", "delete")),
+            or_(
+                AuditRecord.entity_key == key,
+                AuditRecord.entity_key.startswith(key + "/", autoescape=True),
+            ),
+        )
+        .order_by(AuditRecord.seq.desc())
+        .limit(1)
+    )
+    return None if record is None else record.username
+
+
+def meanings_for(actor: Actor, reader: str | None) -> tuple[str, ...]:
+    """The meanings ``actor`` may sign a read entered by ``reader`` with (none: may not)."""
+    if reader is not None and actor.username == reader:
+        return (READ_COMPLETE,)
+    if actor.role == "adjudicator":
+        return (ADJUDICATOR_MEANING,)
+    return ()
+
+
+def check_signer(actor: Actor, reader: str | None, meaning: str, what: str) -> None:
+    """Refuse a signature by anyone but the read's reader, or an adjudicator acting as
+    such (403, naming who entered the read and who may sign it)."""
+    allowed = meanings_for(actor, reader)
+    if meaning in allowed:
+        return
+    entered = f"was entered by {reader}" if reader else "has no recorded reader"
+    if allowed == (READ_COMPLETE,):
+        raise NotYourRead(
+            f"{what} is your own read: sign it with the meaning {READ_COMPLETE!r}",
+            field="meaning",
+            pointer="/meaning",
+        )
+    if allowed == (ADJUDICATOR_MEANING,):
+        raise NotYourRead(
+            f"{what} {entered}; an adjudicator signs another reader's read only acting as "
+            f"adjudicator: choose the meaning {ADJUDICATOR_MEANING!r}",
+            field="meaning",
+            pointer="/meaning",
+        )
+    raise NotYourRead(
+        f"{what} {entered}; only {reader or 'its reader'} can sign it (or an adjudicator, "
+        f"acting as adjudicator), not {actor.username}; nothing was signed",
+        field="signer",
+    )
 
 
 def sign_timepoint(
@@ -72,6 +215,8 @@ def sign_timepoint(
         The password does not match the signer's.
     InvalidInput
         No password, an unknown meaning, or no version.
+    NotYourRead
+        The signer did not enter the read and is not an adjudicator acting as such.
     Conflict
         The read is already signed (``Locked``) or changed since ``expected_version``.
     """
@@ -92,16 +237,29 @@ def sign_timepoint(
             field="version",
             pointer="/version",
         )
-    check_password(session, actor, password)
+    key = f"{trial_code}/{subject_code}/{tp_code}"
+    what = f"subject {subject_code}: timepoint {tp_code}"
+    # Who may sign is decided before the password is checked: someone who may not sign
+    # this read gets no password guess through it either.
+    session.rollback()  # the latest committed rows
+    try:
+        tp = get_timepoint(get_subject(session, trial_code, subject_code), tp_code)
+        check_signer(actor, entered_by(session, key, tp), meaning, what)
+    finally:
+        session.rollback()
+    user = check_password(session, actor, password)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         tp = get_timepoint(subject, tp_code)
         check_unlocked(tp, subject_code)
         check_version(tp, expected_version, subject_code)
+        reader = entered_by(session, key, tp)
+        check_signer(actor, reader, meaning, what)
         now = utcnow()
-        key = f"{trial_code}/{subject_code}/{tp_code}"
-        audit = Audit(session, actor, meaning)
-        audit.log("sign", "timepoint", key, "signature", None, f"{actor.username} · {meaning}")
+        why = meaning if meaning == READ_COMPLETE else f"{meaning}; read entered by {reader}"
+        audit = Audit(session, actor, why)
+        signed = signature_text(printed_name(user), meaning, content_digest(subject, tp))
+        audit.log("sign", "timepoint", key, "signature", None, signed)
         audit.log("lock", "timepoint", key, "locked", False, True)
         tp.locked = True
         tp.signed_by = actor.username
@@ -109,6 +267,25 @@ def sign_timepoint(
         tp.sign_meaning = meaning
         flush(session)
     return tp
+
+
+def signer_of(session: Session, trial_code: str, subject_code: str, tp: Timepoint) -> str | None:
+    """The printed name of a locked read's signer as its ``sign`` record manifests it
+    ("Full Name (username)"), else ``signed_by``; ``None`` when the read is not signed."""
+    if not tp.locked or not tp.signed_by:
+        return None
+    record = session.scalar(
+        select(AuditRecord)
+        .where(
+            AuditRecord.action == "sign",
+            AuditRecord.entity == "timepoint",
+            AuditRecord.entity_key == f"{trial_code}/{subject_code}/{tp.code}",
+        )
+        .order_by(AuditRecord.seq.desc())
+        .limit(1)
+    )
+    parsed = parse_signature(record.new) if record is not None else None
+    return parsed.signer if parsed is not None else tp.signed_by
 
 
 def unlock_timepoint(
