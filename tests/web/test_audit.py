@@ -185,12 +185,27 @@ def test_recist_audit_verify_exits_0_when_intact_and_1_naming_the_first_break(
 def test_recist_audit_verify_exits_2_with_one_line_on_an_unreadable_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()
+    url = f"sqlite:///{empty}"
     assert main(["audit", "verify", "--database-url", url]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("recist audit: cannot read the audit trail at sqlite:///")
     assert "no such table: audit_record" in err
+
+
+def test_recist_audit_verify_of_a_missing_sqlite_file_creates_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for url in ("sqlite:///missing", f"sqlite:///{tmp_path / 'gone' / 'x.sqlite3'}"):
+        assert main(["audit", "verify", "--database-url", url]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert err.startswith(f"recist audit: cannot read the audit trail at {url}: ")
+        assert err.endswith("no such database file\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_upgrading_a_0002_database_chains_its_existing_records_and_protects_them(

@@ -12,6 +12,7 @@ from web.api.common import SUBJECT, utc
 from web.auth import requires
 from web.services import InvalidInput, request_session
 from web.services.audit import ACTIONS, AuditFilter, search, verify_trail
+from web.services.audit_replay import reconcile
 from web.services.common import get_subject, get_trial
 
 # The audit search answers the newest records first; ``limit`` pages through no further
@@ -97,8 +98,13 @@ def subject_audit(trial_code: str, subject_code: str) -> Any:
 @bp.route("/audit/verify", methods=["GET"])
 @requires("view_audit")
 def audit_verify() -> Any:
-    """Walk the whole hash chain (as ``recist audit verify``) and report the first break."""
-    report = verify_trail(request_session())
+    """Walk the whole hash chain (as ``recist audit verify``) and report the first break;
+    then replay the trail against the data (measurements, locks, signatures, central
+    review, cached results) and report the first difference. Anchors are checked by
+    ``recist audit verify --anchors``: their key is kept away from the application."""
+    session = request_session()
+    report = verify_trail(session)
+    agreed = reconcile(session)
     return jsonify(
         {
             "intact": report.intact,
@@ -106,5 +112,13 @@ def audit_verify() -> Any:
             "last_hash": report.last_hash,
             "problem": report.problem,
             "broken_seq": report.broken_seq,
+            "reconciliation": {
+                "agree": agreed.agree,
+                "subjects": agreed.subjects,
+                "measurements": agreed.measurements,
+                "signatures": agreed.signatures,
+                "differences": len(agreed.differences),
+                "problem": agreed.problem,
+            },
         }
     )

@@ -15,6 +15,13 @@ Three layers keep records append-only:
 * the chain: even someone who bypasses the triggers (a table owner dropping them) cannot
   edit a record without :func:`verify_chain` noticing.
 
+What the chain cannot show — the newest records deleted, or an edit followed by
+re-chaining every later record — anchors show (:mod:`web.services.audit_anchor`: the chain
+head with an HMAC under a key kept outside the database); what the data underwent behind
+the trail's back, the reconciliation shows (:mod:`web.services.audit_replay`: the trail
+replayed against measurements, locks, signatures and cached results). ``recist audit
+verify`` runs all three (:mod:`web.cli_audit`).
+
 The chain is written under a table lock on PostgreSQL (``SHARE ROW EXCLUSIVE``: readers go
 on, a second writer of audit records waits for the first to commit), so that two
 transactions never chain onto the same predecessor; SQLite has one writer at a time.
