@@ -2,12 +2,19 @@
 
 Every view is wrapped by :func:`requires`, which names the permission it needs; the
 permission table :data:`PERMISSIONS` says which roles hold it. Browser requests use the
-Flask-Login session cookie; API requests use ``Authorization: Bearer <token>`` only.
+Flask-Login session cookie, which carries the id of a server-side session
+(:mod:`web.services.access`): logout, a password change, deactivation, ``SESSION_IDLE_MINUTES``
+without a request (default 30, ``RECIST_SESSION_IDLE_MINUTES``) or ``SESSION_MAX_HOURS`` after
+login (default 12, ``RECIST_SESSION_MAX_HOURS``) end it for good. API requests use
+``Authorization: Bearer <token>`` only; expired, revoked or deactivated tokens get a 401
+that says which.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -25,27 +32,37 @@ from flask import (
     session,
     url_for,
 )
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user, login_user, logout_user
+from sqlalchemy.exc import SQLAlchemyError
 
 from web.models import ROLES, User
-from web.services import Actor, authenticate, user_for_token
+from web.services import Actor
+from web.services.access import (
+    SESSION_IDLE,
+    SESSION_MAX,
+    check_token,
+    end_session,
+    note_token_use,
+    resume_session,
+    span_text,
+    start_session,
+)
+from web.services.users import DEFAULT_ADDRESS_LIMIT, login_attempt, parse_limit
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 
-# Password guessing is slowed twice: per account (services.MAX_FAILED_LOGINS locks it)
-# and per client address, which also covers guessing across many user names. Only failed
-# logins (401) count, so a busy ward behind one address is never locked out by its own
-# successful logins. Counts live in memory per worker process (Flask-Limiter); behind a
-# reverse proxy, put werkzeug's ProxyFix in front so the client's address is seen.
-DEFAULT_LOGIN_RATE_LIMIT = "20 per 15 minutes"
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+# The key of the server-side session's id in the (signed) session cookie.
+SESSION_ID = "sid"
+
+# Password guessing is slowed per account (services.MAX_FAILED_LOGINS locks it) and per
+# client address (LOGIN_RATE_LIMIT failed logins), with counts in the database
+# (web.services.users.login_attempt); behind a reverse proxy, put werkzeug's ProxyFix in
+# front so the client's address is seen.
 
 
 def _login_rate_limit() -> str:
-    return str(current_app.config.get("LOGIN_RATE_LIMIT", DEFAULT_LOGIN_RATE_LIMIT))
+    return str(current_app.config.get("LOGIN_RATE_LIMIT") or DEFAULT_ADDRESS_LIMIT)
 
 
 def _login_refused_message() -> str:
@@ -53,6 +70,7 @@ def _login_refused_message() -> str:
         f"too many failed logins from this address (at most {_login_rate_limit()}); "
         "wait and try again, or ask an administrator"
     )
+
 
 # Which roles hold each permission. reviewer is read-only; trial_manager runs the trial
 # (subjects, arms, dates) but does not measure; reader and adjudicator measure.
@@ -79,6 +97,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Independent central review: readers submit blinded reads, adjudicators choose.
     "central_read": frozenset({"reader"}),
     "adjudicate": frozenset({"adjudicator"}),
+    # Everyone manages their own account: password, API tokens (/account).
+    "own_account": frozenset(ROLES),
 }
 
 
@@ -110,7 +130,12 @@ def requires(permission: str) -> Callable[[F], F]:
             user = request_user()
             if user is None:
                 if request.path.startswith("/api/"):
-                    abort(401, "send 'Authorization: Bearer <token>' (see `recist users token`)")
+                    problem = g.get("token_problem")
+                    abort(
+                        401,
+                        problem
+                        or "send 'Authorization: Bearer <token>' (see `recist users token`)",
+                    )
                 return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
             if not allowed(user.role, permission):
                 abort(
@@ -143,7 +168,10 @@ def request_user() -> User | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            user = user_for_token(db_session(), token.strip())
+            check = check_token(db_session(), token.strip())
+            user, g.token_problem = check.user, check.problem
+            if user is not None:
+                g.token_key = check.token_key
     elif current_user.is_authenticated:
         user = current_user._get_current_object()
     g.request_user = user
@@ -182,21 +210,100 @@ def _blinding_guard() -> None:
         refuse_if_blinded(Trial(central_review=True))
 
 
+def _number(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    try:
+        number = float(value) if value else default
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number") from None
+    if not number > 0:
+        raise ValueError(f"{name}={value!r} must be more than 0")
+    return number
+
+
+def session_limits(app: Flask) -> tuple[timedelta, timedelta]:
+    """(idle, absolute) session timeouts of ``app``."""
+    return (
+        timedelta(minutes=float(app.config["SESSION_IDLE_MINUTES"])),
+        timedelta(hours=float(app.config["SESSION_MAX_HOURS"])),
+    )
+
+
+def _configure_sessions(app: Flask) -> None:
+    """Session timeouts from the settings or the environment, checked at start; the
+    signed cookie itself is refused after the absolute timeout (never Flask's 31 days)."""
+    idle_default = SESSION_IDLE.total_seconds() / 60
+    max_default = SESSION_MAX.total_seconds() / 3600
+    app.config.setdefault(
+        "SESSION_IDLE_MINUTES", _number("RECIST_SESSION_IDLE_MINUTES", idle_default)
+    )
+    app.config.setdefault("SESSION_MAX_HOURS", _number("RECIST_SESSION_MAX_HOURS", max_default))
+    idle, longest = session_limits(app)
+    if not timedelta(0) < idle <= longest:
+        raise ValueError(
+            f"the idle session timeout ({idle}) must be more than 0 and at most the "
+            f"absolute one ({longest})"
+        )
+    app.config["PERMANENT_SESSION_LIFETIME"] = longest
+    # A malformed limit stops the start, not the first login.
+    parse_limit(str(app.config.get("LOGIN_RATE_LIMIT") or DEFAULT_ADDRESS_LIMIT))
+
+
+SESSION_ENDED = {
+    "idle": "Your session ended after {idle} without activity; log in again.",
+    "expired": "Your session ended {longest} after you logged in; log in again.",
+}
+
+
+def _load_user(user_id: str) -> User | None:
+    """Flask-Login's user loader: the user of a live server-side session, else nobody."""
+    from web.db import db_session
+
+    sid = session.get(SESSION_ID)
+    if not sid or not user_id.isdigit():
+        return None
+    idle, longest = session_limits(current_app)
+    check = resume_session(db_session(), str(sid), idle=idle, max_age=longest)
+    if check.user is None or check.user.id != int(user_id):
+        session.pop(SESSION_ID, None)
+        if check.ended:
+            flash(
+                SESSION_ENDED[check.ended].format(idle=span_text(idle), longest=span_text(longest))
+            )
+        return None
+    return check.user
+
+
+def route_family() -> str:
+    """The API area of the request's route (the ``web.api`` module of its view) and
+    whether it reads or writes: ``"subjects read"``, ``"signing write"``."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    area = str(getattr(view, "__module__", "") or "").rpartition(".")[2] or "unknown"
+    return f"{area} {'read' if request.method in ('GET', 'HEAD', 'OPTIONS') else 'write'}"
+
+
+def _note_token_use(response: Any) -> Any:
+    """After an API request authenticated by a token: its use, audited once per token,
+    route family and hour (after the view, so that the view's own records come first)."""
+    key = g.get("token_key")
+    if key:
+        from web.db import db_session
+
+        try:
+            note_token_use(db_session(), key, route_family(), address=request.remote_addr)
+        except SQLAlchemyError:  # the response stands; the fault is logged
+            current_app.logger.exception("the use of an API token could not be recorded")
+    return response
+
+
 def init_app(app: Flask) -> None:
+    _configure_sessions(app)
     app.before_request(_blinding_guard)
-    limiter.init_app(app)
+    app.after_request(_note_token_use)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
-
-    @login_manager.user_loader  # type: ignore[untyped-decorator]
-    def _load(user_id: str) -> User | None:
-        from web.db import db_session
-
-        if not user_id.isdigit():
-            return None
-        user = db_session().get(User, int(user_id))
-        return user if user is not None and user.active else None
+    login_manager.user_loader(_load_user)
 
     @app.context_processor
     def _template_helpers() -> dict[str, Any]:
@@ -217,35 +324,53 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def begin_session(user: User, *, reason: str | None = None) -> None:
+    """Log ``user`` in on a fresh cookie (no session fixation) with a new server-side
+    session; the login is audited."""
+    from web.db import db_session
+
+    sid = start_session(db_session(), user, address=request.remote_addr, reason=reason)
+    session.clear()
+    login_user(user)
+    session[SESSION_ID] = sid
+    g.request_user = user
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
-@limiter.limit(
-    _login_rate_limit,
-    methods=["POST"],
-    deduct_when=lambda response: response.status_code == 401,
-    error_message=_login_refused_message,
-)
 def login() -> Any:
     from web.db import db_session
 
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
-        user = authenticate(db_session(), username, password)
-        if user is None:
-            error = "unknown user name or wrong password"
-        else:
-            session.clear()  # a fresh session on login: no session fixation
-            login_user(user)
+        result = login_attempt(
+            db_session(),
+            username,
+            password,
+            address=request.remote_addr,
+            via=request.endpoint,
+            limit=_login_rate_limit(),
+        )
+        if result.user is not None:
+            begin_session(result.user)
             return redirect(_safe_next(request.args.get("next")))
-    status = 401 if error else 200
+        if result.address_limited:
+            error, status = _login_refused_message(), 429
+        else:
+            error, status = "unknown user name or wrong password", 401
     return render_template("auth/login.html", error=error), status
 
 
 @bp.route("/logout", methods=["POST"])
 @public
 def logout() -> Any:
+    from web.db import db_session
+
+    sid = session.get(SESSION_ID)
+    if sid:
+        end_session(db_session(), str(sid), address=request.remote_addr)
     logout_user()
     session.clear()
     flash("You are logged out.")

@@ -248,6 +248,9 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(32))
+    # The person's name as the signature manifestation shows it (21 CFR 11.50); may be
+    # empty for users added before it existed (web.services.users.display_name).
+    full_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Consecutive failed logins, and the lock they earned (web.services.authenticate).
@@ -272,7 +275,8 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A bearer token for automation; only its SHA-256 is stored."""
+    """A bearer token for automation; only its SHA-256 is stored. It works until
+    ``expires_at`` unless ``revoked_at`` is set (web.services.access.check_token)."""
 
     __tablename__ = "api_token"
 
@@ -281,9 +285,54 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(64))
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     user: Mapped[User] = relationship()
+
+
+class ApiTokenUse(Base):
+    """That a token was used on a route family in an hour: one audit record each."""
+
+    __tablename__ = "api_token_use"
+
+    token_id: Mapped[int] = mapped_column(
+        ForeignKey("api_token.id", ondelete="CASCADE"), primary_key=True
+    )
+    family: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+
+
+class UserSession(Base):
+    """A browser session: the cookie carries a random id, only its SHA-256 is stored.
+
+    A session ends when ``revoked_at`` is set (logout, password change, deactivation,
+    idle or absolute timeout; ``ended_by`` says which)."""
+
+    __tablename__ = "user_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    client_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """One failed password check from a client address (the per-address limit counts
+    these in a window; kept in the database so that a restart does not reset them)."""
+
+    __tablename__ = "login_failure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class AuditRecord(Base):
