@@ -18,6 +18,7 @@ review = Blueprint("review", __name__)
 
 # Importing the area modules registers their routes on the two blueprints.
 from web.pages import (  # noqa: E402
+    account,
     audit,
     baseline,
     central,
@@ -32,6 +33,7 @@ from web.pages import (  # noqa: E402
 )
 
 __all__ = [
+    "account",
     "audit",
     "baseline",
     "central",
