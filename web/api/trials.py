@@ -8,18 +8,22 @@ from flask import jsonify, url_for
 
 from web.api.blueprint import bp
 from web.api.body import json_body
-from web.auth import actor, requires
+from web.auth import actor, blinded, request_user_role, requires
 from web.services import InvalidInput, request_session
 from web.services.common import get_trial, list_trials
 from web.services.trials import create_trial
 
 
 def trial_json(trial: Any) -> dict[str, Any]:
+    """A trial; a reader of a blinded trial (independent central review) never gets its
+    arms (``"arms": null``), whichever route lists it."""
+    hidden = blinded(request_user_role(), trial)
     return {
         "code": trial.code,
         "title": trial.title,
         "settings": trial.settings,
-        "arms": [{"code": a.code, "name": a.name} for a in trial.arms],
+        "central_review": bool(trial.central_review),
+        "arms": None if hidden else [{"code": a.code, "name": a.name} for a in trial.arms],
         "url": url_for("api.trial", trial_code=trial.code),
     }
 

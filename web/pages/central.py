@@ -22,15 +22,48 @@ from web.pages.read_sheet import Sheet, SheetError
 from web.services import InvalidInput, ServiceError, get_subject, get_trial, request_session
 
 
-@bp.route("/trials/<trial_code>/central-review/setting", methods=["POST"])
+@bp.route("/trials/<trial_code>/central-review/setting", methods=["GET", "POST"])
 @requires("manage_trials")
 def central_setting(trial_code: str) -> Any:
-    from web.services.central import set_central_review
+    """Switch independent central review on, or off (unblinding: a reason, an explicit
+    confirmation and, while signed blinded reads exist, an adjudicator's or admin's
+    password signature). The trial page's checkbox posts here; switching off without
+    what it needs answers this page, with the form to complete."""
+    from web.services.central import UNBLIND_CONFIRMATION, blinded_reads, set_central_review
 
-    on = request.form.get("central_review") == "on"
-    set_central_review(request_session(), actor(), trial_code, on=on)
-    flash("Independent central review " + ("on." if on else "off."))
-    return redirect(url_for("views.trial", trial_code=trial_code))
+    session = request_session()
+    form = request.form
+    error: ServiceError | None = None
+    if request.method == "POST":
+        on = form.get("central_review") == "on"
+        try:
+            set_central_review(
+                session,
+                actor(),
+                trial_code,
+                on=on,
+                reason=form.get("reason") or None,
+                confirmed=form.get("confirm") == "yes",
+                signer=form.get("signer") or None,
+                password=form.get("password") or None,
+            )
+        except ServiceError as failed:
+            error = failed
+        else:
+            flash("Independent central review " + ("on." if on else "off: the trial is unblinded."))
+            return redirect(url_for("views.trial", trial_code=trial_code))
+    trial = get_trial(session, trial_code)
+    return (
+        render_template(
+            "review/central_setting.html",
+            trial=trial,
+            reads=blinded_reads(session, trial),
+            confirmation=UNBLIND_CONFIRMATION,
+            form=form,
+            error=error,
+        ),
+        error.status if error is not None else 200,
+    )
 
 
 @bp.route("/trials/<trial_code>/central-review")

@@ -21,42 +21,133 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
-from web.errors import Conflict, InvalidInput, NotFound
-from web.models import Adjudication, CentralRead, Subject, Trial, utcnow
+from web.errors import Conflict, InvalidInput, NotFound, ReasonRequired, ServiceError
+from web.models import Adjudication, CentralRead, Subject, Trial, User, utcnow
 from web.services.cases import engine_assess
 from web.services.common import (
     Actor,
     Audit,
+    clean_reason,
     flush,
     get_subject,
     get_trial,
     list_subjects,
     reload_subject,
 )
-from web.services.signing import check_password
+from web.services.signing import check_password, printed_name
 
 CASE_KEYS = ("lesions", "timepoints")
 
 
-def set_central_review(session: Session, actor: Actor, trial_code: str, *, on: bool) -> Trial:
-    """Switch independent central review on or off for a trial (audited)."""
+# Who may sign an unblinding while the trial holds signed blinded reads.
+UNBLIND_SIGNERS = frozenset({"adjudicator", "admin"})
+UNBLIND_CONFIRMATION = (
+    "I understand that switching independent central review off unblinds the trial: "
+    "readers will see the arms, the site reads and the results"
+)
+
+
+class UnblindingRefused(ServiceError):
+    """The signer of an unblinding is not an adjudicator or admin."""
+
+    status = 403
+    code = "unblinding_refused"
+
+
+def blinded_reads(session: Session, trial: Trial) -> int:
+    """How many signed blinded central reads the trial holds."""
+    query = select(func.count(CentralRead.id)).join(Subject).where(Subject.trial_id == trial.id)
+    return int(session.scalar(query) or 0)
+
+
+def set_central_review(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    *,
+    on: bool,
+    reason: str | None = None,
+    confirmed: bool = False,
+    signer: str | None = None,
+    password: str | None = None,
+) -> Trial:
+    """Switch independent central review on or off for a trial (audited).
+
+    Off unblinds the trial: it needs a ``reason`` (else ``ReasonRequired``) and
+    ``confirmed``, the caller's explicit confirmation of :data:`UNBLIND_CONFIRMATION`
+    (else ``InvalidInput``); while the trial holds signed blinded reads, also the password
+    signature of an adjudicator or admin (``signer``, default the caller; else
+    ``UnblindingRefused`` or ``SignatureRefused``). All of it is audited with the change.
+    """
+    reason = clean_reason(reason)
+    approval = None
+    if not on:
+        session.rollback()  # the latest committed rows
+        try:
+            trial = get_trial(session, trial_code)
+            reads = blinded_reads(session, trial) if trial.central_review else 0
+            switching = trial.central_review
+        finally:
+            session.rollback()
+        what = f"switching independent central review off in trial {trial_code} unblinds it"
+        if switching and reason is None:
+            raise ReasonRequired(f"{what}; it needs a reason", field="reason", pointer="/reason")
+        if switching and not confirmed:
+            raise InvalidInput(
+                f"{what}; confirm it: {UNBLIND_CONFIRMATION}", field="confirm", pointer="/confirm"
+            )
+        if reads:
+            approval = _unblinding_signature(session, actor, trial_code, reads, signer, password)
     with write_transaction(session):
         trial = get_trial(session, trial_code)
-        if trial.central_review != on:
-            Audit(session, actor, "independent central review setting").log(
-                "update" if trial.central_review else "create",
-                "trial",
-                trial.code,
-                "central_review",
-                trial.central_review,
-                on,
-            )
-            trial.central_review = on
+        if trial.central_review == on:
+            return trial
+        audit = Audit(session, actor, reason or "independent central review setting")
+        audit.log("create" if on else "update", "trial", trial.code, "central_review", not on, on)
+        if not on:
+            if approval is None and blinded_reads(session, trial):
+                raise UnblindingRefused(
+                    f"trial {trial_code} received a blinded read meanwhile; try again: the "
+                    "unblinding now needs an adjudicator's or admin's signature",
+                    field="signer",
+                )
+            audit.log("update", "trial", trial.code, "unblinding", None, UNBLIND_CONFIRMATION)
+            if approval is not None:
+                Audit(session, approval[0], reason).log(
+                    "sign", "trial", trial.code, "signature", None, approval[1]
+                )
+        trial.central_review = on
+        flush(session)
         return trial
+
+
+def _unblinding_signature(
+    session: Session, actor: Actor, trial: str, reads: int, signer: str | None, password: Any
+) -> tuple[Actor, str]:
+    """An adjudicator's or admin's password signature approving an unblinding: the signer
+    and the manifestation ("<signer> · unblinding approved (<n> blinded reads)")."""
+    name = (signer or "").strip() or actor.username
+    role = session.scalar(select(User.role).where(User.username == name))
+    session.rollback()
+    needs = f"trial {trial} holds {reads} signed blinded read(s): switching central review off"
+    if role not in UNBLIND_SIGNERS:
+        who = "no user" if role is None else f"a {role}"
+        raise UnblindingRefused(
+            f"{needs} needs the signature of an adjudicator or admin, and {name} is {who}",
+            field="signer",
+            pointer="/signer",
+        )
+    if not password:
+        raise InvalidInput(
+            f"{needs} needs {name}'s password, entered again", field="password", pointer="/password"
+        )
+    who = Actor(name, str(role))
+    user = check_password(session, who, password)
+    return who, f"{printed_name(user)} · unblinding approved ({reads} blinded reads)"
 
 
 def blinded_case(subject: Subject, read: dict[str, Any]) -> dict[str, Any]:
