@@ -135,9 +135,9 @@ def _unblinding_signature(
     session.rollback()
     needs = f"trial {trial} holds {reads} signed blinded read(s): switching central review off"
     if role not in UNBLIND_SIGNERS:
-        who = "no user" if role is None else f"a {role}"
+        what = "no user" if role is None else f"a {role}"
         raise UnblindingRefused(
-            f"{needs} needs the signature of an adjudicator or admin, and {name} is {who}",
+            f"{needs} needs the signature of an adjudicator or admin, and {name} is {what}",
             field="signer",
             pointer="/signer",
         )
