@@ -13,12 +13,13 @@ audit trail of what was restored.
 ``OUT`` is written under a temporary name in its folder and renamed when complete, and an
 existing ``OUT`` is kept unless ``--force``. A restore refuses a target database that holds
 any row (``--force`` replaces it); stop the application first. After a restore the audit
-trail's hash chain is verified (:func:`web.services.audit.verify_chain`) and the result
-printed.
+trail's hash chain is verified (:func:`web.services.audit.verify_chain`), the trail is
+replayed against the restored data (:func:`web.services.audit_replay.reconcile`), and the
+results printed; ``recist audit verify --anchors FILE`` then also checks the anchors.
 
-Exit status: 0 done (and, after a restore, the chain intact); 1 restored but the audit
-chain is broken (one line names the first broken link); 2 nothing done (one line on
-standard error says why).
+Exit status: 0 done (and, after a restore, the chain intact and the data agreeing with
+it); 1 restored but the chain is broken or the data disagree (the last line names the
+first difference); 2 nothing done (one line on standard error says why).
 """
 
 from __future__ import annotations
@@ -163,26 +164,47 @@ class RestoreReport:
         self.intact = intact
 
 
-def _chain_text(engine: Any) -> tuple[str, bool]:
+def _chain_text(engine: Any, *, reconcile_data: bool = False) -> tuple[str, bool]:
+    """Verify the audit chain (and, with ``reconcile_data``, replay the trail against the
+    data: :func:`web.services.audit_replay.reconcile`); the lines to print and whether
+    everything agrees."""
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
 
     from web.services.audit import verify_chain
+    from web.services.audit_replay import reconcile
 
     try:
         with engine.connect() as connection:
             if not inspect(connection).has_table("audit_record"):
                 return "no audit_record table: this is not a recist database", False
             report = verify_chain(connection)
+            if not report.intact:
+                return (
+                    f"audit chain BROKEN after {report.records} good records: {report.problem}",
+                    False,
+                )
+            chain = f"audit chain intact: {report.records} records, last hash {report.last_hash}"
+            if not reconcile_data:
+                return chain, True
+            with Session(bind=connection) as session:
+                data = reconcile(session)
     except SQLAlchemyError as error:
         cause = getattr(error, "orig", None) or error
         return f"cannot read the audit trail: {str(cause).splitlines()[0]}", False
-    if report.intact:
+    if not data.agree:
         return (
-            f"audit chain intact: {report.records} records, last hash {report.last_hash}",
-            True,
+            f"{chain}\nreconciliation FAILED ({len(data.differences)} difference(s)); first: "
+            f"{data.problem}",
+            False,
         )
-    return f"audit chain BROKEN after {report.records} good records: {report.problem}", False
+    return (
+        f"{chain}\nreconciliation: the data agrees with the trail ({data.subjects} subjects, "
+        f"{data.measurements} measurements, {data.signatures} signatures, cached results "
+        "equal to a fresh engine run)",
+        True,
+    )
 
 
 def _readonly_sqlite_engine(path: Path) -> Any:
@@ -333,10 +355,10 @@ def _restore_sqlite(source: Path, path: Path, url: str, *, force: bool) -> Resto
         raise DbCommandError(f"cannot restore into {path}: {error.strerror}") from None
     engine = make_engine(url)
     try:
-        chain, intact = _chain_text(engine)
+        checks, intact = _chain_text(engine, reconcile_data=True)
     finally:
         engine.dispose()
-    return RestoreReport(f"restored {source} into {path}; {chain}", intact)
+    return RestoreReport(f"restored {source} into {path}\n{checks}", intact)
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -446,7 +468,7 @@ def _restore_postgres(source: Path, url: str, *, schema: str | None, force: bool
     )
     engine = make_engine(url, schema=schema)
     try:
-        chain, intact = _chain_text(engine)
+        checks, intact = _chain_text(engine, reconcile_data=True)
     finally:
         engine.dispose()
-    return RestoreReport(f"restored {source} into {where}; {chain}", intact)
+    return RestoreReport(f"restored {source} into {where}\n{checks}", intact)

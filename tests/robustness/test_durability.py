@@ -120,6 +120,7 @@ def test_sqlite_backup_and_restore_give_equal_data_and_an_intact_chain(
     assert main(["db", "restore", str(backup), "--database-url", target]) == 0
     out = capsys.readouterr().out
     assert f"audit chain intact: {records} records" in out
+    assert "reconciliation: the data agrees with the trail (1 subjects" in out
     assert snapshot(target) == before
 
     # A restore never overwrites data unless told to.
@@ -149,6 +150,26 @@ def test_a_restore_reports_a_broken_chain(
     assert main(["db", "restore", str(backup), "--database-url", target]) == 1
     out = capsys.readouterr().out
     assert "audit chain BROKEN after 1 good records: audit record seq 2" in out
+
+
+def test_a_restore_reports_data_changed_behind_the_trail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = f"sqlite:///{tmp_path / 'live.sqlite3'}"
+    engine = make_engine(source)
+    upgrade(engine)
+    seed(source)
+    with engine.begin() as connection:  # a measurement edited in the database, not the app
+        connection.execute(text("UPDATE lesion_record SET size_units = size_units + 10000"))
+    engine.dispose()
+    backup = tmp_path / "backup.sqlite3"
+    assert main(["db", "backup", str(backup), "--database-url", source]) == 0
+    capsys.readouterr()
+    target = f"sqlite:///{tmp_path / 'restored.sqlite3'}"
+    assert main(["db", "restore", str(backup), "--database-url", target]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("audit chain intact")  # the chain alone cannot tell
+    assert out[2].startswith("reconciliation FAILED")
 
 
 def test_backup_refusals_are_one_line_and_write_nothing(
@@ -241,7 +262,9 @@ def test_postgresql_backup_and_restore_give_equal_data_and_an_intact_chain(
 
     restore = ["db", "restore", str(backup), "--database-url", throwaway_database]
     assert main([*restore, "--schema", schema]) == 0
-    assert f"audit chain intact: {records} records" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"audit chain intact: {records} records" in out
+    assert "reconciliation: the data agrees with the trail (1 subjects" in out
     assert snapshot(throwaway_database, schema) == before
 
     # The restored database is not empty any more: a second restore is refused…
