@@ -127,6 +127,26 @@ def test_a_form_answers_an_error_page_with_the_same_words(
     assert counts(session) == before
 
 
+def test_the_error_page_needs_no_database_when_the_layout_cannot_read_it(
+    client: FlaskClient,
+    session: Session,
+    trial: str,
+    users: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import web
+
+    login(client, "trial_manager")
+    before = counts(session)
+    monkeypatch.setattr(Session, "commit", lost_connection)
+    # The layout reads the logged-in user: with the database gone, that fails too.
+    monkeypatch.setattr(web, "render_template", lost_connection)
+    response = client.post(f"/trials/{trial}/subjects", data={"code": "S-NEW", "arm": "A"})
+    monkeypatch.undo()
+    assert_storage_unavailable_page(response)
+    assert counts(session) == before
+
+
 def test_a_bug_stays_a_500_not_a_storage_fault(
     client: FlaskClient, trial: str, users: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
