@@ -216,7 +216,7 @@ def test_a_command_whose_extra_is_missing_is_refused_in_one_line(monkeypatch, ca
     assert "    measure " not in listed and "    assess " in listed
     # web needs the imaging stack too (uploads), so its commands are listed apart as well
     assert apart.splitlines() == [
-        "  audit, demo-run, serve, users: pip install 'recist-service[web]'",
+        "  audit, db, demo-run, serve, users: pip install 'recist-service[web]'",
         "  ingest, measure: pip install 'recist-service[imaging]'",
     ]
 

@@ -8,8 +8,8 @@
 - ``RECIST_COOKIE_SECURE``: ``1`` (default) marks cookies Secure; ``recist serve`` on a
   loopback address without TLS turns it off.
 - ``RECIST_MAX_UPLOAD_MB``: the largest study upload accepted; default 200.
-- ``RECIST_LOGIN_RATE_LIMIT``: failed logins allowed per client address, in
-  Flask-Limiter's notation; default ``20 per 15 minutes``.
+- ``RECIST_LOGIN_RATE_LIMIT``: failed logins allowed per client address, as
+  "N per M minutes" (counted in the database); default ``20 per 15 minutes``.
 """
 
 from __future__ import annotations
