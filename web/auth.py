@@ -311,6 +311,8 @@ def init_app(app: Flask) -> None:
         return {
             "user": user,
             "can": lambda permission: user is not None and allowed(user.role, permission),
+            # Whether this user is blinded in a trial (arms and site reads hidden).
+            "blinded_in": lambda trial: blinded(user.role if user else None, trial),
         }
 
 

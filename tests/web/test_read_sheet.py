@@ -355,7 +355,12 @@ def _stored(session: Session, trial: str) -> tuple[list[CentralRead], int]:
     session.expunge_all()
     session.rollback()
     reads = reads_of(session, get_subject(session, trial, "S-9"))
-    audits = session.scalar(select(func.count()).select_from(AuditRecord)) or 0
+    # Clinical records only: access events (a login, a failed password) are audited too.
+    audits = session.scalar(
+        select(func.count())
+        .select_from(AuditRecord)
+        .where(AuditRecord.entity.not_in(("access", "api_token")))
+    ) or 0
     return reads, audits
 
 

@@ -53,7 +53,12 @@ def subject(api: Any, trial: str) -> str:
 
 def _state(session: Session, api: Any, base: str) -> tuple[Any, ...]:
     session.rollback()  # a fresh snapshot: the app wrote through its own sessions
-    records = session.scalar(select(func.count()).select_from(AuditRecord))
+    # Clinical records: access events (token use per route family) are audited as well.
+    records = session.scalar(
+        select(func.count())
+        .select_from(AuditRecord)
+        .where(AuditRecord.entity.not_in(("access", "api_token")))
+    )
     body = api("reviewer", "GET", base).get_json()
     return records, body["case"], body["result"], body["version"]
 

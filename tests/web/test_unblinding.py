@@ -198,3 +198,20 @@ def test_readers_never_see_the_arms_of_a_blinded_trial_through_the_api(
     assert [a["code"] for a in trials["TRIAL-1"]["arms"]] == ["A", "B"]
     one = client.get("/api/v1/trials/TRIAL-1", headers=bearer(users["adjudicator"])).get_json()
     assert [a["code"] for a in one["arms"]] == ["A", "B"]
+
+
+def test_readers_never_see_the_arms_of_a_blinded_trial_on_the_trial_list(
+    app: Flask, blinded: str
+) -> None:
+    from web.testing import login
+
+    reader = app.test_client()
+    login(reader, "reader")
+    page = reader.get("/").get_data(as_text=True)
+    row = page[page.index("TRIAL-1</a>") :].split("</tr>")[0]
+    assert "blinded" in row and "A, B" not in row
+    assert "X, Y" in page  # an open trial's arms are shown
+    reviewer = app.test_client()
+    login(reviewer, "reviewer")
+    page = reviewer.get("/").get_data(as_text=True)
+    assert "A, B" in page[page.index("TRIAL-1</a>") :].split("</tr>")[0]

@@ -281,7 +281,7 @@ def review_paths() -> dict[str, Any]:
                 body=object_schema(
                     ["password", "meaning", "version"],
                     password=_PASSWORD,
-                    meaning={"enum": ["read complete"]},
+                    meaning={"enum": ["read complete", "read complete (acting as adjudicator)"]},
                     version={
                         "type": "integer",
                         "description": "the version you checked (from GET)",
