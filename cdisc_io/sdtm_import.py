@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from cdisc_io.dates import ImputationRule, ParsedDate, covers, is_partial, parse_dtc
 from cdisc_io.errors import CdiscFileError
+from recist.jsonio import parse_case
 from recist.lesions import names_a_node
 
 if TYPE_CHECKING:
@@ -945,6 +946,11 @@ def build_cases(
             )
         )
         _check_date_order(cases[-1], notices, subjects_file)
+    for case in cases:
+        # The one contract (recist.jsonio): an imported case is refused here, naming its
+        # subject, timepoint, lesion, field and rule, before anything is written — never
+        # later by the tool that reads the output.
+        parse_case(case)
     return ImportResult(cases, notices)
 
 

@@ -225,3 +225,19 @@ def test_hostile_settings_are_refused_in_one_line(
     assert err.startswith("recist import-sdtm: --settings") and words in err
     assert len(err) < 400
     assert not out.exists()
+
+
+def test_an_imported_case_the_contract_refuses_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """import-sdtm validates every case with the engine's contract before writing: a size
+    of 5 m (a unit slip the file does not declare) is refused with R-PLAUS-SIZE."""
+    rows = with_units("mm", "mm")
+    sized = next(row for row in rows if row["TRTESTCD"] in ("LDIAM", "LPERP"))
+    sized["TRORRESC"] = sized["TRSTRESC"] = sized["TRSTRESN"] = "5000"
+    tu, tr = write_study(tmp_path, tr_rows=rows)
+    out = tmp_path / "cases.jsonl"
+    assert import_sdtm(tu, tr, out) == 2
+    err = one_line(capsys)
+    assert "R-PLAUS-SIZE" in err and "5000" in err
+    assert not out.exists()
