@@ -1,0 +1,29 @@
+"""Print the bad-input catalogue's count per entry point at the end of the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+COUNTS = Path(__file__).resolve().parents[2] / "test-output" / "robustness"
+
+
+def pytest_sessionstart(session: Any) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller: start afresh
+        for stale in COUNTS.glob("*.json"):
+            stale.unlink()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    files = sorted(COUNTS.glob("*.json"))
+    if not files:
+        return
+    terminalreporter.section("bad-input catalogue: cases refused per entry point")
+    total = 0
+    for path in files:
+        counts = json.loads(path.read_text())
+        for entry, count in sorted(counts.items()):
+            terminalreporter.write_line(f"{count:5d}  {entry}")
+            total += count
+    terminalreporter.write_line(f"{total:5d}  in all ({len(files)} families)")
