@@ -80,6 +80,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     csrf.exempt(api.bp)
 
     app.before_request(_limit_body)
+    app.before_request(_refuse_nul)
     if engine.dialect.name == "postgresql" and not _check_audit_owner(app):
         # The table does not exist yet (``recist serve`` migrates after building the app)
         # or the database did not answer: check again on the first request.
@@ -129,6 +130,27 @@ def _limit_body() -> None:
     if request.endpoint != "views.upload":
         limit = request.max_content_length
         request.max_content_length = min(limit, MAX_BODY_BYTES) if limit else MAX_BODY_BYTES
+
+
+def _refuse_nul() -> None:
+    """A NUL character is never part of a form value or a query parameter, and
+    PostgreSQL cannot store one: refuse it naming the field, before any service runs."""
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and request.mimetype in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        fields: Any = request.form
+    else:
+        fields = request.args
+    for name, value in fields.items(multi=True):
+        if "\x00" in value or "\x00" in name:
+            from web.errors import InvalidInput
+
+            shown = name.replace("\x00", "\\0")[:64]
+            raise InvalidInput(
+                f"the field {shown!r} contains a NUL character, which no value may hold",
+                field=shown,
+            )
 
 
 def _security_headers(response: Any) -> Any:
