@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from imaging_io.diameters import mask_diameters
+from imaging_io.errors import refusing
 from imaging_io.grid import Grid
 from imaging_io.masks import LesionMask
 from imaging_io.segmentation import FRACTIONAL_THRESHOLD, read_segmentation
@@ -172,20 +173,26 @@ def measure_study(
     imaging_io.errors.ImagingInputError
         Any unreadable or inconsistent input, naming the file.
     """
+    # Our readers refuse what they anticipate with a message naming the file; anything
+    # else a third-party parser raises (sqlite3, numpy, struct…) is still refused in one
+    # line naming the input it came from, never as an anonymous error.
     if image_path is None:
         from imaging_io.segmentation import load_seg, seg_grid
 
-        seg = load_seg(Path(seg_path))
-        grid, thickness = seg_grid(Path(seg_path), seg)
+        with refusing(seg_path, "is not a readable DICOM SEG"):
+            seg = load_seg(Path(seg_path))
+            grid, thickness = seg_grid(Path(seg_path), seg)
         series = ImageSeries(str(seg_path), grid, thickness or grid.spacing[0],
                              SeriesInfo(modality=None))
     else:
-        series = read_image(image_path)
-    masks = read_segmentation(
-        seg_path, series.grid, image_sop_uids=series.info.sop_instance_uids,
-        image_series_uid=series.info.series_instance_uid, resample=resample,
-        fractional_threshold=fractional_threshold,
-    )
+        with refusing(image_path, "cannot be read as an image series"):
+            series = read_image(image_path)
+    with refusing(seg_path, "cannot be read as a segmentation"):
+        masks = read_segmentation(
+            seg_path, series.grid, image_sop_uids=series.info.sop_instance_uids,
+            image_series_uid=series.info.series_instance_uid, resample=resample,
+            fractional_threshold=fractional_threshold,
+        )
     return measure_masks(series, masks, components=components)
 
 

@@ -395,15 +395,15 @@ def read_label_map(path: str | Path, grid: Grid, *, resample: bool = False) -> l
     ImagingInputError
         Unreadable, not integer-valued, or off the image grid without ``resample``.
     """
-    import SimpleITK as sitk
+    from imaging_io.series import _first_line, grid_from_sitk, quiet_sitk
 
-    from imaging_io.series import grid_from_sitk
+    sitk = quiet_sitk()
 
     p = Path(path)
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
-        raise ImagingInputError(p, f"SimpleITK cannot read it ({str(exc).strip()[-160:]})") from exc
+        raise ImagingInputError(p, f"SimpleITK cannot read it ({_first_line(exc)})") from exc
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImagingInputError(p, "is a multi-component image, not a label map")
     own = grid_from_sitk(image, p)

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imaging_io.deid import pseudonym
-from imaging_io.errors import ImagingInputError
+from imaging_io.errors import ImagingInputError, refusing
 from imaging_io.grid import Grid, PlaneGeometry, check_axial, grid_from_planes
 
 SITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -105,22 +105,137 @@ def read_dicom_header(path: Path) -> Any | None:
     """Read a file's DICOM header, or ``None`` if it is not DICOM.
 
     Files without the 128-byte preamble and file meta (old RTSTRUCTs) are read with
-    ``force`` and kept only if they carry a SOP Class UID.
+    ``force`` and kept only if they carry a SOP Class UID. A DICOM file whose pixel data
+    is shorter than its header declares (a truncated copy) or whose Rows/Columns disagree
+    with the length of its pixel data is refused here, naming it: measuring only needs the
+    header, so nothing later would notice.
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        pass
-    except (OSError, ValueError, EOFError) as exc:  # truncated or garbled file
-        raise ImagingInputError(path, f"is not a readable DICOM file ({exc})") from exc
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except (OSError, ValueError, EOFError, KeyError, TypeError):
+    with refusing(path, "is not a readable DICOM file"):
+        try:
+            with open(path, "rb") as fp:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+                _check_pixel_data_length(path, ds, fp)
+            return ds
+        except InvalidDicomError:
+            pass
+        except ImagingInputError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:  # truncated or garbled file
+            raise ImagingInputError(path, f"is not a readable DICOM file ({exc})") from exc
+        try:
+            with open(path, "rb") as fp:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
+                if "SOPClassUID" in ds:
+                    _check_pixel_data_length(path, ds, fp)
+                    return ds
+        except ImagingInputError:
+            raise
+        except Exception:  # noqa: BLE001, S110 - not DICOM at all (a database, a text file…)
+            pass
+        with open(path, "rb") as fp:
+            prefix = fp.read(132)[128:]
+        if prefix == b"DICM":  # says it is DICOM, yet no header can be read from it
+            raise ImagingInputError(path, "is a damaged or truncated DICOM file (its header "
+                                    "cannot be read)")
         return None
-    return ds if "SOPClassUID" in ds else None
+    return None  # pragma: no cover - refusing() re-raises
+
+
+_PIXEL_DATA_TAG = 0x7FE00010
+_DEFLATED_SYNTAXES = ("1.2.840.10008.1.2.1.99",)
+_LONG_VRS = (b"OB", b"OW", b"OD", b"OF", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT")
+
+
+def expected_pixel_bytes(ds: Any) -> int | None:
+    """Bytes of native (uncompressed) pixel data that Rows, Columns, SamplesPerPixel,
+    BitsAllocated and NumberOfFrames declare, or ``None`` if they are not all stated."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    total_bits = rows * cols * samples * frames * bits
+    return (total_bits + 7) // 8
+
+
+def _check_pixel_data_length(path: Path, ds: Any, fp: Any) -> None:
+    """Refuse pixel data shorter than the file or than Rows × Columns declare.
+
+    ``fp`` stands where pydicom stopped before the pixel data (``stop_before_pixels``).
+    Compressed (encapsulated) and deflated files are left to their decoders.
+    """
+    import os
+    import struct
+
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax in _DEFLATED_SYNTAXES:
+        return
+    start = fp.tell()
+    size = os.fstat(fp.fileno()).st_size
+    if start >= size:
+        # No pixel data at all: a truncated copy of an image file ends in its header
+        # (pydicom stops quietly at the end of the file). Objects without pixels (SR,
+        # RTSTRUCT…) are not image storage classes.
+        sops = [ds.get("SOPClassUID"),
+                meta.get("MediaStorageSOPClassUID") if meta is not None else None]
+        names = [str(getattr(sop, "name", "") or "") for sop in sops]
+        name = next((n for n in names if n.endswith("Image Storage")), "")
+        if name:
+            raise ImagingInputError(path, f"is truncated: a {name} file that ends before "
+                                    "its pixel data")
+        return
+    if "Rows" not in ds or "Columns" not in ds:
+        return
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None:
+        return
+    head = fp.read(12)
+    if len(head) < 8:
+        raise ImagingInputError(path, "is truncated: it ends inside its pixel data header")
+    endian = "<" if little else ">"
+    group, element = struct.unpack(endian + "HH", head[:4])
+    if (group << 16 | element) != _PIXEL_DATA_TAG:
+        return
+    if implicit:
+        (length,), offset = struct.unpack(endian + "I", head[4:8]), 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            raise ImagingInputError(path, "is truncated: it ends inside its pixel data header")
+        (length,), offset = struct.unpack(endian + "I", head[8:12]), 12
+    else:
+        (length,), offset = struct.unpack(endian + "H", head[6:8]), 8
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) frames
+        return
+    present = size - (start + offset)
+    if present < length:
+        raise ImagingInputError(
+            path,
+            f"is truncated: its pixel data holds {max(present, 0)} of the {length} bytes "
+            "its header declares",
+        )
+    expected = expected_pixel_bytes(ds)
+    if expected is None:
+        return
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    slack = 1 + (frames if int(ds.get("BitsAllocated", 8) or 8) == 1 else 0)
+    if not expected <= length <= expected + slack:
+        columns = int(ds.Columns)
+        per_pixel = int(ds.BitsAllocated) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
+        pixels = length * 8 // per_pixel if per_pixel > 0 else 0
+        held = (f"{pixels // columns}×{columns} pixels" if columns and pixels % columns == 0
+                else f"{pixels} pixels")
+        raise ImagingInputError(
+            path,
+            f"header says {int(ds.Rows)}×{columns} pixels"
+            f"{f' × {frames} frames' if frames > 1 else ''} ({expected} bytes) but its pixel "
+            f"data holds {length} bytes ({held}): Rows/Columns disagree with the pixel data",
+        )
 
 
 def iter_files(folder: Path) -> Iterator[Path]:
@@ -167,15 +282,49 @@ def _decimal_strings(ds: Any, tag: int) -> tuple[float, ...] | None:
     return _floats(value)
 
 
-def _plane_of_classic(ds: Any, source: str) -> PlaneGeometry:
-    spacing = _decimal_strings(ds, _PIXEL_SPACING_TAG)
+def _checked_plane(file: Path, source: str, position: tuple[float, ...] | None,
+                   orientation: tuple[float, ...] | None, spacing: tuple[float, ...] | None,
+                   ds: Any) -> PlaneGeometry:
+    """A plane whose attributes have the right number of finite values, or a refusal
+    naming the file (``source`` names the frame of a multi-frame file)."""
+    where = "" if source == file.name else f"{source}: "
+    for keyword, tag, values, count in (
+        ("ImagePositionPatient", "(0020,0032)", position, 3),
+        ("ImageOrientationPatient", "(0020,0037)", orientation, 6),
+        ("PixelSpacing", "(0028,0030)", spacing, 2),
+    ):
+        if values is None:
+            continue
+        if len(values) != count:
+            raise ImagingInputError(file, f"{where}{keyword} {tag} has {len(values)} values; "
+                                    f"expected {count}")
+        if not all(np.isfinite(values)):
+            raise ImagingInputError(file, f"{where}{keyword} {tag} holds a non-finite value")
+    if orientation is not None and (
+        np.linalg.norm(orientation[:3]) < 1e-6 or np.linalg.norm(orientation[3:]) < 1e-6
+    ):
+        raise ImagingInputError(file, f"{where}ImageOrientationPatient (0020,0037) has a "
+                                "zero direction vector")
+    try:
+        rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    except (TypeError, ValueError) as exc:
+        raise ImagingInputError(file, f"{where}Rows/Columns are not numbers") from exc
+    if rows <= 0 or columns <= 0:
+        raise ImagingInputError(file, f"{where}states {rows}×{columns} pixels (Rows×Columns)")
     return PlaneGeometry(
         source=source,
-        position=_decimal_strings(ds, _POSITION_TAG),  # type: ignore[arg-type]
-        orientation=_decimal_strings(ds, _ORIENTATION_TAG),
-        pixel_spacing=None if spacing is None or len(spacing) != 2 else (spacing[0], spacing[1]),
-        rows=int(ds.get("Rows", 0)),
-        columns=int(ds.get("Columns", 0)),
+        position=position,  # type: ignore[arg-type]
+        orientation=orientation,
+        pixel_spacing=None if spacing is None else (spacing[0], spacing[1]),
+        rows=rows,
+        columns=columns,
+    )
+
+
+def _plane_of_classic(ds: Any, file: Path) -> PlaneGeometry:
+    return _checked_plane(
+        file, file.name, _decimal_strings(ds, _POSITION_TAG),
+        _decimal_strings(ds, _ORIENTATION_TAG), _decimal_strings(ds, _PIXEL_SPACING_TAG), ds,
     )
 
 
@@ -198,28 +347,19 @@ def functional_group_value(ds: Any, frame: int, sequence: str, keyword: str) -> 
     return ds.get(keyword)
 
 
-def _planes_of_multiframe(ds: Any, name: str) -> list[PlaneGeometry]:
+def _planes_of_multiframe(ds: Any, file: Path) -> list[PlaneGeometry]:
     planes = []
     for frame in range(int(ds.get("NumberOfFrames", 1) or 1)):
-        spacing = _floats(functional_group_value(ds, frame, "PixelMeasuresSequence",
-                                                 "PixelSpacing"))
-        planes.append(
-            PlaneGeometry(
-                source=f"{name} frame {frame + 1}",
-                position=_floats(  # type: ignore[arg-type]
-                    functional_group_value(ds, frame, "PlanePositionSequence",
-                                           "ImagePositionPatient")
-                ),
-                orientation=_floats(
-                    functional_group_value(ds, frame, "PlaneOrientationSequence",
-                                           "ImageOrientationPatient")
-                ),
-                pixel_spacing=None if spacing is None or len(spacing) != 2
-                else (spacing[0], spacing[1]),
-                rows=int(ds.get("Rows", 0)),
-                columns=int(ds.get("Columns", 0)),
-            )
-        )
+        planes.append(_checked_plane(
+            file, f"{file.name} frame {frame + 1}",
+            _floats(functional_group_value(ds, frame, "PlanePositionSequence",
+                                           "ImagePositionPatient")),
+            _floats(functional_group_value(ds, frame, "PlaneOrientationSequence",
+                                           "ImageOrientationPatient")),
+            _floats(functional_group_value(ds, frame, "PixelMeasuresSequence",
+                                           "PixelSpacing")),
+            ds,
+        ))
     return planes
 
 
@@ -325,7 +465,8 @@ def image_from_datasets(
     multiframe = len(headers) == 1 and int(first_ds.get("NumberOfFrames", 1) or 1) > 1
     if multiframe:
         file, ds = headers[0]
-        planes = _planes_of_multiframe(ds, file.name)
+        with refusing(file, "has a malformed multi-frame header"):
+            planes = _planes_of_multiframe(ds, file)
         thickness = _thickness(ds, 0)
     else:
         if len(headers) > 1 and any(
@@ -334,7 +475,10 @@ def image_from_datasets(
             raise ImagingInputError(
                 path, "mixes multi-frame and single-frame image files; give one series"
             )
-        planes = [_plane_of_classic(ds, file.name) for file, ds in headers]
+        planes = []
+        for file, ds in headers:
+            with refusing(file, "has a malformed image header"):
+                planes.append(_plane_of_classic(ds, file))
         thickness = _thickness(first_ds)
     hint = thickness or _floats([first_ds.get("SpacingBetweenSlices", 0) or 0])[0]  # type: ignore[index]
     grid, order = grid_from_planes(path, planes, frame_of_reference_uid=for_uid,
@@ -370,11 +514,15 @@ def _classic_pixels(files: list[Path]) -> NDArray[np.float32]:
 
     out: NDArray[np.float32] | None = None
     for k, file in enumerate(files):
-        ds = pydicom.dcmread(file, force=True)
+        with refusing(file, "is not a readable DICOM file"):
+            ds = pydicom.dcmread(file, force=True)
         try:
             raw = ds.pixel_array
         except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
             raise _decode_error(file, ds, exc) from exc
+        if out is not None and raw.shape[-2:] != out.shape[-2:]:
+            raise ImagingInputError(file, f"its pixels are {raw.shape[-2]}×{raw.shape[-1]} "
+                                    f"but the series is {out.shape[-2]}×{out.shape[-1]}")
         if out is None:
             # Filled in place: stacking 300 slices afterwards would copy them all again.
             out = np.empty((len(files), *raw.shape[-2:]), dtype=np.float32)
@@ -395,7 +543,8 @@ def _classic_pixels(files: list[Path]) -> NDArray[np.float32]:
 def _multiframe_pixels(file: Path, order: list[int]) -> NDArray[np.float32]:
     import pydicom
 
-    ds = pydicom.dcmread(file, force=True)
+    with refusing(file, "is not a readable DICOM file"):
+        ds = pydicom.dcmread(file, force=True)
     try:
         raw = ds.pixel_array
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
@@ -428,8 +577,21 @@ def grid_from_sitk(image: Any, path: Path) -> Grid:
     return Grid((int(size[2]), int(size[1]), int(size[0])), affine, None)
 
 
-def _read_sitk_image(path: Path, *, pixels: bool) -> ImageSeries:
+def quiet_sitk() -> Any:
+    """SimpleITK with ITK's own warning output switched off.
+
+    ITK prints ``WARNING: In …itkNiftiImageIO.cxx…`` lines straight to the process's
+    stderr (not through Python) before our one-line refusal; what matters in them is
+    either harmless or repeated in the exception we turn into that refusal.
+    """
     import SimpleITK as sitk
+
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    return sitk
+
+
+def _read_sitk_image(path: Path, *, pixels: bool) -> ImageSeries:
+    sitk = quiet_sitk()
 
     image: Any
     try:
