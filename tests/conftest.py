@@ -1,4 +1,5 @@
-"""Print the bad-input catalogue's count per entry point at the end of the run."""
+"""The whole suite: print the bad-input catalogue's count per entry point at the end of the
+run (tests/robustness/test_catalogue.py writes them; here, the controller reads them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-COUNTS = Path(__file__).resolve().parents[2] / "test-output" / "robustness"
+COUNTS = Path(__file__).resolve().parents[1] / "test-output" / "robustness"
 
 
 def pytest_sessionstart(session: Any) -> None:
