@@ -254,3 +254,19 @@ def test_the_randomisation_date_cannot_move_under_a_signed_read(
     # Other subject fields (a death reported later) still change under a signed read.
     body = {"died_on": "2021-06-01", "version": version, "reason": "death reported"}
     assert api("trial_manager", "PATCH", subject, json=body).status_code == 200
+
+
+def test_a_save_that_changes_nothing_is_audited(session: Session, api: Any, subject: str) -> None:
+    w8 = api("reader", "GET", subject + "/timepoints/W8").get_json()
+    response = api("reader", "PUT", subject + "/timepoints/W8", json=w8)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["timepoint"]["version"] == w8["version"] + 1
+    session.rollback()
+    saved = session.scalars(
+        select(AuditRecord).where(AuditRecord.action == "save", AuditRecord.entity == "timepoint")
+    ).all()
+    assert [(r.entity_key.rsplit("/", 1)[1], r.field, r.username) for r in saved] == [
+        ("W8", "unchanged", "reader")
+    ]
+    verify = api("admin", "GET", "/audit/verify").get_json()
+    assert verify["intact"] is True, verify

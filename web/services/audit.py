@@ -294,6 +294,7 @@ def verify_trail(session: Session) -> ChainReport:
 ACTIONS = (
     "create",
     "update",
+    "save",
     "delete",
     "lock",
     "sign",

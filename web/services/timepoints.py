@@ -341,6 +341,10 @@ def save_timepoint(
             "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
         ):
             tp.imaging_json = imaging
+        if not audit.records:
+            # A save that changes nothing is still a reader's act (a re-check before
+            # signing, say) and it moves the version: audited, so the trail explains it.
+            audit.log("save", "timepoint", f"{key}/{code}", "unchanged", None, None)
         recompute(subject, focus=code)
         flush(session)
     return subject, tp
