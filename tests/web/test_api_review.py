@@ -618,8 +618,8 @@ def test_the_audit_search_filters_like_the_audit_page_and_scopes_to_the_subject(
         (
             "action=signed",
             "action",
-            "action 'signed' is not one of: create, update, delete, lock, sign, unlock, review, "
-            "adjudicate, override",
+            "action 'signed' is not one of: create, update, save, delete, lock, sign, unlock, "
+            "review, adjudicate, override",
         ),
         ("limit=0", "limit", "limit '0' is not a whole number from 1 to 5000"),
         ("limit=ten", "limit", "limit 'ten' is not a whole number from 1 to 5000"),

@@ -209,7 +209,7 @@ _AUDIT_QUERY = [
     for name, schema, text in (
         ("user", {"type": "string"}, "user name"),
         ("entity", {"type": "string"}, "e.g. timepoint, measurement, progression"),
-        ("action", {"type": "string"}, "create, update, delete, lock, sign, unlock, …"),
+        ("action", {"type": "string"}, "create, update, save, delete, lock, sign, unlock, …"),
         ("from", {"type": "string", "format": "date"}, "first UTC day, included"),
         ("to", {"type": "string", "format": "date"}, "last UTC day, included"),
         ("limit", {"type": "integer", "minimum": 1, "maximum": 5000}, "default 500"),
