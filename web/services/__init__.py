@@ -70,7 +70,7 @@ from web.services.subjects import (
     import_case,
     update_subject,
 )
-from web.services.timepoints import TIMEPOINT_KEYS, delete_timepoint, save_timepoint
+from web.services.timepoints import delete_timepoint, save_timepoint
 from web.services.trials import check_settings, create_trial
 from web.services.users import (
     LOGIN_LOCK,
@@ -90,7 +90,6 @@ __all__ = [
     "MAX_REASON",
     "SUBJECT_FIELDS",
     "SYSTEM",
-    "TIMEPOINT_KEYS",
     "Actor",
     "Audit",
     "ConcurrentEdit",

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from recist.lesions import length_to_mm, mm_to_length
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, InvalidInput, ReasonRequired
 from web.models import (
@@ -18,7 +19,7 @@ from web.models import (
     Timepoint,
     utcnow,
 )
-from web.services.cases import engine_assess, mm_of, parse_date, recompute, units_of, validated
+from web.services.cases import engine_assess, parse_date, recompute, validated
 from web.services.common import (
     Actor,
     Audit,
@@ -273,10 +274,10 @@ def write_lesion(audit: Audit, key: str, row: Lesion, le: Any) -> None:
     for name, value in values.items():
         if audit.change("lesion", key, name, getattr(row, name, None), value):
             setattr(row, name, value)
-    units = None if le.slice_thickness_mm is None else units_of(le.slice_thickness_mm)
-    old = None if row.slice_thickness_units is None else mm_of(row.slice_thickness_units)
+    units = None if le.slice_thickness_mm is None else mm_to_length(le.slice_thickness_mm)
+    old = None if row.slice_thickness_units is None else length_to_mm(row.slice_thickness_units)
     if audit.change(
-        "lesion", key, "slice_thickness_mm", old, None if units is None else mm_of(units)
+        "lesion", key, "slice_thickness_mm", old, None if units is None else length_to_mm(units)
     ):
         row.slice_thickness_units = units
 

@@ -10,6 +10,7 @@ import re
 from datetime import date
 from typing import Any
 
+from recist.lesions import length_to_mm
 from web.errors import InvalidInput, NotFound
 from web.models import (
     LesionRecord,
@@ -163,20 +164,6 @@ def case_pointer(case: dict[str, Any], error: Any) -> str | None:
     return None
 
 
-def mm_of(units: int) -> float:
-    """A stored size (engine lengths, ``UNITS_PER_MM`` per mm: R-EXACT) in mm."""
-    from recist.lesions import UNITS_PER_MM
-
-    return units / UNITS_PER_MM
-
-
-def units_of(mm: float) -> int:
-    """A validated size in mm as stored: the engine's exact length (R-EXACT)."""
-    from recist.lesions import mm_to_length
-
-    return mm_to_length(mm)
-
-
 def ordered_timepoints(subject: Subject) -> list[Timepoint]:
     """Timepoints by date (the first is the baseline), including unsaved ones."""
     return sorted(subject.timepoints, key=lambda t: (t.date, t.id if t.id is not None else 2**62))
@@ -195,7 +182,7 @@ def build_case(subject: Subject) -> dict[str, Any]:
         if le.modality:
             item["modality"] = le.modality
         if le.slice_thickness_units is not None:
-            item["slice_thickness_mm"] = mm_of(le.slice_thickness_units)
+            item["slice_thickness_mm"] = length_to_mm(le.slice_thickness_units)
         lesions.append(item)
     timepoints: list[dict[str, Any]] = []
     for tp in ordered_timepoints(subject):
@@ -218,7 +205,7 @@ def build_case(subject: Subject) -> dict[str, Any]:
                 # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
                 new_item["nodal"] = True
                 if nl.short_axis_units is not None:
-                    new_item["short_axis_mm"] = mm_of(nl.short_axis_units)
+                    new_item["short_axis_mm"] = length_to_mm(nl.short_axis_units)
             new_lesions.append(new_item)
             if nl.scan_date is not None:
                 scan_dates[nl.code] = nl.scan_date.isoformat()
@@ -252,9 +239,9 @@ def _iso(value: date | None) -> str | None:
 def stored_target(rec: LesionRecord) -> Any:
     """A stored target record in the contract's form (what the engine assesses)."""
     if rec.state == "measured":
-        return mm_of(rec.size_units or 0)
+        return length_to_mm(rec.size_units or 0)
     if rec.state == "fragments":
-        return {"fragments": [mm_of(t) for t in rec.fragments_units or []]}
+        return {"fragments": [length_to_mm(t) for t in rec.fragments_units or []]}
     if rec.state == "merged":
         return {"merged_into": rec.merged_into}
     return rec.state

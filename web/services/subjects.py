@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from recist.lesions import mm_to_length
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, Conflict, InvalidInput, Locked
 from web.models import (
@@ -27,7 +28,6 @@ from web.services.cases import (
     engine_assess,
     parse_date,
     recompute,
-    units_of,
     validated,
 )
 from web.services.common import (
@@ -288,7 +288,7 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
                         nodal=nl.nodal,
                         short_axis_units=None
                         if nl.short_axis_mm is None
-                        else units_of(nl.short_axis_mm),
+                        else mm_to_length(nl.short_axis_mm),
                         scan_date=scans.get(nl.id),
                     )
                 )

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from recist.lesions import length_to_mm, mm_to_length
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, Conflict, InvalidInput
 from web.models import (
@@ -18,7 +19,7 @@ from web.models import (
     Timepoint,
     utcnow,
 )
-from web.services.cases import mm_of, plausible_date, recompute, stored_target, units_of, validated
+from web.services.cases import plausible_date, recompute, stored_target, validated
 from web.services.common import (
     Actor,
     Audit,
@@ -162,13 +163,10 @@ def _new_lesion_rows(model: Any) -> list[dict[str, Any]]:
                 "nodal": item.nodal,
                 "short_axis_units": None
                 if item.short_axis_mm is None
-                else units_of(item.short_axis_mm),
+                else mm_to_length(item.short_axis_mm),
             }
         )
     return out
-
-
-TIMEPOINT_KEYS = ("id", "date", "targets", "non_targets", "new_lesions", "scan_dates", "version")
 
 
 def save_timepoint(
@@ -324,9 +322,13 @@ def save_timepoint(
                 if audit.change("new_lesion", nkey, name, getattr(row, name, None), item[name]):
                     setattr(row, name, item[name])
             units = item["short_axis_units"]
-            old_sa = None if row.short_axis_units is None else mm_of(row.short_axis_units)
+            old_sa = None if row.short_axis_units is None else length_to_mm(row.short_axis_units)
             if audit.change(
-                "new_lesion", nkey, "short_axis_mm", old_sa, None if units is None else mm_of(units)
+                "new_lesion",
+                nkey,
+                "short_axis_mm",
+                old_sa,
+                None if units is None else length_to_mm(units),
             ):
                 row.short_axis_units = units
             row.scan_date = scan_dates.get(item["id"])
@@ -402,7 +404,7 @@ def delete_timepoint(
                     "nodal": new.nodal,
                     "short_axis_mm": None
                     if new.short_axis_units is None
-                    else mm_of(new.short_axis_units),
+                    else length_to_mm(new.short_axis_units),
                 },
                 None,
             )
