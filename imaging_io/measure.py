@@ -12,12 +12,22 @@ from typing import Any
 
 import numpy as np
 
-from imaging_io.diameters import mask_diameters
+from imaging_io.diameters import Chord, mask_diameters
 from imaging_io.errors import refusing
 from imaging_io.grid import Grid
 from imaging_io.masks import LesionMask
 from imaging_io.segmentation import FRACTIONAL_THRESHOLD, read_segmentation
 from imaging_io.series import ImageSeries, SeriesInfo, read_image
+
+# End points are given to 1/10 000 mm (the engine's precision, R-EXACT): their distance
+# then equals the unrounded diameter to within 0.0002 mm, well inside the 0.1 mm to which
+# the diameters are rounded in the JSON.
+POINT_DECIMALS = 4
+
+PatientPoint = tuple[float, float, float]
+"""A point in the patient coordinate system (DICOM LPS), in mm."""
+Axis = tuple[PatientPoint, PatientPoint]
+"""The two end points of a diameter, in patient coordinates."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,9 @@ class LesionMeasurement:
     """RECIST sizes of one segment / ROI / label value.
 
     ``longest_diameter_mm`` and ``short_axis_mm`` are 0.0 and ``slice_index`` is ``None``
-    for an empty segment (nothing left to measure: RECIST's "disappeared").
+    for an empty segment (nothing left to measure: RECIST's "disappeared"). ``long_axis``
+    and ``short_axis`` are the diameters' end points in patient coordinates (mm, DICOM LPS)
+    on the slice ``slice_index``, ``None`` for an empty segment.
     """
 
     label: str
@@ -39,6 +51,8 @@ class LesionMeasurement:
     nodal: bool = False
     tracking_id: str | None = None
     voxel_count: int = 0
+    long_axis: Axis | None = None
+    short_axis: Axis | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +61,8 @@ class LesionMeasurement:
             "longest_diameter_mm": round(self.longest_diameter_mm, 1),
             "short_axis_mm": round(self.short_axis_mm, 1),
             "slice_index": self.slice_index,
+            "long_axis": _axis_dict(self.long_axis),
+            "short_axis": _axis_dict(self.short_axis),
             "volume_ml": round(self.volume_ml, 2),
             "measurable": self.measurable,
             "reasons": list(self.reasons),
@@ -54,6 +70,31 @@ class LesionMeasurement:
             "tracking_id": self.tracking_id,
             "voxel_count": self.voxel_count,
         }
+
+
+def _axis_dict(axis: Axis | None) -> dict[str, list[float]] | None:
+    if axis is None:
+        return None
+    start, end = axis
+    return {"from": [round(v, POINT_DECIMALS) for v in start],
+            "to": [round(v, POINT_DECIMALS) for v in end]}
+
+
+def patient_axis(grid: Grid, slice_index: int, chord: Chord,
+                 offset: tuple[int, int] = (0, 0)) -> Axis:
+    """A diameter's end points, ``(row, column)`` pixel indices on ``slice_index``, in
+    patient coordinates (mm, DICOM LPS).
+
+    ``offset`` is the grid ``(row, column)`` of the mask's pixel ``(0, 0)``. The grid's
+    affine maps a continuous index ``(slice, row, column)`` — integers at pixel centres —
+    to LPS, as SimpleITK's ``TransformContinuousIndexToPhysicalPoint`` maps ``(column, row,
+    slice)``.
+    """
+    index = np.array([[slice_index, row + offset[0], col + offset[1], 1.0]
+                      for row, col in chord])
+    start, end = (index @ grid.affine.T)[:, :3]
+    return ((float(start[0]), float(start[1]), float(start[2])),
+            (float(end[0]), float(end[1]), float(end[2])))
 
 
 @dataclass(frozen=True)
@@ -97,7 +138,8 @@ def measure_lesion(
     slice_thickness_mm: float | None,
     modality: str | None,
 ) -> LesionMeasurement:
-    """Diameters, volume and measurability (R-MEAS-1/2) of one lesion mask."""
+    """Diameters, their end points, volume and measurability (R-MEAS-1/2) of one lesion
+    mask on ``grid``."""
     from recist.baseline import measurability
 
     _, dr, dc = grid.spacing
@@ -118,10 +160,13 @@ def measure_lesion(
         modality=modality,
         site=lesion.label,
     )
+    in_plane = (lesion.offset[1], lesion.offset[2])
     return LesionMeasurement(
         lesion.label, lesion.label_value, sizes.longest_diameter_mm, sizes.short_axis_mm,
         sizes.slice_index, sizes.volume_ml, verdict.measurable, verdict.reasons,
         lesion.nodal, lesion.tracking_id, sizes.voxel_count,
+        long_axis=patient_axis(grid, sizes.slice_index, sizes.long_axis, in_plane),
+        short_axis=patient_axis(grid, sizes.slice_index, sizes.short_axis, in_plane),
     )
 
 

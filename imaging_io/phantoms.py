@@ -1,4 +1,5 @@
-"""Synthetic CT series and segmentations: ellipsoid phantoms with known diameters.
+"""Synthetic CT series and segmentations: ellipsoid and crescent phantoms with known
+diameters.
 
 Used by the tests, ``sample_dicom/generate.py`` and ``benchmarks/bench_measure.py``. The
 files are written with pydicom (CT) and highdicom (SEG) as a scanner and a segmentation
@@ -75,6 +76,77 @@ def ellipsoid_mask(grid: AxialGrid, lesion: Ellipsoid) -> NDArray[np.bool_]:
         u = np.cos(theta) * dx + np.sin(theta) * dy
         v = -np.sin(theta) * dx + np.cos(theta) * dy
         out[k] = (u / a) ** 2 + (v / b) ** 2 <= 1 - dz * dz
+    return out
+
+
+@dataclass(frozen=True)
+class Crescent:
+    """A crescent lesion, the same section on every slice within ``half_height_mm`` of its
+    centre: the disc of radius ``radius_mm`` about ``center_mm`` (x, y, z, patient mm) less
+    a larger disc, of radius ``bite_radius_mm``, whose centre lies ``bite_offset_mm`` away
+    in the direction ``angle_deg`` from the patient x axis.
+
+    The bite takes more than half of the disc (``bite² > radius² + offset²``), so that the
+    crescent's diameters are known exactly (see the methods): a concave lesion whose short
+    axis inside the outline is much shorter than the width of its convex hull.
+    """
+
+    center_mm: tuple[float, float, float]
+    radius_mm: float
+    bite_radius_mm: float
+    bite_offset_mm: float
+    angle_deg: float = 0.0
+    half_height_mm: float = 5.0
+
+    def __post_init__(self) -> None:
+        big, bite, offset = self.radius_mm, self.bite_radius_mm, self.bite_offset_mm
+        if not (offset > 0 and bite**2 > big**2 + offset**2 and bite < big + offset):
+            raise ValueError(
+                f"crescent: a bite of radius {bite} mm at {offset} mm must take more than "
+                f"half of the disc of radius {big} mm and leave something "
+                "(offset > 0, bite² > radius² + offset², bite < radius + offset)"
+            )
+
+    @property
+    def horn_offset_mm(self) -> float:
+        """Where the horn tips (the two circles' crossings) lie along the bite's direction,
+        from the centre: negative, behind the centre."""
+        big, bite, offset = self.radius_mm, self.bite_radius_mm, self.bite_offset_mm
+        return (big**2 - bite**2 + offset**2) / (2 * offset)
+
+    def true_longest_diameter_mm(self) -> float:
+        """Horn tip to horn tip: the crescent lies in the part of the disc behind the line
+        through the tips, a segment smaller than a half disc, whose longest chord that is."""
+        return 2 * float(np.sqrt(self.radius_mm**2 - self.horn_offset_mm**2))
+
+    def true_short_axis_mm(self) -> float:
+        """Longest chord inside the crescent perpendicular to the horn-to-horn axis.
+
+        At height ``h`` across the symmetry axis the chord runs from the disc's edge to the
+        bite's, of length ``offset + √(radius² − h²) − √(bite² − h²)``; with the bite the
+        larger circle this shrinks as ``|h|`` grows, so it is longest on the symmetry axis.
+        """
+        return self.radius_mm + self.bite_offset_mm - self.bite_radius_mm
+
+    def hull_chord_mm(self) -> float:
+        """The same perpendicular chord taken on the convex hull (the disc's segment behind
+        the horns): from the disc's edge to the line through the tips, across the bite."""
+        return self.radius_mm + self.horn_offset_mm
+
+
+def crescent_mask(grid: AxialGrid, lesion: Crescent) -> NDArray[np.bool_]:
+    """Voxels ``[slice, row, column]`` whose centres lie inside the crescent."""
+    theta = np.radians(lesion.angle_deg)
+    cx, cy, cz = lesion.center_mm
+    bx = cx + lesion.bite_offset_mm * np.cos(theta)
+    by = cy + lesion.bite_offset_mm * np.sin(theta)
+    out = np.zeros((grid.slices, grid.rows, grid.columns), dtype=bool)
+    for k in range(grid.slices):
+        if abs(grid.z_of(k) - cz) > lesion.half_height_mm:
+            continue
+        xx, yy = grid.patient_coordinates(k)
+        in_disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= lesion.radius_mm**2
+        out[k] = in_disc & ((xx - bx) ** 2 + (yy - by) ** 2 > lesion.bite_radius_mm**2)
     return out
 
 

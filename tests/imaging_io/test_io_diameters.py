@@ -1,5 +1,6 @@
 """Accuracy of the RECIST diameters on ellipsoid phantoms (issue 4: within 1.2 mm at
-0.78 mm pixels, tilted in-plane) and the outline convention's small cases."""
+0.78 mm pixels, tilted in-plane) and the outline convention's small cases. Concave
+outlines and the axes' end points: test_io_axes.py."""
 
 from __future__ import annotations
 
@@ -47,16 +48,20 @@ def test_empty_mask_has_no_diameters() -> None:
     assert mask_diameters(np.zeros((2, 3, 3), dtype=bool), (1.0, 1.0), 1.0) is None
 
 
-def test_concave_lesion_is_measured_like_a_calliper_across_the_gap() -> None:
-    # A "U": the short axis spans the notch, as a calliper would.
+def test_concave_lesion_short_axis_stays_inside_it_not_across_the_notch() -> None:
+    # A "U" of 20 × 20 pixels, arms and base 4 pixels thick. The long axis runs corner to
+    # corner, as a calliper's would, across the notch. Perpendicular to it, the longest
+    # chord inside cuts across one bottom corner, from the arm's outer edge to the base's:
+    # 8.5 √2 ≈ 12.0 px (the concave corner is cut by half a pixel); a chord of the convex
+    # hull would span the notch, 19 px or more (issue 12).
     mask = np.zeros((20, 20), dtype=bool)
     mask[0:20, 0:4] = True
     mask[0:20, 16:20] = True
     mask[16:20, :] = True
     found = slice_diameters(mask, (1.0, 1.0))
     assert found is not None
-    assert found.longest_mm == pytest.approx(np.hypot(19, 19) + 1, abs=1.5)
-    assert found.short_axis_mm >= 19.0
+    assert found.longest_mm == pytest.approx(np.hypot(20, 19))
+    assert found.short_axis_mm == pytest.approx(8.5 * np.sqrt(2), abs=0.1)
 
 
 @pytest.mark.parametrize("angle", [0.0, 17.0, 45.0, 71.0, 90.0, 133.0])
