@@ -12,6 +12,12 @@ DICOM SEG (via highdicom)
     Fractional SEGs are rescaled to 0–1 by highdicom and a pixel belongs to the lesion
     when its value is ≥ ``fractional_threshold`` (default 0.5, :data:`FRACTIONAL_THRESHOLD`):
     the 0.5 iso-surface is the usual partial-volume boundary.
+    A SEG must be what it says before anything is measured (issue 12): NumberOfFrames
+    is at least 1 and is the number of frames its pixel data and its per-frame functional
+    groups hold; its SegmentSequence describes every segment a frame belongs to; and,
+    given the image series, every image its frames or its ReferencedSeriesSequence
+    reference is in that series. Otherwise it is refused naming the file (and the frame
+    or segment): a SEG that says nothing must never read as "every lesion absent".
 Label maps (NIfTI, NRRD, MetaImage via SimpleITK)
     Every non-zero value is one lesion. The map must sit on the image's grid (same voxel
     centres, any axis order); otherwise it is refused unless ``resample=True``, which
@@ -38,6 +44,10 @@ MAX_LABELS = 1000
 # Index-space tolerance when deciding that a segmentation's voxels sit on image voxels.
 _ON_GRID_TOL = 0.02
 DEFLATED_IMAGE_FRAME_COMPRESSION = "1.2.840.10008.1.2.8.1"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+# Encapsulated transfer syntaxes that put each frame in exactly one fragment (PS3.5
+# A.4.2 for RLE, 8.2.16 for deflated frames): their fragments are their frames.
+_ONE_FRAGMENT_PER_FRAME = (RLE_LOSSLESS, DEFLATED_IMAGE_FRAME_COMPRESSION)
 
 
 
@@ -62,7 +72,8 @@ def read_segmentation(
         SOP Instance UID of each grid slice (to place SEG frames by reference).
     image_series_uid
         The image's Series Instance UID (an RTSTRUCT referencing it is trusted to be in
-        its frame, see :func:`imaging_io.rtstruct.read_rtstruct`).
+        its frame, see :func:`imaging_io.rtstruct.read_rtstruct`; a SEG referencing
+        another series is refused).
     resample
         Label maps only: resample onto the grid (nearest neighbour) when they do not
         sit on it, instead of refusing.
@@ -78,7 +89,8 @@ def read_segmentation(
     ------
     ImagingInputError
         Unreadable file, an undecodable transfer syntax (named), another frame of
-        reference, or a grid the segmentation does not sit on.
+        reference, a grid the segmentation does not sit on, or a SEG that is not what it
+        says (frames, segments or referenced images; see the module docstring).
     """
     p = Path(path)
     if not p.is_file():
@@ -91,6 +103,7 @@ def read_segmentation(
     modality = str(header.get("Modality", ""))
     if modality == "SEG":
         return read_seg(p, grid, image_sop_uids=image_sop_uids,
+                        image_series_uid=image_series_uid,
                         fractional_threshold=fractional_threshold)
     if modality == "RTSTRUCT":
         from imaging_io.rtstruct import read_rtstruct
@@ -112,7 +125,8 @@ def transfer_syntax_of(ds: Any) -> tuple[str, str]:
 
 
 def load_seg(path: Path) -> Any:
-    """Parse a DICOM SEG with highdicom, refusing encodings it cannot decode (named)."""
+    """Parse a DICOM SEG with highdicom, refusing encodings it cannot decode (named) and
+    a SEG whose frames or segments are not what it says (:func:`check_seg_structure`)."""
     import highdicom as hd
     import pydicom
 
@@ -122,6 +136,7 @@ def load_seg(path: Path) -> Any:
         raise ImagingInputError(path, f"is not a readable DICOM file ({exc})") from exc
     uid, name = transfer_syntax_of(ds)
     syntax = ds.file_meta.get("TransferSyntaxUID", None)
+    check_seg_structure(path, ds)
     if str(syntax) == DEFLATED_IMAGE_FRAME_COMPRESSION:
         ds = _to_native(path, ds, _inflate_frames(path, ds))
         syntax = ds.file_meta.TransferSyntaxUID
@@ -140,6 +155,184 @@ def load_seg(path: Path) -> Any:
         return hd.seg.Segmentation.from_dataset(ds, copy=False)
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
         raise ImagingInputError(path, f"is not a valid DICOM SEG ({exc})") from exc
+
+
+def check_seg_structure(path: Path, ds: Any) -> None:
+    """Refuse a SEG whose frames or segments are not what its header says.
+
+    NumberOfFrames must be at least 1 (a SEG without frames says nothing about its
+    segments, not even that they are empty) and equal to the frames its pixel data holds
+    and to the items of its PerFrameFunctionalGroupsSequence (one per frame, PS3.3
+    C.7.6.16); its SegmentSequence must describe every segment a frame belongs to.
+
+    Raises
+    ------
+    ImagingInputError
+        Naming the file, what disagrees and, for a segment, the first frame concerned.
+    """
+    frames = _stated_frames(path, ds)
+    held, where = _frames_in_pixel_data(path, ds, frames)
+    if frames == 0:
+        found = f"but its pixel data holds {held} {where}" if held else \
+            "and it holds no pixel data"
+        raise ImagingInputError(
+            path, f"NumberOfFrames is 0 {found}: a SEG without frames says nothing about its "
+            "segments, not even that they are empty",
+        )
+    if held != frames:
+        raise ImagingInputError(path, f"NumberOfFrames says {frames} but its pixel data "
+                                f"holds {held} {where}")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is None:
+        raise ImagingInputError(path, f"has {frames} frames but no "
+                                "PerFrameFunctionalGroupsSequence to place them")
+    if len(per_frame) != frames:
+        raise ImagingInputError(path, f"NumberOfFrames says {frames} but its "
+                                f"PerFrameFunctionalGroupsSequence describes {len(per_frame)} "
+                                "frames (one item per frame)")
+    _check_segments(path, ds, per_frame, frames)
+
+
+def _stated_frames(path: Path, ds: Any) -> int:
+    value = ds.get("NumberOfFrames")
+    if value is None or not str(value).strip():
+        raise ImagingInputError(path, "has no NumberOfFrames: a SEG must say how many "
+                                "frames it holds")
+    try:
+        frames = int(value)
+    except (TypeError, ValueError):
+        raise ImagingInputError(path, f"NumberOfFrames {str(value)!r} is not a whole "
+                                "number") from None
+    if frames < 0:
+        raise ImagingInputError(path, f"NumberOfFrames is {frames}, below 0")
+    return frames
+
+
+def _frames_in_pixel_data(path: Path, ds: Any, stated: int) -> tuple[int, str]:
+    """Frames the pixel data holds and how they were counted (refusing native pixel
+    data that is not a whole number of frames)."""
+    import io
+
+    from pydicom.encaps import generate_fragmented_frames, parse_basic_offsets, parse_fragments
+
+    from imaging_io.series import frames_held
+
+    data = ds.get("PixelData")
+    if not data:
+        return 0, "frames"
+    syntax = ds.file_meta.get("TransferSyntaxUID", None)
+    encapsulated = str(syntax) in _ONE_FRAGMENT_PER_FRAME or (
+        syntax is not None and syntax.is_transfer_syntax and syntax.is_encapsulated)
+    if not encapsulated:
+        size = f"{ds.get('Rows', '?')}×{ds.get('Columns', '?')}"
+        held = frames_held(ds, len(data))
+        if held is None:
+            raise ImagingInputError(path, f"its pixel data ({len(data)} bytes) is not a whole "
+                                    f"number of {size}-pixel frames")
+        return held, f"frames of {size} pixels ({len(data)} bytes)"
+    offsets = ds.get("ExtendedOffsetTable")
+    if offsets:
+        return len(offsets) // 8, "frames (counted by its Extended Offset Table)"
+    buffer = io.BytesIO(data)
+    basic = parse_basic_offsets(buffer)
+    if basic:
+        return len(basic), "frames (counted by its Basic Offset Table)"
+    fragments, _ = parse_fragments(buffer)
+    if str(syntax) in _ONE_FRAGMENT_PER_FRAME or fragments <= max(stated, 1):
+        return fragments, "frames (one per encapsulated fragment)"
+    # JPEG family without offset table: a frame may span fragments; pydicom finds the
+    # frame boundaries by their end-of-image markers.
+    try:
+        count = sum(1 for _ in generate_fragmented_frames(data, number_of_frames=stated))
+    except ValueError as exc:
+        raise ImagingInputError(path, f"its {fragments} encapsulated fragments cannot be "
+                                f"split into NumberOfFrames {stated} frames ({exc})") from exc
+    return count, "encapsulated frames"
+
+
+def _check_segments(path: Path, ds: Any, per_frame: Any, frames: int) -> None:
+    """Every frame belongs to a segment the SegmentSequence describes (PS3.3 C.8.20.2)."""
+    segments = ds.get("SegmentSequence")
+    if not segments:
+        state = "no" if segments is None else "an empty"
+        raise ImagingInputError(path, f"has {frames} frames but {state} SegmentSequence: "
+                                "its frames belong to no described segment")
+    described = {int(item.SegmentNumber) for item in segments if "SegmentNumber" in item}
+    if str(ds.get("SegmentationType", "")).upper() == "LABELMAP":
+        return  # a label map's pixel values are its segment numbers
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared_ids = shared[0].get("SegmentIdentificationSequence") if shared else None
+    listing = ", ".join(str(n) for n in sorted(described)) or "none"
+    for index, item in enumerate(per_frame, start=1):
+        ids = item.get("SegmentIdentificationSequence") or shared_ids
+        number = ids[0].get("ReferencedSegmentNumber") if ids else None
+        if number is None:
+            raise ImagingInputError(path, f"frame {index} names no segment (no "
+                                    "SegmentIdentificationSequence)")
+        if int(number) not in described:
+            raise ImagingInputError(
+                path, f"frame {index} belongs to segment {int(number)}, which its "
+                f"SegmentSequence does not describe (it describes segments {listing})",
+            )
+
+
+def check_seg_references(path: Path, seg: Any, image_sop_uids: tuple[str, ...],
+                         image_series_uid: str | None) -> None:
+    """Refuse a SEG that references images outside the series being measured.
+
+    A frame's source images (DerivationImageSequence > SourceImageSequence, per frame or
+    shared) and the ReferencedSeriesSequence must name the image series being measured
+    and its instances only. Nothing is checked against what is not known (a label-map
+    image has no UIDs).
+
+    Raises
+    ------
+    ImagingInputError
+        Naming the file, the frame (and its segment) or the reference, and the UID.
+    """
+    known = {uid for uid in image_sop_uids if uid}
+    measured = f"series {image_series_uid}" if image_series_uid else "the image series"
+    for item in seg.get("ReferencedSeriesSequence", None) or []:
+        series = str(item.get("SeriesInstanceUID", "") or "")
+        if image_series_uid and series and series != image_series_uid:
+            raise ImagingInputError(
+                path, f"its ReferencedSeriesSequence names series {series}, not the "
+                f"series being measured ({image_series_uid}): it does not belong to it",
+            )
+        for ref in item.get("ReferencedInstanceSequence", None) or []:
+            uid = str(ref.get("ReferencedSOPInstanceUID", "") or "")
+            if known and uid and uid not in known:
+                raise ImagingInputError(
+                    path, f"its ReferencedSeriesSequence lists image {uid}, which is not in "
+                    f"{measured} being measured ({len(known)} images)",
+                )
+    if not known:
+        return
+    shared = seg.get("SharedFunctionalGroupsSequence")
+    shared_sources = _source_images(shared[0]) if shared else []
+    for index, item in enumerate(seg.get("PerFrameFunctionalGroupsSequence", None) or [],
+                                 start=1):
+        for uid in _source_images(item) or shared_sources:
+            if uid not in known:
+                ids = item.get("SegmentIdentificationSequence")
+                number = ids[0].get("ReferencedSegmentNumber") if ids else None
+                segment = f" (segment {int(number)})" if number is not None else ""
+                raise ImagingInputError(
+                    path, f"frame {index}{segment} references image {uid} (its "
+                    f"DerivationImageSequence), which is not in {measured} being measured "
+                    f"({len(known)} images)",
+                )
+
+
+def _source_images(item: Any) -> list[str]:
+    """SOP Instance UIDs of a functional group item's source images."""
+    uids = []
+    for derivation in item.get("DerivationImageSequence", None) or []:
+        for source in derivation.get("SourceImageSequence", None) or []:
+            uid = str(source.get("ReferencedSOPInstanceUID", "") or "")
+            if uid:
+                uids.append(uid)
+    return uids
 
 
 def _inflate_frames(path: Path, ds: Any) -> NDArray[Any]:
@@ -164,7 +357,8 @@ def _inflate_frames(path: Path, ds: Any) -> NDArray[Any]:
         for item in generate_frames(ds.PixelData, number_of_frames=count):
             raw = zlib.decompress(item, -15)
             if bits == 1:
-                frames.append(unpack_bits(raw)[: rows * cols].reshape(rows, cols))
+                frames.append(np.asarray(unpack_bits(raw), dtype=np.uint8)[: rows * cols]
+                              .reshape(rows, cols))
             else:
                 frames.append(np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
                               [: rows * cols].reshape(rows, cols))
@@ -297,16 +491,20 @@ def seg_grid(path: Path, seg: Any) -> tuple[Grid, float | None]:
 
 
 def read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...] = (),
+             image_series_uid: str | None = None,
              fractional_threshold: float = FRACTIONAL_THRESHOLD) -> list[LesionMask]:
     """Read a DICOM SEG (binary or fractional) onto ``grid``; see the module docstring.
-    Whatever the file holds, the answer is lesions or an :class:`ImagingInputError`."""
+    Whatever the file holds, the answer is lesions or an :class:`ImagingInputError`.
+    Given the image's SOP Instance UIDs and Series Instance UID, a SEG referencing
+    other images is refused (:func:`check_seg_references`)."""
     with refusing(path, "is not a readable DICOM SEG"):
         return _read_seg(path, grid, image_sop_uids=image_sop_uids,
+                         image_series_uid=image_series_uid,
                          fractional_threshold=fractional_threshold)
 
 
 def _read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...],
-              fractional_threshold: float) -> list[LesionMask]:
+              image_series_uid: str | None, fractional_threshold: float) -> list[LesionMask]:
     p = Path(path)
     seg = load_seg(p)
     _check_frame_of_reference(p, str(seg.get("FrameOfReferenceUID", "")) or None, grid)
@@ -324,6 +522,9 @@ def _read_seg(path: str | Path, grid: Grid, *, image_sop_uids: tuple[str, ...],
         planes, slices, row0, col0 = _seg_planes(p, seg, number, grid, image_sop_uids)
         binary = planes >= fractional_threshold if fractional else planes > 0
         masks.append(_place(p, label, binary, slices, row0, col0, grid, int(number), **extra))
+    # After placement, so that frames placed by reference keep their own refusal; frames
+    # placed by position on the right grid may still be over another series' images.
+    check_seg_references(p, seg, image_sop_uids, image_series_uid)
     return masks
 
 
@@ -373,7 +574,9 @@ def _seg_planes(path: Path, seg: Any, number: int, grid: Grid,
 
 
 def _reference_image(grid: Grid) -> Any:
-    import SimpleITK as sitk
+    from imaging_io.series import quiet_sitk
+
+    sitk = quiet_sitk()
 
     nz, nr, nc = grid.shape
     ds, dr, dc = grid.spacing

@@ -163,6 +163,50 @@ def expected_pixel_bytes(ds: Any) -> int | None:
     return (total_bits + 7) // 8
 
 
+def frames_held(ds: Any, length: int) -> int | None:
+    """How many whole frames of Rows × Columns ``length`` bytes of native pixel data hold.
+
+    ``None`` when the header does not state the frame size or the length is not a whole
+    number of frames (allowing the pad byte to even length and, for 1-bit data, a pad to
+    a byte boundary after each frame, as :func:`_check_pixel_data_length` does).
+    """
+    try:
+        bits_per_frame = (int(ds.Rows) * int(ds.Columns)
+                          * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if bits_per_frame <= 0 or length <= 0:
+        return None
+    held = length * 8 // bits_per_frame
+    need = (held * bits_per_frame + 7) // 8
+    slack = 1 + (held if int(ds.BitsAllocated) == 1 else 0)
+    return held if held >= 1 and need <= length <= need + slack else None
+
+
+def frame_count_mismatch(ds: Any, length: int) -> str | None:
+    """The refusal text when ``length`` bytes of native pixel data hold whole frames of
+    Rows × Columns but not the NumberOfFrames the header states, or NumberOfFrames is 0
+    (``None`` otherwise)."""
+    stated = ds.get("NumberOfFrames")
+    try:
+        declared = int(stated) if stated is not None and str(stated).strip() else None
+    except (TypeError, ValueError):
+        return None
+    held = frames_held(ds, length)
+    if declared == 0 and not length:
+        return "NumberOfFrames is 0 and its pixel data is empty: it holds no frame to read"
+    if held is None or declared is None or held == declared:
+        return None
+    size = f"{held} frames of {int(ds.Rows)}×{int(ds.Columns)} pixels ({length} bytes"
+    if declared == 0:
+        return f"NumberOfFrames is 0 but its pixel data holds {size})"
+    bits = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+            * int(ds.BitsAllocated))
+    return (f"NumberOfFrames says {declared} but its pixel data holds {size}; "
+            f"{declared} frames need {(max(declared, 0) * bits + 7) // 8}): NumberOfFrames "
+            "(or Rows/Columns) disagrees with the pixel data")
+
+
 def _check_pixel_data_length(path: Path, ds: Any, fp: Any) -> None:
     """Refuse pixel data shorter than the file or than Rows × Columns declare.
 
@@ -225,6 +269,11 @@ def _check_pixel_data_length(path: Path, ds: Any, fp: Any) -> None:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     slack = 1 + (frames if int(ds.get("BitsAllocated", 8) or 8) == 1 else 0)
     if not expected <= length <= expected + slack:
+        # A multi-frame file (a SEG) whose pixel data holds whole frames, only not as many
+        # as NumberOfFrames says: name that, not Rows/Columns.
+        frames_text = frame_count_mismatch(ds, length)
+        if frames_text:
+            raise ImagingInputError(path, frames_text)
         columns = int(ds.Columns)
         per_pixel = int(ds.BitsAllocated) * int(ds.get("SamplesPerPixel", 1) or 1) * frames
         pixels = length * 8 // per_pixel if per_pixel > 0 else 0
@@ -584,8 +633,9 @@ def quiet_sitk() -> Any:
     stderr (not through Python) before our one-line refusal; what matters in them is
     either harmless or repeated in the exception we turn into that refusal.
     """
-    import SimpleITK as sitk
+    import SimpleITK
 
+    sitk: Any = SimpleITK  # SimpleITK ships no type hints
     sitk.ProcessObject_SetGlobalWarningDisplay(False)
     return sitk
 
