@@ -18,6 +18,8 @@ DICOM SEG (via highdicom)
     given the image series, every image its frames or its ReferencedSeriesSequence
     reference is in that series. Otherwise it is refused naming the file (and the frame
     or segment): a SEG that says nothing must never read as "every lesion absent".
+    1-bit (BINARY) frames in RLE Lossless are decoded here (:func:`decode_rle_1bit`),
+    which pydicom 3.0 and its plugins do not do.
 Label maps (NIfTI, NRRD, MetaImage via SimpleITK)
     Every non-zero value is one lesion. The map must sit on the image's grid (same voxel
     centres, any axis order); otherwise it is refused unless ``resample=True``, which
@@ -48,6 +50,9 @@ RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 # Encapsulated transfer syntaxes that put each frame in exactly one fragment (PS3.5
 # A.4.2 for RLE, 8.2.16 for deflated frames): their fragments are their frames.
 _ONE_FRAGMENT_PER_FRAME = (RLE_LOSSLESS, DEFLATED_IMAGE_FRAME_COMPRESSION)
+# The RLE header: the number of segments and 15 segment offsets, each a little endian
+# 32-bit unsigned integer (PS3.5 G.5).
+_RLE_HEADER_BYTES = 64
 
 
 
@@ -139,6 +144,9 @@ def load_seg(path: Path) -> Any:
     check_seg_structure(path, ds)
     if str(syntax) == DEFLATED_IMAGE_FRAME_COMPRESSION:
         ds = _to_native(path, ds, _inflate_frames(path, ds))
+        syntax = ds.file_meta.TransferSyntaxUID
+    elif str(syntax) == RLE_LOSSLESS and int(ds.get("BitsAllocated", 0) or 0) == 1:
+        ds = _to_native(path, ds, decode_rle_1bit(path, ds))
         syntax = ds.file_meta.TransferSyntaxUID
     if not syntax or not syntax.is_transfer_syntax:
         raise ImagingInputError(
@@ -333,6 +341,105 @@ def _source_images(item: Any) -> list[str]:
             if uid:
                 uids.append(uid)
     return uids
+
+
+def decode_rle_1bit(path: Path, ds: Any) -> NDArray[np.uint8]:
+    """Decode the frames of a 1-bit (BINARY) SEG in RLE Lossless to ``[frame, row, col]``.
+
+    Each frame is one fragment with its own RLE header (PS3.5 A.4.2, G.5), so a frame
+    always starts on a byte, whatever the native packing would be. Its single RLE
+    segment (one sample of one byte) is PackBits-decoded (G.3) to either
+
+    - one byte per pixel, 0 or 1: the "Padded Composite Pixel Code" of G.2; or
+    - 8 pixels per byte, least significant bit first, as in native 1-bit data: how
+      DCMTK-based writers encode it (pydicom-data's ``liver_rle.dcm``).
+
+    The decoded length tells the two apart (``rows × columns`` against a eighth of it);
+    any other length is refused naming the frame. pydicom 3.0's RLE decoder and
+    pylibjpeg-rle take 8, 16, 32 and 64 bits allocated only.
+    """
+    from pydicom.encaps import generate_frames
+
+    count = _stated_frames(path, ds)
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise ImagingInputError(path, "1-bit RLE frames with more than one sample per pixel "
+                                "are not a SEG")
+    frames = []
+    for index, item in enumerate(generate_frames(ds.PixelData, number_of_frames=count),
+                                 start=1):
+        if index > count:
+            break
+        frames.append(_rle_1bit_frame(path, index, item, rows, cols))
+    if len(frames) != count:
+        raise ImagingInputError(path, f"NumberOfFrames says {count} but its pixel data "
+                                f"holds {len(frames)} RLE frames")
+    return np.stack(frames)
+
+
+def _rle_1bit_frame(path: Path, index: int, item: bytes, rows: int,
+                    cols: int) -> NDArray[np.uint8]:
+    import struct
+
+    from pydicom.pixels.utils import unpack_bits
+
+    if len(item) < _RLE_HEADER_BYTES:
+        raise ImagingInputError(path, f"frame {index}: its RLE data ({len(item)} bytes) is "
+                                "shorter than the 64-byte RLE header")
+    segments, *offsets = struct.unpack("<16L", item[:_RLE_HEADER_BYTES])
+    if segments != 1:
+        raise ImagingInputError(path, f"frame {index}: its RLE header declares {segments} "
+                                "segments; a 1-bit frame has one")
+    if offsets[0] != _RLE_HEADER_BYTES or any(offsets[1:]):
+        raise ImagingInputError(path, f"frame {index}: its RLE segment starts at byte "
+                                f"{offsets[0]}, not right after the 64-byte header")
+    pixels = rows * cols
+    packed = (pixels + 7) // 8
+    data = _unpack_bits_rle(path, index, item[_RLE_HEADER_BYTES:], limit=pixels + 1)
+    if pixels <= len(data) <= pixels + 1:
+        plane = np.frombuffer(data, dtype=np.uint8, count=pixels)
+        if int(plane.max()) > 1:
+            raise ImagingInputError(path, f"frame {index}: holds pixel value "
+                                    f"{int(plane.max())}; a 1-bit pixel is 0 or 1")
+    elif packed <= len(data) <= packed + 1:
+        plane = np.asarray(unpack_bits(data), dtype=np.uint8)[:pixels]
+    else:
+        raise ImagingInputError(
+            path, f"frame {index}: its RLE segment decodes to {len(data)} bytes; a 1-bit "
+            f"frame of {rows}×{cols} pixels needs {pixels} (a byte per pixel) or {packed} "
+            "(8 pixels per byte)",
+        )
+    return np.asarray(plane, dtype=np.uint8).reshape(rows, cols)
+
+
+def _unpack_bits_rle(path: Path, index: int, data: bytes, *, limit: int) -> bytes:
+    """PackBits-decode one RLE segment (PS3.5 G.3), refusing truncated runs and output
+    longer than ``limit`` bytes (a run-length bomb)."""
+    out = bytearray()
+    pos, end = 0, len(data)
+    while pos < end:
+        header = data[pos]
+        pos += 1
+        if header < 128:  # a literal run of header + 1 bytes
+            count = header + 1
+            if pos + count > end:
+                if pos == end:
+                    break  # the zero byte that pads the segment to an even length
+                raise ImagingInputError(path, f"frame {index}: its RLE segment ends inside "
+                                        f"a literal run ({end - pos} of {count} bytes)")
+            out += data[pos:pos + count]
+            pos += count
+        elif header > 128:  # the next byte, 257 − header times
+            if pos >= end:
+                raise ImagingInputError(path, f"frame {index}: its RLE segment ends inside "
+                                        "a replicate run")
+            out += data[pos:pos + 1] * (257 - header)
+            pos += 1
+        # header 128 (−128) is no operation
+        if len(out) > limit:
+            raise ImagingInputError(path, f"frame {index}: its RLE segment decodes to more "
+                                    f"than {limit} bytes")
+    return bytes(out)
 
 
 def _inflate_frames(path: Path, ds: Any) -> NDArray[Any]:

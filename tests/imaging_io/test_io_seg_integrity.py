@@ -1,4 +1,4 @@
-"""A SEG must be what it says (issue 12).
+"""A SEG must be what it says (issue 12), and 1-bit RLE Lossless SEGs decode.
 
 Every SEG here is made in a temporary folder from the project's own synthetic study
 ``sample_dicom/`` (or a phantom of ``imaging_io.phantoms``) and then edited with pydicom:
@@ -7,13 +7,19 @@ SegmentSequence that is missing, empty or does not describe a frame's segment, a
 frames or a ReferencedSeriesSequence that reference images outside the series being
 measured. Each is refused in one line naming the file and the fault, by ``recist
 measure`` and ``recist ingest`` alike: none may be measured as "every lesion absent".
+
+The RLE SEGs are the same frames encoded frame by frame with pydicom's RLE encoder, in
+the two layouts found in files: one byte per pixel (PS3.5 G.2's padded composite pixel
+code) and 8 pixels per byte (as DCMTK writes it; pydicom-data's ``liver_rle.dcm``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,11 +36,24 @@ from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
 from imaging_io.errors import ImagingInputError
 from imaging_io.measure import measure_study
+from imaging_io.phantoms import (
+    AxialGrid,
+    Ellipsoid,
+    SegmentSpec,
+    ellipsoid_mask,
+    write_ct_series,
+    write_seg,
+)
+from imaging_io.segmentation import read_seg
+from imaging_io.series import read_image
 from imaging_io.study import measure_study_folder
 from recist.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_dicom"
+_BESIDE = ROOT.parent / "shared" / "testdata" / "dicom-real"
+REAL = Path(os.environ.get("RECIST_DICOM_REAL", _BESIDE if _BESIDE.is_dir()
+                           else "/work/shared/testdata/dicom-real"))
 Change = Callable[[Any], None]
 
 
@@ -278,3 +297,131 @@ def test_good_encodings_of_the_sample_seg_still_measure(tmp_path, capsys) -> Non
     code, out, err = _run(capsys, "measure", str(study / "CT"), "--seg", str(study / "SEG.dcm"))
     assert code == 0, err
     assert out == reference
+
+
+# --- 2. 1-bit RLE Lossless ---------------------------------------------------------------
+
+def _masks(seg: Path, ct: Path) -> list[tuple[str, int, tuple[int, int, int], bytes, tuple]]:
+    series = read_image(ct)
+    masks = read_seg(seg, series.grid, image_sop_uids=series.info.sop_instance_uids,
+                     image_series_uid=series.info.series_instance_uid)
+    return [(m.label, m.label_value, m.offset, m.mask.tobytes(), m.mask.shape) for m in masks]
+
+
+@pytest.mark.parametrize("bit_packed", [False, True], ids=["byte per pixel", "8 per byte"])
+def test_rle_seg_of_the_sample_study_decodes_and_measures_as_its_native_twin(
+    tmp_path, capsys, bit_packed
+) -> None:
+    study = _study(tmp_path)
+    native = study / "SEG.dcm"
+    rle = study / "SEG_rle.dcm"
+    shutil.copy(native, rle)
+    _edit(rle, _rle(bit_packed=bit_packed))
+    assert str(pydicom.dcmread(rle).file_meta.TransferSyntaxUID) == RLELossless
+    assert _masks(rle, study / "CT") == _masks(native, study / "CT")
+    code, expected, err = _run(capsys, "measure", str(study / "CT"), "--seg", str(native))
+    assert code == 0, err
+    code, out, err = _run(capsys, "measure", str(study / "CT"), "--seg", str(rle))
+    assert code == 0, err
+    assert out == expected
+    assert [le["longest_diameter_mm"] for le in json.loads(out)["lesions"]] == \
+        [le["longest_diameter_mm"] for le in json.loads(expected)["lesions"]]
+
+
+@pytest.fixture(scope="module")
+def odd_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 13 × 11-pixel CT of 6 slices and a native SEG of two lesions over it: 143 pixels
+    a frame, so native frames start mid-byte (every RLE frame starts on its own byte)."""
+    root = tmp_path_factory.mktemp("odd")
+    grid = AxialGrid(rows=13, columns=11, slices=6, pixel_mm=2.0, spacing_mm=3.0,
+                     origin_mm=(-10.0, -12.0, 0.0))
+    one = ellipsoid_mask(grid, Ellipsoid((-2.0, -3.0, 7.5), (7.0, 4.0, 6.0), 30.0))
+    two = ellipsoid_mask(grid, Ellipsoid((6.0, 8.0, 4.0), (3.0, 3.0, 4.0)))
+    datasets = write_ct_series(root / "CT", np.where(one | two, 80.0, 20.0), grid)
+    write_seg(root / "SEG.dcm", datasets, [SegmentSpec("liver lesion", "T1", one),
+                                           SegmentSpec("lung lesion", "T2", two)])
+    return root
+
+
+@pytest.mark.parametrize("bit_packed", [False, True], ids=["byte per pixel", "8 per byte"])
+def test_rle_frames_not_byte_aligned_when_native_decode_like_the_native_seg(
+    odd_study, tmp_path, capsys, bit_packed
+) -> None:
+    native = odd_study / "SEG.dcm"
+    ds = pydicom.dcmread(native)
+    assert (ds.Rows * ds.Columns) % 8 != 0 and int(ds.NumberOfFrames) > 1
+    rle = tmp_path / "SEG_rle.dcm"
+    shutil.copy(native, rle)
+    _edit(rle, _rle(bit_packed=bit_packed))
+    assert _masks(rle, odd_study / "CT") == _masks(native, odd_study / "CT")
+    assert sum(m[3].count(1) for m in _masks(rle, odd_study / "CT")) > 0
+    results = [_run(capsys, "measure", str(odd_study / "CT"), "--seg", str(seg))
+               for seg in (native, rle)]
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert results[0][1] == results[1][1]
+
+
+def _frame_edit(index: int, edit: Callable[[bytes], bytes]) -> Change:
+    """Re-encapsulate an RLE SEG with frame ``index`` (0-based) edited."""
+    from pydicom.encaps import generate_frames
+
+    def change(ds: Any) -> None:
+        items = list(generate_frames(ds.PixelData, number_of_frames=int(ds.NumberOfFrames)))
+        items[index] = edit(items[index])
+        ds.PixelData = encapsulate(items)
+    return change
+
+
+def _two_segments(item: bytes) -> bytes:
+    return struct.pack("<L", 2) + item[4:]
+
+
+def _value_two(item: bytes) -> bytes:
+    frame = np.zeros((160, 160), dtype=np.uint8)
+    frame[5, 5] = 2
+    return RLELosslessEncoder.encode(
+        frame.tobytes(), rows=160, columns=160, samples_per_pixel=1, bits_allocated=8,
+        bits_stored=8, photometric_interpretation="MONOCHROME2", pixel_representation=0,
+        number_of_frames=1)
+
+
+def _short_frame(item: bytes) -> bytes:
+    return _rle_bytes(np.zeros((100, 160), dtype=np.uint8), bit_packed=False)
+
+
+def _cut_literal(item: bytes) -> bytes:
+    # The header, then a literal run of 128 bytes cut after 10 of them.
+    return item[:64] + bytes([127]) + bytes(10) + b"\0"
+
+
+BAD_RLE = {
+    "two segments": (_two_segments, r"frame 3: its RLE header declares 2 segments; a 1-bit "
+                     r"frame has one"),
+    "pixel value 2": (_value_two, r"frame 3: holds pixel value 2; a 1-bit pixel is 0 or 1"),
+    "frame too short": (_short_frame, r"frame 3: its RLE segment decodes to 16000 bytes; a "
+                        r"1-bit frame of 160×160 pixels needs 25600 \(a byte per pixel\) or "
+                        r"3200 \(8 pixels per byte\)"),
+    "literal run cut": (_cut_literal, r"frame 3: its RLE segment ends inside a literal run"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RLE))
+def test_malformed_rle_frame_is_refused_naming_the_frame(tmp_path, capsys, case) -> None:
+    edit, message = BAD_RLE[case]
+    study = _study(tmp_path)
+    seg = _edit(study / "SEG.dcm", _rle(), _frame_edit(2, edit))
+    line = _one_line_refusal(_run(capsys, "measure", str(study / "CT"), "--seg", str(seg)),
+                             "measure", seg)
+    assert re.search(message, line), line
+
+
+LIVER = REAL / "pydicom_data"
+
+
+@pytest.mark.skipif(not (LIVER / "liver_rle.dcm").is_file(), reason="no dicom-real data")
+def test_real_1bit_rle_seg_measures_like_its_uncompressed_twin() -> None:
+    # pydicom-data's liver_rle.dcm (8 pixels per byte) and liver.dcm hold the same frames.
+    ct = REAL / "dcmqi" / "data" / "segmentations" / "ct-3slice"
+    rle = measure_study(ct, LIVER / "liver_rle.dcm").to_dict()
+    assert rle == measure_study(ct, LIVER / "liver.dcm").to_dict()
+    assert rle["lesions"][0]["voxel_count"] > 0
