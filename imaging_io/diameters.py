@@ -193,13 +193,12 @@ def inside_chord(segments_mm: NDArray[np.float64], axis: NDArray[np.float64]
         The chord's length and its two end points in mm (``(0.0, ...)`` without segments).
     """
     normal = np.array([-axis[1], axis[0]])
-    # Element-wise products, not a BLAS product: a vertex shared by two segments must get
-    # bit-identical coordinates in both for the half-open crossing rules to pair up.
     t = segments_mm[..., 0] * axis[0] + segments_mm[..., 1] * axis[1]
     s = segments_mm[..., 0] * normal[0] + segments_mm[..., 1] * normal[1]
-    # Vertices on one perpendicular line must share one position exactly, or rounding
-    # would let a line pass "just after" one and "just before" the other: a chord that
-    # touches background at both, kept only by that accident of rounding.
+    # Vertices on one perpendicular line must share one position exactly: a vertex shared
+    # by two segments, for the half-open rules to pair crossings up; and vertices that
+    # only rounding sets apart, or a line could pass "just after" one and "just before"
+    # the other, keeping whole a chord that touches background at both.
     flat = np.sort(t.ravel())
     positions = flat[np.r_[True, np.diff(flat) > _SAME_POSITION_MM]]
     t = positions[np.searchsorted(positions, t, side="right") - 1]
