@@ -69,7 +69,14 @@ def seed(database: dict[str, Any], readers: int) -> tuple[list[str], list[str]]:
     tokens = []
     for n in range(readers):
         name = f"reader{n}"
-        create_user(session, SYSTEM, username=name, password="load test password", role="reader")
+        create_user(
+            session,
+            SYSTEM,
+            username=name,
+            password="load test password",
+            role="reader",
+            trials=[TRIAL],
+        )
         tokens.append(create_token(session, SYSTEM, username=name, name="load"))
     rng = random.Random(11)
     subjects = []

@@ -35,7 +35,7 @@ from flask import (
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy.exc import SQLAlchemyError
 
-from web.models import ROLES, User
+from web.models import ROLES, User, role_set
 from web.services import Actor
 from web.services.access import (
     SESSION_IDLE,
@@ -47,6 +47,7 @@ from web.services.access import (
     span_text,
     start_session,
 )
+from web.services.membership import reaches
 from web.services.users import DEFAULT_ADDRESS_LIMIT, login_attempt, parse_limit
 
 bp = Blueprint("auth", __name__)
@@ -73,26 +74,32 @@ def _login_refused_message() -> str:
 
 
 # Which roles hold each permission. reviewer is read-only; trial_manager runs the trial
-# (subjects, arms, dates) but does not measure; reader and adjudicator measure.
+# (subjects, arms, dates) but does not measure; reader and adjudicator measure. admin
+# administers (users, tokens, the audit trail) and never enters, signs or reviews clinical
+# data unless it also holds a clinical role ("admin+reader": segregation of duties). A
+# user holding several roles holds the permissions of each (web.services.membership).
 PERMISSIONS: dict[str, frozenset[str]] = {
     "view": frozenset(ROLES),
     "assess": frozenset(ROLES),
-    "enter_measurements": frozenset({"reader", "adjudicator", "admin"}),
-    "manage_subjects": frozenset({"trial_manager", "admin"}),
-    "manage_trials": frozenset({"trial_manager", "admin"}),
-    "import_cases": frozenset({"trial_manager", "admin"}),
+    "enter_measurements": frozenset({"reader", "adjudicator"}),
+    "manage_subjects": frozenset({"trial_manager"}),
+    "manage_trials": frozenset({"trial_manager"}),
+    "import_cases": frozenset({"trial_manager"}),
     "manage_users": frozenset({"admin"}),
+    # Who may be assigned to a trial: an admin, or a trial manager of that trial (routes
+    # naming a trial reach only its members).
+    "manage_members": frozenset({"admin", "trial_manager"}),
     # The audit trail shows every value of every read: readers (blinded in central
     # review) do not see it; the people who oversee the data do.
     "view_audit": frozenset({"adjudicator", "trial_manager", "reviewer", "admin"}),
     # Signing a read: whoever enters measurements. Unlocking a signed read: an adjudicator
     # or a trial manager only (not the reader who signed it, not the system administrator).
-    "sign_reads": frozenset({"reader", "adjudicator", "admin"}),
+    "sign_reads": frozenset({"reader", "adjudicator"}),
     "unlock_reads": frozenset({"adjudicator", "trial_manager"}),
     # Progression-call review: reviewers (and adjudicators) agree or query; the reader
     # answers queries; only an adjudicator overrides a call.
-    "review_calls": frozenset({"reviewer", "adjudicator", "admin"}),
-    "answer_queries": frozenset({"reader", "adjudicator", "admin"}),
+    "review_calls": frozenset({"reviewer", "adjudicator"}),
+    "answer_queries": frozenset({"reader", "adjudicator"}),
     "override_calls": frozenset({"adjudicator"}),
     # Independent central review: readers submit blinded reads, adjudicators choose.
     "central_read": frozenset({"reader"}),
@@ -104,7 +111,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 def blinded(role: str | None, trial: object) -> bool:
     """Whether a reader must not see a trial's site reads, arms and other reads."""
-    return role == "reader" and bool(getattr(trial, "central_review", False))
+    return "reader" in role_set(role) and bool(getattr(trial, "central_review", False))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -112,7 +119,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def allowed(role: str | None, permission: str) -> bool:
     """Whether ``role`` holds ``permission`` (unknown permissions hold for nobody)."""
-    return role is not None and role in PERMISSIONS.get(permission, frozenset())
+    holders = PERMISSIONS.get(permission, frozenset())
+    return any(held in holders for held in role_set(role))
 
 
 def requires(permission: str) -> Callable[[F], F]:
@@ -191,14 +199,33 @@ def actor() -> Actor:
 BLINDED_ENDPOINTS = frozenset({"review.central_reads", "review.central_read", "views.trial"})
 
 
-def _blinding_guard() -> None:
+def _trial_guard() -> None:
+    """Every page and API route naming a trial: 403 for a user who is not its member
+    (admins reach every trial), and the blinding of central review."""
+    trial_code = (request.view_args or {}).get("trial_code")
+    if not trial_code:
+        return
+    user = request_user()
+    if user is None:
+        return  # requires() answers 401 / the login page
+    from web.db import db_session
+
+    if not reaches(db_session(), user, str(trial_code)):
+        abort(
+            403,
+            f"you are not a member of trial {trial_code}: ask an administrator to assign "
+            "you to it (`recist users assign`)",
+        )
+    _blinding_guard(str(trial_code))
+
+
+def _blinding_guard(trial_code: str) -> None:
     """Readers of an independent-review trial see nothing of it but their own reads: every
     other page and API route naming the trial answers 403 (site reads, arms, results,
     other readers' reads, plots, the review queue)."""
-    trial_code = (request.view_args or {}).get("trial_code")
-    if not trial_code or request.endpoint in BLINDED_ENDPOINTS:
+    if request.endpoint in BLINDED_ENDPOINTS:
         return
-    if request_user_role() != "reader":
+    if "reader" not in role_set(request_user_role()):
         return
     from sqlalchemy import select
 
@@ -298,7 +325,7 @@ def _note_token_use(response: Any) -> Any:
 
 def init_app(app: Flask) -> None:
     _configure_sessions(app)
-    app.before_request(_blinding_guard)
+    app.before_request(_trial_guard)
     app.after_request(_note_token_use)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

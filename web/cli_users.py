@@ -30,7 +30,15 @@ def register(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--role",
         required=True,
-        choices=("reader", "adjudicator", "trial_manager", "reviewer", "admin"),
+        help="reader, adjudicator, trial_manager, reviewer or admin; an administrator who "
+        "also works on clinical data: admin+reader (etc.)",
+    )
+    add.add_argument(
+        "--trial",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="assign the user to this trial (repeat for several); admins reach every trial",
     )
     add.add_argument("--full-name", default="", help="the person's name, shown in signatures")
     add.add_argument(
@@ -65,7 +73,19 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     tokens = sub.add_parser("tokens", help="list a user's tokens (never the secrets)")
     tokens.add_argument("name")
-    sub.add_parser("list", help="list users, roles, state and full names")
+    sub.add_parser("list", help="list users, roles, state, full names and trials")
+    role = sub.add_parser("set-role", help="give a user another role (audited)")
+    role.add_argument("name")
+    role.add_argument("role", metavar="ROLE", help="as for `add --role`")
+    assign = sub.add_parser(
+        "assign", help="assign a user to trials, or end assignments with --remove (audited)"
+    )
+    assign.add_argument("name")
+    assign.add_argument("trials", nargs="+", metavar="TRIAL")
+    assign.add_argument("--remove", action="store_true", help="end the user's membership")
+    assign.add_argument("--reason", default=None, help="why (kept in the audit trail)")
+    members = sub.add_parser("members", help="list the members of a trial")
+    members.add_argument("trial", metavar="TRIAL")
 
 
 def _session() -> Session:
@@ -123,12 +143,14 @@ def run(args: argparse.Namespace) -> int:
     from web.models import User
     from web.services import ServiceError
     from web.services.access import TOKEN_DAYS, create_token, list_tokens, token_state
+    from web.services.membership import add_member, member_codes, members_of, remove_member
     from web.services.users import (
         cli_actor,
         create_user,
         set_active,
         set_full_name,
         set_password,
+        set_role,
     )
 
     session = _session()
@@ -144,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 password=password,
                 role=args.role,
                 full_name=args.full_name,
+                trials=args.trial,
             )
             if not args.password_stdin:
                 print(f"{args.name}\t{args.role}\tpassword: {password}")
@@ -157,6 +180,21 @@ def run(args: argparse.Namespace) -> int:
         elif command == "set-name":
             set_full_name(session, who, username=args.name, full_name=args.full_name)
             print(f"{args.name}: full name set")
+        elif command == "set-role":
+            set_role(session, who, username=args.name, role=args.role)
+            print(f"{args.name}: role {args.role}")
+        elif command == "assign" and args.remove:
+            for code in args.trials:
+                remove_member(session, who, username=args.name, trial_code=code, reason=args.reason)
+                print(f"{args.name}: no longer a member of {code}")
+        elif command == "assign":
+            for code in args.trials:
+                added = add_member(session, who, username=args.name, trial_code=code)
+                print(f"{args.name}: {'member' if added else 'already a member'} of {code}")
+        elif command == "members":
+            print("user\trole\tadded\tadded by")
+            for member, row in members_of(session, args.trial):
+                print(f"{member.username}\t{member.role}\t{_when(row.added_at)}\t{row.added_by}")
         elif command in ("activate", "deactivate"):
             set_active(session, who, username=args.name, active=command == "activate")
             print(f"{args.name}: {command}d")
@@ -177,9 +215,15 @@ def run(args: argparse.Namespace) -> int:
                     f"{_when(t.last_used_at)}\t{token_state(t)}"
                 )
         else:
+            print("user\trole\tstate\tfull name\ttrials")
             for user in session.scalars(select(User).order_by(User.username)):
                 state = "active" if user.active else "inactive"
-                print(f"{user.username}\t{user.role}\t{state}\t{user.full_name or ''}")
+                reach = (
+                    "(all: admin)"
+                    if "admin" in user.role.split("+")
+                    else ",".join(sorted(member_codes(session, user))) or "(none)"
+                )
+                print(f"{user.username}\t{user.role}\t{state}\t{user.full_name or ''}\t{reach}")
     except ServiceError as error:
         print(f"recist users: {error.message}", file=sys.stderr)
         return 2

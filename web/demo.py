@@ -180,7 +180,24 @@ def seed_demo(
         and session.scalar(select(Trial.id).where(Trial.code == DEMO_CENTRAL_TRIAL)) is None
     ):
         created[DEMO_CENTRAL_TRIAL] = _seed_central(session, passwords, seed)
+    _assign_members(session)
     return created
+
+
+def _assign_members(session: Session) -> None:
+    """Every demo user but the administrator is a member of every demo trial (only
+    members reach a trial)."""
+    from web.services.membership import add_member, sees_every_trial
+
+    names = [*DEMO_USERS.values(), DEMO_SECOND_READER]
+    users = session.scalars(select(User).where(User.username.in_(names))).all()
+    trials = session.scalars(
+        select(Trial.code).where(Trial.code.in_((DEMO_TRIAL, DEMO_CENTRAL_TRIAL)))
+    ).all()
+    for user in users:
+        if not sees_every_trial(user.role):
+            for code in trials:
+                add_member(session, SYSTEM, username=user.username, trial_code=code)
 
 
 def _reader() -> Actor:

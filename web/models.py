@@ -42,6 +42,14 @@ class Base(DeclarativeBase):
 # The roles of the issue, from least to most privileged in spirit (the permission table in
 # web.auth decides what each may do; the order here means nothing).
 ROLES = ("reader", "adjudicator", "trial_manager", "reviewer", "admin")
+# Roles that work on clinical data (an admin holds one only when given it too: "admin+reader").
+CLINICAL_ROLES = ("reader", "adjudicator", "trial_manager", "reviewer")
+
+
+def role_set(role: str | None) -> frozenset[str]:
+    """The roles a stored role text holds: ``"admin+reader"`` -> {admin, reader}."""
+    return frozenset(part for part in (role or "").split("+") if part)
+
 
 # A controlled list of sites (R-SEL-2 groups paired organs and all lymph nodes; the engine
 # normalises the words, so the list uses its vocabulary). "other" keeps rare sites possible.
@@ -272,6 +280,20 @@ class User(Base):
 
     def get_id(self) -> str:
         return str(self.id)
+
+
+class TrialMember(Base):
+    """A user assigned to a trial: everyone but an admin reaches only the trials they are
+    members of (web.services.membership)."""
+
+    __tablename__ = "trial_member"
+    __table_args__ = (UniqueConstraint("trial_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    added_by: Mapped[str] = mapped_column(String(64))
 
 
 class ApiToken(Base):

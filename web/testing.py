@@ -112,6 +112,25 @@ def dispose(app: Flask) -> None:
     engine.dispose()
 
 
+def assign_everyone(session: Any) -> None:
+    """Make every user who is not an admin a member of every trial (as migration 0010 did
+    for existing users): the fixtures' users and trials, whichever was made first."""
+    from sqlalchemy import select
+
+    from web.models import Trial, User, role_set
+    from web.services import SYSTEM
+    from web.services.membership import add_member, member_codes
+
+    for user in session.scalars(select(User)).all():
+        if "admin" in role_set(user.role):
+            continue
+        have = member_codes(session, user)
+        for code in session.scalars(select(Trial.code)).all():
+            if code not in have:
+                add_member(session, SYSTEM, username=user.username, trial_code=code)
+    session.rollback()  # end the read transaction: later reads see later writes
+
+
 def login(client: Any, username: str, password: str = PASSWORD) -> Any:
     """Log a Flask test client in through the login form."""
     return client.post("/login", data={"username": username, "password": password})

@@ -16,6 +16,7 @@ import pytest
 
 from web.services import SYSTEM, create_subject, create_trial, create_user
 from web.services.central import set_central_review
+from web.services.membership import add_member
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +56,8 @@ def _seed(app: Any) -> None:
         ):
             create_user(session, SYSTEM, username=name, password=PASSWORD, role=role)
         create_trial(session, SYSTEM, code=TRIAL, title="Central review", arms=[("A", "arm A")])
+        for name in ("reader_a", "reader_b", "adj"):
+            add_member(session, SYSTEM, username=name, trial_code=TRIAL)
         set_central_review(session, SYSTEM, TRIAL, on=True)
         create_subject(session, SYSTEM, TRIAL, code="ICR-001", arm="A", randomized_on="2021-01-04")
     finally:

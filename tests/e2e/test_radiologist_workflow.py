@@ -1,6 +1,7 @@
-"""In a real browser: log in, create a subject, enter a baseline (two targets and a
-non-target), a follow-up that is PR and one that is PD, and watch the grid, the reasons
-and the progression flag update. Screenshots go to test-output/e2e/<database>/.
+"""In a real browser: a trial manager adds a subject; a reader logs in and enters a
+baseline (two targets and a non-target), a follow-up that is PR and one that is PD, and
+watches the grid, the reasons and the progression flag update.
+Screenshots go to test-output/e2e/<database>/.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from web.services import SYSTEM, create_trial, create_user
+from web.services.membership import add_member
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +22,9 @@ PASSWORD = "e2e password 123"
 def _seed(app: Any) -> None:
     session = app.extensions["recist_sessions"]()
     try:
-        create_user(session, SYSTEM, username="study_admin", password=PASSWORD, role="admin")
+        create_user(
+            session, SYSTEM, username="coordinator", password=PASSWORD, role="trial_manager"
+        )
         create_trial(
             session,
             SYSTEM,
@@ -29,6 +33,12 @@ def _seed(app: Any) -> None:
             settings={"visit_interval_days": 56},
             arms=[("A", "arm A")],
         )
+        # Segregation of duties: the reader enters and signs, the manager runs the trial;
+        # both are members of the trial (only members reach it).
+        for name, role in (("radiologist", "reader"), ("coordinator", "trial_manager")):
+            if name == "radiologist":
+                create_user(session, SYSTEM, username=name, password=PASSWORD, role=role)
+            add_member(session, SYSTEM, username=name, trial_code="E2E")
     finally:
         session.close()
 
@@ -37,28 +47,36 @@ def _overall(page: Any) -> list[str]:
     return [c.strip() for c in page.locator("#overall-row td").all_inner_texts()]
 
 
-def test_admin_creates_subject_enters_baseline_pr_and_pd_and_sees_the_grid_update(
+def _log_in(page: Any, base: str, name: str) -> None:
+    page.goto(base + "/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+def test_manager_adds_subject_reader_enters_baseline_pr_and_pd_and_sees_the_grid_update(
     live_server: dict[str, Any], browser: Any, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
+    manager = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    manager.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    _log_in(manager, base, "coordinator")
+    manager.click("text=E2E")
+    # A trial manager runs the trial but does not measure: no baseline entry is offered.
+    manager.fill("input[name=code]", "E2E-001")
+    manager.select_option("select[name=arm]", "A")
+    manager.fill("input[name=randomized_on]", "2021-01-01")
+    manager.click("text=Add subject")
+    manager.wait_for_url("**/subjects/E2E-001")
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-
-    page.goto(base + "/")
-    assert "/login" in page.url
-    page.fill("input[name=username]", "study_admin")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
-    page.click("text=E2E")
-
-    page.fill("input[name=code]", "E2E-001")
-    page.select_option("select[name=arm]", "A")
-    page.fill("input[name=randomized_on]", "2021-01-01")
-    page.click("text=Add subject")
-    page.wait_for_url("**/subjects/E2E-001/baseline")
+    _log_in(page, base, "radiologist")
+    page.goto(base + "/trials/E2E/subjects/E2E-001/baseline")
 
     page.fill("input[name=date]", "2021-01-04")
     page.select_option("select[name=site_0]", "liver")

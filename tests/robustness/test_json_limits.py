@@ -339,7 +339,7 @@ def test_the_api_refuses_hostile_json_with_its_code_and_writes_nothing(
 ) -> None:
     text, code, words = HOSTILE[name]
     before = audit_count(session)
-    error = refusal(api("admin", "POST", path, text), 400, code)
+    error = refusal(api("trial_manager", "POST", path, text), 400, code)
     assert error["message"].startswith("the request body ")
     for word in words:
         assert word in error["message"], (word, error["message"])
@@ -369,7 +369,9 @@ def test_a_nul_character_is_refused_before_anything_is_stored(
 ) -> None:
     before = audit_count(session)
     case = {**CASE, "lesions": [{"id": "T1", "site": "liv\u0000er", "kind": "target"}]}
-    error = refusal(api("admin", "POST", "/trials/TRIAL-1/cases", case), 400, "invalid_input")
+    error = refusal(
+        api("trial_manager", "POST", "/trials/TRIAL-1/cases", case), 400, "invalid_input"
+    )
     assert error["pointer"] == "/lesions/0/site" and "NUL" in error["message"]
     assert audit_count(session) == before
 
@@ -395,7 +397,8 @@ def test_a_reason_that_is_not_text_is_refused_on_every_subject_write(
     ]
     before = audit_count(session)
     for method, path, body in writes:
-        error = refusal(api("admin", method, path, {**body, "reason": value}), 400, "invalid_input")
+        role = "trial_manager" if method == "PATCH" else "reader"  # who may write each
+        error = refusal(api(role, method, path, {**body, "reason": value}), 400, "invalid_input")
         assert (error["field"], error["pointer"]) == ("reason", "/reason"), (method, path)
         assert error["message"] == f"reason must be a string, not {type(value).__name__}"
     assert audit_count(session) == before

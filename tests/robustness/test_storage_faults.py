@@ -172,7 +172,7 @@ def sqlite_file(tmp_path: Path) -> tuple[Path, str]:
     upgrade(engine)
     db = make_session_factory(engine)()
     create_trial(db, SYSTEM, code=TRIAL, title="t", arms=[("A", "arm A"), ("B", "arm B")])
-    create_user(db, SYSTEM, username="tm", password=PASSWORD, role="trial_manager")
+    create_user(db, SYSTEM, username="tm", password=PASSWORD, role="trial_manager", trials=[TRIAL])
     token = create_token(db, SYSTEM, username="tm", name="tests")
     db.close()
     engine.dispose()

@@ -20,6 +20,7 @@ from web.testing import (
     PASSWORD,
     ROLES,
     TRIAL,
+    assign_everyone,
     dispose,
     make_test_app,
     migrated_database,
@@ -75,6 +76,7 @@ def trial(session: Session) -> str:
         settings={"visit_interval_days": 56},
         arms=[("A", "arm A"), ("B", "arm B")],
     )
+    assign_everyone(session)
     return TRIAL
 
 
@@ -85,4 +87,5 @@ def users(session: Session) -> dict[str, str]:
     for role in ROLES:
         create_user(session, SYSTEM, username=role, password=PASSWORD, role=role)
         tokens[role] = create_token(session, SYSTEM, username=role, name="tests")
+    assign_everyone(session)
     return tokens

@@ -127,6 +127,18 @@ def test_full_workflow_trial_subject_baseline_follow_ups_and_result(api: Any) ->
     )
     assert response.status_code == 201
     assert response.get_json()["settings"]["sd_min_days"] == 42
+    # Only members reach a trial: its creator (the trial manager) assigns the reader.
+    assert api("reader", "GET", "/trials/T-API").status_code == 403
+    assert [t["code"] for t in api("reader", "GET", "/trials").get_json()["trials"]] == []
+    for name in ("reader", "reviewer"):
+        response = api("trial_manager", "POST", "/trials/T-API/members", json={"username": name})
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["added_by"] == "trial_manager"
+    names = [
+        m["username"]
+        for m in api("trial_manager", "GET", "/trials/T-API/members").get_json()["members"]
+    ]
+    assert names == ["reader", "reviewer", "trial_manager"]
     response = api(
         "trial_manager",
         "POST",
@@ -258,7 +270,7 @@ def test_baseline_with_findings_answers_422_listing_them_until_a_reason_is_given
 
 def test_case_import_and_delete_of_a_follow_up(api: Any, trial: str) -> None:
     case = {**CASE, "subject_id": "IMP-1"}
-    response = api("admin", "POST", f"/trials/{trial}/cases", json=case)
+    response = api("trial_manager", "POST", f"/trials/{trial}/cases", json=case)
     assert response.status_code == 201
     assert response.get_json()["result"]["best_overall_response"] == "PR"
     base = f"/trials/{trial}/subjects/IMP-1"
@@ -287,7 +299,9 @@ def test_not_found_names_the_missing_resource(api: Any, trial: str) -> None:
 
 
 def test_bad_trial_settings_are_refused_naming_the_setting(api: Any) -> None:
-    response = api("admin", "POST", "/trials", json={"code": "T-X", "settings": {"sd_min": 4}})
+    response = api(
+        "trial_manager", "POST", "/trials", json={"code": "T-X", "settings": {"sd_min": 4}}
+    )
     assert response.status_code == 400
     error = response.get_json()["error"]
     assert "unknown key 'sd_min'" in error["message"]

@@ -25,7 +25,7 @@ from web.services import (
 from web.services.central import set_central_review, submit_read
 from web.services.progression import review_call
 from web.services.signing import sign_timepoint
-from web.testing import PASSWORD, ROLES, bearer
+from web.testing import PASSWORD, ROLES, assign_everyone, bearer
 
 READER = Actor("reader", "reader")
 REVIEWER = Actor("reviewer", "reviewer")
@@ -77,6 +77,7 @@ def central(session: Session, users: dict[str, str]) -> str:
     create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
     users["reader2"] = create_token(session, SYSTEM, username="reader2", name="tests")
     create_trial(session, SYSTEM, code=CENTRAL, title="central", arms=[("A", "arm A")])
+    assign_everyone(session)
     set_central_review(session, SYSTEM, CENTRAL, on=True)
     for code in ("S-1", "S-2"):
         create_subject(session, SYSTEM, CENTRAL, code=code, arm="A", randomized_on="2021-01-04")
@@ -129,14 +130,14 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, set[str]]] = [
         "POST",
         T + "/progression-calls/S-GROW/review",
         {"decision": "agreed", "call": GROW_CALL},
-        {"reviewer", "adjudicator", "admin"},
+        {"reviewer", "adjudicator"},
     ),
     (
         "answer",
         "POST",
         T + "/progression-calls/S-NEW/answer",
         {"comment": "a new metastasis, not a cyst", "call": NEW_CALL},
-        {"reader", "adjudicator", "admin"},
+        {"reader", "adjudicator"},
     ),
     (
         "override",
@@ -186,7 +187,6 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, set[str]]] = [
 REFUSALS = {
     ("sign", "adjudicator"): "W8 was entered by reader; an adjudicator signs another "
     "reader's read only acting as adjudicator",
-    ("sign", "admin"): "W8 was entered by reader; only reader can sign it",
 }
 
 

@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from web.auth import PERMISSIONS, allowed
-from web.services import SYSTEM
+from web.services import SYSTEM, Actor
 from web.testing import (
     ROLES,
     TRIAL,
@@ -28,6 +28,7 @@ SAMPLE_ARGS = {
     "tp_code": "W8",
     "kind": "waterfall",
     "domain": "adrs",
+    "username": "reader",
 }
 
 
@@ -200,7 +201,8 @@ def test_forms_without_the_csrf_token_are_refused(
         create_user(
             db, SYSTEM, username="manager", password="correct horse battery", role="trial_manager"
         )
-        create_trial(db, SYSTEM, code=trial, title="t")
+        # The trial manager who creates a trial is its first member.
+        create_trial(db, Actor("manager", "trial_manager"), code=trial, title="t")
         db.close()
         client = csrf_app.test_client()
         response = client.post(

@@ -25,7 +25,7 @@ from web.services import (
 )
 from web.services.central import adjudicate, metrics, overview, set_central_review, submit_read
 from web.services.signing import SignatureRefused
-from web.testing import PASSWORD, login
+from web.testing import PASSWORD, assign_everyone, login
 
 R1 = Actor("reader", "reader")
 R2 = Actor("reader2", "reader")
@@ -36,6 +36,7 @@ ADJ = Actor("adjudicator", "adjudicator")
 def central(session: Session, trial: str, users: dict[str, str]) -> str:
     """Central review on; S-1 read PD by reader and SD by reader2; S-2 read SD by both."""
     create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
+    assign_everyone(session)
     set_central_review(session, Actor("trial_manager", "trial_manager"), trial, on=True)
     for code in ("S-1", "S-2"):
         create_subject(session, SYSTEM, trial, code=code, arm="A", randomized_on="2021-01-04")

@@ -19,7 +19,15 @@ from web import create_app
 from web.models import LoginFailure, User
 from web.services import SYSTEM, create_token, create_trial, create_user
 from web.services.users import authenticate, parse_limit
-from web.testing import PASSWORD, TRIAL, bearer, dispose, login, make_test_app
+from web.testing import (
+    PASSWORD,
+    TRIAL,
+    assign_everyone,
+    bearer,
+    dispose,
+    login,
+    make_test_app,
+)
 
 SIGN = f"/trials/{TRIAL}/subjects/S-1/timepoints/W8/sign"
 
@@ -33,6 +41,7 @@ def limited(database: dict[str, Any]) -> Iterator[Flask]:
     for name, role in (("reader", "reader"), ("reader2", "reader"), ("admin", "admin")):
         create_user(db, SYSTEM, username=name, password=PASSWORD, role=role)
     create_trial(db, SYSTEM, code=TRIAL, title="t", arms=[("A", "arm A")])
+    assign_everyone(db)
     app.config["W8_VERSION"] = read_subject(
         db, TRIAL, "S-1", follow_up("W8", "2021-03-01", 21.0, 14.0)
     )

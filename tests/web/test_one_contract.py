@@ -129,7 +129,7 @@ def test_every_way_in_gives_the_same_result_sizes_and_audit(
     stored_code, form_code = f"C-{number}", f"F-{number}"
     case = _case(stored_code, b1, b2, visits)
     client = app.test_client()
-    headers = bearer(users["admin"])
+    headers = bearer(users["trial_manager"])
 
     cli = _cli(case)
     assessed = client.post("/api/v1/assess", json=case, headers=headers).get_json()
@@ -194,7 +194,7 @@ def test_a_size_with_two_decimals_is_shown_and_re_saved_as_entered(
          "non_targets": {"NT01": "present"}, "new_lesions": []}
     )  # fmt: skip
     api = app.test_client()
-    headers = bearer(users["admin"])
+    headers = bearer(users["trial_manager"])
     assert api.post(f"/api/v1/trials/{trial}/cases", json=case, headers=headers).status_code == 201
     reader = app.test_client()
     login(reader, "reader")

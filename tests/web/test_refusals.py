@@ -151,9 +151,12 @@ def test_a_follow_up_in_the_future_is_refused_against_the_app_clock(
     # The clock can be set: the day after it is the future, the day itself is not.
     app.config["TODAY"] = "2021-04-25"
     w16["date"] = "2021-04-26"
-    assert "in the future" in _refused(
-        session, api, subject, "reader", "POST", subject + "/timepoints", w16
-    )["message"]
+    assert (
+        "in the future"
+        in _refused(session, api, subject, "reader", "POST", subject + "/timepoints", w16)[
+            "message"
+        ]
+    )
     app.config["TODAY"] = "2021-04-26"
     assert api("reader", "POST", subject + "/timepoints", json=w16).status_code == 201
 
@@ -186,7 +189,7 @@ def test_implausible_settings_are_refused(
     api: Any, settings: dict[str, Any], code: str, rule: str | None
 ) -> None:
     body = json.dumps({"code": "T-BAD", "title": "bad", "settings": settings})
-    response = api("admin", "POST", "/trials", data=body, content_type="application/json")
+    response = api("trial_manager", "POST", "/trials", data=body, content_type="application/json")
     assert response.status_code == 400
     error = response.get_json()["error"]
     key = next(iter(settings))

@@ -23,7 +23,7 @@ from web.services.signing import (
     printed_name,
     sign_timepoint,
 )
-from web.testing import PASSWORD, bearer, login
+from web.testing import PASSWORD, assign_everyone, bearer, login
 
 READER1 = Actor("reader1", "reader")
 READER2 = Actor("reader2", "reader")
@@ -39,6 +39,7 @@ def w8(session: Session, trial: str, users: dict[str, str], monkeypatch: Any) ->
     for name in ("reader1", "reader2"):
         create_user(session, SYSTEM, username=name, password=PASSWORD, role="reader")
         users[name] = create_token(session, SYSTEM, username=name, name="tests")
+    assign_everyone(session)
     monkeypatch.setattr("tests.web.helpers.READER", READER1)
     version = read_subject(session, trial, "S-001", follow_up("W8", "2021-03-01", 21.0, 14.0))
     session.expunge_all()

@@ -204,8 +204,9 @@ def test_a_user_has_a_full_name_for_the_signature_manifestation(
     assert "printable text" in capsys.readouterr().err
     assert cli("list") == 0
     assert capsys.readouterr().out.splitlines() == [
-        "alice\treader\tactive\tAlice Example",
-        "bob\treader\tactive\tRobert Roe",
+        "user\trole\tstate\tfull name\ttrials",
+        "alice\treader\tactive\tAlice Example\t(none)",
+        "bob\treader\tactive\tRobert Roe\t(none)",
     ]
     (change,) = records(session, entity="user", field="full_name", entity_key="bob")
     assert (change.old, change.new) == (None, "Robert Roe")

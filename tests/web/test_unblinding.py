@@ -31,7 +31,7 @@ from web.services.central import (
     submit_read,
 )
 from web.services.signing import SignatureRefused
-from web.testing import PASSWORD, bearer, login
+from web.testing import PASSWORD, assign_everyone, bearer, login
 
 MANAGER = Actor("trial_manager", "trial_manager")
 ADMIN = Actor("admin", "admin")
@@ -48,6 +48,7 @@ def blinded(session: Session, trial: str, users: dict[str, str]) -> str:
     submit_read(session, Actor("reader", "reader"), trial, "S-1", read=PD_READ, password=PASSWORD)
     submit_read(session, Actor("reader2", "reader"), trial, "S-1", read=SD_READ, password=PASSWORD)
     create_trial(session, SYSTEM, code="OPEN-1", title="open", arms=[("X", "arm X"), ("Y", "Y")])
+    assign_everyone(session)
     session.expunge_all()
     session.rollback()
     return trial

@@ -129,8 +129,15 @@ def test_upload_larger_than_the_limit_gets_413(database) -> None:
         from web.services import create_trial, create_user
 
         db = small.extensions["recist_sessions"]()
-        create_user(db, SYSTEM, username="reader", password="correct horse battery", role="reader")
         create_trial(db, SYSTEM, code="X", title="x")
+        create_user(
+            db,
+            SYSTEM,
+            username="reader",
+            password="correct horse battery",
+            role="reader",
+            trials=["X"],
+        )
         import_case(
             db,
             SYSTEM,

@@ -87,6 +87,26 @@ def resource_paths() -> dict[str, Any]:
             ),
         },
         "/trials/{trial_code}": {"get": op("One trial", "view")},
+        "/trials/{trial_code}/members": {
+            "get": op("The users assigned to a trial", "manage_members"),
+            "post": op(
+                "Assign a user to a trial (only members reach a trial; admins reach all)",
+                "manage_members",
+                body={
+                    "type": "object",
+                    "required": ["username"],
+                    "properties": {"username": {"type": "string"}},
+                },
+                status="201",
+            ),
+        },
+        "/trials/{trial_code}/members/{username}": {
+            "delete": op(
+                "End a user's membership of a trial (audited, with an optional reason)",
+                "manage_members",
+                body={"type": "object", "properties": {"reason": {"type": "string"}}},
+            )
+        },
         "/trials/{trial_code}/subjects": {
             "get": op("Subjects with BOR, progression and PFS", "view"),
             "post": op(

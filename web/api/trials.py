@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, url_for
+from flask import jsonify, request, url_for
 
 from web.api.blueprint import bp
-from web.api.body import json_body
-from web.auth import actor, blinded, request_user_role, requires
+from web.api.body import body_with, json_body, text_field
+from web.auth import actor, blinded, request_user, request_user_role, requires
 from web.services import InvalidInput, request_session
 from web.services.common import get_trial, list_trials
+from web.services.membership import add_member, members_of, remove_member, visible_trials
 from web.services.trials import create_trial
 
 
@@ -31,7 +32,9 @@ def trial_json(trial: Any) -> dict[str, Any]:
 @bp.route("/trials", methods=["GET"])
 @requires("view")
 def trials() -> Any:
-    return jsonify({"trials": [trial_json(t) for t in list_trials(request_session())]})
+    session = request_session()
+    shown = visible_trials(session, request_user(), list_trials(session))
+    return jsonify({"trials": [trial_json(t) for t in shown]})
 
 
 @bp.route("/trials", methods=["POST"])
@@ -56,3 +59,42 @@ def trial_create() -> Any:
 @requires("view")
 def trial(trial_code: str) -> Any:
     return jsonify(trial_json(get_trial(request_session(), trial_code)))
+
+
+def member_json(user: Any, row: Any) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "role": user.role,
+        "added_at": row.added_at.isoformat(),
+        "added_by": row.added_by,
+    }
+
+
+@bp.route("/trials/<trial_code>/members", methods=["GET"])
+@requires("manage_members")
+def trial_members(trial_code: str) -> Any:
+    rows = members_of(request_session(), trial_code)
+    return jsonify({"members": [member_json(user, row) for user, row in rows]})
+
+
+@bp.route("/trials/<trial_code>/members", methods=["POST"])
+@requires("manage_members")
+def trial_member_add(trial_code: str) -> Any:
+    body = body_with("username")
+    name = text_field(body, "username", required=True) or ""
+    added = add_member(request_session(), actor(), username=name, trial_code=trial_code)
+    rows = dict(
+        (user.username, (user, row)) for user, row in members_of(request_session(), trial_code)
+    )
+    return jsonify(member_json(*rows[name])), 201 if added else 200
+
+
+@bp.route("/trials/<trial_code>/members/<username>", methods=["DELETE"])
+@requires("manage_members")
+def trial_member_remove(trial_code: str, username: str) -> Any:
+    body = body_with("reason") if request.get_data() else {}
+    reason = text_field(body, "reason")
+    remove_member(
+        request_session(), actor(), username=username, trial_code=trial_code, reason=reason
+    )
+    return jsonify({"removed": username, "trial": trial_code})

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from web.auth import actor, allowed, blinded, request_user_role, requires
+from web.auth import actor, allowed, blinded, request_user, request_user_role, requires
 from web.pages import views as bp
 from web.pages.grid import subject_summary
 from web.services import (
@@ -20,6 +20,7 @@ from web.services import (
     request_session,
     subject_counts,
 )
+from web.services.membership import visible_trials
 from web.services.plots import PLOTS
 
 
@@ -35,7 +36,9 @@ def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
     return (
         render_template(
             "views/trials.html",
-            trials=list_trials(request_session()),
+            trials=visible_trials(
+                request_session(), request_user(), list_trials(request_session())
+            ),
             counts=subject_counts(request_session()),
             defaults=Settings().to_dict(),
             error=error,

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from web.db import write_transaction
 from web.errors import Conflict, InvalidInput, NotFound, ReasonRequired, ServiceError
-from web.models import Adjudication, CentralRead, Subject, Trial, User, utcnow
+from web.models import Adjudication, CentralRead, Subject, Trial, User, role_set, utcnow
 from web.services.cases import engine_assess
 from web.services.common import (
     Actor,
@@ -134,7 +134,7 @@ def _unblinding_signature(
     role = session.scalar(select(User.role).where(User.username == name))
     session.rollback()
     needs = f"trial {trial} holds {reads} signed blinded read(s): switching central review off"
-    if role not in UNBLIND_SIGNERS:
+    if not role_set(role) & UNBLIND_SIGNERS:
         what = "no user" if role is None else f"a {role}"
         raise UnblindingRefused(
             f"{needs} needs the signature of an adjudicator or admin, and {name} is {what}",

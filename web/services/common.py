@@ -22,6 +22,7 @@ from web.models import (
     Subject,
     Timepoint,
     Trial,
+    role_set,
     utcnow,
 )
 
@@ -36,6 +37,10 @@ class Actor:
 
     username: str
     role: str = "admin"
+
+    def holds(self, role: str) -> bool:
+        """Whether the actor holds ``role`` (an actor may hold two: ``"admin+reader"``)."""
+        return role in role_set(self.role)
 
 
 SYSTEM = Actor("system", "admin")

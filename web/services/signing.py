@@ -164,7 +164,7 @@ def meanings_for(actor: Actor, reader: str | None) -> tuple[str, ...]:
     """The meanings ``actor`` may sign a read entered by ``reader`` with (none: may not)."""
     if reader is not None and actor.username == reader:
         return (READ_COMPLETE,)
-    if actor.role == "adjudicator":
+    if actor.holds("adjudicator"):
         return (ADJUDICATOR_MEANING,)
     return ()
 
@@ -308,7 +308,7 @@ def unlock_timepoint(
         The read is not locked.
     """
     reason = (reason or "").strip()
-    if actor.role not in UNLOCK_ROLES:
+    if not any(actor.holds(role) for role in UNLOCK_ROLES):
         raise InvalidInput(
             f"only an adjudicator or a trial manager can unlock a signed read, not a {actor.role}",
             field="role",

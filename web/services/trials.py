@@ -12,9 +12,11 @@ from web.errors import Conflict, InvalidInput
 from web.models import (
     Arm,
     Trial,
+    User,
 )
 from web.services.cases import validated
 from web.services.common import Actor, Audit, check_code
+from web.services.membership import join_trial, sees_every_trial
 
 
 def check_settings(values: Any) -> dict[str, Any]:
@@ -56,4 +58,8 @@ def create_trial(
         audit.log("create", "trial", code, "settings", None, clean)
         for arm_code, name in arms or []:
             audit.log("create", "arm", f"{code}/{arm_code}", "name", None, name)
+        # Whoever creates a trial (a trial manager) is its first member.
+        creator = session.scalar(select(User).where(User.username == actor.username))
+        if creator is not None and not sees_every_trial(creator.role):
+            join_trial(session, actor, creator, code)
     return trial

@@ -11,6 +11,7 @@ API tokens live in :mod:`web.services.access`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -22,7 +23,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from web.db import write_transaction
 from web.errors import Conflict, InvalidInput, NotFound
-from web.models import ROLES, LoginFailure, User, UserSession
+from web.models import LoginFailure, User, UserSession
 from web.services import access
 from web.services.access import (
     CliActor,
@@ -35,6 +36,7 @@ from web.services.access import (
     user_for_token,
 )
 from web.services.common import Actor, Audit, check_code
+from web.services.membership import check_role, join_trial
 
 __all__ = [
     "LOGIN_LOCK",
@@ -53,6 +55,7 @@ __all__ = [
     "set_active",
     "set_full_name",
     "set_password",
+    "set_role",
     "user_for_token",
 ]
 
@@ -61,12 +64,6 @@ __all__ = [
 
 MIN_PASSWORD = 10
 MAX_FULL_NAME = 200
-
-
-def _check_role(role: str) -> str:
-    if role not in ROLES:
-        raise InvalidInput(f"role {role!r} is not one of {', '.join(ROLES)}", field="role")
-    return role
 
 
 def _check_password(password: str, field: str = "password") -> None:
@@ -96,11 +93,18 @@ def _user(session: Session, username: str, *, lock: bool = False) -> User:
 
 
 def create_user(
-    session: Session, actor: Actor, *, username: str, password: str, role: str, full_name: str = ""
+    session: Session,
+    actor: Actor,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    full_name: str = "",
+    trials: Sequence[str] = (),
 ) -> User:
-    """Add a user with a scrypt password hash (werkzeug)."""
+    """Add a user with a scrypt password hash (werkzeug), assigned to ``trials``."""
     check_code(username, "user name", "username")
-    _check_role(role)
+    check_role(role)
     _check_password(password)
     full_name = clean_full_name(full_name)
     with write_transaction(session):
@@ -117,6 +121,8 @@ def create_user(
         audit.log("create", "user", username, "role", None, role)
         if full_name:
             audit.log("create", "user", username, "full_name", None, full_name)
+        for code in trials:
+            join_trial(session, actor, user, code)
     return user
 
 
@@ -153,6 +159,15 @@ def set_full_name(session: Session, actor: Actor, *, username: str, full_name: s
             old = user.full_name or None
             audit_for(session, actor).log("update", "user", username, "full_name", old, full_name)
             user.full_name = full_name
+
+
+def set_role(session: Session, actor: Actor, *, username: str, role: str) -> None:
+    """Give a user another role (audited; it holds from their next request)."""
+    check_role(role)
+    with write_transaction(session):
+        user = _user(session, username, lock=True)
+        if audit_for(session, actor).change("user", username, "role", user.role, role):
+            user.role = role
 
 
 def set_active(session: Session, actor: Actor, *, username: str, active: bool) -> None:

@@ -1,0 +1,161 @@
+"""Who reaches which trial, and who holds which roles.
+
+* A user holds one role, or an administrator holds ``admin`` plus one clinical role
+  (``"admin+reader"``): ``admin`` alone administers (users, tokens, the audit trail's
+  verification) and does not enter, sign or review clinical data (segregation of duties,
+  see :data:`web.auth.PERMISSIONS`).
+* Everyone but an admin reaches only the trials they are members of (``trial_member``);
+  a trial manager who creates a trial becomes its member. Adding and removing members is
+  audited (entity ``trial_member``, key ``TRIAL/username``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from web.db import write_transaction
+from web.errors import Conflict, InvalidInput, NotFound
+from web.models import CLINICAL_ROLES, ROLES, Trial, TrialMember, User, role_set
+from web.services.access import audit_for
+from web.services.common import Actor, get_trial
+
+__all__ = [
+    "add_member",
+    "check_role",
+    "join_trial",
+    "member_codes",
+    "members_of",
+    "reaches",
+    "remove_member",
+    "sees_every_trial",
+    "visible_trials",
+]
+
+
+def check_role(role: object) -> str:
+    """A role text as stored: one of :data:`ROLES`, or ``admin+<clinical role>``."""
+    if not isinstance(role, str):
+        raise InvalidInput("a role is text", field="role")
+    parts = role.split("+")
+    known = ", ".join(ROLES)
+    if len(parts) == 1 and role in ROLES:
+        return role
+    if len(parts) == 2 and parts[0] == "admin" and parts[1] in CLINICAL_ROLES:
+        return role
+    raise InvalidInput(
+        f"role {role!r} is not one of {known}, or admin+<one of "
+        f"{', '.join(CLINICAL_ROLES)}> for an administrator who also works on clinical data",
+        field="role",
+    )
+
+
+def sees_every_trial(role: str | None) -> bool:
+    """Administrators reach every trial (to administer it); nobody else does."""
+    return "admin" in role_set(role)
+
+
+def reaches(session: Session, user: User, trial_code: str) -> bool:
+    """Whether ``user`` may open anything of the trial ``trial_code`` (an unknown trial is
+    "reached": the route answers 404 for it, as for everyone)."""
+    if sees_every_trial(user.role):
+        return True
+    trial_id = session.scalar(select(Trial.id).where(Trial.code == trial_code))
+    if trial_id is None:
+        return True
+    return (
+        session.scalar(
+            select(TrialMember.id).where(
+                TrialMember.trial_id == trial_id, TrialMember.user_id == user.id
+            )
+        )
+        is not None
+    )
+
+
+def member_codes(session: Session, user: User) -> set[str]:
+    """Codes of the trials ``user`` is a member of."""
+    return set(
+        session.scalars(
+            select(Trial.code)
+            .join(TrialMember, TrialMember.trial_id == Trial.id)
+            .where(TrialMember.user_id == user.id)
+        )
+    )
+
+
+def visible_trials(session: Session, user: User | None, trials: list[Trial]) -> list[Trial]:
+    """``trials`` narrowed to those ``user`` reaches."""
+    if user is None:
+        return []
+    if sees_every_trial(user.role):
+        return trials
+    codes = member_codes(session, user)
+    return [trial for trial in trials if trial.code in codes]
+
+
+def members_of(session: Session, trial_code: str) -> list[tuple[User, TrialMember]]:
+    """The members of a trial with their membership rows, by user name."""
+    trial = get_trial(session, trial_code)
+    rows = session.execute(
+        select(User, TrialMember)
+        .join(TrialMember, TrialMember.user_id == User.id)
+        .where(TrialMember.trial_id == trial.id)
+        .order_by(User.username)
+    )
+    return [(user, member) for user, member in rows]
+
+
+def _user(session: Session, username: str) -> User:
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"user {username!r} does not exist", field="username")
+    return user
+
+
+def add_member(session: Session, actor: Actor, *, username: str, trial_code: str) -> bool:
+    """Assign ``username`` to the trial; ``False`` if already a member (nothing written)."""
+    with write_transaction(session):
+        return join_trial(session, actor, _user(session, username), trial_code)
+
+
+def join_trial(session: Session, actor: Actor, user: User, trial_code: str) -> bool:
+    """:func:`add_member` inside the caller's write transaction."""
+    trial = get_trial(session, trial_code)
+    if sees_every_trial(user.role):
+        raise Conflict(
+            f"{user.username} is an administrator and reaches every trial already",
+            field="trial",
+        )
+    session.flush()
+    exists = session.scalar(
+        select(TrialMember.id).where(
+            TrialMember.trial_id == trial.id, TrialMember.user_id == user.id
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(TrialMember(trial_id=trial.id, user_id=user.id, added_by=actor.username))
+    audit_for(session, actor).log(
+        "create", "trial_member", f"{trial.code}/{user.username}", "role", None, user.role
+    )
+    return True
+
+
+def remove_member(
+    session: Session, actor: Actor, *, username: str, trial_code: str, reason: str | None
+) -> None:
+    """End ``username``'s membership of the trial (audited, with the reason given)."""
+    with write_transaction(session):
+        user = _user(session, username)
+        trial = get_trial(session, trial_code)
+        gone = session.execute(
+            delete(TrialMember).where(
+                TrialMember.trial_id == trial.id, TrialMember.user_id == user.id
+            )
+        )
+        if not gone.rowcount:  # type: ignore[attr-defined]
+            raise NotFound(f"{username} is not a member of trial {trial.code}", field="username")
+        audit_for(session, actor, reason).log(
+            "delete", "trial_member", f"{trial.code}/{username}", "role", user.role, None
+        )
