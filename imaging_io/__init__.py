@@ -7,6 +7,8 @@ Public API (imported lazily so that ``recist --help`` does not load numpy or hig
 - :func:`read_study` — a study folder (series + SEG/RTSTRUCT/SR found inside) →
   :class:`Study`, and :func:`measure_study_folder` to measure it;
 - :func:`read_measurement_report` — linear measurements of a DICOM SR TID 1500;
+- :func:`export_measurement_report` — measure, then write a DICOM SR TID 1500 of the
+  lesions (``recist export-sr``);
 - :func:`key_image` — a lesion's key image as PNG (measured slice, outline, callipers);
   :class:`AnnotatedSeries` reads a series and its segmentation once and renders any slice
   for a viewer; :func:`render_slice`, :data:`WINDOWS`, :func:`window_for_site`;
@@ -29,6 +31,7 @@ _EXPORTS = {
     "measure_study_folder": "imaging_io.study",
     "Study": "imaging_io.study",
     "read_measurement_report": "imaging_io.sr",
+    "export_measurement_report": "imaging_io.sr_export",
     "AnnotatedSeries": "imaging_io.keyimage",
     "key_image": "imaging_io.keyimage",
     "render_slice": "imaging_io.keyimage",
