@@ -4,6 +4,12 @@ The web tests and the end-to-end test run the same suite on both databases. SQLi
 a file per worker; PostgreSQL (``TEST_DATABASE_URL``, set by CI) gets a schema per
 worker, so that ``pytest -n 2`` never shares tables between workers. Every test starts
 from empty tables (:func:`delete_all_rows`).
+
+On PostgreSQL the application runs as it should in production: as a login role that does
+not own the tables (``recist_app_<worker>``: rows only, no DDL, and neither UPDATE nor
+DELETE on ``audit_record``), while ``TEST_DATABASE_URL``'s role owns the schema and runs
+the migrations and the per-test reset (``OWNER_DATABASE_URL`` in the settings; tests that
+play an attacker with owner rights use :func:`owner_engine`).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def migrated_database(backend: str, folder: Path) -> Iterator[dict[str, Any]]:
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
-        yield {"DATABASE_URL": url, "DATABASE_SCHEMA": None}
+        yield {"DATABASE_URL": url, "DATABASE_SCHEMA": None, "OWNER_DATABASE_URL": url}
         return
     pg_url = postgres_url()
     if pg_url is None:
@@ -63,11 +69,38 @@ def migrated_database(backend: str, folder: Path) -> Iterator[dict[str, Any]]:
     try:
         upgrade(engine)
         engine.dispose()
-        yield {"DATABASE_URL": url, "DATABASE_SCHEMA": schema}
+        app_url = _application_role(admin, schema, worker)
+        yield {"DATABASE_URL": app_url, "DATABASE_SCHEMA": schema, "OWNER_DATABASE_URL": url}
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+def _application_role(owner: Engine, schema: str, worker: str) -> str:
+    """A login role for the application on ``schema``: rows only, never DDL, and the audit
+    trail append-only by privilege as well as by trigger; returns its URL."""
+    role = f"recist_app_{worker}".lower()
+    with owner.begin() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
+        if exists.first() is None:
+            conn.execute(text(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE'))
+        for sql in (
+            f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"',
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"',
+            f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"',
+            f'REVOKE UPDATE, DELETE, TRUNCATE ON "{schema}".audit_record FROM "{role}"',
+        ):
+            conn.execute(text(sql))
+    return owner.url.set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def owner_engine(database: dict[str, Any]) -> Engine:
+    """An engine as the owner of the test tables (the migrations' role)."""
+    return make_engine(
+        database.get("OWNER_DATABASE_URL") or database["DATABASE_URL"],
+        schema=database.get("DATABASE_SCHEMA"),
+    )
 
 
 def delete_all_rows(session: Any) -> None:
@@ -99,11 +132,14 @@ def make_test_app(database: dict[str, Any], **overrides: Any) -> Flask:
         **overrides,
     }
     app = create_app(config)
-    session = app.extensions["recist_sessions"]()
+    from sqlalchemy.orm import Session
+
+    owner = owner_engine(database)
     try:
-        delete_all_rows(session)
+        with Session(owner) as session:
+            delete_all_rows(session)
     finally:
-        session.close()
+        owner.dispose()
     return app
 
 

@@ -26,7 +26,7 @@ from web.services.audit import (
     install_triggers,
     verify_chain,
 )
-from web.testing import seed_subject_with_follow_up
+from web.testing import owner_engine, seed_subject_with_follow_up
 
 
 @pytest.fixture
@@ -42,8 +42,11 @@ def trail(session: Session, trial: str) -> list[AuditRecord]:
 
 
 @pytest.fixture
-def engine(app: Flask) -> Engine:
-    return app.extensions["recist_engine"]
+def engine(app: Flask, database: dict[str, Any]) -> Iterator[Engine]:
+    """The database as its owner (the application's own role may not edit the trail)."""
+    owner = owner_engine(database)
+    yield owner
+    owner.dispose()
 
 
 def _cli_args(database: dict[str, Any]) -> list[str]:
@@ -97,14 +100,26 @@ def test_deleting_an_audit_record_through_the_orm_is_refused(
 
 
 def test_orm_bulk_update_and_delete_are_refused_by_the_database_triggers(
-    trail: list[AuditRecord], session: Session
+    trail: list[AuditRecord], session: Session, engine: Engine
 ) -> None:
-    # Bulk statements bypass the session's flush, so only the database can stop them.
-    with pytest.raises(DBAPIError, match=r"append-only: UPDATE refused"):
+    # Bulk statements bypass the session's flush, so only the database can stop them: the
+    # triggers, even for the tables' owner (``engine``) ...
+    with Session(engine) as owner:
+        with pytest.raises(DBAPIError, match=r"append-only: UPDATE refused"):
+            owner.execute(update(AuditRecord).values(reason="tidied"))
+        owner.rollback()
+        with pytest.raises(DBAPIError, match=r"append-only: DELETE refused"):
+            owner.execute(delete(AuditRecord).where(AuditRecord.seq == 2))
+        owner.rollback()
+    # ... and on PostgreSQL first the privileges: the application's role (web.testing)
+    # holds neither UPDATE nor DELETE on audit_record.
+    refusal = (
+        r"permission denied for table audit_record"
+        if session.get_bind().dialect.name == "postgresql"
+        else r"append-only: UPDATE refused"
+    )
+    with pytest.raises(DBAPIError, match=refusal):
         session.execute(update(AuditRecord).values(reason="tidied"))
-    session.rollback()
-    with pytest.raises(DBAPIError, match=r"append-only: DELETE refused"):
-        session.execute(delete(AuditRecord).where(AuditRecord.seq == 2))
     session.rollback()
     assert session.scalar(select(AuditRecord.reason).where(AuditRecord.seq == 2)) is None
     assert len(session.scalars(select(AuditRecord)).all()) == len(trail)
@@ -216,10 +231,10 @@ def test_upgrading_a_0002_database_chains_its_existing_records_and_protects_them
         admin = None
     else:
         schema = f"up_{uuid.uuid4().hex[:10]}"
-        admin = make_engine(database["DATABASE_URL"])
+        admin = make_engine(database["OWNER_DATABASE_URL"])
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(database["DATABASE_URL"], schema=schema)
+        engine = make_engine(database["OWNER_DATABASE_URL"], schema=schema)
     try:
         upgrade(engine, "0002")
         with engine.begin() as conn:

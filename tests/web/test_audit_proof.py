@@ -39,7 +39,7 @@ from web.services.audit import drop_triggers, hash_of, install_triggers
 from web.services.audit_replay import reconcile
 from web.services.central import set_central_review
 from web.services.signing import sign_timepoint, unlock_timepoint
-from web.testing import PASSWORD, baseline_lesions, bearer
+from web.testing import PASSWORD, baseline_lesions, bearer, owner_engine
 
 MANAGER = Actor("trial_manager", "trial_manager")
 KEY = "k" * 40  # an anchor key given in RECIST_AUDIT_KEY
@@ -136,8 +136,11 @@ def history(session: Session, trial: str, users: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def engine(app: Flask) -> Engine:
-    return app.extensions["recist_engine"]
+def engine(app: Flask, database: dict[str, Any]) -> Iterator[Engine]:
+    """The database as its owner (the application's own role may not edit the trail)."""
+    owner = owner_engine(database)
+    yield owner
+    owner.dispose()
 
 
 @pytest.fixture

@@ -191,10 +191,10 @@ def test_upgrading_a_0001_database_keeps_its_users_and_adds_the_lockout_columns(
         admin = None
     else:
         schema = f"up_{uuid.uuid4().hex[:10]}"
-        admin = make_engine(database["DATABASE_URL"])
+        admin = make_engine(database["OWNER_DATABASE_URL"])
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(database["DATABASE_URL"], schema=schema)
+        engine = make_engine(database["OWNER_DATABASE_URL"], schema=schema)
     try:
         upgrade(engine, "0001")
         with engine.begin() as conn:
@@ -235,10 +235,10 @@ def test_migration_0008_keeps_every_stored_size_at_the_engines_precision(
         admin = None
     else:
         schema = f"up_{uuid.uuid4().hex[:10]}"
-        admin = make_engine(database["DATABASE_URL"])
+        admin = make_engine(database["OWNER_DATABASE_URL"])
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(database["DATABASE_URL"], schema=schema)
+        engine = make_engine(database["OWNER_DATABASE_URL"], schema=schema)
     now = "CURRENT_TIMESTAMP"
     try:
         upgrade(engine, "0007")

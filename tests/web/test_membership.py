@@ -279,10 +279,10 @@ def test_migration_0010_keeps_existing_users_on_existing_trials(
         owner = None
     else:
         schema = f"up_{uuid.uuid4().hex[:10]}"
-        owner = make_engine(database["DATABASE_URL"])
+        owner = make_engine(database["OWNER_DATABASE_URL"])
         with owner.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(database["DATABASE_URL"], schema=schema)
+        engine = make_engine(database["OWNER_DATABASE_URL"], schema=schema)
     try:
         upgrade(engine, "0009")
         with engine.begin() as conn:

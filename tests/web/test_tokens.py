@@ -240,10 +240,10 @@ def test_migration_0009_keeps_tokens_and_their_revocation(
         admin = None
     else:
         schema = f"up_{uuid.uuid4().hex[:10]}"
-        admin = make_engine(database["DATABASE_URL"])
+        admin = make_engine(database["OWNER_DATABASE_URL"])
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(database["DATABASE_URL"], schema=schema)
+        engine = make_engine(database["OWNER_DATABASE_URL"], schema=schema)
     try:
         upgrade(engine, "0008")
         with engine.begin() as conn:

@@ -202,7 +202,12 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     pending.sort(key=lambda r: getattr(r, "_created_order", 0))
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        connection.execute(text("LOCK TABLE audit_record IN SHARE ROW EXCLUSIVE MODE"))
+        # One appender at a time per schema, until commit. An advisory lock, not LOCK TABLE:
+        # that needs UPDATE or DELETE on audit_record, which the application's role should
+        # not hold (SECURITY.md); the primary key on seq refuses any writer that skips it.
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.audit_record'))")
+        )
     seq, prev = last_link(connection)
     for record in pending:
         if record.at is None:
