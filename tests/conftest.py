@@ -4,10 +4,17 @@ run (tests/robustness/test_catalogue.py writes them; here, the controller reads 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 COUNTS = Path(__file__).resolve().parents[1] / "test-output" / "robustness"
+
+# Uploaded studies the tests keep (web.services.studies) go under test-output/, never into
+# an instance folder of the checkout.
+os.environ.setdefault(
+    "RECIST_STUDY_STORE", str(Path(__file__).resolve().parents[1] / "test-output" / "studies")
+)
 
 
 def pytest_sessionstart(session: Any) -> None:

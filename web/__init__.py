@@ -59,6 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config is None or "DATABASE_URL" not in config or "SECRET_KEY" not in config:
         settings.update(web_config.from_environment())
     settings.update(config or {})
+    settings.setdefault("STUDY_STORE", str(web_config.study_store()))
     app.config.update(settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 
+def study_store() -> Path:
+    """Where uploaded studies are kept (web.services.studies): ``RECIST_STUDY_STORE``, else
+    ``studies/`` in the instance folder."""
+    folder = os.environ.get("RECIST_STUDY_STORE")
+    return Path(folder).resolve() if folder else instance_dir() / "studies"
+
+
 def instance_dir() -> Path:
     """The folder for the SQLite database and the secret key (created on demand)."""
     return Path(os.environ.get("RECIST_INSTANCE", "instance")).resolve()
@@ -80,4 +87,5 @@ def from_environment() -> dict[str, Any]:
         "LOGIN_RATE_LIMIT": os.environ.get("RECIST_LOGIN_RATE_LIMIT", "20 per 15 minutes"),
         # R-PLAUS-DATE: the day dates are judged against (web.clock); unset = today (UTC).
         "TODAY": os.environ.get("RECIST_TODAY") or None,
+        "STUDY_STORE": str(study_store()),
     }

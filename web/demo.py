@@ -185,19 +185,16 @@ def seed_demo(
 
 
 def _assign_members(session: Session) -> None:
-    """Every demo user but the administrator is a member of every demo trial (only
-    members reach a trial)."""
+    """Every demo user but the admin joins every demo trial (only members reach a trial)."""
     from web.services.membership import add_member, sees_every_trial
 
     names = [*DEMO_USERS.values(), DEMO_SECOND_READER]
     users = session.scalars(select(User).where(User.username.in_(names))).all()
-    trials = session.scalars(
-        select(Trial.code).where(Trial.code.in_((DEMO_TRIAL, DEMO_CENTRAL_TRIAL)))
-    ).all()
-    for user in users:
-        if not sees_every_trial(user.role):
-            for code in trials:
-                add_member(session, SYSTEM, username=user.username, trial_code=code)
+    codes = (DEMO_TRIAL, DEMO_CENTRAL_TRIAL)
+    trials = session.scalars(select(Trial.code).where(Trial.code.in_(codes))).all()
+    for user in (u for u in users if not sees_every_trial(u.role)):
+        for code in trials:
+            add_member(session, SYSTEM, username=user.username, trial_code=code)
 
 
 def _reader() -> Actor:
@@ -267,6 +264,7 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
     signed (or followed by a signed one) or already has evidence is left alone, so a later
     seed changes nothing.
     """
+    from web.config import study_store
     from web.services import get_subject, get_timepoint, ordered_timepoints, save_timepoint
     from web.services.uploads import match_segments, measure_upload
 
@@ -280,7 +278,7 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
         after = timepoints[timepoints.index(tp) :]
         if tp.imaging_json or any(t.locked for t in after):
             continue  # a signed read (or one signed after it) is not changed
-        measured = measure_upload(_study_zip(folder))
+        measured = measure_upload(_study_zip(folder), store=study_store())
         _, _, sources = match_segments(case, measured)
         save_timepoint(
             session,
@@ -289,7 +287,8 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
             case["subject_id"],
             item,
             expected_version=tp.version,
-            imaging={"image": measured.get("image") or {}, "lesions": sources},
+            imaging={"image": measured.get("image") or {}, "lesions": sources}
+            | {"study": measured.get("study")},
         )
         session.expunge_all()
 

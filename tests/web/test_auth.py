@@ -29,6 +29,8 @@ SAMPLE_ARGS = {
     "kind": "waterfall",
     "domain": "adrs",
     "username": "reader",
+    "lesion": "T1",
+    "k": "0",
 }
 
 
@@ -46,7 +48,7 @@ def _routes(app: Flask) -> list[tuple[str, str, str]]:
             continue
         url = rule.rule
         for arg in rule.arguments:
-            url = url.replace(f"<{arg}>", SAMPLE_ARGS[arg])
+            url = re.sub(rf"<(?:\w+:)?{arg}>", SAMPLE_ARGS[arg], url)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             out.append((rule.endpoint, method, url))
     return out

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,8 @@ def _trial_routes(app: Flask, trial: str) -> list[tuple[str, str]]:
         "kind": "waterfall",
         "domain": "adrs",
         "username": "reader",
+    "lesion": "T1",
+    "k": "0",
     }
     out = []
     for rule in app.url_map.iter_rules():
@@ -60,7 +63,7 @@ def _trial_routes(app: Flask, trial: str) -> list[tuple[str, str]]:
             continue
         url = rule.rule
         for arg in rule.arguments:
-            url = url.replace(f"<{arg}>", sample[arg])
+            url = re.sub(rf"<(?:\w+:)?{arg}>", sample[arg], url)
         out.append(("GET", url))
     return out
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from flask import flash, render_template, request
+from flask import current_app, flash, render_template, request
 
 from web.auth import requires
 from web.pages import views as bp
@@ -40,7 +41,7 @@ def upload(trial_code: str, subject_code: str) -> Any:
         try:
             if file is None or not file.filename:
                 raise InvalidInput("choose a .zip file holding the study", field="study")
-            measured = measure_upload(file.stream)
+            measured = measure_upload(file.stream, store=Path(current_app.config["STUDY_STORE"]))
         except ServiceError as exc:
             error = exc
     if measured is not None and not measured.get("lesions"):
@@ -52,7 +53,11 @@ def upload(trial_code: str, subject_code: str) -> Any:
         tp = get_timepoint(row, target) if target in follow_ups else None
         stored = timepoint_as_dict(row, tp) if tp is not None else None
         prefill, notes, sources = match_segments(case, measured)
-        evidence = {"image": measured.get("image") or {}, "lesions": sources}
+        evidence = {
+            "image": measured.get("image") or {},
+            "lesions": sources,
+            "study": measured.get("study"),
+        }
         values = timepoint_form_values(stored, case)
         for code, mm in prefill.items():
             values["targets"][code].update(state="measured", mm=f"{mm:.1f}")

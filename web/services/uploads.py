@@ -129,8 +129,13 @@ def _classify(files: list[Path]) -> tuple[list[Path], list[Path]]:
     return images, segs
 
 
-def measure_upload(stream: IO[bytes]) -> dict[str, Any]:
+def measure_upload(stream: IO[bytes], *, store: Path | None = None) -> dict[str, Any]:
     """Check, unpack and measure an uploaded study; returns the ``recist measure`` JSON.
+
+    With ``store`` the measured study is kept there, de-identified and content-addressed
+    (:func:`web.services.studies.store_study`): the result then names it (``"study":
+    {"id", "series_files", "segmentations"}``) and each lesion its segmentation file
+    (``"seg"``), so that its key images can be drawn later.
 
     Raises
     ------
@@ -164,7 +169,14 @@ def measure_upload(stream: IO[bytes]) -> dict[str, Any]:
             shutil.copyfile(path, series_dir / f"{index:05d}.dcm")
         lesions: list[dict[str, Any]] = []
         image_info: dict[str, Any] = {}
-        for seg in segs:
+        seg_dir = workdir / "segmentations"
+        seg_dir.mkdir()
+        named = []
+        for index, seg in enumerate(segs):
+            # Two zip folders may hold files of the same name: number them.
+            kept = seg_dir / f"{index:02d}-{seg.name}"
+            shutil.copyfile(seg, kept)
+            named.append(kept)
             try:
                 result = measure_study(series_dir, seg)
             except ImagingInputError as error:
@@ -173,8 +185,18 @@ def measure_upload(stream: IO[bytes]) -> dict[str, Any]:
             # The study date is one of the few identifiers kept (de-identification keeps
             # what the assessment needs): it pre-fills the visit's scan date.
             image_info = {**data["image"], "study_date": result.info.study_date}
-            lesions.extend(data["lesions"])
-        return {"image": image_info, "lesions": lesions}
+            lesions.extend({**item, "seg": kept.name} for item in data["lesions"])
+        measured: dict[str, Any] = {"image": image_info, "lesions": lesions}
+        if store is not None:
+            from web.services.studies import store_study
+
+            series_files = sorted(series_dir.iterdir())
+            measured["study"] = {
+                "id": store_study(store, series_files, named),
+                "series_files": len(series_files),
+                "segmentations": [p.name for p in named],
+            }
+        return measured
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -250,6 +272,9 @@ def match_segments(
             "matched": how,
             "slice_index": item.get("slice_index"),
             "volume_ml": item.get("volume_ml"),
+            # Where it was measured: the stored study's file and segment (key images).
+            "seg": item.get("seg"),
+            "segment_number": item.get("label_value"),
         }
         notes.append(f"{le['id']} ← segment {item.get('label')!r} ({how}): {axis} {mm:.1f} mm")
     for item in anonymous:

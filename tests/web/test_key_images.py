@@ -1,0 +1,130 @@
+"""Images beside the calls (issue 12): the measured study is kept de-identified and
+content-addressed; the evidence page shows each lesion's key image per timepoint and
+opens a slice viewer; the images are served as PNG only to those who may see the call."""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from web.demo import DEMO_TRIAL, DEMO_USERS, _study_zip, seed_demo, seed_users
+from web.services import get_subject, get_timepoint
+from web.services.studies import study_folder
+from web.services.uploads import measure_upload
+from web.testing import login
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_dicom"
+SUBJECT = f"/trials/{DEMO_TRIAL}/subjects/DEMO-001"
+
+
+@pytest.fixture
+def seeded(session: Session) -> dict[str, str]:
+    passwords = {name: password for name, (_, password) in seed_users(session).items()}
+    seed_demo(session, subjects=2, passwords=passwords)
+    session.expunge_all()
+    session.rollback()
+    return passwords
+
+
+def _png(response: Any) -> Image.Image:
+    assert response.status_code == 200, response.data[:300]
+    assert response.mimetype == "image/png"
+    return Image.open(io.BytesIO(response.data))
+
+
+def test_the_demo_timepoints_name_the_kept_study_each_lesion_was_measured_on(
+    app: Flask, session: Session, seeded: dict[str, str]
+) -> None:
+    subject = get_subject(session, DEMO_TRIAL, "DEMO-001")
+    root = Path(app.config["STUDY_STORE"])
+    for code in ("W8", "W16"):
+        evidence = get_timepoint(subject, code).imaging_json
+        study = evidence["study"]
+        folder = study_folder(root, study["id"])
+        assert len(list((folder / "series").iterdir())) == study["series_files"] == 14
+        for lesion in evidence["lesions"].values():
+            assert (folder / "seg" / lesion["seg"]).is_file()
+            assert isinstance(lesion["segment_number"], int)
+        # De-identified to what the assessment needs: no name, the id pseudonymous.
+        kept = pydicom.dcmread(next((folder / "series").iterdir()))
+        original = pydicom.dcmread(next((SAMPLE / code / "CT").iterdir()))
+        assert "PatientName" not in kept
+        assert kept.PatientID != original.PatientID and len(kept.PatientID) == 16
+        assert kept.StudyInstanceUID == original.StudyInstanceUID
+        assert kept.StudyDate == original.StudyDate
+
+
+def test_a_study_is_kept_once_whatever_the_number_of_uploads(app: Flask) -> None:
+    root = Path(app.config["STUDY_STORE"])
+    first = measure_upload(_study_zip(SAMPLE / "W8"), store=root)["study"]["id"]
+    again = measure_upload(_study_zip(SAMPLE / "W8"), store=root)["study"]["id"]
+    other = measure_upload(_study_zip(SAMPLE / "W16"), store=root)["study"]["id"]
+    assert first == again != other
+    assert not [p for p in root.iterdir() if p.name.startswith(".incoming-")]
+
+
+def test_the_evidence_page_shows_key_images_that_the_server_draws(
+    client: FlaskClient, seeded: dict[str, str]
+) -> None:
+    reviewer = DEMO_USERS["reviewer"]
+    login(client, reviewer, seeded[reviewer])
+    page = client.get(SUBJECT + "/progression").data.decode()
+    assert 'id="key-images"' in page and 'id="viewer"' in page
+    for tp in ("W8", "W16"):
+        for lesion in ("T1", "T2", "T3"):
+            src = f"{SUBJECT}/timepoints/{tp}/key-images/{lesion}.png"
+            assert src in page
+            picture = _png(client.get(src))
+            assert picture.size[0] >= 192 and picture.size[1] >= 192
+    lung = _png(client.get(f"{SUBJECT}/timepoints/W16/key-images/T2.png?window=lung"))
+    soft = _png(client.get(f"{SUBJECT}/timepoints/W16/key-images/T2.png?window=soft tissue"))
+    assert lung.tobytes() != soft.tobytes()
+    # The viewer's slices: every slice of the series, with the outline of one lesion.
+    # (The synthetic body is the same on every slice: only the lesion's slices differ.)
+    measured = int(html.unescape(page).split('data-lesion="T1" data-slice="')[1].split('"')[0])
+    slices = [
+        _png(client.get(f"{SUBJECT}/timepoints/W8/slices/{k}.png?lesion=T1"))
+        for k in (0, measured)
+    ]
+    assert slices[0].tobytes() != slices[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/timepoints/W8/key-images/T9.png", 404, "lesion 'T9' was not measured"),
+        ("/timepoints/W8/key-images/T1.png?window=mediastinum", 400, "window 'mediastinum'"),
+        ("/timepoints/W8/slices/99.png?lesion=T1", 400, "has no slice 99"),
+        ("/timepoints/BL/key-images/T1.png", 404, "there is no image to show"),
+        ("/timepoints/W99/key-images/T1.png", 404, "W99"),
+    ],
+)
+def test_image_requests_that_cannot_be_drawn_say_why(
+    client: FlaskClient, seeded: dict[str, str], path: str, status: int, words: str
+) -> None:
+    reviewer = DEMO_USERS["reviewer"]
+    login(client, reviewer, seeded[reviewer])
+    response = client.get(SUBJECT + path)
+    assert response.status_code == status
+    assert words in html.unescape(response.data.decode())
+
+
+def test_images_are_refused_to_anyone_not_on_the_trial(
+    client: FlaskClient, session: Session, seeded: dict[str, str]
+) -> None:
+    from web.services import SYSTEM, create_user
+
+    create_user(session, SYSTEM, username="outsider", password="outsider password", role="reader")
+    login(client, "outsider", "outsider password")
+    response = client.get(SUBJECT + "/timepoints/W8/key-images/T1.png")
+    assert response.status_code == 403
+    assert client.get(SUBJECT + "/timepoints/W8/slices/3.png?lesion=T1").status_code == 403
