@@ -149,13 +149,13 @@ def sample_files(visit: str) -> list[Path]:
     return [*sorted((SAMPLE / visit / "CT").glob("*.dcm")), SAMPLE / visit / "SEG.dcm"]
 
 
-def store_sample_studies(dicomweb: str) -> dict[str, str]:
-    """STOW-RS of sample_dicom's three studies (dicomweb-client); visit -> StudyInstanceUID."""
+def store_sample_studies(dicomweb: str, visits: tuple[str, ...] = VISITS) -> dict[str, str]:
+    """STOW-RS of sample_dicom's studies (dicomweb-client); visit -> StudyInstanceUID."""
     from dicomweb_client.api import DICOMwebClient
 
     client = DICOMwebClient(dicomweb)
     uids = {}
-    for visit in VISITS:
+    for visit in visits:
         datasets = [pydicom.dcmread(path) for path in sample_files(visit)]
         answer = client.store_instances(datasets)
         failed = answer.get("FailedSOPSequence", [])

@@ -55,14 +55,19 @@ SCHEDULE = ["BL=2024-01-08", "W8=2024-03-01", "W16=2024-04-29"]  # W8 was scanne
 DATES = {"BL": date(2024, 1, 8), "W8": date(2024, 3, 4), "W16": date(2024, 4, 29)}
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Orthanc, dict[str, str]]]:
-    """Orthanc with sample_dicom's BL, W8 and W16 stored (visit -> StudyInstanceUID)."""
+def require_orthanc() -> None:
+    """Skip without Orthanc, but fail under CI=true (.ci/run installs it)."""
     found = find_orthanc()
     if isinstance(found, str):
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {found}")
         pytest.skip(found)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Orthanc, dict[str, str]]]:
+    """Orthanc with sample_dicom's BL, W8 and W16 stored (visit -> StudyInstanceUID)."""
+    require_orthanc()
     with running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         started = time.monotonic()
         uids = store_sample_studies(server.dicomweb)
@@ -282,6 +287,36 @@ def test_a_pushed_file_is_then_found_by_qido_with_its_trial_ids(orthanc, tmp_pat
     assert sorted(p.name for p in pulled.iterdir()) == [".pull.lock"]
 
 
+def test_an_exported_sr_pushed_into_its_study_comes_back_with_the_next_pull(tmp_path, capsys):
+    """recist export-sr's report of W8, stored into W8's study, is retrieved as W8/SR.dcm
+    and read back with its lesions. A PACS of its own: the shared one keeps sample_dicom's
+    studies as they are, whatever order the tests run in."""
+    from imaging_io.sr import read_measurement_report
+    from imaging_io.sr_export import export_measurement_report
+
+    require_orthanc()
+    (tmp_path / "pacs").mkdir()
+    with running_orthanc(tmp_path / "pacs") as server:
+        uids = store_sample_studies(server.dicomweb, ("W8",))
+        report = tmp_path / "W8-SR.dcm"
+        export_measurement_report(SAMPLE / "W8" / "CT", SAMPLE / "W8" / "SEG.dcm", report,
+                                  timepoint="W8")
+        assert cli.main(["push", "--dicomweb", server.dicomweb, str(report)]) == 0
+        assert f"(study {uids['W8']})" in capsys.readouterr().out
+        [w8] = Pacs(server.dicomweb).find_studies(["DEMO-001"])
+        assert (w8.study_uid, set(w8.modalities)) == (uids["W8"], {"CT", "SEG", "SR"})
+
+        out = tmp_path / "studies"
+        assert recist(["pull", "--dicomweb", server.dicomweb, "--out", str(out),
+                       "--subject", "DEMO-001", "--visit", *SCHEDULE]) == 0
+    folder = out / "DEMO-001" / "W8"
+    assert listing(folder) == sorted([*listing(SAMPLE / "W8"), MEASUREMENT, "SR.dcm"])
+    assert json.loads((folder / MEASUREMENT).read_text()) == measured(SAMPLE / "W8")
+    assert {(m.tracking_identifier, m.kind) for m in read_measurement_report(
+        folder / "SR.dcm")} == {(m.tracking_identifier, m.kind) for m in read_measurement_report(
+        report)} != set()
+
+
 def test_a_study_not_segmented_yet_is_reported_and_not_retrieved(orthanc, tmp_path, capsys):
     """A CT pushed as a folder, under a subject of its own, without its SEG."""
     server, _ = orthanc
@@ -355,7 +390,7 @@ def stub() -> Iterator[Callable[[Callable[[http.server.BaseHTTPRequestHandler], 
                 pass
 
         server = _Stub(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
 
