@@ -611,26 +611,28 @@ class Pacs:
             The PACS refused an instance, or could not be reached after the retries.
         """
         import pydicom
-        from pydicom.errors import InvalidDicomError
+
+        from imaging_io.errors import refusing
+        from imaging_io.series import read_dicom_header
 
         files = [Path(p) for p in paths]
-        for path in files:  # every file read before anything is sent
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except (OSError, InvalidDicomError, ValueError, EOFError) as exc:
-                raise ImagingInputError(path, f"is not a readable DICOM file ({_one_line(exc)})"
-                                        ) from exc
-            if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
+        for path in files:  # every file checked before anything is sent
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                header = read_dicom_header(path)  # refuses truncated pixel data, naming it
+            if header is None:
+                raise ImagingInputError(path, "is not a DICOM file")
+            if "SOPInstanceUID" not in header or "StudyInstanceUID" not in header:
                 raise ImagingInputError(path, "has no SOPInstanceUID or StudyInstanceUID to "
                                         "store it under")
         stored: list[StoredInstance] = []
         for start in range(0, len(files), STORE_BATCH):
             batch = files[start:start + STORE_BATCH]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                datasets = [pydicom.dcmread(path) for path in batch]
+            datasets = []
+            for path in batch:
+                with refusing(path, "is not a readable DICOM file"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    datasets.append(pydicom.dcmread(path, force=True))
             by_uid = {str(ds.SOPInstanceUID): (path, ds) for path, ds in zip(batch, datasets,
                                                                           strict=True)}
             answer = self._call("STOW-RS store",

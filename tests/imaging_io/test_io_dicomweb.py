@@ -342,11 +342,15 @@ def test_a_study_not_segmented_yet_is_reported_and_not_retrieved(orthanc, tmp_pa
 
 def test_pushing_a_file_that_is_not_dicom_sends_nothing(orthanc, tmp_path, capsys):
     server, _ = orthanc
+    ds = pydicom.dcmread(SAMPLE / "BL" / "SEG.dcm")
+    ds.PatientID, ds.StudyInstanceUID = "NOTSENT-001", generate_uid()
+    ds.save_as(tmp_path / "SEG.dcm")
     (tmp_path / "notes.txt").write_text("not DICOM")
-    assert cli.main(["push", "--dicomweb", server.dicomweb, str(tmp_path / "notes.txt")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"recist push: {tmp_path / 'notes.txt'}: is not a readable DICOM file")
-    assert err.count("\n") == 1
+    assert cli.main(["push", "--dicomweb", server.dicomweb, str(tmp_path / "SEG.dcm"),
+                     str(tmp_path / "notes.txt")]) == 2
+    notes = tmp_path / "notes.txt"
+    assert capsys.readouterr().err == f"recist push: {notes}: is not a DICOM file\n"
+    assert Pacs(server.dicomweb).find_studies(["NOTSENT-001"]) == []
 
 
 # --- faults --------------------------------------------------------------------------------
