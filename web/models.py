@@ -133,6 +133,9 @@ class Subject(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     result_json: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The pseudonymous patient key of the first study saved for this subject: a study of
+    # another patient is refused (web.services.studies.check_binding).
+    imaging_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     trial: Mapped[Trial] = relationship(back_populates="subjects")
     arm: Mapped[Arm | None] = relationship()

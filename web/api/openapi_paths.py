@@ -126,6 +126,21 @@ def resource_paths() -> dict[str, Any]:
                 status="201",
             ),
         },
+        S + "/imaging-binding": {
+            "get": op("The patient key the subject's images are bound to", "view"),
+            "put": op(
+                "Rebind the subject's images to another patient key, with a reason",
+                "manage_subjects",
+                body={
+                    "type": "object",
+                    "required": ["subject_key", "reason"],
+                    "properties": {
+                        "subject_key": {"type": ["string", "null"]},
+                        "reason": {"type": "string"},
+                    },
+                },
+            ),
+        },
         "/trials/{trial_code}/cases": {
             "post": op(
                 "Import a whole case as a new subject",

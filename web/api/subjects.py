@@ -8,12 +8,13 @@ from typing import Any
 from flask import jsonify
 
 from web.api.blueprint import bp
-from web.api.body import json_body
+from web.api.body import body_with, json_body
 from web.api.common import SUBJECT, subject_summary
 from web.auth import actor, requires
 from web.services import InvalidInput, request_session
 from web.services.cases import build_case
 from web.services.common import get_subject, get_trial, list_subjects
+from web.services.studies import rebind_imaging
 from web.services.subjects import create_subject, import_case, update_subject
 
 
@@ -100,3 +101,28 @@ def result(trial_code: str, subject_code: str) -> Any:
 def lesions(trial_code: str, subject_code: str) -> Any:
     row = get_subject(request_session(), trial_code, subject_code)
     return jsonify({"lesions": build_case(row)["lesions"]})
+
+
+@bp.route(SUBJECT + "/imaging-binding", methods=["GET"])
+@requires("view")
+def imaging_binding(trial_code: str, subject_code: str) -> Any:
+    """The pseudonymous patient key the subject's images are bound to (``null``: none yet)."""
+    subject = get_subject(request_session(), trial_code, subject_code)
+    return jsonify({"subject": subject.code, "subject_key": subject.imaging_key})
+
+
+@bp.route(SUBJECT + "/imaging-binding", methods=["PUT"])
+@requires("manage_subjects")
+def imaging_rebind(trial_code: str, subject_code: str) -> Any:
+    """Bind the subject's images to another patient key (or ``null``), with a reason: a
+    trial manager correcting a study saved on the wrong subject. Audited."""
+    body = body_with("subject_key", "reason")
+    subject = rebind_imaging(
+        request_session(),
+        actor(),
+        trial_code,
+        subject_code,
+        subject_key=body.get("subject_key"),
+        reason=body.get("reason"),
+    )
+    return jsonify({"subject": subject.code, "subject_key": subject.imaging_key})

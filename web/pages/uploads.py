@@ -29,6 +29,7 @@ from web.services import (
 @requires("enter_measurements")
 def upload(trial_code: str, subject_code: str) -> Any:
     """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
+    from web.services.studies import check_binding
     from web.services.uploads import match_segments, measure_upload, non_targets_segmented
 
     session = request_session()
@@ -42,6 +43,8 @@ def upload(trial_code: str, subject_code: str) -> Any:
             if file is None or not file.filename:
                 raise InvalidInput("choose a .zip file holding the study", field="study")
             measured = measure_upload(file.stream, store=Path(current_app.config["STUDY_STORE"]))
+            # A study of another patient is refused now, before anything is pre-filled.
+            check_binding(session, row, measured.get("image") or {})
         except ServiceError as exc:
             error = exc
     if measured is not None and not measured.get("lesions"):

@@ -29,7 +29,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from web.errors import InvalidInput, NotFound
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from web.db import write_transaction
+from web.errors import Conflict, InvalidInput, NotFound
+from web.models import Subject
+from web.services.common import Actor, Audit, clean_reason, get_subject
 
 # Attributes that identify a person or a site; removed from every stored file.
 IDENTIFYING = (
@@ -105,6 +111,99 @@ def store_study(root: Path, series: Sequence[Path], segmentations: Sequence[Path
         return study_id
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+class StudyOfAnotherPatient(Conflict):
+    """A study whose patient is not the subject's (409 ``study_of_another_patient``)."""
+
+    code = "study_of_another_patient"
+
+
+def _short(key: str) -> str:
+    return f"{key[:8]}…"
+
+
+def check_binding(session: Session, subject: Subject, image: dict[str, Any]) -> str | None:
+    """The patient key to bind ``subject`` to, after checking that a study belongs to it.
+
+    A subject is bound to the pseudonymous patient key of its first saved study; a later
+    study of another patient is refused, and so is a first study whose patient is already
+    bound to another subject of the trial. ``None``: the study names no patient (NIfTI,
+    NRRD), nothing to check or bind.
+
+    Raises
+    ------
+    StudyOfAnotherPatient
+        Naming the subject, both keys (shortened) and how to correct it.
+    """
+    key = image.get("subject_key")
+    if not key:
+        return None
+    where = f"subject {subject.code}"
+    if subject.imaging_key is not None:
+        if subject.imaging_key != key:
+            raise StudyOfAnotherPatient(
+                f"{where}: this study is of patient key {_short(str(key))}, but the "
+                f"subject's images are of patient key {_short(subject.imaging_key)}: a "
+                "study of another patient is refused (a trial manager can rebind the "
+                "subject, with a reason, if the first study was the wrong one)",
+                field="study",
+            )
+        return str(key)
+    other = session.scalar(
+        select(Subject.code).where(
+            Subject.trial_id == subject.trial_id,
+            Subject.imaging_key == key,
+            Subject.id != subject.id,
+        )
+    )
+    if other is not None:
+        raise StudyOfAnotherPatient(
+            f"{where}: this study is of the patient whose images are bound to subject "
+            f"{other} (patient key {_short(str(key))}): refused",
+            field="study",
+        )
+    return str(key)
+
+
+def rebind_imaging(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    subject_code: str,
+    *,
+    subject_key: Any,
+    reason: Any,
+) -> Subject:
+    """Bind a subject's images to another patient key (a trial manager correcting a wrong
+    first study); needs a reason, audited. ``subject_key`` ``None`` unbinds."""
+    text = clean_reason(reason)
+    if not text:
+        raise InvalidInput(
+            "rebinding a subject's images needs a reason", field="reason", pointer="/reason"
+        )
+    if subject_key is not None and (
+        not isinstance(subject_key, str)
+        or len(subject_key) != 16
+        or any(c not in "0123456789abcdef" for c in subject_key)
+    ):
+        raise InvalidInput(
+            "subject_key is the 16-hex-digit pseudonymous key of a study's patient, or null",
+            field="subject_key",
+            pointer="/subject_key",
+        )
+    with write_transaction(session):
+        subject = get_subject(session, trial_code, subject_code, lock=True)
+        audit = Audit(session, actor, text)
+        if audit.change(
+            "subject",
+            f"{trial_code}/{subject_code}",
+            "imaging_key",
+            subject.imaging_key,
+            subject_key,
+        ):
+            subject.imaging_key = subject_key
+    return subject
 
 
 @lru_cache(maxsize=8)

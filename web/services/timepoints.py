@@ -34,6 +34,7 @@ from web.services.common import (
     get_timepoint,
     touch,
 )
+from web.services.studies import check_binding
 
 
 def target_values(raw: dict[str, Any], subject_code: str, tp_code: str) -> dict[str, Any]:
@@ -339,6 +340,12 @@ def save_timepoint(
         touch(tp, actor)
         subject.updated_at = utcnow()
         # One flush, after the engine accepted the case: a refusal writes nothing.
+        if imaging is not None:
+            bound = check_binding(session, subject, imaging.get("image") or {})
+            if bound is not None and audit.change(
+                "subject", key, "imaging_key", subject.imaging_key, bound
+            ):
+                subject.imaging_key = bound
         if imaging is not None and audit.change(
             "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
         ):

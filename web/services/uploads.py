@@ -184,7 +184,14 @@ def measure_upload(stream: IO[bytes], *, store: Path | None = None) -> dict[str,
             data = result.to_dict()
             # The study date is one of the few identifiers kept (de-identification keeps
             # what the assessment needs): it pre-fills the visit's scan date.
-            image_info = {**data["image"], "study_date": result.info.study_date}
+            image_info = {
+                **data["image"],
+                "study_date": result.info.study_date,
+                # The pseudonymous patient key and the study's UID bind a study to one
+                # subject (web.services.studies.check_binding).
+                "subject_key": result.info.subject_key,
+                "study_instance_uid": result.info.study_instance_uid,
+            }
             lesions.extend({**item, "seg": kept.name} for item in data["lesions"])
         measured: dict[str, Any] = {"image": image_info, "lesions": lesions}
         if store is not None:
