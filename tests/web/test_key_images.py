@@ -57,8 +57,10 @@ def test_the_demo_timepoints_name_the_kept_study_each_lesion_was_measured_on(
         # De-identified to what the assessment needs: no name, the id pseudonymous.
         kept = pydicom.dcmread(next((folder / "series").iterdir()))
         original = pydicom.dcmread(next((SAMPLE / code / "CT").iterdir()))
-        assert "PatientName" not in kept
-        assert kept.PatientID != original.PatientID and len(kept.PatientID) == 16
+        assert (
+            str(kept.PatientName) == f"{kept.PatientID}^" and kept.PatientID != original.PatientID
+        )
+        assert len(kept.PatientID) == 16 and kept.get("PatientBirthDate") == ""
         assert kept.StudyInstanceUID == original.StudyInstanceUID
         assert kept.StudyDate == original.StudyDate
 
@@ -92,8 +94,7 @@ def test_the_evidence_page_shows_key_images_that_the_server_draws(
     # (The synthetic body is the same on every slice: only the lesion's slices differ.)
     measured = int(html.unescape(page).split('data-lesion="T1" data-slice="')[1].split('"')[0])
     slices = [
-        _png(client.get(f"{SUBJECT}/timepoints/W8/slices/{k}.png?lesion=T1"))
-        for k in (0, measured)
+        _png(client.get(f"{SUBJECT}/timepoints/W8/slices/{k}.png?lesion=T1")) for k in (0, measured)
     ]
     assert slices[0].tobytes() != slices[1].tobytes()
 
@@ -128,3 +129,34 @@ def test_images_are_refused_to_anyone_not_on_the_trial(
     response = client.get(SUBJECT + "/timepoints/W8/key-images/T1.png")
     assert response.status_code == 403
     assert client.get(SUBJECT + "/timepoints/W8/slices/3.png?lesion=T1").status_code == 403
+
+
+def test_the_evidence_page_offers_each_timepoint_as_a_dicom_sr_that_reads_back(
+    client: FlaskClient, session: Session, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    import highdicom as hd
+
+    from imaging_io.sr import read_measurement_report
+
+    reviewer = DEMO_USERS["reviewer"]
+    login(client, reviewer, seeded[reviewer])
+    page = client.get(SUBJECT + "/progression").data.decode()
+    href = f"{SUBJECT}/timepoints/W16/measurement-report.dcm"
+    assert href in page
+    response = client.get(href)
+    assert response.status_code == 200
+    assert response.mimetype == "application/dicom"
+    assert "DEMO-001_W16_SR.dcm" in response.headers["Content-Disposition"]
+    report = hd.sr.srread(io.BytesIO(response.data))
+    assert report.Modality == "SR"
+    assert str(report.PatientName) == f"{report.PatientID}^"  # the pseudonymous key
+    path = tmp_path / "w16.dcm"
+    path.write_bytes(response.data)
+    measured = read_measurement_report(path)
+    evidence = get_timepoint(get_subject(session, DEMO_TRIAL, "DEMO-001"), "W16").imaging_json
+    long_axes = {m.tracking_identifier: m.value_mm for m in measured if m.kind == "long axis"}
+    short_axes = {m.tracking_identifier: m.value_mm for m in measured if m.kind == "short axis"}
+    for lesion, source in evidence["lesions"].items():
+        got = short_axes if source["axis"] == "short axis" else long_axes
+        assert got[lesion] == pytest.approx(source["mm"], abs=0.05), lesion
+    assert client.get(f"{SUBJECT}/timepoints/BL/measurement-report.dcm").status_code == 404

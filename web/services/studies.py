@@ -8,9 +8,10 @@ segmentation file each lesion was measured on, so the key images and the slice v
 (:mod:`imaging_io.keyimage`) render from exactly the files that were measured.
 
 De-identified to what the assessment needs: patient name, birth date, address, other
-ids, institution and physician names and private tags are removed; the patient id is
-replaced by the pseudonymous key (:func:`imaging_io.deid.pseudonym`); UIDs, geometry,
-pixel data, study date and segment descriptions stay.
+ids, institution and physician names, accession number and private tags are removed (the
+Type 2 ones left present and empty); patient id and name become the pseudonymous key
+(:func:`imaging_io.deid.pseudonym`); UIDs, geometry, pixel data, study date and segment
+descriptions stay.
 
 Retention: studies are kept as long as the instance; nothing deletes them (a record that
 names one must be able to show it in an audit). They are not in ``recist db backup``:
@@ -63,6 +64,10 @@ IDENTIFYING = (
 )
 
 
+# Of those, the ones DICOM requires present (Type 2, maybe empty) in the modules we keep.
+TYPE_2 = ("PatientBirthDate", "ReferringPhysicianName", "AccessionNumber")
+
+
 def _deidentified(source: Path, target: Path) -> None:
     import pydicom
 
@@ -73,8 +78,13 @@ def _deidentified(source: Path, target: Path) -> None:
         if keyword in dataset:
             delattr(dataset, keyword)
     dataset.remove_private_tags()
-    if "PatientID" in dataset:
-        dataset.PatientID = pseudonym(str(dataset.PatientID))
+    key = pseudonym(str(dataset.get("PatientID", "")))
+    dataset.PatientID = key
+    # Type 2 attributes stay present (empty, or the key): a report built from the study
+    # (DICOM SR, web.pages.images) copies them.
+    dataset.PatientName = f"{key}^"  # one name component (DICOM PN)
+    for keyword in TYPE_2:
+        setattr(dataset, keyword, "")
     dataset.save_as(target, enforce_file_format=False)
 
 
