@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,18 @@ def test_the_evidence_page_offers_each_timepoint_as_a_dicom_sr_that_reads_back(
         got = short_axes if source["axis"] == "short axis" else long_axes
         assert got[lesion] == pytest.approx(source["mm"], abs=0.05), lesion
     assert client.get(f"{SUBJECT}/timepoints/BL/measurement-report.dcm").status_code == 404
+
+
+def test_the_grid_links_each_target_measured_on_a_kept_study_to_its_key_image(
+    client: FlaskClient, seeded: dict[str, str]
+) -> None:
+    reader = DEMO_USERS["reader"]
+    login(client, reader, seeded[reader])
+    page = client.get(SUBJECT).data.decode()
+    links = re.findall(r'<a class="key-image-link" href="([^"]+)"', page)
+    assert sorted(links) == sorted(
+        f"{SUBJECT}/timepoints/{tp}/key-images/{lesion}.png"
+        for tp in ("W8", "W16")
+        for lesion in ("T1", "T2", "T3")
+    )
+    assert all(client.get(link).status_code == 200 for link in links[:2])

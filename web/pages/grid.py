@@ -32,6 +32,8 @@ class Cell:
     text: str
     css: list[str] = field(default_factory=list)
     title: str = ""
+    # The key image of a target measured on a kept study (web/pages/images.py).
+    href: str = ""
 
 
 @dataclass
@@ -64,6 +66,26 @@ def _fmt_mm(value: Any) -> str:
     return "" if value is None else mm_text(value)
 
 
+def key_image_links(subject: Any) -> dict[tuple[str, str], str]:
+    """(timepoint, lesion) → key-image URL, for the targets measured on a kept study."""
+    from flask import url_for
+
+    links = {}
+    for tp in subject.timepoints:
+        evidence = tp.imaging_json or {}
+        if not (evidence.get("study") or {}).get("id"):
+            continue
+        for lesion in evidence.get("lesions") or {}:
+            links[(tp.code, lesion)] = url_for(
+                "review.key_image",
+                trial_code=subject.trial.code,
+                subject_code=subject.code,
+                tp_code=tp.code,
+                lesion=lesion,
+            )
+    return links
+
+
 def _target_text(value: Any) -> str:
     if value is None:
         return "—"
@@ -92,8 +114,13 @@ def response_css(code: str | None) -> str:
     return "r-" + code.lower().replace("/", "-")
 
 
-def build_grid(case: dict[str, Any], result: dict[str, Any] | None) -> Grid:
-    """Lay out a case and the engine's result as the radiologists' grid."""
+def build_grid(
+    case: dict[str, Any],
+    result: dict[str, Any] | None,
+    images: dict[tuple[str, str], str] | None = None,
+) -> Grid:
+    """Lay out a case and the engine's result as the radiologists' grid; ``images`` maps
+    (timepoint, lesion) to the URL of the key image a target cell links to."""
     timepoints = case["timepoints"]
     results = {tp["id"]: tp for tp in (result or {}).get("timepoints", [])}
     columns = [
@@ -117,7 +144,8 @@ def build_grid(case: dict[str, Any], result: dict[str, Any] | None) -> Grid:
             words, classes = _markers(flags, lesion["id"])
             if lesion["kind"] == "target" and value == "too_small":
                 words = words or ["too small"]
-            cells.append(Cell(text, classes, ", ".join(words)))
+            href = (images or {}).get((tp["id"], lesion["id"]), "")
+            cells.append(Cell(text, classes, ", ".join(words), href))
         detail = lesion["site"] + (" (node)" if lesion.get("nodal") else "")
         row = Row(lesion["id"], detail, cells)
         (target_rows if lesion["kind"] == "target" else non_target_rows).append(row)

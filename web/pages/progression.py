@@ -56,14 +56,15 @@ def progression(trial_code: str, subject_code: str) -> Any:
 
 
 def _progression_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
-    from web.pages.grid import build_grid
+    from web.pages.grid import build_grid, key_image_links
     from web.services import build_case
 
     session = request_session()
     subject = get_subject(session, trial_code, subject_code)
     refuse_if_blinded(subject.trial)
     case = build_case(subject)
-    grid = build_grid(case, subject.result_json) if case["timepoints"] else None
+    links = key_image_links(subject)
+    grid = build_grid(case, subject.result_json, links) if case["timepoints"] else None
     return (
         render_template(
             "review/progression.html",

@@ -9,7 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from web.auth import actor, allowed, refuse_if_blinded, request_user_role, requires
 from web.pages import views as bp
 from web.pages.common import version_of
-from web.pages.grid import build_grid
+from web.pages.grid import build_grid, key_image_links
 from web.pages.trials import summary_as_used, trial_page
 from web.services import (
     ServiceError,
@@ -57,7 +57,7 @@ def subject_page(trial_code: str, subject_code: str, error: ServiceError | None 
     refuse_if_blinded(row.trial)
     case = build_case(row)
     result = row.result_json
-    grid = build_grid(case, result) if case["timepoints"] else None
+    grid = build_grid(case, result, key_image_links(row)) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
     audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
     from web.services.progression import subject_row
