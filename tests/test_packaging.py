@@ -217,7 +217,7 @@ def test_a_command_whose_extra_is_missing_is_refused_in_one_line(monkeypatch, ca
     # web needs the imaging stack too (uploads), so its commands are listed apart as well
     assert apart.splitlines() == [
         "  audit, db, demo-run, serve, users: pip install 'recist-service[web]'",
-        "  export-sr, ingest, measure: pip install 'recist-service[imaging]'",
+        "  batch, export-sr, ingest, measure, pull, push: pip install 'recist-service[imaging]'",
     ]
 
     status, out, err = _main(["assess", str(case_file)])
