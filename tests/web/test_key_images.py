@@ -176,3 +176,40 @@ def test_the_grid_links_each_target_measured_on_a_kept_study_to_its_key_image(
         for lesion in ("T1", "T2", "T3")
     )
     assert all(client.get(link).status_code == 200 for link in links[:2])
+
+
+def test_reads_are_compared_target_by_target_with_the_kept_key_image() -> None:
+    from web.pages.central import compare_reads
+
+    def read(w8: float) -> dict[str, Any]:
+        return {
+            "lesions": [
+                {"id": "T1", "kind": "target", "site": "liver", "size_mm": 30.0},
+                {"id": "NT1", "kind": "non-target", "site": "bone"},
+            ],
+            "timepoints": [
+                {"id": "BL", "date": "2021-01-04", "targets": {}, "non_targets": {}},
+                {"id": "W8", "date": "2021-03-01", "targets": {"T1": w8}, "non_targets": {}},
+            ],
+        }
+
+    rows = compare_reads([read(21.0), read(36.0)], {("W8", "T1"): "/img/W8/T1.png"})
+    assert [(r["timepoint"], r["lesion"], r["values"], r["differ"], r["image"]) for r in rows] == [
+        ("BL", "T1", [30.0, 30.0], False, ""),
+        ("W8", "T1", [21.0, 36.0], True, "/img/W8/T1.png"),
+    ]
+    assert compare_reads([read(21.0)], {}) == []
+
+
+def test_the_adjudication_page_highlights_the_targets_the_reads_disagree_on(
+    client: FlaskClient, seeded: dict[str, str]
+) -> None:
+    from web.demo import DEMO_CENTRAL_TRIAL
+
+    adjudicator = DEMO_USERS["adjudicator"]
+    login(client, adjudicator, seeded[adjudicator])
+    page = client.get(f"/trials/{DEMO_CENTRAL_TRIAL}/subjects/0201-002/adjudication")
+    assert page.status_code == 200
+    text = page.data.decode()
+    assert 'id="read-comparison"' in text
+    assert re.search(r'<tr data-tp="[^"]+" data-lesion="[^"]+" class="differs">', text)

@@ -18,6 +18,7 @@ from flask import (
 from web.auth import actor, requires
 from web.models import SITES
 from web.pages import review as bp
+from web.pages.grid import key_image_links
 from web.pages.read_sheet import Sheet, SheetError
 from web.services import InvalidInput, ServiceError, get_subject, get_trial, request_session
 
@@ -226,6 +227,49 @@ def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
     return sheet.field_at(error.pointer)
 
 
+def compare_reads(
+    cases: list[dict[str, Any]], images: dict[tuple[str, str], str]
+) -> list[dict[str, Any]]:
+    """Per timepoint and target of two reads: both values, whether they differ, and the
+    key image of the site's kept study for that timepoint and lesion (if any)."""
+    if len(cases) != 2:
+        return []
+    by_tp = [{tp["id"]: tp for tp in case.get("timepoints", [])} for case in cases]
+    lesions: list[str] = []
+    for case in cases:
+        lesions += [
+            le["id"]
+            for le in case.get("lesions", [])
+            if le.get("kind") == "target" and le["id"] not in lesions
+        ]
+    codes: list[str] = []
+    for case in cases:
+        codes += [tp["id"] for tp in case.get("timepoints", []) if tp["id"] not in codes]
+    rows = []
+    for code in codes:
+        for lesion in lesions:
+            values = [(side.get(code) or {}).get("targets", {}).get(lesion) for side in by_tp]
+            if code == cases[0]["timepoints"][0]["id"]:
+                base = [
+                    next(
+                        (le.get("size_mm") for le in c["lesions"] if le["id"] == lesion),
+                        None,
+                    )
+                    for c in cases
+                ]
+                values = [v if v is not None else b for v, b in zip(values, base, strict=True)]
+            rows.append(
+                {
+                    "timepoint": code,
+                    "lesion": lesion,
+                    "values": ["—" if v is None else v for v in values],
+                    "differ": values[0] != values[1],
+                    "image": images.get((code, lesion), ""),
+                }
+            )
+    return rows
+
+
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/adjudication", methods=["GET", "POST"])
 @requires("adjudicate")
 def adjudication(trial_code: str, subject_code: str) -> Any:
@@ -255,9 +299,15 @@ def adjudication(trial_code: str, subject_code: str) -> Any:
     trial = get_trial(session, trial_code)
     subject = get_subject(session, trial_code, subject_code)
     row = next(r for r in overview(session, trial) if r.subject.id == subject.id)
+    compared = compare_reads([rd.case_json for rd in row.reads], key_image_links(subject))
     return (
         render_template(
-            "review/adjudication.html", trial=trial, subject=subject, row=row, error=error
+            "review/adjudication.html",
+            trial=trial,
+            subject=subject,
+            row=row,
+            error=error,
+            compared=compared,
         ),
         error.status if error is not None else 200,
     )
