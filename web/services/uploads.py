@@ -143,12 +143,6 @@ def measure_upload(stream: IO[bytes], *, store: Path | None = None) -> dict[str,
         Not a zip, an unsafe zip, no series or segmentation inside, or imaging_io's
         refusal (one line naming the file).
     """
-    try:
-        from imaging_io import ImagingInputError, measure_study
-    except ImportError:  # pragma: no cover - imaging_io is part of this repository
-        raise InvalidInput(
-            "measuring uploads needs the imaging_io package", field="study"
-        ) from None
     workdir = Path(tempfile.mkdtemp(prefix="recist-upload-"))
     try:
         try:
@@ -156,56 +150,71 @@ def measure_upload(stream: IO[bytes], *, store: Path | None = None) -> dict[str,
                 files = safe_extract(archive, workdir / "unpacked")
         except zipfile.BadZipFile:
             raise UnsafeZip("the upload is not a readable .zip file", field="study") from None
-        images, segs = _classify(files)
-        if not segs:
-            raise InvalidInput("the zip holds no DICOM SEG or RTSTRUCT to measure", field="study")
-        if not images:
-            raise InvalidInput("the zip holds no image series", field="study")
-        # The series goes into a folder of its own: readers of a series folder must not
-        # meet the segmentation among its slices.
-        series_dir = workdir / "series"
-        series_dir.mkdir()
-        for index, path in enumerate(images):
-            shutil.copyfile(path, series_dir / f"{index:05d}.dcm")
-        lesions: list[dict[str, Any]] = []
-        image_info: dict[str, Any] = {}
-        seg_dir = workdir / "segmentations"
-        seg_dir.mkdir()
-        named = []
-        for index, seg in enumerate(segs):
-            # Two zip folders may hold files of the same name: number them.
-            kept = seg_dir / f"{index:02d}-{seg.name}"
-            shutil.copyfile(seg, kept)
-            named.append(kept)
-            try:
-                result = measure_study(series_dir, seg)
-            except ImagingInputError as error:
-                raise InvalidInput(f"{seg.name}: {error}", field="study") from None
-            data = result.to_dict()
-            # The study date is one of the few identifiers kept (de-identification keeps
-            # what the assessment needs): it pre-fills the visit's scan date.
-            image_info = {
-                **data["image"],
-                "study_date": result.info.study_date,
-                # The pseudonymous patient key and the study's UID bind a study to one
-                # subject (web.services.studies.check_binding).
-                "subject_key": result.info.subject_key,
-                "study_instance_uid": result.info.study_instance_uid,
-            }
-            lesions.extend({**item, "seg": kept.name} for item in data["lesions"])
-        measured: dict[str, Any] = {"image": image_info, "lesions": lesions}
-        if store is not None:
-            from web.services.studies import store_study
-
-            series_files = sorted(series_dir.iterdir())
-            measured["study"] = {
-                "id": store_study(store, series_files, named),
-                "series_files": len(series_files),
-                "segmentations": [p.name for p in named],
-            }
-        return measured
+        return measure_files(files, workdir, store=store, what="the zip")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_files(
+    files: list[Path], workdir: Path, *, store: Path | None = None, what: str = "the study"
+) -> dict[str, Any]:
+    """Measure a study given as its files (an image series and its SEG/RTSTRUCT), using
+    ``workdir`` for scratch copies; see :func:`measure_upload` for the result and ``store``.
+    """
+    try:
+        from imaging_io import ImagingInputError, measure_study
+    except ImportError:  # pragma: no cover - imaging_io is part of this repository
+        raise InvalidInput(
+            "measuring studies needs the imaging_io package", field="study"
+        ) from None
+    images, segs = _classify(files)
+    if not segs:
+        raise InvalidInput(f"{what} holds no DICOM SEG or RTSTRUCT to measure", field="study")
+    if not images:
+        raise InvalidInput(f"{what} holds no image series", field="study")
+    # The series goes into a folder of its own: readers of a series folder must not
+    # meet the segmentation among its slices.
+    series_dir = workdir / "series"
+    series_dir.mkdir()
+    for index, path in enumerate(images):
+        shutil.copyfile(path, series_dir / f"{index:05d}.dcm")
+    lesions: list[dict[str, Any]] = []
+    image_info: dict[str, Any] = {}
+    seg_dir = workdir / "segmentations"
+    seg_dir.mkdir()
+    named = []
+    for index, seg in enumerate(segs):
+        # Two zip folders may hold files of the same name: number them.
+        kept = seg_dir / f"{index:02d}-{seg.name}"
+        shutil.copyfile(seg, kept)
+        named.append(kept)
+        try:
+            result = measure_study(series_dir, seg)
+        except ImagingInputError as error:
+            raise InvalidInput(f"{seg.name}: {error}", field="study") from None
+        data = result.to_dict()
+        # The study date is one of the few identifiers kept (de-identification keeps
+        # what the assessment needs): it pre-fills the visit's scan date.
+        image_info = {
+            **data["image"],
+            "study_date": result.info.study_date,
+            # The pseudonymous patient key and the study's UID bind a study to one
+            # subject (web.services.studies.check_binding).
+            "subject_key": result.info.subject_key,
+            "study_instance_uid": result.info.study_instance_uid,
+        }
+        lesions.extend({**item, "seg": kept.name} for item in data["lesions"])
+    measured: dict[str, Any] = {"image": image_info, "lesions": lesions}
+    if store is not None:
+        from web.services.studies import store_study
+
+        series_files = sorted(series_dir.iterdir())
+        measured["study"] = {
+            "id": store_study(store, series_files, named),
+            "series_files": len(series_files),
+            "segmentations": [p.name for p in named],
+        }
+    return measured
 
 
 # ------------------------------------------------------- measured segments → the form
