@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from recist.baseline import Finding, check_baseline, enforce_findings
 from recist.best_response import (
@@ -41,8 +41,11 @@ from recist.pfs import (
     progression_event,
 )
 from recist.response import NewLesionStatus, Response
-from recist.settings import Settings
+from recist.settings import Criteria, Settings
 from recist.target import TargetTracker, pct
+
+if TYPE_CHECKING:
+    from recist.irecist import IrecistResult
 
 
 class TimepointResult(NamedTuple):
@@ -154,20 +157,35 @@ def _overall(
     return found
 
 
-def assess(case: Case) -> CaseResult:
-    """Assess one case under its protocol settings (RECIST 1.1 §4, §8).
+def assess(case: Case) -> CaseResult | IrecistResult:
+    """Assess one case under its protocol settings (RECIST 1.1 §4, §8; iRECIST §10).
 
     Returns
     -------
     CaseResult
         Per-timepoint sums, responses and reasons; best overall response (per the
         confirmation setting, and both variants); the first progression; PFS.
+    IrecistResult
+        With the setting ``criteria: "irecist"``: the same by iRECIST
+        (:func:`recist.irecist.assess_irecist`), the RECIST 1.1 result beside it as
+        ``recist1_1``.
 
     Raises
     ------
     ProtocolDeviationError
-        In strict mode, when the baseline has findings (R-MEAS, R-SEL).
+        In strict mode, when the baseline has findings (R-MEAS, R-SEL), or under iRECIST a
+        new lesion's (I-NEW-1, I-NEW-2).
     """
+    result = assess_recist1_1(case)
+    if case.settings.criteria is Criteria.IRECIST:
+        from recist.irecist import assess_irecist  # builds on this module's result
+
+        return assess_irecist(case, result)
+    return result
+
+
+def assess_recist1_1(case: Case) -> CaseResult:
+    """:func:`assess` by RECIST 1.1, whatever the ``criteria`` setting."""
     findings = check_baseline(case)
     enforce_findings(case, findings)
     settings = case.settings

@@ -28,6 +28,14 @@ from pydantic import (
 from recist.assessment import CaseResult, TimepointResult, assess
 from recist.best_response import BestResponse
 from recist.errors import CaseInputError, RecistError
+from recist.irecist import (
+    IBestResponse,
+    IrecistResult,
+    IrecistTimepointResult,
+    NewLesionCategory,
+    NewLesionRecord,
+    irecist_timepoint,
+)
 from recist.lesions import (
     MAX_SIZE_MM,
     UNITS_PER_MM,
@@ -44,7 +52,7 @@ from recist.lesions import (
     mm_to_length,
 )
 from recist.response import NewLesionStatus, Response
-from recist.settings import MAX_DAYS, MAX_SETTING_MM, Settings
+from recist.settings import MAX_DAYS, MAX_SETTING_MM, Criteria, Settings
 
 Number = float | int
 
@@ -119,6 +127,9 @@ class SettingsIn(_Strict):
     progression_date: Literal["earliest", "latest", "timepoint"] = "earliest"
     reappearance_min_mm: float = Field(5.0, ge=0, le=MAX_SETTING_MM)
     baseline_window_days: Days = 60
+    criteria: Literal["recist1.1", "irecist"] = "recist1.1"
+    irecist_confirm_min_days: Days = 28
+    irecist_confirm_max_days: Days = 56
 
 
 class LesionIn(_Strict):
@@ -132,12 +143,26 @@ class LesionIn(_Strict):
     slice_thickness_mm: float | None = Field(None, gt=0, le=MAX_SIZE_MM)
 
 
+NEW_SIZE_WORDS = {
+    "too_small": TargetState.TOO_SMALL,
+    "absent": TargetState.ABSENT,
+    "not_evaluated": TargetState.NOT_EVALUATED,
+}
+
+
 class NewLesionIn(_Strict):
+    """A new lesion at one follow-up: size_mm is its longest diameter, a node's short axis
+    (short_axis_mm is that size's older name for a node); category and state follow new
+    lesions under iRECIST (I-NEW-1..4)."""
+
     id: StrictStr = Field(min_length=1)
     site: Site = ""
     equivocal: StrictBool = False
     nodal: StrictBool = False
     short_axis_mm: Size | None = None
+    size_mm: Size | Literal["too_small", "absent", "not_evaluated"] | None = None
+    category: Literal["target", "non-target"] | None = None
+    state: Literal["present", "absent", "progression", "not_evaluated"] | None = None
 
 
 class TimepointIn(_Strict):
@@ -496,29 +521,131 @@ def _lesions(model: CaseIn) -> tuple[Lesion, ...]:
     return tuple(lesions)
 
 
-def _convert(model: CaseIn) -> Case:
-    lesions = _lesions(model)
+def _new_size(tp: TimepointIn, n: NewLesionIn) -> float | str | None:
+    """A new lesion's size: ``size_mm``, or for a node ``short_axis_mm`` (its older name);
+    both given, they must agree."""
+    if n.nodal and n.short_axis_mm is not None:
+        if n.size_mm is not None and n.size_mm != n.short_axis_mm:
+            raise CaseInputError(
+                f"size_mm {n.size_mm!r} and short_axis_mm {n.short_axis_mm!r} differ; a node's "
+                "size is its short axis: give one of them",
+                timepoint=tp.id,
+                lesion=n.id,
+                field="new_lesions",
+            )
+        return n.short_axis_mm
+    return n.size_mm
+
+
+def _recist_new_lesions(tp: TimepointIn) -> tuple[NewLesion, ...]:
+    """RECIST 1.1's new lesions of ``tp`` (R-NEW-1 reads a node's size)."""
+    out = []
+    for n in tp.new_lesions:
+        size = _new_size(tp, n)
+        if n.category is not None or n.state is not None or isinstance(size, str):
+            what = (
+                "category"
+                if n.category is not None
+                else "state"
+                if n.state is not None
+                else f"size_mm {size!r}"
+            )
+            raise CaseInputError(
+                f"{what} belongs to iRECIST's follow-up of new lesions (I-NEW-4): set the "
+                "setting criteria to 'irecist', or leave it out (RECIST 1.1 lists a new lesion "
+                "when it is seen)",
+                timepoint=tp.id,
+                lesion=n.id,
+                field="new_lesions",
+                rule="I-NEW-4",
+            )
+        out.append(
+            NewLesion(n.id, n.site, n.equivocal, n.nodal, size if n.nodal else n.short_axis_mm)
+        )
+    return tuple(out)
+
+
+def _irecist_timepoints(model: CaseIn) -> list[Timepoint]:
+    """The timepoints of an iRECIST case: each new lesion's listings as records (I-NEW-4).
+
+    A later listing that leaves out ``site`` or ``nodal`` keeps those of the lesion's first
+    listing; one that gives others is refused.
+    """
     states = _NON_TARGET_STATES
-    timepoints = tuple(
-        [
-            Timepoint(
+    first: dict[str, NewLesionIn] = {}
+    out: list[Timepoint] = []
+    for tp in model.timepoints:
+        records = []
+        for n in tp.new_lesions:
+            seen = first.setdefault(n.id, n)
+            site, nodal = n.site, n.nodal
+            if seen is not n:
+                given = n.model_fields_set
+                for name, mine, theirs in (
+                    ("site", n.site, seen.site),
+                    ("nodal", nodal, seen.nodal),
+                ):
+                    if name in given and mine != theirs:
+                        raise CaseInputError(
+                            f"{name} {mine!r} differs from the first listing of this new lesion "
+                            f"({theirs!r}); a new lesion keeps its site and nodal flag (I-NEW-4)",
+                            timepoint=tp.id,
+                            lesion=n.id,
+                            field="new_lesions",
+                            rule="I-NEW-4",
+                        )
+                site, nodal = seen.site, seen.nodal
+            size = _new_size(tp, n.model_copy(update={"nodal": nodal}))
+            try:
+                records.append(
+                    NewLesionRecord(
+                        n.id,
+                        site,
+                        nodal,
+                        n.equivocal,
+                        NewLesionCategory(n.category) if n.category is not None else None,
+                        None
+                        if size is None
+                        else TargetValue(NEW_SIZE_WORDS[size])
+                        if isinstance(size, str)
+                        else TargetValue(TargetState.MEASURED, mm_to_length(size)),
+                        states[n.state] if n.state is not None else None,
+                    )
+                )
+            except CaseInputError as error:
+                raise error.located(timepoint=tp.id, field="new_lesions") from None
+        out.append(
+            irecist_timepoint(
                 tp.id,
                 tp.date,
                 _targets(tp),
                 {k: states[v] for k, v in tp.non_targets.items()},
-                tuple(
-                    [
-                        NewLesion(n.id, n.site, n.equivocal, n.nodal, n.short_axis_mm)
-                        for n in tp.new_lesions
-                    ]
-                )
-                if tp.new_lesions
-                else (),
+                records,
                 dict(tp.scan_dates),
             )
-            for tp in model.timepoints
-        ]
-    )
+        )
+    return out
+
+
+def _convert(model: CaseIn) -> Case:
+    lesions = _lesions(model)
+    states = _NON_TARGET_STATES
+    if model.settings.criteria == Criteria.IRECIST.value:
+        timepoints = tuple(_irecist_timepoints(model))
+    else:
+        timepoints = tuple(
+            [
+                Timepoint(
+                    tp.id,
+                    tp.date,
+                    _targets(tp),
+                    {k: states[v] for k, v in tp.non_targets.items()},
+                    _recist_new_lesions(tp) if tp.new_lesions else (),
+                    dict(tp.scan_dates),
+                )
+                for tp in model.timepoints
+            ]
+        )
     return Case(
         model.subject_id,
         lesions,
@@ -537,10 +664,10 @@ def _convert(model: CaseIn) -> Case:
 _BOUND_ERRORS = frozenset(
     {"finite_number", "less_than_equal", "less_than", "greater_than_equal", "greater_than"}
 )
-_SIZE_FIELDS = frozenset({"short_axis_mm", "slice_thickness_mm"})
+_SIZE_FIELDS = frozenset({"short_axis_mm", "size_mm", "slice_thickness_mm"})
 
 
-_RULE_ID = re.compile(r"\((R-[A-Z]+(?:-[A-Z0-9]+)*)\)")
+_RULE_ID = re.compile(r"\(([RI]-[A-Z]+(?:-[A-Z0-9]+)*)\)")
 
 
 def _rule(error: Any) -> str | None:
@@ -710,6 +837,78 @@ def timepoint_to_json(tp: TimepointResult) -> dict[str, Any]:
     return out
 
 
+def _i_best(best: IBestResponse) -> dict[str, Any]:
+    return {
+        "response": best.response.value,
+        "timepoint": best.timepoint,
+        "reasons": list(best.reasons),
+    }
+
+
+def _code(value: Any) -> str | None:
+    return None if value is None else str(value.value)
+
+
+def irecist_timepoint_to_json(tp: IrecistTimepointResult) -> dict[str, Any]:
+    """One iRECIST timepoint in the contract's shape: the RECIST 1.1 fields with iRECIST's
+    codes, and the new lesions' response and sum (I-NEW-3, I-NEW-4)."""
+    out: dict[str, Any] = {
+        "id": tp.id,
+        "date": tp.date.isoformat(),
+        "sum_mm": _mm(tp.sum),
+    }
+    if tp.partial_sum is not None:
+        out["partial_sum_mm"] = _mm(tp.partial_sum)
+    if tp.overall_response is not None:
+        out["nadir_mm"] = _mm(tp.nadir)
+        out["change_from_baseline_pct"] = tp.change_from_baseline_pct
+        out["change_from_nadir_pct"] = tp.change_from_nadir_pct
+    out["target_response"] = _code(tp.target_response)
+    out["non_target_response"] = _code(tp.non_target_response)
+    out["new_lesions"] = _code(tp.new_lesions)
+    out["new_lesion_response"] = _code(tp.new_lesion_response)
+    out["new_target_sum_mm"] = _mm(tp.new_target_sum)
+    if tp.new_target_partial_sum is not None:
+        out["new_target_partial_sum_mm"] = _mm(tp.new_target_partial_sum)
+    out["new_target_nadir_mm"] = _mm(tp.new_target_nadir)
+    out["overall_response"] = _code(tp.overall_response)
+    out["reasons"] = list(tp.reasons)
+    out["flags"] = {k: list(v) for k, v in tp.flags.items()}
+    return out
+
+
+def irecist_result_to_json(result: IrecistResult) -> dict[str, Any]:
+    """An iRECIST result in the contract's shape, the RECIST 1.1 result as ``recist1_1``."""
+    progression = result.progression
+    best = result.best_overall_response
+    return {
+        "subject_id": result.subject_id,
+        "criteria": Criteria.IRECIST.value,
+        "warnings": [f.to_dict() for f in result.warnings],
+        "queries": [q.to_dict() for q in result.queries],
+        "timepoints": [irecist_timepoint_to_json(tp) for tp in result.timepoints],
+        "best_overall_response": best.response.value,
+        "best_overall_response_detail": _i_best(best),
+        "best_overall_response_confirmed": result.best_overall_response_confirmed.response.value,
+        "best_overall_response_unconfirmed": (
+            result.best_overall_response_unconfirmed.response.value
+        ),
+        "progression": None
+        if progression is None
+        else {
+            "timepoint": progression.timepoint,
+            "date": progression.date.isoformat(),
+            "reason": progression.reason.value,
+            "back_dated": progression.back_dated,
+            "iupd_timepoint": result.iupd_timepoint,
+        },
+        "pfs": result.pfs.to_dict(),
+        "new_lesion_categories": [n.to_dict() for n in result.new_lesions],
+        "settings": _settings_dict(result.settings),
+        "recist1_1": result_to_json(result.recist1_1),
+    }
+
+
 def result_to_json(result: CaseResult) -> dict[str, Any]:
     """A case result in the contract's shape, plus both best-response variants."""
     progression = result.progression
@@ -764,7 +963,11 @@ def assess_json(obj: Any, *, today: date | None = None) -> dict[str, Any]:
         result = assess(case)
     except RecistError as error:
         raise error.located(subject=case.subject_id) from None
-    out = result_to_json(result)
+    out = (
+        irecist_result_to_json(result)
+        if isinstance(result, IrecistResult)
+        else result_to_json(result)
+    )
     if case.arm is not None:
         out["arm"] = case.arm
     if case.reader is not None:

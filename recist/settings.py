@@ -22,6 +22,13 @@ class ProgressionDateRule(StrEnum):
     TIMEPOINT = "timepoint"  # the timepoint's own date, whatever the scans say
 
 
+class Criteria(StrEnum):
+    """The response criteria a protocol uses (``docs/rules.md`` §10)."""
+
+    RECIST_1_1 = "recist1.1"  # RECIST 1.1 (default)
+    IRECIST = "irecist"  # iRECIST for immunotherapy (I-UPD, I-CPD…), RECIST 1.1 beside it
+
+
 # R-PLAUS-SETTINGS: no protocol window is longer than ten years, and no size threshold
 # larger than the largest plausible lesion (recist.lesions.MAX_SIZE_MM).
 MAX_DAYS = 3650
@@ -70,6 +77,14 @@ class Settings:
     baseline_window_days
         R-PLAUS-BLWINDOW: a baseline scan more than this many days before randomisation is
         a finding (a deviation the reader explains), not a refusal. Default 60.
+    criteria
+        ``recist1.1`` (default) or ``irecist``: iRECIST's timepoint responses (iCR … iUPD,
+        iCPD), with the RECIST 1.1 result of the same case beside them (§10).
+    irecist_confirm_min_days, irecist_confirm_max_days
+        I-CPD-WINDOW: an iUPD is confirmed (iCPD) by an assessment at least the minimum
+        number of days after the first iUPD (default 28, four weeks) and at most the
+        maximum after the latest iUPD (default 56, eight weeks). The minimum may not exceed
+        the maximum.
 
     Every day count is a whole number of at most :data:`MAX_DAYS` and every size finite
     and at most :data:`MAX_SETTING_MM` (R-PLAUS-SETTINGS), so a stored protocol always
@@ -88,6 +103,9 @@ class Settings:
     progression_date: ProgressionDateRule = ProgressionDateRule.EARLIEST
     reappearance_min_mm: float = 5.0
     baseline_window_days: int = 60
+    criteria: Criteria = Criteria.RECIST_1_1
+    irecist_confirm_min_days: int = 28
+    irecist_confirm_max_days: int = 56
 
     def __post_init__(self) -> None:
         for name in (
@@ -95,6 +113,8 @@ class Settings:
             "confirmation_max_ne_between",
             "sd_min_days",
             "baseline_window_days",
+            "irecist_confirm_min_days",
+            "irecist_confirm_max_days",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DAYS:
@@ -136,6 +156,23 @@ class Settings:
                     field="settings.progression_date",
                 ) from None
             object.__setattr__(self, "progression_date", rule)
+        if not isinstance(self.criteria, Criteria):
+            try:
+                criteria = Criteria(self.criteria)
+            except ValueError:
+                allowed = ", ".join(c.value for c in Criteria)
+                raise CaseInputError(
+                    f"{self.criteria!r} is not one of {allowed}", field="settings.criteria"
+                ) from None
+            object.__setattr__(self, "criteria", criteria)
+        if self.irecist_confirm_min_days > self.irecist_confirm_max_days:
+            raise CaseInputError(
+                f"the iRECIST confirmation window opens {self.irecist_confirm_min_days} days "
+                f"after iUPD but closes at {self.irecist_confirm_max_days}; the minimum may "
+                "not exceed the maximum (I-CPD-WINDOW)",
+                field="settings.irecist_confirm_max_days",
+                rule="R-PLAUS-SETTINGS",
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Settings:
@@ -153,6 +190,7 @@ class Settings:
         """The settings as JSON-ready values (written into every exported result)."""
         out = asdict(self)
         out["progression_date"] = self.progression_date.value
+        out["criteria"] = self.criteria.value
         return out
 
 

@@ -18,8 +18,9 @@ CONTRACTS = ROOT / "docs" / "contracts.md"
 CODE_PACKAGES = ("recist", "imaging_io", "cdisc_io", "endpoints", "web")
 CODE_SUFFIXES = frozenset({".py", ".html", ".js"})
 
-_ID = r"R-[A-Z]+(?:-[A-Z0-9]+)*"
-# A cited rule id: R- and upper-case words joined by hyphens (R-TGT-PD, R-MEAS-1, R-EXACT).
+_ID = r"[RI]-[A-Z]+(?:-[A-Z0-9]+)*"
+# A cited rule id: R- (RECIST 1.1 and the project's own rules) or I- (iRECIST, §10) and
+# upper-case words joined by hyphens (R-TGT-PD, R-MEAS-1, R-EXACT, I-CPD-1).
 # The look-behind keeps the tail of a longer name out (STEREO-SEIN-ICR-DEMO cites no rule).
 CITED_ID = re.compile(rf"(?<![\w-]){_ID}")
 # A rule: a list item that opens with its id in bold ("- **R-TGT-PD** Progression: …").
@@ -80,7 +81,16 @@ def test_the_catalogue_defines_the_rules_of_every_section_once() -> None:
     twice = {rule for rule in rules if rules.count(rule) > 1}
     assert not twice, "rule ids defined more than once in docs/rules.md:\n" + _listing(twice)
     # The parser still finds the catalogue's entries (a format change must not empty it).
-    for expected in ("R-MEAS-1", "R-SEL-3", "R-TGT-PD", "R-EXACT", "R-NT-NONCRPD", "R-BOR-CONF"):
+    for expected in (
+        "R-MEAS-1",
+        "R-SEL-3",
+        "R-TGT-PD",
+        "R-EXACT",
+        "R-NT-NONCRPD",
+        "R-BOR-CONF",
+        "I-UPD-1",
+        "I-CPD-1",
+    ):
         assert expected in rules, f"docs/rules.md no longer defines {expected} as '- **id**'"
     assert len(rules) >= 35, f"only {len(rules)} rules parsed from docs/rules.md"
 
