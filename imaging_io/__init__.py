@@ -12,6 +12,8 @@ Public API (imported lazily so that ``recist --help`` does not load numpy or hig
 - :func:`key_image` — a lesion's key image as PNG (measured slice, outline, callipers);
   :class:`AnnotatedSeries` reads a series and its segmentation once and renders any slice
   for a viewer; :func:`render_slice`, :data:`WINDOWS`, :func:`window_for_site`;
+- :func:`match_to_lesions` — which case lesion each measured :class:`Segment` belongs to,
+  and which names conflict with the anatomy (``recist ingest`` and the web upload);
 - :class:`ImagingInputError` — every refusal, naming the file.
 """
 
@@ -39,6 +41,8 @@ _EXPORTS = {
     "WINDOWS": "imaging_io.keyimage",
     "Window": "imaging_io.keyimage",
     "PixelBox": "imaging_io.keyimage",
+    "match_to_lesions": "imaging_io.matching",
+    "Segment": "imaging_io.matching",
 }
 
 __all__ = sorted(_EXPORTS)

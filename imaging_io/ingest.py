@@ -1,8 +1,14 @@
 """Turn a measured study into a timepoint of a case (the JSON contract of docs/contracts.md).
 
-Matching: a measured lesion (SEG segment, RTSTRUCT ROI, or SR measurement group) belongs
-to the case lesion whose ``id`` equals its tracking identifier, else its label (exact,
-then ignoring case). The case says whether a lesion is nodal and whether it is a target:
+Matching (:mod:`imaging_io.matching`, the web upload's matcher too): a measured lesion
+(SEG segment, RTSTRUCT ROI, or SR measurement group) belongs to the case lesion its
+tracking identifier names, else its label (exactly, then loosely: ``T1`` ≙ ``T01``). A
+match whose anatomy contradicts the lesion (a node on a non-nodal lesion, a ``lung
+lesion`` on a nodal or a liver lesion) is a conflict and refused, unless
+``accept_conflicts``. Ingest never matches by anatomy alone: no reader checks its output
+before it is assessed, and a target with no segment plus a new lesion of its organ would
+look exactly like that target. The case says whether a lesion is nodal and whether it is
+a target:
 
 - target, non-nodal: its longest diameter (R-SEL-3); nodal: its short axis (R-NODE),
   both rounded to 0.1 mm (R-EXACT);
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from imaging_io.errors import ImagingInputError
+from imaging_io.matching import Conflict, Segment, match_to_lesions
 
 UNMATCHED_POLICIES = ("refuse", "new", "ignore")
 
@@ -36,17 +43,20 @@ class Finding:
     empty: bool
     longest_diameter_mm: float | None
     short_axis_mm: float | None
+    nodal: bool = False  # the segment says it is a lymph node (an SR cannot say)
+
+    def segment(self) -> Segment:
+        """What :mod:`imaging_io.matching` matches."""
+        return Segment(self.label, self.key if self.key != self.label else None, self.nodal)
 
 
-def _match(case_ids: dict[str, str], finding: Finding, label: str) -> str | None:
-    for candidate in (finding.key, label):
-        if candidate in case_ids.values():
-            return candidate
-    for candidate in (finding.key, label):
-        hit = case_ids.get(candidate.lower())
-        if hit is not None:
-            return hit
-    return None
+def conflict_message(timepoint_id: str, finding: Finding, conflict: Conflict) -> str:
+    """One sentence naming the timepoint, segment, lesion and why they disagree."""
+    return (
+        f"timepoint {timepoint_id}: segment {finding.segment().describe()} names lesion "
+        f"{conflict.lesion_id}, but {conflict.reason}; correct the segment's tracking "
+        "identifier or label, or the lesion's site or nodal flag in the case"
+    )
 
 
 def findings_from_measurements(result: Any) -> list[Finding]:
@@ -58,6 +68,7 @@ def findings_from_measurements(result: Any) -> list[Finding]:
             empty=le.voxel_count == 0,
             longest_diameter_mm=le.longest_diameter_mm,
             short_axis_mm=le.short_axis_mm,
+            nodal=le.nodal,
         )
         for le in result.lesions
     ]
@@ -86,23 +97,37 @@ def build_timepoint(
     date: str,
     source: str,
     unmatched: str = "refuse",
+    accept_conflicts: bool = False,
 ) -> dict[str, Any]:
     """The timepoint JSON (docs/contracts.md) for ``findings`` against ``case``'s lesions.
+
+    With ``accept_conflicts`` a finding whose name and anatomy disagree
+    (:class:`imaging_io.matching.Conflict`) is recorded on the lesion its name gives.
 
     Raises
     ------
     ImagingInputError
-        A finding that matches no lesion (with ``unmatched="refuse"``), or a target whose
-        needed diameter is missing (an SR without the axis the lesion is judged on).
+        A conflict (without ``accept_conflicts``: the first, naming the others), a finding
+        that matches no lesion (with ``unmatched="refuse"``), or a target whose needed
+        diameter is missing (an SR without the axis the lesion is judged on).
     """
     lesions = case.get("lesions") or []
-    case_ids = {str(le["id"]).lower(): str(le["id"]) for le in lesions}
+    matching = match_to_lesions(lesions, [f.segment() for f in findings])
+    if matching.conflicts and not accept_conflicts:
+        first, *more = matching.conflicts
+        message = conflict_message(timepoint_id, findings[first.segment], first)
+        if more:
+            others = ", ".join(f"{findings[c.segment].label!r} on {c.lesion_id}" for c in more)
+            message += f" (also in conflict: {others})"
+        raise ImagingInputError(source, message)
+    chosen = {i: lesion_id for lesion_id, found in matching.lesions.items() for i in found}
+    if accept_conflicts:
+        chosen.update({c.segment: c.lesion_id for c in matching.conflicts})
     by_lesion: dict[str, list[Finding]] = defaultdict(list)
     new_lesions = []
-    for finding in findings:
-        lesion_id = _match(case_ids, finding, finding.label)
-        if lesion_id is not None:
-            by_lesion[lesion_id].append(finding)
+    for index, finding in enumerate(findings):
+        if index in chosen:
+            by_lesion[chosen[index]].append(finding)
         elif unmatched == "new" and not finding.empty:
             new_lesions.append({"id": finding.key, "site": finding.label, "equivocal": False})
         elif unmatched == "refuse":
@@ -158,6 +183,7 @@ def ingest_study(
     date: str | None = None,
     replace: bool = False,
     unmatched: str = "refuse",
+    accept_conflicts: bool = False,
 ) -> dict[str, Any]:
     """Measure a study folder and return ``case`` with the new timepoint appended.
 
@@ -170,8 +196,10 @@ def ingest_study(
     Raises
     ------
     ImagingInputError
-        Unreadable study, unmatched findings, no date, an existing timepoint id without
-        ``replace``, or a case that the engine refuses (its message, naming the field).
+        Unreadable study, a segment whose name and anatomy disagree (without
+        ``accept_conflicts``; naming the segmentation file when the study holds one),
+        unmatched findings, no date, an existing timepoint id without ``replace``, or a
+        case that the engine refuses (its message, naming the field).
     """
     from imaging_io.measure import MeasureResult
     from imaging_io.sr import read_measurement_report
@@ -186,18 +214,23 @@ def ingest_study(
     if study.segmentations:
         result: MeasureResult = measure_study_folder(study_dir)
         findings = findings_from_measurements(result)
+        read = study.segmentations
     elif study.reports:
         measurements = [m for report in study.reports for m in read_measurement_report(report)]
         if not measurements:
             raise ImagingInputError(study_dir, "its SR reports hold no linear measurement")
         findings = findings_from_report(measurements)
+        read = study.reports
     else:
         raise ImagingInputError(study_dir, "holds no SEG, RTSTRUCT or SR report to ingest")
     when = date or study.series.info.study_date
     if when is None:
         raise ImagingInputError(study_dir, "has no StudyDate; pass --date YYYY-MM-DD")
+    # A refusal of a finding names the file it came from when the study has only one.
+    source = str(read[0]) if len(read) == 1 else str(study_dir)
     timepoint = build_timepoint(case, findings, timepoint_id=timepoint_id, date=when,
-                                source=str(study_dir), unmatched=unmatched)
+                                source=source, unmatched=unmatched,
+                                accept_conflicts=accept_conflicts)
     out = dict(case)
     timepoints = [dict(tp) for tp in case.get("timepoints", [])]
     existing = [i for i, tp in enumerate(timepoints) if tp.get("id") == timepoint_id]

@@ -71,6 +71,41 @@ def test_segment_matching_no_lesion_is_refused_naming_it() -> None:
         ingest_study(case, SAMPLE / "BL", timepoint_id="BL")
 
 
+def _swapped_w8(folder: Path) -> Path:
+    """W8 with the tracking ids of its lung (T2) and node (T3) segments swapped."""
+    shutil.copytree(SAMPLE / "W8" / "CT", folder / "CT")
+    seg = pydicom.dcmread(SAMPLE / "W8" / "SEG.dcm")
+    lung, node = (s for s in seg.SegmentSequence if s.TrackingID in ("T2", "T3"))
+    assert (lung.SegmentLabel, node.SegmentLabel) == ("lung lesion", "lymph node")
+    lung.TrackingID, node.TrackingID = "T3", "T2"
+    seg.save_as(folder / "SEG.dcm")
+    return folder
+
+
+def test_segment_whose_anatomy_contradicts_its_lesion_is_refused_naming_both(
+    tmp_path, capsys
+) -> None:
+    study = _swapped_w8(tmp_path / "W8")
+    base = ingest_study(_skeleton(), SAMPLE / "BL", timepoint_id="BL")
+    with pytest.raises(ImagingInputError, match=(
+        r"W8/SEG\.dcm: timepoint W8: segment 'lung lesion' \(tracking id 'T3'\) names lesion "
+        r"T3, but its label names lung while T3 \(lymph node\) is nodal \(R-MEAS-2\); "
+        r"correct .* \(also in conflict: 'lymph node' on T2\)$"
+    )):
+        ingest_study(base, study, timepoint_id="W8")
+    case = tmp_path / "case.json"
+    case.write_text(json.dumps(base))
+    status = main(["ingest", str(study), "--case", str(case), "--timepoint", "W8"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert "segment 'lung lesion' (tracking id 'T3') names lesion T3" in err
+    # Accepted explicitly (the Python API), each segment goes where its tracking id says.
+    accepted = ingest_study(base, study, timepoint_id="W8", accept_conflicts=True)
+    measured = {le.label: le for le in measure_study_folder(study).lesions}
+    assert accepted["timepoints"][1]["targets"]["T3"] == round(
+        measured["lung lesion"].short_axis_mm, 1)
+
+
 def test_unmatched_segment_can_be_recorded_as_a_new_lesion() -> None:
     case = ingest_study(_skeleton(), SAMPLE / "BL", timepoint_id="BL")
     case["lesions"] = [le for le in case["lesions"] if le["id"] != "NT1"]

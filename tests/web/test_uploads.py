@@ -239,6 +239,66 @@ def test_sample_study_segments_go_to_the_targets_their_tracking_ids_name(
     assert f"scan date {study_date} from the study" in html
 
 
+@pytest.mark.skipif(not (SAMPLE / "W8" / "SEG.dcm").exists(), reason="sample_dicom not built")
+def test_a_segment_named_for_a_node_target_but_showing_a_lung_lesion_is_a_conflict(
+    app: Flask, users: dict[str, str], session: Session, trial: str
+) -> None:
+    import json
+
+    import pydicom
+
+    case = json.loads((SAMPLE / "demo_case.json").read_text())
+    case["timepoints"] = case["timepoints"][:1]
+    case.pop("arm", None)
+    import_case(session, SYSTEM, trial, case)
+    # The W8 SEG with the tracking ids of its lung (T2) and node (T3) segments swapped.
+    seg = pydicom.dcmread(SAMPLE / "W8" / "SEG.dcm")
+    lung, node = (s for s in seg.SegmentSequence if s.TrackingID in ("T2", "T3"))
+    assert (lung.SegmentLabel, node.SegmentLabel) == ("lung lesion", "lymph node")
+    lung.TrackingID, node.TrackingID = "T3", "T2"
+    edited = io.BytesIO()
+    seg.save_as(edited)
+    entries = {f"W8/CT/{p.name}": p.read_bytes() for p in (SAMPLE / "W8" / "CT").glob("*.dcm")}
+    entries["W8/SEG.dcm"] = edited.getvalue()
+    client = app.test_client()
+    login(client, "reader")
+    response = client.post(
+        f"/trials/{trial}/subjects/{case['subject_id']}/upload",
+        data={"study": (_zip(entries), "w8.zip")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200, response.data[:2000]
+    html = response.data.decode().replace("&#39;", "'")
+    fields = _form_fields(html, "timepoint-form")
+    assert float(fields["t_T1_mm"]) > 0  # the liver segment still goes to T1 by its id
+    assert fields["t_T2_mm"] == "" and fields["t_T3_mm"] == ""  # neither is pre-filled
+    assert (
+        "conflict: segment 'lung lesion' (tracking id 'T3') names T3, but its label names "
+        "lung while T3 (lymph node) is nodal (R-MEAS-2); not filled: check the segment and "
+        "enter T3 yourself"
+    ) in html
+    assert (
+        "conflict: segment 'lymph node' (tracking id 'T2') names T2, but it is a lymph node "
+        "while T2 (lung) is not nodal (R-MEAS-2); not filled"
+    ) in html
+    # Nor does the anatomy settle it behind the reader's back.
+    assert "by site" not in html
+
+
+def test_a_non_target_named_by_a_segment_of_another_organ_is_not_marked_present() -> None:
+    from web.services.uploads import match_segments, non_targets_segmented
+
+    case = {"lesions": [{"id": "NT1", "site": "bone", "kind": "non-target"}]}
+    measured = {"lesions": [{"label": "liver lesion", "tracking_id": "NT1"}]}
+    assert non_targets_segmented(case, measured) == {}
+    _, notes, _ = match_segments(case, measured)
+    assert notes == [
+        "conflict: segment 'liver lesion' (tracking id 'NT1') names NT1, but its label names "
+        "liver while the site of NT1 (bone) does not; not marked present: check the segment "
+        "and record NT1 yourself"
+    ]
+
+
 @pytest.mark.skipif(not DCMQI.exists(), reason="shared DICOM test data not present")
 def test_upload_for_an_existing_follow_up_prefills_its_edit_form_with_its_version(
     app: Flask, users: dict[str, str], session: Session, trial: str
@@ -455,3 +515,21 @@ def test_an_ambiguous_or_unmatched_segment_is_listed_and_fills_nothing() -> None
         "20.0 mm): enter it by hand if it is one, or add it as a new lesion"
     ) in notes
     assert any(n.startswith("segment 'segment 7' matched no target") for n in notes)
+
+
+def test_a_target_named_by_several_segments_is_listed_for_its_fragments() -> None:
+    from web.services.uploads import match_segments
+
+    case = {"lesions": [{"id": "T1", "site": "liver", "kind": "target", "nodal": False}]}
+    measured = {
+        "lesions": [
+            {"label": "liver lesion", "tracking_id": "T1", "longest_diameter_mm": 12.0},
+            {"label": "liver lesion #2", "tracking_id": "T01", "longest_diameter_mm": 8.0},
+        ]
+    }
+    prefill, notes, sources = match_segments(case, measured)
+    assert prefill == {} and sources == {}
+    assert notes == [
+        "T1 is named by 2 segments ('liver lesion' longest diameter 12.0 mm; 'liver lesion #2' "
+        "longest diameter 8.0 mm): if it split, enter each fragment's size (R-SPLIT)"
+    ]

@@ -10,7 +10,6 @@ itself is capped by ``MAX_CONTENT_LENGTH`` (HTTP 413).
 
 from __future__ import annotations
 
-import re
 import shutil
 import stat
 import tempfile
@@ -18,7 +17,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from recist.lesions import names_a_node
+from imaging_io.matching import Conflict, Segment, match_to_lesions
 from web.errors import InvalidInput
 
 MAX_ENTRIES = 4000
@@ -220,10 +219,19 @@ def measure_files(
 # ------------------------------------------------------- measured segments → the form
 
 
-def lesion_key(text: str) -> str:
-    """Compare lesion ids loosely: ``t1``, ``T1`` and ``T01`` are the same lesion."""
-    match = re.fullmatch(r"([A-Za-z]+)0*(\d+)", text.strip())
-    return f"{match.group(1).upper()}{int(match.group(2))}" if match else text.strip().upper()
+def _segments(measured: dict[str, Any]) -> list[Segment]:
+    return [Segment.of(item) for item in measured["lesions"]]
+
+
+def _conflict_note(segment: Segment, conflict: Conflict, target: bool) -> str:
+    if target:
+        left = "not filled: check the segment and enter"
+    else:
+        left = "not marked present: check the segment and record"
+    return (
+        f"conflict: segment {segment.describe()} names {conflict.lesion_id}, but "
+        f"{conflict.reason}; {left} {conflict.lesion_id} yourself"
+    )
 
 
 def match_segments(
@@ -231,49 +239,49 @@ def match_segments(
 ) -> tuple[dict[str, float], list[str], dict[str, dict[str, Any]]]:
     """Match measured segments to targets, and say how each was matched.
 
-    A segment whose tracking id or label names a lesion (T1 ≙ T01) goes to it. Otherwise
-    a segment goes to a target only when the match is unambiguous by anatomy: its label
-    names the target's site (``liver lesion`` → the one liver target left) or it is a
-    node for the one nodal target left. Nothing is matched by position: a segment that
-    fits no target, or fits several, is listed with its sizes for the reader to enter,
-    because a wrong pre-fill looks exactly like a right one.
+    The matcher of ``recist ingest`` (:mod:`imaging_io.matching`): a segment whose
+    tracking id or label names a lesion (T1 ≙ T01) goes to it, unless its anatomy says
+    otherwise (a node on a non-nodal target, a ``lung lesion`` on a node or a liver
+    target): such a conflict is listed for the reader to resolve and fills nothing.
+    Otherwise a segment goes to a target only when the match is unambiguous by anatomy:
+    its label names the target's organ (``liver lesion`` → the one liver target left) or
+    it is a node for the one nodal target left. Nothing is matched by position: a segment
+    that fits no target, or fits several, is listed with its sizes for the reader to
+    enter, because a wrong pre-fill looks exactly like a right one. So is a target named
+    by several segments (a split lesion, R-SPLIT: the reader enters the fragments).
     """
-    targets = [le for le in case["lesions"] if le["kind"] == "target"]
-    known = {lesion_key(le["id"]) for le in case["lesions"]}
-    named: dict[str, dict[str, Any]] = {}
-    anonymous: list[dict[str, Any]] = []
-    for item in measured["lesions"]:
-        keys = [lesion_key(str(k)) for k in (item.get("tracking_id"), item.get("label")) if k]
-        key = next((k for k in keys if k in known), None)
-        if key is None or key in named:
-            anonymous.append(item)
-        else:
-            named[key] = item
-    matches: dict[str, tuple[dict[str, Any], str]] = {}
-    for le in targets:
-        item = named.get(lesion_key(le["id"]))
-        if item is not None:
-            matches[le["id"]] = (item, "by its id")
-    left = [le for le in targets if le["id"] not in matches]
-    fits = {id(item): [le for le in left if _fits_site(le, item)] for item in anonymous}
-    for item in list(anonymous):
-        candidates = fits[id(item)]
-        if len(candidates) != 1:
-            continue
-        le = candidates[0]
-        rivals = [other for other in anonymous if le in fits[id(other)]]
-        if len(rivals) == 1 and le["id"] not in matches:
-            matches[le["id"]] = (item, f"by site: {le['site']}")
-            anonymous.remove(item)
+    items = measured["lesions"]
+    segments = _segments(measured)
+    matching = match_to_lesions(case["lesions"], segments, by_anatomy=True)
+    conflicted = matching.conflicted()
     out: dict[str, float] = {}
     notes = []
     sources: dict[str, dict[str, Any]] = {}
-    for le in targets:
+    for conflict in matching.conflicts:
+        target = any(le["id"] == conflict.lesion_id and le["kind"] == "target"
+                     for le in case["lesions"])  # fmt: skip
+        notes.append(_conflict_note(segments[conflict.segment], conflict, target))
+    for le in (le for le in case["lesions"] if le["kind"] == "target"):
         axis = "short axis" if le.get("nodal") else "longest diameter"
-        if le["id"] not in matches:
+        found = matching.lesions.get(le["id"], [])
+        if le["id"] in conflicted:
+            for index in found:
+                notes.append(
+                    f"{le['id']} ← segment {segments[index].describe()} (by its id): not "
+                    "filled while another segment naming it is in conflict"
+                )
+            continue
+        if not found:
             notes.append(f"{le['id']} ({le['site']}): no segment names it or its site; enter it")
             continue
-        item, how = matches[le["id"]]
+        if len(found) > 1:
+            pieces = "; ".join(f"{items[i].get('label')!r} {_sizes(items[i])}" for i in found)
+            notes.append(
+                f"{le['id']} is named by {len(found)} segments ({pieces}): if it split, enter "
+                "each fragment's size (R-SPLIT)"
+            )
+            continue
+        item, how = items[found[0]], matching.how[found[0]]
         mm = _size_of(le, item)
         if mm is None:
             notes.append(
@@ -293,42 +301,37 @@ def match_segments(
             "segment_number": item.get("label_value"),
         }
         notes.append(f"{le['id']} ← segment {item.get('label')!r} ({how}): {axis} {mm:.1f} mm")
-    for item in anonymous:
-        sizes = ", ".join(
-            f"{name} {item[key]:.1f} mm"
-            for name, key in (("longest diameter", "longest_diameter_mm"),
-                              ("short axis", "short_axis_mm"))
-            if item.get(key) is not None
-        )  # fmt: skip
+    for index in matching.unmatched:
         notes.append(
-            f"segment {item.get('label')!r} matched no target ({sizes or 'no size'}): enter it "
-            "by hand if it is one, or add it as a new lesion"
+            f"segment {items[index].get('label')!r} matched no target "
+            f"({_sizes(items[index])}): enter it by hand if it is one, or add it as a new lesion"
         )
     return out, notes, sources
 
 
+def _sizes(item: dict[str, Any]) -> str:
+    sizes = ", ".join(
+        f"{name} {item[key]:.1f} mm"
+        for name, key in (("longest diameter", "longest_diameter_mm"),
+                          ("short axis", "short_axis_mm"))
+        if item.get(key) is not None
+    )  # fmt: skip
+    return sizes or "no size"
+
+
 def non_targets_segmented(case: dict[str, Any], measured: dict[str, Any]) -> dict[str, str]:
-    """Non-target lesion id → the label of the segment whose tracking id or label names it."""
-    wanted = {lesion_key(le["id"]): le["id"] for le in case["lesions"] if le["kind"] != "target"}
+    """Non-target lesion id → the label of the segment whose tracking id or label names it.
+
+    A non-target some segment names in conflict (:func:`match_segments` lists it) is left
+    out: the reader decides."""
+    matching = match_to_lesions(case["lesions"], _segments(measured))
+    conflicted = matching.conflicted()
     out: dict[str, str] = {}
-    for item in measured["lesions"]:
-        for name in (item.get("tracking_id"), item.get("label")):
-            code = wanted.get(lesion_key(str(name))) if name else None
-            if code is not None and code not in out:
-                out[code] = str(item.get("label"))
+    for le in case["lesions"]:
+        found = matching.lesions.get(le["id"])
+        if le["kind"] != "target" and found and le["id"] not in conflicted:
+            out[le["id"]] = str(measured["lesions"][found[0]].get("label"))
     return out
-
-
-def _fits_site(lesion: dict[str, Any], item: dict[str, Any]) -> bool:
-    """Whether a segment's label or node flag points at this target's anatomy."""
-    label = str(item.get("label") or "").lower()
-    is_node = bool(item.get("nodal")) or names_a_node(label)
-    if bool(lesion.get("nodal")) != is_node:
-        return False
-    if is_node:
-        return True
-    site = str(lesion.get("site") or "").lower()
-    return bool(site) and re.search(rf"\b{re.escape(site)}\b", label) is not None
 
 
 def _size_of(lesion: dict[str, Any], measured: dict[str, Any]) -> float | None:
