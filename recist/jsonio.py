@@ -565,6 +565,10 @@ def _recist_new_lesions(tp: TimepointIn) -> tuple[NewLesion, ...]:
     return tuple(out)
 
 
+def _same_site(one: Any, other: Any) -> bool:
+    return str(one).strip().lower() == str(other).strip().lower()
+
+
 def _irecist_timepoints(model: CaseIn) -> list[Timepoint]:
     """The timepoints of an iRECIST case: each new lesion's listings as records (I-NEW-4).
 
@@ -585,7 +589,8 @@ def _irecist_timepoints(model: CaseIn) -> list[Timepoint]:
                     ("site", n.site, seen.site),
                     ("nodal", nodal, seen.nodal),
                 ):
-                    if name in given and mine != theirs:
+                    same = _same_site(mine, theirs) if name == "site" else mine == theirs
+                    if name in given and not same:
                         raise CaseInputError(
                             f"{name} {mine!r} differs from the first listing of this new lesion "
                             f"({theirs!r}); a new lesion keeps its site and nodal flag (I-NEW-4)",
