@@ -66,6 +66,7 @@ TASK_RETRIES = 1
 # A lesion id of the form NT1, NT-2, nt_3 is a non-target by the usual naming of
 # segmentation tracking ids (sample_dicom, the web app's rows).
 NON_TARGET_ID = re.compile(r"^NT[-_]?\d+$", re.IGNORECASE)
+SEGMENTATION_NAMES = ("SEG.dcm", "RTSTRUCT.dcm")  # in a discovered timepoint folder
 ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MANIFEST_JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -207,8 +208,9 @@ def _row(source: Path, number: int, value: dict[str, Any], base: Path, index: in
 def discover(folder: str | Path) -> list[StudyRow]:
     """The studies of a folder laid out ``folder/<subject>/<timepoint>/``.
 
-    In a timepoint folder (as ``sample_dicom/<visit>/``) the image series is its one
-    sub-folder (else ``CT/``) and the segmentation ``SEG.dcm``, else its one file. A study
+    In a timepoint folder (as ``sample_dicom/<visit>/``, or as ``recist pull`` writes one)
+    the image series is its one sub-folder (else ``CT/``) and the segmentation
+    ``SEG.dcm``, else ``RTSTRUCT.dcm``, else the folder's one file. A study
     whose files are not there is listed all the same: measuring it refuses it, naming the
     missing path, and the batch goes on. Hidden entries are skipped; subjects and
     timepoints are taken in name order (cases order timepoints by date).
@@ -227,9 +229,8 @@ def discover(folder: str | Path) -> list[StudyRow]:
             series = _visible(visit, folders=True)
             files = _visible(visit, folders=False)
             image = series[0] if len(series) == 1 else visit / "CT"
-            seg = visit / "SEG.dcm"
-            if not seg.is_file() and len(files) == 1:
-                seg = files[0]
+            named = [visit / name for name in SEGMENTATION_NAMES if (visit / name).is_file()]
+            seg = named[0] if named else files[0] if len(files) == 1 else visit / "SEG.dcm"
             rows.append(StudyRow(subject.name, visit.name, str(image), str(seg),
                                  index=len(rows)))
     if not rows:
@@ -411,7 +412,7 @@ def findings_of(measurement: dict[str, Any]) -> list[Finding]:
         Finding(key=le.get("tracking_id") or le["label"], label=le["label"],
                 empty=le["voxel_count"] == 0,
                 longest_diameter_mm=le["longest_diameter_mm"],
-                short_axis_mm=le["short_axis_mm"])
+                short_axis_mm=le["short_axis_mm"], nodal=bool(le.get("nodal")))
         for le in measurement["lesions"]
     ]
 
@@ -419,20 +420,24 @@ def findings_of(measurement: dict[str, Any]) -> list[Finding]:
 def lesions_from_baseline(measurement: dict[str, Any]) -> list[dict[str, Any]]:
     """The lesions of a case without a starting case: those of its first timepoint.
 
-    One lesion per tracking id (else label), segments sharing one being the fragments of
-    a split lesion (R-SPLIT); its ``site`` is the segment label and ``nodal`` the
+    One lesion per tracking id (else label; ``T1`` and ``T01`` are one, as
+    :func:`imaging_io.matching.lesion_key` compares them), segments sharing one being the
+    fragments of a split lesion (R-SPLIT); its ``site`` is the segment label and ``nodal`` the
     segment's. A lesion is a non-target when its id says so (``NT1``) or no segment of it
     is measurable (R-MEAS-1/2), else a target. The engine then checks the selection
     (R-SEL: at most 5 targets, 2 per organ) and reports its findings as warnings; a
     reader's selection is given with a starting case.
     """
+    from imaging_io.matching import lesion_key
+
     lesions: dict[str, dict[str, Any]] = {}
     measurable: dict[str, bool] = defaultdict(bool)
     for le in measurement["lesions"]:
         lesion_id = str(le.get("tracking_id") or le["label"])
-        lesions.setdefault(lesion_id.lower(), {"id": lesion_id, "site": le["label"],
-                                               "nodal": bool(le.get("nodal"))})
-        measurable[lesion_id.lower()] |= bool(le["measurable"])
+        key = lesion_key(lesion_id)  # T1 and T01 are one lesion, as ingest matches them
+        lesions.setdefault(key, {"id": lesion_id, "site": le["label"],
+                                 "nodal": bool(le.get("nodal"))})
+        measurable[key] |= bool(le["measurable"])
     out = []
     for key, lesion in lesions.items():
         target = measurable[key] and not NON_TARGET_ID.match(lesion["id"])

@@ -199,6 +199,18 @@ def test_discovery_takes_subject_then_timepoint_folders(tree: Path) -> None:
     assert rows[1].seg == str(tree / "studies/DEMO-001/W16/SEG.dcm")
 
 
+def test_discovery_reads_the_folders_recist_pull_writes(tmp_path: Path) -> None:
+    visit = tmp_path / "pulled" / "0101-004" / "2024-03-04"
+    (visit / "CT").mkdir(parents=True)
+    for name in ("RTSTRUCT.dcm", "SR.dcm", "measure.json"):
+        (visit / name).write_text("")
+    (tmp_path / "pulled" / "pull-manifest.json").write_text("{}")
+    (tmp_path / "pulled" / ".pull-tmp").mkdir()
+    (row,) = discover(tmp_path / "pulled")
+    assert (row.subject, row.timepoint) == ("0101-004", "2024-03-04")
+    assert (row.image, row.seg) == (str(visit / "CT"), str(visit / "RTSTRUCT.dcm"))
+
+
 # --- what a batch gives ------------------------------------------------------------------
 
 
