@@ -686,17 +686,21 @@ class _Assessor:
             target,
             nt,
             new,
-            {i: value.size for i, value in zip(self.target_ids, values, strict=True)},
-            [i for i, s in zip(self.nt_ids, nt_states, strict=True) if s is _PROGRESSION],
-            total,
-            len(known) == len(ids),
-            nadir,
-            total is not None and nadir is not None and total >= pd_min_sum(nadir),
-            [i for i, s in new.states.items() if s is _PROGRESSION and i not in first],
-            self._new_reappeared(new) if self.had_icr else [],
-            I_CODE[target.response] if target is not None else None,
-            I_CODE[nt.response] if nt is not None else None,
-            self._new_category(new),
+            sizes={i: value.size for i, value in zip(self.target_ids, values, strict=True)},
+            nt_progression=[
+                i for i, s in zip(self.nt_ids, nt_states, strict=True) if s is _PROGRESSION
+            ],
+            new_total=total,
+            new_complete=len(known) == len(ids),
+            new_nadir=nadir,
+            new_pd=total is not None and nadir is not None and total >= pd_min_sum(nadir),
+            nlnt_progression=[
+                i for i, s in new.states.items() if s is _PROGRESSION and i not in first
+            ],
+            reappeared=self._new_reappeared(new) if self.had_icr else [],
+            target_code=I_CODE[target.response] if target is not None else None,
+            nt_code=I_CODE[nt.response] if nt is not None else None,
+            new_code=self._new_category(new),
         )
         run = self.run_
         if run is not None and self.icpd is None:
@@ -831,8 +835,8 @@ class _Assessor:
                 "(any increase)"
             )
             where.add("new")
-        if now.reappeared:
-            confirm.append(f"I-CPD-3: new lesion {_list(now.reappeared)} seen again")
+        if now.reappeared and not run.new_progressed:
+            confirm.append(f"I-CPD-3: new lesion {_list(now.reappeared)} seen again after iCR")
             where.add("new")
         if now.new.first:
             confirm.append(f"I-CPD-4: further new lesion {_list([r.id for r in now.new.first])}")

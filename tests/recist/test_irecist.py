@@ -247,6 +247,38 @@ def test_stable_new_lesions_after_a_reset_do_not_make_iupd_again_i_upd_2():
     assert result["timepoints"][-1]["new_target_nadir_mm"] == 20.0
 
 
+def test_a_new_lesion_seen_again_after_icr_is_iupd_and_needs_growth_to_confirm():
+    result = assess_json(
+        icase(
+            fu(targets={"T1": 40.0}, new_lesions=[new("N1", site="bone")]),
+            fu(
+                targets={"T1": "absent"},
+                non_targets={"NT1": "absent"},
+                new_lesions=[new("N1", state="absent")],
+            ),
+            fu(
+                targets={"T1": "absent"},
+                non_targets={"NT1": "absent"},
+                new_lesions=[new("N1", state="present")],
+            ),
+            fu(
+                targets={"T1": "absent"},
+                non_targets={"NT1": "absent"},
+                new_lesions=[new("N1", state="present")],
+            ),
+            fu(
+                targets={"T1": "absent"},
+                non_targets={"NT1": "absent"},
+                new_lesions=[new("N1", state="progression")],
+            ),
+        )
+    )
+    assert overall(result) == ["iUPD", "iCR", "iUPD", "iUPD", "iCPD"]
+    assert "I-UPD-2" in reasons(result, 3) and "seen again after iCR" in reasons(result, 3)
+    assert result["progression"]["iupd_timepoint"] == "FU3"
+    assert result["best_overall_response"] == "iCR"
+
+
 def test_confirmation_window_missed_leaves_iupd_unconfirmed_i_cpd_window():
     result = assess_json(
         icase(
@@ -686,3 +718,35 @@ def test_the_confirmation_window_settings_are_checked_r_plaus_settings():
     c = icase(settings={"criteria": "irecist1.0"})
     with pytest.raises(CaseInputError, match=r"settings.criteria.*'irecist1.0'"):
         parse_case(c)
+
+
+def test_non_target_disease_only_gives_non_icr_non_iupd_i_ovr():
+    # [S17] table 3 note: with non-target disease only, iCR or NON-iCR/NON-iUPD.
+    result = assess_json(
+        icase(fu(), fu(non_targets={"NT1": "absent"}), targets={}, randomized_on=day(0))
+    )
+    assert overall(result) == ["NON-iCR/NON-iUPD", "iCR"]
+    assert result["timepoints"][1]["target_response"] is None
+    assert result["best_overall_response"] == "iCR"
+
+
+def test_the_python_api_follows_plain_timepoints_under_irecist():
+    from recist.assessment import assess
+    from recist.lesions import NewLesion
+
+    node = NewLesion("N1", "lymph node", nodal=True, short_axis_mm=16.0)
+    c = Case(
+        "S",
+        (Lesion("T1", "liver", LesionKind.TARGET),),
+        (
+            Timepoint("BL", ORIGIN, {"T1": TargetValue.measured(50)}),
+            Timepoint(
+                "W8", ORIGIN + timedelta(days=56), {"T1": TargetValue.measured(50)}, {}, (node,)
+            ),
+        ),
+        Settings(criteria="irecist"),
+    )
+    result = assess(c)
+    assert result.timepoints[1].overall_response is I.IUPD
+    assert [n.category.value for n in result.new_lesions] == ["target"]
+    assert result.recist1_1.timepoints[1].overall_response.value == "PD"
