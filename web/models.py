@@ -94,6 +94,9 @@ class Trial(Base):
     # Independent central review: two blinded reads per subject + adjudication
     # (web.services.central).
     central_review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The DICOMweb service the trial's studies are pulled from (web.services.pacs); its
+    # credentials are never stored (RECIST_PACS_USER / RECIST_PACS_PASSWORD).
+    pacs_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     arms: Mapped[list[Arm]] = relationship(
         back_populates="trial", order_by="Arm.code", cascade="all, delete-orphan"
@@ -297,6 +300,27 @@ class TrialMember(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     added_by: Mapped[str] = mapped_column(String(64))
+
+
+class PacsStudy(Base):
+    """A study pulled from the trial's PACS, measured by the machine and kept; it waits
+    for a reader to confirm it as a timepoint (never saved or signed by the machine)."""
+
+    __tablename__ = "pacs_study"
+    __table_args__ = (UniqueConstraint("subject_id", "study_uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subject.id", ondelete="CASCADE"), index=True
+    )
+    study_uid: Mapped[str] = mapped_column(String(128))
+    timepoint: Mapped[str] = mapped_column(String(64))
+    study_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    measured: Mapped[dict[str, Any]] = mapped_column(JSON)
+    pulled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    pulled_by: Mapped[str] = mapped_column(String(64))
+
+    subject: Mapped[Subject] = relationship()
 
 
 class ApiToken(Base):

@@ -31,6 +31,7 @@ SAMPLE_ARGS = {
     "username": "reader",
     "lesion": "T1",
     "k": "0",
+    "study_id": "1",
 }
 
 

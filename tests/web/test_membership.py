@@ -56,6 +56,7 @@ def _trial_routes(app: Flask, trial: str) -> list[tuple[str, str]]:
         "username": "reader",
     "lesion": "T1",
     "k": "0",
+    "study_id": "1",
     }
     out = []
     for rule in app.url_map.iter_rules():

@@ -60,10 +60,12 @@ def subject_page(trial_code: str, subject_code: str, error: ServiceError | None 
     grid = build_grid(case, result, key_image_links(row)) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
     audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
+    from web.services.pacs import awaiting
     from web.services.progression import subject_row
 
     review = subject_row(session, row)
     used = review.used if review is not None and review.override is not None else None
+    pulled = awaiting(session, row)
     return (
         render_template(
             "views/subject.html",
@@ -76,6 +78,7 @@ def subject_page(trial_code: str, subject_code: str, error: ServiceError | None 
             versions=versions,
             audit=audit,
             review=review,
+            pulled=pulled,
             error=error,
         ),
         error.status if error is not None else 200,

@@ -30,7 +30,7 @@ from web.services import (
 def upload(trial_code: str, subject_code: str) -> Any:
     """Upload a study (zip) for a follow-up: imaging_io measures, the reader confirms."""
     from web.services.studies import check_binding
-    from web.services.uploads import match_segments, measure_upload, non_targets_segmented
+    from web.services.uploads import measure_upload
 
     session = request_session()
     row = get_subject(session, trial_code, subject_code)
@@ -51,40 +51,7 @@ def upload(trial_code: str, subject_code: str) -> Any:
         error = InvalidInput("the study holds no segmented lesion to measure", field="study")
     follow_ups = [tp.code for tp in row.timepoints[1:]]
     if measured is not None and error is None:
-        # For an existing follow-up the stored values are kept where nothing was measured.
-        target = request.form.get("timepoint") or None
-        tp = get_timepoint(row, target) if target in follow_ups else None
-        stored = timepoint_as_dict(row, tp) if tp is not None else None
-        prefill, notes, sources = match_segments(case, measured)
-        evidence = {
-            "image": measured.get("image") or {},
-            "lesions": sources,
-            "study": measured.get("study"),
-        }
-        values = timepoint_form_values(stored, case)
-        for code, mm in prefill.items():
-            values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
-        for code, label in non_targets_segmented(case, measured).items():
-            # A segmented non-target is there; whether it progressed unequivocally
-            # (R-NT-PD) is the reader's call, never the pre-fill's.
-            values["non_targets"][code] = "present"
-            notes.append(f"{code} ← segment {label!r}: present (judge progression yourself)")
-        study_date = (measured.get("image") or {}).get("study_date")
-        if study_date and not values["date"]:
-            values["date"] = study_date
-            notes.append(f"scan date {study_date} from the study")
-        flash(
-            "Measured from the uploaded study; check every value before saving. " + "; ".join(notes)
-        )
-        return timepoint_page(
-            row,
-            case,
-            values,
-            tp.code if tp else None,
-            tp.version if tp else None,
-            None,
-            imaging_token=imaging_token(evidence),
-        )
+        return prefilled_page(row, case, measured, request.form.get("timepoint") or None)
     return (
         render_template(
             "views/upload.html", trial=row.trial, subject=row, error=error, follow_ups=follow_ups
@@ -93,6 +60,50 @@ def upload(trial_code: str, subject_code: str) -> Any:
     )
 
 
-# The imaging evidence travels in the form between the upload and the save: signed with
-# the application's key, so what is stored is what imaging_io measured, not what a
-# browser sent back.
+def prefilled_page(
+    row: Any,
+    case: dict[str, Any],
+    measured: dict[str, Any],
+    target: str | None,
+    *,
+    source: str = "the uploaded study",
+) -> Any:
+    """The follow-up form pre-filled from what imaging_io measured (an upload or a study
+    pulled from the PACS), with the evidence signed into it; the reader checks and saves."""
+    from web.services.uploads import match_segments, non_targets_segmented
+
+    # The imaging evidence travels in the form between here and the save: signed with the
+    # application's key, so what is stored is what imaging_io measured, not what a
+    # browser sent back.
+    follow_ups = [tp.code for tp in row.timepoints[1:]]
+    # For an existing follow-up the stored values are kept where nothing was measured.
+    tp = get_timepoint(row, target) if target is not None and target in follow_ups else None
+    stored = timepoint_as_dict(row, tp) if tp is not None else None
+    prefill, notes, sources = match_segments(case, measured)
+    evidence = {
+        "image": measured.get("image") or {},
+        "lesions": sources,
+        "study": measured.get("study"),
+    }
+    values = timepoint_form_values(stored, case)
+    for code, mm in prefill.items():
+        values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
+    for code, label in non_targets_segmented(case, measured).items():
+        # A segmented non-target is there; whether it progressed unequivocally
+        # (R-NT-PD) is the reader's call, never the pre-fill's.
+        values["non_targets"][code] = "present"
+        notes.append(f"{code} ← segment {label!r}: present (judge progression yourself)")
+    study_date = (measured.get("image") or {}).get("study_date")
+    if study_date and not values["date"]:
+        values["date"] = study_date
+        notes.append(f"scan date {study_date} from the study")
+    flash(f"Measured from {source}; check every value before saving. " + "; ".join(notes))
+    return timepoint_page(
+        row,
+        case,
+        values,
+        tp.code if tp else None,
+        tp.version if tp else None,
+        None,
+        imaging_token=imaging_token(evidence),
+    )
