@@ -150,6 +150,24 @@ NEW_SIZE_WORDS = {
 }
 
 
+def _new_size_value(value: Any) -> Any:
+    """A new lesion's ``size_mm`` as entered: mm (finite, 0–1000: R-PLAUS-SIZE), or one of
+    the words of I-NEW-4."""
+    if value is None or (isinstance(value, str) and value in NEW_SIZE_WORDS):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a size in mm, 'too_small', 'absent' or 'not_evaluated'")
+    if value < 0:
+        raise ValueError("a negative size; a size must be ≥ 0 mm")
+    try:
+        mm_to_length(value)
+    except CaseInputError as error:
+        raise ValueError(
+            f"not a size from 0 to {MAX_SIZE_MM} mm" + (f" ({error.rule})" if error.rule else "")
+        ) from None
+    return value
+
+
 class NewLesionIn(_Strict):
     """A new lesion at one follow-up: size_mm is its longest diameter, a node's short axis
     (short_axis_mm is that size's older name for a node); category and state follow new
@@ -160,7 +178,17 @@ class NewLesionIn(_Strict):
     equivocal: StrictBool = False
     nodal: StrictBool = False
     short_axis_mm: Size | None = None
-    size_mm: Size | Literal["too_small", "absent", "not_evaluated"] | None = None
+    size_mm: Annotated[Any, BeforeValidator(_new_size_value)] = Field(
+        None,
+        description="size in mm (LD; a node's short axis), or a word (iRECIST, I-NEW-4)",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_SIZE_MM},
+                {"enum": list(NEW_SIZE_WORDS)},
+                {"type": "null"},
+            ]
+        },
+    )
     category: Literal["target", "non-target"] | None = None
     state: Literal["present", "absent", "progression", "not_evaluated"] | None = None
 
@@ -534,7 +562,8 @@ def _new_size(tp: TimepointIn, n: NewLesionIn) -> float | str | None:
                 field="new_lesions",
             )
         return n.short_axis_mm
-    return n.size_mm
+    size: float | str | None = n.size_mm  # checked by _new_size_value
+    return size
 
 
 def _recist_new_lesions(tp: TimepointIn) -> tuple[NewLesion, ...]:

@@ -750,3 +750,21 @@ def test_the_python_api_follows_plain_timepoints_under_irecist():
     assert result.timepoints[1].overall_response is I.IUPD
     assert [n.category.value for n in result.new_lesions] == ["target"]
     assert result.recist1_1.timepoints[1].overall_response.value == "PD"
+
+
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [
+        (
+            1200.0,
+            r"lesion N1, field .*size_mm: 1200.0 is not a size from 0 to 1000 mm.*R-PLAUS-SIZE",
+        ),
+        (-1.0, r"lesion N1, field .*size_mm: -1.0 is a negative size"),
+        (True, r"size_mm: True is not a size in mm, 'too_small', 'absent' or 'not_evaluated'"),
+        ("gone", r"size_mm: 'gone' is not a size in mm"),
+    ],
+)
+def test_a_new_lesion_size_is_checked_like_every_size_r_plaus_size(size, match):
+    c = icase(fu(targets={"T1": 50.0}, new_lesions=[new("N1", size, site="lung")]))
+    with pytest.raises(CaseInputError, match=match):
+        parse_case(c)
