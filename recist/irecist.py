@@ -480,7 +480,7 @@ class _NewLesions:
                 site=record.site,
             )
         measurable = verdict is not None and verdict.measurable
-        why = verdict.reasons[0] if verdict is not None else "not measured"
+        why = verdict.reasons[0] if verdict is not None else "no measured size"
         targets = self.targets
         in_organ = sum(1 for n in targets if n.organ == organ)
         room = len(targets) < MAX_NEW_TARGETS and in_organ < MAX_NEW_TARGETS_PER_ORGAN
