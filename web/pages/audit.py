@@ -13,7 +13,15 @@ from flask import (
 from web.auth import requires
 from web.pages import review as bp
 from web.services import InvalidInput, get_subject, get_trial, request_session
-from web.services.audit import ACTIONS, AuditFilter, entities, search, to_csv
+from web.services.audit import (
+    ACCESS_ENTITIES,
+    ACTIONS,
+    AuditFilter,
+    access_events,
+    entities,
+    search,
+    to_csv,
+)
 
 # The page shows the newest records; the CSV export has them all.
 PAGE_LIMIT = 500
@@ -86,4 +94,28 @@ def _audit_csv(trial_code: str, subject_code: str | None) -> Any:
         body,
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.route("/access")
+@requires("manage_users")
+def access_log() -> Any:
+    """Access events for administrators: logins, logouts, failed logins, sessions ended,
+    API tokens created, revoked and used (with ``.csv`` export: ``?download=csv``)."""
+    filters = _filters()
+    session = request_session()
+    if request.args.get("download") == "csv":
+        return Response(
+            to_csv(access_events(session, filters, limit=None)),
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="access_events.csv"'},
+        )
+    records = access_events(session, filters, limit=PAGE_LIMIT + 1)
+    return render_template(
+        "review/access.html",
+        records=records[:PAGE_LIMIT],
+        truncated=len(records) > PAGE_LIMIT,
+        filters=filters,
+        args=filters.as_args(),
+        entities=ACCESS_ENTITIES,
     )

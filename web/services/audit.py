@@ -387,6 +387,34 @@ def search(
     return list(session.scalars(query))
 
 
+# The entities of access events (web.services.access): logins, logouts, failed logins,
+# sessions ended, tokens created, revoked and used.
+ACCESS_ENTITIES = ("access", "api_token")
+
+
+def access_events(
+    session: Session, filters: AuditFilter, *, limit: int | None = 500
+) -> list[AuditRecord]:
+    """Access events, newest first, filtered like the audit view (``entity`` narrows to one
+    of :data:`ACCESS_ENTITIES`)."""
+    wanted = [filters.entity] if filters.entity in ACCESS_ENTITIES else list(ACCESS_ENTITIES)
+    query = select(AuditRecord).where(AuditRecord.entity.in_(wanted))
+    if filters.user:
+        query = query.where(
+            or_(AuditRecord.username == filters.user, AuditRecord.entity_key == filters.user)
+        )
+    if filters.action:
+        query = query.where(AuditRecord.action == filters.action)
+    if filters.date_from:
+        query = query.where(AuditRecord.at >= datetime.combine(filters.date_from, time(), UTC))
+    if filters.date_to:
+        query = query.where(AuditRecord.at <= datetime.combine(filters.date_to, time.max, UTC))
+    query = query.order_by(AuditRecord.seq.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
 CSV_COLUMNS = (
     "seq",
     "at_utc",
