@@ -29,6 +29,10 @@ def register(parser: argparse.ArgumentParser) -> None:
                              "lesions, or ignore")
     parser.add_argument("--replace", action="store_true",
                         help="replace a timepoint with the same id")
+    parser.add_argument("--accept-conflicts", action="store_true",
+                        help="record a segment whose name points at a lesion although its "
+                             "anatomy disagrees (a lung segment named after a node target); "
+                             "refused by default")
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--output", "-o", metavar="FILE", help="write the case here")
     out.add_argument("--in-place", action="store_true", help="rewrite CASE.json")
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")
             updated = ingest_study(case, args.study, timepoint_id=args.timepoint,
                                    date=args.date, replace=args.replace,
-                                   unmatched=args.unmatched)
+                                   unmatched=args.unmatched,
+                                   accept_conflicts=args.accept_conflicts)
     except ImagingInputError as exc:
         return report_error("ingest", exc)
     except READER_ERRORS as exc:

@@ -55,7 +55,8 @@ def conflict_message(timepoint_id: str, finding: Finding, conflict: Conflict) ->
     return (
         f"timepoint {timepoint_id}: segment {finding.segment().describe()} names lesion "
         f"{conflict.lesion_id}, but {conflict.reason}; correct the segment's tracking "
-        "identifier or label, or the lesion's site or nodal flag in the case"
+        "identifier or label, or the lesion's site or nodal flag in the case (or, having "
+        "checked the images, pass --accept-conflicts)"
     )
 
 

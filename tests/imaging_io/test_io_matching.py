@@ -196,3 +196,32 @@ class _Measurement:
         self.tracking_uid = None
         self.kind = kind
         self.value_mm = value_mm
+
+
+def test_ingest_accept_conflicts_records_what_the_reader_checked(tmp_path) -> None:
+    """`recist ingest --accept-conflicts` records a conflicting segment the default refuses."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import pydicom
+
+    from recist.cli import main
+
+    sample = Path(__file__).resolve().parents[2] / "sample_dicom"
+    study = tmp_path / "W8"
+    shutil.copytree(sample / "W8", study)
+    seg = pydicom.dcmread(study / "SEG.dcm")
+    by_id = {str(item.get("TrackingID", "")): item for item in seg.SegmentSequence}
+    by_id["T2"].SegmentLabel = "hilar lymph node"  # T2 is the lung target
+    seg.save_as(study / "SEG.dcm")
+    case = json.loads((sample / "demo_case.json").read_text())
+    case["timepoints"] = case["timepoints"][:1]
+    case_file = tmp_path / "case.json"
+    case_file.write_text(json.dumps(case))
+    args = ["ingest", str(study), "--case", str(case_file), "--timepoint", "W8"]
+    assert main([*args, "-o", str(tmp_path / "refused.json")]) == 2
+    assert not (tmp_path / "refused.json").exists()
+    assert main([*args, "--accept-conflicts", "-o", str(tmp_path / "out.json")]) == 0
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written["timepoints"][1]["targets"]["T2"] == 16.5  # its longest diameter
