@@ -186,7 +186,14 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
 
     event_date, reason, what = event
     if settings.visit_interval_days is not None:
-        before = _last_adequate(adequate, event_date, True)
+        # §8: the last adequate assessment on or before the event, other than the
+        # timepoint that shows the event (a scan on the day of death counts).
+        shows = (
+            _showing(progression, adequate)
+            if progression is not None and reason is not PfsReason.DEATH
+            else frozenset()
+        )
+        before = _last_adequate_before(adequate, event_date, shows)
         reference = before[1] if before is not None else origin
         gap = (event_date - reference).days
         limit = MISSED_VISITS * settings.visit_interval_days
@@ -217,6 +224,29 @@ def _last_adequate(
         if tp_date >= on_or_before if strictly else tp_date > on_or_before:
             break
         found = (tp_id, tp_date)
+    return found
+
+
+def _showing(progression: Progression, adequate: list[tuple[str, date]]) -> frozenset[str]:
+    """The timepoints that show a progression: the one that calls it, and for a back-dated
+    new lesion (R-NEW-2) the equivocal timepoint its date comes from."""
+    shows = {progression.timepoint}
+    if progression.back_dated:
+        shows |= {tp_id for tp_id, tp_date in adequate if tp_date == progression.date}
+    return frozenset(shows)
+
+
+def _last_adequate_before(
+    adequate: list[tuple[str, date]], event_date: date, shows: frozenset[str]
+) -> tuple[str, date] | None:
+    """The last adequate assessment dated on or before ``event_date`` other than the
+    timepoints in ``shows`` (§8's missed-visit reference)."""
+    found = None
+    for tp_id, tp_date in adequate:
+        if tp_date > event_date:
+            break
+        if tp_id not in shows:
+            found = (tp_id, tp_date)
     return found
 
 

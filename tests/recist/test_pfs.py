@@ -156,3 +156,84 @@ def test_progression_date_rule_latest_uses_the_latest_scan():
         settings={"progression_date": "latest"},
     )
     assert assess(c)["progression"]["date"] == "2021-03-12"
+
+
+# §8, the missed-visit reference (issue 15, found by differential testing): the last
+# adequate assessment on or before the event, other than the timepoint showing the event.
+
+
+def test_a_scan_on_the_day_of_death_is_the_last_adequate_assessment():
+    # 2021-03-01 -> 2021-06-25 is 116 days (> 2 × 56); the SD scan on the day of death is
+    # the reference, so the death is an event, not a censoring for missed visits.
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-06-25", targets={"T1": 31.0}),
+        randomized_on="2021-01-01",
+        died_on="2021-06-25",
+        settings={"visit_interval_days": 56},
+    )
+    result = pfs(c)
+    assert (result["event"], result["date"], result["reason"]) == (True, "2021-06-25", "DEATH")
+
+
+def test_death_long_after_the_last_scan_is_still_censored_for_missed_visits():
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        randomized_on="2021-01-01",
+        died_on="2021-06-25",
+        settings={"visit_interval_days": 56},
+    )
+    result = pfs(c)
+    assert (result["event"], result["date"], result["reason"]) == (
+        False,
+        "2021-03-01",
+        "CENSORED_MISSED_VISITS",
+    )
+
+
+def test_the_progression_timepoint_itself_is_never_its_own_reference():
+    # The PD scan is dated on the event date but shows the event: the reference stays
+    # the SD 113 days earlier, so the event is censored for missed visits (unchanged).
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-06-22", targets={"T1": 60.0}),
+        randomized_on="2021-01-01",
+        settings={"visit_interval_days": 56},
+    )
+    assert pfs(c)["reason"] == "CENSORED_MISSED_VISITS"
+
+
+def test_an_earlier_timepoint_on_the_progression_date_counts():
+    # The PD timepoint (07-01) dates its progression to its target scan of 06-25; the SD
+    # timepoint of 06-25 shares that date and counts, so the gap is 0, not 116 days.
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-06-25", targets={"T1": 31.0}),
+        fu(date="2021-07-01", targets={"T1": 60.0}, scan_dates={"T1": "2021-06-25"}),
+        randomized_on="2021-01-01",
+        settings={"visit_interval_days": 56},
+    )
+    result = pfs(c)
+    assert (result["event"], result["date"], result["reason"]) == (True, "2021-06-25", "PD_TARGET")
+
+
+def test_a_back_dated_new_lesion_is_not_its_own_reference():
+    # NL1 equivocal at 06-22 (113 days after the 03-01 SD), confirmed at 08-01: PD dated
+    # 06-22 (R-NEW-2). The equivocal timepoint shows the event, so the reference is 03-01
+    # and the event is censored for missed visits.
+    c = case(
+        {"T1": 30.0},
+        fu(date="2021-03-01", targets={"T1": 30.0}),
+        fu(date="2021-06-22", targets={"T1": 30.0},
+           new_lesions=[{"id": "NL1", "site": "liver", "equivocal": True}]),
+        fu(date="2021-08-01", targets={"T1": 30.0},
+           new_lesions=[{"id": "NL1", "site": "liver", "equivocal": False}]),
+        randomized_on="2021-01-01",
+        settings={"visit_interval_days": 56},
+    )  # fmt: skip
+    result = pfs(c)
+    assert (result["date"], result["reason"]) == ("2021-03-01", "CENSORED_MISSED_VISITS")
