@@ -241,7 +241,15 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
 
 
 def _blank_new() -> dict[str, Any]:
-    return {"id": "", "site": "", "equivocal": False, "nodal": False, "sa": "", "scan": ""}
+    return {
+        "id": "",
+        "site": "",
+        "equivocal": False,
+        "nodal": False,
+        "sa": "",
+        "scan": "",
+        "carried": "",
+    }
 
 
 def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> dict[str, Any]:
@@ -286,8 +294,39 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
                 "scan": scans.get(item["id"], ""),
             }
         )
+    if tp is None:
+        # A new visit carries forward what is still open: an equivocal new lesion never
+        # seen unequivocal, ready to be confirmed (R-NEW-2 back-dates the progression to
+        # its first sighting) or removed as resolved. The same id is what back-dates it.
+        new = [{**_blank_new(), **item} for item in open_equivocal(case)]
     values["new"] = new + [_blank_new() for _ in range(NEW_LESION_ROWS)]
     return values
+
+
+def open_equivocal(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Equivocal new lesions of the case not yet seen unequivocal, as form rows (marked
+    ``carried`` with the visit that last showed them), in the order first seen."""
+    state: dict[str, dict[str, Any]] = {}
+    for tp in case["timepoints"][1:]:
+        for item in tp.get("new_lesions", []):
+            if item.get("equivocal"):
+                sa = item.get("short_axis_mm")
+                state[item["id"]] = {
+                    "id": item["id"],
+                    "site": item.get("site", ""),
+                    "equivocal": True,
+                    "nodal": item.get("nodal", False),
+                    "sa": "" if sa is None else mm_text(sa),
+                    "carried": tp["id"],
+                    "confirmed": state.get(item["id"], {}).get("confirmed", False),
+                }
+            else:
+                state.setdefault(item["id"], {})["confirmed"] = True
+    return [
+        {k: v for k, v in row.items() if k != "confirmed"}
+        for row in state.values()
+        if row.get("carried") and not row.get("confirmed")
+    ]
 
 
 def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
