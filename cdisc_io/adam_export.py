@@ -20,9 +20,32 @@ setting. ADT of BOR/CBOR is the date of the timepoint that gave it (for NE witho
 first follow-up assessment). ADTF is ``D``/``M`` where import-sdtm imputed the visit date
 by its rule (pass its ``--notices`` file); the case contract itself has no such field.
 
+A read assessed with ``criteria: "irecist"`` (docs/rules.md §10) gets the parameters of
+admiralonco's iRECIST vignette instead (``PARCAT3 = iRECIST``), from the engine's iRECIST
+result:
+
+====== ==================================================================== ==============
+OVR    Overall Response (one record per follow-up timepoint)                AVALC response
+IBOR   iRECIST Best Overall Response (confirmation not required; I-BOR)    AVALC response
+ICBOR  iRECIST Best Confirmed Overall Response                              AVALC response
+IRSP   iRECIST Response (confirmation not required): IBOR is iCR or iPR    Y / N
+ICRSP  iRECIST Confirmed Response: ICBOR is iCR or iPR                      Y / N
+ICPD   iRECIST Confirmation of Disease Progression; AVISIT/ADT: the iUPD   Y / N
+       the iCPD confirmed (I-PFS)
+IUPD   iRECIST Unconfirmed Disease Progression: the last iUPD followed     Y / N
+       only by iUPD or NE (neither confirmed nor reset); AVISIT/ADT: it
+DEATH  Death                                                                Y / N
+====== ==================================================================== ==============
+
+iRECIST AVAL codes as the vignette's ``aval_resp_new``: iCR 6, iPR 5, iSD 4,
+NON-iCR/NON-iUPD 3, iUPD 2, iCPD 1, NE 8. The RECIST 1.1 result the engine gives beside it
+(``recist1_1``) is not written: it would need parameter codes of its own.
+
 ADTTE parameters: PFS (AVAL = ADT − STARTDT + 1 with STARTDT the randomisation date, CNSR
 0 event / 1 censored), OS and RSD (duration of response, responders only); see
-:mod:`endpoints.derive`.
+:mod:`endpoints.derive`. For an iRECIST read PFS is the engine's iRECIST PFS (the
+confirmed progression, dated by its first iUPD: I-PFS) and RSD runs from the first iCR or
+iPR.
 """
 
 from __future__ import annotations
@@ -37,6 +60,15 @@ if TYPE_CHECKING:
     from cdisc_io.cases import Assessed
 
 AVAL_CODES = {"CR": 1, "PR": 2, "SD": 3, "NON-CR/NON-PD": 4, "PD": 5, "NE": 6}
+# admiralonco's iRECIST vignette (aval_resp_new): ordered from worst to best, then NE.
+IRECIST_AVAL_CODES = {
+    "iCPD": 1, "iUPD": 2, "NON-iCR/NON-iUPD": 3, "iSD": 4, "iPR": 5, "iCR": 6, "NE": 8,
+}  # fmt: skip
+IRECIST = "irecist"
+I_RESPONSES = ("iCR", "iPR")
+# An iRECIST overall response in the words endpoints.derive counts (first CR/PR up to PD):
+# a response is iCR or iPR, and only a confirmed progression ends it (I-BOR, I-PFS).
+_AS_RECIST = {"iCR": "CR", "iPR": "PR", "iCPD": "PD"}
 ADRS_COLUMNS = [
     "STUDYID", "USUBJID", "ARM", "RANDDT", "RSEVAL", "RSEVALID", "RSACPTFL", "PARAMCD",
     "PARAM", "PARCAT1", "PARCAT2", "PARCAT3", "AVISIT", "ADT", "ADTF", "AVAL", "AVALC",
@@ -87,6 +119,37 @@ def imputation_flags(notices: list[dict[str, Any]]) -> dict[tuple[str, str, str]
     return flags
 
 
+def is_irecist(result: dict[str, Any]) -> bool:
+    """Whether the engine answered in iRECIST's codes (``criteria: "irecist"``)."""
+    return result.get("criteria") == IRECIST
+
+
+def as_recist_words(result: dict[str, Any]) -> dict[str, Any]:
+    """An iRECIST result whose overall responses read iCR → CR, iPR → PR, iCPD → PD, for
+    :mod:`endpoints.derive`'s first response and duration of response (iUPD ends
+    nothing: only a confirmed progression does, I-PFS)."""
+    timepoints = [
+        {**tp, "overall_response": _AS_RECIST.get(tp.get("overall_response") or "",
+                                                  tp.get("overall_response"))}
+        for tp in result["timepoints"]
+    ]  # fmt: skip
+    return {**result, "timepoints": timepoints}
+
+
+def _last_unconfirmed_iupd(result: dict[str, Any]) -> tuple[str, str] | None:
+    """(AVISIT, ADT) of admiralonco's IUPD: the last iUPD when only iUPD or NE follow it."""
+    follow_ups = result["timepoints"][1:]
+    last = max(
+        (i for i, tp in enumerate(follow_ups) if tp.get("overall_response") == "iUPD"),
+        default=None,
+    )
+    if last is None:
+        return None
+    if any(tp.get("overall_response") not in ("iUPD", "NE") for tp in follow_ups[last:]):
+        return None
+    return follow_ups[last]["id"], follow_ups[last]["date"]
+
+
 def adrs_records(
     item: Assessed, studyid: str, flags: dict[tuple[str, str, str], str] | None = None
 ) -> list[dict[str, Any]]:
@@ -94,6 +157,7 @@ def adrs_records(
     from endpoints.derive import first_response
 
     case, result = item.case, item.result
+    irecist = is_irecist(result)
     reader = case.get("reader") or INVESTIGATOR
     who = _who(reader)
     base = {
@@ -106,13 +170,15 @@ def adrs_records(
         "RSACPTFL": "Y" if case.get("accepted") else "",
         "PARCAT1": "Tumor Response",
         "PARCAT2": who,
-        "PARCAT3": "RECIST 1.1",
+        "PARCAT3": "iRECIST" if irecist else "RECIST 1.1",
         "ANL01FL": "Y",
     }
     rows: list[dict[str, Any]] = []
 
+    codes = IRECIST_AVAL_CODES if irecist else AVAL_CODES
+
     def add(code: str, param: str, avalc: str, visit: str = "", adt: str = "") -> None:
-        aval = AVAL_CODES.get(avalc, {"Y": 1, "N": 0}.get(avalc, ""))
+        aval = codes.get(avalc, {"Y": 1, "N": 0}.get(avalc, ""))
         adtf = (flags or {}).get((case["subject_id"], reader, visit), "") if visit else ""
         rows.append(base | {"PARAMCD": code, "PARAM": param, "AVISIT": visit, "ADT": adt,
                             "ADTF": adtf, "AVAL": aval, "AVALC": avalc})  # fmt: skip
@@ -123,6 +189,9 @@ def adrs_records(
     unconfirmed = _variant(case, confirmation=False)
     confirmed = _variant(case, confirmation=True)
     bor, cbor = unconfirmed["best_overall_response"], confirmed["best_overall_response"]
+    if irecist:
+        _irecist_parameters(add, who, case, result, unconfirmed, confirmed)
+        return rows
     add("BOR", f"Best Overall Response by {who} (confirmation not required)", bor,
         *_best_date(unconfirmed))  # fmt: skip
     add("CBOR", f"Best Confirmed Overall Response by {who}", cbor, *_best_date(confirmed))
@@ -149,11 +218,54 @@ def adrs_records(
     return rows
 
 
+def _irecist_parameters(
+    add: Any,
+    who: str,
+    case: dict[str, Any],
+    result: dict[str, Any],
+    unconfirmed: dict[str, Any],
+    confirmed: dict[str, Any],
+) -> None:
+    """IBOR, ICBOR, IRSP, ICRSP, ICPD, IUPD and DEATH of an iRECIST read (admiralonco's
+    iRECIST vignette names and words), after its OVR records."""
+    from endpoints.derive import first_response
+
+    bor, cbor = unconfirmed["best_overall_response"], confirmed["best_overall_response"]
+    add("IBOR", f"iRECIST Best Overall Response by {who} (confirmation not required)", bor,
+        *_best_date(unconfirmed))  # fmt: skip
+    add("ICBOR", f"iRECIST Best Confirmed Overall Response by {who}", cbor,
+        *_best_date(confirmed))  # fmt: skip
+    for code, param, best, variant in (
+        ("IRSP", f"iRECIST Response by {who} (confirmation not required)", bor, unconfirmed),
+        ("ICRSP", f"iRECIST Confirmed Response by {who}", cbor, confirmed),
+    ):
+        first = first_response(as_recist_words(variant))
+        if best in I_RESPONSES and first is not None:
+            add(code, param, "Y", first[0], first[1].isoformat())
+        else:
+            add(code, param, "N")
+    progression = result.get("progression")
+    param = f"iRECIST Confirmation of Disease Progression by {who}"
+    if progression:  # I-PFS: dated by the iUPD the iCPD confirmed
+        add("ICPD", param, "Y", progression["iupd_timepoint"], progression["date"])
+    else:
+        add("ICPD", param, "N")
+    unconfirmed_iupd = _last_unconfirmed_iupd(result)
+    param = f"iRECIST Unconfirmed Disease Progression by {who}"
+    if unconfirmed_iupd is not None:
+        add("IUPD", param, "Y", *unconfirmed_iupd)
+    else:
+        add("IUPD", param, "N")
+    add("DEATH", "Death", "Y" if case.get("died_on") else "N", "", case.get("died_on") or "")
+
+
 def adtte_records(item: Assessed, studyid: str) -> list[dict[str, Any]]:
     """The ADTTE records of one read: PFS, OS and, for a responder, RSD."""
     from endpoints.derive import duration_of_response, overall_survival, pfs
 
     case, result = item.case, item.result
+    if is_irecist(result):
+        result = as_recist_words(result)  # RSD from the first iCR/iPR (I-BOR)
     reader = case.get("reader") or INVESTIGATOR
     records = [pfs(case, result), overall_survival(case)]
     dor = duration_of_response(case, result)

@@ -14,6 +14,17 @@ The conventions are the ones :mod:`cdisc_io.sdtm_import` reads (see its docstrin
 - RS (``RSCAT = RECIST 1.1``): per follow-up timepoint ``OVRLRESP``, ``TRGRESP`` (with
   targets), ``NTRGRESP`` (with non-targets) and ``NEWLPROG`` (``EQUIVOCAL`` /
   ``UNEQUIVOCAL``, when the timepoint shows new lesions), from the engine's result.
+- RS of a case assessed with ``criteria: "irecist"`` (docs/rules.md §10): ``RSCAT =
+  iRECIST`` and the iRECIST codes as pharmaversesdtm's ``rs_onco_irecist`` (the input of
+  admiralonco's iRECIST ADRS) writes them — ``iCR``, ``iPR``, ``iSD``,
+  ``NON-iCR/NON-iUPD``, ``iUPD``, ``iCPD``, ``NE`` in ``OVRLRESP``, ``TRGRESP`` and
+  ``NTRGRESP``; ``NEWLIND`` (``Y`` / ``N``: an unequivocal new lesion is seen) at every
+  follow-up; ``NEWLPROG`` ``UNEQUIVOCAL`` where the new lesions make or confirm the
+  progression (their response ``iUPD`` / ``iCPD``), ``EQUIVOCAL`` where only an equivocal
+  one is seen. The RECIST 1.1 result beside it (``recist1_1``) is not written: RS would
+  then hold two overall responses per visit, told apart only by ``RSCAT``.
+- TR of an iRECIST case: a new lesion listed again is ``ABSENT`` or ``NOT DONE`` when its
+  listing says so; its sizes, category and state are not written (TR as above).
 
 Readers: ``INVESTIGATOR`` → ``--EVAL = INVESTIGATOR``; any other reader → ``--EVAL =
 INDEPENDENT ASSESSOR`` with ``--EVALID`` the reader; ``--ACPTFL = Y`` on the accepted read.
@@ -54,7 +65,15 @@ TEST_NAMES = {
     "TRGRESP": "Target Response",
     "NTRGRESP": "Non-target Response",
     "NEWLPROG": "New Lesion Progression",
+    "NEWLIND": "New Lesion Indicator",
 }
+IRECIST = "irecist"
+# RSCAT: the criteria's short name (CDISC's RECIST 1.1 supplement; pharmaversesdtm's
+# rs_onco_irecist for iRECIST).
+RSCAT = {"recist1.1": "RECIST 1.1", IRECIST: "iRECIST"}
+# I-NEW-4: the new lesions' own response when they make or confirm a progression.
+_NEW_LESION_PROGRESSION = ("iUPD", "iCPD")
+_GONE_OR_UNREAD = {"absent": "ABSENT", "not_evaluated": ""}
 NON_TARGET_OUT = {
     "present": "PRESENT",
     "absent": "ABSENT",
@@ -85,6 +104,31 @@ def _loc(lesion: dict[str, Any]) -> str:
     if lesion.get("nodal") and not names_a_node(site):
         site = f"{site} LYMPH NODE".strip()
     return site
+
+
+def _gone_or_unread(new: dict[str, Any]) -> str | None:
+    """``absent`` / ``not_evaluated`` for an iRECIST listing that says so, else ``None``.
+
+    Only iRECIST cases list a new lesion again with a ``state`` or a word for its size
+    (I-NEW-4); RECIST 1.1 refuses both, so its listings always show the lesion.
+    """
+    for value in (new.get("state"), new.get("size_mm")):
+        if value in _GONE_OR_UNREAD:
+            return str(value)
+    return None
+
+
+def _irecist_new_lesion_tests(tp_result: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """``NEWLIND`` and ``NEWLPROG`` of one iRECIST follow-up (as rs_onco_irecist has them):
+    a new lesion seen (``Y``/``N``), and ``UNEQUIVOCAL`` where the new lesions make or
+    confirm the progression, ``EQUIVOCAL`` where only an equivocal one is seen."""
+    seen = tp_result.get("new_lesions")
+    tests: list[tuple[str, str | None]] = [("NEWLIND", "Y" if seen == "yes" else "N")]
+    if tp_result.get("new_lesion_response") in _NEW_LESION_PROGRESSION:
+        tests.append(("NEWLPROG", "UNEQUIVOCAL"))
+    elif seen == "equivocal":
+        tests.append(("NEWLPROG", "EQUIVOCAL"))
+    return tests
 
 
 class _Seq:
@@ -199,8 +243,13 @@ def export_sdtm(
                 stat = "NOT DONE" if state == "not_evaluated" else ""
                 tr(link, "NON-TARGET", "TUMSTATE", NON_TARGET_OUT[state], stat=stat)
             for new in tp.get("new_lesions", []):
-                state = "EQUIVOCAL" if new.get("equivocal") else "UNEQUIVOCAL"
-                tr(new["id"], "NEW", "TUMSTATE", state)
+                gone = _gone_or_unread(new)
+                if gone is not None:  # iRECIST: listed again, gone or not read (I-NEW-4)
+                    stat = "NOT DONE" if gone == "not_evaluated" else ""
+                    tr(new["id"], "NEW", "TUMSTATE", _GONE_OR_UNREAD[gone], stat=stat)
+                else:
+                    state = "EQUIVOCAL" if new.get("equivocal") else "UNEQUIVOCAL"
+                    tr(new["id"], "NEW", "TUMSTATE", state)
                 if new["id"] not in seen_new:
                     seen_new.add(new["id"])
                     tu_rows.append(
@@ -213,13 +262,16 @@ def export_sdtm(
                         | _reader_columns(case, "TU")
                         | visit
                     )  # fmt: skip
+        criteria = result.get("criteria", "recist1.1")
         for tp_result in result["timepoints"][1:]:
             responses = [("OVRLRESP", tp_result.get("overall_response"))]
             if tp_result.get("target_response") is not None:
                 responses.append(("TRGRESP", tp_result["target_response"]))
             if tp_result.get("non_target_response") is not None:
                 responses.append(("NTRGRESP", tp_result["non_target_response"]))
-            if tp_result.get("new_lesions") in ("equivocal", "yes"):
+            if criteria == IRECIST:
+                responses += _irecist_new_lesion_tests(tp_result)
+            elif tp_result.get("new_lesions") in ("equivocal", "yes"):
                 responses.append(
                     ("NEWLPROG", "EQUIVOCAL" if tp_result["new_lesions"] == "equivocal"
                      else "UNEQUIVOCAL")
@@ -230,7 +282,7 @@ def export_sdtm(
                 rs_rows.append(
                     base
                     | {"DOMAIN": "RS", "RSSEQ": rs_seq(subject), "RSTESTCD": test,
-                       "RSTEST": TEST_NAMES[test], "RSCAT": "RECIST 1.1", "RSORRES": response,
+                       "RSTEST": TEST_NAMES[test], "RSCAT": RSCAT[criteria], "RSORRES": response,
                        "RSSTRESC": response, "VISITNUM": visitnum.get(tp_result["id"], ""),
                        "VISIT": tp_result["id"], "RSDTC": tp_result["date"]}
                     | _reader_columns(case, "RS")
