@@ -315,3 +315,32 @@ def test_an_override_shows_on_the_subject_list_and_summary_with_the_engine_call_
         "adjudicator's override by adjudicator (“cyst”); engine's call: PD at W8, dated 2021-03-01"
     ) in page
     assert 'id="engine-pfs">engine\'s call: event · 2021-03-01' in page
+
+
+def test_the_call_names_the_rule_that_fired_a_node_back_after_cr_is_r_reappear() -> None:
+    """Issue 14: a node that reappeared after CR is R-REAPPEAR, not "target sum"."""
+    from recist.jsonio import assess_json
+    from web.services.progression import engine_call
+
+    case = {
+        "subject_id": "S",
+        "lesions": [
+            {"id": "T1", "site": "lymph node", "kind": "target", "nodal": True},
+            {"id": "T2", "site": "liver", "kind": "target"},
+        ],
+        "timepoints": [
+            {"id": "BL", "date": "2021-01-04", "targets": {"T1": 20.0, "T2": 30.0}},
+            {"id": "W8", "date": "2021-03-01", "targets": {"T1": 5.0, "T2": 0.0}},
+            {"id": "W16", "date": "2021-04-26", "targets": {"T1": 12.0, "T2": 0.0}},
+        ],
+    }
+    for tp in case["timepoints"]:
+        tp["non_targets"] = {}
+    call = engine_call(assess_json(case))
+    assert call is not None and call.rule == "PD_TARGET"
+    assert call.label == "lesion reappeared after CR (R-REAPPEAR)"
+    # Without a CR before it, the same growth is the sum's progression.
+    case["timepoints"][1]["targets"] = {"T1": 12.0, "T2": 15.0}
+    case["timepoints"][2]["targets"] = {"T1": 20.0, "T2": 30.0}
+    call = engine_call(assess_json(case))
+    assert call is not None and call.label == "target sum (R-TGT-PD)"

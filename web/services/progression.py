@@ -34,10 +34,24 @@ BACK_DATED = "back-dated equivocal new lesion (R-NEW-2)"
 REVIEW_ACTIONS = ("agreed", "queried")
 
 
-def rule_label(rule: str, back_dated: bool) -> str:
-    """People's words for the rule behind a call."""
+# The rule that actually fired, read from the PD timepoint's reasons (first match wins):
+# a target PD may be a lesion back after CR, not the sum.
+FIRED = (
+    ("R-REAPPEAR", "lesion reappeared after CR (R-REAPPEAR)"),
+    ("R-TGT-PD", RULES["PD_TARGET"]),
+    ("R-NT-PD", RULES["PD_NONTARGET"]),
+)
+
+
+def rule_label(rule: str, back_dated: bool, reasons: list[str] | None = None) -> str:
+    """People's words for the rule behind a call: the rule the engine's reasons name
+    (``R-REAPPEAR``…), else the progression reason's usual rule."""
     if rule == "PD_NEW_LESION" and back_dated:
         return BACK_DATED
+    if rule in ("PD_TARGET", "PD_NONTARGET"):
+        for rule_id, label in FIRED:
+            if any(reason.startswith(rule_id + ":") for reason in reasons or []):
+                return label
     return RULES.get(rule, rule)
 
 
@@ -54,7 +68,7 @@ class Call:
 
     @property
     def label(self) -> str:
-        return rule_label(self.rule, self.back_dated)
+        return rule_label(self.rule, self.back_dated, self.reasons)
 
     def matches(self, review: ProgressionReview) -> bool:
         return (review.engine_timepoint, review.engine_date, review.engine_rule) == (
