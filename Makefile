@@ -12,8 +12,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,test]'
 	touch $(STAMP)
 
+# `make run HOST=0.0.0.0 PORT=8080` (the environment does not override these: zsh sets HOST)
+HOST = 127.0.0.1
+PORT = 5000
+
 run: $(STAMP)
-	$(BIN)/recist demo-run
+	$(BIN)/recist demo-run --host $(HOST) --port $(PORT)
 
 demo: $(STAMP)
 	$(BIN)/recist assess recist/demo/demo_cases.jsonl --format table
