@@ -87,6 +87,21 @@ def resource_paths() -> dict[str, Any]:
             ),
         },
         "/trials/{trial_code}": {"get": op("One trial", "view")},
+        "/trials/{trial_code}/settings": {
+            "patch": op(
+                "Change protocol settings with a reason; every subject re-assessed; 409 if a "
+                "signed read's result would change",
+                "manage_trials",
+                body={
+                    "type": "object",
+                    "required": ["settings", "reason"],
+                    "properties": {
+                        "settings": {"type": "object"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            )
+        },
         "/trials/{trial_code}/members": {
             "get": op("The users assigned to a trial", "manage_members"),
             "post": op(

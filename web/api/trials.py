@@ -12,7 +12,7 @@ from web.auth import actor, blinded, request_user, request_user_role, requires
 from web.services import InvalidInput, request_session
 from web.services.common import get_trial, list_trials
 from web.services.membership import add_member, members_of, remove_member, visible_trials
-from web.services.trials import create_trial
+from web.services.trials import create_trial, update_settings
 
 
 def trial_json(trial: Any) -> dict[str, Any]:
@@ -59,6 +59,22 @@ def trial_create() -> Any:
 @requires("view")
 def trial(trial_code: str) -> Any:
     return jsonify(trial_json(get_trial(request_session(), trial_code)))
+
+
+@bp.route("/trials/<trial_code>/settings", methods=["PATCH"])
+@requires("manage_trials")
+def trial_settings(trial_code: str) -> Any:
+    """Change protocol settings (those given), with a reason; every subject is
+    re-assessed; refused (409) if a signed read's result would change."""
+    body = body_with("settings", "reason")
+    trial_row, changed = update_settings(
+        request_session(),
+        actor(),
+        trial_code,
+        body.get("settings"),
+        reason=body.get("reason"),
+    )
+    return jsonify({**trial_json(trial_row), "subjects_changed": changed})
 
 
 def member_json(user: Any, row: Any) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
-from web.errors import Conflict, InvalidInput
+from web.errors import Conflict, InvalidInput, NotFound
 from web.models import (
     Arm,
     Trial,
     User,
 )
-from web.services.cases import validated
-from web.services.common import Actor, Audit, check_code
+from web.services.cases import recompute, validated
+from web.services.common import Actor, Audit, check_code, clean_reason
 from web.services.membership import join_trial, sees_every_trial
 
 
@@ -63,3 +63,72 @@ def create_trial(
         if creator is not None and not sees_every_trial(creator.role):
             join_trial(session, actor, creator, code)
     return trial
+
+
+class SignedReadsWouldChange(Conflict):
+    """A settings change that would change a signed read's result (409)."""
+
+    code = "signed_reads_would_change"
+
+
+# What of a timepoint's result a signature vouches for: a change in any refuses the save.
+SIGNED_KEYS = (
+    "overall_response",
+    "target_response",
+    "non_target_response",
+    "new_lesions",
+    "sum_mm",
+)
+
+
+def update_settings(
+    session: Session, actor: Actor, trial_code: str, values: Any, *, reason: Any
+) -> tuple[Trial, int]:
+    """Change a trial's protocol settings (the ones given; the others are kept), with a
+    reason, audited, and re-assess every subject with them in the same transaction.
+
+    Returns the trial and how many subjects' results changed.
+
+    Raises
+    ------
+    InvalidInput
+        Unknown or implausible settings (R-PLAUS-SETTINGS), naming the setting.
+    ReasonRequired
+        No reason (a change of clinical data after its first entry).
+    SignedReadsWouldChange
+        A signed read's result would change: listing each (subject, timepoint, before →
+        after); unlock those reads first. Nothing is written.
+    """
+    if not isinstance(values, dict):
+        raise InvalidInput("settings must be an object", field="settings", pointer="/settings")
+    text = clean_reason(reason)
+    with write_transaction(session):
+        trial = session.scalar(select(Trial).where(Trial.code == trial_code).with_for_update())
+        if trial is None:
+            raise NotFound(f"trial {trial_code!r} does not exist")
+        clean = check_settings({**(trial.settings or {}), **values})
+        audit = Audit(session, actor, text)
+        if not audit.change("trial", trial.code, "settings", trial.settings, clean):
+            return trial, 0
+        trial.settings = clean
+        changed, refused = 0, []
+        for subject in trial.subjects:
+            before = {tp["id"]: tp for tp in (subject.result_json or {}).get("timepoints", [])}
+            recompute(subject)
+            after = {tp["id"]: tp for tp in (subject.result_json or {}).get("timepoints", [])}
+            changed += before != after
+            for tp in subject.timepoints:
+                old, new = before.get(tp.code, {}), after.get(tp.code, {})
+                if tp.locked and any(old.get(k) != new.get(k) for k in SIGNED_KEYS):
+                    refused.append(
+                        f"{subject.code} {tp.code} ({old.get('overall_response')} → "
+                        f"{new.get('overall_response')})"
+                    )
+        if refused:
+            raise SignedReadsWouldChange(
+                f"the new settings would change {len(refused)} signed read(s): "
+                f"{', '.join(refused[:10])}{' …' if len(refused) > 10 else ''}; unlock them "
+                "first (a signed read is never changed under its signature)",
+                field="settings",
+            )
+    return trial, changed
