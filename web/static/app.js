@@ -143,3 +143,35 @@
     el.focus();
   }
 })();
+
+// Entry forms (follow-up, baseline): Enter in a field never submits (it moves to the next
+// field), and Ctrl+S / Cmd+S or Ctrl+Enter saves from anywhere in the form, so a reader
+// never tabs through every field to reach the button.
+(function () {
+  "use strict";
+  ["timepoint-form", "baseline-form"].forEach(function (id) {
+    var form = document.getElementById(id);
+    if (!form) { return; }
+    var save = form.querySelector("button[type=submit]");
+    form.addEventListener("keydown", function (event) {
+      var target = event.target;
+      var saving = (event.key === "s" || event.key === "S") && (event.ctrlKey || event.metaKey);
+      if (saving || (event.key === "Enter" && (event.ctrlKey || event.metaKey))) {
+        event.preventDefault();
+        if (form.requestSubmit) { form.requestSubmit(save || undefined); } else { form.submit(); }
+        return;
+      }
+      if (event.key !== "Enter" || event.defaultPrevented) { return; }
+      if (target.tagName !== "INPUT" || target.type === "submit" || target.type === "button") {
+        return;
+      }
+      event.preventDefault();
+      var fields = Array.prototype.slice.call(form.elements).filter(function (el) {
+        return !el.disabled && el.type !== "hidden" && el.tabIndex !== -1;
+      });
+      var next = fields[fields.indexOf(target) + 1];
+      if (next) { next.focus(); }
+    });
+    if (save && !save.title) { save.title = "Save: Ctrl+S (⌘S on a Mac)"; }
+  });
+})();

@@ -1,0 +1,91 @@
+"""In a real browser: on the follow-up form, Enter in the date field never submits, and
+Ctrl+S saves from anywhere in the form (issue 14, fewer keystrokes). The keystrokes of a
+standard follow-up (2 targets, 1 non-target, no new lesion) are counted and printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from web.services import SYSTEM, create_trial, create_user, import_case
+from web.testing import baseline_lesions
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "e2e password 123"
+
+
+def _seed(app: Any) -> None:
+    session = app.extensions["recist_sessions"]()
+    try:
+        create_trial(session, SYSTEM, code="KB", title="Keyboard", arms=[("A", "arm A")])
+        create_user(
+            session, SYSTEM, username="rad", password=PASSWORD, role="reader", trials=["KB"]
+        )
+        lesions = [
+            {
+                "id": le["id"],
+                "site": le["site"],
+                "kind": le["kind"],
+                "nodal": le.get("nodal", False),
+            }
+            for le in baseline_lesions()
+        ]
+        targets = {le["id"]: le["size"] for le in baseline_lesions() if le["kind"] == "target"}
+        import_case(
+            session,
+            SYSTEM,
+            "KB",
+            {
+                "subject_id": "K-1",
+                "lesions": lesions,
+                "timepoints": [
+                    {"id": "BL", "date": "2021-01-04", "targets": targets,
+                     "non_targets": {"NT01": "present"}},
+                ],
+            },
+        )  # fmt: skip
+    finally:
+        session.close()
+
+
+def test_enter_never_submits_and_ctrl_s_saves_the_follow_up(
+    live_server: dict[str, Any], browser: Any, screenshots: Path
+) -> None:
+    _seed(live_server["app"])
+    base = live_server["url"]
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=username]", "rad")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(base + "/trials/KB/subjects/K-1/timepoints/new")
+    form_url = page.url
+    keys = 0
+
+    def type_in(selector: str, text: str) -> None:
+        nonlocal keys
+        page.locator(selector).focus()
+        page.keyboard.type(text)
+        keys += len(text)
+
+    type_in("input[name=code]", "W8")
+    type_in("input[name=date]", "03012021")  # Chromium's en-US date field: mm dd yyyy
+    page.keyboard.press("Enter")  # moves on, never submits
+    keys += 1
+    page.wait_for_timeout(300)
+    assert page.url == form_url
+    type_in("input[name=t_T01_mm]", "21")
+    page.keyboard.press("Enter")
+    keys += 1
+    page.keyboard.type("14")  # Enter moved the cursor to T02
+    keys += 2
+    page.screenshot(path=str(screenshots / "keyboard-follow-up-before-save.png"), full_page=True)
+    with page.expect_navigation():
+        page.keyboard.press("Control+s")
+    keys += 1
+    assert page.url.endswith("/trials/KB/subjects/K-1")
+    assert "W8" in page.locator("table").first.inner_text()
+    print(f"\nstandard follow-up from the form: {keys} keystrokes, 0 clicks")
