@@ -44,8 +44,7 @@ FIRED = (
 
 
 def rule_label(rule: str, back_dated: bool, reasons: list[str] | None = None) -> str:
-    """People's words for the rule behind a call: the rule the engine's reasons name
-    (``R-REAPPEAR``…), else the progression reason's usual rule."""
+    """People's words for the rule behind a call, as the engine's reasons name it."""
     if rule == "PD_NEW_LESION" and back_dated:
         return BACK_DATED
     if rule in ("PD_TARGET", "PD_NONTARGET"):
