@@ -4,6 +4,12 @@ One row per lesion, one column per timepoint (as in LesionTracker and ePAD), the
 of diameters, % change from baseline and from nadir, and the target, non-target,
 new-lesion and overall responses with their reasons (rule ids). Cells carry the engine's
 markers (``flags``): missing, too small, split, merged, new, equivocal.
+
+Under iRECIST (``criteria: "irecist"``, docs/rules.md §10) the responses are iRECIST's
+codes; a new lesion's row shows its size or state at every listing and its category (new
+target or new non-target, I-NEW-1); the new-target sum, its nadir and the change from it
+(I-NEW-3) follow the new lesions; the new lesions' own response (I-NEW-4) and the RECIST
+1.1 overall response of the same case (``recist1_1``) are rows of their own.
 """
 
 from __future__ import annotations
@@ -53,6 +59,10 @@ class Grid:
     summary_rows: list[Row]
     response_rows: list[Row]
     reasons: list[list[str]]
+    # iRECIST only: the new-target sum rows (I-NEW-3) and the line naming the criteria
+    # with the iBOR, the confirmed progression and the RECIST 1.1 result beside them.
+    new_summary_rows: list[Row] = field(default_factory=list)
+    criteria: dict[str, Any] | None = None
 
 
 def mm_text(value: float) -> str:
@@ -107,11 +117,45 @@ def _markers(flags: dict[str, list[str]], lesion_id: str) -> tuple[list[str], li
     return words, classes
 
 
+IRECIST = "irecist"
+# An iRECIST code is coloured as its RECIST 1.1 counterpart (static/app.css) and carries a
+# class of its own (r-iupd, r-icpd…); iUPD and iCPD are both progression, told apart by
+# their text and class.
+_IRECIST_COLOUR = {
+    "iCR": "r-cr",
+    "iPR": "r-pr",
+    "iSD": "r-sd",
+    "NON-iCR/NON-iUPD": "r-non-cr-non-pd",
+    "iUPD": "r-pd",
+    "iCPD": "r-pd",
+}
+_NEW_STATE_TEXT = {"present": "present", "absent": "absent", "progression": "progression",
+                   "not_evaluated": "NE"}  # fmt: skip
+
+
 def response_css(code: str | None) -> str:
-    """The CSS class of a response code (CR, PR, SD, PD, NE, NON-CR/NON-PD)."""
+    """The CSS classes of a response code: RECIST 1.1's (CR, PR, SD, PD, NE, NON-CR/NON-PD)
+    and iRECIST's (iCR, iPR, iSD, NON-iCR/NON-iUPD, iUPD, iCPD)."""
     if not code:
         return ""
-    return "r-" + code.lower().replace("/", "-")
+    own = "r-" + code.lower().replace("/", "-")
+    colour = _IRECIST_COLOUR.get(code)
+    return f"{colour} {own}" if colour else own
+
+
+def _new_lesion_text(listing: dict[str, Any], irecist: bool) -> str:
+    """A new lesion's cell: under iRECIST its size (a new target) or state (I-NEW-4)."""
+    if listing.get("equivocal"):
+        return "equivocal"
+    if irecist:
+        size = listing.get("size_mm")
+        if size is None:
+            size = listing.get("short_axis_mm")  # a node's size under its older name
+        if size is not None:
+            return _target_text(size)
+        if listing.get("state"):
+            return _NEW_STATE_TEXT.get(listing["state"], str(listing["state"]))
+    return "yes"
 
 
 def build_grid(
@@ -154,6 +198,8 @@ def build_grid(
         for nl in tp.get("new_lesions", []):
             if nl["id"] not in new_ids:
                 new_ids.append(nl["id"])
+    irecist = (result or {}).get("criteria") == IRECIST
+    categories = {c["id"]: c for c in (result or {}).get("new_lesion_categories", [])}
     new_rows = []
     for new_id in new_ids:
         cells = []
@@ -166,9 +212,11 @@ def build_grid(
             site = match.get("site") or site
             flags = results.get(tp["id"], {}).get("flags", {})
             words, classes = _markers(flags, new_id)
-            cells.append(
-                Cell("equivocal" if match.get("equivocal") else "yes", classes, ", ".join(words))
-            )
+            cells.append(Cell(_new_lesion_text(match, irecist), classes, ", ".join(words)))
+        category = categories.get(new_id)
+        if category is not None:  # I-NEW-1: fixed at its first sighting
+            site = site + (" (node)" if category.get("nodal") else "")
+            site = f"{site} · new {category['category']}".strip(" ·")
         new_rows.append(Row(new_id, site, cells))
 
     def _row(label: str, key: str, fmt: Any, css: str = "") -> Row:
@@ -193,9 +241,71 @@ def build_grid(
         _row("Overall response", "overall_response", _code, "overall"),
     ]
     reasons = [list(results.get(tp["id"], {}).get("reasons", [])) for tp in timepoints]
-    return Grid(
+    grid = Grid(
         columns, target_rows, non_target_rows, new_rows, summary_rows, response_rows, reasons
     )
+    if irecist and result is not None:
+        _add_irecist(grid, timepoints, results, result, _row)
+    return grid
+
+
+def _add_irecist(
+    grid: Grid,
+    timepoints: list[dict[str, Any]],
+    results: dict[str, dict[str, Any]],
+    result: dict[str, Any],
+    row: Any,
+) -> None:
+    """The rows and the line iRECIST adds to the grid (docs/contracts.md §1.3)."""
+    if any(
+        tp.get("new_target_sum_mm") is not None or tp.get("new_target_partial_sum_mm") is not None
+        for tp in results.values()
+    ):
+        sums = []
+        changes = []
+        for tp in timepoints:
+            res = results.get(tp["id"], {})
+            total, partial = res.get("new_target_sum_mm"), res.get("new_target_partial_sum_mm")
+            if total is None and partial is not None:  # a new target not evaluated (I-NEW-3)
+                sums.append(Cell(f"({mm_text(partial)})", ["m-missing"], "partial sum"))
+            else:
+                sums.append(Cell(_fmt_mm(total)))
+            changes.append(Cell(_change_text(total, res.get("new_target_nadir_mm"))))
+        grid.new_summary_rows = [
+            Row("New-target sum (mm)", "", sums, "sum"),
+            row("New-target nadir (mm)", "new_target_nadir_mm", _fmt_mm),
+            Row("New-target change from nadir", "", changes),
+        ]
+    grid.response_rows[-1].label = "Overall response (iRECIST)"
+    grid.response_rows.insert(-1, row("New-lesion response", "new_lesion_response", _code))
+    recist = result.get("recist1_1") or {}
+    by_id = {tp["id"]: tp for tp in recist.get("timepoints", [])}
+    cells = []
+    for tp in timepoints:
+        res = by_id.get(tp["id"], {})
+        code = res.get("overall_response")
+        title = "\n".join(res.get("reasons", []))
+        cells.append(Cell(code or "", [response_css(code)] if code else [], title))
+    grid.response_rows.append(Row("Overall response (RECIST 1.1)", "", cells, "recist11"))
+    grid.criteria = {
+        "bor": result.get("best_overall_response"),
+        "progression": result.get("progression"),
+        "recist_bor": recist.get("best_overall_response"),
+        "recist_progression": recist.get("progression"),
+    }
+
+
+def _change_text(total: float | None, nadir: float | None) -> str:
+    """The new-target sum against its nadir, in mm (exact, R-EXACT) and %, for display:
+    I-UPD-2 needs both (≥ 20 % and ≥ 5 mm); the engine decides."""
+    if total is None or nadir is None:
+        return ""
+    difference = total - nadir
+    sign = "+" if difference >= 0 else "-"
+    text = f"{sign}{mm_text(abs(difference))} mm"
+    if nadir > 0:
+        text += f", {100 * difference / nadir:+.1f} %"
+    return text
 
 
 def _pct(value: Any) -> str:
@@ -266,18 +376,22 @@ def follow_up_reference(
     }
     # R-TGT-HOLD: once PR is reached, later visits stay PR while PD is not met.
     if (result.get("settings") or {}).get("pr_hold", True):
-        reached = [tp["id"] for tp in earlier[1:] if tp.get("target_response") in ("PR", "CR")]
+        reached = [tp["id"] for tp in earlier[1:] if tp.get("target_response") in _RESPONDED]
         last = next(
             (tp for tp in reversed(earlier[1:]) if tp.get("target_response") not in (None, "NE")),
             None,
         )
-        if reached and last is not None and last.get("target_response") in ("PR", "CR"):
+        if reached and last is not None and last.get("target_response") in _RESPONDED:
             out["hold_from"] = reached[0]
     if baseline_sum is not None:
         out["pr_max"] = pr_limit_shown(baseline_sum)
     if nadir is not None:
         out["pd_min"] = pd_limit_shown(nadir)
     return out
+
+
+# R-TGT-HOLD holds PR (iRECIST: iPR) after a target response; an iUPD ends it (I-RESET).
+_RESPONDED = ("PR", "CR", "iPR", "iCR")
 
 
 # The page shows the PR and PD sums to 0.1 mm ('%.1f'), while the engine compares exact

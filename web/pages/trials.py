@@ -49,6 +49,7 @@ def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
 
 
 # Protocol settings on the trial form: (name, kind); kinds mirror recist.settings.Settings.
+# "choice" and "days_or_default" left blank (or not posted) keep the setting's default.
 SETTING_FIELDS = (
     ("confirmation", "flag"),
     ("confirmation_min_days", "days"),
@@ -60,6 +61,9 @@ SETTING_FIELDS = (
     ("cut_at_new_therapy", "flag"),
     ("previously_treated_targets", "flag"),
     ("progression_date", "choice"),
+    ("criteria", "choice"),  # docs/rules.md §10: "recist1.1" or "irecist"
+    ("irecist_confirm_min_days", "days_or_default"),  # I-CPD-WINDOW
+    ("irecist_confirm_max_days", "days_or_default"),
 )
 
 
@@ -70,9 +74,12 @@ def _settings_from_form(form: Any) -> dict[str, Any]:
         if kind == "flag":
             settings[name] = raw == "on"
         elif kind == "choice":
-            settings[name] = raw or "earliest"
+            if raw:  # the engine's model checks the value (recist.jsonio.SettingsIn)
+                settings[name] = raw
         elif raw == "" and kind == "days_or_off":
             settings[name] = None
+        elif raw == "" and kind == "days_or_default":
+            continue
         else:
             if not raw.isdigit():
                 raise InvalidInput(
