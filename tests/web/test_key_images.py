@@ -194,7 +194,7 @@ def test_reads_are_compared_target_by_target_with_the_kept_key_image() -> None:
         }
 
     rows = compare_reads([read(21.0), read(36.0)], {("W8", "T1"): "/img/W8/T1.png"})
-    assert [(r["timepoint"], r["lesion"], r["values"], r["differ"], r["image"]) for r in rows] == [
+    assert [(r["timepoint"], r["lesion"], r["reads"], r["differ"], r["image"]) for r in rows] == [
         ("BL", "T1", [30.0, 30.0], False, ""),
         ("W8", "T1", [21.0, 36.0], True, "/img/W8/T1.png"),
     ]
@@ -212,4 +212,11 @@ def test_the_adjudication_page_highlights_the_targets_the_reads_disagree_on(
     assert page.status_code == 200
     text = page.data.decode()
     assert 'id="read-comparison"' in text
-    assert re.search(r'<tr data-tp="[^"]+" data-lesion="[^"]+" class="differs">', text)
+    rows = re.findall(
+        r'<tr data-tp="[^"]+" data-lesion="[^"]+" class="differs"><td>[^<]*</td><td>[^<]*</td>'
+        r"<td>([^<]*)</td><td>([^<]*)</td>",
+        text,
+    )
+    assert rows, "no differing target shown"
+    for first, second in rows:  # both reads' values are shown, and they differ
+        assert first != second and first.strip() and second.strip()

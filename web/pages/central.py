@@ -262,7 +262,7 @@ def compare_reads(
                 {
                     "timepoint": code,
                     "lesion": lesion,
-                    "values": ["—" if v is None else v for v in values],
+                    "reads": ["—" if v is None else v for v in values],
                     "differ": values[0] != values[1],
                     "image": images.get((code, lesion), ""),
                 }
