@@ -6,6 +6,13 @@ for the same read and timepoint is looked up; a disagreement is listed with the 
 the engine cited (``R-TGT-PD``, ``R-REAPPEAR``…) and its reasons, as a reviewer wants to
 see them. Recorded values that are not RECIST response codes (``CHECK``) and records with
 ``RSSTAT = NOT DONE`` are counted apart, never silently dropped.
+
+Reads assessed with ``criteria: "irecist"`` (docs/rules.md §10): a record whose ``RSCAT``
+is ``iRECIST`` (or that has no ``RSCAT``) is compared with the engine's iRECIST response
+(``iCR`` … ``iCPD``, rules ``I-…``), one whose ``RSCAT`` is ``RECIST 1.1`` with the RECIST
+1.1 result the engine gives beside it (``recist1_1``). An ``iRECIST`` record of a read
+assessed with RECIST 1.1 has no engine response to meet and is counted apart
+(``recorded_other_criteria``).
 """
 
 from __future__ import annotations
@@ -25,6 +32,15 @@ if TYPE_CHECKING:
 
 RS_REQUIRED = ("USUBJID", "RSTESTCD", "VISIT", "RSEVAL")
 RESPONSE_CODES = ("CR", "PR", "SD", "PD", "NE", "NON-CR/NON-PD")
+IRECIST_CODES = ("iCR", "iPR", "iSD", "NON-iCR/NON-iUPD", "iUPD", "iCPD", "NE")
+# RSCAT (upper case) -> the criteria it names; a read's own criteria when RSCAT is empty.
+RECIST_1_1, IRECIST = "recist1.1", "irecist"
+CRITERIA_OF_RSCAT = {"RECIST 1.1": RECIST_1_1, "RECIST": RECIST_1_1, "IRECIST": IRECIST}
+# A recorded code as the engine spells it (RSSTRESC may come in capitals: ICPD).
+_CODES = {
+    RECIST_1_1: {code.upper(): code for code in RESPONSE_CODES},
+    IRECIST: {code.upper(): code for code in IRECIST_CODES},
+}
 # RSTESTCD -> the engine result field it is compared with.
 COMPARED_TESTS = {
     "OVRLRESP": "overall_response",
@@ -41,8 +57,15 @@ DECIDING_RULES = {
     "SD": ("R-TGT-SD",),
     "CR": ("R-TGT-CR", "R-NT-CR"),
     "NON-CR/NON-PD": ("R-NT-NONCRPD",),
+    "iUPD": ("I-UPD-1", "I-UPD-2", "I-UPD-3"),
+    "iCPD": ("I-CPD-1", "I-CPD-2", "I-CPD-3", "I-CPD-4"),
+    "iPR": ("R-TGT-PR", "R-TGT-HOLD", "I-RESET"),
+    "iSD": ("R-TGT-SD", "I-RESET"),
+    "iCR": ("R-TGT-CR", "R-NT-CR", "I-RESET"),
+    "NON-iCR/NON-iUPD": ("R-NT-NONCRPD", "I-RESET"),
 }
 _RULE_ID = re.compile(r"\bR-[A-Z0-9]+(?:-[A-Z0-9]+)*\b")
+_I_RULE_ID = re.compile(r"\b[RI]-[A-Z0-9]+(?:-[A-Z0-9]+)*\b")
 _DATED_VISIT = re.compile(r"^(.*) \((\d{4}-\d{2}-\d{2})\)$")
 
 
@@ -91,6 +114,7 @@ class Comparison:
     reads_with_warnings: int = 0
     reads: int = 0
     refused: list[str] = field(default_factory=list)  # reads the engine could not assess
+    other_criteria: Counter[str] = field(default_factory=Counter)  # RSCAT not assessed
 
     def agreement(self, test: str = "OVRLRESP") -> float:
         """Fraction of compared records of ``test`` where the engine agrees (0 if none)."""
@@ -127,21 +151,42 @@ class Comparison:
             "recorded_not_a_response_code": dict(self.not_response_codes),
             "recorded_not_done": self.not_done,
             "recorded_without_engine_timepoint": self.unmatched,
+            **(
+                {"recorded_other_criteria": dict(self.other_criteria)}
+                if self.other_criteria
+                else {}
+            ),
         }
 
 
-def _index(assessed: list[Assessed]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Engine timepoints by (subject, reader) → {visit name: [(date, timepoint)]}."""
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One read's engine timepoints by visit name, per criteria the engine answered in."""
+
+    criteria: str  # the read's own: ``recist1.1`` or ``irecist``
+    visits: dict[str, dict[str, list[tuple[str, dict[str, Any]]]]]
+
+
+def _visits(result: dict[str, Any]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    visits: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for tp in result["timepoints"]:
+        match = _DATED_VISIT.match(tp["id"])
+        visits[tp["id"]].append((tp["date"], tp))
+        if match:  # also findable by the visit name it was split from
+            visits[match.group(1)].append((tp["date"], tp))
+    return visits
+
+
+def _index(assessed: list[Assessed]) -> dict[tuple[str, str], _Read]:
+    """Engine timepoints by (subject, reader): {criteria: {visit name: [(date, tp)]}}."""
+    out: dict[tuple[str, str], _Read] = {}
     for item in assessed:
         reader = item.case.get("reader") or "INVESTIGATOR"
-        visits: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-        for tp in item.result["timepoints"]:
-            match = _DATED_VISIT.match(tp["id"])
-            visits[tp["id"]].append((tp["date"], tp))
-            if match:  # also findable by the visit name it was split from
-                visits[match.group(1)].append((tp["date"], tp))
-        out[(item.case["subject_id"], reader)] = visits
+        criteria = IRECIST if item.result.get("criteria") == IRECIST else RECIST_1_1
+        visits = {criteria: _visits(item.result)}
+        if criteria == IRECIST and item.result.get("recist1_1"):
+            visits[RECIST_1_1] = _visits(item.result["recist1_1"])
+        out[(item.case["subject_id"], reader)] = _Read(criteria, visits)
     return out
 
 
@@ -188,21 +233,27 @@ def compare(assessed: list[Assessed], rs: pd.DataFrame, *, file: str = "RS") -> 
         col("RSSTRESC"),
         col("RSORRES"),
         col("RSSTAT"),
+        col("RSCAT"),
         strict=True,
     )
-    for subject, test, visit, dtc, ev, evid, stresc, orres, stat in rows:
+    for subject, test, visit, dtc, ev, evid, stresc, orres, stat, rscat in rows:
         field_name = COMPARED_TESTS.get(test.upper())
         if field_name is None:
             continue
         reader = reader_of(ev, evid)
-        visits = index.get((subject, reader))
-        if visits is None:
+        read = index.get((subject, reader))
+        if read is None:
             continue  # a read that was not imported or not given
+        criteria = CRITERIA_OF_RSCAT.get(rscat.strip().upper(), read.criteria)
+        visits = read.visits.get(criteria)
+        if visits is None:  # iRECIST recorded, the read assessed with RECIST 1.1
+            out.other_criteria[rscat.strip() or criteria] += 1
+            continue
         if stat.upper() == "NOT DONE":
             out.not_done += 1
             continue
-        recorded = (stresc or orres).upper()
-        if recorded not in RESPONSE_CODES:
+        recorded = _CODES[criteria].get((stresc or orres).upper(), (stresc or orres).upper())
+        if recorded not in _CODES[criteria].values():
             out.not_response_codes[recorded or "(empty)"] += 1
             continue
         candidates = visits.get(visit, [])
@@ -223,7 +274,8 @@ def compare(assessed: list[Assessed], rs: pd.DataFrame, *, file: str = "RS") -> 
             out.by_reader[reader]["agreed"] += int(agree)
         if not agree:
             reasons = tuple(tp.get("reasons", []))
-            rules = tuple(dict.fromkeys(r for reason in reasons for r in _RULE_ID.findall(reason)))
+            rule_id = _I_RULE_ID if criteria == IRECIST else _RULE_ID
+            rules = tuple(dict.fromkeys(r for reason in reasons for r in rule_id.findall(reason)))
             if test == "OVRLRESP":
                 out.rule_counts[deciding_rule(derived, rules)] += 1
             out.disagreements.append(
@@ -281,6 +333,8 @@ def format_report(result: Comparison, *, limit: int | None = None) -> str:
         skipped.append(f"RSSTAT NOT DONE ×{s['recorded_not_done']}")
     if s["recorded_without_engine_timepoint"]:
         skipped.append(f"no matching engine timepoint ×{s['recorded_without_engine_timepoint']}")
+    for rscat, n in s.get("recorded_other_criteria", {}).items():
+        skipped.append(f"RSCAT {rscat} (reads not assessed with it) ×{n}")
     if skipped:
         lines.append("recorded, not compared: " + "; ".join(skipped))
     shown = result.disagreements if limit is None else result.disagreements[:limit]

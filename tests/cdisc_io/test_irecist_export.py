@@ -2,7 +2,9 @@
 
 RS carries iRECIST's codes under ``RSCAT = iRECIST`` as pharmaversesdtm's ``rs_onco_irecist``
 does, ADRS the parameters of admiralonco's iRECIST vignette (``PARCAT3 = iRECIST``: OVR,
-IBOR, ICBOR, IRSP, ICRSP, ICPD, IUPD); a RECIST 1.1 read keeps its own export.
+IBOR, ICBOR, IRSP, ICRSP, ICPD, IUPD); a RECIST 1.1 read keeps its own export. ``recist
+compare`` meets iRECIST records with the iRECIST result and RECIST 1.1 ones with the RECIST
+1.1 result beside it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from cdisc_io.adam_export import export_adam
 from cdisc_io.cases import Assessed, assess_cases
+from cdisc_io.compare import compare, format_report
 from cdisc_io.sdtm_export import export_sdtm
 from recist.cli import main
 
@@ -215,3 +218,35 @@ def test_assessed_reads_of_both_criteria_export_side_by_side() -> None:
     rs = export_sdtm(assessed)[2]
     cats = rs.groupby("USUBJID").RSCAT.agg(set).to_dict()
     assert cats == {"I-RESET": {"iRECIST"}, "R-2": {"RECIST 1.1"}}
+
+
+def test_compare_meets_exported_irecist_rs_and_names_the_i_rules_of_a_disagreement() -> None:
+    assessed = assess_cases([CONFIRMED, RESET])
+    rs = export_sdtm(assessed)[2]
+    same = compare(assessed, rs)
+    assert same.compared["OVRLRESP"] == 4 and same.agreement("OVRLRESP") == 1.0
+    assert same.agreement("TRGRESP") == 1.0 and same.not_response_codes == {}
+    # A reader who recorded W14 of I-CPD as iUPD (capitals, as some RS carry it): the
+    # engine's iCPD came from I-CPD-1 (targets 6 mm above the iUPD).
+    edited = rs.copy()
+    row = (edited.USUBJID == "I-CPD") & (edited.VISIT == "W14") & (edited.RSTESTCD == "OVRLRESP")
+    edited.loc[row, ["RSORRES", "RSSTRESC"]] = "IUPD"
+    result = compare(assessed, edited)
+    [disagreement] = result.disagreements
+    assert (disagreement.recorded, disagreement.derived) == ("iUPD", "iCPD")
+    assert "I-CPD-1" in disagreement.rules and "I-CPD-4" in disagreement.rules
+    assert result.rule_counts == {"I-CPD-1": 1}
+
+
+def test_compare_meets_recist_1_1_records_with_the_recist_1_1_result_beside_irecist() -> None:
+    assessed = assess_cases([CONFIRMED])
+    recist = export_sdtm(assess_cases([{**CONFIRMED, "settings": {}}]))[2]
+    assert set(recist.RSCAT) == {"RECIST 1.1"}
+    result = compare(assessed, recist)
+    assert result.compared["OVRLRESP"] == 2 and result.agreement("OVRLRESP") == 1.0
+    # iRECIST records of a read assessed with RECIST 1.1 have no engine response to meet.
+    irecist = export_sdtm(assessed)[2]
+    other = compare(assess_cases([{**CONFIRMED, "settings": {}}]), irecist)
+    assert other.compared["OVRLRESP"] == 0
+    assert other.summary()["recorded_other_criteria"] == {"iRECIST": 6}
+    assert "RSCAT iRECIST (reads not assessed with it) ×6" in format_report(other)
