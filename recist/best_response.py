@@ -9,7 +9,7 @@ from datetime import date
 from typing import NamedTuple
 
 from recist.response import BOR_RANK, Response
-from recist.settings import Settings
+from recist.settings import Settings, UnconfirmedBeforePd
 
 _RESPONDING = (Response.CR, Response.PR)
 _STABLE = (Response.SD, Response.NON_CR_NON_PD)
@@ -109,27 +109,50 @@ def _confirmation(
 ) -> tuple[Response | None, Assessed | None]:
     """R-BOR-CONF: what the response at ``counted[index]`` is confirmed as, and by which
     timepoint. A CR is confirmed by a later CR; a PR (or a CR followed only by PR) by a
-    later PR or CR; at least ``confirmation_min_days`` later, with only responses or at
-    most ``confirmation_max_ne_between`` NE between, and no PD or SD."""
+    later PR or CR; at least ``confirmation_min_days`` later (and, when set, at most
+    ``confirmation_max_days``), with only responses or at most
+    ``confirmation_max_ne_between`` NE between, and no PD or SD — except, with
+    ``accept_sd``, one SD between a PR and its confirmation. Without
+    ``pr_after_cr_confirms`` a PR after a CR (the first one included) ends the search."""
     first = counted[index]
     best: Response | None = None
     by: Assessed | None = None
     ne_between = 0
+    sd_between = 0
+    sd_allowed = 1 if settings.accept_sd and first.response is Response.PR else 0
+    seen_cr = first.response is Response.CR
+    most = settings.confirmation_max_days
     for later in counted[index + 1 :]:
-        far_enough = (later.date - first.date).days >= settings.confirmation_min_days
+        days = (later.date - first.date).days
+        if most is not None and days > most:
+            break
         if later.response is Response.NE:
             ne_between += 1
             if ne_between > settings.confirmation_max_ne_between:
                 break
             continue
+        if later.response is Response.SD and sd_between < sd_allowed:
+            sd_between += 1
+            continue
         if later.response not in _RESPONDING:
             break
-        if far_enough:
+        if later.response is Response.PR and seen_cr and not settings.pr_after_cr_confirms:
+            break
+        seen_cr = seen_cr or later.response is Response.CR
+        if days >= settings.confirmation_min_days:
             if first.response is Response.CR and later.response is Response.CR:
                 return Response.CR, later
             if best is None:
                 best, by = Response.PR, later
     return best, by
+
+
+def _followed_by_pd(counted: Sequence[Assessed], index: int) -> bool:
+    """Whether the next counted assessment after ``counted[index]`` other than NE is PD."""
+    for later in counted[index + 1 :]:
+        if later.response is not Response.NE:
+            return later.response is Response.PD
+    return False
 
 
 def best_overall_response_confirmed(
@@ -138,7 +161,9 @@ def best_overall_response_confirmed(
     """R-BOR-CONF: best overall response when CR and PR need confirmation (table 3).
 
     An unconfirmed CR or PR counts as SD (NON-CR/NON-PD without target disease) where
-    R-BOR-SDMIN is met, else as NE, or PD when a PD follows.
+    R-BOR-SDMIN is met, else as NE, or PD when a PD follows; with
+    ``unconfirmed_before_pd: "pd"`` one whose next assessment other than NE is PD does not
+    count at all.
     """
     reasons: list[str] = []
     confirmed_pr: tuple[Assessed, Assessed] | None = None
@@ -157,8 +182,7 @@ def best_overall_response_confirmed(
         elif as_what is None:
             reasons.append(
                 f"R-BOR-CONF: {tp.response.value} at {tp.id} is not confirmed (needs "
-                f"a later response ≥ {settings.confirmation_min_days} days later, at most "
-                f"{settings.confirmation_max_ne_between} NE between)"
+                f"{_confirmation_needs(tp.response, settings)})"
             )
     if confirmed_pr is not None:
         tp, by = confirmed_pr
@@ -168,7 +192,18 @@ def best_overall_response_confirmed(
             (*reasons, f"R-BOR-CONF: {tp.response.value} at {tp.id} confirmed as PR by {by.id}"),
         )
     stable = Response.SD if has_targets else Response.NON_CR_NON_PD
-    for tp in counted:
+    before_pd = settings.unconfirmed_before_pd
+    for index, tp in enumerate(counted):
+        if (
+            before_pd is UnconfirmedBeforePd.PD
+            and tp.response in _RESPONDING
+            and _followed_by_pd(counted, index)
+        ):
+            reasons.append(
+                f"R-BOR-CONF: unconfirmed {tp.response.value} at {tp.id} is followed by PD "
+                "and does not count as SD (unconfirmed_before_pd: pd)"
+            )
+            continue
         if tp.response in _RANKED:
             if _sd_qualifies(tp, origin, settings):
                 return BestResponse(
@@ -186,6 +221,25 @@ def best_overall_response_confirmed(
                 f"{(tp.date - origin).days} days after the origin (< {settings.sd_min_days})"
             )
     return _fallback(counted, reasons)
+
+
+def _confirmation_needs(response: Response, settings: Settings) -> str:
+    """What R-BOR-CONF asks of a confirmation under ``settings``, for a reason line."""
+    if response is Response.PR:
+        later = "a later PR or CR"
+    elif settings.pr_after_cr_confirms:
+        later = "a later CR, or PR for a PR"
+    else:
+        later = "a later CR"
+    window = f"≥ {settings.confirmation_min_days}"
+    if settings.confirmation_max_days is not None:
+        window += f" and ≤ {settings.confirmation_max_days}"
+    needs = [f"{later} {window} days later", f"at most {settings.confirmation_max_ne_between} NE"]
+    if settings.accept_sd and response is Response.PR:
+        needs.append("at most one SD")
+    if not settings.pr_after_cr_confirms:
+        needs.append("no PR after a CR")
+    return ", ".join(needs[:-1]) + f" and {needs[-1]} between"
 
 
 def data_queries(followups: Sequence[Assessed]) -> list[Query]:

@@ -23,6 +23,7 @@ from pydantic import (
     StrictBool,
     StrictStr,
     ValidationError,
+    model_validator,
 )
 
 from recist.assessment import CaseResult, TimepointResult, assess
@@ -52,7 +53,7 @@ from recist.lesions import (
     mm_to_length,
 )
 from recist.response import NewLesionStatus, Response
-from recist.settings import MAX_DAYS, MAX_SETTING_MM, Criteria, Settings
+from recist.settings import MAX_DAYS, MAX_SETTING_MM, Criteria, Settings, with_profile
 
 Number = float | int
 
@@ -113,7 +114,8 @@ Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
 class SettingsIn(_Strict):
-    """Protocol settings (docs/rules.md); every key optional."""
+    """Protocol settings (docs/rules.md); every key optional. A ``settings_profile`` fills
+    the keys not given with the profile's values (``recist.settings.PROFILES``)."""
 
     confirmation: StrictBool = False
     confirmation_min_days: Days = 28
@@ -130,6 +132,18 @@ class SettingsIn(_Strict):
     criteria: Literal["recist1.1", "irecist"] = "recist1.1"
     irecist_confirm_min_days: Days = 28
     irecist_confirm_max_days: Days = 56
+    accept_sd: StrictBool = False
+    confirmation_max_days: int | None = Field(None, gt=0, le=MAX_DAYS, strict=True)
+    pr_after_cr_confirms: StrictBool = True
+    unconfirmed_before_pd: Literal["sd", "pd"] = "sd"
+    censor_at: Literal["adequate", "any"] = "adequate"
+    settings_profile: Literal["admiralonco"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, data: Any) -> Any:
+        # The profile's values stand in for the keys not given; explicit keys win.
+        return with_profile(data) if isinstance(data, dict) else data
 
 
 class LesionIn(_Strict):

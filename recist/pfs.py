@@ -14,7 +14,7 @@ from recist.lesions import Case, Timepoint
 from recist.new_lesions import NewLesionAssessment
 from recist.non_target import NonTargetAssessment
 from recist.response import NewLesionStatus, Response
-from recist.settings import MISSED_VISITS, ProgressionDateRule
+from recist.settings import MISSED_VISITS, CensorAt, ProgressionDateRule
 from recist.target import TargetAssessment
 
 
@@ -153,11 +153,18 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
         The first PD, or ``None``.
     adequate
         Post-baseline timepoints whose overall response is not NE, as ``(id, date)`` in
-        order: the adequate assessments.
+        order: the adequate assessments. With the setting ``censor_at: "any"`` every
+        follow-up of ``case`` is taken instead, whatever its response: PFS is then
+        censored at (and the missed-visit rule measured from) the last assessment of any
+        response.
     """
     origin = case.origin
     settings = case.settings
     therapy = case.new_therapy_on if settings.cut_at_new_therapy else None
+    kind = "adequate assessment"
+    if settings.censor_at is CensorAt.ANY:
+        adequate = [(tp.id, tp.date) for tp in case.timepoints[1:]]
+        kind = "assessment (any response)"
 
     # The event candidate: the earlier of progression and death.
     event: tuple[date, PfsReason, str] | None = None
@@ -173,7 +180,11 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
     if therapy is not None and (event is None or event[0] > therapy):
         why = f"new anticancer therapy started {therapy.isoformat()} before any event"
         return _censor(
-            origin, _last_adequate(adequate, therapy, False), PfsReason.CENSORED_NEW_THERAPY, why
+            origin,
+            _last_adequate(adequate, therapy, False),
+            PfsReason.CENSORED_NEW_THERAPY,
+            why,
+            kind,
         )
 
     if event is None:
@@ -182,6 +193,7 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
             _last_adequate(adequate, None, False),
             PfsReason.CENSORED_LAST_ASSESSMENT,
             "no progression or death",
+            kind,
         )
 
     event_date, reason, what = event
@@ -199,11 +211,10 @@ def pfs(case: Case, progression: Progression | None, adequate: list[tuple[str, d
         limit = MISSED_VISITS * settings.visit_interval_days
         if gap > limit:
             why = (
-                f"{what} on {event_date.isoformat()}, {gap} days after the last adequate "
-                f"assessment (> {MISSED_VISITS} × {settings.visit_interval_days} days: "
-                "missed visits)"
+                f"{what} on {event_date.isoformat()}, {gap} days after the last {kind} "
+                f"(> {MISSED_VISITS} × {settings.visit_interval_days} days: missed visits)"
             )
-            return _censor(origin, before, PfsReason.CENSORED_MISSED_VISITS, why)
+            return _censor(origin, before, PfsReason.CENSORED_MISSED_VISITS, why, kind)
     return Pfs(
         True,
         event_date,
@@ -250,18 +261,24 @@ def _last_adequate_before(
     return found
 
 
-def _censor(origin: date, at: tuple[str, date] | None, reason: PfsReason, why: str) -> Pfs:
-    """Censored at the last adequate assessment ``at``, or at the origin without one."""
+def _censor(
+    origin: date,
+    at: tuple[str, date] | None,
+    reason: PfsReason,
+    why: str,
+    kind: str = "adequate assessment",
+) -> Pfs:
+    """Censored at the last assessment ``at`` (of the ``kind`` the setting ``censor_at``
+    counts), or at the origin without one."""
     if at is None:
         if reason is PfsReason.CENSORED_LAST_ASSESSMENT:
             reason = PfsReason.CENSORED_NO_ASSESSMENT
-        return Pfs(
-            False, origin, 1, reason, f"{why}; no adequate assessment: censored at the origin"
-        )
+        none = "no adequate assessment" if kind == "adequate assessment" else "no assessment"
+        return Pfs(False, origin, 1, reason, f"{why}; {none}: censored at the origin")
     return Pfs(
         False,
         at[1],
         (at[1] - origin).days + 1,
         reason,
-        f"{why}; censored at the last adequate assessment {at[0]} ({at[1].isoformat()})",
+        f"{why}; censored at the last {kind} {at[0]} ({at[1].isoformat()})",
     )

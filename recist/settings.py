@@ -2,12 +2,19 @@
 
 Each field names the rule it tunes (``docs/rules.md``). Settings are stored with a
 trial, shown in the UI and written into every exported result (see :meth:`to_dict`).
+
+Some settings are a statistician's conventions rather than the protocol's: where RECIST
+1.1 and the FDA's PFS guidance leave room, statistical analysis plans differ, and
+admiralonco's arguments name the usual choices. The defaults stay RECIST 1.1 / FDA 2018;
+a named profile (``settings_profile``) sets a tool's conventions at once
+(:data:`PROFILES`), and :func:`explain` says where each value came from.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +34,26 @@ class Criteria(StrEnum):
 
     RECIST_1_1 = "recist1.1"  # RECIST 1.1 (default)
     IRECIST = "irecist"  # iRECIST for immunotherapy (I-UPD, I-CPD…), RECIST 1.1 beside it
+
+
+class CensorAt(StrEnum):
+    """§8: which assessments PFS is censored at ("the last assessment")."""
+
+    ADEQUATE = "adequate"  # the last adequate (not NE) assessment, FDA 2018 (default)
+    ANY = "any"  # the last assessment whatever its response, NE included (admiralonco)
+
+
+class UnconfirmedBeforePd(StrEnum):
+    """R-BOR-CONF: what an unconfirmed CR or PR followed by PD counts as."""
+
+    SD = "sd"  # SD where R-BOR-SDMIN is met, else PD (RECIST 1.1 table 3, default)
+    PD = "pd"  # it does not count as SD: the best response comes from the others
+
+
+class SettingsProfile(StrEnum):
+    """A named set of conventions (:data:`PROFILES`)."""
+
+    ADMIRALONCO = "admiralonco"
 
 
 # R-PLAUS-SETTINGS: no protocol window is longer than ten years, and no size threshold
@@ -85,6 +112,32 @@ class Settings:
         number of days after the first iUPD (default 28, four weeks) and at most the
         maximum after the latest iUPD (default 56, eight weeks). The minimum may not exceed
         the maximum.
+    accept_sd
+        R-BOR-CONF: one SD may sit between a PR and the assessment that confirms it
+        (admiralonco's ``accept_sd``). Off: any SD between breaks the confirmation.
+    confirmation_max_days
+        R-BOR-CONF: the most days between a response and the assessment that confirms it;
+        a later CR or PR does not confirm. ``None`` (default): no maximum. At least
+        ``confirmation_min_days``.
+    pr_after_cr_confirms
+        R-BOR-CONF: a PR after a CR may confirm a response (default, RECIST 1.1 table 3:
+        PR, CR, PR is a confirmed PR; CR, PR a confirmed PR and a data query). Off
+        (admiralonco): a PR after a CR breaks the confirmation, so PR, CR, PR and CR, PR
+        are unconfirmed and count as SD where R-BOR-SDMIN is met.
+    unconfirmed_before_pd
+        R-BOR-CONF: an unconfirmed CR or PR whose next assessment other than NE is PD
+        counts as SD where R-BOR-SDMIN is met (``sd``, RECIST 1.1 table 3, default), or
+        not at all (``pd``: the best response is then PD unless another timepoint
+        qualifies).
+    censor_at
+        §8: PFS without an event is censored at the last *adequate* assessment (not NE,
+        FDA 2018, default) or at the last assessment of *any* response (admiralonco's
+        last tumour assessment); the same choice dates the new-therapy censoring and is
+        the reference of the missed-visit rule.
+    settings_profile
+        A named set of conventions (:data:`PROFILES`): the values it gives fill every
+        setting not given explicitly (:meth:`from_dict`). Recorded with the settings so
+        that every result names it.
 
     Every day count is a whole number of at most :data:`MAX_DAYS` and every size finite
     and at most :data:`MAX_SETTING_MM` (R-PLAUS-SETTINGS), so a stored protocol always
@@ -106,6 +159,12 @@ class Settings:
     criteria: Criteria = Criteria.RECIST_1_1
     irecist_confirm_min_days: int = 28
     irecist_confirm_max_days: int = 56
+    accept_sd: bool = False
+    confirmation_max_days: int | None = None
+    pr_after_cr_confirms: bool = True
+    unconfirmed_before_pd: UnconfirmedBeforePd = UnconfirmedBeforePd.SD
+    censor_at: CensorAt = CensorAt.ADEQUATE
+    settings_profile: SettingsProfile | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -135,17 +194,35 @@ class Settings:
                 field="settings.reappearance_min_mm",
                 rule="R-PLAUS-SETTINGS",
             )
-        interval = self.visit_interval_days
-        if interval is not None and (
-            isinstance(interval, bool)
-            or not isinstance(interval, int)
-            or not 0 < interval <= MAX_DAYS
+        for name in ("visit_interval_days", "confirmation_max_days"):
+            days = getattr(self, name)
+            if days is not None and (
+                isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= MAX_DAYS
+            ):
+                raise CaseInputError(
+                    f"{days!r} is not a whole number of days from 1 to {MAX_DAYS}, nor null",
+                    field=f"settings.{name}",
+                    rule="R-PLAUS-SETTINGS",
+                )
+        for name in (
+            "confirmation",
+            "pr_hold",
+            "strict",
+            "cut_at_new_therapy",
+            "previously_treated_targets",
+            "accept_sd",
+            "pr_after_cr_confirms",
         ):
-            raise CaseInputError(
-                f"{interval!r} is not a whole number of days from 1 to {MAX_DAYS}",
-                field="settings.visit_interval_days",
-                rule="R-PLAUS-SETTINGS",
-            )
+            if not isinstance(getattr(self, name), bool):
+                raise CaseInputError(
+                    f"{getattr(self, name)!r} is not true or false",
+                    field=f"settings.{name}",
+                    rule="R-PLAUS-SETTINGS",
+                )
+        self._choice("unconfirmed_before_pd", UnconfirmedBeforePd)
+        self._choice("censor_at", CensorAt)
+        if self.settings_profile is not None:
+            self._choice("settings_profile", SettingsProfile)
         if not isinstance(self.progression_date, ProgressionDateRule):
             try:
                 rule = ProgressionDateRule(self.progression_date)
@@ -173,10 +250,38 @@ class Settings:
                 field="settings.irecist_confirm_max_days",
                 rule="R-PLAUS-SETTINGS",
             )
+        most = self.confirmation_max_days
+        if most is not None and most < self.confirmation_min_days:
+            raise CaseInputError(
+                f"a response is confirmed at least {self.confirmation_min_days} days later "
+                f"but at most {most}; the maximum may not be below the minimum (R-BOR-CONF)",
+                field="settings.confirmation_max_days",
+                rule="R-PLAUS-SETTINGS",
+            )
+
+    def _choice(self, name: str, kind: type[StrEnum]) -> None:
+        """Convert the string value of setting ``name`` to its enum, refusing others."""
+        value = getattr(self, name)
+        if isinstance(value, kind):
+            return
+        try:
+            member = kind(value)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in kind)
+            raise CaseInputError(
+                f"{value!r} is not one of {allowed}",
+                field=f"settings.{name}",
+                rule="R-PLAUS-SETTINGS",
+            ) from None
+        object.__setattr__(self, name, member)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Settings:
-        """Build settings from a mapping, refusing unknown keys by name."""
+    def from_dict(cls, values: Mapping[str, Any]) -> Settings:
+        """Build settings from a mapping, refusing unknown keys by name.
+
+        A ``settings_profile`` fills every setting the mapping does not give with the
+        profile's value (:func:`with_profile`); the mapping's own values win.
+        """
         known = {f.name for f in fields(cls)}
         for key in values:
             if key not in known:
@@ -184,13 +289,14 @@ class Settings:
                     f"unknown setting {key!r}; known settings: {', '.join(sorted(known))}",
                     field=f"settings.{key}",
                 )
-        return cls(**values)
+        return cls(**with_profile(values))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (written into every exported result)."""
-        out = asdict(self)
-        out["progression_date"] = self.progression_date.value
-        out["criteria"] = self.criteria.value
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.value if isinstance(value, StrEnum) else value
         return out
 
 
@@ -199,3 +305,158 @@ class Settings:
 MISSED_VISITS = 2
 
 DEFAULT_SETTINGS = Settings()
+
+
+# The conventions of a profile, as JSON values, and where each comes from. admiralonco:
+# pharmaverse's R package for oncology ADaM (github.com/pharmaverse/admiralonco), its
+# functions' defaults and, for the arguments without one, its templates' values
+# (inst/templates/ad_adrs.R, ad_adtte.R). docs/rules.md lists them with the same sources.
+PROFILES: dict[SettingsProfile, dict[str, Any]] = {
+    SettingsProfile.ADMIRALONCO: {
+        "sd_min_days": 42,
+        "confirmation_min_days": 28,
+        "confirmation_max_ne_between": 1,
+        "accept_sd": False,
+        "confirmation_max_days": None,
+        "pr_after_cr_confirms": False,
+        "unconfirmed_before_pd": "sd",
+        "censor_at": "any",
+        "visit_interval_days": None,
+    },
+}
+
+PROFILE_SOURCES: dict[SettingsProfile, dict[str, str]] = {
+    SettingsProfile.ADMIRALONCO: {
+        "sd_min_days": "ref_start_window = 42 (ad_adrs.R: derive_param_bor, "
+        "derive_param_confirmed_bor; reference_date = RANDDT)",
+        "confirmation_min_days": "ref_confirm = 28 (ad_adrs.R: derive_param_confirmed_bor, "
+        "derive_param_confirmed_resp)",
+        "confirmation_max_ne_between": "max_nr_ne = 1 (derive_param_confirmed_bor default)",
+        "accept_sd": "accept_sd = FALSE (derive_param_confirmed_bor default)",
+        "confirmation_max_days": "no maximum: the confirming assessment is the first CR/PR "
+        "with ADT >= ADT + ref_confirm (derive_param_confirmed_bor's first_cond)",
+        "pr_after_cr_confirms": "a PR needs 'no PR after a CR in the confirmation period', a "
+        "CR only CR or NE before its confirming CR (derive_param_confirmed_bor)",
+        "unconfirmed_before_pd": "an unconfirmed CR/PR at >= ref_start_window is SD "
+        "whatever follows (derive_param_confirmed_bor)",
+        "censor_at": "PFS censor_conditions = lasta_censor: the last OVR record of any "
+        "AVALC, NE included (ad_adtte.R; derive_param_lasta)",
+        "visit_interval_days": "no missed-visit censoring: PFS events pd_event and "
+        "death_event only (ad_adtte.R: derive_param_tte)",
+    },
+}
+
+
+def with_profile(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with every setting that ``values`` does not give taken from the profile
+    it names (``settings_profile``, :data:`PROFILES`); unchanged without a known profile
+    (an unknown one is refused when the settings are built, R-PLAUS-SETTINGS)."""
+    name = values.get("settings_profile")
+    try:
+        profile = PROFILES[SettingsProfile(name)] if isinstance(name, str) else {}
+    except ValueError:
+        profile = {}
+    return {**profile, **values}
+
+
+# The rules each setting changes (docs/rules.md; "§8": PFS, which has no rule ids).
+SETTING_RULES: dict[str, tuple[str, ...]] = {
+    "confirmation": ("R-BOR-CONF",),
+    "confirmation_min_days": ("R-BOR-CONF", "R-TGT-HOLD"),
+    "confirmation_max_ne_between": ("R-BOR-CONF",),
+    "sd_min_days": ("R-BOR-SDMIN",),
+    "visit_interval_days": ("§8",),
+    "pr_hold": ("R-TGT-HOLD",),
+    "strict": ("R-MEAS", "R-SEL", "R-PLAUS-BLWINDOW"),
+    "cut_at_new_therapy": ("R-BOR-CUT", "§8"),
+    "previously_treated_targets": ("R-MEAS-4",),
+    "progression_date": ("§8",),
+    "reappearance_min_mm": ("R-REAPPEAR",),
+    "baseline_window_days": ("R-PLAUS-BLWINDOW",),
+    "criteria": ("§10",),
+    "irecist_confirm_min_days": ("I-CPD-WINDOW",),
+    "irecist_confirm_max_days": ("I-CPD-WINDOW",),
+    "accept_sd": ("R-BOR-CONF",),
+    "confirmation_max_days": ("R-BOR-CONF",),
+    "pr_after_cr_confirms": ("R-BOR-CONF",),
+    "unconfirmed_before_pd": ("R-BOR-CONF", "R-BOR-SDMIN"),
+    "censor_at": ("§8", "I-PFS"),
+    "settings_profile": (),  # none of its own: those of the settings it fills
+}
+
+
+class SettingSource(StrEnum):
+    """Where the value of a setting came from (:func:`explain`)."""
+
+    DEFAULT = "default"  # the engine's default (RECIST 1.1 / FDA 2018)
+    PROFILE = "profile"  # the named profile (settings_profile)
+    CASE = "case"  # given explicitly (the case's or trial's settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedSetting:
+    """One setting as :func:`explain` reports it."""
+
+    name: str
+    value: Any  # the JSON value
+    source: SettingSource
+    rules: tuple[str, ...]
+    reference: str | None  # the profile's source for a value the profile set
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "setting": self.name,
+            "value": self.value,
+            "source": self.source.value,
+            "rules": list(self.rules),
+            "reference": self.reference,
+        }
+
+
+def explain(
+    values: Mapping[str, Any], profile: str | None = None
+) -> tuple[Settings, list[ExplainedSetting]]:
+    """The settings ``values`` give (as :meth:`Settings.from_dict`) and, for every setting
+    in order, its value, where it came from and the rules it changes.
+
+    Parameters
+    ----------
+    values
+        The settings given explicitly (a case's or a trial's ``settings``).
+    profile
+        A profile to apply when ``values`` names none (``recist settings --profile``);
+        its ``settings_profile`` is then reported as coming from the profile.
+
+    Raises
+    ------
+    CaseInputError
+        An unknown setting or a bad value, naming the setting (R-PLAUS-SETTINGS), or a
+        ``profile`` other than the one ``values`` names.
+    """
+    named = values.get("settings_profile")
+    if profile is not None:
+        if named is not None and named != profile:
+            raise CaseInputError(
+                f"the settings name the profile {named!r}, not {profile!r}",
+                field="settings.settings_profile",
+                rule="R-PLAUS-SETTINGS",
+            )
+        settings = Settings.from_dict({**values, "settings_profile": profile})
+    else:
+        settings = Settings.from_dict(values)
+    chosen = settings.settings_profile
+    given = PROFILES[chosen] if chosen is not None else {}
+    sources = PROFILE_SOURCES[chosen] if chosen is not None else {}
+    out = []
+    for name, value in settings.to_dict().items():
+        if name == "settings_profile" and value is not None and named is None:
+            source = SettingSource.PROFILE
+        elif name in values:
+            source = SettingSource.CASE
+        elif name in given:
+            source = SettingSource.PROFILE
+        else:
+            source = SettingSource.DEFAULT
+        reference = sources.get(name) if source is SettingSource.PROFILE else None
+        out.append(ExplainedSetting(name, value, source, SETTING_RULES[name], reference))
+    return settings, out
