@@ -32,6 +32,7 @@ from web.pages import (  # noqa: E402
     timepoints,
     trials,
     uploads,
+    users,
 )
 
 __all__ = [
@@ -50,5 +51,6 @@ __all__ = [
     "timepoints",
     "trials",
     "uploads",
+    "users",
     "views",
 ]

@@ -23,7 +23,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from web.db import write_transaction
 from web.errors import Conflict, InvalidInput, NotFound
-from web.models import LoginFailure, User, UserSession
+from web.models import LoginFailure, Trial, TrialMember, User, UserSession, role_set
 from web.services import access
 from web.services.access import (
     CliActor,
@@ -43,6 +43,7 @@ __all__ = [
     "MAX_FAILED_LOGINS",
     "CliActor",
     "LoginResult",
+    "UserSummary",
     "authenticate",
     "change_own_password",
     "clean_full_name",
@@ -50,6 +51,7 @@ __all__ = [
     "create_token",
     "create_user",
     "display_name",
+    "list_users",
     "login_attempt",
     "parse_limit",
     "set_active",
@@ -162,17 +164,45 @@ def set_full_name(session: Session, actor: Actor, *, username: str, full_name: s
 
 
 def set_role(session: Session, actor: Actor, *, username: str, role: str) -> None:
-    """Give a user another role (audited; it holds from their next request)."""
+    """Give a user another role (audited; it holds from their next request).
+
+    Raises
+    ------
+    Conflict
+        An administrator taking ``admin`` from their own role (another administrator
+        must do it, so that no one locks the service out of its administration alone).
+    """
     check_role(role)
     with write_transaction(session):
         user = _user(session, username, lock=True)
+        if (
+            actor.username == username
+            and "admin" in role_set(user.role)
+            and "admin" not in role_set(role)
+        ):
+            raise Conflict(
+                f"you cannot remove the admin role from your own account ({username}); "
+                "ask another administrator",
+                field="role",
+            )
         if audit_for(session, actor).change("user", username, "role", user.role, role):
             user.role = role
 
 
 def set_active(session: Session, actor: Actor, *, username: str, active: bool) -> None:
     """(De)activate a user. Deactivation ends their sessions and revokes their tokens at
-    once; activating again gives back neither."""
+    once; activating again gives back neither.
+
+    Raises
+    ------
+    Conflict
+        A user deactivating their own account (another administrator must do it).
+    """
+    if not active and actor.username == username:
+        raise Conflict(
+            f"you cannot deactivate your own account ({username}); ask another administrator",
+            field="active",
+        )
     now = access.clock()
     with write_transaction(session):
         user = _user(session, username, lock=True)
@@ -184,6 +214,57 @@ def set_active(session: Session, actor: Actor, *, username: str, active: bool) -
             return
         end_user_sessions(session, audit, user, "deactivated", now)
         revoke_user_tokens(session, audit, user, now)
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """A user as the administrators' page shows them: the trials they are a member of
+    (an admin reaches every trial) and when they last logged in, as far as the stored
+    sessions tell (``None``: no session is known)."""
+
+    user: User
+    trials: tuple[str, ...]
+    last_login: datetime | None
+
+    @property
+    def every_trial(self) -> bool:
+        return "admin" in role_set(self.user.role)
+
+
+def list_users(session: Session, username: str | None = None) -> list[UserSummary]:
+    """Every user by name (or the one named ``username``: a 404 when unknown), with their
+    trials and last login."""
+    query = select(User).order_by(User.username)
+    if username is not None:
+        query = query.where(User.username == username)
+    users = list(session.scalars(query))
+    if username is not None and not users:
+        raise NotFound(f"user {username!r} does not exist", field="username")
+    ids = [user.id for user in users]
+    trials: dict[int, list[str]] = {}
+    for user_id, code in session.execute(
+        select(TrialMember.user_id, Trial.code)
+        .join(Trial, Trial.id == TrialMember.trial_id)
+        .where(TrialMember.user_id.in_(ids))
+        .order_by(Trial.code)
+    ):
+        trials.setdefault(user_id, []).append(code)
+    logins: dict[int, datetime] = {
+        user_id: at
+        for user_id, at in session.execute(
+            select(UserSession.user_id, func.max(UserSession.created_at))
+            .where(UserSession.user_id.in_(ids))
+            .group_by(UserSession.user_id)
+        )
+    }
+    return [
+        UserSummary(
+            user,
+            tuple(trials.get(user.id, ())),
+            access.aware(logins[user.id]) if logins.get(user.id) else None,
+        )
+        for user in users
+    ]
 
 
 # --------------------------------------------------------------------------- logins
