@@ -64,6 +64,8 @@ SETTING_FIELDS = (
     ("criteria", "choice"),  # docs/rules.md §10: "recist1.1" or "irecist"
     ("irecist_confirm_min_days", "days_or_default"),  # I-CPD-WINDOW
     ("irecist_confirm_max_days", "days_or_default"),
+    ("reappearance_min_mm", "mm"),  # R-REAPPEAR
+    ("baseline_window_days", "days_or_default"),  # R-PLAUS-BLWINDOW
 )
 
 
@@ -78,8 +80,16 @@ def _settings_from_form(form: Any) -> dict[str, Any]:
                 settings[name] = raw
         elif raw == "" and kind == "days_or_off":
             settings[name] = None
-        elif raw == "" and kind == "days_or_default":
+        elif raw == "" and kind in ("days_or_default", "mm"):
             continue
+        elif kind == "mm":
+            try:
+                settings[name] = float(raw)
+            except ValueError:
+                raise InvalidInput(
+                    f"setting {name}: {raw!r} is not a number of millimetres",
+                    field=f"settings.{name}",
+                ) from None
         else:
             if not raw.isdigit():
                 raise InvalidInput(
@@ -140,6 +150,12 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
         open_queries(session, trial_row) if allowed(request_user_role(), "answer_queries") else []
     )
     status = error.status if error is not None else 200
+    # The settings editor shows what was typed after a refusal, else the stored values.
+    settings_form = dict(trial_row.settings or {})
+    if form is not None and form.get("settings_edit"):
+        for name, kind in SETTING_FIELDS:
+            typed = form.get(f"s_{name}")
+            settings_form[name] = (typed == "on") if kind == "flag" else (typed or "")
     return (
         render_template(
             "views/trial.html",
@@ -149,9 +165,31 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
             queries=queries,
             error=error,
             form=form or {},
+            settings_form=settings_form,
         ),
         status,
     )
+
+
+@bp.route("/trials/<trial_code>/settings", methods=["POST"])
+@requires("manage_trials")
+def trial_settings(trial_code: str) -> Any:
+    """Change protocol settings with a reason; every subject is re-assessed."""
+    from web.services.trials import update_settings
+
+    form = request.form
+    try:
+        _trial, changed = update_settings(
+            request_session(),
+            actor(),
+            trial_code,
+            _settings_from_form(form),
+            reason=form.get("reason") or None,
+        )
+    except ServiceError as error:
+        return trial_page(trial_code, error, form)
+    flash(f"Protocol settings saved; {changed} subject(s) re-assessed with a changed result.")
+    return redirect(url_for("views.trial", trial_code=trial_code))
 
 
 def summary_as_used(
