@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from recist.jsonio import assess_json
-from web.pages.grid import build_grid, response_css
+from web.pages.grid import build_grid, follow_up_reference, response_css
 from web.services import SYSTEM, import_case
 from web.testing import bearer, login
 
@@ -328,3 +328,15 @@ def test_response_codes_of_both_criteria_get_the_colour_of_their_recist_1_1_clas
     code: str | None, css: str
 ) -> None:
     assert response_css(code) == css
+
+
+def test_the_follow_up_reference_holds_an_ipr_until_an_iupd_ends_it() -> None:
+    # R-TGT-HOLD under iRECIST [iFAQ]; an iUPD of the targets ends the hold (I-RESET).
+    responded = _irecist(_case("G-3", _fu("W8", "2021-03-01", 20.0)))
+    assert follow_up_reference(responded, assess_json(responded), None)["hold_from"] == "W8"
+    progressed = _irecist(
+        _case("G-4", _fu("W8", "2021-03-01", 20.0), _fu("W14", "2021-04-12", 26.0))
+    )
+    result = assess_json(progressed)
+    assert [tp["target_response"] for tp in result["timepoints"][1:]] == ["iPR", "iUPD"]
+    assert follow_up_reference(progressed, result, None)["hold_from"] is None
