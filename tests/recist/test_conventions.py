@@ -545,3 +545,10 @@ def test_recist_settings_refuses_bad_settings_in_one_line(capsys, tmp_path: Path
         2,
         f"recist settings: {path}: --case takes one case; the file holds 2\n",
     )
+
+
+def test_under_irecist_the_best_response_conventions_change_the_recist_1_1_result_only():
+    settings = {**CONFIRMED, "criteria": "irecist", "pr_after_cr_confirms": False}
+    result = assess({**pr_cr_pr(), "settings": settings})
+    assert result["recist1_1"]["best_overall_response"] == "SD"
+    assert result["best_overall_response"] == "iPR"  # I-BOR keeps the default (rules.md)
