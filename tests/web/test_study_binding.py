@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imaging_io.deid import pseudonym
-from web.models import AuditRecord, Subject
+from web.models import AuditRecord, Subject, Timepoint
 from web.services import SYSTEM, import_case
 from web.testing import bearer, login
 
@@ -148,3 +148,39 @@ def test_a_trial_manager_rebinds_with_a_reason_and_a_reader_cannot(
         == 200
     )
     assert _upload(client, trial, "A-1", _zip(SAMPLE / "W8")).status_code == 409
+
+
+def test_a_baseline_study_is_kept_as_evidence_without_changing_the_entered_values(
+    app: Flask, session: Session, trial: str, users: dict[str, str], two_subjects: dict[str, Any]
+) -> None:
+    client = app.test_client()
+    login(client, "reader")
+    upload = client.post(
+        f"/trials/{trial}/subjects/A-1/upload",
+        data={"study": (_zip(SAMPLE / "BL"), "bl.zip"), "timepoint": "BL"},
+        content_type="multipart/form-data",
+    )
+    assert upload.status_code == 200
+    page = html.unescape(upload.data.decode())
+    assert 'id="baseline-evidence"' in page and "Attach to BL" in page
+    token = re.search(r'name="imaging" value="([^"]+)"', page).group(1)
+    before = client.get(f"/api/v1/trials/{trial}/subjects/A-1", headers=bearer(users["reviewer"]))
+    attached = client.post(
+        f"/trials/{trial}/subjects/A-1/baseline/evidence", data={"imaging": token}
+    )
+    assert attached.status_code == 302
+    after = client.get(f"/api/v1/trials/{trial}/subjects/A-1", headers=bearer(users["reviewer"]))
+    assert after.get_json()["case"]["lesions"] == before.get_json()["case"]["lesions"]
+    session.rollback()
+    bl = session.scalars(select(Timepoint).where(Timepoint.code == "BL")).all()
+    evidence = next(t for t in bl if t.imaging_json).imaging_json
+    assert set(evidence["lesions"]) == {"T1", "T2", "T3"} and evidence["study"]["id"]
+    assert session.scalars(select(Subject.imaging_key).where(Subject.code == "A-1")).one()
+    # The key image of the baseline is served.
+    image = client.get(f"/trials/{trial}/subjects/A-1/timepoints/BL/key-images/T1.png")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    # A forged token is refused.
+    forged = client.post(
+        f"/trials/{trial}/subjects/A-1/baseline/evidence", data={"imaging": token[:-3] + "abc"}
+    )
+    assert forged.status_code == 400

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, flash, render_template, request
+from flask import current_app, flash, redirect, render_template, request, url_for
 
-from web.auth import requires
+from web.auth import actor, requires
 from web.pages import views as bp
-from web.pages.common import imaging_token
+from web.pages.common import imaging_from_token, imaging_token
 from web.pages.forms import (
     timepoint_form_values,
 )
@@ -50,11 +50,19 @@ def upload(trial_code: str, subject_code: str) -> Any:
     if measured is not None and not measured.get("lesions"):
         error = InvalidInput("the study holds no segmented lesion to measure", field="study")
     follow_ups = [tp.code for tp in row.timepoints[1:]]
+    baseline = row.timepoints[0].code if row.timepoints else None
+    if measured is not None and error is None and request.form.get("timepoint") == baseline:
+        return _baseline_evidence_page(row, case, measured)
     if measured is not None and error is None:
         return prefilled_page(row, case, measured, request.form.get("timepoint") or None)
     return (
         render_template(
-            "views/upload.html", trial=row.trial, subject=row, error=error, follow_ups=follow_ups
+            "views/upload.html",
+            trial=row.trial,
+            subject=row,
+            error=error,
+            follow_ups=follow_ups,
+            baseline=baseline,
         ),
         error.status if error is not None else 200,
     )
@@ -107,3 +115,51 @@ def prefilled_page(
         None,
         imaging_token=imaging_token(evidence),
     )
+
+
+def _baseline_evidence_page(row: Any, case: dict[str, Any], measured: dict[str, Any]) -> Any:
+    """What the study measured beside the baseline the reader entered, to attach the study
+    as the baseline's evidence (its values stay the reader's: the baseline form sets them)."""
+    from web.services.uploads import match_segments
+
+    _prefill, notes, sources = match_segments(case, measured)
+    evidence = {
+        "image": measured.get("image") or {},
+        "lesions": sources,
+        "study": measured.get("study"),
+    }
+    entered = {le["id"]: le.get("size_mm") for le in case["lesions"]}
+    baseline = case["timepoints"][0]
+    entered.update({k: v for k, v in baseline.get("targets", {}).items() if v is not None})
+    return render_template(
+        "views/upload_baseline.html",
+        trial=row.trial,
+        subject=row,
+        baseline=baseline["id"],
+        sources=sources,
+        entered=entered,
+        notes=notes,
+        imaging_token=imaging_token(evidence),
+    )
+
+
+@bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline/evidence", methods=["POST"])
+@requires("enter_measurements")
+def baseline_evidence(trial_code: str, subject_code: str) -> Any:
+    """Attach a measured study to the baseline as its imaging evidence (key images)."""
+    from web.services.studies import attach_imaging
+
+    session = request_session()
+    row = get_subject(session, trial_code, subject_code)
+    if not row.timepoints:
+        raise InvalidInput(f"subject {subject_code} has no baseline yet", field="timepoint")
+    attach_imaging(
+        session,
+        actor(),
+        trial_code,
+        subject_code,
+        row.timepoints[0].code,
+        imaging_from_token(request.form.get("imaging", "")),
+    )
+    flash(f"The study is kept as the evidence of {row.timepoints[0].code}.")
+    return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))

@@ -252,3 +252,32 @@ def annotated_series(root: Path, evidence: dict[str, Any], lesion: str) -> tuple
     if not isinstance(number, int):
         raise InvalidInput(f"lesion {lesion!r} names no segment", field="lesion")
     return _annotated(str(folder), seg_name), number
+
+
+def attach_imaging(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    subject_code: str,
+    tp_code: str,
+    imaging: dict[str, Any],
+) -> None:
+    """Keep a measured study as a timepoint's imaging evidence without changing what the
+    reader entered (the baseline, whose values come from its own form): audited; a signed
+    timepoint is refused; the study must be the subject's patient's (check_binding)."""
+    from web.services.common import check_unlocked, get_timepoint, touch
+
+    with write_transaction(session):
+        subject = get_subject(session, trial_code, subject_code, lock=True)
+        tp = get_timepoint(subject, tp_code)
+        check_unlocked(tp, subject_code)
+        key = f"{trial_code}/{subject_code}"
+        audit = Audit(session, actor, None)
+        bound = check_binding(session, subject, imaging.get("image") or {})
+        if bound is not None and audit.change(
+            "subject", key, "imaging_key", subject.imaging_key, bound
+        ):
+            subject.imaging_key = bound
+        if audit.change("timepoint", f"{key}/{tp.code}", "imaging", tp.imaging_json, imaging):
+            tp.imaging_json = imaging
+            touch(tp, actor)
