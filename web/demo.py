@@ -255,41 +255,37 @@ def _study_zip(folder: Path) -> Any:
 
 
 def _store_imaging(session: Session, case: dict[str, Any]) -> None:
-    """Measure each follow-up study of ``sample_dicom/`` and store it as the timepoint's
-    imaging evidence, exactly as an upload does (``web.services.uploads.measure_upload``, then the
-    upload page's matching of segments to targets, then ``save_timepoint(imaging=…)``), so
-    that the progression-call page shows the measurements from the images.
+    """Measure each study of ``sample_dicom/`` and keep it as its timepoint's imaging
+    evidence as an upload does (``measure_upload``, the upload page's matching, then
+    ``save_timepoint(imaging=…)``, or ``attach_imaging`` for the baseline, whose values
+    stay as entered), so that the progression-call page shows the images.
 
-    A follow-up without a study folder is left without evidence; one whose timepoint is
-    signed (or followed by a signed one) or already has evidence is left alone, so a later
-    seed changes nothing.
+    A timepoint without a study folder is left without evidence; one that is signed (or
+    followed by a signed one) or already has evidence is left alone, so a later seed
+    changes nothing.
     """
     from web.config import study_store
     from web.services import get_subject, get_timepoint, ordered_timepoints, save_timepoint
+    from web.services.studies import attach_imaging
     from web.services.uploads import match_segments, measure_upload
 
-    for item in case.get("timepoints", [])[1:]:
+    for index, item in enumerate(case.get("timepoints", [])):
         folder = SAMPLE_DICOM / item["id"]
-        if not folder.is_dir():
-            continue
         subject = get_subject(session, DEMO_TRIAL, case["subject_id"])
         tp = get_timepoint(subject, item["id"])
         timepoints = ordered_timepoints(subject)
-        after = timepoints[timepoints.index(tp) :]
-        if tp.imaging_json or any(t.locked for t in after):
+        if not folder.is_dir() or tp.imaging_json:
+            continue
+        if any(t.locked for t in timepoints[timepoints.index(tp) :]):
             continue  # a signed read (or one signed after it) is not changed
         measured = measure_upload(_study_zip(folder), store=study_store())
-        _, _, sources = match_segments(case, measured)
-        save_timepoint(
-            session,
-            _reader(),
-            DEMO_TRIAL,
-            case["subject_id"],
-            item,
-            expected_version=tp.version,
-            imaging={"image": measured.get("image") or {}, "lesions": sources}
-            | {"study": measured.get("study")},
-        )
+        imaging = {"image": measured.get("image") or {}, "lesions": match_segments(
+            case, measured)[2], "study": measured.get("study")}  # fmt: skip
+        if index == 0:
+            attach_imaging(session, _reader(), DEMO_TRIAL, case["subject_id"], tp.code, imaging)
+        else:
+            save_timepoint(session, _reader(), DEMO_TRIAL, case["subject_id"], item,
+                           expected_version=tp.version, imaging=imaging)  # fmt: skip
         session.expunge_all()
 
 

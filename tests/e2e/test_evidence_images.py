@@ -35,7 +35,7 @@ def test_a_reviewer_sees_key_images_and_scrolls_the_series(
     page.click("button[type=submit]")
     page.goto(f"{base}/trials/{DEMO_TRIAL}/subjects/DEMO-001/progression")
     images = page.locator("#key-images img")
-    assert images.count() == 6  # the targets T1, T2, T3 at W8 and W16
+    assert images.count() == 9  # the targets T1, T2, T3 at BL, W8 and W16 side by side
     images.last.scroll_into_view_if_needed()
     page.wait_for_function(
         "() => [...document.querySelectorAll('#key-images img')]"

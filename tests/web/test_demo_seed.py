@@ -190,8 +190,9 @@ def test_the_imaging_demo_case_shows_the_measurements_from_its_images_on_the_evi
     case = json.loads(DEMO_CASE_FILE.read_text())
     subject = get_subject(session, DEMO_TRIAL, "DEMO-001")
     stored = {tp.code: tp.imaging_json for tp in subject.timepoints}
-    assert stored["BL"] is None  # uploads measure follow-ups
-    for code in ("W8", "W16"):
+    # The baseline's study is attached as evidence (its values stay as entered).
+    assert set(stored["BL"]["lesions"]) == {"T1", "T2", "T3"}
+    for code in ("BL", "W8", "W16"):
         evidence = stored[code]
         assert evidence is not None
         assert evidence["image"]["modality"] == "CT"
@@ -213,9 +214,10 @@ def test_the_imaging_demo_case_shows_the_measurements_from_its_images_on_the_evi
         for lesion in ("T1", "T2", "T3"):
             assert f'data-tp="{code}" data-lesion="{lesion}"' in html
     assert "changed by the reader" not in html
-    # The evidence went in through save_timepoint: the audit trail holds it.
+    # The evidence went in through the services: the audit trail holds it.
     imaging = _audit(session, entity="timepoint", field="imaging")
     assert [r.entity_key for r in imaging] == [
+        f"{DEMO_TRIAL}/DEMO-001/BL",
         f"{DEMO_TRIAL}/DEMO-001/W8",
         f"{DEMO_TRIAL}/DEMO-001/W16",
     ]
@@ -248,7 +250,7 @@ def test_a_demo_seeded_before_the_imaging_case_had_an_arm_is_completed_once(
     subject = get_subject(session, DEMO_TRIAL, "DEMO-001")
     assert subject.arm is not None and subject.arm.code == DEMO_CASE_ARM
     assert subject.randomized_on is not None and subject.randomized_on.isoformat() == "2024-01-05"
-    assert [tp.code for tp in subject.timepoints if tp.imaging_json] == ["W8", "W16"]
+    assert [tp.code for tp in subject.timepoints if tp.imaging_json] == ["BL", "W8", "W16"]
     records = len(_audit(session))
     assert seed_demo(session, subjects=2) == {}
     session.expunge_all()

@@ -106,8 +106,10 @@ def test_the_evidence_page_shows_key_images_that_the_server_draws(
         ("/timepoints/W8/key-images/T9.png", 404, "lesion 'T9' was not measured"),
         ("/timepoints/W8/key-images/T1.png?window=mediastinum", 400, "window 'mediastinum'"),
         ("/timepoints/W8/slices/99.png?lesion=T1", 400, "has no slice 99"),
-        ("/timepoints/BL/key-images/T1.png", 404, "there is no image to show"),
+        ("/timepoints/W8/key-images/NT1.png", 404, "lesion 'NT1' was not measured"),
         ("/timepoints/W99/key-images/T1.png", 404, "W99"),
+        (f"/trials/{DEMO_TRIAL}/subjects/0101-001/timepoints/W8/key-images/T01.png", 404,
+         "there is no image to show"),
     ],
 )
 def test_image_requests_that_cannot_be_drawn_say_why(
@@ -115,7 +117,7 @@ def test_image_requests_that_cannot_be_drawn_say_why(
 ) -> None:
     reviewer = DEMO_USERS["reviewer"]
     login(client, reviewer, seeded[reviewer])
-    response = client.get(SUBJECT + path)
+    response = client.get(path if path.startswith("/trials/") else SUBJECT + path)
     assert response.status_code == status
     assert words in html.unescape(response.data.decode())
 
@@ -160,7 +162,9 @@ def test_the_evidence_page_offers_each_timepoint_as_a_dicom_sr_that_reads_back(
     for lesion, source in evidence["lesions"].items():
         got = short_axes if source["axis"] == "short axis" else long_axes
         assert got[lesion] == pytest.approx(source["mm"], abs=0.05), lesion
-    assert client.get(f"{SUBJECT}/timepoints/BL/measurement-report.dcm").status_code == 404
+    assert client.get(f"{SUBJECT}/timepoints/BL/measurement-report.dcm").status_code == 200
+    by_hand = f"/trials/{DEMO_TRIAL}/subjects/0101-001/timepoints/W8"
+    assert client.get(by_hand + "/measurement-report.dcm").status_code == 404
 
 
 def test_the_grid_links_each_target_measured_on_a_kept_study_to_its_key_image(
@@ -172,7 +176,7 @@ def test_the_grid_links_each_target_measured_on_a_kept_study_to_its_key_image(
     links = re.findall(r'<a class="key-image-link" href="([^"]+)"', page)
     assert sorted(links) == sorted(
         f"{SUBJECT}/timepoints/{tp}/key-images/{lesion}.png"
-        for tp in ("W8", "W16")
+        for tp in ("BL", "W8", "W16")
         for lesion in ("T1", "T2", "T3")
     )
     assert all(client.get(link).status_code == 200 for link in links[:2])

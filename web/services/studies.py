@@ -237,8 +237,8 @@ def annotated_series(root: Path, evidence: dict[str, Any], lesion: str) -> tuple
     lesions = (evidence or {}).get("lesions") or {}
     if not study.get("id"):
         raise NotFound(
-            "this timepoint's measurements were made before uploaded studies were kept: "
-            "there is no image to show",
+            "this timepoint has no kept study (entered by hand, or measured before "
+            "uploaded studies were kept): there is no image to show",
             field="lesion",
         )
     if lesion not in lesions:
