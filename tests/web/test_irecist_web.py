@@ -340,3 +340,38 @@ def test_the_follow_up_reference_holds_an_ipr_until_an_iupd_ends_it() -> None:
     result = assess_json(progressed)
     assert [tp["target_response"] for tp in result["timepoints"][1:]] == ["iPR", "iUPD"]
     assert follow_up_reference(progressed, result, None)["hold_from"] is None
+
+
+def test_an_irecist_trial_draws_its_plots_and_takes_an_override(
+    api: Any, app: Flask, irecist_trial: str
+) -> None:
+    """iRECIST codes have colours in every plot, and an adjudicator's override of an
+    iRECIST call derives PFS again (the adequacy of iUPD/iCPD timepoints, §8)."""
+    from web.services import SYSTEM
+    from web.services.membership import add_member
+
+    body = _import(api, irecist_trial, CONFIRMED)
+    subject = CONFIRMED["subject_id"]
+    db = app.extensions["recist_sessions"]()
+    try:
+        for name in ("reviewer", "adjudicator"):
+            add_member(db, SYSTEM, username=name, trial_code=irecist_trial)
+    finally:
+        db.close()
+    client = app.test_client()
+    login(client, "reviewer")
+    for kind in ("waterfall", "spider", "swimmer", "km-pfs", "km-os"):
+        response = client.get(f"/trials/{irecist_trial}/plots/{kind}.svg")
+        assert response.status_code == 200, (kind, response.data[:300])
+    call = api("reviewer", "GET", f"/trials/{irecist_trial}/progression-calls/{subject}")
+    assert call.status_code == 200, call.get_json()
+    progression = body["result"]["progression"]
+    seen = f"{progression['timepoint']}/{progression['date']}"
+    override = api(
+        "adjudicator",
+        "POST",
+        f"/trials/{irecist_trial}/progression-calls/{subject}/override",
+        json={"timepoint": None, "reason": "pseudo-progression on biopsy", "call": seen},
+    )
+    assert override.status_code == 200, override.get_json()
+    assert override.get_json()["used_call"]["timepoint"] is None

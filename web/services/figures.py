@@ -28,13 +28,13 @@ CI_ALPHA = 0.12  # the 95 % bands stay light enough to see the curves through th
 KM_YLABEL = "Survival probability"
 
 BOR_COLOURS = {
-    "CR": "#1b7837",
-    "PR": "#5aae61",
-    "SD": "#f1b640",
-    "NON-CR/NON-PD": "#92c5de",
-    "PD": "#c51b7d",
-    "NE": "#9e9e9e",
-}
+    "CR": "#1b7837", "PR": "#5aae61", "SD": "#f1b640", "NON-CR/NON-PD": "#92c5de",
+    "PD": "#c51b7d", "NE": "#9e9e9e",
+    # iRECIST (docs/rules.md §10): its counterpart's colour; iUPD (unconfirmed) lighter.
+    "iCR": "#1b7837", "iPR": "#5aae61", "iSD": "#f1b640", "NON-iCR/NON-iUPD": "#92c5de",
+    "iUPD": "#e9a3c9", "iCPD": "#c51b7d",
+}  # fmt: skip
+RESPONDING = ("CR", "PR", "iCR", "iPR")
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def best_change(result: dict[str, Any]) -> float | None:
         change = tp.get("change_from_baseline_pct")
         if change is not None and (best is None or change < best):
             best = change
-        if tp.get("overall_response") == "PD":
+        if tp.get("overall_response") in ("PD", "iCPD"):
             break
     return best
 
@@ -270,7 +270,7 @@ def swimmer(
     for result in results:
         tps = result["timepoints"]
         end = _days(result, tps[-1]["date"])
-        response = next((tp for tp in tps[1:] if tp.get("overall_response") in ("CR", "PR")), None)
+        response = next((tp for tp in tps[1:] if tp.get("overall_response") in RESPONDING), None)
         progression = result.get("progression")
         points.append(
             {

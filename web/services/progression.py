@@ -1,5 +1,4 @@
-"""The progression-call review queue: every PD call, why it was made, and what reviewers
-decided about it.
+"""The progression-call review queue: every PD call, why it was made, what reviewers decided.
 
 The engine's call (timepoint, date, rule) is read from the subject's result; reviews are
 events stored beside it (:class:`~web.models.ProgressionReview`), each naming the call it
@@ -32,15 +31,15 @@ RULES = {
 BACK_DATED = "back-dated equivocal new lesion (R-NEW-2)"
 
 REVIEW_ACTIONS = ("agreed", "queried")
+# iRECIST responses read as their RECIST 1.1 counterparts where only adequacy matters (§8).
+RECIST_OF = {"iCR": "CR", "iPR": "PR", "iSD": "SD", "iUPD": "PD", "iCPD": "PD",
+             "NON-iCR/NON-iUPD": "NON-CR/NON-PD"}  # fmt: skip
 
 
 # The rule that actually fired, read from the PD timepoint's reasons (first match wins):
 # a target PD may be a lesion back after CR, not the sum.
-FIRED = (
-    ("R-REAPPEAR", "lesion reappeared after CR (R-REAPPEAR)"),
-    ("R-TGT-PD", RULES["PD_TARGET"]),
-    ("R-NT-PD", RULES["PD_NONTARGET"]),
-)
+FIRED = (("R-REAPPEAR", "lesion reappeared after CR (R-REAPPEAR)"),
+         ("R-TGT-PD", RULES["PD_TARGET"]), ("R-NT-PD", RULES["PD_NONTARGET"]))  # fmt: skip
 
 
 def rule_label(rule: str, back_dated: bool, reasons: list[str] | None = None) -> str:
@@ -458,7 +457,8 @@ def with_progression(
         (
             tp["id"],
             date.fromisoformat(tp["date"]),
-            Response(tp["overall_response"]) if tp.get("overall_response") else None,
+            Response(RECIST_OF.get(tp["overall_response"], tp["overall_response"]))
+            if tp.get("overall_response") else None,
         )
         for tp in result["timepoints"][1:]
     )
