@@ -66,8 +66,8 @@ def test_the_demo_timepoints_name_the_kept_study_each_lesion_was_measured_on(
         assert kept.StudyDate == original.StudyDate
 
 
-def test_a_study_is_kept_once_whatever_the_number_of_uploads(app: Flask) -> None:
-    root = Path(app.config["STUDY_STORE"])
+def test_a_study_is_kept_once_whatever_the_number_of_uploads(tmp_path: Path) -> None:
+    root = tmp_path / "studies"  # a store of its own: other workers write to the shared one
     first = measure_upload(_study_zip(SAMPLE / "W8"), store=root)["study"]["id"]
     again = measure_upload(_study_zip(SAMPLE / "W8"), store=root)["study"]["id"]
     other = measure_upload(_study_zip(SAMPLE / "W16"), store=root)["study"]["id"]
