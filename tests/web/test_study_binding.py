@@ -184,3 +184,41 @@ def test_a_baseline_study_is_kept_as_evidence_without_changing_the_entered_value
         f"/trials/{trial}/subjects/A-1/baseline/evidence", data={"imaging": token[:-3] + "abc"}
     )
     assert forged.status_code == 400
+
+
+def test_a_new_lesion_named_like_a_segment_has_its_key_image(
+    app: Flask, session: Session, trial: str, two_subjects: dict[str, Any]
+) -> None:
+    """Issue 12: key images per new lesion too. The bone segment of W16 is named NL01 (no
+    lesion of the case); the reader records NL01 as a new lesion; its key image is drawn
+    from the kept study and the grid cell links to it."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted((SAMPLE / "W16").rglob("*.dcm")):
+            data = path.read_bytes()
+            if path.name == "SEG.dcm":
+                seg = pydicom.dcmread(io.BytesIO(data))
+                for item in seg.SegmentSequence:
+                    if str(item.get("TrackingID", "")) == "NT1":
+                        item.TrackingID = "NL01"
+                buffer = io.BytesIO()
+                seg.save_as(buffer, enforce_file_format=False)
+                data = buffer.getvalue()
+            archive.writestr(path.relative_to(SAMPLE / "W16").as_posix(), data)
+    out.seek(0)
+    client = app.test_client()
+    login(client, "reader")
+    page = _upload(client, trial, "A-1", out)
+    assert page.status_code == 200
+    text = html.unescape(page.data.decode())
+    assert "'bone lesion' matched no target" in text
+    fields = _form_fields(text)
+    fields.update(code="W16", new_0_id="NL01", new_0_site="bone")
+    saved = client.post(f"/trials/{trial}/subjects/A-1/timepoints/new", data=fields)
+    assert saved.status_code == 302, html.unescape(saved.data.decode())[-1500:]
+    base = f"/trials/{trial}/subjects/A-1"
+    image = client.get(base + "/timepoints/W16/key-images/NL01.png")
+    assert image.status_code == 200 and image.mimetype == "image/png"
+    assert f'href="{base}/timepoints/W16/key-images/NL01.png"' in client.get(base).data.decode()
+    evidence = client.get(base + "/progression").data.decode()
+    assert f'src="{base}/timepoints/W16/key-images/NL01.png"' in evidence

@@ -80,12 +80,16 @@ def key_image_links(subject: Any) -> dict[tuple[str, str], str]:
     """(timepoint, lesion) → key-image URL, for the targets measured on a kept study."""
     from flask import url_for
 
+    from web.services.studies import segment_named
+
     links = {}
     for tp in subject.timepoints:
         evidence = tp.imaging_json or {}
         if not (evidence.get("study") or {}).get("id"):
             continue
-        for lesion in evidence.get("lesions") or {}:
+        named = list(evidence.get("lesions") or {})
+        named += [n.code for n in tp.new_lesions if segment_named(evidence, n.code)]
+        for lesion in named:
             links[(tp.code, lesion)] = url_for(
                 "review.key_image",
                 trial_code=subject.trial.code,
@@ -212,7 +216,8 @@ def build_grid(
             site = match.get("site") or site
             flags = results.get(tp["id"], {}).get("flags", {})
             words, classes = _markers(flags, new_id)
-            cells.append(Cell(_new_lesion_text(match, irecist), classes, ", ".join(words)))
+            href = (images or {}).get((tp["id"], new_id), "")
+            cells.append(Cell(_new_lesion_text(match, irecist), classes, ", ".join(words), href))
         category = categories.get(new_id)
         if category is not None:  # I-NEW-1: fixed at its first sighting
             site = site + (" (node)" if category.get("nodal") else "")

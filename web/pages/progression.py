@@ -58,6 +58,7 @@ def progression(trial_code: str, subject_code: str) -> Any:
 def _progression_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
     from web.pages.grid import build_grid, key_image_links
     from web.services import build_case
+    from web.services.studies import segment_named
 
     session = request_session()
     subject = get_subject(session, trial_code, subject_code)
@@ -68,6 +69,8 @@ def _progression_page(trial_code: str, subject_code: str, error: ServiceError | 
     return (
         render_template(
             "review/progression.html",
+            links=links,
+            segment_named=segment_named,
             trial=subject.trial,
             subject=subject,
             row=subject_row(session, subject),

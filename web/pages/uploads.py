@@ -78,7 +78,7 @@ def prefilled_page(
 ) -> Any:
     """The follow-up form pre-filled from what imaging_io measured (an upload or a study
     pulled from the PACS), with the evidence signed into it; the reader checks and saves."""
-    from web.services.uploads import match_segments, non_targets_segmented
+    from web.services.uploads import match_segments, non_targets_segmented, other_segments
 
     # The imaging evidence travels in the form between here and the save: signed with the
     # application's key, so what is stored is what imaging_io measured, not what a
@@ -92,6 +92,7 @@ def prefilled_page(
         "image": measured.get("image") or {},
         "lesions": sources,
         "study": measured.get("study"),
+        "segments": other_segments(measured, sources),
     }
     values = timepoint_form_values(stored, case)
     for code, mm in prefill.items():
@@ -120,13 +121,14 @@ def prefilled_page(
 def _baseline_evidence_page(row: Any, case: dict[str, Any], measured: dict[str, Any]) -> Any:
     """What the study measured beside the baseline the reader entered, to attach the study
     as the baseline's evidence (its values stay the reader's: the baseline form sets them)."""
-    from web.services.uploads import match_segments
+    from web.services.uploads import match_segments, other_segments
 
     _prefill, notes, sources = match_segments(case, measured)
     evidence = {
         "image": measured.get("image") or {},
         "lesions": sources,
         "study": measured.get("study"),
+        "segments": other_segments(measured, sources),
     }
     entered = {le["id"]: le.get("size_mm") for le in case["lesions"]}
     baseline = case["timepoints"][0]

@@ -223,6 +223,16 @@ def _annotated(folder: str, seg_name: str) -> Any:
     return AnnotatedSeries.read(Path(folder) / "series", Path(folder) / "seg" / seg_name)
 
 
+def segment_named(evidence: dict[str, Any], lesion: str) -> dict[str, Any] | None:
+    """The evidence's other segment whose tracking id or label names ``lesion`` (a new
+    lesion: ``NL1`` ≙ ``NL01``), if any."""
+    from imaging_io.matching import lesion_key
+
+    wanted = lesion_key(lesion)
+    segments = (evidence or {}).get("segments") or {}
+    return next((s for name, s in segments.items() if lesion_key(name) == wanted), None)
+
+
 def annotated_series(root: Path, evidence: dict[str, Any], lesion: str) -> tuple[Any, int]:
     """The stored study of a timepoint's imaging evidence, read with its pixels and
     segments (cached), and the segment of ``lesion`` in it.
@@ -241,9 +251,9 @@ def annotated_series(root: Path, evidence: dict[str, Any], lesion: str) -> tuple
             "uploaded studies were kept): there is no image to show",
             field="lesion",
         )
-    if lesion not in lesions:
+    source = lesions.get(lesion) or segment_named(evidence, lesion)
+    if source is None:
         raise NotFound(f"lesion {lesion!r} was not measured on this timepoint's images")
-    source = lesions[lesion]
     folder = study_folder(root, str(study["id"]))
     seg_name = str(source.get("seg") or "")
     if not folder.is_dir() or not (folder / "seg" / seg_name).is_file():

@@ -340,3 +340,26 @@ def _size_of(lesion: dict[str, Any], measured: dict[str, Any]) -> float | None:
     key = "short_axis_mm" if lesion.get("nodal") else "longest_diameter_mm"
     value = measured.get(key)
     return None if value is None else float(value)
+
+
+def other_segments(
+    measured: dict[str, Any], sources: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The measured segments no target took, by tracking id (else label): kept in the
+    evidence so that a new lesion named like one (``NL01``) has its key image too."""
+    taken = {(s.get("seg"), s.get("segment_number")) for s in sources.values()}
+    out: dict[str, dict[str, Any]] = {}
+    for item in measured.get("lesions") or []:
+        if (item.get("seg"), item.get("label_value")) in taken or not item.get("voxel_count"):
+            continue
+        name = str(item.get("tracking_id") or item.get("label") or "")
+        if name and name not in out:
+            out[name] = {
+                "mm": item.get("longest_diameter_mm"),
+                "axis": "longest diameter",
+                "segment": item.get("label"),
+                "slice_index": item.get("slice_index"),
+                "seg": item.get("seg"),
+                "segment_number": item.get("label_value"),
+            }
+    return out
