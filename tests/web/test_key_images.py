@@ -224,3 +224,22 @@ def test_the_adjudication_page_highlights_the_targets_the_reads_disagree_on(
     assert rows, "no differing target shown"
     for first, second in rows:  # both reads' values are shown, and they differ
         assert first != second and first.strip() and second.strip()
+
+
+def test_the_evidence_page_labels_its_numbers_and_the_grid_its_nadir(
+    client: FlaskClient, seeded: dict[str, str]
+) -> None:
+    """Issue 14: labelled values, not raw keys; the nadir is the one before the visit."""
+    reviewer = DEMO_USERS["reviewer"]
+    login(client, reviewer, seeded[reviewer])
+    page = html.unescape(client.get(SUBJECT + "/progression").data.decode())
+    numbers = page.split('id="numbers"', 1)[1].split("</dl>", 1)[0]
+    labels = re.findall(r"<dt[^>]*>([^<]+)</dt>", numbers)
+    assert labels[:4] == [
+        "Sum of diameters (mm)",
+        "Nadir before this visit (mm)",
+        "Change from nadir (%)",
+        "Change from baseline (%)",
+    ]
+    assert "sum_mm<" not in numbers
+    assert "Nadir before the visit (mm)" in page  # the grid's row

@@ -235,7 +235,7 @@ def build_grid(
 
     summary_rows = [
         _row("Sum of diameters (mm)", "sum_mm", _fmt_mm, "sum"),
-        _row("Nadir (mm)", "nadir_mm", _fmt_mm),
+        _row("Nadir before the visit (mm)", "nadir_mm", _fmt_mm),
         _row("Change from baseline", "change_from_baseline_pct", _pct),
         _row("Change from nadir", "change_from_nadir_pct", _pct),
     ]

@@ -25,6 +25,18 @@ from web.services.progression import (
     subject_row,
 )
 
+# The evidence's numbers in people's words (the API keeps the engine's keys).
+NUMBER_LABELS = {
+    "sum_mm": "Sum of diameters (mm)",
+    "nadir_mm": "Nadir before this visit (mm)",
+    "change_from_nadir_pct": "Change from nadir (%)",
+    "change_from_baseline_pct": "Change from baseline (%)",
+    "target_response": "Target response",
+    "non_target_response": "Non-target response",
+    "new_lesions": "New lesions",
+    "overall_response": "Overall response",
+}
+
 
 @bp.route("/trials/<trial_code>/progression")
 @requires("view")
@@ -71,6 +83,7 @@ def _progression_page(trial_code: str, subject_code: str, error: ServiceError | 
             "review/progression.html",
             links=links,
             segment_named=segment_named,
+            number_labels=NUMBER_LABELS,
             trial=subject.trial,
             subject=subject,
             row=subject_row(session, subject),
