@@ -370,7 +370,7 @@ def begin_session(user: User, *, reason: str | None = None) -> None:
 def login() -> Any:
     from web.db import db_session
 
-    error, status = None, 200
+    error, status, username = None, 200, ""
     if request.method == "POST":
         username = request.form.get("username", "").strip()
         password = request.form.get("password", "")
@@ -389,7 +389,8 @@ def login() -> Any:
             error, status = _login_refused_message(), 429
         else:
             error, status = "unknown user name or wrong password", 401
-    return render_template("auth/login.html", error=error), status
+    # Not ``error``: base.html shows a service error's ``.message`` in a box of its own.
+    return render_template("auth/login.html", login_error=error, username=username[:64]), status
 
 
 @bp.route("/logout", methods=["POST"])

@@ -321,3 +321,17 @@ def test_failed_logins_from_one_address_are_limited_across_user_names(
         assert login(other, "alice", "123456").status_code == 401  # another address: its own
     finally:
         dispose(limited)
+
+
+def test_a_failed_login_shows_one_error_and_keeps_the_user_name(
+    client: Any, users: dict[str, str]
+) -> None:
+    """Issue 14: no second, empty red box after a failed login; the name stays typed and
+    the cursor goes to the password."""
+    page = client.post("/login", data={"username": "reader", "password": "not it at all"})
+    assert page.status_code == 401
+    text = page.data.decode()
+    assert text.count('class="error"') == 1
+    assert 'id="login-error">unknown user name or wrong password</p>' in text
+    assert 'name="username" autocomplete="username" required value="reader">' in text
+    assert 'type="password" autocomplete="current-password" required autofocus>' in text
