@@ -1,8 +1,10 @@
-"""Builders shared by the web tests: follow-up timepoints, subjects read by a reader, and
-the two central reads (PD / SD) of the central-review tests."""
+"""Builders shared by the web tests: follow-up timepoints, subjects read by a reader, the
+two central reads (PD / SD) of the central-review tests, and the values a browser would
+submit from a form of a page (:func:`form_fields`)."""
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -60,3 +62,61 @@ def central_read(*follow_ups: dict[str, Any]) -> dict[str, Any]:
 # Read PD: 30 → 28 → 40 mm (R-TGT-PD at FU2). Read SD: 30 → 28 → 31 mm.
 PD_READ = central_read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}))
 SD_READ = central_read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}))
+
+
+class _FormFields(HTMLParser):
+    """The values a browser submits from the form ``form_id``: inputs (no buttons), checked
+    boxes (``value`` or ``"on"``), the selected option of each select (its ``value``, else
+    its text; the first option when none is selected)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id = form_id
+        self.inside = False
+        self.select: str | None = None
+        self.option: tuple[bool, str | None] | None = None  # (selected, value attribute)
+        self.text = ""
+        self.first: dict[str, str] = {}
+        self.values: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside:
+            return
+        if tag == "input" and a.get("name"):
+            if a.get("type") == "checkbox":
+                if "checked" in a:
+                    self.values[a["name"]] = a.get("value") or "on"
+            elif a.get("type") not in ("submit", "button"):
+                self.values[a["name"]] = a.get("value", "")
+        elif tag == "select":
+            self.select = a.get("name")
+        elif tag == "option" and self.select:
+            self.option, self.text = ("selected" in a, a.get("value")), ""
+
+    def handle_data(self, data: str) -> None:
+        if self.option is not None:
+            self.text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "option" and self.select and self.option is not None:
+            selected, value = self.option
+            value = self.text.strip() if value is None else value
+            self.first.setdefault(self.select, value)
+            if selected:
+                self.values[self.select] = value
+            self.option = None
+        if tag == "form":
+            self.inside = False
+        if tag == "select" and self.select:
+            self.values.setdefault(self.select, self.first.get(self.select, ""))
+            self.select = None
+
+
+def form_fields(page: str, form_id: str) -> dict[str, str]:
+    """The values a browser would submit from the form ``form_id`` of ``page``."""
+    parser = _FormFields(form_id)
+    parser.feed(page)
+    return parser.values

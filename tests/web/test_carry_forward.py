@@ -5,35 +5,16 @@ cleared as resolved; a blank id never silently becomes a fresh lesion dated late
 from __future__ import annotations
 
 import html
-import re
 from typing import Any
 
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from tests.web.helpers import form_fields
 from web.services import SYSTEM, save_timepoint
 from web.testing import login, seed_subject_with_follow_up
 
 BASE = "/trials/TRIAL-1/subjects/S-001"
-
-
-def _fields(page: str) -> dict[str, str]:
-    form = page.split('id="timepoint-form"', 1)[1].split("</form>", 1)[0]
-    fields = {}
-    for tag in re.findall(r"<input[^>]*>", form):
-        name = re.search(r'name="([^"]+)"', tag)
-        if name is None:
-            continue
-        value = re.search(r'value="([^"]*)"', tag)
-        if 'type="checkbox"' in tag:
-            if "checked" in tag:
-                fields[name.group(1)] = "on"
-            continue
-        fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
-    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', body)
-        fields[name] = html.unescape(chosen.group(1)) if chosen else ""
-    return fields
 
 
 def _with_equivocal_w8(session: Session, trial: str) -> None:
@@ -62,7 +43,7 @@ def test_an_open_equivocal_lesion_is_carried_to_the_next_visit_and_confirmed_bac
     client = app.test_client()
     login(client, "reader")
     page = client.get(BASE + "/timepoints/new").data.decode()
-    fields = _fields(page)
+    fields = form_fields(page, "timepoint-form")
     assert (fields["new_0_id"], fields["new_0_site"], fields.get("new_0_equivocal")) == (
         "NL01",
         "liver",
@@ -77,7 +58,7 @@ def test_an_open_equivocal_lesion_is_carried_to_the_next_visit_and_confirmed_bac
     assert result["progression"]["timepoint"] == "W16"
     assert result["progression"]["date"] == "2021-03-01"  # back-dated to W8 (R-NEW-2)
     # Confirmed: no longer open, so the next visit starts without it.
-    again = _fields(client.get(BASE + "/timepoints/new").data.decode())
+    again = form_fields(client.get(BASE + "/timepoints/new").data.decode(), "timepoint-form")
     assert again.get("new_0_id", "") == ""
 
 
@@ -87,7 +68,7 @@ def test_a_resolved_equivocal_lesion_is_cleared_and_no_progression_is_called(
     _with_equivocal_w8(session, trial)
     client = app.test_client()
     login(client, "reader")
-    fields = _fields(client.get(BASE + "/timepoints/new").data.decode())
+    fields = form_fields(client.get(BASE + "/timepoints/new").data.decode(), "timepoint-form")
     for key in ("new_0_id", "new_0_site", "new_0_equivocal"):
         fields.pop(key, None)
     fields.update(code="W16", date="2021-04-26", t_T01_mm="21", t_T02_mm="14")

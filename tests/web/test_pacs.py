@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.imaging_io.orthanc import find_orthanc, running_orthanc, store_sample_studies
+from tests.web.helpers import form_fields
 from web.models import AuditRecord, PacsStudy, Timepoint
 from web.services import SYSTEM, import_case
 from web.testing import login
@@ -92,13 +93,9 @@ def test_the_trial_manager_checks_the_pacs_and_a_reader_confirms_a_pulled_study(
     w8 = next(p for p in pulled if p.timepoint == "2024-03-04")
     form = reader.get(f"{page}/subjects/{demo_subject}/pacs/{w8.id}").data.decode()
     assert "pulled from the PACS" in html.unescape(form)
-    fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form))
+    fields = form_fields(form, "timepoint-form")
     demo = json.loads((SAMPLE / "demo_case.json").read_text())["timepoints"][1]
     assert float(fields["t_T1_mm"]) == demo["targets"]["T1"]
-    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', body)
-        fields[name] = html.unescape(chosen.group(1)) if chosen else ""
-    fields = {k: html.unescape(v) for k, v in fields.items()}
     fields.update(code="W8")
     saved_tp = reader.post(f"{page}/subjects/{demo_subject}/timepoints/new", data=fields)
     assert saved_tp.status_code == 302, html.unescape(saved_tp.data.decode())[-1500:]

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tests.web.helpers import READER, follow_up, read_subject
+from tests.web.helpers import READER, follow_up, form_fields, read_subject
 from web.models import AuditRecord, Trial
 from web.services.signing import sign_timepoint
 from web.testing import PASSWORD, bearer
@@ -79,30 +79,6 @@ def test_a_change_that_would_alter_a_signed_read_is_refused_and_nothing_is_writt
     assert ok.status_code == 200, ok.get_json()
 
 
-def _settings_fields(page: str) -> dict[str, str]:
-    import html
-    import re
-
-    form = page.split('id="settings-form"', 1)[1].split("</form>", 1)[0]
-    fields: dict[str, str] = {}
-    for tag in re.findall(r"<input[^>]*>", form):
-        name = re.search(r'name="([^"]+)"', tag)
-        value = re.search(r'value="([^"]*)"', tag)
-        if name is None:
-            continue
-        if 'type="checkbox"' in tag:
-            if "checked" in tag:
-                fields[name.group(1)] = "on"
-        else:
-            fields[name.group(1)] = html.unescape(value.group(1)) if value else ""
-    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', body) or re.search(
-            r"<option[^>]*selected[^>]*>([^<]*)<", body
-        )
-        fields[name] = html.unescape(chosen.group(1)) if chosen else ""
-    return fields
-
-
 def test_the_trial_page_edits_settings_and_keeps_what_was_typed_when_refused(
     app: Any, session: Session, trial: str, users: dict[str, str]
 ) -> None:
@@ -112,14 +88,14 @@ def test_the_trial_page_edits_settings_and_keeps_what_was_typed_when_refused(
     session.rollback()
     manager = app.test_client()
     login(manager, "trial_manager")
-    fields = _settings_fields(manager.get("/trials/TRIAL-1").data.decode())
+    fields = form_fields(manager.get("/trials/TRIAL-1").data.decode(), "settings-form")
     assert fields["s_visit_interval_days"] == "56" and fields["s_reappearance_min_mm"] == "5.0"
     # No reason: refused, and the typed values come back (the box left unticked stays so).
     typed = {**fields, "s_criteria": "irecist", "s_sd_min_days": "49"}
     typed.pop("s_pr_hold", None)
     page = manager.post("/trials/TRIAL-1/settings", data={**typed, "reason": ""})
     assert page.status_code == 422
-    back = _settings_fields(page.data.decode())
+    back = form_fields(page.data.decode(), "settings-form")
     assert (back["s_criteria"], back["s_sd_min_days"], back.get("s_pr_hold")) == (
         "irecist",
         "49",
@@ -142,4 +118,4 @@ def test_the_trial_page_edits_settings_and_keeps_what_was_typed_when_refused(
     refused = manager.post("/trials/TRIAL-1/settings", data=back_to)
     assert refused.status_code == 409
     assert "S-1 W8 (iPR → PR)" in refused.data.decode()
-    assert _settings_fields(refused.data.decode())["s_criteria"] == "recist1.1"
+    assert form_fields(refused.data.decode(), "settings-form")["s_criteria"] == "recist1.1"

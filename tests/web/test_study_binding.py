@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from imaging_io.deid import pseudonym
+from tests.web.helpers import form_fields
 from web.models import AuditRecord, Subject, Timepoint
 from web.services import SYSTEM, import_case
 from web.testing import bearer, login
@@ -42,17 +43,6 @@ def _zip(folder: Path, patient_id: str | None = None) -> io.BytesIO:
             archive.writestr(path.relative_to(folder).as_posix(), data)
     out.seek(0)
     return out
-
-
-def _form_fields(page: str) -> dict[str, str]:
-    form = page.split('id="timepoint-form"', 1)[1].split("</form>", 1)[0]
-    fields = {}
-    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form):
-        fields[name] = html.unescape(value)
-    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
-        chosen = re.search(r'<option value="([^"]*)"[^>]*selected', body)
-        fields[name] = html.unescape(chosen.group(1)) if chosen else ""
-    return fields
 
 
 @pytest.fixture
@@ -79,7 +69,7 @@ def _upload(client: FlaskClient, trial: str, subject: str, study: io.BytesIO) ->
 
 
 def _save(client: FlaskClient, trial: str, subject: str, page: str, w8: dict[str, Any]) -> Any:
-    fields = _form_fields(page)
+    fields = form_fields(page, "timepoint-form")
     fields.update(code="W8", date=w8["date"])
     return client.post(f"/trials/{trial}/subjects/{subject}/timepoints/new", data=fields)
 
@@ -212,7 +202,7 @@ def test_a_new_lesion_named_like_a_segment_has_its_key_image(
     assert page.status_code == 200
     text = html.unescape(page.data.decode())
     assert "'bone lesion' matched no target" in text
-    fields = _form_fields(text)
+    fields = form_fields(text, "timepoint-form")
     fields.update(code="W16", new_0_id="NL01", new_0_site="bone")
     saved = client.post(f"/trials/{trial}/subjects/A-1/timepoints/new", data=fields)
     assert saved.status_code == 302, html.unescape(saved.data.decode())[-1500:]

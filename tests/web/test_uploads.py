@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from tests.web.helpers import form_fields
 from web.services import SYSTEM, import_case
 from web.services.uploads import UnsafeZip, check_zip, safe_extract
 from web.testing import login
@@ -269,7 +270,7 @@ def test_a_segment_named_for_a_node_target_but_showing_a_lung_lesion_is_a_confli
     )
     assert response.status_code == 200, response.data[:2000]
     html = response.data.decode().replace("&#39;", "'")
-    fields = _form_fields(html, "timepoint-form")
+    fields = form_fields(html, "timepoint-form")
     assert float(fields["t_T1_mm"]) > 0  # the liver segment still goes to T1 by its id
     assert fields["t_T2_mm"] == "" and fields["t_T3_mm"] == ""  # neither is pre-filled
     assert (
@@ -348,50 +349,6 @@ def test_upload_for_an_existing_follow_up_prefills_its_edit_form_with_its_versio
     assert '<option value="absent" selected>' in html
 
 
-def _form_fields(html: str, form_id: str) -> dict[str, str]:
-    """The values a browser would submit from the form ``form_id`` (inputs, checked boxes,
-    selected options)."""
-    from html.parser import HTMLParser
-
-    class Fields(HTMLParser):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inside = False
-            self.select: str | None = None
-            self.first: dict[str, str] = {}
-            self.values: dict[str, str] = {}
-
-        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-            a = {k: v or "" for k, v in attrs}
-            if tag == "form":
-                self.inside = a.get("id") == form_id
-            if not self.inside:
-                return
-            if tag == "input" and a.get("name"):
-                if a.get("type") == "checkbox":
-                    if "checked" in a:
-                        self.values[a["name"]] = a.get("value") or "on"
-                elif a.get("type") not in ("submit", "button"):
-                    self.values[a["name"]] = a.get("value", "")
-            elif tag == "select":
-                self.select = a.get("name")
-            elif tag == "option" and self.select:
-                self.first.setdefault(self.select, a.get("value", ""))
-                if "selected" in a:
-                    self.values[self.select] = a.get("value", "")
-
-        def handle_endtag(self, tag: str) -> None:
-            if tag == "form":
-                self.inside = False
-            if tag == "select" and self.select:
-                self.values.setdefault(self.select, self.first.get(self.select, ""))
-                self.select = None
-
-    parser = Fields()
-    parser.feed(html)
-    return parser.values
-
-
 @pytest.mark.skipif(not (SAMPLE / "W8" / "SEG.dcm").exists(), reason="sample_dicom not built")
 def test_what_imaging_io_measured_is_kept_as_evidence_beside_what_the_reader_saved(
     app: Flask, users: dict[str, str], session: Session, trial: str
@@ -413,7 +370,7 @@ def test_what_imaging_io_measured_is_kept_as_evidence_beside_what_the_reader_sav
         data={"study": (_zip(entries), "w8.zip")},
         content_type="multipart/form-data",
     ).data.decode()
-    fields = _form_fields(html, "timepoint-form")
+    fields = form_fields(html, "timepoint-form")
     assert fields["imaging"]
     measured_t1 = float(fields["t_T1_mm"])
     fields.update(code="W8", date=w8_date, t_T1_mm=f"{measured_t1 + 2:.1f}")
