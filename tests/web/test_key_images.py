@@ -188,11 +188,11 @@ def test_reads_are_compared_target_by_target_with_the_kept_key_image() -> None:
     def read(w8: float) -> dict[str, Any]:
         return {
             "lesions": [
-                {"id": "T1", "kind": "target", "site": "liver", "size_mm": 30.0},
+                {"id": "T1", "kind": "target", "site": "liver"},
                 {"id": "NT1", "kind": "non-target", "site": "bone"},
             ],
             "timepoints": [
-                {"id": "BL", "date": "2021-01-04", "targets": {}, "non_targets": {}},
+                {"id": "BL", "date": "2021-01-04", "targets": {"T1": 30.0}, "non_targets": {}},
                 {"id": "W8", "date": "2021-03-01", "targets": {"T1": w8}, "non_targets": {}},
             ],
         }

@@ -249,15 +249,6 @@ def compare_reads(
     for code in codes:
         for lesion in lesions:
             values = [(side.get(code) or {}).get("targets", {}).get(lesion) for side in by_tp]
-            if code == cases[0]["timepoints"][0]["id"]:
-                base = [
-                    next(
-                        (le.get("size_mm") for le in c["lesions"] if le["id"] == lesion),
-                        None,
-                    )
-                    for c in cases
-                ]
-                values = [v if v is not None else b for v, b in zip(values, base, strict=True)]
             rows.append(
                 {
                     "timepoint": code,

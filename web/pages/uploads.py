@@ -130,16 +130,14 @@ def _baseline_evidence_page(row: Any, case: dict[str, Any], measured: dict[str, 
         "study": measured.get("study"),
         "segments": other_segments(measured, sources),
     }
-    entered = {le["id"]: le.get("size_mm") for le in case["lesions"]}
     baseline = case["timepoints"][0]
-    entered.update({k: v for k, v in baseline.get("targets", {}).items() if v is not None})
     return render_template(
         "views/upload_baseline.html",
         trial=row.trial,
         subject=row,
         baseline=baseline["id"],
         sources=sources,
-        entered=entered,
+        entered=baseline.get("targets", {}),
         notes=notes,
         imaging_token=imaging_token(evidence),
     )
