@@ -36,11 +36,15 @@ def _window() -> str | None:
     return name
 
 
-def _source(trial_code: str, subject_code: str, tp_code: str, lesion: str) -> tuple[Any, int]:
-    session = request_session()
-    subject = get_subject(session, trial_code, subject_code)
+def _timepoint(trial_code: str, subject_code: str, tp_code: str) -> Any:
+    """The timepoint whose images are asked for (403 for a blinded reader)."""
+    subject = get_subject(request_session(), trial_code, subject_code)
     refuse_if_blinded(subject.trial)
-    tp = get_timepoint(subject, tp_code)
+    return get_timepoint(subject, tp_code)
+
+
+def _source(trial_code: str, subject_code: str, tp_code: str, lesion: str) -> tuple[Any, int]:
+    tp = _timepoint(trial_code, subject_code, tp_code)
     root = Path(current_app.config["STUDY_STORE"])
     return annotated_series(root, tp.imaging_json or {}, lesion)
 
@@ -87,10 +91,7 @@ def measurement_report(trial_code: str, subject_code: str, tp_code: str) -> Any:
     from imaging_io import ImagingInputError
     from imaging_io.sr_export import export_measurement_report
 
-    session = request_session()
-    subject = get_subject(session, trial_code, subject_code)
-    refuse_if_blinded(subject.trial)
-    tp = get_timepoint(subject, tp_code)
+    tp = _timepoint(trial_code, subject_code, tp_code)
     study = (tp.imaging_json or {}).get("study") or {}
     if not study.get("id") or not study.get("segmentations"):
         raise NotFound(
