@@ -262,6 +262,15 @@ def _add_engine_row(
     """After an adjudicator's override the overall row is the response as used
     (:mod:`web.services.as_used`); the engine's own stays beside it, labelled."""
     rows[-1].label = "Overall response (as used)"
+    for used, tp in zip(rows[-1].cells, timepoints, strict=True):
+        engine = results.get(tp["id"], {}).get("engine_overall_response")
+        if engine == "PD":
+            used.title = (
+                "PD overruled by the adjudicator: no response for the BOR; "
+                "still an adequate assessment for PFS (§8)"
+            )
+        elif engine is not None:
+            used.title = f"progression by the adjudicator's call (engine: {engine})"
     cells = []
     for tp in timepoints:
         res = results.get(tp["id"], {})

@@ -8,7 +8,8 @@ ADaM-shaped summaries tell one story:
 * progression and PFS: the override's, PFS derived again by the engine's rule (§8);
 * timepoint responses: the timepoint the override names is PD; an engine PD *before* it (or
   any engine PD, when the override says there is none) is overruled and counts as NE,
-  because the adjudicator said what that read is not, not what it is; every other
+  because the adjudicator said what that read is not, not what it is (for PFS it stays an
+  adequate assessment: it was read, §8); every other
   timepoint keeps the engine's response. A changed timepoint keeps the engine's answer in
   ``engine_overall_response``;
 * the best overall response: derived again by the engine's own rules (R-BOR-1, R-BOR-CONF,
