@@ -31,6 +31,7 @@ __all__ = [
     "reaches",
     "remove_member",
     "sees_every_trial",
+    "trial_access",
     "visible_trials",
 ]
 
@@ -60,19 +61,22 @@ def sees_every_trial(role: str | None) -> bool:
 def reaches(session: Session, user: User, trial_code: str) -> bool:
     """Whether ``user`` may open anything of the trial ``trial_code`` (an unknown trial is
     "reached": the route answers 404 for it, as for everyone)."""
-    if sees_every_trial(user.role):
-        return True
-    trial_id = session.scalar(select(Trial.id).where(Trial.code == trial_code))
-    if trial_id is None:
-        return True
-    return (
-        session.scalar(
-            select(TrialMember.id).where(
-                TrialMember.trial_id == trial_id, TrialMember.user_id == user.id
-            )
+    return trial_access(session, user, trial_code)[0]
+
+
+def trial_access(session: Session, user: User, trial_code: str) -> tuple[bool, bool]:
+    """(:func:`reaches`, whether the trial has independent central review), in one query:
+    what every request naming a trial asks first (web.auth)."""
+    row = session.execute(
+        select(Trial.central_review, TrialMember.id)
+        .outerjoin(
+            TrialMember, (TrialMember.trial_id == Trial.id) & (TrialMember.user_id == user.id)
         )
-        is not None
-    )
+        .where(Trial.code == trial_code)
+    ).first()
+    if row is None:
+        return True, False
+    return sees_every_trial(user.role) or row[1] is not None, bool(row[0])
 
 
 def member_codes(session: Session, user: User) -> set[str]:
