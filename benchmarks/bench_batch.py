@@ -13,7 +13,8 @@ Timed, each into a fresh results folder, best of ``--repeat``:
   every row measured in a plain loop with nothing written: the reference;
 - the batch in this process (``workers=0``): per-study overhead of the journal (one
   ``fsync`` per study), the outputs, building and assessing the cases;
-- the batch on a local Dask cluster of 1 and of 2 worker processes (1 thread each). The
+- the batch on a local Dask cluster of 1 and of 2 worker processes (1 thread each, ITK and
+  OpenMP held to one thread: ``imaging_io.batch.WORKER_ENV``; this process too). The
   cluster is started, and each worker measures one study to load the readers, before
   the clock: that start-up is printed apart (paid once per batch).
 
@@ -121,7 +122,7 @@ def plain_loop(manifest: Path, repeat: int) -> float:
 
 def batch(root: Path, manifest: Path, workers: int, repeat: int) -> tuple[float, float]:
     """Best (cluster start-up, batch seconds) of ``repeat`` runs into fresh folders."""
-    from imaging_io.batch import measure_row, read_manifest, run_batch
+    from imaging_io.batch import WORKER_ENV, measure_row, read_manifest, run_batch
 
     rows = read_manifest(manifest)
     best = (float("inf"), float("inf"))
@@ -133,7 +134,8 @@ def batch(root: Path, manifest: Path, workers: int, repeat: int) -> tuple[float,
             from distributed import Client, LocalCluster
 
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   env=WORKER_ENV)
             with Client(cluster) as client:  # each worker imports the readers once
                 client.run(measure_row, rows[0].task())
         started = time.perf_counter() - start
@@ -163,6 +165,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (best)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    import SimpleITK as sitk
+
+    # Like for like: the in-process contenders get the one core a worker gets
+    # (imaging_io.batch.WORKER_ENV), not ITK's default of every core.
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     distinct = min(args.distinct, args.studies)
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         root = Path(tmp)
