@@ -189,7 +189,7 @@ def test_a_reader_confirms_a_batch_result_into_a_timepoint(
     fields = form_fields(form, "timepoint-form")
     assert float(fields["t_T1_mm"]) == MEASURED["W8"]["T1"]
     assert float(fields["t_T3_mm"]) == MEASURED["W8"]["T3"]
-    fields.update(code="W8")
+    assert (fields["code"], fields["date"]) == ("W8", "2024-03-04")  # the manifest's visit
     saved = reader.post(f"{base}/timepoints/new", data=fields)
     assert saved.status_code == 302, html.unescape(saved.data.decode())[-1500:]
     session.rollback()

@@ -70,4 +70,5 @@ def pacs_prefill(trial_code: str, subject_code: str, study_id: int) -> Any:
         source=f"the study of {study.study_date or 'unknown date'} "
         f"{'pulled from the PACS' if study.source == 'pacs' else 'measured by a batch'} "
         f"(visit {study.timepoint})",
+        visit=study.timepoint if study.source == "batch" else None,
     )
