@@ -303,3 +303,47 @@ def test_a_trial_manager_of_another_trial_cannot_start_a_batch_of_this_one(
     assert "not a member of trial OTHER-1" in refused.get_json()["error"]["message"]
     session.rollback()
     assert session.scalars(select(BatchJob)).all() == []
+
+
+def test_a_batch_that_cannot_write_its_results_fails_naming_why_and_lands_nothing(
+    app: Flask,
+    session: Session,
+    trial: str,
+    users: dict[str, str],
+    demo_subject: str,
+    root: Path,
+) -> None:
+    # The results of job N go to <study store>/../batches/<trial>/N: make that a file.
+    batches = Path(app.config["STUDY_STORE"]).parent / "batches"
+    batches.parent.mkdir(parents=True, exist_ok=True)
+    batches.write_text("not a folder")
+    client = app.test_client()
+    token = users["trial_manager"]
+    started = client.post(
+        f"/api/v1/trials/{trial}/batches", json={"folder": "studies"}, headers=bearer(token)
+    )
+    assert started.status_code == 202, started.get_json()
+    job = _finished(client, token, started.get_json()["url"])
+    assert job["status"] == "failed" and job["finished_at"] is not None
+    assert "batches" in job["error"], job["error"]
+    assert job["landed"] == 0
+    session.rollback()
+    assert session.scalars(select(PacsStudy)).all() == []
+
+
+def test_the_rate_and_time_left_come_from_the_studies_measured_so_far() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from web.services.batch import job_figures
+
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    outcomes = [{"status": "refused", "subject": "X", "timepoint": "W8"}]  # refused unmeasured
+    outcomes += [{"status": "ok", "measured": True}] * 4
+    job = BatchJob(total=13, done=4, refused=1, failed=0, status="running",
+                   started_at=start, outcomes=outcomes)  # fmt: skip
+    figures = job_figures(job, now=start + timedelta(seconds=8))
+    # 4 studies measured in 8 s: 0.5 studies/s; 13 - 5 finished = 8 left: 16 s.
+    assert figures == {"finished": 5, "percent": 38, "seconds": 8.0,
+                       "studies_per_second": 0.5, "eta_seconds": 16}  # fmt: skip
+    job.status, job.finished_at = "done", start + timedelta(seconds=8)
+    assert job_figures(job)["eta_seconds"] is None
