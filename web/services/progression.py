@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, InvalidInput, NotFound
 from web.models import ProgressionReview, Subject, Timepoint, utcnow
-from web.services.as_used import used_result  # noqa: F401 (its home before)
 from web.services.audit import csv_safe
 from web.services.common import Actor, Audit, get_subject
 
