@@ -93,8 +93,9 @@ def work(session: Session, trial: str, users: dict[str, str]) -> str:
     _pull(session, trial, "S-GROW", STUDY, "2021-03-01")
     _pull(session, trial, "S-GROW", "cd" * 32, "2021-06-21")
     session.rollback()
-    w8 = session.scalar(select(Timepoint).join(Subject).where(
-        Subject.code == "S-GROW", Timepoint.code == "W8"))  # fmt: skip
+    w8 = session.scalar(
+        select(Timepoint).join(Subject).where(Subject.code == "S-GROW", Timepoint.code == "W8")
+    )
     assert w8 is not None
     w8.imaging_json = {"study": {"id": STUDY}, "lesions": {}}
     session.commit()
@@ -107,21 +108,37 @@ def test_a_reader_sees_their_unsigned_reads_queries_on_their_reads_and_pacs_stud
     assert _counts(session, "reader") == {"unsigned": 3, "queries": 0, "pacs": 1}
     found = _items(session, "reader")
     assert [(r["subject"], r["timepoint"]) for r in found["unsigned"]] == [
-        ("S-GROW", "BL"), ("S-GROW", "W8"), ("S-GROW", "W16")]  # fmt: skip
+        ("S-GROW", "BL"),
+        ("S-GROW", "W8"),
+        ("S-GROW", "W16"),
+    ]
     # Only the study no saved visit uses waits (web.services.pacs.awaiting).
     assert [(r["subject"], r["timepoint"]) for r in found["pacs"]] == [("S-GROW", "2021-06-21")]
     # reader2's reads are reader2's: two unsigned, no query, and the same PACS study.
     assert _counts(session, "reader2") == {"unsigned": 2, "queries": 0, "pacs": 1}
 
-    review_call(session, REVIEWER, work, "S-GROW", decision="queried", comment="check T01",
-                seen_call="W16/2021-04-26")  # fmt: skip
+    review_call(
+        session,
+        REVIEWER,
+        work,
+        "S-GROW",
+        decision="queried",
+        comment="check T01",
+        seen_call="W16/2021-04-26",
+    )
     assert _counts(session, "reader")["queries"] == 1
     assert [(r["subject"], r["timepoint"]) for r in _items(session, "reader")["queries"]] == [
         ("S-GROW", "W16")
     ]
     assert _counts(session, "reader2")["queries"] == 0  # not their read
-    answer_query(session, READER, work, "S-GROW", comment="T01 re-measured, PD stands",
-                 seen_call="W16/2021-04-26")  # fmt: skip
+    answer_query(
+        session,
+        READER,
+        work,
+        "S-GROW",
+        comment="T01 re-measured, PD stands",
+        seen_call="W16/2021-04-26",
+    )
     assert _counts(session, "reader")["queries"] == 0
 
 
@@ -130,8 +147,15 @@ def test_a_reviewer_sees_calls_awaiting_review_and_the_answers_to_their_queries(
 ) -> None:
     assert _counts(session, "reviewer") == {"pending_review": 1, "answered": 0}
     assert [r["subject"] for r in _items(session, "reviewer")["pending_review"]] == ["S-GROW"]
-    review_call(session, REVIEWER, work, "S-GROW", decision="queried", comment="check T01",
-                seen_call="W16/2021-04-26")  # fmt: skip
+    review_call(
+        session,
+        REVIEWER,
+        work,
+        "S-GROW",
+        decision="queried",
+        comment="check T01",
+        seen_call="W16/2021-04-26",
+    )
     assert _counts(session, "reviewer") == {"pending_review": 0, "answered": 0}
     answer_query(session, READER, work, "S-GROW", comment="PD stands", seen_call="W16/2021-04-26")
     assert _counts(session, "reviewer") == {"pending_review": 0, "answered": 1}
@@ -141,20 +165,27 @@ def test_a_reviewer_sees_calls_awaiting_review_and_the_answers_to_their_queries(
     ]
     # The adjudicator reviews calls too, but did not raise this query.
     assert _counts(session, "adjudicator")["answered"] == 0
-    review_call(session, REVIEWER, work, "S-GROW", decision="agreed", comment="",
-                seen_call="W16/2021-04-26")  # fmt: skip
+    review_call(
+        session, REVIEWER, work, "S-GROW", decision="agreed", comment="", seen_call="W16/2021-04-26"
+    )
     assert _counts(session, "reviewer") == {"pending_review": 0, "answered": 0}
 
 
 def test_a_changed_call_awaits_review_again(session: Session, work: str) -> None:
-    review_call(session, REVIEWER, work, "S-GROW", decision="agreed", comment="",
-                seen_call="W16/2021-04-26")  # fmt: skip
+    review_call(
+        session, REVIEWER, work, "S-GROW", decision="agreed", comment="", seen_call="W16/2021-04-26"
+    )
     assert _counts(session, "reviewer")["pending_review"] == 0
     from web.services import save_timepoint
 
     # A new earlier PD (W12, new lesion) changes the engine's call: pending again.
-    save_timepoint(session, READER, work, "S-GROW", follow_up(
-        "W12", "2021-03-29", 21.0, 14.0, [{"id": "NL01", "site": "liver"}]))  # fmt: skip
+    save_timepoint(
+        session,
+        READER,
+        work,
+        "S-GROW",
+        follow_up("W12", "2021-03-29", 21.0, 14.0, [{"id": "NL01", "site": "liver"}]),
+    )
     assert _counts(session, "reviewer")["pending_review"] == 1
 
 
@@ -175,22 +206,48 @@ def test_an_adjudicator_sees_disagreeing_central_reads_they_did_not_read(
     assert [r["subject"] for r in _items(session, "adjudicator")["adjudication"]] == ["S-1"]
     manager = _items(session, "trial_manager")["blockers"]
     assert [(b["trial"], b["adjudication"]) for b in manager] == [(trial, 1)]
-    adjudicate(session, ADJUDICATOR, trial, "S-1", accepted_slot=1, rationale="PD is clear",
-               password=PASSWORD)  # fmt: skip
+    adjudicate(
+        session,
+        ADJUDICATOR,
+        trial,
+        "S-1",
+        accepted_slot=1,
+        rationale="PD is clear",
+        password=PASSWORD,
+    )
     assert _counts(session, "adjudicator")["adjudication"] == 0
 
 
 def test_a_trial_manager_sees_what_holds_up_each_of_their_trials(
     session: Session, work: str
 ) -> None:
-    review_call(session, REVIEWER, work, "S-GROW", decision="queried", comment="check T01",
-                seen_call="W16/2021-04-26")  # fmt: skip
+    review_call(
+        session,
+        REVIEWER,
+        work,
+        "S-GROW",
+        decision="queried",
+        comment="check T01",
+        seen_call="W16/2021-04-26",
+    )
     blockers = _items(session, "trial_manager")["blockers"]
-    assert blockers == [{"trial": work, "unsigned": 5, "queries": 1, "pending_review": 0,
-                         "adjudication": 0, "pacs": 1, "total": 7}]  # fmt: skip
+    assert blockers == [
+        {
+            "trial": work,
+            "unsigned": 5,
+            "queries": 1,
+            "pending_review": 0,
+            "adjudication": 0,
+            "pacs": 1,
+            "total": 7,
+        }
+    ]
     numbers = _counts(session, "trial_manager")
     assert {k: v for k, v in numbers.items() if v} == {
-        "blockers.unsigned": 5, "blockers.queries": 1, "blockers.pacs": 1}  # fmt: skip
+        "blockers.unsigned": 5,
+        "blockers.queries": 1,
+        "blockers.pacs": 1,
+    }
 
 
 def test_only_the_trials_a_user_is_a_member_of_count(session: Session, work: str) -> None:
@@ -261,8 +318,13 @@ def test_the_api_answers_the_same_inbox(app: Flask, work: str, users: dict[str, 
     assert answer.status_code == 200
     body = answer.get_json()
     assert body["total"] == 4 and body["counts"] == {"unsigned": 3, "queries": 0, "pacs": 1}
-    assert body["items"]["unsigned"][2] == {"trial": "TRIAL-1", "subject": "S-GROW",
-        "timepoint": "W16", "date": "2021-04-26", "version": 1}  # fmt: skip
+    assert body["items"]["unsigned"][2] == {
+        "trial": "TRIAL-1",
+        "subject": "S-GROW",
+        "timepoint": "W16",
+        "date": "2021-04-26",
+        "version": 1,
+    }
 
 
 @contextmanager
@@ -290,8 +352,13 @@ def test_the_counts_are_one_sql_statement_whatever_the_data(
         small = counts(session, user)
     assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT")
     for n in range(5):  # five more subjects, each with unsigned reads and a PD call
-        read_subject(session, work, f"S-{n}", follow_up("W8", "2021-03-01", 21.0, 14.0),
-                     follow_up("W16", "2021-04-26", 30.0, 14.0))  # fmt: skip
+        read_subject(
+            session,
+            work,
+            f"S-{n}",
+            follow_up("W8", "2021-03-01", 21.0, 14.0),
+            follow_up("W16", "2021-04-26", 30.0, 14.0),
+        )
     user = _user(session, role)
     with statements(app) as seen:
         large = counts(session, user)

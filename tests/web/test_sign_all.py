@@ -53,7 +53,9 @@ def reads(session: Session, trial: str, users: dict[str, str]) -> dict[str, int]
 
 def _versions(session: Session) -> dict[str, int]:
     session.rollback()
-    return {tp.code: tp.version for tp in session.scalars(select(Timepoint).order_by(Timepoint.date))}
+    return {
+        tp.code: tp.version for tp in session.scalars(select(Timepoint).order_by(Timepoint.date))
+    }
 
 
 def _listed(versions: dict[str, int]) -> list[dict[str, object]]:
@@ -62,7 +64,9 @@ def _listed(versions: dict[str, int]) -> list[dict[str, object]]:
 
 def _locked(session: Session) -> dict[str, bool]:
     session.rollback()
-    return {tp.code: tp.locked for tp in session.scalars(select(Timepoint).order_by(Timepoint.date))}
+    return {
+        tp.code: tp.locked for tp in session.scalars(select(Timepoint).order_by(Timepoint.date))
+    }
 
 
 def _records(session: Session, action: str) -> list[AuditRecord]:
@@ -80,7 +84,10 @@ def test_all_unsigned_reads_are_signed_with_one_password_and_each_is_audited(
     subject = get_subject(session, trial, "S-001")
     listed = signable_reads(session, READER, subject)
     assert [(r.code, r.date.isoformat(), r.response) for r in listed] == [
-        ("BL", "2021-01-04", None), ("W8", "2021-03-01", "PR"), ("W16", "2021-04-26", "PD")]  # fmt: skip
+        ("BL", "2021-01-04", None),
+        ("W8", "2021-03-01", "PR"),
+        ("W16", "2021-04-26", "PD"),
+    ]
     signed = sign_all(session, READER, trial, "S-001", password=PASSWORD, reads=_listed(reads))
     assert [tp.code for tp in signed] == ["BL", "W8", "W16"]
     assert _locked(session) == {"BL": True, "W8": True, "W16": True}
@@ -114,8 +121,15 @@ def test_a_wrong_password_signs_none_of_them(
 def test_one_stale_version_refuses_the_whole_batch_naming_the_timepoint(
     session: Session, trial: str, reads: dict[str, int]
 ) -> None:
-    save_timepoint(session, READER, trial, "S-001", follow_up("W16", "2021-04-26", 31.0, 14.0),
-                   expected_version=reads["W16"], reason="re-measured")  # fmt: skip
+    save_timepoint(
+        session,
+        READER,
+        trial,
+        "S-001",
+        follow_up("W16", "2021-04-26", 31.0, 14.0),
+        expected_version=reads["W16"],
+        reason="re-measured",
+    )
     with pytest.raises(ConcurrentEdit, match=r"subject S-001: timepoint W16 changed after you"):
         sign_all(session, READER, trial, "S-001", password=PASSWORD, reads=_listed(reads))
     assert _locked(session) == NOTHING and _records(session, "sign") == []
@@ -124,8 +138,16 @@ def test_one_stale_version_refuses_the_whole_batch_naming_the_timepoint(
 def test_a_read_signed_meanwhile_refuses_the_whole_batch(
     session: Session, trial: str, reads: dict[str, int]
 ) -> None:
-    sign_timepoint(session, READER, trial, "S-001", "W8", password=PASSWORD,
-                   meaning="read complete", expected_version=reads["W8"])  # fmt: skip
+    sign_timepoint(
+        session,
+        READER,
+        trial,
+        "S-001",
+        "W8",
+        password=PASSWORD,
+        meaning="read complete",
+        expected_version=reads["W8"],
+    )
     with pytest.raises(Locked, match=r"subject S-001: timepoint W8 was signed by reader"):
         sign_all(session, READER, trial, "S-001", password=PASSWORD, reads=_listed(reads))
     assert _locked(session) == {"BL": False, "W8": True, "W16": False}
@@ -137,8 +159,15 @@ def test_a_read_someone_else_entered_refuses_the_batch_before_the_password(
 ) -> None:
     """Partial eligibility: W16 re-saved by reader2 is theirs now; listing it refuses all
     three, names W16 and its reader, and checks no password (no guess through it)."""
-    save_timepoint(session, READER2, trial, "S-001", follow_up("W16", "2021-04-26", 31.0, 14.0),
-                   expected_version=reads["W16"], reason="second look")  # fmt: skip
+    save_timepoint(
+        session,
+        READER2,
+        trial,
+        "S-001",
+        follow_up("W16", "2021-04-26", 31.0, 14.0),
+        expected_version=reads["W16"],
+        reason="second look",
+    )
     versions = _versions(session)
     with pytest.raises(NotYourRead, match=r"timepoint W16 was entered by reader2, not by you"):
         sign_all(session, READER, trial, "S-001", password="a guess", reads=_listed(versions))
@@ -200,26 +229,34 @@ def test_the_api_signs_exactly_the_reads_listed(
     client = app.test_client()
     url = f"/api/v1{BASE}/sign-all"
     stale = {**reads, "W8": reads["W8"] + 1}
-    refused = client.post(url, json={"password": PASSWORD, "reads": _listed(stale)},
-                          headers=bearer(users["reader"]))  # fmt: skip
+    refused = client.post(
+        url, json={"password": PASSWORD, "reads": _listed(stale)}, headers=bearer(users["reader"])
+    )
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "concurrent_edit"
     assert "timepoint W8" in refused.get_json()["error"]["message"]
-    bad = client.post(url, json={"password": PASSWORD, "reads": [{"timepoint": "W8"}]},
-                      headers=bearer(users["reader"]))  # fmt: skip
+    bad = client.post(
+        url,
+        json={"password": PASSWORD, "reads": [{"timepoint": "W8"}]},
+        headers=bearer(users["reader"]),
+    )
     assert bad.status_code == 400 and bad.get_json()["error"]["pointer"] == "/reads/0/version"
     assert _locked(session) == NOTHING
     some = {k: v for k, v in reads.items() if k != "W16"}
-    answer = client.post(url, json={"password": PASSWORD, "reads": _listed(some)},
-                         headers=bearer(users["reader"]))  # fmt: skip
+    answer = client.post(
+        url, json={"password": PASSWORD, "reads": _listed(some)}, headers=bearer(users["reader"])
+    )
     assert answer.status_code == 200, answer.get_json()
     signed = answer.get_json()["signed"]
     assert [(s["timepoint"], s["locked"], s["signer"]) for s in signed] == [
-        ("BL", True, "reader"), ("W8", True, "reader")]  # fmt: skip
+        ("BL", True, "reader"),
+        ("W8", True, "reader"),
+    ]
     assert _locked(session) == {"BL": True, "W8": True, "W16": False}
     # Not a signer's role: 403 before anything.
-    forbidden = client.post(url, json={"password": PASSWORD, "reads": _listed(reads)},
-                            headers=bearer(users["reviewer"]))  # fmt: skip
+    forbidden = client.post(
+        url, json={"password": PASSWORD, "reads": _listed(reads)}, headers=bearer(users["reviewer"])
+    )
     assert forbidden.status_code == 403
 
 
@@ -236,14 +273,22 @@ def test_sign_on_save_signs_the_saved_read_in_the_same_transaction(
     login(client, "reader")
     fields = _new_visit(client)
     assert "sign_password" in fields  # the form offers it
-    wrong = client.post(BASE + "/timepoints/new",
-                        data={**fields, "sign_on_save": "1", "sign_password": "wrong"})  # fmt: skip
+    wrong = client.post(
+        BASE + "/timepoints/new", data={**fields, "sign_on_save": "1", "sign_password": "wrong"}
+    )
     assert wrong.status_code == 400
     assert "does not match reader's" in html.unescape(wrong.data.decode())
+    assert "nothing was saved or signed" in html.unescape(wrong.data.decode())
+    empty = client.post(BASE + "/timepoints/new", data={**fields, "sign_on_save": "1"})
+    assert empty.status_code == 400
+    assert "signing on save needs your password" in html.unescape(empty.data.decode())
     session.rollback()
     assert "W24" not in _locked(session)  # refused entirely: nothing saved
-    saved = client.post(BASE + "/timepoints/new", follow_redirects=True,
-                        data={**fields, "sign_on_save": "1", "sign_password": PASSWORD})  # fmt: skip
+    saved = client.post(
+        BASE + "/timepoints/new",
+        follow_redirects=True,
+        data={**fields, "sign_on_save": "1", "sign_password": PASSWORD},
+    )
     assert "Timepoint W24 saved and signed (read complete, locked)" in saved.data.decode()
     assert _locked(session)["W24"] is True
     (signed,) = _records(session, "sign")

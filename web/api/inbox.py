@@ -33,8 +33,9 @@ def inbox() -> Any:
         part: [{k: _jsonable(v) for k, v in row.items()} for row in rows]
         for part, rows in items(session, user).items()
     }
-    return jsonify({"user": user.username, "total": numbers.total, "counts": numbers.parts,
-                    "items": parts})  # fmt: skip
+    return jsonify(
+        {"user": user.username, "total": numbers.total, "counts": numbers.parts, "items": parts}
+    )
 
 
 @bp.route(SUBJECT + "/sign-all", methods=["POST"])

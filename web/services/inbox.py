@@ -63,7 +63,7 @@ BLOCKERS = ("unsigned", "queries", "pending_review", "adjudication", "pacs")
 LIST_LIMIT = 200
 
 
-class iso_date(FunctionElement[Any]):  # noqa: N801 - an SQL function's name
+class IsoDate(FunctionElement[Any]):
     """An ISO date text (from JSON) as a date, comparable with a ``Date`` column."""
 
     type = Date()
@@ -71,13 +71,13 @@ class iso_date(FunctionElement[Any]):  # noqa: N801 - an SQL function's name
     inherit_cache = True
 
 
-@compiles(iso_date)
+@compiles(IsoDate)
 def _iso_date_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
     # SQLite keeps dates as ISO text; date() normalises it (CAST would make a number).
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
-@compiles(iso_date, "postgresql")
+@compiles(IsoDate, "postgresql")
 def _iso_date_postgresql(element: Any, compiler: Any, **kw: Any) -> str:
     return f"CAST({compiler.process(element.clauses, **kw)} AS DATE)"
 
@@ -87,7 +87,7 @@ def _call(name: str) -> Any:
 
 
 # The engine's current progression call of a subject, from its stored result.
-CALL_TP, CALL_RULE, CALL_DATE = _call("timepoint"), _call("reason"), iso_date(_call("date"))
+CALL_TP, CALL_RULE, CALL_DATE = _call("timepoint"), _call("reason"), IsoDate(_call("date"))
 
 
 def _about_call(review: Any) -> ColumnElement[bool]:
@@ -229,9 +229,7 @@ def _adjudication(scope: Scope, columns: list[Any], mine: bool = True) -> Select
         .where(reads.scalar_subquery() == 2, ~accepted, ~done, *scope.trials(site_reads=False))
     )
     if mine:
-        own = exists().where(
-            CentralRead.subject_id == Subject.id, CentralRead.reader == scope.name
-        )
+        own = exists().where(CentralRead.subject_id == Subject.id, CentralRead.reader == scope.name)
         query = query.where(~own)
     return query
 
@@ -307,8 +305,12 @@ def items(session: Session, user: User) -> dict[str, Any]:
     scope = scope_of(user)
     out: dict[str, Any] = {}
     if scope.has("unsigned"):
-        columns = [*SUBJECT_COLUMNS, Timepoint.code.label("timepoint"), Timepoint.date,
-                   Timepoint.version]  # fmt: skip
+        columns = [
+            *SUBJECT_COLUMNS,
+            Timepoint.code.label("timepoint"),
+            Timepoint.date,
+            Timepoint.version,
+        ]
         query = _listed(_unsigned(scope, columns)).order_by(Timepoint.date)
         out["unsigned"] = [row._asdict() for row in session.execute(query)]
     call = [*SUBJECT_COLUMNS, CALL_TP.label("timepoint"), _call("date").label("date")]
@@ -317,8 +319,12 @@ def items(session: Session, user: User) -> dict[str, Any]:
             query = _listed(QUERIES[part](scope, call))
             out[part] = [row._asdict() for row in session.execute(query)]
     if scope.has("pacs"):
-        columns = [*SUBJECT_COLUMNS, PacsStudy.id.label("study_id"),
-                   PacsStudy.timepoint.label("timepoint"), PacsStudy.study_date.label("date")]  # fmt: skip
+        columns = [
+            *SUBJECT_COLUMNS,
+            PacsStudy.id.label("study_id"),
+            PacsStudy.timepoint.label("timepoint"),
+            PacsStudy.study_date.label("date"),
+        ]
         query = _listed(_pacs(scope, columns)).order_by(PacsStudy.study_date)
         out["pacs"] = [row._asdict() for row in session.execute(query)]
     if scope.has("adjudication"):
@@ -349,5 +355,7 @@ def blockers(session: Session, scope: Scope) -> list[dict[str, Any]]:
         for code, number in session.execute(query):
             if code in table:
                 table[code][part] = int(number)
-    return [{"trial": code, **numbers, "total": sum(numbers.values())}
-            for code, numbers in table.items()]  # fmt: skip
+    return [
+        {"trial": code, **numbers, "total": sum(numbers.values())}
+        for code, numbers in table.items()
+    ]

@@ -35,6 +35,7 @@ from web.services.common import (
 from web.services.signing import (
     READ_COMPLETE,
     NotYourRead,
+    SignatureRefused,
     apply_signature,
     check_password,
     entered_by,
@@ -176,8 +177,7 @@ def sign_all(
     """
     if meaning != READ_COMPLETE:
         raise InvalidInput(
-            f"'sign all' signs your own reads with the meaning {READ_COMPLETE!r}, not "
-            f"{meaning!r}",
+            f"'sign all' signs your own reads with the meaning {READ_COMPLETE!r}, not {meaning!r}",
             field="meaning",
             pointer="/meaning",
         )
@@ -210,11 +210,19 @@ def signer_for_save(session: Session, actor: Actor, password: str | None) -> Use
     (counted like a login, in its own transaction, before anything is saved)."""
     if not password:
         raise InvalidInput(
-            "signing on save needs your password, entered again",
-            field="password",
+            "signing on save needs your password, entered again; nothing was saved",
+            field="sign_password",
             pointer="/password",
         )
-    return check_password(session, actor, password)
+    try:
+        return check_password(session, actor, password)
+    except SignatureRefused:
+        raise SignatureRefused(
+            f"the password does not match {actor.username}'s (or the account is locked after "
+            "repeated failures); nothing was saved or signed",
+            field="sign_password",
+            pointer="/password",
+        ) from None
 
 
 def sign_saved(session: Session, actor: Actor, user: User, subject: Subject, tp: Timepoint) -> None:
