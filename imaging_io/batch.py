@@ -62,6 +62,12 @@ LOCK = ".lock"
 # hiccup). A worker that dies while measuring is another matter: the scheduler gives the
 # task to another worker, up to its `distributed.scheduler.allowed-failures` (3).
 TASK_RETRIES = 1
+# A local worker process runs one study at a time on one core: its libraries' own thread
+# pools (ITK's filters, OpenMP/BLAS) are held to one thread, or two workers on two cores
+# fight over four threads and the second worker adds little. Remote workers: start them
+# with the same variables (README, "recist batch on a cluster").
+WORKER_ENV = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "OPENBLAS_NUM_THREADS": "1"}
 
 # A lesion id of the form NT1, NT-2, nt_3 is a non-target by the usual naming of
 # segmentation tracking ids (sample_dicom, the web app's rows).
@@ -874,7 +880,7 @@ def _run_on_dask(todo: Sequence[StudyRow], measure: Measure,
     else:
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR)
+            silence_logs=logging.ERROR, env=WORKER_ENV)
         client = Client(cluster)  # type: ignore[no-untyped-call]
         executor = f"LocalCluster of {workers} worker processes"
     try:

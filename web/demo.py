@@ -186,15 +186,9 @@ def seed_demo(
 
 def _assign_members(session: Session) -> None:
     """Every demo user but the admin joins every demo trial (only members reach a trial)."""
-    from web.services.membership import add_member, sees_every_trial
+    from web.services.membership import assign_everyone
 
-    names = [*DEMO_USERS.values(), DEMO_SECOND_READER]
-    users = session.scalars(select(User).where(User.username.in_(names))).all()
-    codes = (DEMO_TRIAL, DEMO_CENTRAL_TRIAL)
-    trials = session.scalars(select(Trial.code).where(Trial.code.in_(codes))).all()
-    for user in (u for u in users if not sees_every_trial(u.role)):
-        for code in trials:
-            add_member(session, SYSTEM, username=user.username, trial_code=code)
+    assign_everyone(session, [*DEMO_USERS.values(), DEMO_SECOND_READER])
 
 
 def _reader() -> Actor:

@@ -303,8 +303,9 @@ class TrialMember(Base):
 
 
 class PacsStudy(Base):
-    """A study pulled from the trial's PACS, measured by the machine and kept; it waits
-    for a reader to confirm it as a timepoint (never saved or signed by the machine)."""
+    """A machine-measured study kept for a subject: pulled from the trial's PACS
+    (``source`` ``pacs``) or measured by a batch (``batch``, :mod:`web.services.batch`); it
+    waits for a reader to confirm it as a timepoint (never saved or signed by the machine)."""
 
     __tablename__ = "pacs_study"
     __table_args__ = (UniqueConstraint("subject_id", "study_uid"),)
@@ -319,6 +320,7 @@ class PacsStudy(Base):
     measured: Mapped[dict[str, Any]] = mapped_column(JSON)
     pulled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     pulled_by: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="pacs", server_default="pacs")
 
     subject: Mapped[Subject] = relationship()
 
@@ -475,3 +477,7 @@ class Adjudication(Base):
     rationale: Mapped[str] = mapped_column(Text)
     adjudicator: Mapped[str] = mapped_column(String(64))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# The batch jobs' table lives in its own module (this one is near its size limit).
+from web.models_batch import BatchJob as BatchJob  # noqa: E402

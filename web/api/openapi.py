@@ -161,6 +161,7 @@ _PARAMETER_TEXT = {
     "trial_code": "the trial's code, e.g. STEREO-SEIN-DEMO",
     "subject_code": "the subject's id within the trial",
     "tp_code": "the timepoint's visit id, e.g. W8",
+    "job_id": "the batch's number",
 }
 
 

@@ -102,6 +102,25 @@ def resource_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/trials/{trial_code}/batches": {
+            "post": op(
+                "Start a batch (recist batch) from a folder under the server's batch root or "
+                "a manifest (CSV or JSON Lines text); each measured study waits for a reader",
+                "manage_trials",
+                body={
+                    "type": "object",
+                    "properties": {
+                        "folder": {"type": "string"},
+                        "manifest": {"type": "string"},
+                        "manifest_name": {"type": "string"},
+                    },
+                },
+                status="202",
+            )
+        },
+        "/trials/{trial_code}/batches/{job_id}": {
+            "get": op("A batch: status, counts, rate, ETA, each study's outcome", "manage_trials")
+        },
         "/trials/{trial_code}/members": {
             "get": op("The users assigned to a trial", "manage_members"),
             "post": op(

@@ -245,6 +245,8 @@ def build_grid(
         _row("New lesions", "new_lesions", lambda v: v or ""),
         _row("Overall response", "overall_response", _code, "overall"),
     ]
+    if any("engine_overall_response" in res for res in results.values()):
+        _add_engine_row(response_rows, timepoints, results)
     reasons = [list(results.get(tp["id"], {}).get("reasons", [])) for tp in timepoints]
     grid = Grid(
         columns, target_rows, non_target_rows, new_rows, summary_rows, response_rows, reasons
@@ -252,6 +254,31 @@ def build_grid(
     if irecist and result is not None:
         _add_irecist(grid, timepoints, results, result, _row)
     return grid
+
+
+def _add_engine_row(
+    rows: list[Row], timepoints: list[dict[str, Any]], results: dict[str, dict[str, Any]]
+) -> None:
+    """After an adjudicator's override the overall row is the response as used
+    (:mod:`web.services.as_used`); the engine's own stays beside it, labelled."""
+    rows[-1].label = "Overall response (as used)"
+    for used, tp in zip(rows[-1].cells, timepoints, strict=True):
+        engine = results.get(tp["id"], {}).get("engine_overall_response")
+        if engine == "PD":
+            used.title = (
+                "PD overruled by the adjudicator: no response for the BOR; "
+                "still an adequate assessment for PFS (§8)"
+            )
+        elif engine is not None:
+            used.title = f"progression by the adjudicator's call (engine: {engine})"
+    cells = []
+    for tp in timepoints:
+        res = results.get(tp["id"], {})
+        code = res.get("engine_overall_response", res.get("overall_response"))
+        changed = "engine_overall_response" in res
+        title = "overruled by the adjudicator's call" if changed else ""
+        cells.append(Cell(code or "", [response_css(code)] if code else [], title))
+    rows.append(Row("Overall response (engine)", "", cells, "engine"))
 
 
 def _add_irecist(

@@ -197,22 +197,22 @@ def summary_as_used(
 ) -> dict[str, Any]:
     """A subject's summary with the progression call analyses use.
 
-    Without an override this is the engine's result. With one, progression and PFS are
-    the override's (PFS derived again by the engine's rule, :func:`web.services.progression.
-    used_result`) and the engine's stay beside them as ``engine_progression`` /
-    ``engine_pfs``, so that no screen shows one call without saying the other exists.
+    Without an override this is the engine's result. With one, progression, PFS, the last
+    response and the BOR follow the override (:func:`web.services.as_used.used_result`) and
+    the engine's stay beside them as ``engine_progression``, ``engine_pfs``, ``engine_bor``
+    and ``engine_last``, so that no screen shows one call without saying the other exists.
     """
     summary = subject_summary(result)
     if used is None or not result:
         return summary
-    from web.services.progression import used_result
+    from web.services.as_used import used_result
 
     as_used = subject_summary(used_result(build_case(subject), result, used))
     return {
-        **summary,
-        "progression": as_used["progression"],
-        "pfs": as_used["pfs"],
+        **as_used,
         "engine_progression": summary["progression"],
         "engine_pfs": summary["pfs"],
+        "engine_bor": summary["bor"],
+        "engine_last": summary["last"],
         "override": used,
     }

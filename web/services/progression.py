@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, InvalidInput, NotFound
 from web.models import ProgressionReview, Subject, Timepoint, utcnow
+from web.services.as_used import used_result  # noqa: F401 (its home before)
 from web.services.audit import csv_safe
 from web.services.common import Actor, Audit, get_subject
 
@@ -474,25 +475,6 @@ def with_progression(
     )
     derived = pfs(parse_case(case), called, adequate)
     return {**result, "progression": progression, "pfs": derived.to_dict()}
-
-
-def used_result(
-    case: dict[str, Any], result: dict[str, Any], used: dict[str, Any]
-) -> dict[str, Any]:
-    """The engine result as analyses use it, given :func:`used_call`'s answer: unchanged
-    for the engine's call; for an override, progression at the override's timepoint and date
-    (keeping the rule the engine named) or none, and PFS derived again from it."""
-    if used["source"] != "override":
-        return result
-    progression = None
-    if used["date"]:
-        progression = {
-            "timepoint": used["timepoint"],
-            "date": used["date"],
-            "reason": result["progression"]["reason"],
-            "back_dated": False,
-        }
-    return with_progression(case, result, progression)
 
 
 def overrides(session: Session, trial: Any) -> dict[int, dict[str, Any]]:
