@@ -20,7 +20,7 @@ from web.services.signing import printed_name
 TITLES = {
     "unsigned": "Your reads awaiting your signature",
     "queries": "Queries on your reads awaiting your answer",
-    "pacs": "Studies from the PACS awaiting a reader's confirmation",
+    "pacs": "Machine-measured studies (PACS, batch) awaiting a reader's confirmation",
     "pending_review": "Progression calls awaiting review",
     "answered": "Your queries, answered by the reader",
     "adjudication": "Central reads awaiting adjudication",

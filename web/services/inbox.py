@@ -6,8 +6,8 @@ By what the user's roles allow (:data:`web.auth.PERMISSIONS`):
   (:mod:`web.services.signing`);
 * ``queries`` — progression calls queried by a reviewer on a read they entered, awaiting
   their answer (:mod:`web.services.progression`);
-* ``pacs`` — studies pulled from a PACS and measured by the machine, awaiting a reader's
-  confirmation (:func:`web.services.pacs.awaiting`);
+* ``pacs`` — studies measured by the machine (pulled from a PACS, or by a web batch),
+  awaiting a reader's confirmation (:func:`web.services.pacs.awaiting`);
 * ``pending_review`` — progression calls no reviewer has agreed with or queried yet;
 * ``answered`` — queries they raised that the reader has answered;
 * ``adjudication`` — central-review subjects whose two reads disagree and that nobody has
