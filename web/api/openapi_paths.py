@@ -358,6 +358,38 @@ def review_paths() -> dict[str, Any]:
                 ),
             )
         },
+        S + "/sign-all": {
+            "post": op(
+                "Sign the listed unsigned reads you entered with one password (each 'read "
+                "complete', locked, audited); one stale, signed or someone else's read refuses "
+                "all of them",
+                "sign_reads",
+                body=object_schema(
+                    ["password", "reads"],
+                    password=_PASSWORD,
+                    reads={
+                        "type": "array",
+                        "minItems": 1,
+                        "items": object_schema(
+                            ["timepoint", "version"],
+                            timepoint={"type": "string"},
+                            version={
+                                "type": "integer",
+                                "description": "the version you checked (from GET)",
+                            },
+                        ),
+                    },
+                    meaning={"enum": ["read complete"]},
+                ),
+            )
+        },
+        "/inbox": {
+            "get": op(
+                "Your inbox: unsigned reads, queries, PACS studies, calls awaiting review, "
+                "adjudications, a trial manager's blockers; with the header's counts",
+                "view",
+            )
+        },
         TP + "/unlock": {
             "post": op(
                 "Unlock a signed read (adjudicator or trial manager, with a reason); the "

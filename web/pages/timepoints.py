@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from web.auth import actor, requires
+from web.auth import actor, allowed, request_user_role, requires
 from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
 from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
@@ -27,6 +27,7 @@ from web.services import (
     save_timepoint,
     timepoint_as_dict,
 )
+from web.services.sign_all import signer_for_save
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
@@ -64,6 +65,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     try:
         data = timepoint_from_form(form, case)
         imaging = imaging_from_token(token) if token else None
+        signer = signer_on_save(session, form)
         _subject, saved = save_timepoint(
             session,
             actor(),
@@ -74,14 +76,23 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             original_code=tp_code,
             reason=form.get("reason") or None,
             imaging=imaging,
+            signer=signer,
         )
     except ServiceError as error:
         values = timepoint_values_from_post(form, case)
         return timepoint_page(
             row, case, values, tp_code, posted_version, error, imaging_token=token
         )
-    flash(f"Timepoint {saved.code} saved; the assessment was recomputed.")
+    signed = " and signed (read complete, locked)" if signer is not None else ""
+    flash(f"Timepoint {saved.code} saved{signed}; the assessment was recomputed.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+def signer_on_save(session: Any, form: Any) -> Any:
+    """The signer when "sign on save" is ticked (password checked first), else ``None``."""
+    if not form.get("sign_on_save") or not allowed(request_user_role(), "sign_reads"):
+        return None
+    return signer_for_save(session, actor(), form.get("sign_password"))
 
 
 def timepoint_page(

@@ -17,6 +17,7 @@ from web.models import (
     NewLesion,
     Subject,
     Timepoint,
+    User,
     utcnow,
 )
 from web.services.cases import plausible_date, recompute, stored_target, validated
@@ -34,6 +35,7 @@ from web.services.common import (
     get_timepoint,
     touch,
 )
+from web.services.sign_all import sign_saved
 from web.services.studies import check_binding
 
 
@@ -181,6 +183,7 @@ def save_timepoint(
     original_code: str | None = None,
     reason: str | None = None,
     imaging: dict[str, Any] | None = None,
+    signer: User | None = None,
 ) -> tuple[Subject, Timepoint]:
     """Create or update a follow-up timepoint and recompute the subject's assessment.
 
@@ -198,6 +201,10 @@ def save_timepoint(
         What imaging_io measured when the form was pre-filled from an uploaded study
         (``{"image": …, "lesions": {id: {"mm": …, …}}}``), kept beside the reader's values
         as the evidence reviewers open; ``None`` keeps what is stored.
+    signer
+        Sign on save: the user whose password :func:`web.services.sign_all.signer_for_save`
+        checked; the saved read is signed "read complete" and locked in the same
+        transaction.
 
     Raises
     ------
@@ -356,6 +363,9 @@ def save_timepoint(
             audit.log("save", "timepoint", f"{key}/{code}", "unchanged", None, None)
         recompute(subject, focus=code)
         flush(session)
+        if signer is not None:
+            sign_saved(session, actor, signer, subject, tp)
+            flush(session)
     return subject, tp
 
 
