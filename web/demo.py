@@ -43,13 +43,10 @@ DEMO_ARMS = [
     ("SBRT-ST", "SBRT to all metastases + systemic therapy"),
     ("ST", "systemic therapy alone"),
 ]
-# The model trial's protocol: its size-based eligibility too (NCT02089100, R-ELIG-COUNT,
-# R-ELIG-SIZE, R-ELIG-VOLUME, R-ELIG-SITE; docs/rules.md §12).
+# The model trial's protocol, its eligibility too (NCT02089100: R-ELIG, rules.md §12).
 DEMO_SETTINGS: dict[str, Any] = {
-    "confirmation": False,
-    "visit_interval_days": 56,
-    "eligibility": STEREO_SEIN_ELIGIBILITY,
-}
+    "confirmation": False, "visit_interval_days": 56, "eligibility": STEREO_SEIN_ELIGIBILITY
+}  # fmt: skip
 DEMO_USERS = {
     "reader": "reader1",
     "adjudicator": "adjudicator1",
