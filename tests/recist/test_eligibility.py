@@ -298,6 +298,11 @@ def test_recist_settings_explain_lists_eligibility(capsys, tmp_path):
         "R-ELIG-VOLUME",
         "R-ELIG-SITE",
     ]
+    assert cli.main(["settings", "--case", str(path), "--explain"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("eligibility "))
+    assert row.split()[1:3] == ["(below)", "case"]  # too wide for the table: written below it
+    assert '  eligibility: {"protocol": "NCT02089100", "max_lesions": 5,' in table
     assert cli.main(["settings", "--explain"]) == 0
     table = capsys.readouterr().out
     row = next(line for line in table.splitlines() if line.startswith("eligibility "))
