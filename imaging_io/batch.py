@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imaging_io.errors import ImagingInputError
-from imaging_io.ingest import UNMATCHED_POLICIES, Finding, build_timepoint
+from imaging_io.ingest import UNMATCHED_POLICIES, Finding, build_timepoint, with_volumes
 
 COLUMNS = ("subject", "timepoint", "image", "seg", "date")
 REQUIRED_COLUMNS = COLUMNS[:4]
@@ -418,7 +418,8 @@ def findings_of(measurement: dict[str, Any]) -> list[Finding]:
         Finding(key=le.get("tracking_id") or le["label"], label=le["label"],
                 empty=le["voxel_count"] == 0,
                 longest_diameter_mm=le["longest_diameter_mm"],
-                short_axis_mm=le["short_axis_mm"], nodal=bool(le.get("nodal")))
+                short_axis_mm=le["short_axis_mm"], nodal=bool(le.get("nodal")),
+                volume_ml=le.get("volume_ml") if le["voxel_count"] else None)
         for le in measurement["lesions"]
     ]
 
@@ -459,8 +460,9 @@ def build_case(subject: str, studies: Sequence[tuple[StudyRow, Record]],
 
     Each timepoint is made as ``recist ingest`` makes it
     (:func:`imaging_io.ingest.build_timepoint`), and the first timepoint of a case gives
-    lesions without ``modality``/``slice_thickness_mm`` the series' values (R-MEAS-1), as
-    :func:`imaging_io.ingest.ingest_study` does.
+    lesions without ``modality``/``slice_thickness_mm`` the series' values (R-MEAS-1) and
+    their segments' ``volume_ml`` (R-ELIG-VOLUME), as :func:`imaging_io.ingest.ingest_study`
+    does.
 
     Raises
     ------
@@ -489,6 +491,8 @@ def build_case(subject: str, studies: Sequence[tuple[StudyRow, Record]],
                                     unmatched=unmatched)
         case["timepoints"].append(timepoint)
         if len(case["timepoints"]) == 1:
+            # The baseline's volumes, for a protocol's eligibility (R-ELIG-VOLUME).
+            case["lesions"] = with_volumes(case, findings_of(measurement))
             image = measurement["image"]
             thickness = image.get("slice_thickness_mm")
             case["lesions"] = [

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from recist.settings import STEREO_SEIN_ELIGIBILITY
 from web.models import ROLES, Trial, User
 from web.services import SYSTEM, Actor, create_trial, create_user, import_case
 
@@ -42,7 +43,10 @@ DEMO_ARMS = [
     ("SBRT-ST", "SBRT to all metastases + systemic therapy"),
     ("ST", "systemic therapy alone"),
 ]
-DEMO_SETTINGS: dict[str, Any] = {"confirmation": False, "visit_interval_days": 56}
+# The model trial's protocol, its eligibility too (NCT02089100: R-ELIG, rules.md §12).
+DEMO_SETTINGS: dict[str, Any] = {
+    "confirmation": False, "visit_interval_days": 56, "eligibility": STEREO_SEIN_ELIGIBILITY
+}  # fmt: skip
 DEMO_USERS = {
     "reader": "reader1",
     "adjudicator": "adjudicator1",
@@ -268,7 +272,8 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
         subject = get_subject(session, DEMO_TRIAL, case["subject_id"])
         tp = get_timepoint(subject, item["id"])
         timepoints = ordered_timepoints(subject)
-        if not folder.is_dir() or tp.imaging_json:
+        # Evidence means a kept study; an imported case's baseline volumes alone are not.
+        if not folder.is_dir() or (tp.imaging_json or {}).get("study"):
             continue
         if any(t.locked for t in timepoints[timepoints.index(tp) :]):
             continue  # a signed read (or one signed after it) is not changed

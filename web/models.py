@@ -197,7 +197,9 @@ class Timepoint(Base):
     signed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     sign_meaning: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # What imaging_io measured when the values came from an uploaded study (evidence).
+    # What imaging_io measured when the values came from an uploaded study (evidence). At
+    # the baseline its "volumes" (lesion code → mL) are the lesions' baseline volumes that
+    # imaging supplied (an attached study, or an imported case's volume_ml): R-ELIG-VOLUME.
     imaging_json: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     subject: Mapped[Subject] = relationship(back_populates="timepoints")

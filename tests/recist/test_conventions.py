@@ -486,7 +486,7 @@ def test_recist_settings_explain_prints_a_table(capsys, tmp_path: Path):
     assert (status, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].split() == ["setting", "value", "source", "rules"]
-    rows = {line.split()[0]: line.split(None, 3) for line in lines[1:22]}
+    rows = {line.split()[0]: line.split(None, 3) for line in lines[1 : 1 + len(SETTING_RULES)]}
     assert len(rows) == len(SETTING_RULES)
     assert rows["censor_at"] == ["censor_at", '"adequate"', "case", "§8, I-PFS"]
     assert rows["pr_after_cr_confirms"] == [

@@ -169,9 +169,24 @@ def ordered_timepoints(subject: Subject) -> list[Timepoint]:
     return sorted(subject.timepoints, key=lambda t: (t.date, t.id if t.id is not None else 2**62))
 
 
+def baseline_volumes(subject: Subject) -> dict[str, float]:
+    """Lesion code → its baseline volume in mL, where imaging supplied it: the ``volumes``
+    of the baseline timepoint's imaging evidence (R-ELIG-VOLUME; see
+    :func:`web.services.studies.attach_imaging` and the case import)."""
+    timepoints = ordered_timepoints(subject)
+    evidence = (timepoints[0].imaging_json if timepoints else None) or {}
+    volumes = evidence.get("volumes") or {}
+    return {
+        str(code): float(value)
+        for code, value in volumes.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def build_case(subject: Subject) -> dict[str, Any]:
     """The case contract (``docs/contracts.md``) for a subject, from its rows."""
     lesions: list[dict[str, Any]] = []
+    volumes = baseline_volumes(subject)
     for le in subject.lesions:
         item: dict[str, Any] = {"id": le.code, "site": le.site, "kind": le.kind}
         item["nodal"] = le.nodal
@@ -183,6 +198,8 @@ def build_case(subject: Subject) -> dict[str, Any]:
             item["modality"] = le.modality
         if le.slice_thickness_units is not None:
             item["slice_thickness_mm"] = length_to_mm(le.slice_thickness_units)
+        if le.code in volumes:
+            item["volume_ml"] = volumes[le.code]
         lesions.append(item)
     timepoints: list[dict[str, Any]] = []
     for tp in ordered_timepoints(subject):

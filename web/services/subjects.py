@@ -270,9 +270,14 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
             row.site = site
             subject.lesions.append(row)
             rows[row.code] = row
-        for tp_item in model.timepoints:
+        # Baseline volumes imaging supplied (recist ingest's volume_ml) are kept with the
+        # baseline's imaging evidence, where the web keeps every lesion volume (R-ELIG-VOLUME).
+        volumes = {le.id: le.volume_ml for le in model.lesions if le.volume_ml is not None}
+        for index, tp_item in enumerate(model.timepoints):
             tp = Timepoint(code=tp_item.id, date=tp_item.date)
             tp.updated_by = actor.username
+            if index == 0 and volumes:
+                tp.imaging_json = {"volumes": volumes}
             subject.timepoints.append(tp)
             scans = dict(tp_item.scan_dates)
             targets = target_values(tp_item.targets, code, tp_item.id)

@@ -353,6 +353,9 @@ def save_timepoint(
                 "subject", key, "imaging_key", subject.imaging_key, bound
             ):
                 subject.imaging_key = bound
+        kept = (tp.imaging_json or {}).get("volumes")
+        if imaging is not None and kept and "volumes" not in imaging:
+            imaging = {**imaging, "volumes": kept}  # the baseline's volumes stay (R-ELIG-VOLUME)
         if imaging is not None and audit.change(
             "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
         ):
