@@ -26,7 +26,11 @@ def _seed(app: Any) -> None:
     session = app.extensions["recist_sessions"]()
     try:
         create_trial(
-            session, SYSTEM, code="WS", title="Worksheet", arms=[("A", "arm A")],
+            session,
+            SYSTEM,
+            code="WS",
+            title="Worksheet",
+            arms=[("A", "arm A")],
             settings={"visit_interval_days": 56},
         )
         create_user(

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from recist.cli import main as recist_main
+from tests.web.helpers import form_fields
 from web.models import AuditRecord
 from web.services import (
     SYSTEM,
@@ -33,7 +34,6 @@ from web.services import (
 from web.services.sheet import next_visit
 from web.services.signing import ADJUDICATOR_MEANING, sign_timepoint
 from web.testing import PASSWORD, assign_everyone, baseline_lesions, login
-from tests.web.helpers import form_fields
 
 pytestmark = pytest.mark.usefixtures("users")
 
@@ -44,9 +44,7 @@ def _seed(session: Session, trial: str, code: str = "S-001") -> None:
     """``code``: the baseline of web.testing (T01 liver 30, T02 node 20, NT01 bone) on
     2021-01-04 and W8 on 2021-03-01 (T01 21, T02 14, NT01 present)."""
     create_subject(session, SYSTEM, trial, code=code, arm="A")
-    save_baseline(
-        session, SYSTEM, trial, code, date_value="2021-01-04", lesions=baseline_lesions()
-    )
+    save_baseline(session, SYSTEM, trial, code, date_value="2021-01-04", lesions=baseline_lesions())
     save_timepoint(
         session, SYSTEM, trial, code,
         {"id": "W8", "date": "2021-03-01", "targets": {"T01": 21.0, "T02": 14.0},

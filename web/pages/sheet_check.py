@@ -31,9 +31,7 @@ def rule_ids(reasons: list[str] | None) -> list[str]:
 def with_pending(sheet: Sheet) -> tuple[Sheet, list[str]]:
     """The worksheet with the blank target and non-target cells of its follow-up columns
     as ``NE``, and which they were (``T02 at W16``)."""
-    columns = [
-        j for j, col in enumerate(sheet.columns) if j > 0 and (col.visit or col.date)
-    ]
+    columns = [j for j, col in enumerate(sheet.columns) if j > 0 and (col.visit or col.date)]
     ids = sheet.auto_ids()
     pending: list[str] = []
     rows = []

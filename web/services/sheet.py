@@ -38,9 +38,7 @@ DEFAULT_INTERVAL_DAYS = 56  # 8 weeks, when the protocol gives none and one visi
 _CODE = re.compile(r"^([A-Za-z]*)(\d+)$")
 
 
-def sheet_case(
-    subject: Subject, read: dict[str, Any], origins: list[str | None]
-) -> dict[str, Any]:
+def sheet_case(subject: Subject, read: dict[str, Any], origins: list[str | None]) -> dict[str, Any]:
     """The case the worksheet would produce for ``subject``.
 
     Parameters
