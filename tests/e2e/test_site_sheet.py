@@ -156,3 +156,37 @@ def test_a_live_error_marks_the_cell_and_takes_the_cursor_there(
     page.keyboard.press("Backspace")
     page.wait_for_selector("#live-timepoints tr[data-tp=W16]")
     assert page.get_attribute("input[name=cell_0_2]", "aria-invalid") is None
+
+
+def test_a_signed_visit_is_a_read_only_column_on_a_phone_too(
+    live_server: dict[str, Any], browser: Any, screenshots: Path
+) -> None:
+    from web.services import Actor, get_subject, get_timepoint
+    from web.services.signing import ADJUDICATOR_MEANING, sign_timepoint
+
+    _seed(live_server["app"])
+    session = live_server["app"].extensions["recist_sessions"]()
+    try:
+        create_user(
+            session, SYSTEM, username="adj", password=PASSWORD, role="adjudicator", trials=["WS"]
+        )
+        version = get_timepoint(get_subject(session, "WS", "W-1"), "W8").version
+        sign_timepoint(
+            session, Actor("adj", "adjudicator"), "WS", "W-1", "W8",
+            password=PASSWORD, meaning=ADJUDICATOR_MEANING, expected_version=version,
+        )  # fmt: skip
+    finally:
+        session.close()
+    base = live_server["url"]
+    page = _login(browser, base)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(base + "/trials/WS/subjects/W-1/sheet")
+    assert page.get_attribute("input[name=cell_0_1]", "readonly") is not None
+    assert "signed" in page.inner_text("th[data-column='1']")
+    page.focus("input[name=cell_0_1]")
+    page.keyboard.type("99")
+    assert page.input_value("input[name=cell_0_1]") == "24"
+    # The per-visit form is one link away for a small screen.
+    assert page.locator("a", has_text="per-visit form").count() == 1
+    page.wait_for_selector("#live-timepoints tr[data-tp=W8]")
+    _shot(page, screenshots, "site-sheet-signed-phone.png")

@@ -242,7 +242,9 @@
       tr.setAttribute("data-tp", tp.id);
       table.appendChild(tr);
     });
-    live.appendChild(table);
+    var wrap = el("div", null, "grid-wrap");  // scrolls sideways on a narrow screen
+    wrap.appendChild(table);
+    live.appendChild(wrap);
   }
 
   // Friendly to the server: one check per pause in typing (debounced), none when the
