@@ -190,3 +190,28 @@ def test_a_signed_visit_is_a_read_only_column_on_a_phone_too(
     assert page.locator("a", has_text="per-visit form").count() == 1
     page.wait_for_selector("#live-timepoints tr[data-tp=W8]")
     _shot(page, screenshots, "site-sheet-signed-phone.png")
+
+
+def test_without_javascript_the_check_button_shows_the_result(
+    live_server: dict[str, Any], browser: Any, screenshots: Path
+) -> None:
+    _seed(live_server["app"])
+    base = live_server["url"]
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, java_script_enabled=False
+    )
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=username]", "rad")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(base + "/trials/WS/subjects/W-1/sheet")
+    for row, text in enumerate(("18", "12", "9", "P")):
+        page.fill(f"input[name=cell_{row}_2]", text)
+    with page.expect_navigation():
+        page.click("#check")
+    cells = page.locator("#check-timepoints tr[data-tp=W16] td").all_inner_texts()
+    assert cells[2:9] == ["39.0", "-48.0 %", "-33.9 %", "PR", "NON-CR/NON-PD", "no", "PR"]
+    assert "R-TGT-PR" in cells[9]
+    assert page.input_value("input[name=cell_2_2]") == "9"  # the worksheet as typed
+    _shot(page, screenshots, "site-sheet-no-script-check.png")

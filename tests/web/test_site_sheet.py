@@ -395,3 +395,18 @@ def test_a_new_subject_gets_its_baseline_from_the_sheet(
     case = _case(session, trial, "S-003")
     assert case["lesions"] == [{"id": "T01", "site": "liver", "kind": "target", "nodal": False}]
     assert case["timepoints"][0]["targets"] == {"T01": 30.0}
+
+
+def test_a_refusal_in_a_later_visit_writes_nothing_of_the_earlier_ones(
+    client: FlaskClient, session: Session, trial: str, subject: str
+) -> None:
+    """One transaction: W8's valid edit is saved first, then W16 is refused (its date is
+    W8's): neither is stored, nothing is audited."""
+    fields = _type(_type(_sheet(client, trial), "W8", {"T01": "23"}), "W16", W16)
+    fields.update(date_2="2021-03-01", reason="re-measured")
+    before_case, before = _case(session, trial, subject), _audit_count(session)
+    refused = client.post(_url(trial), data={**fields, "action": "save"})
+    assert refused.status_code == 400
+    assert "W8 is already dated 2021-03-01" in refused.text
+    assert _case(session, trial, subject) == before_case
+    assert _audit_count(session) == before
