@@ -410,3 +410,34 @@ def test_a_refusal_in_a_later_visit_writes_nothing_of_the_earlier_ones(
     assert "W8 is already dated 2021-03-01" in refused.text
     assert _case(session, trial, subject) == before_case
     assert _audit_count(session) == before
+
+
+@pytest.mark.parametrize(
+    "posted",
+    [
+        {"action": "save"},
+        {"action": "check"},
+        {
+            "action": "save",
+            "orig_0": "ZZ",
+            "version_0": "x",
+            "visit_0": "BL",
+            "date_0": "2021-01-04",
+        },
+        {"action": "save", "columns": "999", "rows": "-3", "orig_1": "W8", "version_1": "1"},
+    ],
+)
+def test_a_posted_sheet_that_makes_no_sense_is_refused_not_a_500(
+    client: FlaskClient, session: Session, trial: str, subject: str, posted: dict[str, str]
+) -> None:
+    before = _audit_count(session)
+    response = client.post(_url(trial), data=posted)
+    assert response.status_code in (400, 409)
+    assert 'role="alert"' in response.text
+    assert _audit_count(session) == before
+    create_subject(session, SYSTEM, trial, code="S-004", arm="A")  # no visit yet
+    assign_everyone(session)
+    before = _audit_count(session)
+    response = client.post(_url(trial, "S-004"), data=posted)
+    assert response.status_code in (400, 409)
+    assert _audit_count(session) == before

@@ -154,7 +154,7 @@ def save_sheet(
                 )
             check_version(tp, versions[tp.code], subject_code)
         codes = {tp.code for tp in subject.timepoints}
-        gone = sorted(set(versions) - codes)
+        gone = sorted((set(versions) | {o for o in origins if o}) - codes)
         if gone:
             raise ConcurrentEdit(
                 f"subject {subject_code}: visit {gone[0]} was deleted or renamed after you "
