@@ -73,7 +73,14 @@ def _posted(form: Any, subject: Any) -> tuple[Sheet, list[Slot]]:
     for j in range(len(sheet.columns)):
         origin = form.get(f"orig_{j}", "").strip()
         tp = stored.get(origin)
-        slots.append(Slot(origin, form.get(f"version_{j}", ""), bool(tp and tp.locked)))
+        slots.append(
+            Slot(
+                origin,
+                form.get(f"version_{j}", ""),
+                bool(tp and tp.locked),
+                suggested=not origin and bool(form.get(f"suggested_{j}")),
+            )
+        )
     if any(s.locked for s in slots) and slots:
         slots[0].locked = True
     return sheet, slots
