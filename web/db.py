@@ -187,12 +187,19 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def write_transaction(session: Session) -> Iterator[Session]:
-    """One write transaction: commit on success, roll back on any error.
+    """One write transaction: commit on success, roll back on any error (nested: part of
+    the enclosing one).
 
     A read transaction the request may have opened (loading the logged-in user) is ended
     first, so that the write transaction sees the latest committed rows and, on SQLite,
     holds the write lock from its first statement.
     """
+    if _WRITING.get():
+        # Nested in a write transaction of this context (the worksheet saves several
+        # visits through the per-visit services, web.services.sheet): the outer one
+        # commits, or rolls everything back.
+        yield session
+        return
     if session.in_transaction():
         session.rollback()
     bind = session.get_bind()
