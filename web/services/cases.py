@@ -14,6 +14,7 @@ from recist.lesions import length_to_mm
 from web.errors import InvalidInput, NotFound
 from web.models import (
     LesionRecord,
+    NewLesion,
     Subject,
     Timepoint,
 )
@@ -200,13 +201,7 @@ def build_case(subject: Subject) -> dict[str, Any]:
                 scan_dates[code] = rec.scan_date.isoformat()
         new_lesions = []
         for nl in tp.new_lesions:
-            new_item: dict[str, Any] = {"id": nl.code, "site": nl.site, "equivocal": nl.equivocal}
-            if nl.nodal:
-                # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
-                new_item["nodal"] = True
-                if nl.short_axis_units is not None:
-                    new_item["short_axis_mm"] = length_to_mm(nl.short_axis_units)
-            new_lesions.append(new_item)
+            new_lesions.append(stored_new_lesion(nl))
             if nl.scan_date is not None:
                 scan_dates[nl.code] = nl.scan_date.isoformat()
         item = {
@@ -245,6 +240,27 @@ def stored_target(rec: LesionRecord) -> Any:
     if rec.state == "merged":
         return {"merged_into": rec.merged_into}
     return rec.state
+
+
+def stored_new_lesion(nl: NewLesion) -> dict[str, Any]:
+    """A stored new lesion in the contract's form: a node's short axis (R-NEW-1), and under
+    iRECIST its ``size_mm`` (a number or a word), ``category`` and ``state`` (I-NEW-1,
+    I-NEW-4), each only when stored, so a RECIST 1.1 read keeps its exact form."""
+    item: dict[str, Any] = {"id": nl.code, "site": nl.site, "equivocal": nl.equivocal}
+    if nl.nodal:
+        # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
+        item["nodal"] = True
+        if nl.short_axis_units is not None:
+            item["short_axis_mm"] = length_to_mm(nl.short_axis_units)
+    if nl.size_units is not None:
+        item["size_mm"] = length_to_mm(nl.size_units)
+    elif nl.size_state is not None:
+        item["size_mm"] = nl.size_state
+    if nl.category is not None:
+        item["category"] = nl.category
+    if nl.state is not None:
+        item["state"] = nl.state
+    return item
 
 
 def recompute(subject: Subject, focus: str | None = None) -> None:
