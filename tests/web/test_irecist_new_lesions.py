@@ -120,7 +120,8 @@ def test_the_next_visit_carries_every_new_lesion_forward_and_confirms_by_growth(
         "new_1_category": "", "new_1_scan": "", "new_1_carried": "W8",
     }  # fmt: skip
     page = reader.get(NEW_PAGE).data.decode()
-    assert "listed at W8: give its size or state now (I-NEW-4)" in page
+    assert "listed at W8 (14.0 mm): give its size or state now (I-NEW-4)" in page
+    assert "listed at W8 (present): give its size or state now (I-NEW-4)" in page
     response = _visit(reader, {
         "code": "W14", "date": "2021-04-12", "t_T01_mm": "30", "t_T02_mm": "20",
         "new_0_sa": "20", "new_1_state": "progression",
@@ -193,6 +194,9 @@ def test_a_carried_new_target_left_without_a_size_is_refused_with_the_rule(
     text = response.data.decode()
     assert re.search(r"subject S-1, timepoint W14, lesion NL01.*new lesion NL01 is a new target "
                      r"lesion since W8: give its size_mm.*\(I-NEW-4\)", text, re.S)  # fmt: skip
+    # The form comes back as typed, the carried rows with their notes.
+    assert "listed at W8 (14.0 mm): give its size or state now (I-NEW-4)" in text
+    assert form_fields(text, "timepoint-form")["new_1_state"] == "present"
     assert _visits(session) == ["BL", "W8"]
 
 

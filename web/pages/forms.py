@@ -389,7 +389,18 @@ def carried_new_lesions(case: dict[str, Any]) -> list[dict[str, Any]]:
             )  # fmt: skip
             row["equivocal"] = row["equivocal"] and bool(item.get("equivocal"))
             row["carried"] = tp["id"]
+            row["last"] = _listing_text(item)
     return list(rows.values())[:MAX_CARRIED]
+
+
+def _listing_text(item: dict[str, Any]) -> str:
+    """What a new lesion's listing recorded, for the note of its carried row: its size, a
+    size word or a state (``""`` when it gives none)."""
+    size = item.get("short_axis_mm", item.get("size_mm"))
+    if isinstance(size, int | float):
+        return f"{mm_text(size)} mm"
+    word = size if isinstance(size, str) else item.get("state") or ""
+    return str(word).replace("_", " ")
 
 
 def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
@@ -428,4 +439,8 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
                     "carried": form.get(f"new_{i}_carried", ""),
                 }
             )
+    if is_irecist(case):
+        last = {row["id"]: row["last"] for row in carried_new_lesions(case)}
+        for row in values["new"]:
+            row["last"] = last.get(row["id"], "") if row["carried"] else ""
     return values
