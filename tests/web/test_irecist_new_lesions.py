@@ -343,3 +343,39 @@ def test_the_contract_round_trip_db_case_engine_gives_the_json_cases_result(
                 expected["nodal"] = True
             assert row == expected
     assert assess_json(rebuilt) == engine  # DB → case → engine
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"id": "N1", "site": "lung", "equivocal": False, "size_mm": 14.25},
+        {"id": "N1", "site": "lung", "equivocal": False, "size_mm": "too_small"},
+        {"id": "N1", "site": "lymph node", "equivocal": False, "nodal": True,
+         "short_axis_mm": 16.0},
+        {"id": "N1", "site": "lymph node", "equivocal": False, "nodal": True, "size_mm": 16.0},
+        {"id": "N1", "site": "bone", "equivocal": False, "category": "non-target",
+         "state": "progression"},
+        {"id": "N1", "site": "liver", "equivocal": True},
+    ],
+)  # fmt: skip
+def test_a_new_lesion_goes_to_its_row_and_back_unchanged(item: dict[str, Any]) -> None:
+    """cases.new_lesion_columns and cases.stored_new_lesion are each other's inverse."""
+    from recist.jsonio import NewLesionIn
+    from web.models import NewLesion
+    from web.services.cases import new_lesion_columns, stored_new_lesion
+
+    row = NewLesion(code=item["id"], **new_lesion_columns(NewLesionIn(**item), None))
+    assert stored_new_lesion(row) == item
+
+
+def test_a_later_listing_takes_site_and_nodal_from_its_first_row() -> None:
+    from recist.jsonio import NewLesionIn
+    from web.models import NewLesion
+    from web.services.cases import new_lesion_columns
+
+    first = NewLesion(code="N1", site="lymph node", nodal=True)
+    later = new_lesion_columns(NewLesionIn(id="N1", size_mm="absent"), first)
+    assert (later["site"], later["nodal"], later["size_state"]) == ("lymph node", True, "absent")
+    # Given, they are kept as given (the engine refuses a contradiction, I-NEW-4).
+    given = new_lesion_columns(NewLesionIn(id="N1", site="lung", nodal=False), first)
+    assert (given["site"], given["nodal"]) == ("lung", False)

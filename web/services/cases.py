@@ -1,6 +1,7 @@
 """The one contract from form to engine: input validated by ``recist.jsonio``'s models
-(:func:`validated`), a subject's rows as the engine's case (:func:`build_case`), the
-stored result recomputed by the engine (:func:`recompute`), and plausible dates
+(:func:`validated`), a subject's rows as the engine's case (:func:`build_case`; a new
+lesion both ways, :func:`stored_new_lesion` and :func:`new_lesion_columns`), the stored
+result recomputed by the engine (:func:`recompute`), and plausible dates
 (R-PLAUS-DATE, R-PLAUS-ORIGIN) against the application's clock.
 """
 
@@ -10,7 +11,7 @@ import re
 from datetime import date
 from typing import Any
 
-from recist.lesions import length_to_mm
+from recist.lesions import length_to_mm, mm_to_length
 from web.errors import InvalidInput, NotFound
 from web.models import (
     LesionRecord,
@@ -261,6 +262,26 @@ def stored_new_lesion(nl: NewLesion) -> dict[str, Any]:
     if nl.state is not None:
         item["state"] = nl.state
     return item
+
+
+def new_lesion_columns(item: Any, first: NewLesion | None) -> dict[str, Any]:
+    """A validated new lesion (``recist.jsonio.NewLesionIn``) as row values. A later listing
+    (``first``: the row of its first listing, at an earlier timepoint) that leaves out
+    ``site`` or ``nodal`` keeps the first's (I-NEW-4), so every row is complete."""
+    size = item.size_mm
+    nodal = item.nodal if first is None or "nodal" in item.model_fields_set else first.nodal
+    return {
+        "site": item.site or (first.site if first is not None else ""),
+        "equivocal": item.equivocal,
+        "nodal": nodal,
+        "short_axis_units": None
+        if item.short_axis_mm is None
+        else mm_to_length(item.short_axis_mm),
+        "size_units": None if size is None or isinstance(size, str) else mm_to_length(size),
+        "size_state": size if isinstance(size, str) else None,
+        "category": item.category,
+        "state": item.state,
+    }
 
 
 def recompute(subject: Subject, focus: str | None = None) -> None:

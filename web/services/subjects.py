@@ -25,6 +25,7 @@ from web.services.cases import (
     build_case,
     check_origin,
     engine_assess,
+    new_lesion_columns,
     parse_date,
     recompute,
     validated,
@@ -38,7 +39,7 @@ from web.services.common import (
     get_subject,
     get_trial,
 )
-from web.services.timepoints import new_lesion_columns, target_values, write_records
+from web.services.timepoints import target_values, write_records
 from web.services.trials import check_settings
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from recist.lesions import length_to_mm, mm_to_length
+from recist.lesions import length_to_mm
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, Conflict, InvalidInput
 from web.models import (
@@ -19,7 +19,13 @@ from web.models import (
     Timepoint,
     utcnow,
 )
-from web.services.cases import plausible_date, recompute, stored_target, validated
+from web.services.cases import (
+    new_lesion_columns,
+    plausible_date,
+    recompute,
+    stored_target,
+    validated,
+)
 from web.services.common import (
     Actor,
     Audit,
@@ -139,26 +145,6 @@ def write_records(
 # The columns of a new-lesion row that hold what a reader recorded of it (the contract's
 # names in the audit trail: short_axis_mm, size_mm, category, state).
 NEW_LESION_FIELDS = ("site", "equivocal", "nodal", "short_axis_mm", "size_mm", "category", "state")
-
-
-def new_lesion_columns(item: Any, first: NewLesion | None) -> dict[str, Any]:
-    """A validated new lesion (``recist.jsonio.NewLesionIn``) as row values. A later listing
-    (``first``: the row of its first listing, at an earlier timepoint) that leaves out
-    ``site`` or ``nodal`` keeps the first's (I-NEW-4), so every row is complete."""
-    size = item.size_mm
-    nodal = item.nodal if first is None or "nodal" in item.model_fields_set else first.nodal
-    return {
-        "site": item.site or (first.site if first is not None else ""),
-        "equivocal": item.equivocal,
-        "nodal": nodal,
-        "short_axis_units": None
-        if item.short_axis_mm is None
-        else mm_to_length(item.short_axis_mm),
-        "size_units": None if size is None or isinstance(size, str) else mm_to_length(size),
-        "size_state": size if isinstance(size, str) else None,
-        "category": item.category,
-        "state": item.state,
-    }
 
 
 def audited_new_lesion(row: NewLesion) -> dict[str, Any]:
