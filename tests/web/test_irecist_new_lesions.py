@@ -179,8 +179,10 @@ def test_a_size_and_a_state_on_one_row_are_refused_naming_the_lesion(
                                "t_T02_mm": "20", "new_0_sa": "20",
                                "new_0_state": "absent"})  # fmt: skip
     assert response.status_code == 400
-    assert "new lesion NL01: a size was entered and the state is &#39;absent&#39;; give one of " \
-        "them (I-NEW-4)" in response.data.decode()  # fmt: skip
+    assert (
+        "subject S-1, timepoint W14, lesion NL01, field state: a size was entered and the state "
+        "is &#39;absent&#39;; give one of them (I-NEW-4)"
+    ) in response.data.decode()
     assert _visits(session) == ["BL", "W8"]
 
 
@@ -268,7 +270,10 @@ def test_the_api_refuses_an_irecist_field_naming_where_and_the_rule(
     unknown = _follow_up("W14", "2021-04-12", [{"id": "N9", "size_mm": 15.0}])
     refused = client.post(f"{API}/timepoints", json=unknown, headers=auth)
     assert refused.status_code == 400
-    assert refused.get_json()["error"]["field"] == "new_lesions.N9.site"
+    error = refused.get_json()["error"]
+    assert error["field"] == "new_lesions.N9.site" and error["pointer"] == "/new_lesions/0/site"
+    assert error["message"].startswith("subject S-1, timepoint W14, lesion N9: new lesion N9 "
+                                       "needs its site where it is first listed")  # fmt: skip
 
 
 def test_a_recist_1_1_trial_keeps_the_simple_form_and_refuses_the_fields(

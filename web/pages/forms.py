@@ -234,7 +234,11 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         elif short_axis:
             item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
         if irecist:
-            item.update(_irecist_fields(form, i, new_id, bool(short_axis)))
+            where = (
+                f"subject {case['subject_id']}, timepoint {form.get('code', '').strip() or 'new'}, "
+                f"lesion {new_id}"
+            )
+            item.update(_irecist_fields(form, i, where, bool(short_axis)))
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:
             scan_dates[new_id] = seen_on
@@ -256,7 +260,7 @@ def is_irecist(case: dict[str, Any]) -> bool:
     return (case.get("settings") or {}).get("criteria") == "irecist"
 
 
-def _irecist_fields(form: MultiDict[str, str], i: int, new_id: str, sized: bool) -> dict[str, Any]:
+def _irecist_fields(form: MultiDict[str, str], i: int, where: str, sized: bool) -> dict[str, Any]:
     """A new lesion's iRECIST fields from its row (I-NEW-1, I-NEW-4): the category, and the
     state, which is a size word (``too_small``) or a state (present, absent, progression,
     not evaluated). A state beside a typed size says two things and is refused."""
@@ -267,9 +271,9 @@ def _irecist_fields(form: MultiDict[str, str], i: int, new_id: str, sized: bool)
     state = form.get(f"new_{i}_state", "").strip()
     if state and sized:
         raise InvalidInput(
-            f"new lesion {new_id}: a size was entered and the state is "
+            f"{where}, field state: a size was entered and the state is "
             f"{state.replace('_', ' ')!r}; give one of them (I-NEW-4)",
-            field=f"new_lesions.{new_id}",
+            field=f"new_lesions.{where.rpartition(' ')[2]}",
             rule="I-NEW-4",
         )
     if state in NEW_SIZE_STATES and state not in NON_TARGET_STATES:

@@ -174,7 +174,9 @@ def first_listings(subject: Subject, before: date) -> dict[str, NewLesion]:
     return out
 
 
-def _new_lesion_rows(model: Any, first: dict[str, NewLesion]) -> list[dict[str, Any]]:
+def _new_lesion_rows(
+    model: Any, first: dict[str, NewLesion], subject_code: str
+) -> list[dict[str, Any]]:
     """A validated timepoint's new lesions as row values; the web adds one rule of its own:
     the site comes from the controlled list (a later listing may leave it out, I-NEW-4)."""
     out = []
@@ -184,13 +186,16 @@ def _new_lesion_rows(model: Any, first: dict[str, NewLesion]) -> list[dict[str, 
         columns = new_lesion_columns(item, first.get(item.id))
         if not columns["site"]:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id} needs its site",
+                f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: new lesion "
+                f"{item.id} needs its site where it is first listed (a later listing may leave "
+                "it out, I-NEW-4)",
                 field=field_name,
                 pointer=pointer,
             )
         if columns["site"] not in SITES:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id}: site {item.site!r} is not in the "
+                f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: site "
+                f"{item.site!r} is not in the "
                 "controlled list",
                 field=field_name,
                 pointer=pointer,
@@ -356,7 +361,7 @@ def save_timepoint(
             if audit.change("timepoint", f"{key}/{code}", "date", tp.date, tp_date):
                 tp.date = tp_date
         rows = {le.code: le for le in subject.lesions}
-        new_items = _new_lesion_rows(model, first_listings(subject, tp_date))
+        new_items = _new_lesion_rows(model, first_listings(subject, tp_date), subject_code)
         for lesion_code in scan_dates:
             if lesion_code not in rows and lesion_code not in {n["id"] for n in new_items}:
                 raise InvalidInput(
