@@ -384,3 +384,23 @@ def test_a_later_listing_takes_site_and_nodal_from_its_first_row() -> None:
     # Given, they are kept as given (the engine refuses a contradiction, I-NEW-4).
     given = new_lesion_columns(NewLesionIn(id="N1", site="lung", nodal=False), first)
     assert (given["site"], given["nodal"]) == ("lung", False)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("new_2_state", "<script>"), ("new_2_category", "a\x00b"), ("new_2_sa", "nan"),
+     ("new_2_sa", "1e308"), ("new_2_state", "present\u202e")],
+)  # fmt: skip
+def test_hostile_values_in_the_irecist_fields_are_refused_and_write_nothing(
+    reader: FlaskClient, irecist_subject: str, session: Session, field: str, value: str
+) -> None:
+    fields = {"code": "W8", "date": "2021-03-01", "t_T01_mm": "30", "t_T02_mm": "20",
+              "new_2_site": "lung", field: value}  # fmt: skip
+    if field != "new_2_sa":
+        fields["new_2_sa"] = "" if field == "new_2_state" else "12"
+    response = _visit(reader, fields)
+    assert response.status_code == 400, response.data.decode()[:500]
+    text = response.data.decode()
+    # The refusal names the lesion's field (or, for a NUL, the form field that holds it).
+    assert "new_lesions" in text or "NL01" in text or field in text
+    assert _visits(session) == ["BL"]
