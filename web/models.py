@@ -78,6 +78,9 @@ SITES = (
 
 TARGET_STATES = ("measured", "too_small", "absent", "not_evaluated", "fragments", "merged")
 NON_TARGET_STATES = ("present", "absent", "progression", "not_evaluated")
+# iRECIST's new lesions (I-NEW-1, I-NEW-4): a category, and a size given as a word.
+NEW_CATEGORIES = ("target", "non-target")
+NEW_SIZE_STATES = ("too_small", "absent", "not_evaluated")
 
 
 class Trial(Base):
@@ -236,7 +239,10 @@ class LesionRecord(Base):
 
 
 class NewLesion(Base):
-    """A lesion first seen after baseline (NL01…), possibly equivocal (R-NEW-2)."""
+    """A lesion first seen after baseline (NL01…), possibly equivocal (R-NEW-2), and under
+    iRECIST its listing at each later timepoint (I-NEW-4): its size (``size_units``, or a
+    word in ``size_state``), its category at first sighting and a new non-target's state.
+    A later listing may leave ``site`` empty: it keeps the first listing's."""
 
     __tablename__ = "new_lesion"
     __table_args__ = (UniqueConstraint("timepoint_id", "code"),)
@@ -251,6 +257,11 @@ class NewLesion(Base):
     nodal: Mapped[bool] = mapped_column(Boolean, default=False)
     short_axis_units: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # size_mm: LD (a node's short axis) in units (R-EXACT), or one of NEW_SIZE_STATES.
+    size_units: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NEW_CATEGORIES
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NON_TARGET_STATES
 
     timepoint: Mapped[Timepoint] = relationship(back_populates="new_lesions")
 

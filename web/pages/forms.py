@@ -11,12 +11,16 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from web.models import NEW_SIZE_STATES, NON_TARGET_STATES
 from web.pages.grid import mm_text
 from web.services import InvalidInput
 
 BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
 NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
 NEW_LESION_ROWS = 3
+MAX_CARRIED = 40  # new lesions a follow-up form lists (rows carried forward, I-NEW-4)
+# The state select of an iRECIST new lesion: a size word or a new non-target's state.
+NEW_FORM_STATES = ("present", "progression", "too_small", "absent", "not_evaluated")
 
 
 def _number(text: str, where: str) -> float:
@@ -191,11 +195,13 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
     new_lesions = []
     taken = {le["id"] for le in case["lesions"]}
     taken |= {n["id"] for tp in case["timepoints"] for n in tp.get("new_lesions", [])}
-    taken |= {form.get(f"new_{i}_id", "").strip() for i in range(NEW_LESION_ROWS + 10)}
-    for i in range(NEW_LESION_ROWS + 10):
+    taken |= {form.get(f"new_{i}_id", "").strip() for i in range(NEW_LESION_ROWS + MAX_CARRIED)}
+    irecist = is_irecist(case)
+    for i in range(NEW_LESION_ROWS + MAX_CARRIED):
         new_id = form.get(f"new_{i}_id", "").strip()
         filled = any(
-            form.get(f"new_{i}_{name}", "").strip() for name in ("site", "sa", "scan")
+            form.get(f"new_{i}_{name}", "").strip()
+            for name in ("site", "sa", "scan", "state", "category")
         ) or any(form.get(f"new_{i}_{name}") == "on" for name in ("equivocal", "nodal"))
         if not new_id and not filled:
             continue
@@ -220,10 +226,19 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
             "equivocal": form.get(f"new_{i}_equivocal") == "on",
         }
         short_axis = form.get(f"new_{i}_sa", "").strip()
-        if form.get(f"new_{i}_nodal") == "on":
+        nodal = form.get(f"new_{i}_nodal") == "on"
+        if nodal:
             item["nodal"] = True  # the engine asks for its short axis (R-NEW-1)
-        if short_axis:
+        if short_axis and irecist and not nodal:
+            item["size_mm"] = _number(short_axis, f"new lesion {new_id} size")  # I-NEW-4
+        elif short_axis:
             item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
+        if irecist:
+            where = (
+                f"subject {case['subject_id']}, timepoint {form.get('code', '').strip() or 'new'}, "
+                f"lesion {new_id}"
+            )
+            item.update(_irecist_fields(form, i, where, bool(short_axis)))
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:
             scan_dates[new_id] = seen_on
@@ -240,6 +255,34 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
     return out
 
 
+def is_irecist(case: dict[str, Any]) -> bool:
+    """Whether the case is assessed with iRECIST (its trial's setting ``criteria``)."""
+    return (case.get("settings") or {}).get("criteria") == "irecist"
+
+
+def _irecist_fields(form: MultiDict[str, str], i: int, where: str, sized: bool) -> dict[str, Any]:
+    """A new lesion's iRECIST fields from its row (I-NEW-1, I-NEW-4): the category, and the
+    state, which is a size word (``too_small``) or a state (present, absent, progression,
+    not evaluated). A state beside a typed size says two things and is refused."""
+    out: dict[str, Any] = {}
+    category = form.get(f"new_{i}_category", "").strip()
+    if category:
+        out["category"] = category
+    state = form.get(f"new_{i}_state", "").strip()
+    if state and sized:
+        raise InvalidInput(
+            f"{where}, field state: a size was entered and the state is "
+            f"{state.replace('_', ' ')!r}; give one of them (I-NEW-4)",
+            field=f"new_lesions.{where.rpartition(' ')[2]}",
+            rule="I-NEW-4",
+        )
+    if state in NEW_SIZE_STATES and state not in NON_TARGET_STATES:
+        out["size_mm"] = state
+    elif state:
+        out["state"] = state
+    return out
+
+
 def _blank_new() -> dict[str, Any]:
     return {
         "id": "",
@@ -249,6 +292,8 @@ def _blank_new() -> dict[str, Any]:
         "sa": "",
         "scan": "",
         "carried": "",
+        "state": "",
+        "category": "",
     }
 
 
@@ -282,7 +327,7 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
     values["scan"] = {le["id"]: scans.get(le["id"], "") for le in case["lesions"]}
     new = []
     for item in tp.get("new_lesions", []) if tp is not None else []:
-        sa = item.get("short_axis_mm")
+        size = item.get("short_axis_mm", item.get("size_mm"))
         new.append(
             {
                 **_blank_new(),
@@ -290,15 +335,19 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
                 "site": item.get("site", ""),
                 "equivocal": item.get("equivocal", False),
                 "nodal": item.get("nodal", False),
-                "sa": "" if sa is None else mm_text(sa),
+                "sa": mm_text(size) if isinstance(size, int | float) else "",
                 "scan": scans.get(item["id"], ""),
+                "state": item.get("state") or (size if isinstance(size, str) else ""),
+                "category": item.get("category", ""),
             }
         )
     if tp is None:
         # A new visit carries forward what is still open: an equivocal new lesion never
         # seen unequivocal, ready to be confirmed (R-NEW-2 back-dates the progression to
         # its first sighting) or removed as resolved. The same id is what back-dates it.
-        new = [{**_blank_new(), **item} for item in open_equivocal(case)]
+        # Under iRECIST every new lesion is followed at every later visit (I-NEW-4).
+        carried = carried_new_lesions(case) if is_irecist(case) else open_equivocal(case)
+        new = [{**_blank_new(), **item} for item in carried]
     values["new"] = new + [_blank_new() for _ in range(NEW_LESION_ROWS)]
     return values
 
@@ -329,6 +378,35 @@ def open_equivocal(case: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def carried_new_lesions(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """iRECIST (I-NEW-4): every new lesion listed at an earlier visit, as a form row with
+    its first listing's site and node flag and no size yet (``carried``: the visit that
+    last listed it), in the order first seen; an equivocal one still open stays
+    equivocal until the reader confirms it (R-NEW-2)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for tp in case["timepoints"][1:]:
+        for item in tp.get("new_lesions", []):
+            row = rows.setdefault(
+                item["id"],
+                {"id": item["id"], "site": item.get("site", ""), "equivocal": True,
+                 "nodal": item.get("nodal", False)},
+            )  # fmt: skip
+            row["equivocal"] = row["equivocal"] and bool(item.get("equivocal"))
+            row["carried"] = tp["id"]
+            row["last"] = _listing_text(item)
+    return list(rows.values())[:MAX_CARRIED]
+
+
+def _listing_text(item: dict[str, Any]) -> str:
+    """What a new lesion's listing recorded, for the note of its carried row: its size, a
+    size word or a state (``""`` when it gives none)."""
+    size = item.get("short_axis_mm", item.get("size_mm"))
+    if isinstance(size, int | float):
+        return f"{mm_text(size)} mm"
+    word = size if isinstance(size, str) else item.get("state") or ""
+    return str(word).replace("_", " ")
+
+
 def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
     """The follow-up form as typed, for re-rendering after an error."""
     values: dict[str, Any] = {
@@ -350,7 +428,7 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
         else:
             values["non_targets"][code] = form.get(f"nt_{code}", "present")
     values["scan"] = {le["id"]: form.get(f"scan_{le['id']}", "") for le in case["lesions"]}
-    for i in range(NEW_LESION_ROWS + 10):
+    for i in range(NEW_LESION_ROWS + MAX_CARRIED):
         if f"new_{i}_id" in form:
             values["new"].append(
                 {
@@ -360,6 +438,13 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
                     "nodal": form.get(f"new_{i}_nodal") == "on",
                     "sa": form.get(f"new_{i}_sa", ""),
                     "scan": form.get(f"new_{i}_scan", ""),
+                    "state": form.get(f"new_{i}_state", ""),
+                    "category": form.get(f"new_{i}_category", ""),
+                    "carried": form.get(f"new_{i}_carried", ""),
                 }
             )
+    if is_irecist(case):
+        last = {row["id"]: row["last"] for row in carried_new_lesions(case)}
+        for row in values["new"]:
+            row["last"] = last.get(row["id"], "") if row["carried"] else ""
     return values

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recist.irecist import recist_class
 from recist.lesions import UNITS_PER_MM, Length, length_to_mm
 from recist.target import pd_min_sum, pr_max_sum
 
@@ -122,17 +123,6 @@ def _markers(flags: dict[str, list[str]], lesion_id: str) -> tuple[list[str], li
 
 
 IRECIST = "irecist"
-# An iRECIST code is coloured as its RECIST 1.1 counterpart (static/app.css) and carries a
-# class of its own (r-iupd, r-icpd…); iUPD and iCPD are both progression, told apart by
-# their text and class.
-_IRECIST_COLOUR = {
-    "iCR": "r-cr",
-    "iPR": "r-pr",
-    "iSD": "r-sd",
-    "NON-iCR/NON-iUPD": "r-non-cr-non-pd",
-    "iUPD": "r-pd",
-    "iCPD": "r-pd",
-}
 _NEW_STATE_TEXT = {"present": "present", "absent": "absent", "progression": "progression",
                    "not_evaluated": "NE"}  # fmt: skip
 
@@ -142,9 +132,15 @@ def response_css(code: str | None) -> str:
     and iRECIST's (iCR, iPR, iSD, NON-iCR/NON-iUPD, iUPD, iCPD)."""
     if not code:
         return ""
-    own = "r-" + code.lower().replace("/", "-")
-    colour = _IRECIST_COLOUR.get(code)
-    return f"{colour} {own}" if colour else own
+    # An iRECIST code is coloured as its RECIST 1.1 class (recist.irecist.RECIST_CLASS,
+    # static/app.css) and carries a class of its own (r-iupd, r-icpd…); iUPD and iCPD are
+    # both progression, told apart by their text and class.
+    own, colour = (_css_class(c) for c in (code, recist_class(code)))
+    return own if colour == own else f"{colour} {own}"
+
+
+def _css_class(code: str) -> str:
+    return "r-" + code.lower().replace("/", "-")
 
 
 def _new_lesion_text(listing: dict[str, Any], irecist: bool) -> str:

@@ -7,10 +7,12 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from web.auth import actor, allowed, request_user_role, requires
-from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
+from web.models import NEW_CATEGORIES, NON_TARGET_STATES, SITES, TARGET_STATES
 from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
 from web.pages.forms import (
+    NEW_FORM_STATES,
+    is_irecist,
     timepoint_form_values,
     timepoint_from_form,
     timepoint_values_from_post,
@@ -121,6 +123,9 @@ def timepoint_page(
             sites=SITES,
             target_states=TARGET_STATES,
             non_target_states=NON_TARGET_STATES,
+            irecist=is_irecist(case),
+            new_states=NEW_FORM_STATES,
+            new_categories=NEW_CATEGORIES,
             targets=[le for le in case["lesions"] if le["kind"] == "target"],
             non_targets=[le for le in case["lesions"] if le["kind"] != "target"],
         ),

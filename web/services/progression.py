@@ -31,9 +31,6 @@ RULES = {
 BACK_DATED = "back-dated equivocal new lesion (R-NEW-2)"
 
 REVIEW_ACTIONS = ("agreed", "queried")
-# iRECIST responses read as their RECIST 1.1 counterparts where only adequacy matters (§8).
-RECIST_OF = {"iCR": "CR", "iPR": "PR", "iSD": "SD", "iUPD": "PD", "iCPD": "PD",
-             "NON-iCR/NON-iUPD": "NON-CR/NON-PD"}  # fmt: skip
 
 
 # The rule that actually fired, read from the PD timepoint's reasons (first match wins):
@@ -449,6 +446,7 @@ def with_progression(
         ``{"timepoint", "date", "reason", "back_dated"}`` as in an engine result, or
         ``None`` for no progression.
     """
+    from recist.irecist import recist_class
     from recist.jsonio import parse_case
     from recist.pfs import PfsReason, Progression, adequate_assessments, pfs
     from recist.response import Response
@@ -457,7 +455,7 @@ def with_progression(
         (
             tp["id"],
             date.fromisoformat(tp["date"]),
-            Response(RECIST_OF.get(tp["overall_response"], tp["overall_response"]))
+            Response(recist_class(tp["overall_response"]))  # iRECIST: its class (§8)
             if tp.get("overall_response") else None,
         )
         for tp in result["timepoints"][1:]

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from recist.lesions import length_to_mm, mm_to_length
+from recist.lesions import length_to_mm
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, Conflict, InvalidInput
 from web.models import (
@@ -20,7 +20,13 @@ from web.models import (
     User,
     utcnow,
 )
-from web.services.cases import plausible_date, recompute, stored_target, validated
+from web.services.cases import (
+    new_lesion_columns,
+    plausible_date,
+    recompute,
+    stored_target,
+    validated,
+)
 from web.services.common import (
     Actor,
     Audit,
@@ -138,38 +144,99 @@ def write_records(
             session.delete(rec)
 
 
-def _new_lesion_rows(model: Any) -> list[dict[str, Any]]:
-    """A validated timepoint's new lesions (``recist.jsonio.NewLesionIn``) as row values;
-    the web adds one rule of its own: the site comes from the controlled list."""
+# The columns of a new-lesion row that hold what a reader recorded of it (the contract's
+# names in the audit trail: short_axis_mm, size_mm, category, state).
+NEW_LESION_FIELDS = ("site", "equivocal", "nodal", "short_axis_mm", "size_mm", "category", "state")
+
+
+def audited_new_lesion(row: NewLesion) -> dict[str, Any]:
+    """What the audit trail keeps of a new-lesion row: site, equivocal, nodal and short axis,
+    and the iRECIST fields (I-NEW-4) where stored, as the contract spells them."""
+    from web.services.cases import stored_new_lesion
+
+    stored = stored_new_lesion(row)
+    out: dict[str, Any] = {
+        "site": row.site,
+        "equivocal": row.equivocal,
+        "nodal": row.nodal,
+        "short_axis_mm": None
+        if row.short_axis_units is None
+        else length_to_mm(row.short_axis_units),
+    }
+    return out | {k: stored[k] for k in ("size_mm", "category", "state") if k in stored}
+
+
+def first_listings(subject: Subject, before: date) -> dict[str, NewLesion]:
+    """The first row of every new lesion listed at a timepoint dated before ``before``."""
+    out: dict[str, NewLesion] = {}
+    for tp in sorted(subject.timepoints, key=lambda t: t.date):
+        if tp.date < before:
+            for nl in tp.new_lesions:
+                out.setdefault(nl.code, nl)
+    return out
+
+
+def _new_lesion_rows(
+    model: Any, first: dict[str, NewLesion], subject_code: str
+) -> list[dict[str, Any]]:
+    """A validated timepoint's new lesions as row values; the web adds one rule of its own:
+    the site comes from the controlled list (a later listing may leave it out, I-NEW-4)."""
     out = []
     for index, item in enumerate(model.new_lesions):
         pointer = f"/new_lesions/{index}/site"
         field_name = f"new_lesions.{item.id}.site"
-        if not item.site:
+        columns = new_lesion_columns(item, first.get(item.id))
+        if not columns["site"]:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id} needs its site",
+                f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: new lesion "
+                f"{item.id} needs its site where it is first listed (a later listing may leave "
+                "it out, I-NEW-4)",
                 field=field_name,
                 pointer=pointer,
             )
-        if item.site not in SITES:
+        if columns["site"] not in SITES:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id}: site {item.site!r} is not in the "
+                f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: site "
+                f"{item.site!r} is not in the "
                 "controlled list",
                 field=field_name,
                 pointer=pointer,
             )
-        out.append(
-            {
-                "id": item.id,
-                "site": item.site,
-                "equivocal": item.equivocal,
-                "nodal": item.nodal,
-                "short_axis_units": None
-                if item.short_axis_mm is None
-                else mm_to_length(item.short_axis_mm),
-            }
-        )
+        out.append({"id": item.id, **columns})
     return out
+
+
+def _write_new_lesions(
+    session: Session,
+    audit: Audit,
+    tp: Timepoint,
+    key: str,
+    new_items: list[dict[str, Any]],
+    scan_dates: dict[str, date],
+) -> None:
+    """Store a timepoint's new lesions, auditing each changed field in the contract's form."""
+    old_new = {nl.code: nl for nl in tp.new_lesions}
+    for item in new_items:
+        nkey = f"{key}/{item['id']}"
+        row = old_new.pop(item["id"], None)
+        if row is None:
+            row = NewLesion(code=item["id"], site=item["site"])
+            tp.new_lesions.append(row)
+            audit.log("create", "new_lesion", nkey)
+            before: dict[str, Any] = {}
+        else:
+            before = audited_new_lesion(row)
+        for name, value in item.items():
+            if name != "id":
+                setattr(row, name, value)
+        after = audited_new_lesion(row)
+        for name in NEW_LESION_FIELDS:
+            audit.change("new_lesion", nkey, name, before.get(name), after.get(name))
+        row.scan_date = scan_dates.get(item["id"])
+    for gone in old_new.values():
+        audit.log("delete", "new_lesion", f"{key}/{gone.code}", None, gone.site, None)
+        tp.new_lesions.remove(gone)
+        session.delete(gone)
 
 
 def save_timepoint(
@@ -225,7 +292,6 @@ def save_timepoint(
     tp_date = plausible_date(model.date, "date")
     targets = target_values(model.targets, subject_code, code)
     non_targets = dict(model.non_targets)
-    new_items = _new_lesion_rows(model)
     scan_dates = {k: plausible_date(v, f"scan_dates.{k}") for k, v in model.scan_dates.items()}
     reason = clean_reason(reason)
     with write_transaction(session):
@@ -302,6 +368,7 @@ def save_timepoint(
             if audit.change("timepoint", f"{key}/{code}", "date", tp.date, tp_date):
                 tp.date = tp_date
         rows = {le.code: le for le in subject.lesions}
+        new_items = _new_lesion_rows(model, first_listings(subject, tp_date), subject_code)
         for lesion_code in scan_dates:
             if lesion_code not in rows and lesion_code not in {n["id"] for n in new_items}:
                 raise InvalidInput(
@@ -311,9 +378,7 @@ def save_timepoint(
                     pointer=f"/scan_dates/{escape_pointer(lesion_code)}",
                 )
         write_records(session, audit, subject, tp, rows, targets, non_targets, scan_dates)
-        old_new = {nl.code: nl for nl in tp.new_lesions}
         for item in new_items:
-            nkey = f"{key}/{code}/{item['id']}"
             if item["id"] in rows:
                 raise InvalidInput(
                     f"timepoint {code}: new lesion {item['id']!r} reuses the id of a baseline "
@@ -321,29 +386,7 @@ def save_timepoint(
                     field="new_lesions",
                     pointer="/new_lesions",
                 )
-            row = old_new.pop(item["id"], None)
-            if row is None:
-                row = NewLesion(code=item["id"], site=item["site"])
-                tp.new_lesions.append(row)
-                audit.log("create", "new_lesion", nkey)
-            for name in ("site", "equivocal", "nodal"):
-                if audit.change("new_lesion", nkey, name, getattr(row, name, None), item[name]):
-                    setattr(row, name, item[name])
-            units = item["short_axis_units"]
-            old_sa = None if row.short_axis_units is None else length_to_mm(row.short_axis_units)
-            if audit.change(
-                "new_lesion",
-                nkey,
-                "short_axis_mm",
-                old_sa,
-                None if units is None else length_to_mm(units),
-            ):
-                row.short_axis_units = units
-            row.scan_date = scan_dates.get(item["id"])
-        for gone in old_new.values():
-            audit.log("delete", "new_lesion", f"{key}/{code}/{gone.code}", None, gone.site, None)
-            tp.new_lesions.remove(gone)
-            session.delete(gone)
+        _write_new_lesions(session, audit, tp, f"{key}/{code}", new_items, scan_dates)
         touch(tp, actor)
         subject.updated_at = utcnow()
         # One flush, after the engine accepted the case: a refusal writes nothing.
@@ -418,14 +461,7 @@ def delete_timepoint(
                 "new_lesion",
                 f"{key}/{new.code}",
                 "new_lesions",
-                {
-                    "site": new.site,
-                    "equivocal": new.equivocal,
-                    "nodal": new.nodal,
-                    "short_axis_mm": None
-                    if new.short_axis_units is None
-                    else length_to_mm(new.short_axis_units),
-                },
+                audited_new_lesion(new),
                 None,
             )
         subject.timepoints.remove(tp)
