@@ -60,6 +60,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings.update(web_config.from_environment())
     settings.update(config or {})
     settings.setdefault("STUDY_STORE", str(web_config.study_store()))
+    settings.setdefault("PLOT_CACHE", str(web_config.plot_cache()))
     app.config.update(settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 

@@ -10,7 +10,8 @@ import pytest
 from endpoints.analysis import Observation
 from recist.jsonio import assess_json
 from tests.recist.conftest import case, fu
-from web.services.figures import BOR_COLOURS, kaplan_meier, spider, swimmer, waterfall
+from web.services.figures import BOR_COLOURS, spider, swimmer, waterfall
+from web.services.figures_km import kaplan_meier
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -222,8 +223,9 @@ def test_spider_has_a_legend_of_the_best_overall_responses_its_colours_encode():
     plot = spider(results())
     legend = _by_id(plot.svg)["legend_1"]
     entries = ["".join(t.itertext()) for t in legend.iter(f"{SVG}text")]
-    # S-PR is PR; S-PD (best SD before its PD) and S-SD are SD; S-NT draws no line.
-    assert entries == ["Best overall response", "PR", "SD"]
+    # S-PR is PR; S-PD (best SD before its PD) and S-SD are SD; S-NT draws no line. S-PD's
+    # progression is marked (R-TGT-PD); no line goes on after it.
+    assert entries == ["Best overall response", "PR", "SD", "progression"]
     groups = _by_id(plot.svg)
     assert _style(groups["line-S-PR"])["stroke"] == BOR_COLOURS["PR"]
     assert _style(groups["line-S-SD"])["stroke"] == BOR_COLOURS["SD"]
@@ -252,3 +254,71 @@ def test_waterfall_is_tight_under_its_labels_and_keeps_the_threshold_labels_and_
         text, x, y, anchor = _text_at(groups[gid])
         assert (text, anchor) == (label, "start")
         assert 0 < y < height and x + _width_pt(text) * 0.75 <= width  # not clipped
+
+
+def _continuing_progressor() -> dict:
+    """Progression by the target sum (R-TGT-PD) at FU2, one more read after it."""
+    return assess_json(
+        case(
+            {"T1": 30.0},
+            fu(targets={"T1": 24.0}),
+            fu(targets={"T1": 36.0}),
+            fu(targets={"T1": 40.0}),
+            subject_id="S-GO",
+        )
+    )
+
+
+def test_spider_marks_the_progression_and_draws_the_line_after_it_dashed_and_light():
+    plot = spider([_continuing_progressor(), *results()])
+    rows = [
+        (p["day"], p["change_pct"], p["progression"], p["after_progression"])
+        for p in plot.points
+        if p["subject_id"] == "S-GO"
+    ]
+    # Day 112 (FU2): +50 % from the nadir of 24 mm → PD, marked; FU3 comes after it.
+    assert rows == [(56, -20.0, False, False), (112, 20.0, True, False), (168, 33.3, False, True)]
+    groups = _by_id(plot.svg)
+    # The solid line ends at the progression; the cross marks it in the PD colour.
+    solid = [e for e in groups["line-S-GO"].iter(f"{SVG}path") if e.get("d")]
+    assert len(re.findall(r"[ML]\s*[\d.]+", solid[0].get("d", ""))) == 3  # BL, FU1, FU2
+    (cross,) = groups["pd-S-GO"].iter(f"{SVG}use")
+    assert f"fill: {BOR_COLOURS['PD']}" in (cross.get("style") or "")
+    after = _style(groups["after-S-GO"])
+    assert after["stroke-dasharray"] and float(after["stroke-opacity"]) < 1
+    # S-PD progresses at its last read: marked, nothing after it.
+    assert "pd-S-PD" in groups and "after-S-PD" not in groups
+    assert "pd-S-PR" not in groups and "pd-S-SD" not in groups
+    legend = ["".join(t.itertext()) for t in groups["legend_1"].iter(f"{SVG}text")]
+    assert legend[-2:] == ["progression", "after progression"]
+
+
+def test_each_spider_line_names_its_subject_on_hover():
+    root = ET.fromstring(spider([_continuing_progressor(), *results()]).svg)
+    titles = {
+        g.get("id"): "".join(g.find(f"{SVG}title").itertext())
+        for g in root.iter(f"{SVG}g")
+        if g.find(f"{SVG}title") is not None
+    }
+    assert titles["line-S-GO"] == "S-GO: BOR SD, PD at day 112"
+    assert titles["line-S-PR"] == "S-PR: BOR PR, no progression"
+    assert titles["pd-S-GO"] == "S-GO: progression at day 112"
+
+
+def test_swimmer_groups_subjects_by_arm_and_names_the_arm():
+    arms = {"S-PR": "B", "S-PD": "A", "S-SD": "B"}
+    plot = swimmer(results(), arms=arms)
+    assert [(p["subject_id"], p["arm"]) for p in plot.points] == [
+        ("S-PD", "A"),
+        ("S-SD", "B"),
+        ("S-PR", "B"),
+        ("S-NT", ""),
+    ]
+    assert {"S-PD · A", "S-SD · B", "S-PR · B", "S-NT · no arm"} <= set(texts(plot.svg))
+
+
+def test_overall_survival_without_any_death_has_no_band_legend():
+    alive = [Observation("A", 100, 0), Observation("A", 200, 0), Observation("B", 150, 0)]
+    assert "95 % CI shaded" not in texts(kaplan_meier(alive, "OS").svg)
+    died = [*alive, Observation("B", 120, 1), Observation("B", 90, 1)]
+    assert "95 % CI shaded" in texts(kaplan_meier(died, "OS").svg)
