@@ -179,7 +179,10 @@ def test_an_svg_opens_in_the_browser_and_downloads_only_on_request(
         inline = client.get(url)
         assert inline.status_code == 200 and inline.mimetype == "image/svg+xml"
         assert "Content-Disposition" not in inline.headers
-        assert inline.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        # matplotlib styles the SVG inline: allowed, and nothing else (no script).
+        policy = inline.headers["Content-Security-Policy"]
+        assert policy.startswith("default-src 'none'") and "style-src 'unsafe-inline'" in policy
+        assert "script-src" not in policy
         assert inline.headers["Cache-Control"] == "private, no-cache"
         download = client.get(url + "?download=1")
         assert download.headers["Content-Disposition"].startswith("attachment; filename=")

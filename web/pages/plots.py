@@ -1,8 +1,9 @@
 """Trial and subject plots as SVG and their data as CSV, drawn once per state of their data
 (:mod:`web.services.plot_cache`).
 
-An SVG opens in the browser (served inline as ``image/svg+xml``); ``?download=1`` asks for
-it as a file. Each answer carries the plot's cache key as its ETag, so a browser that has
+An SVG opens in the browser (served inline as ``image/svg+xml``, with the content security
+policy of a plot: ``web.SVG_CONTENT_SECURITY_POLICY``); ``?download=1`` asks for it as a
+file. Each answer carries the plot's cache key as its ETag, so a browser that has
 the plot already gets a 304.
 """
 
@@ -19,9 +20,6 @@ from web.services.plots import SUBJECT_PLOTS
 
 # The subject page's plots (views/_subject_plots.html): kind → title.
 bp.add_app_template_global(SUBJECT_PLOTS, "subject_plots")
-
-# An SVG opened on its own runs in the site's origin: it may style itself, nothing more.
-SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def _plot(trial_code: str, kind: str, subject_code: str | None) -> tuple[Any, str]:
@@ -44,8 +42,6 @@ def _answer(body: str, mimetype: str, key: str, filename: str, attach: bool) -> 
     response.headers["Cache-Control"] = "private, no-cache"
     if attach:
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    if mimetype == "image/svg+xml":
-        response.headers["Content-Security-Policy"] = SVG_POLICY
     return response.make_conditional(request)
 
 

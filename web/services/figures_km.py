@@ -106,7 +106,7 @@ def kaplan_meier(
             linestyle=style,
             linewidth=2,
             zorder=3,
-            label=f"{arm} (n={len(arm_rows)}, {int(events.sum())} events)",
+            label=f"{arm} (n={len(arm_rows)}, {int(events.sum())} event{_s(int(events.sum()))})",
         )
         curve.set_gid(f"km-curve-{arm}")
         censored = days[~events]
@@ -143,6 +143,10 @@ def kaplan_meier(
     _at_risk_table(table, ax, arms, [kmf.durations for kmf in fitters])
     _note(fig, note)
     return Plot(title, _svg(fig), points, excluded, summary=summary, note=note)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
 
 
 def _at_risk_table(table: Any, ax: Any, arms: Sequence[str], durations: Sequence[Any]) -> None:

@@ -12,10 +12,11 @@ PD_MIN_MM = 5.0  # … and at least 5 mm
 
 
 def sums(result: dict[str, Any], title: str, *, note: str | None = None) -> Plot:
-    """The sum of target diameters (mm) at each timepoint over days since baseline, the
-    nadir (the smallest sum before, R-TGT-PD) as a step line, the progression threshold
-    (nadir + 20 % and at least 5 mm) dotted, and the progression used (the result's
-    ``progression``) crossed. Points: one per timepoint with a sum."""
+    """The sum of target diameters (mm) at each timepoint over days since baseline; for
+    each follow-up, from the timepoint before it, the nadir it is compared with (dashed,
+    R-TGT-PD) and the sum that would be progression (nadir + 20 % and at least 5 mm,
+    dotted); the progression used (the result's ``progression``) crossed. Points: one per
+    timepoint with a sum (and the progression's, without one)."""
     progression = result.get("progression")
     called = progression["timepoint"] if progression else None
     points = []
@@ -46,14 +47,17 @@ def sums(result: dict[str, Any], title: str, *, note: str | None = None) -> Plot
         label="sum of target diameters",
     )  # fmt: skip
     line.set_gid("sums")
-    reference = [p for p in points if p["nadir_mm"] is not None]
-    if reference:
-        days = [p["day"] for p in reference]
-        ax.step(days, [p["nadir_mm"] for p in reference], where="post", color="#5aae61",
-                linestyle="--", linewidth=1, label="nadir (reference)")  # fmt: skip
-        ax.step(days, [p["pd_threshold_mm"] for p in reference], where="post",
-                color=BOR_COLOURS["PD"], linestyle=":", linewidth=1.2,
-                label="PD threshold (R-TGT-PD)")  # fmt: skip
+    # Each follow-up's reference (nadir) and threshold, drawn from the timepoint before it
+    # to it: the sum it had to exceed to be progression.
+    for index, point in enumerate(points):
+        if point["nadir_mm"] is None or index == 0:
+            continue
+        span = [points[index - 1]["day"], point["day"]]
+        first = all(p["nadir_mm"] is None for p in points[1:index])
+        ax.plot(span, [point["nadir_mm"]] * 2, color="#5aae61", linestyle="--", linewidth=1,
+                label="nadir (reference)" if first else None)  # fmt: skip
+        ax.plot(span, [point["pd_threshold_mm"]] * 2, color=BOR_COLOURS["PD"], linestyle=":",
+                linewidth=1.4, label="PD threshold (R-TGT-PD)" if first else None)  # fmt: skip
     titles = {}
     for index, point in enumerate(read):
         titles[f"sum-{index}"] = f"{point['timepoint']} ({point['date']}): {point['sum_mm']} mm"
@@ -70,7 +74,8 @@ def sums(result: dict[str, Any], title: str, *, note: str | None = None) -> Plot
         label = ax.annotate(point["timepoint"], (point["day"], point["sum_mm"]), fontsize=7,
                             xytext=(0, 6), textcoords="offset points", ha="center")  # fmt: skip
         label.set_gid(f"sum-{index}")
-    ax.set_ylim(bottom=0)
+    tops = [p["sum_mm"] or 0 for p in points] + [p["pd_threshold_mm"] or 0 for p in points]
+    ax.set_ylim(0, max([*tops, 1.0]) * 1.15)  # room for the timepoint labels
     ax.set_xlabel("days since baseline")
     ax.set_ylabel("sum of diameters (mm)")
     ax.set_title(title, fontsize=10)
