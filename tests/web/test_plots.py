@@ -319,6 +319,8 @@ def test_swimmer_groups_subjects_by_arm_and_names_the_arm():
 
 def test_overall_survival_without_any_death_has_no_band_legend():
     alive = [Observation("A", 100, 0), Observation("A", 200, 0), Observation("B", 150, 0)]
-    assert "95 % CI shaded" not in texts(kaplan_meier(alive, "OS").svg)
+    plot = kaplan_meier(alive, "OS by arm")
+    assert plot.title == "OS by arm" and "OS by arm" in texts(plot.svg)
+    assert "95 % CI shaded" not in texts(plot.svg)
     died = [*alive, Observation("B", 120, 1), Observation("B", 90, 1)]
     assert "95 % CI shaded" in texts(kaplan_meier(died, "OS").svg)

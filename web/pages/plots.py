@@ -18,8 +18,11 @@ from web.pages import review as bp
 from web.services import get_trial, request_session
 from web.services.plots import SUBJECT_PLOTS
 
-# The subject page's plots (views/_subject_plots.html): kind → title.
-bp.add_app_template_global(SUBJECT_PLOTS, "subject_plots")
+
+@bp.app_context_processor
+def _subject_plots() -> dict[str, Any]:
+    """The subject page's plots (views/_subject_plots.html): kind → title."""
+    return {"subject_plots": SUBJECT_PLOTS}
 
 
 def _plot(trial_code: str, kind: str, subject_code: str | None) -> tuple[Any, str]:
@@ -34,7 +37,7 @@ def _plot(trial_code: str, kind: str, subject_code: str | None) -> tuple[Any, st
     return cached_subject_plot(session, trial, subject_code, kind, **where)
 
 
-def _answer(body: str, mimetype: str, key: str, filename: str, attach: bool) -> Response:
+def _answer(body: str, mimetype: str, key: str, filename: str, attach: bool) -> Any:
     response = Response(body, mimetype=mimetype)
     response.set_etag(key)
     # Private (a member's data), and checked with the server on every use: a change to

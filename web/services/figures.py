@@ -47,13 +47,13 @@ class Plot:
     note: str | None = None
 
 
-def _figure(width: float, height: float, *, constrained: bool = False) -> Any:
+def new_figure(width: float, height: float, *, constrained: bool = False) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained" if constrained else None)
 
 
-def _note(fig: Any, note: str | None) -> None:
+def add_note(fig: Any, note: str | None) -> None:
     """Write ``note`` under everything drawn (tick labels, the numbers at risk)."""
     if not note:
         return
@@ -122,7 +122,7 @@ def _source(sources: Mapping[str, str] | None, subject_id: str) -> dict[str, str
     return {} if sources is None else {"source": sources.get(subject_id, "")}
 
 
-def _svg(fig: Any) -> str:
+def svg_text(fig: Any) -> str:
     import matplotlib
 
     out = StringIO()
@@ -211,7 +211,7 @@ def waterfall(
         )
     points.sort(key=lambda p: (-p["best_change_pct"], p["subject_id"]))
     # Constrained layout sizes the axes to the tick labels: no empty band under them.
-    fig = _figure(max(4.0, 0.35 * len(points) + 2), 4, constrained=True)
+    fig = new_figure(max(4.0, 0.35 * len(points) + 2), 4, constrained=True)
     ax = fig.add_subplot()
     titles = {}
     for index, point in enumerate(points):
@@ -252,8 +252,8 @@ def waterfall(
     ax.set_title(title)
     # Bars are sorted from growth to shrinkage: the lower left is empty of bars.
     _bor_legend(ax, [p["bor"] for p in points], loc="lower left", extra=_override_handles(points))
-    _note(fig, note)
-    return Plot(title, titled(_svg(fig), titles), points, excluded, note=note)
+    add_note(fig, note)
+    return Plot(title, titled(svg_text(fig), titles), points, excluded, note=note)
 
 
 def _override_handles(points: Sequence[dict[str, Any]]) -> list[Any]:
@@ -272,7 +272,8 @@ def _override_handles(points: Sequence[dict[str, Any]]) -> list[Any]:
     ]  # fmt: skip
 
 
-def _days(result: dict[str, Any], iso: str) -> int:
+def day_of(result: dict[str, Any], iso: str) -> int:
+    """Days from the result's baseline to the ISO date ``iso``."""
     start = date.fromisoformat(result["timepoints"][0]["date"])
     return (date.fromisoformat(iso) - start).days
 
@@ -289,10 +290,10 @@ def _spider_line(result: dict[str, Any]) -> tuple[list[tuple[int, float]], int |
     for tp in result["timepoints"][1:]:
         change = tp.get("change_from_baseline_pct")
         if tp["id"] == called:
-            line.append((_days(result, tp["date"]), line[-1][1] if change is None else change))
+            line.append((day_of(result, tp["date"]), line[-1][1] if change is None else change))
             at = len(line) - 1
         elif change is not None:
-            line.append((_days(result, tp["date"]), change))
+            line.append((day_of(result, tp["date"]), change))
     return line, at
 
 
@@ -312,7 +313,7 @@ def spider(
     dashed. Each line has a ``<title>`` naming the subject (shown on hover)."""
     points = []
     drawn: list[str] = []  # the best overall responses of the lines drawn
-    fig = _figure(6, 4)
+    fig = new_figure(6, 4)
     ax = fig.add_subplot()
     titles = {}
     for result in results:
@@ -380,8 +381,8 @@ def spider(
         bbox_transform=ax.transAxes + ScaledTranslation(60 / 72, 0, fig.dpi_scale_trans),
         borderaxespad=0,
     )
-    _note(fig, note)
-    return Plot(title, titled(_svg(fig), titles), points, note=note)
+    add_note(fig, note)
+    return Plot(title, titled(svg_text(fig), titles), points, note=note)
 
 
 def swimmer(
@@ -401,7 +402,7 @@ def swimmer(
     points = []
     for result in results:
         tps = result["timepoints"]
-        end = _days(result, tps[-1]["date"])
+        end = day_of(result, tps[-1]["date"])
         response = next((tp for tp in tps[1:] if tp.get("overall_response") in RESPONDING), None)
         progression = result.get("progression")
         points.append(
@@ -409,9 +410,9 @@ def swimmer(
                 "subject_id": result["subject_id"],
                 "arm": arms.get(result["subject_id"]) or "",
                 "days_on_study": end,
-                "first_response_day": _days(result, response["date"]) if response else None,
+                "first_response_day": day_of(result, response["date"]) if response else None,
                 "first_response": response["overall_response"] if response else None,
-                "progression_day": _days(result, progression["date"]) if progression else None,
+                "progression_day": day_of(result, progression["date"]) if progression else None,
                 "ongoing": progression is None and not result["pfs"]["event"],
                 "bor": result["best_overall_response"],
                 **_source(sources, result["subject_id"]),
@@ -420,7 +421,7 @@ def swimmer(
     # By arm (subjects without one last), then by time on study.
     points.sort(key=lambda p: (p["arm"] == "", p["arm"], p["days_on_study"], p["subject_id"]))
     arm_names = sorted({p["arm"] for p in points if p["arm"]})
-    fig = _figure(6, max(3.0, 0.3 * len(points) + 1.5))
+    fig = new_figure(6, max(3.0, 0.3 * len(points) + 1.5))
     ax = fig.add_subplot()
     for row, point in enumerate(points):
         bar = ax.barh(row, point["days_on_study"], color=BOR_COLOURS[point["bor"]], height=0.6)
@@ -462,5 +463,5 @@ def swimmer(
         bbox_to_anchor=(1.02, 1),
         borderaxespad=0,
     )
-    _note(fig, note)
-    return Plot(title, _svg(fig), points, note=note)
+    add_note(fig, note)
+    return Plot(title, svg_text(fig), points, note=note)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from web.services.figures import ARM_COLOURS, Plot, _figure, _note, _svg
+from web.services.figures import ARM_COLOURS, Plot, add_note, new_figure, svg_text
 
 # A line style per arm, so that curves differ in print and where their bands overlap.
 ARM_LINESTYLES = ("-", "--", "-.", ":")
@@ -66,7 +66,7 @@ def kaplan_meier(
         )
         note = f"{note}\n{left_out}" if note else left_out
     arms = sorted({o.arm for o in observations})
-    fig = _figure(6.4, 4.6 + 0.2 * len(arms))
+    fig = new_figure(6.4, 4.6 + 0.2 * len(arms))
     # Inches: the curves' axes above, the numbers-at-risk table under the axis label.
     height = fig.get_figheight()
     row_in, table_top = 0.2, 0.7
@@ -138,11 +138,11 @@ def kaplan_meier(
     if arms:
         # The legend names the bands only when there are some: an arm without events has
         # a survival of 1 throughout and a band of no width.
-        title = "95 % CI shaded" if banded else None
-        ax.legend(fontsize=7, loc="lower left", title=title, title_fontsize=7)
+        bands = "95 % CI shaded" if banded else None
+        ax.legend(fontsize=7, loc="lower left", title=bands, title_fontsize=7)
     _at_risk_table(table, ax, arms, [kmf.durations for kmf in fitters])
-    _note(fig, note)
-    return Plot(title, _svg(fig), points, excluded, summary=summary, note=note)
+    add_note(fig, note)
+    return Plot(title, svg_text(fig), points, excluded, summary=summary, note=note)
 
 
 def _s(count: int) -> str:

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from web.services.figures import BOR_COLOURS, Plot, _days, _figure, _note, _svg, titled
+from web.services.figures import (
+    BOR_COLOURS,
+    Plot,
+    add_note,
+    day_of,
+    new_figure,
+    svg_text,
+    titled,
+)
 
 PD_INCREASE = 0.20  # R-TGT-PD: 20 % over the nadir …
 PD_MIN_MM = 5.0  # … and at least 5 mm
@@ -28,7 +36,7 @@ def sums(result: dict[str, Any], title: str, *, note: str | None = None) -> Plot
             {
                 "timepoint": tp["id"],
                 "date": tp["date"],
-                "day": _days(result, tp["date"]),
+                "day": day_of(result, tp["date"]),
                 "sum_mm": tp.get("sum_mm"),
                 "nadir_mm": nadir,
                 "pd_threshold_mm": (
@@ -39,7 +47,7 @@ def sums(result: dict[str, Any], title: str, *, note: str | None = None) -> Plot
                 "progression": tp["id"] == called,
             }
         )  # fmt: skip
-    fig = _figure(5.5, 3.4, constrained=True)
+    fig = new_figure(5.5, 3.4, constrained=True)
     ax = fig.add_subplot()
     read = [p for p in points if p["sum_mm"] is not None]
     (line,) = ax.plot(
@@ -80,5 +88,5 @@ def sums(result: dict[str, Any], title: str, *, note: str | None = None) -> Plot
     ax.set_ylabel("sum of diameters (mm)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
-    _note(fig, note)
-    return Plot(title, titled(_svg(fig), titles), points, note=note)
+    add_note(fig, note)
+    return Plot(title, titled(svg_text(fig), titles), points, note=note)
