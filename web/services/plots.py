@@ -30,12 +30,12 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from web.errors import NotFound
-from web.models import Trial
+from web.models import LesionRecord, Subject, Timepoint, Trial
 from web.services.cases import build_case
-from web.services.common import list_subjects
 
 # The y-axis of each Kaplan–Meier plot: the endpoint it estimates.
 KM_YLABELS = {
@@ -73,8 +73,30 @@ class Used:
     source: str
 
 
-def used_reads(session: Session, trial: Trial) -> list[Used]:
-    """Every subject with a read, as analyses use it (see the module docstring)."""
+def _subjects(session: Session, trial: Trial, code: str | None) -> list[Subject]:
+    """The trial's subjects (or the one named ``code``) with everything a case is built
+    from loaded in a few queries, not one per timepoint and lesion."""
+    query = (
+        select(Subject)
+        .where(Subject.trial_id == trial.id)
+        .options(
+            selectinload(Subject.arm),
+            selectinload(Subject.lesions),
+            selectinload(Subject.timepoints)
+            .selectinload(Timepoint.records)
+            .selectinload(LesionRecord.lesion),
+            selectinload(Subject.timepoints).selectinload(Timepoint.new_lesions),
+        )
+        .order_by(Subject.code)
+    )
+    if code is not None:
+        query = query.where(Subject.code == code)
+    return list(session.scalars(query))
+
+
+def used_reads(session: Session, trial: Trial, *, code: str | None = None) -> list[Used]:
+    """Every subject with a read (or only the subject ``code``), as analyses use it (see
+    the module docstring)."""
     from cdisc_io.cases import Assessed
     from web.services.central import accepted_reads, unblinded_case
     from web.services.plot_used import analysed
@@ -83,7 +105,7 @@ def used_reads(session: Session, trial: Trial) -> list[Used]:
     accepted = accepted_reads(session, trial) if trial.central_review else {}
     overridden = overrides(session, trial)
     out = []
-    for subject in list_subjects(session, trial):
+    for subject in _subjects(session, trial, code):
         read = accepted.get(subject.id)
         if read is not None:
             case = unblinded_case(subject, read)
@@ -200,10 +222,7 @@ def cached_trial_plot(
 
 def subject_used(session: Session, trial: Trial, subject_code: str) -> Used | None:
     """The subject's read as analyses use it (:func:`used_reads`), ``None`` without one."""
-    return next(
-        (u for u in used_reads(session, trial) if u.assessed.case["subject_id"] == subject_code),
-        None,
-    )
+    return next(iter(used_reads(session, trial, code=subject_code)), None)
 
 
 def draw_subject_plot(kind: str, used: Used) -> Any:
