@@ -33,9 +33,10 @@ def main() -> None:
     from web.services.plots import PLOTS
     from web.testing import make_test_app, migrated_database
 
-    with tempfile.TemporaryDirectory() as folder, migrated_database(
-        "sqlite", Path(folder)
-    ) as database:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        migrated_database("sqlite", Path(folder)) as database,
+    ):
         app = make_test_app(database, PLOT_CACHE=str(Path(folder) / "plot-cache"))
         session = app.extensions["recist_sessions"]()
         users = seed_users(session)
