@@ -324,3 +324,86 @@ def test_overall_survival_without_any_death_has_no_band_legend():
     assert "95 % CI shaded" not in texts(plot.svg)
     died = [*alive, Observation("B", 120, 1), Observation("B", 90, 1)]
     assert "95 % CI shaded" in texts(kaplan_meier(died, "OS").svg)
+
+
+def _responder_then_pd() -> tuple[dict, dict]:
+    """PR at FU1 (−40 %) and FU2 (−34 %), PD at FU3 (+50 % over the nadir, R-TGT-PD)."""
+    c = case(
+        {"T1": 50.0},
+        fu(targets={"T1": 30.0}),
+        fu(targets={"T1": 33.0}),
+        fu(targets={"T1": 45.0}),
+        subject_id="S-X",
+    )
+    return c, assess_json(c)
+
+
+@pytest.mark.parametrize(
+    ("cut_at", "bor", "best"),
+    [
+        # PD moved to FU1: only FU1 counts, as PD (R-BOR-CUT, R-BOR-USED); its sum is
+        # still the best change.
+        ("FU1", "PD", -40.0),
+        # PD moved to FU2: the PR at FU1 counts (R-BOR-1); FU3 does not.
+        ("FU2", "PR", -40.0),
+        # No progression: the engine's PD at FU3 counts as NE; best stays PR.
+        (None, "PR", -40.0),
+    ],
+)
+def test_an_override_sets_the_bor_and_best_change_analyses_use(
+    cut_at: str | None, bor: str, best: float
+):
+    from web.services.figures import best_change
+    from web.services.plot_used import analysed, used_bor
+
+    c, engine = _responder_then_pd()
+    assert (engine["best_overall_response"], engine["progression"]["timepoint"]) == ("PR", "FU3")
+    assert used_bor(c, engine, cut_at) == bor
+    moved = {"timepoint": cut_at, "date": "2021-01-01"} if cut_at else None
+    used = analysed(c, engine, {**engine, "progression": moved})
+    assert used["best_overall_response"] == bor and best_change(used) == best
+    assert used["override"]["engine_bor"] == "PR"
+    assert used["override"]["engine_best_change_pct"] == -40.0
+
+
+def test_an_override_to_an_early_pd_cuts_the_best_change_there():
+    """SD at FU1 (−10 %), PR at FU2 (−40 %), PD at FU3: moved to FU1, the best change the
+    analyses use is FU1's, and the BOR is PD (R-BOR-USED, R-BOR-CUT)."""
+    from web.services.figures import best_change
+    from web.services.plot_used import analysed
+
+    c = case(
+        {"T1": 50.0},
+        fu(targets={"T1": 45.0}),
+        fu(targets={"T1": 30.0}),
+        fu(targets={"T1": 60.0}),
+        subject_id="S-Y",
+    )
+    engine = assess_json(c)
+    moved = {**engine, "progression": {"timepoint": "FU1", "date": "2021-01-01"}}
+    used = analysed(c, engine, moved)
+    assert (used["best_overall_response"], best_change(used)) == ("PD", -10.0)
+    assert (best_change(engine), engine["best_overall_response"]) == (-40.0, "PR")
+    plot = waterfall([used])
+    assert plot.points[0] | {} == {
+        "subject_id": "S-Y",
+        "best_change_pct": -10.0,
+        "bor": "PD",
+        "overridden": True,
+        "engine_bor": "PR",
+        "engine_best_change_pct": -40.0,
+    }
+    assert "engine-0" in _by_id(plot.svg)
+
+
+def test_with_confirmation_an_override_can_leave_a_response_unconfirmed():
+    """With confirmation (R-BOR-CONF) FU2's PR confirms FU1's; the PD moved to FU2 leaves
+    FU1's PR unconfirmed: it counts as SD (day 56 ≥ 42, R-BOR-SDMIN)."""
+    from web.services.plot_used import used_bor
+
+    c, _ = _responder_then_pd()
+    c = {**c, "settings": {**(c.get("settings") or {}), "confirmation": True}}
+    engine = assess_json(c)
+    assert engine["best_overall_response"] == "PR"
+    assert used_bor(c, engine, "FU2") == "SD"
+    assert used_bor(c, engine, None) == "PR"
