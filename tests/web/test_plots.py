@@ -315,6 +315,19 @@ def test_swimmer_groups_subjects_by_arm_and_names_the_arm():
         ("S-NT", ""),
     ]
     assert {"S-PD · A", "S-SD · B", "S-PR · B", "S-NT · no arm"} <= set(texts(plot.svg))
+    assert "death" not in texts(plot.svg)
+
+
+def test_swimmer_marks_a_death_at_its_day():
+    from datetime import date, timedelta
+
+    rows = results()
+    start = date.fromisoformat(rows[1]["timepoints"][0]["date"])
+    died = (start + timedelta(days=150)).isoformat()
+    plot = swimmer(rows, deaths={"S-PD": died, "S-PR": None})
+    days = {p["subject_id"]: p["death_day"] for p in plot.points}
+    assert days == {"S-PD": 150, "S-PR": None, "S-SD": None, "S-NT": None}
+    assert {"death", "on study"} <= set(texts(plot.svg))
 
 
 def test_overall_survival_without_any_death_has_no_band_legend():

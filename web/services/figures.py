@@ -391,14 +391,18 @@ def swimmer(
     *,
     sources: Mapping[str, str] | None = None,
     arms: Mapping[str, str | None] | None = None,
+    deaths: Mapping[str, str | None] | None = None,
     note: str | None = None,
 ) -> Plot:
     """One bar per subject from baseline to the last assessment, with the first response
     (CR/PR, triangle) and progression (cross, at the result's ``progression``: the call
     used, when the caller passes results as analyses use them) marked; an arrow when
     still on study. With ``arms`` (subject id → arm), subjects are grouped by arm, the arm
-    written after each subject id in the arm's colour."""
+    written after each subject id in the arm's colour; with ``deaths`` (subject id → ISO
+    date of death), a death is a black square at its day, joined to the bar by a thin
+    line."""
     arms = arms or {}
+    deaths = deaths or {}
     points = []
     for result in results:
         tps = result["timepoints"]
@@ -414,6 +418,11 @@ def swimmer(
                 "first_response": response["overall_response"] if response else None,
                 "progression_day": day_of(result, progression["date"]) if progression else None,
                 "ongoing": progression is None and not result["pfs"]["event"],
+                "death_day": (
+                    day_of(result, deaths[result["subject_id"]] or "")
+                    if deaths.get(result["subject_id"])
+                    else None
+                ),
                 "bor": result["best_overall_response"],
                 **_source(sources, result["subject_id"]),
             }
@@ -430,6 +439,10 @@ def swimmer(
             ax.plot(point["first_response_day"], row, marker="^", color="black", markersize=6)
         if point["progression_day"] is not None:
             ax.plot(point["progression_day"], row, marker="X", color="#c51b7d", markersize=7)
+        if point["death_day"] is not None:
+            ax.plot([point["days_on_study"], point["death_day"]], [row, row], color="#555",
+                    linewidth=0.8, linestyle=":")  # fmt: skip
+            ax.plot(point["death_day"], row, marker="s", color="black", markersize=5)
         if point["ongoing"]:
             ax.annotate(
                 "",
@@ -439,6 +452,9 @@ def swimmer(
             )
         if row and point["arm"] != points[row - 1]["arm"]:
             ax.axhline(row - 0.5, color="#888", linewidth=0.8, linestyle=":")
+    # Room on the right for the on-study arrows (20 days long) and the deaths.
+    ends = [max(p["days_on_study"] + 28, p["death_day"] or 0) for p in points]
+    ax.set_xlim(0, max([*ends, 28]) * 1.04)
     labels = [f"{p['subject_id']} · {p['arm'] or 'no arm'}" if arms else p["subject_id"]
               for p in points]  # fmt: skip
     ax.set_yticks(range(len(points)), labels, fontsize=7)
@@ -456,6 +472,13 @@ def swimmer(
         handles=[
             Line2D([], [], marker="^", color="black", linestyle="", label="first CR/PR"),
             Line2D([], [], marker="X", color="#c51b7d", linestyle="", label="progression"),
+            *(
+                [Line2D([], [], marker="s", color="black", linestyle="", label="death")]
+                if any(p["death_day"] is not None for p in points)
+                else []
+            ),
+            Line2D([], [], marker=r"$\rightarrow$", color="black", linestyle="",
+                   markersize=10, label="on study"),
             *[Patch(color=BOR_COLOURS[b], label=f"BOR {b}") for b in present],
         ],
         fontsize=7,

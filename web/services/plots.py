@@ -194,7 +194,10 @@ def draw_trial_plot(trial: Trial, kind: str, used: list[Used]) -> Any:
         return plots.spider(results, title, sources=sources, note=note)
     if kind == "swimmer":
         arms = {u.assessed.case["subject_id"]: u.assessed.case.get("arm") for u in used}
-        return plots.swimmer(results, title, sources=sources, arms=arms, note=note)
+        deaths = {u.assessed.case["subject_id"]: u.assessed.case.get("died_on") for u in used}
+        return plots.swimmer(
+            results, title, sources=sources, arms=arms, deaths=deaths, note=note
+        )
     records = _km_records(used, "PFS" if kind == "km-pfs" else "OS")
     observations = [Observation(r["ARM"], r["AVAL"], 1 - r["CNSR"]) for r in records]
     return kaplan_meier(
