@@ -168,6 +168,12 @@ def test_an_override_draws_again_and_the_waterfall_follows_the_call_used(
     # The spider ends S-4's solid line at the call used (W8) and marks it there.
     spider = _titles(client.get(f"/trials/{seeded}/plots/spider.svg").data)
     assert spider["line-S-4"] == "S-4: BOR PD, PD at day 56 (adjudicator's override)"
+    # … and keeps the engine's own call at W24 beside it, hollow and labelled.
+    assert spider["engine-pd-S-4"] == "S-4: engine's PD at W24 (overridden)"
+    mine = _titles(client.get(f"/trials/{seeded}/subjects/S-4/plots/spider.svg").data)
+    assert mine["engine-pd-S-4"] == spider["engine-pd-S-4"]
+    legend = client.get(f"/trials/{seeded}/plots/spider.svg").data.decode()
+    assert "engine's PD (overridden)" in legend
 
 
 def test_an_svg_opens_in_the_browser_and_downloads_only_on_request(

@@ -32,6 +32,7 @@ BOR_COLOURS = {
     "iUPD": "#e9a3c9", "iCPD": "#c51b7d",
 }  # fmt: skip
 RESPONDING = ("CR", "PR", "iCR", "iPR")
+PD = BOR_COLOURS["PD"]
 
 
 @dataclass(frozen=True)
@@ -166,17 +167,6 @@ def best_change(result: dict[str, Any]) -> float | None:
     return best
 
 
-def _engine(result: dict[str, Any]) -> dict[str, Any]:
-    """The engine's own call beside an overridden one (R-BOR-USED): empty without one."""
-    override = result.get("override")
-    if override is None:
-        return {}
-    return {
-        "engine_bor": override["engine_bor"],
-        "engine_best_change_pct": override["engine_best_change_pct"],
-    }
-
-
 def waterfall(
     results: Sequence[dict[str, Any]],
     title: str = "Best change in target sum",
@@ -190,6 +180,8 @@ def waterfall(
     The BOR and best change are those of the call analyses use (R-BOR-USED): after an
     adjudicator's override the bar is hatched, and the engine's own best change is drawn
     on it as a hollow diamond in the colour of the engine's BOR (both in the points)."""
+    from web.services.plot_used import engine_columns, override_handles
+
     points = []
     excluded = []
     for result in results:
@@ -205,7 +197,7 @@ def waterfall(
                 "best_change_pct": change,
                 "bor": result["best_overall_response"],
                 "overridden": "override" in result,
-                **_engine(result),
+                **engine_columns(result),
                 **_source(sources, result["subject_id"]),
             }
         )
@@ -251,25 +243,9 @@ def waterfall(
     ax.set_ylabel("best change from baseline (%)")
     ax.set_title(title)
     # Bars are sorted from growth to shrinkage: the lower left is empty of bars.
-    _bor_legend(ax, [p["bor"] for p in points], loc="lower left", extra=_override_handles(points))
+    _bor_legend(ax, [p["bor"] for p in points], loc="lower left", extra=override_handles(points))
     add_note(fig, note)
     return Plot(title, titled(svg_text(fig), titles), points, excluded, note=note)
-
-
-def _override_handles(points: Sequence[dict[str, Any]]) -> list[Any]:
-    """Legend entries for overridden calls, when the plot has any (R-BOR-USED)."""
-    if not any(p["overridden"] for p in points):
-        return []
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    return [
-        Patch(facecolor="white", edgecolor="#333", hatch="///", label="* override used"),
-        Line2D(
-            [], [], marker="D", markerfacecolor="white", markeredgecolor="#333",
-            linestyle="", label="engine's own call",
-        ),
-    ]  # fmt: skip
 
 
 def day_of(result: dict[str, Any], iso: str) -> int:
@@ -310,7 +286,10 @@ def spider(
 
     The progression used (the result's ``progression``: the engine's call or an
     adjudicator's override) is marked with a cross; the line goes on after it thin and
-    dashed. Each line has a ``<title>`` naming the subject (shown on hover)."""
+    dashed; after an adjudicator's override the engine's own progression is a hollow
+    cross (R-BOR-USED). Each line has a ``<title>`` naming the subject (shown on hover)."""
+    from web.services.plot_used import engine_pd_point
+
     points = []
     drawn: list[str] = []  # the best overall responses of the lines drawn
     fig = new_figure(6, 4)
@@ -350,6 +329,12 @@ def spider(
             )  # fmt: skip
             mark.set_gid(f"pd-{subject}")
             titles[f"pd-{subject}"] = f"{subject}: progression at day {xs[at]}"
+        engine = engine_pd_point(result)
+        if engine is not None:  # the engine's call beside the override, hollow
+            (hollow,) = ax.plot(engine[1], engine[2], marker="X", markersize=8, linestyle="",
+                                markerfacecolor="none", markeredgecolor=PD)  # fmt: skip
+            hollow.set_gid(f"engine-pd-{subject}")
+            titles[f"engine-pd-{subject}"] = f"{subject}: engine's PD at {engine[0]} (overridden)"
         pd_text = f"PD at day {xs[at]}" if at is not None else "no progression"
         titles[f"line-{subject}"] = (
             f"{subject}: BOR {result['best_overall_response']}, {pd_text}"
@@ -369,6 +354,9 @@ def spider(
         Line2D([], [], marker="X", color=BOR_COLOURS["PD"], markeredgecolor="black",
                linestyle="", label="progression"),
     ] if any(p["progression"] for p in points) else []  # fmt: skip
+    if any(gid.startswith("engine-pd-") for gid in titles):
+        marks.append(Line2D([], [], marker="X", markerfacecolor="none", linestyle="",
+                            markeredgecolor=PD, label="engine's PD (overridden)"))  # fmt: skip
     if any(p["after_progression"] for p in points):
         marks.append(Line2D([], [], color="#666", linestyle="--", linewidth=0.9,
                             label="after progression"))  # fmt: skip

@@ -14,6 +14,7 @@ response is kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -72,3 +73,44 @@ def analysed(case: dict[str, Any], engine: dict[str, Any], used: dict[str, Any])
             "engine_progression": engine.get("progression"),
         },
     }
+
+
+def engine_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """The engine's own call beside an overridden one (R-BOR-USED): empty without one."""
+    override = result.get("override")
+    if override is None:
+        return {}
+    return {
+        "engine_bor": override["engine_bor"],
+        "engine_best_change_pct": override["engine_best_change_pct"],
+    }
+
+
+def override_handles(points: Sequence[dict[str, Any]]) -> list[Any]:
+    """Legend entries for overridden calls, when the plot has any (R-BOR-USED)."""
+    if not any(p["overridden"] for p in points):
+        return []
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [
+        Patch(facecolor="white", edgecolor="#333", hatch="///", label="* override used"),
+        Line2D(
+            [], [], marker="D", markerfacecolor="white", markeredgecolor="#333",
+            linestyle="", label="engine's own call",
+        ),
+    ]  # fmt: skip
+
+
+def engine_pd_point(result: dict[str, Any]) -> tuple[str, int, float] | None:
+    """Where the engine called the progression an override replaced (R-BOR-USED): its
+    timepoint, day since baseline and % change from baseline (0 without a complete sum);
+    ``None`` without an override or where the call used is at the same timepoint."""
+    from web.services.figures import day_of
+
+    override = result.get("override") or {}
+    engine = override.get("engine_progression")
+    if not engine or engine["timepoint"] == override.get("cut_at"):
+        return None
+    tp = next(t for t in result["timepoints"] if t["id"] == engine["timepoint"])
+    return tp["id"], day_of(result, tp["date"]), tp.get("change_from_baseline_pct") or 0.0
