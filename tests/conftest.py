@@ -15,6 +15,10 @@ COUNTS = Path(__file__).resolve().parents[1] / "test-output" / "robustness"
 os.environ.setdefault(
     "RECIST_STUDY_STORE", str(Path(__file__).resolve().parents[1] / "test-output" / "studies")
 )
+# Drawn plots (web.services.plot_cache) likewise.
+os.environ.setdefault(
+    "RECIST_PLOT_CACHE", str(Path(__file__).resolve().parents[1] / "test-output" / "plot-cache")
+)
 
 
 def pytest_sessionstart(session: Any) -> None:

@@ -30,6 +30,11 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+# A plot's SVG opened on its own (web.pages.plots) is styled inline by matplotlib: it may
+# style itself and nothing more (no script, nothing from elsewhere).
+SVG_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'"
+)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -60,6 +65,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         settings.update(web_config.from_environment())
     settings.update(config or {})
     settings.setdefault("STUDY_STORE", str(web_config.study_store()))
+    settings.setdefault("PLOT_CACHE", str(web_config.plot_cache()))
     app.config.update(settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -155,7 +161,11 @@ def _refuse_nul() -> None:
 
 
 def _security_headers(response: Any) -> Any:
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Content-Security-Policy"] = (
+        SVG_CONTENT_SECURITY_POLICY
+        if response.mimetype == "image/svg+xml"
+        else CONTENT_SECURITY_POLICY
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"

@@ -3,6 +3,7 @@
 - ``DATABASE_URL``: SQLAlchemy URL; default SQLite ``instance/recist.sqlite3``.
 - ``RECIST_DATABASE_SCHEMA``: PostgreSQL schema to use (``search_path``).
 - ``RECIST_INSTANCE``: the instance folder (database, secret key); default ``./instance``.
+- ``RECIST_PLOT_CACHE``: where drawn plots are kept; default ``instance/plot-cache``.
 - ``RECIST_SECRET_KEY``: session signing key; default a random key kept in
   ``instance/secret_key`` (mode 0600).
 - ``RECIST_COOKIE_SECURE``: ``1`` (default) marks cookies Secure; ``recist serve`` on a
@@ -25,6 +26,13 @@ def study_store() -> Path:
     ``studies/`` in the instance folder."""
     folder = os.environ.get("RECIST_STUDY_STORE")
     return Path(folder).resolve() if folder else instance_dir() / "studies"
+
+
+def plot_cache() -> Path:
+    """Where drawn plots are kept (web.services.plot_cache): ``RECIST_PLOT_CACHE``, else
+    ``plot-cache/`` in the instance folder."""
+    folder = os.environ.get("RECIST_PLOT_CACHE")
+    return Path(folder).resolve() if folder else instance_dir() / "plot-cache"
 
 
 def instance_dir() -> Path:

@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from recist.settings import STEREO_SEIN_ELIGIBILITY
+from web.demo_deaths import maybe_died
 from web.models import ROLES, Trial, User
 from web.services import SYSTEM, Actor, create_trial, create_user, import_case
 
@@ -215,9 +216,12 @@ def _seed_trial(session: Session, subjects: int, seed: int) -> list[str]:
         import_case(session, _reader(), DEMO_TRIAL, case)
         _store_imaging(session, case)
         created.append(case["subject_id"])
+    # Deaths from a generator of their own: the cases stay those of earlier demos.
+    fates = random.Random(seed + 1)  # noqa: S311 - synthetic demo data, not secrets
     for n in range(subjects):
         kind = TRAJECTORIES[n % len(TRAJECTORIES)]
         case = synthetic_case(rng, f"0101-{n + 1:03d}", timepoints=rng.randrange(3, 7), kind=kind)
+        maybe_died(case, kind, fates)
         import_case(session, _reader(), DEMO_TRIAL, case)
         created.append(case["subject_id"])
     return created

@@ -177,6 +177,25 @@ def test_the_imaging_demo_case_is_randomised_to_an_arm_and_drawn_in_its_curve(
     assert (demo["AVAL"], demo["CNSR"]) == (116, 0)
 
 
+def test_the_demo_has_deaths_so_overall_survival_has_events(
+    session: Session, seeded: dict[str, list[str]]
+) -> None:
+    """Synthetic subjects die after their last visit by chance (web.demo_deaths): OS is
+    not two flat lines, and every death is after the subject's last assessment."""
+    trial = get_trial(session, DEMO_TRIAL)
+    dead = list(
+        session.scalars(
+            select(Subject).where(Subject.trial_id == trial.id, Subject.died_on.is_not(None))
+        )
+    )
+    assert dead
+    for subject in dead:
+        assert subject.died_on is not None
+        assert subject.died_on > max(tp.date for tp in subject.timepoints)
+    os_plot = trial_plot(session, trial, "km-os")
+    assert sum(row["events"] for row in os_plot.summary) == len(dead)
+
+
 def _recorded(case: dict[str, Any], tp_code: str) -> dict[str, float]:
     return next(tp["targets"] for tp in case["timepoints"] if tp["id"] == tp_code)
 

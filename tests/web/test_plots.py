@@ -10,7 +10,8 @@ import pytest
 from endpoints.analysis import Observation
 from recist.jsonio import assess_json
 from tests.recist.conftest import case, fu
-from web.services.figures import BOR_COLOURS, kaplan_meier, spider, swimmer, waterfall
+from web.services.figures import BOR_COLOURS, spider, swimmer, waterfall
+from web.services.figures_km import kaplan_meier
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -222,8 +223,9 @@ def test_spider_has_a_legend_of_the_best_overall_responses_its_colours_encode():
     plot = spider(results())
     legend = _by_id(plot.svg)["legend_1"]
     entries = ["".join(t.itertext()) for t in legend.iter(f"{SVG}text")]
-    # S-PR is PR; S-PD (best SD before its PD) and S-SD are SD; S-NT draws no line.
-    assert entries == ["Best overall response", "PR", "SD"]
+    # S-PR is PR; S-PD (best SD before its PD) and S-SD are SD; S-NT draws no line. S-PD's
+    # progression is marked (R-TGT-PD); no line goes on after it.
+    assert entries == ["Best overall response", "PR", "SD", "progression"]
     groups = _by_id(plot.svg)
     assert _style(groups["line-S-PR"])["stroke"] == BOR_COLOURS["PR"]
     assert _style(groups["line-S-SD"])["stroke"] == BOR_COLOURS["SD"]
@@ -252,3 +254,170 @@ def test_waterfall_is_tight_under_its_labels_and_keeps_the_threshold_labels_and_
         text, x, y, anchor = _text_at(groups[gid])
         assert (text, anchor) == (label, "start")
         assert 0 < y < height and x + _width_pt(text) * 0.75 <= width  # not clipped
+
+
+def _continuing_progressor() -> dict:
+    """Progression by the target sum (R-TGT-PD) at FU2, one more read after it."""
+    return assess_json(
+        case(
+            {"T1": 30.0},
+            fu(targets={"T1": 24.0}),
+            fu(targets={"T1": 36.0}),
+            fu(targets={"T1": 40.0}),
+            subject_id="S-GO",
+        )
+    )
+
+
+def test_spider_marks_the_progression_and_draws_the_line_after_it_dashed_and_light():
+    plot = spider([_continuing_progressor(), *results()])
+    rows = [
+        (p["day"], p["change_pct"], p["progression"], p["after_progression"])
+        for p in plot.points
+        if p["subject_id"] == "S-GO"
+    ]
+    # Day 112 (FU2): +50 % from the nadir of 24 mm → PD, marked; FU3 comes after it.
+    assert rows == [(56, -20.0, False, False), (112, 20.0, True, False), (168, 33.3, False, True)]
+    groups = _by_id(plot.svg)
+    # The solid line ends at the progression; the cross marks it in the PD colour.
+    solid = [e for e in groups["line-S-GO"].iter(f"{SVG}path") if e.get("d")]
+    assert len(re.findall(r"[ML]\s*[\d.]+", solid[0].get("d", ""))) == 3  # BL, FU1, FU2
+    (cross,) = groups["pd-S-GO"].iter(f"{SVG}use")
+    assert f"fill: {BOR_COLOURS['PD']}" in (cross.get("style") or "")
+    after = _style(groups["after-S-GO"])
+    assert after["stroke-dasharray"] and float(after["stroke-opacity"]) < 1
+    # S-PD progresses at its last read: marked, nothing after it.
+    assert "pd-S-PD" in groups and "after-S-PD" not in groups
+    assert "pd-S-PR" not in groups and "pd-S-SD" not in groups
+    legend = ["".join(t.itertext()) for t in groups["legend_1"].iter(f"{SVG}text")]
+    assert legend[-2:] == ["progression", "after progression"]
+
+
+def test_each_spider_line_names_its_subject_on_hover():
+    root = ET.fromstring(spider([_continuing_progressor(), *results()]).svg)
+    titles = {
+        g.get("id"): "".join(g.find(f"{SVG}title").itertext())
+        for g in root.iter(f"{SVG}g")
+        if g.find(f"{SVG}title") is not None
+    }
+    assert titles["line-S-GO"] == "S-GO: BOR SD, PD at day 112"
+    assert titles["line-S-PR"] == "S-PR: BOR PR, no progression"
+    assert titles["pd-S-GO"] == "S-GO: progression at day 112"
+
+
+def test_swimmer_groups_subjects_by_arm_and_names_the_arm():
+    arms = {"S-PR": "B", "S-PD": "A", "S-SD": "B"}
+    plot = swimmer(results(), arms=arms)
+    assert [(p["subject_id"], p["arm"]) for p in plot.points] == [
+        ("S-PD", "A"),
+        ("S-SD", "B"),
+        ("S-PR", "B"),
+        ("S-NT", ""),
+    ]
+    assert {"S-PD · A", "S-SD · B", "S-PR · B", "S-NT · no arm"} <= set(texts(plot.svg))
+    assert "death" not in texts(plot.svg)
+
+
+def test_swimmer_marks_a_death_at_its_day():
+    from datetime import date, timedelta
+
+    rows = results()
+    start = date.fromisoformat(rows[1]["timepoints"][0]["date"])
+    died = (start + timedelta(days=150)).isoformat()
+    plot = swimmer(rows, deaths={"S-PD": died, "S-PR": None})
+    days = {p["subject_id"]: p["death_day"] for p in plot.points}
+    assert days == {"S-PD": 150, "S-PR": None, "S-SD": None, "S-NT": None}
+    assert {"death", "on study"} <= set(texts(plot.svg))
+
+
+def test_overall_survival_without_any_death_has_no_band_legend():
+    alive = [Observation("A", 100, 0), Observation("A", 200, 0), Observation("B", 150, 0)]
+    plot = kaplan_meier(alive, "OS by arm")
+    assert plot.title == "OS by arm" and "OS by arm" in texts(plot.svg)
+    assert "95 % CI shaded" not in texts(plot.svg)
+    died = [*alive, Observation("B", 120, 1), Observation("B", 90, 1)]
+    assert "95 % CI shaded" in texts(kaplan_meier(died, "OS").svg)
+
+
+def _responder_then_pd() -> tuple[dict, dict]:
+    """PR at FU1 (−40 %) and FU2 (−34 %), PD at FU3 (+50 % over the nadir, R-TGT-PD)."""
+    c = case(
+        {"T1": 50.0},
+        fu(targets={"T1": 30.0}),
+        fu(targets={"T1": 33.0}),
+        fu(targets={"T1": 45.0}),
+        subject_id="S-X",
+    )
+    return c, assess_json(c)
+
+
+@pytest.mark.parametrize(
+    ("cut_at", "bor", "best"),
+    [
+        # PD moved to FU1: only FU1 counts, as PD (R-BOR-CUT, R-BOR-USED); its sum is
+        # still the best change.
+        ("FU1", "PD", -40.0),
+        # PD moved to FU2: the PR at FU1 counts (R-BOR-1); FU3 does not.
+        ("FU2", "PR", -40.0),
+        # No progression: the engine's PD at FU3 counts as NE; best stays PR.
+        (None, "PR", -40.0),
+    ],
+)
+def test_an_override_sets_the_bor_and_best_change_analyses_use(
+    cut_at: str | None, bor: str, best: float
+):
+    from web.services.as_used import responses_as_used
+    from web.services.figures import best_change
+    from web.services.plot_used import analysed
+
+    c, engine = _responder_then_pd()
+    assert (engine["best_overall_response"], engine["progression"]["timepoint"]) == ("PR", "FU3")
+    assert responses_as_used(c, engine, cut_at)["best_overall_response"] == bor
+    moved = {"timepoint": cut_at, "date": "2021-01-01"} if cut_at else None
+    used = analysed(c, engine, {**engine, "progression": moved})
+    assert used["best_overall_response"] == bor and best_change(used) == best
+    assert used["override"]["engine_bor"] == "PR"
+    assert used["override"]["engine_best_change_pct"] == -40.0
+
+
+def test_an_override_to_an_early_pd_cuts_the_best_change_there():
+    """SD at FU1 (−10 %), PR at FU2 (−40 %), PD at FU3: moved to FU1, the best change the
+    analyses use is FU1's, and the BOR is PD (R-BOR-USED, R-BOR-CUT)."""
+    from web.services.figures import best_change
+    from web.services.plot_used import analysed
+
+    c = case(
+        {"T1": 50.0},
+        fu(targets={"T1": 45.0}),
+        fu(targets={"T1": 30.0}),
+        fu(targets={"T1": 60.0}),
+        subject_id="S-Y",
+    )
+    engine = assess_json(c)
+    moved = {**engine, "progression": {"timepoint": "FU1", "date": "2021-01-01"}}
+    used = analysed(c, engine, moved)
+    assert (used["best_overall_response"], best_change(used)) == ("PD", -10.0)
+    assert (best_change(engine), engine["best_overall_response"]) == (-40.0, "PR")
+    plot = waterfall([used])
+    assert plot.points[0] | {} == {
+        "subject_id": "S-Y",
+        "best_change_pct": -10.0,
+        "bor": "PD",
+        "overridden": True,
+        "engine_bor": "PR",
+        "engine_best_change_pct": -40.0,
+    }
+    assert "engine-0" in _by_id(plot.svg)
+
+
+def test_with_confirmation_an_override_can_leave_a_response_unconfirmed():
+    """With confirmation (R-BOR-CONF) FU2's PR confirms FU1's; the PD moved to FU2 leaves
+    FU1's PR unconfirmed: it counts as SD (day 56 ≥ 42, R-BOR-SDMIN)."""
+    from web.services.as_used import responses_as_used
+
+    c, _ = _responder_then_pd()
+    c = {**c, "settings": {**(c.get("settings") or {}), "confirmation": True}}
+    engine = assess_json(c)
+    assert engine["best_overall_response"] == "PR"
+    assert responses_as_used(c, engine, "FU2")["best_overall_response"] == "SD"
+    assert responses_as_used(c, engine, None)["best_overall_response"] == "PR"

@@ -12,9 +12,9 @@ ADaM-shaped summaries tell one story:
   adequate assessment: it was read, §8); every other
   timepoint keeps the engine's response. A changed timepoint keeps the engine's answer in
   ``engine_overall_response``;
-* the best overall response: derived again by the engine's own rules (R-BOR-1, R-BOR-CONF,
-  R-BOR-SDMIN, R-BOR-CUT) from those responses, the engine's kept in
-  ``engine_best_overall_response`` when it differs.
+* the best overall response: derived again from those responses by the engine's own
+  rules (R-BOR-USED, a project rule: R-BOR-1, R-BOR-CONF, R-BOR-SDMIN, R-BOR-CUT), the
+  engine's kept in ``engine_best_overall_response`` when it differs.
 
 The engine's result itself is never changed: it stays stored and shown beside this one.
 Under iRECIST only progression and PFS follow the override (the iUPD/iCPD sequence is the

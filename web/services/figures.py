@@ -22,12 +22,9 @@ from recist.irecist import RECIST_CLASS
 PR_LINE_PCT = -30.0  # R-TGT-PR: a 30 % decrease from baseline
 PD_LINE_PCT = 20.0  # R-TGT-PD: a 20 % increase (from the nadir; drawn against baseline)
 
-# Kaplan–Meier arms: Okabe–Ito colours (told apart with colour-blindness) and a line style
-# each, so that curves differ in print and where their confidence bands overlap.
+# Arms: Okabe–Ito colours (told apart with colour-blindness), in the Kaplan–Meier curves
+# (web.services.figures_km) and the swimmer plot's arm labels.
 ARM_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")
-ARM_LINESTYLES = ("-", "--", "-.", ":")
-CI_ALPHA = 0.12  # the 95 % bands stay light enough to see the curves through them
-KM_YLABEL = "Survival probability"
 
 BOR_COLOURS = {"CR": "#1b7837", "PR": "#5aae61", "SD": "#f1b640", "NON-CR/NON-PD": "#92c5de",
                "PD": "#c51b7d", "NE": "#9e9e9e"}  # fmt: skip
@@ -35,6 +32,7 @@ BOR_COLOURS = {"CR": "#1b7837", "PR": "#5aae61", "SD": "#f1b640", "NON-CR/NON-PD
 BOR_COLOURS |= {i.value: BOR_COLOURS[c.value] for i, c in RECIST_CLASS.items() if i.value != "NE"}
 BOR_COLOURS["iUPD"] = "#e9a3c9"
 RESPONDING = ("CR", "PR", "iCR", "iPR")
+PD = BOR_COLOURS["PD"]
 
 
 @dataclass(frozen=True)
@@ -50,13 +48,13 @@ class Plot:
     note: str | None = None
 
 
-def _figure(width: float, height: float, *, constrained: bool = False) -> Any:
+def new_figure(width: float, height: float, *, constrained: bool = False) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained" if constrained else None)
 
 
-def _note(fig: Any, note: str | None) -> None:
+def add_note(fig: Any, note: str | None) -> None:
     """Write ``note`` under everything drawn (tick labels, the numbers at risk)."""
     if not note:
         return
@@ -103,14 +101,17 @@ def _threshold_lines(ax: Any) -> None:
         text.set_gid(gid)
 
 
-def _bor_legend(ax: Any, bors: Sequence[str], **where: Any) -> None:
-    """A legend of the best overall responses present, in :data:`BOR_COLOURS`' order."""
+def _bor_legend(
+    ax: Any, bors: Sequence[str], *, extra: Sequence[Any] = (), **where: Any
+) -> None:
+    """A legend of the best overall responses present, in :data:`BOR_COLOURS`' order, and
+    the ``extra`` handles after them (marks the plot draws)."""
     from matplotlib.patches import Patch
 
     present = [b for b in BOR_COLOURS if b in set(bors)]
     if present:
         ax.legend(
-            handles=[Patch(color=BOR_COLOURS[b], label=b) for b in present],
+            handles=[*(Patch(color=BOR_COLOURS[b], label=b) for b in present), *extra],
             title="Best overall response",
             title_fontsize=7,
             fontsize=7,
@@ -122,7 +123,7 @@ def _source(sources: Mapping[str, str] | None, subject_id: str) -> dict[str, str
     return {} if sources is None else {"source": sources.get(subject_id, "")}
 
 
-def _svg(fig: Any) -> str:
+def svg_text(fig: Any) -> str:
     import matplotlib
 
     out = StringIO()
@@ -131,15 +132,37 @@ def _svg(fig: Any) -> str:
     return out.getvalue()
 
 
+def titled(svg: str, titles: Mapping[str, str]) -> str:
+    """``svg`` with a ``<title>`` (the browser's tooltip on hover) as the first child of each
+    group whose id is a key of ``titles``."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    for gid, title in titles.items():
+        opening = f"<g id={quoteattr(gid)}>"
+        svg = svg.replace(opening, f"{opening}<title>{escape(title)}</title>", 1)
+    return svg
+
+
+def stops_analysis(result: dict[str, Any], tp: dict[str, Any]) -> bool:
+    """Whether ``tp`` is the progression that ends what analyses count of ``result``: the
+    first PD read, or, after an adjudicator's override, the timepoint of the call used
+    (none for no progression; R-BOR-USED)."""
+    override = result.get("override")
+    if override is not None:
+        return bool(tp["id"] == override["cut_at"])
+    return tp.get("overall_response") in ("PD", "iCPD")
+
+
 def best_change(result: dict[str, Any]) -> float | None:
     """The best (lowest) % change of the target sum from baseline at a complete follow-up,
-    up to and including the first PD; ``None`` without one."""
+    up to and including the progression that ends the analysis (:func:`stops_analysis`);
+    ``None`` without one."""
     best: float | None = None
     for tp in result["timepoints"][1:]:
         change = tp.get("change_from_baseline_pct")
         if change is not None and (best is None or change < best):
             best = change
-        if tp.get("overall_response") in ("PD", "iCPD"):
+        if stops_analysis(result, tp):
             break
     return best
 
@@ -152,7 +175,13 @@ def waterfall(
     note: str | None = None,
 ) -> Plot:
     """Waterfall of the best % change from baseline per subject, bars coloured by BOR,
-    with the −30 % (R-TGT-PR) and +20 % (R-TGT-PD) lines."""
+    with the −30 % (R-TGT-PR) and +20 % (R-TGT-PD) lines.
+
+    The BOR and best change are those of the call analyses use (R-BOR-USED): after an
+    adjudicator's override the bar is hatched, and the engine's own best change is drawn
+    on it as a hollow diamond in the colour of the engine's BOR (both in the points)."""
+    from web.services.plot_used import engine_columns, override_handles
+
     points = []
     excluded = []
     for result in results:
@@ -167,29 +196,81 @@ def waterfall(
                 "subject_id": result["subject_id"],
                 "best_change_pct": change,
                 "bor": result["best_overall_response"],
+                "overridden": "override" in result,
+                **engine_columns(result),
                 **_source(sources, result["subject_id"]),
             }
         )
     points.sort(key=lambda p: (-p["best_change_pct"], p["subject_id"]))
     # Constrained layout sizes the axes to the tick labels: no empty band under them.
-    fig = _figure(max(4.0, 0.35 * len(points) + 2), 4, constrained=True)
+    fig = new_figure(max(4.0, 0.35 * len(points) + 2), 4, constrained=True)
     ax = fig.add_subplot()
+    titles = {}
     for index, point in enumerate(points):
-        bar = ax.bar(index, point["best_change_pct"], color=BOR_COLOURS[point["bor"]], width=0.8)
+        overridden = point["overridden"]
+        bar = ax.bar(
+            index,
+            point["best_change_pct"],
+            color=BOR_COLOURS[point["bor"]],
+            width=0.8,
+            hatch="///" if overridden else None,
+            edgecolor="#333" if overridden else None,
+            linewidth=0.6 if overridden else 0,
+        )
         bar.patches[0].set_gid(f"bar-{index}")
+        text = f"{point['subject_id']}: {point['best_change_pct']:.1f} %, BOR {point['bor']}"
+        if overridden and point.get("engine_best_change_pct") is not None:
+            (engine,) = ax.plot(
+                index,
+                point["engine_best_change_pct"],
+                marker="D",
+                markersize=6,
+                markerfacecolor="white",
+                markeredgecolor=BOR_COLOURS.get(point["engine_bor"], "#333"),
+                markeredgewidth=1.8,
+                linestyle="",
+                zorder=4,
+            )
+            engine.set_gid(f"engine-{index}")
+            text += (
+                f" (adjudicator's override; engine: {point['engine_best_change_pct']:.1f} %, "
+                f"BOR {point['engine_bor']})"
+            )
+        titles[f"bar-{index}"] = text
     _threshold_lines(ax)
-    ax.set_xticks(range(len(points)), [p["subject_id"] for p in points], rotation=90, fontsize=7)
+    labels = [p["subject_id"] + (" *" if p["overridden"] else "") for p in points]
+    ax.set_xticks(range(len(points)), labels, rotation=90, fontsize=7)
     ax.set_ylabel("best change from baseline (%)")
     ax.set_title(title)
     # Bars are sorted from growth to shrinkage: the lower left is empty of bars.
-    _bor_legend(ax, [p["bor"] for p in points], loc="lower left")
-    _note(fig, note)
-    return Plot(title, _svg(fig), points, excluded, note=note)
+    _bor_legend(ax, [p["bor"] for p in points], loc="lower left", extra=override_handles(points))
+    add_note(fig, note)
+    return Plot(title, titled(svg_text(fig), titles), points, excluded, note=note)
 
 
-def _days(result: dict[str, Any], iso: str) -> int:
+def day_of(result: dict[str, Any], iso: str) -> int:
+    """Days from the result's baseline to the ISO date ``iso``."""
     start = date.fromisoformat(result["timepoints"][0]["date"])
     return (date.fromisoformat(iso) - start).days
+
+
+def _spider_line(result: dict[str, Any]) -> tuple[list[tuple[int, float]], int | None]:
+    """A subject's (day, % change) at baseline and each complete follow-up, and the index
+    of the point that calls the progression used (``None`` without one). A progression
+    at a timepoint without a complete sum is marked at that timepoint's day, at the last
+    change known before it."""
+    progression = result.get("progression")
+    called = progression["timepoint"] if progression else None
+    line: list[tuple[int, float]] = [(0, 0.0)]
+    at: int | None = None
+    for tp in result["timepoints"][1:]:
+        change = tp.get("change_from_baseline_pct")
+        if tp["id"] == called:
+            line.append((day_of(result, tp["date"]), line[-1][1] if change is None else change))
+            at = len(line) - 1
+        elif change is not None:
+            line.append((day_of(result, tp["date"]), change))
+    return line, at
 
 
 def spider(
@@ -201,39 +282,64 @@ def spider(
 ) -> Plot:
     """% change of the target sum from baseline over days since baseline, one line per
     subject (complete sums only), coloured by the subject's best overall response (the
-    legend), with the −30 % (R-TGT-PR) and +20 % (R-TGT-PD) lines."""
+    legend), with the −30 % (R-TGT-PR) and +20 % (R-TGT-PD) lines.
+
+    The progression used (the result's ``progression``: the engine's call or an
+    adjudicator's override) is marked with a cross; the line goes on after it thin and
+    dashed; after an adjudicator's override the engine's own progression is a hollow
+    cross (R-BOR-USED). Each line has a ``<title>`` naming the subject (shown on hover)."""
+    from web.services.plot_used import engine_pd_point
+
     points = []
     drawn: list[str] = []  # the best overall responses of the lines drawn
-    fig = _figure(6, 4)
+    fig = new_figure(6, 4)
     ax = fig.add_subplot()
+    titles = {}
     for result in results:
-        xs = [0]
-        ys = [0.0]
-        for tp in result["timepoints"][1:]:
-            change = tp.get("change_from_baseline_pct")
-            if change is None:
-                continue
-            xs.append(_days(result, tp["date"]))
-            ys.append(change)
+        subject = result["subject_id"]
+        line, at = _spider_line(result)
+        for index, (day, change) in enumerate(line[1:], start=1):
             points.append(
                 {
-                    "subject_id": result["subject_id"],
-                    "day": xs[-1],
+                    "subject_id": subject,
+                    "day": day,
                     "change_pct": change,
-                    **_source(sources, result["subject_id"]),
+                    "progression": index == at,
+                    "after_progression": at is not None and index > at,
+                    **_source(sources, subject),
                 }
             )
-        if len(xs) < 2:
+        if len(line) < 2:
             continue
-        (line,) = ax.plot(
-            xs,
-            ys,
-            marker="o",
-            markersize=3,
-            color=BOR_COLOURS[result["best_overall_response"]],
-            label=result["subject_id"],
+        colour = BOR_COLOURS[result["best_overall_response"]]
+        end = len(line) if at is None else at + 1
+        xs, ys = [d for d, _ in line], [c for _, c in line]
+        (solid,) = ax.plot(xs[:end], ys[:end], marker="o", markersize=3, color=colour)
+        solid.set_gid(f"line-{subject}")
+        if at is not None:
+            if end < len(line):
+                (after,) = ax.plot(
+                    xs[at:], ys[at:], color=colour, linestyle="--", linewidth=0.9, alpha=0.5
+                )
+                after.set_gid(f"after-{subject}")
+                titles[f"after-{subject}"] = f"{subject}: after progression"
+            (mark,) = ax.plot(
+                xs[at], ys[at], marker="X", markersize=8, color=BOR_COLOURS["PD"],
+                markeredgecolor="black", markeredgewidth=0.6, linestyle="", zorder=5,
+            )  # fmt: skip
+            mark.set_gid(f"pd-{subject}")
+            titles[f"pd-{subject}"] = f"{subject}: progression at day {xs[at]}"
+        engine = engine_pd_point(result)
+        if engine is not None:  # the engine's call beside the override, hollow
+            (hollow,) = ax.plot(engine[1], engine[2], marker="X", markersize=8, linestyle="",
+                                markerfacecolor="none", markeredgecolor=PD)  # fmt: skip
+            hollow.set_gid(f"engine-pd-{subject}")
+            titles[f"engine-pd-{subject}"] = f"{subject}: engine's PD at {engine[0]} (overridden)"
+        pd_text = f"PD at day {xs[at]}" if at is not None else "no progression"
+        titles[f"line-{subject}"] = (
+            f"{subject}: BOR {result['best_overall_response']}, {pd_text}"
+            + (" (adjudicator's override)" if "override" in result else "")
         )
-        line.set_gid(f"line-{result['subject_id']}")
         drawn.append(result["best_overall_response"])
     _threshold_lines(ax)
     ax.set_xlabel("days since baseline")
@@ -241,18 +347,30 @@ def spider(
     ax.set_title(title)
     # The colours are the subjects' best overall response: say so, right of the axes and
     # of the threshold labels (a legend inside would hide lines).
+    from matplotlib.lines import Line2D
     from matplotlib.transforms import ScaledTranslation
 
+    marks = [
+        Line2D([], [], marker="X", color=BOR_COLOURS["PD"], markeredgecolor="black",
+               linestyle="", label="progression"),
+    ] if any(p["progression"] for p in points) else []  # fmt: skip
+    if any(gid.startswith("engine-pd-") for gid in titles):
+        marks.append(Line2D([], [], marker="X", markerfacecolor="none", linestyle="",
+                            markeredgecolor=PD, label="engine's PD (overridden)"))  # fmt: skip
+    if any(p["after_progression"] for p in points):
+        marks.append(Line2D([], [], color="#666", linestyle="--", linewidth=0.9,
+                            label="after progression"))  # fmt: skip
     _bor_legend(
         ax,
         drawn,
+        extra=marks,
         loc="upper left",
         bbox_to_anchor=(1, 1),
         bbox_transform=ax.transAxes + ScaledTranslation(60 / 72, 0, fig.dpi_scale_trans),
         borderaxespad=0,
     )
-    _note(fig, note)
-    return Plot(title, _svg(fig), points, note=note)
+    add_note(fig, note)
+    return Plot(title, titled(svg_text(fig), titles), points, note=note)
 
 
 def swimmer(
@@ -260,32 +378,47 @@ def swimmer(
     title: str = "Time on study",
     *,
     sources: Mapping[str, str] | None = None,
+    arms: Mapping[str, str | None] | None = None,
+    deaths: Mapping[str, str | None] | None = None,
     note: str | None = None,
 ) -> Plot:
     """One bar per subject from baseline to the last assessment, with the first response
     (CR/PR, triangle) and progression (cross, at the result's ``progression``: the call
     used, when the caller passes results as analyses use them) marked; an arrow when
-    still on study."""
+    still on study. With ``arms`` (subject id → arm), subjects are grouped by arm, the arm
+    written after each subject id in the arm's colour; with ``deaths`` (subject id → ISO
+    date of death), a death is a black square at its day, joined to the bar by a thin
+    line."""
+    arms = arms or {}
+    deaths = deaths or {}
     points = []
     for result in results:
         tps = result["timepoints"]
-        end = _days(result, tps[-1]["date"])
+        end = day_of(result, tps[-1]["date"])
         response = next((tp for tp in tps[1:] if tp.get("overall_response") in RESPONDING), None)
         progression = result.get("progression")
         points.append(
             {
                 "subject_id": result["subject_id"],
+                "arm": arms.get(result["subject_id"]) or "",
                 "days_on_study": end,
-                "first_response_day": _days(result, response["date"]) if response else None,
+                "first_response_day": day_of(result, response["date"]) if response else None,
                 "first_response": response["overall_response"] if response else None,
-                "progression_day": _days(result, progression["date"]) if progression else None,
+                "progression_day": day_of(result, progression["date"]) if progression else None,
                 "ongoing": progression is None and not result["pfs"]["event"],
+                "death_day": (
+                    day_of(result, deaths[result["subject_id"]] or "")
+                    if deaths.get(result["subject_id"])
+                    else None
+                ),
                 "bor": result["best_overall_response"],
                 **_source(sources, result["subject_id"]),
             }
         )
-    points.sort(key=lambda p: (p["days_on_study"], p["subject_id"]))
-    fig = _figure(6, max(3.0, 0.3 * len(points) + 1.5))
+    # By arm (subjects without one last), then by time on study.
+    points.sort(key=lambda p: (p["arm"] == "", p["arm"], p["days_on_study"], p["subject_id"]))
+    arm_names = sorted({p["arm"] for p in points if p["arm"]})
+    fig = new_figure(6, max(3.0, 0.3 * len(points) + 1.5))
     ax = fig.add_subplot()
     for row, point in enumerate(points):
         bar = ax.barh(row, point["days_on_study"], color=BOR_COLOURS[point["bor"]], height=0.6)
@@ -294,6 +427,10 @@ def swimmer(
             ax.plot(point["first_response_day"], row, marker="^", color="black", markersize=6)
         if point["progression_day"] is not None:
             ax.plot(point["progression_day"], row, marker="X", color="#c51b7d", markersize=7)
+        if point["death_day"] is not None:
+            ax.plot([point["days_on_study"], point["death_day"]], [row, row], color="#555",
+                    linewidth=0.8, linestyle=":")  # fmt: skip
+            ax.plot(point["death_day"], row, marker="s", color="black", markersize=5)
         if point["ongoing"]:
             ax.annotate(
                 "",
@@ -301,7 +438,17 @@ def swimmer(
                 xytext=(point["days_on_study"], row),
                 arrowprops={"arrowstyle": "->"},
             )
-    ax.set_yticks(range(len(points)), [p["subject_id"] for p in points], fontsize=7)
+        if row and point["arm"] != points[row - 1]["arm"]:
+            ax.axhline(row - 0.5, color="#888", linewidth=0.8, linestyle=":")
+    # Room on the right for the on-study arrows (20 days long) and the deaths.
+    ends = [max(p["days_on_study"] + 28, p["death_day"] or 0) for p in points]
+    ax.set_xlim(0, max([*ends, 28]) * 1.04)
+    labels = [f"{p['subject_id']} · {p['arm'] or 'no arm'}" if arms else p["subject_id"]
+              for p in points]  # fmt: skip
+    ax.set_yticks(range(len(points)), labels, fontsize=7)
+    for tick, point in zip(ax.get_yticklabels(), points, strict=True):
+        if point["arm"]:
+            tick.set_color(ARM_COLOURS[arm_names.index(point["arm"]) % len(ARM_COLOURS)])
     ax.set_xlabel("days since baseline")
     ax.set_title(title)
     from matplotlib.lines import Line2D
@@ -313,6 +460,13 @@ def swimmer(
         handles=[
             Line2D([], [], marker="^", color="black", linestyle="", label="first CR/PR"),
             Line2D([], [], marker="X", color="#c51b7d", linestyle="", label="progression"),
+            *(
+                [Line2D([], [], marker="s", color="black", linestyle="", label="death")]
+                if any(p["death_day"] is not None for p in points)
+                else []
+            ),
+            Line2D([], [], marker=r"$\rightarrow$", color="black", linestyle="",
+                   markersize=10, label="on study"),
             *[Patch(color=BOR_COLOURS[b], label=f"BOR {b}") for b in present],
         ],
         fontsize=7,
@@ -320,181 +474,5 @@ def swimmer(
         bbox_to_anchor=(1.02, 1),
         borderaxespad=0,
     )
-    _note(fig, note)
-    return Plot(title, _svg(fig), points, note=note)
-
-
-def kaplan_meier(
-    observations: Sequence[Any],
-    title: str,
-    *,
-    xlabel: str = "days since randomisation",
-    ylabel: str = KM_YLABEL,
-    records: Sequence[dict[str, Any]] | None = None,
-    note: str | None = None,
-) -> Plot:
-    """Kaplan–Meier curves per arm (fitted by lifelines) with their 95 % confidence bands,
-    censoring marks and the numbers at risk under the axis.
-
-    ``observations`` are :class:`endpoints.analysis.Observation` (arm, days, event with 1 =
-    event). The points are one per observation drawn: ``records`` when given (the subject
-    rows behind the observations, in the same order: ``USUBJID``, ``AVAL``, ``CNSR``…),
-    else ``ARM``/``AVAL``/``CNSR``; the summary is one row per arm (n, events, median).
-
-    An observation without an arm (``endpoints.analysis.NO_ARM``) belongs to no curve of a
-    by-arm plot: it is left out, listed in ``excluded`` and counted in the note, rather
-    than drawn as an arm of its own.
-
-    Raises
-    ------
-    ValueError
-        ``records`` and ``observations`` differ in length.
-    """
-    import numpy as np
-    from lifelines import KaplanMeierFitter
-
-    from endpoints.analysis import NO_ARM
-
-    if records is not None and len(records) != len(observations):
-        raise ValueError(
-            f"kaplan_meier: {len(records)} records for {len(observations)} observations"
-        )
-    rows = (
-        [dict(r) for r in records]
-        if records is not None
-        else [{"ARM": o.arm, "AVAL": o.days, "CNSR": int(o.event != 1)} for o in observations]
-    )
-    armless = {i for i, o in enumerate(observations) if not o.arm or o.arm == NO_ARM}
-    excluded = [
-        {"subject_id": str(rows[i].get("USUBJID", "")), "why": "no arm"} for i in sorted(armless)
-    ]
-    points = [r for i, r in enumerate(rows) if i not in armless]
-    observations = [o for i, o in enumerate(observations) if i not in armless]
-    if armless:
-        left_out = (
-            f"{len(armless)} subject{'s' if len(armless) > 1 else ''} without an arm not shown"
-        )
-        note = f"{note}\n{left_out}" if note else left_out
-    arms = sorted({o.arm for o in observations})
-    fig = _figure(6.4, 4.6 + 0.2 * len(arms))
-    # Inches: the curves' axes above, the numbers-at-risk table under the axis label.
-    height = fig.get_figheight()
-    row_in, table_top = 0.2, 0.7
-    table_in = row_in * (len(arms) + 1)
-    ax = fig.add_axes((0.14, (table_in + table_top) / height, 0.82, 1 - (table_in + 1.2) / height))
-    table = fig.add_axes((0.14, 0.05 / height, 0.82, table_in / height), sharex=ax)
-    fitters = []
-    summary = []
-    for index, arm in enumerate(arms):
-        colour = ARM_COLOURS[index % len(ARM_COLOURS)]
-        style = ARM_LINESTYLES[index % len(ARM_LINESTYLES)]
-        arm_rows = [o for o in observations if o.arm == arm]
-        days = np.array([o.days for o in arm_rows], dtype=float)
-        events = np.array([o.event == 1 for o in arm_rows])
-        kmf = KaplanMeierFitter().fit(days, events, label=arm)
-        timeline = kmf.survival_function_.index.to_numpy(dtype=float)
-        band = kmf.confidence_interval_survival_function_
-        fill = ax.fill_between(
-            timeline,
-            band.iloc[:, 0].to_numpy(dtype=float),
-            band.iloc[:, 1].to_numpy(dtype=float),
-            step="post",
-            color=colour,
-            alpha=CI_ALPHA,
-            linewidth=0,
-            zorder=1,
-        )
-        fill.set_gid(f"km-ci-{arm}")
-        (curve,) = ax.step(
-            timeline,
-            kmf.survival_function_.iloc[:, 0].to_numpy(dtype=float),
-            where="post",
-            color=colour,
-            linestyle=style,
-            linewidth=2,
-            zorder=3,
-            label=f"{arm} (n={len(arm_rows)}, {int(events.sum())} events)",
-        )
-        curve.set_gid(f"km-curve-{arm}")
-        censored = days[~events]
-        (marks,) = ax.plot(
-            censored,
-            kmf.survival_function_at_times(censored).to_numpy(dtype=float),
-            linestyle="",
-            marker="|",
-            markersize=9,
-            markeredgewidth=1.5,
-            color=colour,
-            zorder=4,
-        )
-        marks.set_gid(f"km-censor-{arm}")
-        fitters.append(kmf)
-        median = float(kmf.median_survival_time_)
-        summary.append(
-            {
-                "arm": arm,
-                "n": len(arm_rows),
-                "events": int(events.sum()),
-                "median_days": median if np.isfinite(median) else None,
-            }
-        )
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1.05)
-    ax.set_title(title)
-    if arms:
-        ax.legend(fontsize=7, loc="lower left", title="95 % CI shaded", title_fontsize=7)
-    _at_risk_table(table, ax, arms, [kmf.durations for kmf in fitters])
-    _note(fig, note)
-    return Plot(title, _svg(fig), points, excluded, summary=summary, note=note)
-
-
-def _at_risk_table(table: Any, ax: Any, arms: Sequence[str], durations: Sequence[Any]) -> None:
-    """The numbers at risk under the curves' axes: one row per arm, the counts at the axis'
-    ticks, and the arm names in a column of their own left of the leftmost count (however
-    long the names and counts), in the arm's colour."""
-    from matplotlib.transforms import Bbox
-
-    for side in ("top", "right", "bottom", "left"):
-        table.spines[side].set_visible(False)
-    table.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)
-    low, high = ax.get_xlim()
-    ticks = [t for t in ax.get_xticks() if low <= t <= high]
-    rows = len(arms)
-    table.set_ylim(-0.5, rows + 0.5)
-    counts = []
-    for row, days in enumerate(durations):
-        y = rows - 1 - row
-        for column, tick in enumerate(ticks):
-            count = table.text(
-                tick, y, str(int((days >= tick).sum())), ha="center", va="center", fontsize=8
-            )
-            count.set_gid(f"at-risk-count-{row}-{column}")
-            counts.append(count)
-
-    def label_column(renderer: Any) -> Any:
-        # Right edge of the names: the axes' left edge or the leftmost count, if further
-        # left, whichever the layout gives; the names are placed a gap before it.
-        edge = min(
-            [table.get_window_extent(renderer).x0]
-            + [c.get_window_extent(renderer).x0 for c in counts]
-        )
-        return Bbox.from_extents(edge, 0, edge, 1)
-
-    header = ["At risk", *arms]
-    colours = ["black"] + [ARM_COLOURS[i % len(ARM_COLOURS)] for i in range(rows)]
-    for row, (name, colour) in enumerate(zip(header, colours, strict=True)):
-        label = table.annotate(
-            name,
-            xy=(0, rows - row),
-            xycoords=(label_column, "data"),
-            xytext=(-8, 0),
-            textcoords="offset points",
-            ha="right",
-            va="center",
-            fontsize=8,
-            color=colour,
-            fontweight="bold" if row == 0 else "normal",
-            annotation_clip=False,
-        )
-        label.set_gid("at-risk-header" if row == 0 else f"at-risk-row-{row - 1}")
+    add_note(fig, note)
+    return Plot(title, svg_text(fig), points, note=note)

@@ -175,3 +175,45 @@
     if (save && !save.title) { save.title = "Save: Ctrl+S (⌘S on a Mac)"; }
   });
 })();
+
+// Plots (trial and subject pages): a click on a plot enlarges it in a dialog; Escape, the
+// close button or a click on the enlarged plot closes it. Without this script the link
+// opens the SVG itself.
+(function () {
+  "use strict";
+  var links = document.querySelectorAll(".plots a.enlarge");
+  if (!links.length || typeof HTMLDialogElement !== "function") { return; }
+  var dialog = document.createElement("dialog");
+  dialog.className = "plot-viewer";
+  dialog.id = "plot-viewer";
+  var bar = document.createElement("p");
+  var caption = document.createElement("strong");
+  var open = document.createElement("a");
+  open.textContent = "open the SVG (hover names the subjects)";
+  open.target = "_blank";
+  open.rel = "noopener";
+  var close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "Close";
+  bar.appendChild(caption);
+  bar.appendChild(open);
+  bar.appendChild(close);
+  var image = document.createElement("img");
+  dialog.appendChild(bar);
+  dialog.appendChild(image);
+  document.body.appendChild(dialog);
+  close.addEventListener("click", function () { dialog.close(); });
+  image.addEventListener("click", function () { dialog.close(); });
+  Array.prototype.forEach.call(links, function (link) {
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      var thumb = link.querySelector("img");
+      image.src = link.getAttribute("href");
+      image.alt = thumb ? thumb.alt : "";
+      caption.textContent = thumb ? thumb.alt : "";
+      open.href = link.getAttribute("href");
+      dialog.showModal();
+      close.focus();
+    });
+  });
+}());
