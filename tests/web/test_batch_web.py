@@ -347,6 +347,10 @@ def test_the_rate_and_time_left_come_from_the_studies_measured_so_far() -> None:
                        "studies_per_second": 0.5, "eta_seconds": 16}  # fmt: skip
     job.status, job.finished_at = "done", start + timedelta(seconds=8)
     assert job_figures(job)["eta_seconds"] is None
+    # Interrupted: the time ends at the last heartbeat, and no time left is promised.
+    job.status, job.finished_at, job.updated_at = "running", None, start + timedelta(seconds=6)
+    stopped = job_figures(job, now=start + timedelta(hours=2), interrupted=True)
+    assert (stopped["seconds"], stopped["eta_seconds"]) == (6.0, None)
 
 
 # ------------------------------------------------------- interrupted, resumed (issue 13)
@@ -426,7 +430,10 @@ def test_an_interrupted_batch_is_resumed_without_recording_a_study_twice(
     assert 'id="resume-batch"' not in text
     posted = manager.post(f"/trials/{trial}/batches/{job_id}/resume")
     assert posted.status_code == 409
-    assert "not run twice" in html.unescape(posted.data.decode())
+    refusal = html.unescape(posted.data.decode())
+    assert "not run twice" in refusal
+    # The refusal's page reloads the batch's page, not the resume (a POST).
+    assert f'content="2; url=/trials/{trial}/batches/{job_id}"' in refusal
 
     # No heartbeat for an hour: interrupted, with the reason and the Resume button.
     session.rollback()

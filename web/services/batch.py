@@ -259,11 +259,14 @@ def list_jobs(session: Session, trial_code: str) -> list[BatchJob]:
     )
 
 
-def job_figures(job: BatchJob, now: datetime | None = None) -> dict[str, Any]:
-    """A job's progress: finished studies, rate (studies/s) and the seconds left (ETA)."""
+def job_figures(
+    job: BatchJob, now: datetime | None = None, *, interrupted: bool = False
+) -> dict[str, Any]:
+    """A job's progress: finished studies, rate (studies/s) and the seconds left (ETA);
+    an interrupted job's time ends at its last heartbeat and it has no ETA."""
     finished = job.done + job.refused + job.failed
     started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
-    end = job.finished_at or now or datetime.now(UTC)
+    end = job.finished_at or (job.updated_at if interrupted else None) or now or datetime.now(UTC)
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
     seconds = max((end - started).total_seconds(), 0.0)
     measured = (
@@ -273,7 +276,7 @@ def job_figures(job: BatchJob, now: datetime | None = None) -> dict[str, Any]:
     )
     rate = measured / seconds if seconds > 0 and measured else None
     left = job.total - finished
-    eta = left / rate if rate and job.status in ("queued", "running") else None
+    eta = left / rate if rate and job.status in ("queued", "running") and not interrupted else None
     return {
         "finished": finished,
         "percent": round(100 * finished / job.total) if job.total else 100,
@@ -311,7 +314,7 @@ def job_json(job: BatchJob, stale: float | None = None) -> dict[str, Any]:
         "failed": job.failed,
         "landed": job.landed,
         "error": job.error,
-        "progress": job_figures(job),
+        "progress": job_figures(job, interrupted=seen["state"] == "interrupted"),
         "outcomes": job.outcomes,
     }
 
