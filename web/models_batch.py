@@ -15,7 +15,10 @@ class BatchJob(Base):
     """One run of ``recist batch`` for a trial, started from the web: who started it and
     when, from what (an uploaded manifest or a folder under the batch root), its status
     (``queued``, ``running``, ``done``, ``failed``), its counts and one outcome per study
-    (subject, timepoint, paths, status, reason). The studies it measured wait as
+    (subject, timepoint, paths, status, reason). ``owner`` (``host:pid:token``) is the web
+    process running it and ``updated_at`` its heartbeat (:mod:`web.services.batch_owner`);
+    ``plan`` keeps the studies it measures so that an interrupted job can be resumed, and
+    ``run`` counts its runs. The studies it measured wait as
     :class:`~web.models.PacsStudy` rows (``source`` ``batch``) for a reader."""
 
     __tablename__ = "batch_job"
@@ -36,5 +39,8 @@ class BatchJob(Base):
     landed: Mapped[int] = mapped_column(Integer, default=0)
     outcomes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    run: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    plan: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
     trial: Mapped[Trial] = relationship()

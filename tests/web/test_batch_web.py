@@ -347,3 +347,247 @@ def test_the_rate_and_time_left_come_from_the_studies_measured_so_far() -> None:
                        "studies_per_second": 0.5, "eta_seconds": 16}  # fmt: skip
     job.status, job.finished_at = "done", start + timedelta(seconds=8)
     assert job_figures(job)["eta_seconds"] is None
+    # Interrupted: the time ends at the last heartbeat, and no time left is promised.
+    job.status, job.finished_at, job.updated_at = "running", None, start + timedelta(seconds=6)
+    stopped = job_figures(job, now=start + timedelta(hours=2), interrupted=True)
+    assert (stopped["seconds"], stopped["eta_seconds"]) == (6.0, None)
+
+
+# ------------------------------------------------------- interrupted, resumed (issue 13)
+
+
+def _job_url(trial: str, job_id: int) -> str:
+    return f"/api/v1/trials/{trial}/batches/{job_id}"
+
+
+def _folder_batch(app: Flask, trial: str, token: str) -> dict[str, Any]:
+    client = app.test_client()
+    started = client.post(
+        f"/api/v1/trials/{trial}/batches", json={"folder": "studies"}, headers=bearer(token)
+    )
+    assert started.status_code == 202, started.get_json()
+    return _finished(client, token, started.get_json()["url"])
+
+
+def test_an_interrupted_batch_is_resumed_without_recording_a_study_twice(
+    app: Flask,
+    session: Session,
+    trial: str,
+    users: dict[str, str],
+    demo_subject: str,
+    root: Path,
+) -> None:
+    """The state ``kill -9`` leaves: the job ``running`` with an old heartbeat from a
+    process that is gone; W8's journal line written but its landing never committed;
+    W16 landed but its journal line torn; W24 neither. Resume lands W8, measures W16 and
+    W24 again, and ends with one outcome per study and one row per measured study."""
+    from datetime import UTC, datetime, timedelta
+
+    token = users["trial_manager"]
+    first = _folder_batch(app, trial, token)
+    job_id = first["id"]
+    assert first["owner"] and first["run"] == 1 and first["status"] == "done"
+    results = Path(app.config["STUDY_STORE"]).parent / "batches" / trial / str(job_id)
+    journal = {
+        (r["subject_id"], r["timepoint"]): line
+        for line in (results / "done.jsonl").read_text().splitlines()
+        for r in [json.loads(line)]
+    }
+    assert set(journal) == {(demo_subject, v) for v in ("W8", "W16", "W24")}
+    w16_line = journal[(demo_subject, "W16")]
+    (results / "done.jsonl").write_text(
+        journal[(demo_subject, "W8")] + "\n" + w16_line[: len(w16_line) // 2]
+    )
+    session.rollback()
+    w8, w16 = (
+        session.scalars(select(PacsStudy).where(PacsStudy.timepoint == v)).one()
+        for v in ("W8", "W16")
+    )
+    kept_w16 = w16.id
+    session.delete(w8)
+    job = session.get(BatchJob, job_id)
+    assert job is not None
+    lost = {(demo_subject, "W8"), (demo_subject, "W24")}
+    job.outcomes = [o for o in job.outcomes if (o["subject"], o["timepoint"]) not in lost]
+    job.status, job.finished_at = "running", None
+    job.owner = "gone-host.example:4242:feedface"  # another host: only the heartbeat tells
+    job.updated_at = datetime.now(UTC)
+    session.commit()
+
+    # A fresh heartbeat from another web process: the batch is live, a resume is refused.
+    client = app.test_client()
+    live = client.get(_job_url(trial, job_id), headers=bearer(token)).get_json()
+    assert (live["status"], live["recorded_status"]) == ("running", "running")
+    assert live["interrupted_reason"] is None
+    refused = client.post(_job_url(trial, job_id) + "/resume", headers=bearer(token))
+    assert refused.status_code == 409, refused.get_json()
+    assert "is running" in refused.get_json()["error"]["message"]
+    assert "not run twice" in refused.get_json()["error"]["message"]
+    manager = _manager(app)
+    page = manager.get(f"/trials/{trial}/batches/{job_id}")
+    text = html.unescape(page.data.decode())
+    assert 'id="batch-heartbeat"' in text and "gone-host.example:4242" in text
+    assert 'id="resume-batch"' not in text
+    posted = manager.post(f"/trials/{trial}/batches/{job_id}/resume")
+    assert posted.status_code == 409
+    refusal = html.unescape(posted.data.decode())
+    assert "not run twice" in refusal
+    # The refusal's page reloads the batch's page, not the resume (a POST).
+    assert f'content="2; url=/trials/{trial}/batches/{job_id}"' in refusal
+
+    # No heartbeat for an hour: interrupted, with the reason and the Resume button.
+    session.rollback()
+    job = session.get(BatchJob, job_id)
+    assert job is not None
+    job.updated_at = datetime.now(UTC) - timedelta(hours=1)
+    session.commit()
+    stale = client.get(_job_url(trial, job_id), headers=bearer(token)).get_json()
+    assert (stale["status"], stale["recorded_status"]) == ("interrupted", "running")
+    assert "no heartbeat for 3600 s (limit 60 s" in stale["interrupted_reason"]
+    text = html.unescape(manager.get(f"/trials/{trial}/batches/{job_id}").data.decode())
+    assert 'id="batch-interrupted"' in text and "no heartbeat for 3600 s" in text
+    assert 'id="resume-batch"' in text and 'http-equiv="refresh"' not in text
+    listing = html.unescape(manager.get(f"/trials/{trial}/batches").data.decode())
+    assert "<td>interrupted</td>" in listing
+
+    resumed = manager.post(f"/trials/{trial}/batches/{job_id}/resume")
+    assert resumed.status_code == 302, html.unescape(resumed.data.decode())[-800:]
+    done = _finished(client, token, _job_url(trial, job_id))
+    assert done["status"] == "done" and done["run"] == 2 and done["error"] is None
+    assert (done["total"], done["done"], done["refused"], done["failed"], done["landed"]) == (
+        4, 2, 2, 0, 2)  # fmt: skip
+    keys = [(o["subject"], o["timepoint"]) for o in done["outcomes"]]
+    assert sorted(keys) == sorted({*keys}) and len(keys) == 4
+    outcomes = _by_visit(done["outcomes"])
+    assert outcomes[(demo_subject, "W24")]["status"] == "refused"
+    session.rollback()
+    rows = {s.timepoint: s for s in session.scalars(select(PacsStudy))}
+    assert sorted(rows) == ["W16", "W8"]
+    assert rows["W16"].id == kept_w16
+    assert outcomes[(demo_subject, "W16")]["awaiting_id"] == kept_w16
+    assert outcomes[(demo_subject, "W16")]["note"] == "awaiting a reader"
+    assert outcomes[(demo_subject, "W8")]["awaiting_id"] == rows["W8"].id
+    assert outcomes[(demo_subject, "W8")]["note"] == "awaiting a reader"
+    # run_batch's own resume: W8 skipped (its journal line), W16 and W24 measured again.
+    summary = json.loads((results / "summary.json").read_text())
+    assert (summary["this_run"]["skipped_done"], summary["this_run"]["measured_now"]) == (1, 2)
+    lines = [json.loads(x) for x in (results / "done.jsonl").read_text().splitlines()]
+    assert sorted(r["timepoint"] for r in lines) == ["W16", "W24", "W8"]
+    audit = session.scalars(select(AuditRecord).where(AuditRecord.action == "resume")).all()
+    assert [(r.username, r.entity, r.entity_key) for r in audit] == [
+        ("trial_manager", "batch_job", f"{trial}/{job_id}")
+    ]
+    assert "interrupted (owner gone-host.example:4242:feedface, run 1)" == audit[0].old
+
+    # Done: a resume is refused, nothing is run again.
+    again = client.post(_job_url(trial, job_id) + "/resume", headers=bearer(token))
+    assert again.status_code == 409 and "is done" in again.get_json()["error"]["message"]
+
+
+def test_a_batch_whose_process_is_gone_or_whose_thread_ended_is_interrupted() -> None:
+    """liveness: the owner's process gone from this host, or this process's own thread
+    ended, is interrupted at once; another host is judged by the heartbeat's age."""
+    import socket
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from web.services.batch_owner import liveness, process_owner
+
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    job = BatchJob(id=987654, status="running", updated_at=now, run=1, outcomes=[])
+    job.owner = f"{socket.gethostname()}:{ended.stdout.strip()}:abc"
+    seen = liveness(job, 60, now + timedelta(seconds=1))
+    assert seen["state"] == "interrupted" and "has stopped" in seen["interrupted_reason"]
+    job.owner = process_owner()  # this process, but no thread runs job 987654
+    assert liveness(job, 60, now + timedelta(seconds=1))["state"] == "running"  # starting
+    seen = liveness(job, 60, now + timedelta(seconds=10))
+    assert seen["state"] == "interrupted" and "thread" in seen["interrupted_reason"]
+    job.owner = "elsewhere.example:1:abc"
+    assert liveness(job, 60, now + timedelta(seconds=59))["state"] == "running"
+    assert liveness(job, 60, now + timedelta(seconds=61))["state"] == "interrupted"
+    assert liveness(job, 120, now + timedelta(seconds=61))["state"] == "running"
+    job.status = "done"
+    assert liveness(job, 60, now + timedelta(days=9))["state"] == "done"
+
+
+def test_the_heartbeat_beats_only_for_the_live_job_its_process_owns(
+    app: Flask, session: Session, trial: str, users: dict[str, str], root: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from web.services.batch_owner import beat
+
+    job_id = _folder_batch(app, trial, users["trial_manager"])["id"]
+    sessions = app.extensions["recist_sessions"]
+    old = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    session.rollback()
+    job = session.get(BatchJob, job_id)
+    assert job is not None
+    owner = job.owner
+    job.status, job.updated_at = "running", old
+    session.commit()
+    assert beat(sessions, job_id, "elsewhere.example:1:abc") is False
+    session.rollback()  # a new read transaction: the rows as committed now
+    session.refresh(job)
+    assert job.updated_at.replace(tzinfo=UTC) == old
+    assert beat(sessions, job_id, owner) is True
+    session.rollback()
+    session.refresh(job)
+    assert job.updated_at.replace(tzinfo=UTC) > old + timedelta(days=300)
+    job.status = "done"
+    session.commit()
+    assert beat(sessions, job_id, owner) is False
+
+
+def test_a_batch_on_a_dask_cluster_lands_what_the_in_thread_batch_lands(
+    app: Flask,
+    session: Session,
+    trial: str,
+    users: dict[str, str],
+    demo_subject: str,
+    root: Path,
+) -> None:
+    """RECIST_BATCH_SCHEDULER: the studies are measured by the worker processes of a
+    real Dask cluster; the job ends as the in-thread one does, with the same sizes."""
+    import logging
+
+    from distributed import LocalCluster
+
+    from imaging_io.batch import WORKER_ENV
+
+    token = users["trial_manager"]
+    in_thread = _folder_batch(app, trial, token)
+    session.rollback()
+    sizes = {s.timepoint: s.measured["lesions"] for s in session.scalars(select(PacsStudy))}
+    for study in session.scalars(select(PacsStudy)):
+        session.delete(study)
+    session.commit()
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=logging.ERROR,
+                           env=WORKER_ENV)  # fmt: skip
+    try:
+        app.config["BATCH_SCHEDULER"] = cluster.scheduler_address
+        on_dask = _folder_batch(app, trial, token)
+    finally:
+        cluster.close()
+    results = Path(app.config["STUDY_STORE"]).parent / "batches" / trial / str(on_dask["id"])
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["this_run"]["executor"] == f"Dask scheduler {cluster.scheduler_address}"
+    assert on_dask["status"] == "done" and on_dask["error"] is None
+    figures = ("total", "done", "refused", "failed", "landed")
+    assert [on_dask[f] for f in figures] == [in_thread[f] for f in figures] == [4, 2, 2, 0, 2]
+
+    def seen(job: dict[str, Any]) -> dict[Any, Any]:
+        return {k: (o["status"], o.get("reason"), o.get("note"), o.get("lesions"))
+                for k, o in _by_visit(job["outcomes"]).items()}  # fmt: skip
+
+    assert seen(on_dask) == seen(in_thread)
+    session.rollback()
+    landed = {s.timepoint: s for s in session.scalars(select(PacsStudy))}
+    assert sorted(landed) == ["W16", "W8"]
+    assert {v: s.measured["lesions"] for v, s in landed.items()} == sizes
+    assert {s.source for s in landed.values()} == {"batch"}

@@ -12,11 +12,13 @@ from web.api.body import body_with, text_field
 from web.auth import actor, requires
 from web.services import InvalidInput, NotFound, request_session
 from web.services.batch import MAX_MANIFEST_BYTES, get_job, job_json
-from web.services.batch_run import begin
+from web.services.batch_owner import stale_seconds
+from web.services.batch_run import begin, resume
 
 
 def _json(job: Any) -> dict[str, Any]:
-    return {**job_json(job), "url": url_for("api.batch", trial_code=job.trial.code, job_id=job.id)}
+    url = url_for("api.batch", trial_code=job.trial.code, job_id=job.id)
+    return {**job_json(job, stale_seconds(current_app.config)), "url": url}
 
 
 @bp.route("/trials/<trial_code>/batches", methods=["POST"])
@@ -47,6 +49,19 @@ def batch_start(trial_code: str) -> Any:
 @requires("manage_trials")
 def batch(trial_code: str, job_id: str) -> Any:
     """A batch: status, counts, rate and ETA, and one outcome per finished study."""
+    return jsonify(_json(get_job(request_session(), trial_code, _number(trial_code, job_id))))
+
+
+def _number(trial_code: str, job_id: str) -> int:
     if not job_id.isdigit() or len(job_id) > 18:
         raise NotFound(f"trial {trial_code} has no batch {job_id!r}")
-    return jsonify(_json(get_job(request_session(), trial_code, int(job_id))))
+    return int(job_id)
+
+
+@bp.route("/trials/<trial_code>/batches/<job_id>/resume", methods=["POST"])
+@requires("manage_trials")
+def batch_resume(trial_code: str, job_id: str) -> Any:
+    """Resume an interrupted (or failed) batch: 202 with the job queued again; 409 while
+    it is live in a web process (its heartbeat is fresh) or once it is done."""
+    job = resume(current_app, request_session(), actor(), trial_code, _number(trial_code, job_id))
+    return jsonify(_json(job)), 202

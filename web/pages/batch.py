@@ -12,13 +12,15 @@ from web.auth import actor, requires
 from web.pages import views as bp
 from web.services import ServiceError, get_trial, request_session
 from web.services.batch import get_job, job_json, list_jobs
-from web.services.batch_run import begin
+from web.services.batch_owner import stale_seconds
+from web.services.batch_run import begin, resume
 
 
 def batches_page(trial_code: str, error: ServiceError | None = None) -> Any:
     session = request_session()
     trial = get_trial(session, trial_code)
-    jobs = [job_json(job) for job in list_jobs(session, trial_code)]
+    stale = stale_seconds(current_app.config)
+    jobs = [job_json(job, stale) for job in list_jobs(session, trial_code)]
     root = current_app.config.get("BATCH_ROOT")
     return (
         render_template(
@@ -75,9 +77,28 @@ def batch_start(trial_code: str) -> Any:
     return redirect(url_for("views.batch", trial_code=trial_code, job_id=job.id))
 
 
+def batch_page(trial_code: str, job_id: int, error: ServiceError | None = None) -> Any:
+    session = request_session()
+    job = get_job(session, trial_code, job_id)
+    shown = job_json(job, stale_seconds(current_app.config))
+    return (
+        render_template("views/batch.html", trial=job.trial, job=shown, error=error),
+        error.status if error is not None else 200,
+    )
+
+
 @bp.route("/trials/<trial_code>/batches/<int:job_id>")
 @requires("manage_trials")
 def batch(trial_code: str, job_id: int) -> Any:
-    session = request_session()
-    job = get_job(session, trial_code, job_id)
-    return render_template("views/batch.html", trial=job.trial, job=job_json(job))
+    return batch_page(trial_code, job_id)
+
+
+@bp.route("/trials/<trial_code>/batches/<int:job_id>/resume", methods=["POST"])
+@requires("manage_trials")
+def batch_resume(trial_code: str, job_id: int) -> Any:
+    """Resume an interrupted batch in this web process (409 on the page if it is live)."""
+    try:
+        resume(current_app, request_session(), actor(), trial_code, job_id)
+    except ServiceError as error:
+        return batch_page(trial_code, job_id, error)
+    return redirect(url_for("views.batch", trial_code=trial_code, job_id=job_id))

@@ -38,7 +38,7 @@ BATCH_ROOT_ENV = "RECIST_BATCH_ROOT"
 BATCH_SCHEDULER_ENV = "RECIST_BATCH_SCHEDULER"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_STUDIES = 100_000
-STATUSES = ("queued", "running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed", "interrupted")  # interrupted: shown only
 
 
 def batch_root(configured: Any) -> Path:
@@ -195,6 +195,10 @@ def start_batch(
 
     Studies of a subject the trial does not have are refused here, naming subject and path.
     """
+    from dataclasses import asdict
+
+    from web.services.batch_owner import process_owner
+
     with write_transaction(session):
         trial = get_trial(session, trial_code)
         enrolled = {s.code for s in trial.subjects}
@@ -218,6 +222,9 @@ def start_batch(
             total=len(plan.rows) + len(plan.refusals),
             refused=len(refusals),
             outcomes=refusals,
+            owner=process_owner(),
+            run=1,
+            plan=[asdict(row) for row in plan.rows if row.subject in enrolled],
         )
         session.add(job)
         session.flush()
@@ -227,10 +234,12 @@ def start_batch(
     return job
 
 
-def runnable(job: BatchJob, plan: Plan) -> list[Any]:
-    """The studies of ``plan`` the job measures: those not refused when it was started."""
-    refused = {(o["subject"], o["timepoint"]) for o in job.outcomes}
-    return [r for r in plan.rows if (r.subject, r.timepoint) not in refused]
+def runnable(job: BatchJob) -> list[Any]:
+    """The studies the job measures (those not refused when it was started), as kept in
+    its ``plan`` for a resume."""
+    from imaging_io.batch import StudyRow
+
+    return [StudyRow(**row) for row in job.plan or []]
 
 
 def get_job(session: Session, trial_code: str, job_id: int) -> BatchJob:
@@ -250,11 +259,14 @@ def list_jobs(session: Session, trial_code: str) -> list[BatchJob]:
     )
 
 
-def job_figures(job: BatchJob, now: datetime | None = None) -> dict[str, Any]:
-    """A job's progress: finished studies, rate (studies/s) and the seconds left (ETA)."""
+def job_figures(
+    job: BatchJob, now: datetime | None = None, *, interrupted: bool = False
+) -> dict[str, Any]:
+    """A job's progress: finished studies, rate (studies/s) and the seconds left (ETA);
+    an interrupted job's time ends at its last heartbeat and it has no ETA."""
     finished = job.done + job.refused + job.failed
     started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
-    end = job.finished_at or now or datetime.now(UTC)
+    end = job.finished_at or (job.updated_at if interrupted else None) or now or datetime.now(UTC)
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
     seconds = max((end - started).total_seconds(), 0.0)
     measured = (
@@ -264,7 +276,7 @@ def job_figures(job: BatchJob, now: datetime | None = None) -> dict[str, Any]:
     )
     rate = measured / seconds if seconds > 0 and measured else None
     left = job.total - finished
-    eta = left / rate if rate and job.status in ("queued", "running") else None
+    eta = left / rate if rate and job.status in ("queued", "running") and not interrupted else None
     return {
         "finished": finished,
         "percent": round(100 * finished / job.total) if job.total else 100,
@@ -274,8 +286,13 @@ def job_figures(job: BatchJob, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def job_json(job: BatchJob) -> dict[str, Any]:
-    """A job as the API and the page show it."""
+def job_json(job: BatchJob, stale: float | None = None) -> dict[str, Any]:
+    """A job as the API and the page show it: ``status`` is ``interrupted`` for a job
+    recorded live whose web process is gone (:func:`web.services.batch_owner.liveness`,
+    ``stale``: the heartbeat age limit in seconds), with ``interrupted_reason``."""
+    from web.services.batch_owner import STALE_SECONDS, liveness
+
+    seen = liveness(job, STALE_SECONDS if stale is None else stale)
     return {
         "id": job.id,
         "trial": job.trial.code,
@@ -284,14 +301,20 @@ def job_json(job: BatchJob) -> dict[str, Any]:
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "source": job.source,
         "source_name": job.source_name,
-        "status": job.status,
+        "status": seen["state"],
+        "recorded_status": job.status,
+        "interrupted_reason": seen["interrupted_reason"],
+        "heartbeat_at": job.updated_at.isoformat(),
+        "heartbeat_age_seconds": seen["heartbeat_age_seconds"],
+        "owner": job.owner,
+        "run": job.run,
         "total": job.total,
         "done": job.done,
         "refused": job.refused,
         "failed": job.failed,
         "landed": job.landed,
         "error": job.error,
-        "progress": job_figures(job),
+        "progress": job_figures(job, interrupted=seen["state"] == "interrupted"),
         "outcomes": job.outcomes,
     }
 

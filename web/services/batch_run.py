@@ -20,8 +20,13 @@ or already kept for the subject (same StudyInstanceUID) is not recorded twice, s
 the same batch again adds nothing. A study of another patient than the subject's images
 is refused. Nothing is saved as a timepoint and nothing is signed.
 
-A web process that stops mid-batch leaves its job ``running``; start the batch again:
-studies already recorded are skipped.
+**Interrupted and resumed.** The job's owner (this process) and heartbeat are kept by
+:mod:`web.services.batch_owner`; a job whose process stopped mid-batch shows as
+``interrupted`` and :func:`resume` runs it again over the studies it kept (``plan``) into
+the same results folder: ``run_batch`` skips the studies its journal holds, a study in
+the journal whose landing was cut off by the stop is landed now (:func:`reconcile`), and a
+study measured again (its journal line was lost) replaces its outcome instead of adding
+one, so a resumed job ends with one outcome per study and no study recorded twice.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from web.db import write_transaction
 from web.errors import InvalidInput
 from web.models import BatchJob, PacsStudy, Subject
 from web.services.batch import outcome
+from web.services.batch_owner import HEARTBEAT_SECONDS, Heartbeat
 from web.services.common import Actor, Audit
 
 # Running jobs of this process (tests and the page join them).
@@ -92,44 +98,90 @@ def measure_for_trial(task: dict[str, str], *, store: str) -> dict[str, Any]:
     }
 
 
+class OwnershipLost(Exception):
+    """Another process resumed the job (this one looked stopped): this run ends quietly."""
+
+
+def _key(item: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (item["subject"], item["timepoint"], item["image"], item["seg"])
+
+
+def merge(job: BatchJob, new: dict[str, Any]) -> None:
+    """Add a study's outcome to the job, replacing an earlier one of the same study (a
+    resumed run measured it again), and count the outcomes again. A study landed by an
+    earlier run and found recorded again keeps its first outcome."""
+    kept: list[dict[str, Any]] = []
+    for old in job.outcomes:
+        if _key(old) != _key(new):
+            kept.append(old)
+        elif old["status"] == new["status"] == "ok" and old.get("awaiting_id") == new.get(
+            "awaiting_id"
+        ):
+            new = old
+    job.outcomes = [*kept, new]
+    job.done = sum(o["status"] == "ok" for o in job.outcomes)
+    job.refused = sum(o["status"] == "refused" for o in job.outcomes)
+    job.failed = sum(o["status"] == "failed" for o in job.outcomes)
+    job.landed = sum(o.get("note") == "awaiting a reader" for o in job.outcomes)
+
+
 class JobProgress:
     """The :class:`imaging_io.batch.Progress` of a web batch: every finished study updates
-    the job's counts and outcomes, and a measured study lands for its subject."""
+    the job's counts and outcomes (and its heartbeat), and a measured study lands for its
+    subject. Raises :class:`OwnershipLost` when another process owns the job now."""
 
-    def __init__(self, sessions: Callable[[], Session], job_id: int, actor: Actor) -> None:
-        self.sessions, self.job_id, self.actor = sessions, job_id, actor
+    def __init__(
+        self, sessions: Callable[[], Session], job_id: int, actor: Actor, owner: str | None
+    ) -> None:
+        self.sessions, self.job_id, self.actor, self.owner = sessions, job_id, actor, owner
+
+    def _job(self, session: Session) -> BatchJob:
+        job = session.get(BatchJob, self.job_id, with_for_update=True)
+        assert job is not None
+        if job.owner != self.owner:
+            raise OwnershipLost(f"batch {self.job_id} is run by {job.owner} now")
+        return job
 
     def start(self, total: int, done_before: int) -> None:
         with self.sessions() as session, write_transaction(session):
-            job = session.get(BatchJob, self.job_id)
-            assert job is not None
+            job = self._job(session)
             job.status = "running"
             job.updated_at = datetime.now(UTC)
 
     def update(self, row: Any, record: dict[str, Any]) -> None:
         with self.sessions() as session, write_transaction(session):
-            job = session.get(BatchJob, self.job_id, with_for_update=True)
-            assert job is not None
+            job = self._job(session)
             status, reason, extra = record["status"], record.get("reason"), {}
             if status == "ok":
                 landed, note = land(session, self.actor, job, row, record["measurement"])
                 if landed is None:
                     status, reason = "refused", note
                 else:
-                    job.landed += 1 if note == "awaiting a reader" else 0
                     extra = {
                         "awaiting_id": landed,
                         "note": note,
                         "lesions": len(record["measurement"]["lesions"]),
                     }
-            job.done += status == "ok"
-            job.refused += status == "refused"
-            job.failed += status == "failed"
-            job.outcomes = [*job.outcomes, outcome(row, status, reason, measured=True, **extra)]
+            merge(job, outcome(row, status, reason, measured=True, **extra))
             job.updated_at = datetime.now(UTC)
 
     def close(self) -> None:
         pass
+
+
+def reconcile(progress: JobProgress, rows: list[Any], results: Path) -> int:
+    """Land the studies the journal of ``results`` holds but the job has no outcome for
+    (the process stopped between the journal line and the landing); how many."""
+    from imaging_io.batch import JOURNAL, Journal
+
+    records = Journal(results / JOURNAL).load()
+    with progress.sessions() as session:
+        job = session.get(BatchJob, progress.job_id)
+        seen = {_key(o) for o in job.outcomes} if job is not None else set()
+    missing = [r for r in rows if r.key in records and r.key not in seen]
+    for row in missing:
+        progress.update(row, records[row.key])
+    return len(missing)
 
 
 def land(
@@ -191,25 +243,33 @@ def run_job(
     store: Path,
     results: Path,
     scheduler: str | None = None,
+    owner: str | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> None:
-    """The body of a batch's thread: measure ``rows``, land them, close the job."""
+    """The body of a batch's thread: measure ``rows``, land them, close the job; the
+    heartbeat beats meanwhile. A run that lost the job to another owner leaves it alone."""
     from imaging_io.batch import run_batch
 
-    progress = JobProgress(sessions, job_id, actor)
+    progress = JobProgress(sessions, job_id, actor, owner)
     status, error = "done", None
     try:
-        if rows:
-            run_batch(
-                rows,
-                results,
-                workers=0,
-                scheduler=scheduler,
-                measure=functools.partial(measure_for_trial, store=str(store)),
-                unmatched="new",
-                progress=progress,  # type: ignore[arg-type]  # Progress's duck type
-            )
-        else:
-            progress.start(0, 0)
+        with Heartbeat(sessions, job_id, owner or "", heartbeat):
+            if rows:
+                run_batch(
+                    rows,
+                    results,
+                    workers=0,
+                    scheduler=scheduler,
+                    measure=functools.partial(measure_for_trial, store=str(store)),
+                    unmatched="new",
+                    progress=progress,  # type: ignore[arg-type]  # Progress's duck type
+                )
+                reconcile(progress, rows, results)
+            else:
+                progress.start(0, 0)
+    except OwnershipLost:
+        THREADS.pop(job_id, None)
+        return
     except Exception as exc:  # noqa: BLE001 - the job records why it stopped
         status = "failed"
         error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
@@ -217,7 +277,7 @@ def run_job(
     try:
         with sessions() as session, write_transaction(session):
             job = session.get(BatchJob, job_id)
-            if job is not None:
+            if job is not None and job.owner == owner:
                 job.status, job.error = status, error
                 job.finished_at = job.updated_at = datetime.now(UTC)
     finally:
@@ -233,12 +293,20 @@ def launch(
     store: Path,
     results: Path,
     scheduler: str | None = None,
+    owner: str | None = None,
+    heartbeat: float = HEARTBEAT_SECONDS,
 ) -> threading.Thread:
     """Start the batch's thread (daemon: a stopping server does not wait for it)."""
     thread = threading.Thread(
         target=run_job,
         args=(sessions, job_id, rows, actor),
-        kwargs={"store": store, "results": results, "scheduler": scheduler},
+        kwargs={
+            "store": store,
+            "results": results,
+            "scheduler": scheduler,
+            "owner": owner,
+            "heartbeat": heartbeat,
+        },
         name=f"recist-batch-{job_id}",
         daemon=True,
     )
@@ -280,8 +348,6 @@ def begin(
         batch_root,
         plan_folder,
         plan_manifest,
-        runnable,
-        scheduler_from_environment,
         start_batch,
     )
 
@@ -293,14 +359,43 @@ def begin(
         plan = plan_folder(root, folder)
         source, name = "folder", str(folder).strip()
     job = start_batch(session, actor, trial_code, source=source, name=name, plan=plan)
+    _launch(app, job, actor)
+    return job
+
+
+def _launch(app: Any, job: BatchJob, actor: Actor) -> None:
+    from web.services.batch import runnable, scheduler_from_environment
+    from web.services.batch_owner import stale_seconds
+
     results = Path(app.config["STUDY_STORE"]).parent / "batches" / job.trial.code / str(job.id)
     launch(
         app.extensions["recist_sessions"],
         job.id,
-        runnable(job, plan),
+        runnable(job),
         actor,
         store=Path(app.config["STUDY_STORE"]),
         results=results,
         scheduler=app.config.get("BATCH_SCHEDULER") or scheduler_from_environment(),
+        owner=job.owner,
+        heartbeat=min(HEARTBEAT_SECONDS, stale_seconds(app.config) / 3),
     )
+
+
+def resume(app: Any, session: Session, actor: Actor, trial_code: str, job_id: int) -> BatchJob:
+    """Run an interrupted (or failed) batch again in this process, over the studies it
+    kept and into its results folder; studies already done are skipped and none is
+    recorded twice (module docstring).
+
+    Raises
+    ------
+    NotFound
+        The trial has no such batch.
+    Conflict
+        The batch is live in a web process, or done (:func:`web.services.batch_owner.claim`).
+    """
+    from web.services.batch import get_job
+    from web.services.batch_owner import claim, stale_seconds
+
+    job = claim(session, actor, get_job(session, trial_code, job_id), stale_seconds(app.config))
+    _launch(app, job, actor)
     return job
