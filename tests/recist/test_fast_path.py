@@ -188,7 +188,9 @@ def test_generated_batches_come_out_the_same_by_either_path(
     ]
     fast, usual = both_paths("\n".join(lines) + "\n", keep_going)
     assert fast == usual
-    assert taken(lines[0])  # not vacuous: a whole generated case takes the fast path
+    # Not vacuous: the first line (never spoiled) takes the fast path, unless the engine
+    # refuses the generated case itself (e.g. R-NEW-2: unequivocal, then equivocal again).
+    assert taken(lines[0]) or any(e.startswith("batch.jsonl line 1: ") for e in usual[1])
 
 
 @pytest.mark.parametrize(
