@@ -53,7 +53,7 @@ MYPYC_DIR = build/mypyc
 mypyc: $(STAMP)
 	rm -rf $(MYPYC_DIR) && mkdir -p $(MYPYC_DIR)
 	cp -r recist pyproject.toml $(MYPYC_DIR)/
-	cd $(MYPYC_DIR) && $(CURDIR)/$(BIN)/mypyc $(patsubst %,recist/%.py,$(MYPYC_MODULES))
+	cd $(MYPYC_DIR) && $(abspath $(BIN))/mypyc $(patsubst %,recist/%.py,$(MYPYC_MODULES))
 
 bench-mypyc: mypyc
 	PYTHONPATH=$(CURDIR)/$(MYPYC_DIR) $(BIN)/python benchmarks/bench_assess.py
