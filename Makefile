@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench demo clean
+.PHONY: run test lint typecheck bench demo clean mypyc bench-mypyc
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,24 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_measure.py
 	$(BIN)/python benchmarks/bench_sdtm.py
 	$(BIN)/python benchmarks/bench_web.py
+
+# Optional: the engine's pure core compiled with mypyc (a C compiler and Python headers
+# needed), built apart in build/mypyc so that it never shadows the sources: `make test`
+# and every other target run pure Python. errors.py and settings.py stay interpreted:
+# mypyc checks attribute types on assignment (Settings turns its strings into enums after
+# __init__; safejson's JsonInputError, interpreted, sets the attributes of a compiled
+# RecistError). See README, Benchmarks.
+MYPYC_MODULES = response lesions target non_target new_lesions overall baseline \
+	best_response pfs local_failure assessment irecist
+MYPYC_DIR = build/mypyc
+
+mypyc: $(STAMP)
+	rm -rf $(MYPYC_DIR) && mkdir -p $(MYPYC_DIR)
+	cp -r recist pyproject.toml $(MYPYC_DIR)/
+	cd $(MYPYC_DIR) && $(abspath $(BIN))/mypyc $(patsubst %,recist/%.py,$(MYPYC_MODULES))
+
+bench-mypyc: mypyc
+	PYTHONPATH=$(CURDIR)/$(MYPYC_DIR) $(BIN)/python benchmarks/bench_assess.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

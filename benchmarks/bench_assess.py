@@ -1,18 +1,21 @@
-"""Benchmark of `recist assess` on synthetic batches (issue: engine foundation).
+"""Benchmark of `recist assess` on synthetic batches (issue: engine foundation; issue 15).
 
-For each batch size, in a fresh child process: generate N synthetic subjects (8 timepoints,
-6 lesions each, mixed responses) as JSON Lines, then time
+For each batch size, in fresh child processes: generate N synthetic subjects (8
+timepoints, 6 lesions each, mixed responses) as JSON Lines, then time
   - baseline: json.loads + json.dumps of every line (the same JSON library), and
   - engine: the batch CLI path (read_cases -> assess_batch -> write_results),
-and print timepoints/s, the ratio engine/baseline and peak memory (max RSS of the child).
-Each size is measured in ``--repeat`` fresh children (default 3: the machine is shared and
-noisy); each side's best time is kept, so both sides get the same treatment, and the engine
-starts with cold caches every time.
-Target: ratio ≤ 3 (the engine adds at most 3x the cost of load+dump) and linear scaling.
+and report the ratio engine/baseline, timepoints/s and peak memory (max RSS of the child,
+and how much the engine added to the RSS the input and the baseline had reached).
+Each size runs in ``--repeat`` fresh children (default 5: the machine may be shared and
+noisy); each child measures both sides back to back, so its ratio compares times taken
+under the same load. The table shows the median ratio and its spread over the children
+(min-max), and the median times. Linearity: engine time per subject at each size against
+the first size (1.00 = linear).
+Target: ratio <= 3 (the engine adds at most 3x the cost of load+dump) and linear scaling.
 
-    python benchmarks/bench_assess.py            # 1k, 10k
-    python benchmarks/bench_assess.py --sizes 1000 10000 100000
-    python benchmarks/bench_assess.py --repeat 1   # one child per size
+    python benchmarks/bench_assess.py                  # 1k, 10k; 5 children each
+    python benchmarks/bench_assess.py --large          # and 100k (about a minute a child)
+    python benchmarks/bench_assess.py --sizes 2000 --repeat 9
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def measure(n: int) -> dict:
     for line in text.splitlines():
         out.write(json.dumps(json.loads(line)) + "\n")
     baseline = time.perf_counter() - t0
+    del out
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     t0 = time.perf_counter()
     form, cases = read_cases(text, "synthetic")
@@ -85,49 +90,65 @@ def measure(n: int) -> dict:
     engine = time.perf_counter() - t0
     assert not errors, errors[:3]
     assert len(rendered) == n
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "subjects": n,
         "timepoints": n * TIMEPOINTS,
         "baseline_s": baseline,
         "engine_s": engine,
-        "timepoints_per_s": n * TIMEPOINTS / engine,
         "ratio": engine / baseline,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak,
+        "engine_rss_mb": peak - rss_before,
     }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument("--repeat", type=int, default=3, help="fresh children per size")
+    parser.add_argument("--large", action="store_true", help="add 100,000 subjects")
+    parser.add_argument("--repeat", type=int, default=5, help="fresh children per size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child)))
         return
-    print(f"{'subjects':>9} {'timepoints/s':>13} {'engine s':>9} {'load+dump s':>12} "
-          f"{'ratio':>6} {'peak RSS MB':>12}")
+    sizes = [*args.sizes, 100_000] if args.large and 100_000 not in args.sizes else args.sizes
+    print(f"{'subjects':>9} {'ratio (median, min-max)':>24} {'timepoints/s':>13} "
+          f"{'engine s':>9} {'load+dump s':>12} {'peak RSS MB':>12} {'engine +MB':>11}")
     rows = []
-    for n in args.sizes:
+    for n in sizes:
         runs = []
         for _ in range(max(1, args.repeat)):
             done = subprocess.run([sys.executable, __file__, "--child", str(n)],
                                   capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout))
-        row = dict(runs[0])
-        row["baseline_s"] = min(r["baseline_s"] for r in runs)
-        row["engine_s"] = min(r["engine_s"] for r in runs)
-        row["timepoints_per_s"] = row["timepoints"] / row["engine_s"]
-        row["ratio"] = row["engine_s"] / row["baseline_s"]
-        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+        ratios = [r["ratio"] for r in runs]
+        row = {
+            "subjects": n,
+            "ratio": _median(ratios),
+            "low": min(ratios),
+            "high": max(ratios),
+            "engine_s": _median([r["engine_s"] for r in runs]),
+            "baseline_s": _median([r["baseline_s"] for r in runs]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "engine_rss_mb": max(r["engine_rss_mb"] for r in runs),
+        }
         rows.append(row)
-        print(f"{row['subjects']:>9} {row['timepoints_per_s']:>13,.0f} {row['engine_s']:>9.2f} "
-              f"{row['baseline_s']:>12.2f} {row['ratio']:>6.2f} {row['peak_rss_mb']:>12.0f}")
-    if len(rows) > 1:
-        first, final = rows[0], rows[-1]
-        scale = (final["engine_s"] / first["engine_s"]) / (final["subjects"] / first["subjects"])
-        print(f"linearity: time per subject at {final['subjects']} is {scale:.2f}x that at "
-              f"{first['subjects']} (1.00 = linear)")
+        spread = f"{row['ratio']:.2f} ({row['low']:.2f}-{row['high']:.2f})"
+        print(f"{n:>9} {spread:>24} {n * TIMEPOINTS / row['engine_s']:>13,.0f} "
+              f"{row['engine_s']:>9.2f} {row['baseline_s']:>12.2f} {row['peak_rss_mb']:>12.0f} "
+              f"{row['engine_rss_mb']:>11.0f}")
+    first = rows[0]
+    for row in rows[1:]:
+        scale = (row["engine_s"] / row["subjects"]) / (first["engine_s"] / first["subjects"])
+        print(f"linearity: engine time per subject at {row['subjects']} is {scale:.2f}x that "
+              f"at {first['subjects']} (1.00 = linear; median times)")
 
 
 if __name__ == "__main__":

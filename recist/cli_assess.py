@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any, TextIO
 
 from recist.errors import RecistError
-from recist.jsonio import assess_json
+from recist.jsonio import assess_json, assess_json_line
 from recist.safejson import CaseInput, JsonCase, JsonInputError, parse_cases
 from recist.safejson import read_cases as read_case_input
 
@@ -89,7 +89,11 @@ def _iter_results(
     """Each case assessed and rendered, in order; each refusal goes to ``errors`` as one
     line naming the case (without ``keep_going`` the first one ends the batch). Dates
     after ``today`` are refused (R-PLAUS-DATE)."""
-    for label, case, unreadable in cases:
+    for item in _fast_lines(cases, render, today):
+        if isinstance(item, str):
+            yield item
+            continue
+        label, case, unreadable = item
         if unreadable is not None:
             errors.append(str(unreadable))  # names the line and the column already
         else:
@@ -104,6 +108,26 @@ def _iter_results(
                 continue
         if not keep_going:
             return
+
+
+def _fast_lines(
+    cases: Iterable[JsonCase], render: Callable[[dict[str, Any]], str], today: date | None
+) -> Iterator[str | JsonCase]:
+    """The cases in order, each as its rendered result or as a :class:`JsonCase` for the
+    usual path. Lines of JSON Lines whose limits were checked for the whole input go
+    through the one-pass reader (:func:`recist.jsonio.assess_json_line`); a line it cannot
+    vouch for, or that fails in any way, is read and assessed the usual way, which gives
+    the refusal in its usual words (the fast path never words an error itself)."""
+    if not isinstance(cases, CaseInput) or (lines := cases.checked_lines()) is None:
+        yield from cases
+        return
+    for number, line in lines:
+        try:
+            result = assess_json_line(line, today=today)
+            text = None if result is None else render(result)
+        except Exception:  # noqa: BLE001 - the usual path below refuses it in its words
+            text = None
+        yield text if text is not None else cases.read_line(number, line)
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -850,6 +850,11 @@ def parse_case(obj: Any, *, today: date | None = None) -> Case:
         model = CaseIn.model_validate(obj)
     except ValidationError as exc:
         raise validation_error(exc, obj) from None
+    return _case_of(model, today)
+
+
+def _case_of(model: CaseIn, today: date | None) -> Case:
+    """The engine's :class:`Case` of a validated case, refusing dates after ``today``."""
     try:
         case = _convert(model)
     except CaseInputError as error:
@@ -871,13 +876,56 @@ def parse_case_text(text: str | bytes, *, today: date | None = None) -> Case:
         # Validate the parsed object again to name the subject, timepoint and lesion.
         parse_case(json.loads(text))
         raise  # pragma: no cover - parse_case raises the located error
+    return _case_of(model, today)
+
+
+def _keys_given(model: CaseIn) -> int:
+    """How many object keys the JSON text of ``model`` held, as validation kept them: a
+    key given twice in one object counts once (the parser keeps the last). Values under
+    a target's ``fragments`` or ``merged_into`` are not looked into (never an object in
+    a valid case), so the count is never more than the keys written."""
+    count = len(model.model_fields_set) + len(model.settings.model_fields_set)
+    for lesion in model.lesions:
+        count += len(lesion.model_fields_set)
+    for tp in model.timepoints:
+        count += len(tp.model_fields_set) + len(tp.non_targets) + len(tp.scan_dates)
+        for raw in tp.targets.values():
+            count += 1 + len(raw) if type(raw) is dict else 1
+        for new in tp.new_lesions:
+            count += len(new.model_fields_set)
+    return count
+
+
+def assess_json_line(text: str, *, today: date | None = None) -> dict[str, Any] | None:
+    """:func:`assess_json` of one line of JSON Lines whose limits were checked already
+    (:class:`recist.safejson.CaseInput` ``checked``), in one pass: pydantic parses and
+    validates the text without building the dicts of the case first.
+
+    Returns ``None`` when this path cannot vouch for the line; the caller then reads it
+    the usual way (:func:`recist.safejson.loads` and :func:`assess_json`), which gives
+    the same result and every refusal in its usual words. That is the case for anything
+    the validation refuses, for ``NaN`` or ``Infinity`` (refused by the limited reader),
+    for a settings profile (its values stand in for keys not written), and for a key
+    given twice in one object, which this parser would take silently: every key of
+    the text is followed by one ``:``, so ``text.count(":")`` is the number of keys
+    written plus the colons inside strings, and it equals the keys kept
+    (:func:`_keys_given`) only when no key was given twice (and no string holds a colon).
+
+    Raises
+    ------
+    RecistError
+        As :func:`assess_json`, for a line that validates but is refused later (its
+        dates, its lesions' consistency, strict mode).
+    """
+    if "NaN" in text or "Infinity" in text:
+        return None
     try:
-        case = _convert(model)
-    except CaseInputError as error:
-        raise error.located(subject=model.subject_id) from None
-    if today is not None:
-        check_not_after(case, today)
-    return case
+        model = CaseIn.model_validate_json(text)
+    except ValidationError:
+        return None
+    if model.settings.settings_profile is not None or text.count(":") != _keys_given(model):
+        return None
+    return _assess_case(_case_of(model, today))
 
 
 @lru_cache(maxsize=64)
@@ -1071,6 +1119,11 @@ def assess_json(obj: Any, *, today: date | None = None) -> dict[str, Any]:
         if isinstance(obj, str | bytes)
         else parse_case(obj, today=today)
     )
+    return _assess_case(case)
+
+
+def _assess_case(case: Case) -> dict[str, Any]:
+    """Assess a case and serialise its result (:func:`assess_json`)."""
     try:
         result = assess(case)
     except RecistError as error:

@@ -538,14 +538,29 @@ class CaseInput:
                 yield JsonCase(f"{self.name} case #{index}", value, None)
         else:
             for number, line in self._lines:
-                label = f"{self.name} line {number}"
-                try:
-                    data = None if self._checked else line.encode("utf-8")
-                    value = _parse(line, data, self._limits, label, number)
-                except JsonInputError as error:
-                    yield JsonCase(label, None, error)
-                else:
-                    yield JsonCase(label, value, None)
+                yield self.read_line(number, line)
+
+    def checked_lines(self) -> list[tuple[int, str]] | None:
+        """The lines of JSON Lines (number, text) when one pass over the whole input
+        ruled out every limit for every line (depth, long or huge numbers, unpaired
+        surrogate escapes), else ``None``. A line of these may go to a parser that checks
+        no limit itself; duplicate keys, ``NaN`` and ``Infinity`` are still its own to
+        refuse (or to hand to :meth:`read_line`)."""
+        return self._lines if self.form == "lines" and self._checked else None
+
+    def read_line(self, number: int, line: str) -> JsonCase:
+        """Line ``number`` of JSON Lines read within the limits, as iterating yields it."""
+        label = self.label(number)
+        try:
+            data = None if self._checked else line.encode("utf-8")
+            value = _parse(line, data, self._limits, label, number)
+        except JsonInputError as error:
+            return JsonCase(label, None, error)
+        return JsonCase(label, value, None)
+
+    def label(self, number: int) -> str:
+        """How messages name line ``number`` of JSON Lines."""
+        return f"{self.name} line {number}"
 
     def objects(self) -> list[dict[str, Any]]:
         """Every case as a JSON object, for commands that refuse a file with one bad case.

@@ -254,17 +254,19 @@ def test_keep_going_goes_past_a_hostile_line(name: str) -> None:
 def test_an_engine_bug_on_one_case_is_one_line_and_keep_going_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import recist.cli_assess
+    import recist.jsonio
     from recist.cli import main
 
-    real = recist.cli_assess.assess_json
+    real = recist.jsonio.assess
 
-    def flaky(case: Any, **kwargs: Any) -> dict[str, Any]:
-        if case["subject_id"] == "S-BUG":
+    # The engine itself fails (both ways a line is read, the one-pass reader of checked
+    # JSON Lines and the usual one, assess through it).
+    def flaky(case: Any) -> Any:
+        if case.subject_id == "S-BUG":
             raise OverflowError("int too large to convert to float")
-        return real(case, **kwargs)
+        return real(case)
 
-    monkeypatch.setattr(recist.cli_assess, "assess_json", flaky)
+    monkeypatch.setattr(recist.jsonio, "assess", flaky)
     path = tmp_path / "c.jsonl"
     path.write_text("\n".join([GOOD, json.dumps({**CASE, "subject_id": "S-BUG"}), GOOD]) + "\n")
     assert main(["assess", str(path)]) == 2
