@@ -173,6 +173,9 @@ class Lesion(Base):
     treatment: Mapped[str | None] = mapped_column(String(64), nullable=True)
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
     slice_thickness_units: Mapped[int | None] = mapped_column(Integer, nullable=True)  # R-EXACT
+    # Where in the organ, as the reader writes it ("segment VII"): an annotation the rules
+    # never read (web-side, not in the case contract; SDTM TU.TULOC).
+    location: Mapped[str | None] = mapped_column(String(120), nullable=True)
 
     subject: Mapped[Subject] = relationship(back_populates="lesions")
 
@@ -228,6 +231,9 @@ class LesionRecord(Base):
     fragments_units: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # R-SPLIT
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # R-MERGE
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The key image of the measurement (DICOM series and instance number): annotations.
+    series: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     timepoint: Mapped[Timepoint] = relationship(back_populates="records")
     lesion: Mapped[Lesion] = relationship()
@@ -249,6 +255,10 @@ class NewLesion(Base):
     nodal: Mapped[bool] = mapped_column(Boolean, default=False)
     short_axis_units: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    location: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # The key image of the measurement (DICOM series and instance number): annotations.
+    series: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     timepoint: Mapped[Timepoint] = relationship(back_populates="new_lesions")
 

@@ -10,8 +10,10 @@ from web.auth import actor, requires
 from web.models import SITES
 from web.pages import views as bp
 from web.pages.common import version_of
+from web.pages.form_errors import baseline_input
 from web.pages.forms import (
     NEW_BASELINE_ROWS,
+    baseline_form_rows,
     baseline_form_values,
     baseline_rows,
     lesions_from_form,
@@ -37,7 +39,12 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     case = build_case(row)
     version = row.timepoints[0].version if row.timepoints else None
     if request.method == "GET":
-        return _baseline_page(row, baseline_form_values(case), version, None, [])
+        notes: dict[str, dict[str, Any]] = {
+            le.code: {"location": le.location} for le in row.lesions
+        }
+        for rec in row.timepoints[0].records if row.timepoints else []:
+            notes[rec.lesion.code].update(series=rec.series, image=rec.image)
+        return _baseline_page(row, baseline_form_values(case, notes), version, None, [])
     form = request.form
     values: dict[str, Any] = {
         "date": form.get("date", ""),
@@ -61,6 +68,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)
     except ServiceError as error:
+        baseline_input(error, baseline_form_rows(form))
         return _baseline_page(row, values, posted_version, error, [])
     flash("Baseline saved.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
@@ -112,4 +120,5 @@ def baseline_check(trial_code: str, subject_code: str) -> Any:
         )
         return jsonify({"findings": baseline_findings(case), "error": None})
     except ServiceError as error:
-        return jsonify({"findings": [], "error": error.message})
+        baseline_input(error, baseline_form_rows(request.form))
+        return jsonify({"findings": [], "error": error.message, "field": error.field})

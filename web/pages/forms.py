@@ -13,17 +13,29 @@ from werkzeug.datastructures import MultiDict
 
 from web.pages.grid import mm_text
 from web.services import InvalidInput
+from web.services.annotations import ANNOTATION_KEYS, IMAGE_KEYS, echo
 
 BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
 NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
 NEW_LESION_ROWS = 3
 
 
-def _number(text: str, where: str) -> float:
+def _number(text: str, where: str, field: str) -> float:
+    """A size typed in mm; the error names where (subject's lesion) and the form field."""
     try:
         return float(text.replace(",", "."))
     except ValueError:
-        raise InvalidInput(f"{where}: {text!r} is not a number of mm", field=where) from None
+        raise InvalidInput(f"{where}: {echo(text)} is not a number of mm", field=field) from None
+
+
+def _notes(form: MultiDict[str, str], prefix: str) -> dict[str, str]:
+    """The annotations typed in a row (``{prefix}location``…), only those filled in."""
+    out = {}
+    for key in ANNOTATION_KEYS:
+        text = form.get(f"{prefix}{key}", "").strip()
+        if text:
+            out[key] = text
+    return out
 
 
 def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
@@ -40,9 +52,23 @@ def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
                 "nodal": form.get(f"nodal_{i}") == "on",
                 "size": form.get(f"size_{i}", "").strip(),
                 "treated_on": form.get(f"treated_on_{i}", "").strip(),
+                "location": form.get(f"location_{i}", ""),
+                "series": form.get(f"series_{i}", "").strip(),
+                "image": form.get(f"image_{i}", "").strip(),
+                "row": i,
             }
         )
     return rows
+
+
+def baseline_form_rows(form: MultiDict[str, str]) -> list[int]:
+    """The form row of each lesion :func:`lesions_from_form` returns, in its order (an
+    error naming ``/lesions/2`` names the third lesion typed, not the third row)."""
+    return [r["row"] for r in baseline_rows(form) if _filled(r)]
+
+
+def _filled(r: dict[str, Any]) -> bool:
+    return bool(r["code"] or r["size"] or r["site"] or r["location"].strip())
 
 
 def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
@@ -50,7 +76,7 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
 
     Ids follow the trial convention: T01… for targets, NT01… for non-targets.
     """
-    rows = [r for r in baseline_rows(form) if r["code"] or r["size"] or r["site"]]
+    rows = [r for r in baseline_rows(form) if _filled(r)]
     used = {r["code"] for r in rows if r["code"]}
     counters = {"target": 0, "non-target": 0}
     out = []
@@ -69,7 +95,7 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
             size = (
                 "too_small"
                 if r["size"].lower() in ("ts", "too_small", "too small")
-                else (_number(r["size"], f"lesion {code} size"))
+                else (_number(r["size"], f"lesion {code} size", f"size_{r['row']}"))
             )
         lesion: dict[str, Any] = {
             "id": code,
@@ -81,12 +107,18 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
             lesion["size"] = size  # on a non-target the contract refuses it (R-SEL-3)
         if r["treated_on"]:
             lesion["treated_on"] = r["treated_on"]
+        for key in ANNOTATION_KEYS:
+            if r[key].strip():
+                lesion[key] = r[key]  # web-side annotations, split off before the contract
         out.append(lesion)
     return out
 
 
-def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
-    """Form values of a stored baseline (or an empty form)."""
+def baseline_form_values(
+    case: dict[str, Any] | None, notes: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Form values of a stored baseline (or an empty form); ``notes`` are the lesions'
+    annotations by id (location, series, image)."""
     if case is None or not case["timepoints"]:
         rows: list[dict[str, Any]] = []
         return {"date": "", "code": "BL", "rows": rows + _blank(NEW_BASELINE_ROWS)}
@@ -102,6 +134,7 @@ def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
                 "nodal": le.get("nodal", False),
                 "size": "" if size is None else str(size),
                 "treated_on": le.get("treated_on", "") or "",
+                **_note_values((notes or {}).get(le["id"], {})),
             }
         )
     return {"date": bl["date"], "code": bl["id"], "rows": rows + _blank(BASELINE_BLANK_ROWS)}
@@ -109,9 +142,21 @@ def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
 
 def _blank(n: int) -> list[dict[str, Any]]:
     return [
-        {"code": "", "kind": "target", "site": "", "nodal": False, "size": "", "treated_on": ""}
+        {
+            "code": "",
+            "kind": "target",
+            "site": "",
+            "nodal": False,
+            "size": "",
+            "treated_on": "",
+            **_note_values({}),
+        }
         for _ in range(n)
     ]
+
+
+def _note_values(notes: dict[str, Any]) -> dict[str, str]:
+    return {k: "" if notes.get(k) is None else str(notes[k]) for k in ANNOTATION_KEYS}
 
 
 def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
@@ -154,7 +199,7 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
                 "(too small, absent, not evaluated, split, merged)",
                 field=f"targets.{code}",
             )
-        return _number(text, f"target {code}")
+        return _number(text, f"target {code}", f"t_{code}_mm")
     if state == "fragments":
         if not fragments:
             raise InvalidInput(
@@ -162,7 +207,11 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
                 "'12.0 8.5' (R-SPLIT)",
                 field=f"targets.{code}",
             )
-        return {"fragments": [_number(p, f"target {code} fragment") for p in fragments]}
+        return {
+            "fragments": [
+                _number(p, f"target {code} fragment", f"t_{code}_fragments") for p in fragments
+            ]
+        }
     if state == "merged":
         if not merged:
             raise InvalidInput(
@@ -173,8 +222,12 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
     return state
 
 
-def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
-    """A follow-up timepoint (case contract) from the follow-up form."""
+def timepoint_from_form(
+    form: MultiDict[str, str], case: dict[str, Any], new_rows: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A follow-up timepoint (case contract) from the follow-up form, with the web's
+    annotations (``images``; a new lesion's location, series and image). ``new_rows``
+    gets the form row of each new lesion by id (an id given by the form included)."""
     targets: dict[str, Any] = {}
     non_targets: dict[str, Any] = {}
     for le in case["lesions"]:
@@ -184,10 +237,14 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         else:
             non_targets[code] = form.get(f"nt_{code}", "present")
     scan_dates: dict[str, str] = {}
+    images: dict[str, dict[str, str]] = {}
     for le in case["lesions"]:
         seen_on = form.get(f"scan_{le['id']}", "").strip()
         if seen_on:
             scan_dates[le["id"]] = seen_on
+        ref = {k: v for k, v in _notes(form, f"img_{le['id']}_").items() if k in IMAGE_KEYS}
+        if ref:
+            images[le["id"]] = ref
     new_lesions = []
     taken = {le["id"] for le in case["lesions"]}
     taken |= {n["id"] for tp in case["timepoints"] for n in tp.get("new_lesions", [])}
@@ -195,7 +252,8 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
     for i in range(NEW_LESION_ROWS + 10):
         new_id = form.get(f"new_{i}_id", "").strip()
         filled = any(
-            form.get(f"new_{i}_{name}", "").strip() for name in ("site", "sa", "scan")
+            form.get(f"new_{i}_{name}", "").strip()
+            for name in ("site", "sa", "scan", *ANNOTATION_KEYS)
         ) or any(form.get(f"new_{i}_{name}") == "on" for name in ("equivocal", "nodal"))
         if not new_id and not filled:
             continue
@@ -208,11 +266,13 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
                 number += 1
             new_id = f"NL{number:02d}"
             taken.add(new_id)
+        if new_rows is not None:
+            new_rows.setdefault(new_id, i)
         site = form.get(f"new_{i}_site", "").strip()
         if not site:
             raise InvalidInput(
                 f"new lesion {new_id}: choose its site",
-                field=f"new_lesions.{new_id}.site",
+                field=f"new_{i}_site",
             )
         item: dict[str, Any] = {
             "id": new_id,
@@ -223,7 +283,10 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         if form.get(f"new_{i}_nodal") == "on":
             item["nodal"] = True  # the engine asks for its short axis (R-NEW-1)
         if short_axis:
-            item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
+            item["short_axis_mm"] = _number(
+                short_axis, f"new lesion {new_id} short axis", f"new_{i}_sa"
+            )
+        item.update(_notes(form, f"new_{i}_"))
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:
             scan_dates[new_id] = seen_on
@@ -237,6 +300,8 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
     }
     if scan_dates:
         out["scan_dates"] = scan_dates
+    if images:
+        out["images"] = images
     return out
 
 
@@ -249,6 +314,7 @@ def _blank_new() -> dict[str, Any]:
         "sa": "",
         "scan": "",
         "carried": "",
+        **_note_values({}),
     }
 
 
@@ -280,6 +346,8 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
             )
     scans = dict(tp.get("scan_dates", {})) if tp is not None else {}
     values["scan"] = {le["id"]: scans.get(le["id"], "") for le in case["lesions"]}
+    refs = dict(tp.get("images", {})) if tp is not None else {}
+    values["img"] = {le["id"]: _note_values(refs.get(le["id"], {})) for le in case["lesions"]}
     new = []
     for item in tp.get("new_lesions", []) if tp is not None else []:
         sa = item.get("short_axis_mm")
@@ -292,6 +360,7 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
                 "nodal": item.get("nodal", False),
                 "sa": "" if sa is None else mm_text(sa),
                 "scan": scans.get(item["id"], ""),
+                **_note_values(item),
             }
         )
     if tp is None:
@@ -350,6 +419,10 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
         else:
             values["non_targets"][code] = form.get(f"nt_{code}", "present")
     values["scan"] = {le["id"]: form.get(f"scan_{le['id']}", "") for le in case["lesions"]}
+    values["img"] = {
+        le["id"]: {k: form.get(f"img_{le['id']}_{k}", "") for k in ANNOTATION_KEYS}
+        for le in case["lesions"]
+    }
     for i in range(NEW_LESION_ROWS + 10):
         if f"new_{i}_id" in form:
             values["new"].append(
@@ -360,6 +433,7 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
                     "nodal": form.get(f"new_{i}_nodal") == "on",
                     "sa": form.get(f"new_{i}_sa", ""),
                     "scan": form.get(f"new_{i}_scan", ""),
+                    **{k: form.get(f"new_{i}_{k}", "") for k in ANNOTATION_KEYS},
                 }
             )
     return values

@@ -10,6 +10,7 @@ from web.auth import actor, requires
 from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
 from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
+from web.pages.form_errors import timepoint_input
 from web.pages.forms import (
     timepoint_form_values,
     timepoint_from_form,
@@ -27,6 +28,7 @@ from web.services import (
     save_timepoint,
     timepoint_as_dict,
 )
+from web.services.annotations import annotate_timepoint, locations_of
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
@@ -53,7 +55,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     tp = get_timepoint(row, tp_code) if tp_code is not None else None
     if tp is not None and tp is row.timepoints[0]:
         return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject_code))
-    stored = timepoint_as_dict(row, tp) if tp is not None else None
+    stored = annotate_timepoint(tp, timepoint_as_dict(row, tp)) if tp is not None else None
     version = tp.version if tp is not None else None
     if request.method == "GET":
         values = timepoint_form_values(stored, case)
@@ -61,8 +63,9 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     form = request.form
     posted_version = version_of(form.get("version"))
     token = form.get("imaging") or None
+    new_rows: dict[str, int] = {}
     try:
-        data = timepoint_from_form(form, case)
+        data = timepoint_from_form(form, case, new_rows)
         imaging = imaging_from_token(token) if token else None
         _subject, saved = save_timepoint(
             session,
@@ -76,6 +79,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             imaging=imaging,
         )
     except ServiceError as error:
+        timepoint_input(error, new_rows)
         values = timepoint_values_from_post(form, case)
         return timepoint_page(
             row, case, values, tp_code, posted_version, error, imaging_token=token
@@ -98,6 +102,7 @@ def timepoint_page(
         render_template(
             "views/timepoint.html",
             locked=stored if stored is not None and stored.locked else None,
+            locations=locations_of(row),
             reference=follow_up_reference(case, row.result_json, tp_code),
             imaging_token=imaging_token,
             trial=row.trial,

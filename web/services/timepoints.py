@@ -19,6 +19,13 @@ from web.models import (
     Timepoint,
     utcnow,
 )
+from web.services.annotations import (
+    IMAGE_KEYS,
+    check_annotations,
+    echo,
+    split_annotations,
+    write_annotations,
+)
 from web.services.cases import plausible_date, recompute, stored_target, validated
 from web.services.common import (
     Actor,
@@ -151,7 +158,7 @@ def _new_lesion_rows(model: Any) -> list[dict[str, Any]]:
             )
         if item.site not in SITES:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id}: site {item.site!r} is not in the "
+                f"timepoint {model.id}: new lesion {item.id}: site {echo(item.site)} is not in the "
                 "controlled list",
                 field=field_name,
                 pointer=pointer,
@@ -167,6 +174,46 @@ def _new_lesion_rows(model: Any) -> list[dict[str, Any]]:
                 else mm_to_length(item.short_axis_mm),
             }
         )
+    return out
+
+
+def _split_notes(body: dict[str, Any], images: Any, where: str) -> dict[str, Any]:
+    """Take the web's annotations out of a timepoint body before the contract validates it
+    (:mod:`web.services.annotations`): ``images`` maps a baseline lesion's id to its key
+    image ``{series, image}``; a new lesion carries ``location``, ``series`` and ``image``
+    among its members. Returns them validated: ``{"images": {id: …}, "new": {id: …}}``."""
+    out: dict[str, Any] = {"images": {}, "new": {}}
+    if images is not None and not isinstance(images, dict):
+        raise InvalidInput(
+            f"{where}: images must map lesion ids to {{series, image}}",
+            field="images",
+            pointer="/images",
+        )
+    for lesion_code, ref in (images or {}).items():
+        out["images"][lesion_code] = check_annotations(
+            ref,
+            where=f"{where}, lesion {lesion_code}",
+            field_prefix=f"images.{lesion_code}.",
+            pointer_prefix=f"/images/{escape_pointer(str(lesion_code))}",
+            keys=IMAGE_KEYS,
+        )
+    items = body.get("new_lesions")
+    if isinstance(items, list):
+        kept = []
+        for index, item in enumerate(items):
+            item, raw = split_annotations(item)
+            new_id = item.get("id") if isinstance(item, dict) else None
+            label = new_id if isinstance(new_id, str) and new_id else f"#{index + 1}"
+            checked = check_annotations(
+                raw,
+                where=f"{where}, new lesion {label}",
+                field_prefix=f"new_lesions.{label}.",
+                pointer_prefix=f"/new_lesions/{index}",
+            )
+            if isinstance(new_id, str):
+                out["new"][new_id] = checked
+            kept.append(item)
+        body["new_lesions"] = kept
     return out
 
 
@@ -212,7 +259,9 @@ def save_timepoint(
 
     if not isinstance(data, dict):
         raise InvalidInput("a timepoint must be a JSON object", pointer="")
-    body = {k: v for k, v in data.items() if k != "version"}
+    body = {k: v for k, v in data.items() if k not in ("version", "images")}
+    tp_name = body.get("id") if isinstance(body.get("id"), str) else "?"
+    notes = _split_notes(body, data.get("images"), f"subject {subject_code}, timepoint {tp_name}")
     model = validated(TimepointIn, body, subject=subject_code, timepoint=body.get("id"))
     code = check_code(model.id, "visit", "id")
     tp_date = plausible_date(model.date, "date")
@@ -304,15 +353,27 @@ def save_timepoint(
                     pointer=f"/scan_dates/{escape_pointer(lesion_code)}",
                 )
         write_records(session, audit, subject, tp, rows, targets, non_targets, scan_dates)
+        for lesion_code in notes["images"]:
+            if lesion_code not in rows and lesion_code not in {n["id"] for n in new_items}:
+                raise InvalidInput(
+                    f"timepoint {code}: images names {echo(lesion_code)}, which is not a "
+                    "lesion of this subject (a new lesion carries its own series and image)",
+                    field=f"images.{lesion_code}",
+                    pointer=f"/images/{escape_pointer(lesion_code)}",
+                )
+        for rec in tp.records:
+            images = notes["images"].get(rec.lesion.code, {})
+            values = {k: images.get(k) for k in IMAGE_KEYS}
+            write_annotations(audit, "measurement", f"{key}/{code}/{rec.lesion.code}", rec, values)
         old_new = {nl.code: nl for nl in tp.new_lesions}
         for item in new_items:
             nkey = f"{key}/{code}/{item['id']}"
             if item["id"] in rows:
                 raise InvalidInput(
-                    f"timepoint {code}: new lesion {item['id']!r} reuses the id of a baseline "
-                    "lesion",
-                    field="new_lesions",
-                    pointer="/new_lesions",
+                    f"subject {subject_code}, timepoint {code}: new lesion {item['id']!r} "
+                    "reuses the id of a baseline lesion; give it another id",
+                    field=f"new_lesions.{item['id']}.id",
+                    pointer=f"/new_lesions/{new_items.index(item)}/id",
                 )
             row = old_new.pop(item["id"], None)
             if row is None:
@@ -333,6 +394,7 @@ def save_timepoint(
             ):
                 row.short_axis_units = units
             row.scan_date = scan_dates.get(item["id"])
+            write_annotations(audit, "new_lesion", nkey, row, notes["new"].get(item["id"], {}))
         for gone in old_new.values():
             audit.log("delete", "new_lesion", f"{key}/{code}/{gone.code}", None, gone.site, None)
             tp.new_lesions.remove(gone)
