@@ -120,8 +120,9 @@ def scan_date_warnings(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_tp = [{tp["id"]: tp for tp in case.get("timepoints", [])} for case in cases]
     out = []
     for code in _visits(cases):
-        pair = [side.get(code) for side in by_tp]
-        if pair[0] is None or pair[1] is None:
+        found = [side.get(code) for side in by_tp]
+        pair: list[dict[str, Any]] = [tp for tp in found if tp is not None]
+        if len(pair) != 2:
             continue
         dates = [tp["date"] for tp in pair]
         lesions = sorted(set(pair[0].get("scan_dates", {})) | set(pair[1].get("scan_dates", {})))
