@@ -20,6 +20,7 @@ from web.services import (
     request_session,
     update_subject,
 )
+from web.services.annotations import locations_of
 
 
 @bp.route("/trials/<trial_code>/subjects", methods=["POST"])
@@ -57,7 +58,8 @@ def subject_page(trial_code: str, subject_code: str, error: ServiceError | None 
     refuse_if_blinded(row.trial)
     case = build_case(row)
     result = row.result_json
-    grid = build_grid(case, result, key_image_links(row)) if case["timepoints"] else None
+    links, located = key_image_links(row), locations_of(row)
+    grid = build_grid(case, result, links, located) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
     audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
     from web.services.pacs import awaiting
