@@ -53,7 +53,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     }
     posted_version = version_of(form.get("version"))
     try:
-        lesions = lesions_from_form(form)
+        lesions = lesions_from_form(form, subject_code)
         save_baseline(
             session,
             actor(),
@@ -110,7 +110,9 @@ def baseline_check(trial_code: str, subject_code: str) -> Any:
         # The same validation as Save (one contract); targets still without a size are
         # left out of the live check, which reports the findings of what is typed so far.
         typed = [
-            le for le in lesions_from_form(request.form) if le["kind"] != "target" or "size" in le
+            le
+            for le in lesions_from_form(request.form, subject_code)
+            if le["kind"] != "target" or "size" in le
         ]
         case = baseline_case(
             row,

@@ -71,7 +71,9 @@ def _filled(r: dict[str, Any]) -> bool:
     return bool(r["code"] or r["size"] or r["site"] or r["location"].strip())
 
 
-def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
+def lesions_from_form(
+    form: MultiDict[str, str], subject_code: str | None = None
+) -> list[dict[str, Any]]:
     """Baseline lesions from the form; empty rows are skipped, blank ids numbered.
 
     Ids follow the trial convention: T01… for targets, NT01… for non-targets.
@@ -95,7 +97,13 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
             size = (
                 "too_small"
                 if r["size"].lower() in ("ts", "too_small", "too small")
-                else (_number(r["size"], f"lesion {code} size", f"size_{r['row']}"))
+                else (
+                    _number(
+                        r["size"],
+                        f"subject {subject_code or 'new'}, baseline, lesion {code} size",
+                        f"size_{r['row']}",
+                    )
+                )
             )
         lesion: dict[str, Any] = {
             "id": code,
@@ -227,7 +235,23 @@ def timepoint_from_form(
 ) -> dict[str, Any]:
     """A follow-up timepoint (case contract) from the follow-up form, with the web's
     annotations (``images``; a new lesion's location, series and image). ``new_rows``
-    gets the form row of each new lesion by id (an id given by the form included)."""
+    gets the form row of each new lesion by id (an id given by the form included).
+
+    A row the form cannot read is refused naming subject and visit before the lesion."""
+    try:
+        return _timepoint_from_form(form, case, new_rows)
+    except InvalidInput as error:
+        visit = form.get("code", "").strip() or "(new visit)"
+        error.message = f"subject {case['subject_id']}, timepoint {echo(visit)[1:-1]}: " + (
+            error.message
+        )
+        error.args = (error.message,)
+        raise
+
+
+def _timepoint_from_form(
+    form: MultiDict[str, str], case: dict[str, Any], new_rows: dict[str, int] | None
+) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     non_targets: dict[str, Any] = {}
     for le in case["lesions"]:

@@ -76,18 +76,23 @@ def baseline_lesions(
         )
         if not _LESION_CODE.match(le.id):
             raise InvalidInput(
-                f"lesion {index + 1}: id {echo(le.id)} must be 1–32 letters, digits, '_' or '-'",
+                f"subject {subject_code or 'new'}, lesion {index + 1}: id {echo(le.id)} must be "
+                "1–32 letters, digits, '_' or '-'",
                 field="id",
                 pointer=f"{pointer}/id",
             )
         if le.id in seen:
             raise InvalidInput(
-                f"lesion {le.id}: the id is used twice", field="id", pointer=f"{pointer}/id"
+                f"subject {subject_code or 'new'}, lesion {le.id}: the id is used twice; give "
+                "each lesion its own id",
+                field="id",
+                pointer=f"{pointer}/id",
             )
         seen.add(le.id)
         if le.site not in SITES:
             raise InvalidInput(
-                f"lesion {le.id}: site {echo(le.site)} is not in the controlled list "
+                f"subject {subject_code or 'new'}, lesion {le.id}: site {echo(le.site)} is not in "
+                "the controlled list "
                 f"({', '.join(SITES)})",
                 field="site",
                 pointer=f"{pointer}/site",

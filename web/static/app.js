@@ -28,7 +28,10 @@
       inputError.textContent = data.error || "";
       inputError.hidden = !data.error;
       var bad = data.field ? form.querySelector("[name='" + data.field + "']") : null;
-      if (bad) { bad.setAttribute("aria-invalid", "true"); }
+      if (bad) {
+        bad.setAttribute("aria-invalid", "true");
+        bad.setAttribute("aria-describedby", "input-error");
+      }
     }
     items.forEach(function (f) {
       var li = document.createElement("li");
