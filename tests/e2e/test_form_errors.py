@@ -130,3 +130,66 @@ def test_a_duplicated_baseline_id_puts_the_cursor_in_the_second_one(
     assert page.get_attribute("input[name=code_2]", "aria-invalid") == "true"
     assert page.input_value("input[name=location_0]") == "segment VII"
     _shot(page, screenshots, "baseline-duplicated-id.png")
+
+
+def test_the_grid_names_locations_and_adjudication_shows_what_differs(
+    live_server: dict[str, Any], browser: Any, screenshots: Path
+) -> None:
+    from tests.recist.conftest import case, fu
+    from web.services import Actor, save_timepoint
+    from web.services.central import set_central_review, submit_read
+    from web.testing import assign_everyone
+
+    page = _page(live_server, browser)
+    session = live_server["app"].extensions["recist_sessions"]()
+    try:
+        save_timepoint(
+            session,
+            Actor("rad", "reader"),
+            "FE",
+            "F-1",
+            {
+                "id": "W8",
+                "date": "2021-03-01",
+                "targets": {"T01": 21.0, "T02": 14.0},
+                "non_targets": {"NT01": "present"},
+                "new_lesions": [{"id": "NL01", "site": "liver", "location": "segment VII"}],
+            },
+        )
+        create_trial(session, SYSTEM, code="CR", title="Central", arms=[("A", "arm A")])
+        for name in ("r1", "r2", "adj"):
+            role = "adjudicator" if name == "adj" else "reader"
+            create_user(session, SYSTEM, username=name, password=PASSWORD, role=role)
+        assign_everyone(session)
+        set_central_review(session, Actor("adj", "trial_manager"), "CR", on=True)
+        create_subject(session, SYSTEM, "CR", code="C-1", arm="A", randomized_on="2021-01-04")
+
+        def read(*follow_ups: dict[str, Any]) -> dict[str, Any]:
+            whole = case({"T1": 30.0}, *follow_ups, non_targets=("NT1",))
+            return {"lesions": whole["lesions"], "timepoints": whole["timepoints"]}
+
+        one = read(
+            fu(targets={"T1": 28.0}),
+            fu(targets={"T1": 40.0}, new_lesions=[{"id": "NL01", "site": "liver"}]),
+        )
+        two = read(
+            fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}, non_targets={"NT1": "absent"})
+        )
+        two["timepoints"][1]["date"] = "2021-03-03"
+        submit_read(session, Actor("r1", "reader"), "CR", "C-1", read=one, password=PASSWORD)
+        submit_read(session, Actor("r2", "reader"), "CR", "C-1", read=two, password=PASSWORD)
+    finally:
+        session.close()
+    page.goto(live_server["url"] + "/trials/FE/subjects/F-1")
+    assert "liver · segment VII" in page.locator("tr[data-lesion=NL01]").inner_text()
+    _shot(page, screenshots, "grid-location.png")
+    page.goto(live_server["url"] + "/login")
+    page.fill("input[name=username]", "adj")
+    page.fill("input[name=password]", PASSWORD)
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    page.goto(live_server["url"] + "/trials/CR/subjects/C-1/adjudication")
+    assert "FU1: the reads describe different scans" in page.inner_text("#scan-date-warnings")
+    assert "only in read 1" in page.inner_text("#new-lesion-comparison")
+    assert page.locator("#non-target-comparison tr.differs").count() == 1
+    _shot(page, screenshots, "adjudication-differences.png")
