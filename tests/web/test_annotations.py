@@ -285,3 +285,36 @@ def test_a_refused_follow_up_names_the_input_that_holds_the_error(
     html = response.data.decode()
     assert f'data-field="{field}"' in html, html[html.find('id="error"') - 200 :][:600]
     assert "subject" in html or "new lesion" in html
+
+
+def test_a_deleted_follow_up_keeps_its_annotations_in_the_trail(
+    api: Any, trial: str, session: Session
+) -> None:
+    assert _located_baseline(api, trial).status_code == 200
+    base = BASE.format(trial=trial)
+    created = api(
+        "reader",
+        "POST",
+        base + "/timepoints",
+        json={
+            "id": "W8",
+            "date": "2021-03-01",
+            "targets": {"T01": 21.0, "T02": 14.0},
+            "non_targets": {"NT01": "present"},
+            "images": {"T02": {"image": 9}},
+            "new_lesions": [{"id": "NL01", "site": "lung", "location": "right lower lobe"}],
+        },
+    ).get_json()
+    response = api(
+        "reader",
+        "DELETE",
+        base + "/timepoints/W8",
+        json={"version": created["timepoint"]["version"], "reason": "wrong subject"},
+    )
+    assert response.status_code == 200, response.get_json()
+    session.rollback()
+    deleted = [r for r in session.scalars(select(AuditRecord)) if r.action == "delete"]
+    assert any(r.entity_key.endswith("/W8/T02") and r.field == "image" and r.old == "9"
+               for r in deleted)  # fmt: skip
+    (new,) = [r for r in deleted if r.entity == "new_lesion"]
+    assert '"location": "right lower lobe"' in (new.old or "")

@@ -20,6 +20,7 @@ from web.models import (
     utcnow,
 )
 from web.services.annotations import (
+    ANNOTATION_KEYS,
     IMAGE_KEYS,
     check_annotations,
     echo,
@@ -461,6 +462,9 @@ def delete_timepoint(
             group = "targets" if rec.lesion.kind == "target" else "non_targets"
             old = stored_target(rec) if group == "targets" else rec.state
             audit.log("delete", "measurement", f"{key}/{rec.lesion.code}", group, old, None)
+            for name in (n for n in IMAGE_KEYS if getattr(rec, n) is not None):
+                old = getattr(rec, name)
+                audit.log("delete", "measurement", f"{key}/{rec.lesion.code}", name, old, None)
         for new in tp.new_lesions:
             audit.log(
                 "delete",
@@ -474,6 +478,7 @@ def delete_timepoint(
                     "short_axis_mm": None
                     if new.short_axis_units is None
                     else length_to_mm(new.short_axis_units),
+                    **{k: getattr(new, k) for k in ANNOTATION_KEYS if getattr(new, k) is not None},
                 },
                 None,
             )
