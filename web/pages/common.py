@@ -21,11 +21,17 @@ def _text_limits() -> dict[str, Any]:
     """The stated maximum lengths of free text (``maxlength`` and the label say them; the
     services refuse more), and the reason a refused form posted, kept for the retry."""
     from flask import request
+    from werkzeug.exceptions import HTTPException
 
     from web.services.annotations import MAX_LOCATION
     from web.services.common import MAX_REASON
 
-    typed = request.form.get("reason", "") if request.method == "POST" else ""
+    typed = ""
+    if request.method == "POST":
+        try:
+            typed = request.form.get("reason", "")
+        except HTTPException:  # a body refused (too large): the error page shows no form
+            typed = ""
     return {"max_reason": MAX_REASON, "max_location": MAX_LOCATION, "reason_typed": typed}
 
 

@@ -13,7 +13,8 @@ from werkzeug.datastructures import MultiDict
 
 from web.pages.grid import mm_text
 from web.services import InvalidInput
-from web.services.annotations import ANNOTATION_KEYS, IMAGE_KEYS, echo
+from web.services.annotations import ANNOTATION_KEYS, IMAGE_KEYS
+from web.services.common import echo
 
 BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
 NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets

@@ -13,22 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from web.errors import InvalidInput
-from web.services.common import Audit, escape_pointer
+from web.services.common import Audit, echo, escape_pointer
 
 MAX_LOCATION = 120  # characters (the column's length)
 MAX_IMAGE_NUMBER = 999_999  # a DICOM series or instance number beyond this is a typo
 ANNOTATION_KEYS = ("location", "series", "image")
 IMAGE_KEYS = ("series", "image")
-ECHO_CHARS = 60
-
-
-def echo(value: Any, limit: int = ECHO_CHARS) -> str:
-    """User input quoted in an error message, cut to ``limit`` characters with "…" so that
-    a pasted page never floods the error banner."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return repr(text)
 
 
 def split_annotations(

@@ -22,7 +22,6 @@ from web.models import (
 from web.services.annotations import (
     IMAGE_KEYS,
     check_annotations,
-    echo,
     split_annotations,
     write_annotations,
 )
@@ -34,6 +33,7 @@ from web.services.common import (
     check_unlocked,
     check_version,
     clean_reason,
+    echo,
     flush,
     get_subject,
     touch,

@@ -23,7 +23,6 @@ from web.services.annotations import (
     ANNOTATION_KEYS,
     IMAGE_KEYS,
     check_annotations,
-    echo,
     split_annotations,
     write_annotations,
 )
@@ -36,6 +35,7 @@ from web.services.common import (
     check_unlocked,
     check_version,
     clean_reason,
+    echo,
     escape_pointer,
     flush,
     get_subject,
