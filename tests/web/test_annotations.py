@@ -318,3 +318,28 @@ def test_a_deleted_follow_up_keeps_its_annotations_in_the_trail(
                for r in deleted)  # fmt: skip
     (new,) = [r for r in deleted if r.entity == "new_lesion"]
     assert '"location": "right lower lobe"' in (new.old or "")
+
+
+def test_an_open_equivocal_lesion_is_carried_to_the_next_visit_with_its_location(
+    reader: FlaskClient, api: Any, trial: str
+) -> None:
+    assert _located_baseline(api, trial).status_code == 200
+    base = BASE.format(trial=trial)
+    response = api(
+        "reader",
+        "POST",
+        base + "/timepoints",
+        json={
+            "id": "W8",
+            "date": "2021-03-01",
+            "targets": {"T01": 21.0, "T02": 14.0},
+            "non_targets": {"NT01": "present"},
+            "new_lesions": [
+                {"id": "NL01", "site": "lung", "equivocal": True, "location": "left apex"}
+            ],
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    html = reader.get(base + "/timepoints/new").data.decode()
+    assert 'name="new_0_id" value="NL01"' in html
+    assert 'name="new_0_location" value="left apex"' in html

@@ -59,6 +59,9 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     version = tp.version if tp is not None else None
     if request.method == "GET":
         values = timepoint_form_values(stored, case)
+        located = locations_of(row)
+        for carried in (n for n in values["new"] if n.get("carried") and not n["location"]):
+            carried["location"] = located.get(carried["id"], "")  # R-NEW-2: the same lesion
         return timepoint_page(row, case, values, tp_code, version, None)
     form = request.form
     posted_version = version_of(form.get("version"))
