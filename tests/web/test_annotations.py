@@ -343,3 +343,19 @@ def test_an_open_equivocal_lesion_is_carried_to_the_next_visit_with_its_location
     html = reader.get(base + "/timepoints/new").data.decode()
     assert 'name="new_0_id" value="NL01"' in html
     assert 'name="new_0_location" value="left apex"' in html
+
+
+def test_the_live_baseline_check_names_the_form_input_too(
+    reader: FlaskClient, api: Any, trial: str
+) -> None:
+    """The live check leaves out targets still without a size: its errors still name the
+    row the reader typed (here the third), not the n-th lesion it checked."""
+    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-1"})
+    form = _form(size_0="", code_1="T05", code_3="T05", kind_3="target", size_3="12")
+    data = reader.post(BASE.format(trial=trial) + "/baseline/check", data=form).get_json()
+    assert "used twice" in data["error"] and data["field"] == "code_3"
+    data = reader.post(
+        BASE.format(trial=trial) + "/baseline/check",
+        data=_form(kind_2="non-target", series_2="7"),
+    ).get_json()
+    assert data["field"] == "site_2", data  # a row with only a series is a lesion: its site?

@@ -106,21 +106,24 @@ def _baseline_page(
 def baseline_check(trial_code: str, subject_code: str) -> Any:
     """Findings (R-MEAS, R-SEL) for the baseline form as typed; used by the page's script."""
     row = get_subject(request_session(), trial_code, subject_code)
+    rows: list[int] = []
     try:
         # The same validation as Save (one contract); targets still without a size are
         # left out of the live check, which reports the findings of what is typed so far.
-        typed = [
-            le
-            for le in lesions_from_form(request.form, subject_code)
-            if le["kind"] != "target" or "size" in le
-        ]
+        pairs = zip(
+            lesions_from_form(request.form, subject_code),
+            baseline_form_rows(request.form),
+            strict=True,
+        )
+        typed = [(le, i) for le, i in pairs if le["kind"] != "target" or "size" in le]
+        rows = [i for _, i in typed]  # the form row of each lesion checked
         case = baseline_case(
             row,
             date_value=request.form.get("date") or row.randomized_on or "2000-01-01",
             code=request.form.get("code") or "BL",
-            lesions=baseline_lesions(typed, subject_code),
+            lesions=baseline_lesions([le for le, _ in typed], subject_code),
         )
         return jsonify({"findings": baseline_findings(case), "error": None})
     except ServiceError as error:
-        baseline_input(error, baseline_form_rows(request.form))
+        baseline_input(error, rows)
         return jsonify({"findings": [], "error": error.message, "field": error.field})

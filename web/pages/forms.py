@@ -69,7 +69,10 @@ def baseline_form_rows(form: MultiDict[str, str]) -> list[int]:
 
 
 def _filled(r: dict[str, Any]) -> bool:
-    return bool(r["code"] or r["size"] or r["site"] or r["location"].strip())
+    """A row that holds anything is a lesion (never silently dropped)."""
+    return bool(
+        r["code"] or r["size"] or r["site"] or r["location"].strip() or r["series"] or r["image"]
+    )
 
 
 def lesions_from_form(
