@@ -87,7 +87,7 @@
       var fields = Array.prototype.slice.call(form.elements);
       var next = fields.slice(fields.indexOf(input) + 1).filter(function (el) {
         return !el.disabled && el.type !== "hidden" && !/_(state|fragments|merged)$/.test(el.name)
-          && !/^scan_/.test(el.name);
+          && !/^(scan|img)_/.test(el.name);
       })[0];
       if (next) { next.focus(); }
     });
