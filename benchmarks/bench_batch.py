@@ -13,15 +13,26 @@ Timed, each into a fresh results folder, best of ``--repeat``:
   every row measured in a plain loop with nothing written: the reference;
 - the batch in this process (``workers=0``): per-study overhead of the journal (one
   ``fsync`` per study), the outputs, building and assessing the cases;
-- the batch on a local Dask cluster of 1 and of 2 worker processes (1 thread each). The
+- the batch on a local Dask cluster of 1 and of 2 worker processes (1 thread each, ITK and
+  OpenMP held to one thread: ``imaging_io.batch.WORKER_ENV``; this process too). The
   cluster is started, and each worker measures one study to load the readers, before
   the clock: that start-up is printed apart (paid once per batch).
 
 Then the scaling ratio (2 workers / 1 worker) and the per-study overhead: wall time per
 study less the plain loop's time per study. Figures are printed, never asserted.
 
+``--orthanc`` times instead where the studies come from: ``--studies`` distinct studies are
+stored (STOW-RS, not timed) in a throwaway local Orthanc (Debian's ``orthanc`` +
+``orthanc-dicomweb``, started as ``tests/imaging_io/orthanc.py`` starts it for the tests),
+then, best of ``--repeat``: each study pulled to disk with
+:meth:`imaging_io.dicomweb.Pacs.retrieve_study` (QIDO-RS for its series, WADO-RS for the
+instances, written to a fresh folder: what ``recist pull`` and the web's "Check the PACS
+now" do before measuring), against reading the same files from disk (every file parsed
+with pydicom, pixels included, from the page cache), both in studies/s and MB/s.
+
     .venv/bin/python benchmarks/bench_batch.py                        # 24 studies 128×128×40
     .venv/bin/python benchmarks/bench_batch.py --studies 200 --size 256 256 100   # issue 13
+    .venv/bin/python benchmarks/bench_batch.py --orthanc --studies 20 --size 256 256 100
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -36,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
 FOV_MM = 350.0
 SPACING_MM = 2.5
 
@@ -121,7 +134,7 @@ def plain_loop(manifest: Path, repeat: int) -> float:
 
 def batch(root: Path, manifest: Path, workers: int, repeat: int) -> tuple[float, float]:
     """Best (cluster start-up, batch seconds) of ``repeat`` runs into fresh folders."""
-    from imaging_io.batch import measure_row, read_manifest, run_batch
+    from imaging_io.batch import WORKER_ENV, measure_row, read_manifest, run_batch
 
     rows = read_manifest(manifest)
     best = (float("inf"), float("inf"))
@@ -133,7 +146,8 @@ def batch(root: Path, manifest: Path, workers: int, repeat: int) -> tuple[float,
             from distributed import Client, LocalCluster
 
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   env=WORKER_ENV)
             with Client(cluster) as client:  # each worker imports the readers once
                 client.run(measure_row, rows[0].task())
         started = time.perf_counter() - start
@@ -153,6 +167,73 @@ def batch(root: Path, manifest: Path, workers: int, repeat: int) -> tuple[float,
     return best
 
 
+def _read_from_disk(folders: list[Path]) -> int:
+    """Parse every file of the studies with pydicom (pixels included); returns bytes."""
+    import pydicom
+
+    total = 0
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            dataset = pydicom.dcmread(path)
+            total += len(dataset.PixelData) if "PixelData" in dataset else 0
+    return total
+
+
+def pull_against_disk(root: Path, count: int, size: tuple[int, int, int], repeat: int) -> None:
+    """Studies/s pulled from a throwaway local Orthanc against read from disk (printed)."""
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+
+    sys.path.insert(0, str(ROOT))  # tests/imaging_io/orthanc.py: the tests' Orthanc
+    from imaging_io.dicomweb import Pacs
+    from tests.imaging_io.orthanc import find_orthanc, running_orthanc
+
+    found = find_orthanc()
+    if isinstance(found, str):
+        raise SystemExit(f"bench_batch --orthanc: {found}")
+    folders = [root / f"study{k}" for k in range(count)]
+    start = time.perf_counter()
+    for k, folder in enumerate(folders):
+        make_study(folder, size, k)
+    files = [p for f in folders for p in f.rglob("*.dcm")]
+    megabytes = sum(p.stat().st_size for p in files) / 1e6
+    print(f"{count} studies of {size[0]}×{size[1]}×{size[2]} + SEG ({len(files)} files, "
+          f"{megabytes:.1f} MB) written in {time.perf_counter() - start:.1f} s")
+    (root / "orthanc").mkdir()
+    with running_orthanc(root / "orthanc") as server:
+        client = DICOMwebClient(server.dicomweb)
+        uids = []
+        start = time.perf_counter()
+        for folder in folders:
+            datasets = [pydicom.dcmread(p) for p in sorted(folder.rglob("*.dcm"))]
+            answer = client.store_instances(datasets)
+            assert not answer.get("FailedSOPSequence"), answer
+            uids.append(str(datasets[0].StudyInstanceUID))
+        print(f"Orthanc {server.version} started in {server.started_in_s:.1f} s; studies "
+              f"stored (STOW-RS) in {time.perf_counter() - start:.1f} s")
+        pacs = Pacs(server.dicomweb)
+        pacs.retrieve_study(uids[0], root / "warm-up")  # connection, imports
+        _read_from_disk(folders[:1])
+        pulled = disk = float("inf")
+        for attempt in range(repeat):
+            target = root / f"pulled-{attempt}"
+            start = time.perf_counter()
+            for k, uid in enumerate(uids):
+                pacs.retrieve_study(uid, target / f"study{k}")
+            pulled = min(pulled, time.perf_counter() - start)
+            got = len(list(target.rglob("*.dcm")))
+            assert got == len(files), (got, len(files))
+            shutil.rmtree(target)
+            start = time.perf_counter()
+            _read_from_disk(folders)
+            disk = min(disk, time.perf_counter() - start)
+    print(f"{'':26} {'seconds':>8} {'studies/s':>10} {'MB/s':>8}")
+    for name, seconds in (("pulled from Orthanc", pulled), ("read from disk (pydicom)", disk)):
+        print(f"{name:26} {seconds:8.2f} {count / seconds:10.2f} {megabytes / seconds:8.1f}")
+    print(f"pull / disk read time: {pulled / disk:.1f}× (best of {repeat}; loopback HTTP, "
+          "Orthanc on the same cores)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", type=int, default=24, help="manifest rows (default 24)")
@@ -161,8 +242,20 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=6,
                         help="distinct studies written to disk (default 6)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender (best)")
+    parser.add_argument("--orthanc", action="store_true",
+                        help="instead: pull --studies distinct studies from a throwaway local "
+                             "Orthanc against reading them from disk")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.orthanc:
+        with tempfile.TemporaryDirectory(prefix="bench_pull_") as tmp:
+            pull_against_disk(Path(tmp), args.studies, tuple(args.size), args.repeat)
+        return
+    import SimpleITK as sitk
+
+    # Like for like: the in-process contenders get the one core a worker gets
+    # (imaging_io.batch.WORKER_ENV), not ITK's default of every core.
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     distinct = min(args.distinct, args.studies)
     with tempfile.TemporaryDirectory(prefix="bench_batch_") as tmp:
         root = Path(tmp)

@@ -66,9 +66,6 @@ IRECIST_AVAL_CODES = {
 }  # fmt: skip
 IRECIST = "irecist"
 I_RESPONSES = ("iCR", "iPR")
-# An iRECIST overall response in the words endpoints.derive counts (first CR/PR up to PD):
-# a response is iCR or iPR, and only a confirmed progression ends it (I-BOR, I-PFS).
-_AS_RECIST = {"iCR": "CR", "iPR": "PR", "iCPD": "PD"}
 ADRS_COLUMNS = [
     "STUDYID", "USUBJID", "ARM", "RANDDT", "RSEVAL", "RSEVALID", "RSACPTFL", "PARAMCD",
     "PARAM", "PARCAT1", "PARCAT2", "PARCAT3", "AVISIT", "ADT", "ADTF", "AVAL", "AVALC",
@@ -125,14 +122,17 @@ def is_irecist(result: dict[str, Any]) -> bool:
 
 
 def as_recist_words(result: dict[str, Any]) -> dict[str, Any]:
-    """An iRECIST result whose overall responses read iCR → CR, iPR → PR, iCPD → PD, for
-    :mod:`endpoints.derive`'s first response and duration of response (iUPD ends
-    nothing: only a confirmed progression does, I-PFS)."""
+    """An iRECIST result whose overall responses read as their RECIST 1.1 class
+    (``recist.irecist.RECIST_CLASS``: iCR → CR, iPR → PR, iCPD → PD…), for
+    :mod:`endpoints.derive`'s first response and duration of response; iUPD stays iUPD, as
+    it ends nothing: only a confirmed progression does (I-BOR, I-PFS)."""
+    from recist.irecist import recist_class
+
     timepoints = [
-        {**tp, "overall_response": _AS_RECIST.get(tp.get("overall_response") or "",
-                                                  tp.get("overall_response"))}
+        {**tp, "overall_response": code if code in (None, "iUPD") else recist_class(code)}
         for tp in result["timepoints"]
-    ]  # fmt: skip
+        for code in [tp.get("overall_response")]
+    ]
     return {**result, "timepoints": timepoints}
 
 

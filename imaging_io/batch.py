@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from imaging_io.errors import ImagingInputError
-from imaging_io.ingest import UNMATCHED_POLICIES, Finding, build_timepoint
+from imaging_io.ingest import UNMATCHED_POLICIES, Finding, build_timepoint, with_volumes
 
 COLUMNS = ("subject", "timepoint", "image", "seg", "date")
 REQUIRED_COLUMNS = COLUMNS[:4]
@@ -62,6 +62,12 @@ LOCK = ".lock"
 # hiccup). A worker that dies while measuring is another matter: the scheduler gives the
 # task to another worker, up to its `distributed.scheduler.allowed-failures` (3).
 TASK_RETRIES = 1
+# A local worker process runs one study at a time on one core: its libraries' own thread
+# pools (ITK's filters, OpenMP/BLAS) are held to one thread, or two workers on two cores
+# fight over four threads and the second worker adds little. Remote workers: start them
+# with the same variables (README, "recist batch on a cluster").
+WORKER_ENV = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "OPENBLAS_NUM_THREADS": "1"}
 
 # A lesion id of the form NT1, NT-2, nt_3 is a non-target by the usual naming of
 # segmentation tracking ids (sample_dicom, the web app's rows).
@@ -412,7 +418,8 @@ def findings_of(measurement: dict[str, Any]) -> list[Finding]:
         Finding(key=le.get("tracking_id") or le["label"], label=le["label"],
                 empty=le["voxel_count"] == 0,
                 longest_diameter_mm=le["longest_diameter_mm"],
-                short_axis_mm=le["short_axis_mm"], nodal=bool(le.get("nodal")))
+                short_axis_mm=le["short_axis_mm"], nodal=bool(le.get("nodal")),
+                volume_ml=le.get("volume_ml") if le["voxel_count"] else None)
         for le in measurement["lesions"]
     ]
 
@@ -453,8 +460,9 @@ def build_case(subject: str, studies: Sequence[tuple[StudyRow, Record]],
 
     Each timepoint is made as ``recist ingest`` makes it
     (:func:`imaging_io.ingest.build_timepoint`), and the first timepoint of a case gives
-    lesions without ``modality``/``slice_thickness_mm`` the series' values (R-MEAS-1), as
-    :func:`imaging_io.ingest.ingest_study` does.
+    lesions without ``modality``/``slice_thickness_mm`` the series' values (R-MEAS-1) and
+    their segments' ``volume_ml`` (R-ELIG-VOLUME), as :func:`imaging_io.ingest.ingest_study`
+    does.
 
     Raises
     ------
@@ -483,6 +491,8 @@ def build_case(subject: str, studies: Sequence[tuple[StudyRow, Record]],
                                     unmatched=unmatched)
         case["timepoints"].append(timepoint)
         if len(case["timepoints"]) == 1:
+            # The baseline's volumes, for a protocol's eligibility (R-ELIG-VOLUME).
+            case["lesions"] = with_volumes(case, findings_of(measurement))
             image = measurement["image"]
             thickness = image.get("slice_thickness_mm")
             case["lesions"] = [
@@ -874,7 +884,7 @@ def _run_on_dask(todo: Sequence[StudyRow], measure: Measure,
     else:
         cluster = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR)
+            silence_logs=logging.ERROR, env=WORKER_ENV)
         client = Client(cluster)  # type: ignore[no-untyped-call]
         executor = f"LocalCluster of {workers} worker processes"
     try:

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 # The help line of this command in `recist --help` (read without importing this module).
 HELP = "add a measured timepoint from a study to a case"
@@ -36,6 +37,23 @@ def register(parser: argparse.ArgumentParser) -> None:
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--output", "-o", metavar="FILE", help="write the case here")
     out.add_argument("--in-place", action="store_true", help="rewrite CASE.json")
+
+
+def report_findings(case: dict[str, Any]) -> None:
+    """The engine's baseline findings of the ingested case (R-MEAS, R-SEL, R-ELIG…), one
+    line each on stderr: the case is written all the same (findings are not refusals)."""
+    from recist.errors import RecistError
+    from recist.jsonio import assess_json
+
+    try:
+        warnings = assess_json(case)["warnings"]
+    except RecistError as exc:  # strict mode refusing a finding: recist assess says so too
+        print(f"recist ingest: note: recist assess refuses this case: {exc}", file=sys.stderr)
+        return
+    for finding in warnings:
+        lesion = f" {finding['lesion']}" if finding["lesion"] else ""
+        print(f"recist ingest: finding {finding['rule']}{lesion}: {finding['message']}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return report_error("ingest", exc)
     except READER_ERRORS as exc:
         return report_error("ingest", exc)
+    report_findings(updated)
     text = json.dumps(updated, indent=2, ensure_ascii=False) + "\n"
     target = case_path if args.in_place else (Path(args.output) if args.output else None)
     if target is None:

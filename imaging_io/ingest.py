@@ -18,7 +18,9 @@ a target:
   (unequivocal progression, R-NT-PD, is a reader's call and never inferred);
 - a case lesion with nothing in the study: ``"not_evaluated"`` (R-TGT-NE, R-NT-NE);
 - a measurement that matches no lesion is refused, or with ``unmatched="new"`` recorded
-  as an unequivocal new lesion (R-NEW-1), or with ``unmatched="ignore"`` dropped.
+  as an unequivocal new lesion (R-NEW-1), or with ``unmatched="ignore"`` dropped;
+- at the baseline, a lesion that segments measured gets their volume (``volume_ml``, a
+  protocol's eligibility reads it: R-ELIG-VOLUME) unless the case gives one.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Finding:
     longest_diameter_mm: float | None
     short_axis_mm: float | None
     nodal: bool = False  # the segment says it is a lymph node (an SR cannot say)
+    volume_ml: float | None = None  # a segmentation's volume (an SR gives none)
 
     def segment(self) -> Segment:
         """What :mod:`imaging_io.matching` matches."""
@@ -70,6 +73,7 @@ def findings_from_measurements(result: Any) -> list[Finding]:
             longest_diameter_mm=le.longest_diameter_mm,
             short_axis_mm=le.short_axis_mm,
             nodal=le.nodal,
+            volume_ml=le.volume_ml if le.voxel_count else None,
         )
         for le in result.lesions
     ]
@@ -121,9 +125,7 @@ def build_timepoint(
             others = ", ".join(f"{findings[c.segment].label!r} on {c.lesion_id}" for c in more)
             message += f" (also in conflict: {others})"
         raise ImagingInputError(source, message)
-    chosen = {i: lesion_id for lesion_id, found in matching.lesions.items() for i in found}
-    if accept_conflicts:
-        chosen.update({c.segment: c.lesion_id for c in matching.conflicts})
+    chosen = _chosen(matching, accept_conflicts)
     by_lesion: dict[str, list[Finding]] = defaultdict(list)
     new_lesions = []
     for index, finding in enumerate(findings):
@@ -174,6 +176,36 @@ def build_timepoint(
             targets[lesion_id] = {"fragments": sizes}  # R-SPLIT
     return {"id": timepoint_id, "date": date, "targets": targets,
             "non_targets": non_targets, "new_lesions": new_lesions}
+
+
+def _chosen(matching: Any, accept_conflicts: bool) -> dict[int, str]:
+    """Finding index → the lesion it is recorded on."""
+    chosen = {i: lesion_id for lesion_id, found in matching.lesions.items() for i in found}
+    if accept_conflicts:
+        chosen.update({c.segment: c.lesion_id for c in matching.conflicts})
+    return chosen
+
+
+def with_volumes(
+    case: dict[str, Any], findings: list[Finding], *, accept_conflicts: bool = False
+) -> list[dict[str, Any]]:
+    """``case``'s lesions, each that ``findings`` measured with ``volume_ml`` (the sum of
+    its segments', 0.01 mL; a split lesion's fragments add up) unless it has one: the
+    baseline volume a protocol's eligibility reads (R-ELIG-VOLUME). Findings are matched
+    as :func:`build_timepoint` matches them; SR findings carry no volume."""
+    lesions = case.get("lesions") or []
+    matching = match_to_lesions(lesions, [f.segment() for f in findings])
+    volumes: dict[str, float] = defaultdict(float)
+    for index, lesion_id in _chosen(matching, accept_conflicts).items():
+        volume = findings[index].volume_ml
+        if volume is not None:
+            volumes[lesion_id] += volume
+    return [
+        {**le, "volume_ml": round(volumes[str(le.get("id"))], 2)}
+        if str(le.get("id")) in volumes and le.get("volume_ml") is None
+        else le
+        for le in lesions
+    ]
 
 
 def ingest_study(
@@ -245,6 +277,9 @@ def ingest_study(
     else:
         timepoints.append(timepoint)
     out["timepoints"] = timepoints
+    if timepoints[0] is timepoint:
+        # The baseline: its segmentations' volumes go with the lesions (R-ELIG-VOLUME).
+        out["lesions"] = with_volumes(out, findings, accept_conflicts=accept_conflicts)
     if len(timepoints) == 1:
         series = study.series
         out["lesions"] = [
@@ -252,7 +287,7 @@ def ingest_study(
                       else {"modality": series.info.modality}),
              **({} if "slice_thickness_mm" in le or series.slice_thickness_mm is None
                 else {"slice_thickness_mm": round(series.slice_thickness_mm, 1)})}
-            for le in case.get("lesions", [])
+            for le in out.get("lesions", [])
         ]
     try:
         parse_case(out)

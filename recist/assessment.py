@@ -265,7 +265,7 @@ def assess_recist1_1(case: Case) -> CaseResult:
         )
         followups.append(Assessed(tp.id, tp.date, overall))
 
-    confirmed, unconfirmed = _best_responses(case, followups)
+    confirmed, unconfirmed = best_responses(case, followups)
     return CaseResult(
         subject_id=case.subject_id,
         settings=settings,
@@ -314,7 +314,7 @@ def _baseline_result(case: Case, tracker: TargetTracker) -> TimepointResult:
     )
 
 
-def _best_responses(case: Case, followups: list[Assessed]) -> tuple[BestResponse, BestResponse]:
+def best_responses(case: Case, followups: list[Assessed]) -> tuple[BestResponse, BestResponse]:
     """The best overall response with and without confirmation (§7), over the follow-ups
     that count (R-BOR-CUT), each led by the notes on the ones cut."""
     settings = case.settings

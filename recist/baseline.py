@@ -1,8 +1,10 @@
-"""Baseline checks: measurability (§3.1, R-MEAS-1..4) and target selection (§4.2, R-SEL).
+"""Baseline checks: measurability (§3.1, R-MEAS-1..4), target selection (§4.2, R-SEL)
+and a protocol's size-based eligibility (R-ELIG, setting ``eligibility``).
 
 Checks are separate from policy: every check returns :class:`Finding` records; the caller
 reports them as warnings, or, in strict mode, refuses the case
-(:func:`enforce_findings`).
+(:func:`enforce_findings`); eligibility breaches are never refused (the trial team
+decides).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from recist.lesions import (
     Length,
     Lesion,
     TargetState,
+    Timepoint,
     format_mm,
     length_to_mm,
     mm_to_length,
     names_a_node,
 )
+from recist.settings import Eligibility
 
 # R-MEAS-1: least longest diameter of a measurable non-nodal lesion, by modality.
 MIN_LD: Length = 10 * UNITS_PER_MM  # CT/MR and calliper: 10 mm
@@ -343,7 +347,152 @@ def check_baseline(case: Case) -> list[Finding]:
                     f"{MAX_TARGETS_PER_ORGAN} per organ{grouped}",
                 )
             )
+    rules = settings.eligibility
+    if rules is not None:
+        findings.extend(check_eligibility(case, rules))
     return findings
+
+
+# R-ELIG: other words for a site an eligibility rule names (besides the site's own words
+# and the R-SEL-2 organ groups), so that "brain" also finds a "cerebellar" lesion.
+_SITE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "brain": ("cerebral", "cerebellar", "cerebellum", "intracranial"),
+    "liver": ("hepatic", "intrahepatic"),
+    "lung": ("lungs", "pulmonary", "intrapulmonary"),
+    "bone": tuple(sorted(BONE_WORDS)),
+    "kidney": ("kidneys", "renal"),
+    "adrenal": ("adrenals",),
+}
+
+
+def _is_node(lesion: Lesion) -> bool:
+    return lesion.nodal or names_a_node(lesion.site)
+
+
+@lru_cache(maxsize=1024)
+def _site_pattern(site: str) -> re.Pattern[str]:
+    words = (site, *_SITE_SYNONYMS.get(site, ()))
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b")
+
+
+def in_site(lesion: Lesion, site: str) -> bool:
+    """R-ELIG: whether ``lesion`` lies in the ``site`` an eligibility rule names.
+
+    A node is in a site that names a node (``lymph node``: R-SEL-2, all nodes are one
+    organ) and in no other, so a ``liver hilum node`` does not take the liver's limit.
+    Another lesion is in a site its own site text names as whole words (``liver`` finds
+    ``liver segment VII``), or by a synonym (``brain`` finds ``cerebellar``), or by its
+    R-SEL-2 organ (``lung`` finds ``left lung``).
+    """
+    if names_a_node(site):
+        return _is_node(lesion)
+    if _is_node(lesion):
+        return False
+    return organ_of(lesion) == site or _site_pattern(site).search(lesion.site) is not None
+
+
+def _ml(value: float) -> str:
+    return f"{value:g} mL"
+
+
+def _for(field: str, site: str | None) -> str:
+    """ " for liver" when the limit applied is the site's own."""
+    return f" for {site}" if site is not None and ".sites." in field else ""
+
+
+def check_eligibility(case: Case, rules: Eligibility) -> list[Finding]:
+    """The protocol's eligibility at baseline (setting ``eligibility``): one finding per
+    breach, naming the lesion, its site, its size and the limit (R-ELIG-COUNT, R-ELIG-SIZE,
+    R-ELIG-VOLUME, R-ELIG-SITE). Findings only: the trial team decides, and no response
+    depends on them."""
+    findings: list[Finding] = []
+    baseline = case.baseline
+    cite = f"{rules.protocol} eligibility" if rules.protocol else "protocol eligibility"
+    lesions = case.lesions
+    if rules.max_lesions is not None:
+        counted = [le for le in lesions if rules.count_nodes or not _is_node(le)]
+        if len(counted) > rules.max_lesions:
+            n_targets = sum(1 for le in counted if le.is_target)
+            nodes = "" if rules.count_nodes else "; lymph nodes not counted"
+            findings.append(
+                Finding(
+                    "R-ELIG-COUNT",
+                    None,
+                    f"{len(counted)} metastatic lesions at baseline ({n_targets} target, "
+                    f"{len(counted) - n_targets} non-target{nodes}); at most {rules.max_lesions} "
+                    f"are allowed ({cite}, eligibility.max_lesions)",
+                )
+            )
+    limits = rules.site_limits()
+    for lesion in lesions:
+        excluded = next((s for s in rules.excluded_sites if in_site(lesion, s)), None)
+        kind = "target" if lesion.is_target else "non-target"
+        if excluded is not None:
+            findings.append(
+                Finding(
+                    "R-ELIG-SITE",
+                    lesion.id,
+                    f"{kind} {lesion.id} ({lesion.site}) is in an excluded site, {excluded!r} "
+                    f"({cite}, eligibility.excluded_sites)",
+                )
+            )
+        site = next((s for s in limits if in_site(lesion, s)), None)
+        site_limits = limits.get(site) if site is not None else None
+        most_mm, mm_field = rules.max_diameter_mm, "eligibility.max_diameter_mm"
+        most_ml, ml_field = rules.max_volume_ml, "eligibility.max_volume_ml"
+        if site_limits is not None and site_limits.max_diameter_mm is not None:
+            most_mm = site_limits.max_diameter_mm
+            mm_field = f"eligibility.sites.{site}.max_diameter_mm"
+        if site_limits is not None and site_limits.max_volume_ml is not None:
+            most_ml = site_limits.max_volume_ml
+            ml_field = f"eligibility.sites.{site}.max_volume_ml"
+        volume = lesion.volume_ml
+        size = _baseline_size(baseline, lesion)
+        over_mm = most_mm is not None and size is not None and size > mm_to_length(most_mm)
+        over_ml = most_ml is not None and volume is not None and volume > most_ml
+        if over_mm and most_mm is not None and size is not None:
+            axis = "short axis" if lesion.nodal else "longest diameter"
+            other = (
+                f"; its volume {_ml(volume)} is within {_ml(most_ml)}, which the protocol may "
+                "accept instead"
+                if most_ml is not None and volume is not None and not over_ml
+                else ""
+            )
+            findings.append(
+                Finding(
+                    "R-ELIG-SIZE",
+                    lesion.id,
+                    f"{kind} {lesion.id} ({lesion.site}): baseline {axis} {format_mm(size)} is "
+                    f"above the limit of {format_mm(mm_to_length(most_mm))}"
+                    f"{_for(mm_field, site)} ({cite}, {mm_field}){other}",
+                )
+            )
+        if over_ml and most_ml is not None and volume is not None:
+            other = (
+                f"; its size {format_mm(size)} is within "
+                f"{format_mm(mm_to_length(most_mm))}, which the protocol may accept instead"
+                if most_mm is not None and size is not None and not over_mm
+                else ""
+            )
+            findings.append(
+                Finding(
+                    "R-ELIG-VOLUME",
+                    lesion.id,
+                    f"{kind} {lesion.id} ({lesion.site}): baseline volume {_ml(volume)} is "
+                    f"above the limit of {_ml(most_ml)}{_for(ml_field, site)} "
+                    f"({cite}, {ml_field}){other}",
+                )
+            )
+    return findings
+
+
+def _baseline_size(baseline: Timepoint, lesion: Lesion) -> Length | None:
+    """A target's measured baseline size (LD; a node's SA); ``None`` for a non-target or a
+    target recorded too small to measure (R-SMALL: its 5 mm is no measurement)."""
+    if not lesion.is_target:
+        return None
+    value = baseline.target(lesion.id)
+    return value.size if value.state is TargetState.MEASURED else None
 
 
 def enforce_findings(case: Case, findings: list[Finding]) -> None:
@@ -354,6 +503,8 @@ def enforce_findings(case: Case, findings: list[Finding]) -> None:
     ProtocolDeviationError
         Naming the subject, the first finding's lesion and rule.
     """
+    # R-ELIG: eligibility breaches are the trial team's to judge, never a refusal.
+    findings = [f for f in findings if not f.rule.startswith("R-ELIG-")]
     if case.settings.strict and findings:
         first = findings[0]
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""

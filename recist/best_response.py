@@ -104,7 +104,7 @@ def best_overall_response_unconfirmed(
     )
 
 
-def _confirmation(
+def confirmation(
     counted: Sequence[Assessed], index: int, settings: Settings
 ) -> tuple[Response | None, Assessed | None]:
     """R-BOR-CONF: what the response at ``counted[index]`` is confirmed as, and by which
@@ -170,7 +170,7 @@ def best_overall_response_confirmed(
     for index, tp in enumerate(counted):
         if tp.response not in _RESPONDING:
             continue
-        as_what, by = _confirmation(counted, index, settings)
+        as_what, by = confirmation(counted, index, settings)
         if as_what is Response.CR and by is not None:
             return BestResponse(
                 Response.CR,
@@ -182,7 +182,7 @@ def best_overall_response_confirmed(
         elif as_what is None:
             reasons.append(
                 f"R-BOR-CONF: {tp.response.value} at {tp.id} is not confirmed (needs "
-                f"{_confirmation_needs(tp.response, settings)})"
+                f"{confirmation_needs(tp.response, settings)})"
             )
     if confirmed_pr is not None:
         tp, by = confirmed_pr
@@ -223,7 +223,7 @@ def best_overall_response_confirmed(
     return _fallback(counted, reasons)
 
 
-def _confirmation_needs(response: Response, settings: Settings) -> str:
+def confirmation_needs(response: Response, settings: Settings) -> str:
     """What R-BOR-CONF asks of a confirmation under ``settings``, for a reason line."""
     if response is Response.PR:
         later = "a later PR or CR"

@@ -84,15 +84,29 @@ def _cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+# A value wider than this (the eligibility rules' object) is written below the table.
+MAX_CELL = 24
+
+
 def format_explanation(explained: list[ExplainedSetting], profile: str | None) -> str:
-    """The ``--explain`` table: setting, value, source, rules; then the profile's sources."""
+    """The ``--explain`` table: setting, value, source, rules; then the values too wide for
+    the table, and the profile's sources."""
     rows = [("setting", "value", "source", "rules")]
+    wide = []
     for item in explained:
-        rows.append((item.name, _cell(item.value), item.source.value, ", ".join(item.rules) or "—"))
+        cell = _cell(item.value)
+        if len(cell) > MAX_CELL:
+            wide.append(f"  {item.name}: {cell}")
+            cell = "(below)"
+        rows.append((item.name, cell, item.source.value, ", ".join(item.rules) or "—"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
+    if wide:
+        lines.append("")
+        lines.append("values in full:")
+        lines.extend(wide)
     referenced = [item for item in explained if item.reference is not None]
     if profile is not None and referenced:
         lines.append("")

@@ -17,6 +17,7 @@ same case, which the iRECIST result carries as ``recist1_1``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,7 +32,7 @@ from recist.baseline import (
     measurability,
     organ_of,
 )
-from recist.best_response import Query
+from recist.best_response import Assessed, Query, confirmation, confirmation_needs
 from recist.errors import CaseInputError, ProtocolDeviationError
 from recist.lesions import (
     NOT_EVALUATED,
@@ -52,7 +53,7 @@ from recist.new_lesions import NewLesionAssessment, NewLesionTracker
 from recist.non_target import NonTargetAssessment, non_target_states_response
 from recist.pfs import Pfs, Progression, describe_progression, pfs, progression_event
 from recist.response import NewLesionStatus, Response
-from recist.settings import Settings
+from recist.settings import Settings, UnconfirmedBeforePd
 from recist.target import (
     TargetAssessment,
     TargetTracker,
@@ -97,6 +98,25 @@ I_CODE: dict[Response, IResponse] = {
     Response.PD: IResponse.IUPD,
     Response.NE: IResponse.NE,
 }
+
+# The RECIST 1.1 class of each iRECIST response: iUPD and iCPD are both progressions, the
+# one unconfirmed (I-UPD-1), the other confirmed (I-CPD-1..4). The one map for every reader
+# of iRECIST codes in RECIST 1.1's words: adequacy of an assessment (§8), plot colours,
+# endpoint derivation (which keeps iUPD apart: only a confirmed progression ends a response).
+RECIST_CLASS: dict[IResponse, Response] = {
+    **{i_code: code for code, i_code in I_CODE.items()},
+    IResponse.ICPD: Response.PD,
+}
+
+
+def recist_class(code: str) -> str:
+    """The RECIST 1.1 code of a response code: an iRECIST code's class
+    (:data:`RECIST_CLASS`); any other code (RECIST 1.1's own) unchanged."""
+    try:
+        return RECIST_CLASS[IResponse(code)].value
+    except ValueError:
+        return code
+
 
 # I-BOR: iCR > iPR > iSD = NON-iCR/NON-iUPD; below them iCPD, then iUPD, then NE.
 _RANK = {
@@ -1228,43 +1248,50 @@ def _best_unconfirmed(counted: Sequence[IAssessed], case: Case) -> IBestResponse
 
 
 def _confirmed_as(
-    counted: Sequence[IAssessed], index: int, case: Case
+    view: Sequence[Assessed], counted: Sequence[IAssessed], index: int, settings: Settings
 ) -> tuple[IResponse | None, IAssessed | None]:
-    """R-BOR-CONF in iRECIST's words: an iCR is confirmed by a later iCR, an iPR by a later
-    iPR or iCR, at least ``confirmation_min_days`` later, with only iCR, iPR and at most
-    ``confirmation_max_ne_between`` NE between."""
-    settings = case.settings
-    first = counted[index]
-    best: IResponse | None = None
-    by: IAssessed | None = None
-    ne_between = 0
+    """R-BOR-CONF in iRECIST's words: RECIST 1.1's confirmation
+    (:func:`recist.best_response.confirmation`) of each response's RECIST 1.1 class
+    (:data:`RECIST_CLASS`, ``view``), so the statistician's conventions apply as they do
+    to the BOR. An iCR is confirmed by a later iCR, an iPR by a later iPR or iCR, at least
+    ``confirmation_min_days`` (and at most ``confirmation_max_days``) later, with only
+    iCR, iPR and at most ``confirmation_max_ne_between`` NE between; an iUPD between
+    breaks it as a PD does; with ``accept_sd`` one iSD may sit between an iPR and its
+    confirmation; without ``pr_after_cr_confirms`` an iPR after an iCR breaks it."""
+    as_what, by = confirmation(view, index, settings)
+    if as_what is None or by is None:
+        return None, None
+    return I_CODE[as_what], next(tp for tp in counted if tp.id == by.id)
+
+
+def _i_words(text: str) -> str:
+    """RECIST 1.1's response words of a reason line in iRECIST's (PR → iPR…)."""
+    return re.sub(r"\b(CR|PR|SD)\b", r"i\1", text)
+
+
+def _followed_by_icpd(counted: Sequence[IAssessed], index: int) -> bool:
+    """``unconfirmed_before_pd: "pd"`` under iRECIST: whether the next counted assessment
+    after ``counted[index]`` other than NE and iUPD is iCPD (a progression counts once it is
+    confirmed, I-CPD; an iUPD that resets does not, I-RESET)."""
     for later in counted[index + 1 :]:
-        if later.response is IResponse.NE:
-            ne_between += 1
-            if ne_between > settings.confirmation_max_ne_between:
-                break
-            continue
-        if later.response not in _RESPONDING:
-            break
-        if (later.date - first.date).days >= settings.confirmation_min_days:
-            if first.response is IResponse.ICR and later.response is IResponse.ICR:
-                return IResponse.ICR, later
-            if best is None:
-                best, by = IResponse.IPR, later
-    return best, by
+        if later.response not in (IResponse.NE, IResponse.IUPD):
+            return later.response is IResponse.ICPD
+    return False
 
 
 def _best_confirmed(counted: Sequence[IAssessed], case: Case) -> IBestResponse:
     """I-BOR with R-BOR-CONF: iCR and iPR count only when confirmed; an unconfirmed one
-    counts as iSD (NON-iCR/NON-iUPD without targets) where R-BOR-SDMIN is met."""
+    counts as iSD (NON-iCR/NON-iUPD without targets) where R-BOR-SDMIN is met, or, with
+    ``unconfirmed_before_pd: "pd"``, not at all when an iCPD follows it."""
     settings = case.settings
     origin = case.origin
+    view = [Assessed(tp.id, tp.date, RECIST_CLASS[tp.response]) for tp in counted]
     reasons: list[str] = []
     confirmed_pr: tuple[IAssessed, IAssessed] | None = None
     for index, tp in enumerate(counted):
         if tp.response not in _RESPONDING:
             continue
-        as_what, by = _confirmed_as(counted, index, case)
+        as_what, by = _confirmed_as(view, counted, index, settings)
         if as_what is IResponse.ICR and by is not None:
             return IBestResponse(
                 IResponse.ICR, tp.id, (f"R-BOR-CONF/I-BOR: iCR at {tp.id} confirmed at {by.id}",)
@@ -1272,7 +1299,10 @@ def _best_confirmed(counted: Sequence[IAssessed], case: Case) -> IBestResponse:
         if as_what is IResponse.IPR and by is not None and confirmed_pr is None:
             confirmed_pr = (tp, by)
         elif as_what is None:
-            reasons.append(f"R-BOR-CONF: {tp.response.value} at {tp.id} is not confirmed")
+            needs = _i_words(confirmation_needs(RECIST_CLASS[tp.response], settings))
+            reasons.append(
+                f"R-BOR-CONF: {tp.response.value} at {tp.id} is not confirmed (needs {needs})"
+            )
     if confirmed_pr is not None:
         tp, by = confirmed_pr
         return IBestResponse(
@@ -1284,7 +1314,14 @@ def _best_confirmed(counted: Sequence[IAssessed], case: Case) -> IBestResponse:
             ),
         )
     stable = IResponse.ISD if case.target_lesions else IResponse.NON_ICR_NON_IUPD
-    for tp in counted:
+    before_pd = settings.unconfirmed_before_pd is UnconfirmedBeforePd.PD
+    for index, tp in enumerate(counted):
+        if before_pd and tp.response in _RESPONDING and _followed_by_icpd(counted, index):
+            reasons.append(
+                f"R-BOR-CONF/I-BOR: unconfirmed {tp.response.value} at {tp.id} is followed by "
+                "iCPD and does not count as iSD (unconfirmed_before_pd: pd)"
+            )
+            continue
         if tp.response in _RANK:
             if _sd_days(tp, origin) >= settings.sd_min_days:
                 return IBestResponse(

@@ -53,7 +53,17 @@ from recist.lesions import (
     mm_to_length,
 )
 from recist.response import NewLesionStatus, Response
-from recist.settings import MAX_DAYS, MAX_SETTING_MM, Criteria, Settings, with_profile
+from recist.settings import (
+    MAX_DAYS,
+    MAX_ELIGIBLE_LESIONS,
+    MAX_PROTOCOL_TEXT,
+    MAX_SETTING_MM,
+    MAX_SITE_TEXT,
+    MAX_VOLUME_ML,
+    Criteria,
+    Settings,
+    with_profile,
+)
 
 Number = float | int
 
@@ -113,6 +123,45 @@ Size = Annotated[float, Field(ge=0, le=MAX_SIZE_MM)]
 Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
+SiteText = Annotated[StrictStr, Field(min_length=1, max_length=MAX_SITE_TEXT, pattern=r"\S")]
+LimitMm = Annotated[float, Field(gt=0, le=MAX_SETTING_MM)]
+LimitMl = Annotated[float, Field(gt=0, le=MAX_VOLUME_ML)]
+
+
+class SiteLimitsIn(_Strict):
+    """The limits of one site; they replace the general limit of the same measure there."""
+
+    max_diameter_mm: LimitMm | None = None
+    max_volume_ml: LimitMl | None = None
+
+
+class EligibilityIn(_Strict):
+    """A protocol's size-based eligibility (R-ELIG-COUNT, R-ELIG-SIZE, R-ELIG-VOLUME,
+    R-ELIG-SITE; docs/rules.md §12): breaches at baseline are findings, never refusals."""
+
+    protocol: StrictStr | None = Field(
+        None, min_length=1, max_length=MAX_PROTOCOL_TEXT, description="e.g. 'NCT02089100'"
+    )
+    max_lesions: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ELIGIBLE_LESIONS,
+        strict=True,
+        description="most baseline lesions (targets + non-target records)",
+    )
+    count_nodes: StrictBool = True
+    max_diameter_mm: LimitMm | None = Field(
+        None, description="largest baseline LD of a target (a node's short axis)"
+    )
+    max_volume_ml: LimitMl | None = Field(
+        None, description="largest baseline volume_ml of a lesion"
+    )
+    sites: dict[SiteText, SiteLimitsIn] = Field(
+        default_factory=dict, description='site -> limits, e.g. {"liver": {"max_diameter_mm": 70}}'
+    )
+    excluded_sites: list[SiteText] = Field(default_factory=list, description="e.g. ['brain']")
+
+
 class SettingsIn(_Strict):
     """Protocol settings (docs/rules.md); every key optional. A ``settings_profile`` fills
     the keys not given with the profile's values (``recist.settings.PROFILES``)."""
@@ -138,6 +187,7 @@ class SettingsIn(_Strict):
     unconfirmed_before_pd: Literal["sd", "pd"] = "sd"
     censor_at: Literal["adequate", "any"] = "adequate"
     settings_profile: Literal["admiralonco"] | None = None
+    eligibility: EligibilityIn | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -155,6 +205,12 @@ class LesionIn(_Strict):
     treatment: StrictStr | None = None
     modality: StrictStr | None = None
     slice_thickness_mm: float | None = Field(None, gt=0, le=MAX_SIZE_MM)
+    volume_ml: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_VOLUME_ML,
+        description="baseline volume in mL, where imaging measured it (R-ELIG-VOLUME)",
+    )
 
 
 NEW_SIZE_WORDS = {
@@ -485,7 +541,7 @@ def lesion_json(le: LesionIn) -> dict[str, Any]:
     out: dict[str, Any] = {"id": le.id, "site": le.site, "kind": le.kind, "nodal": le.nodal}
     if le.treated_on is not None:
         out["treated_on"] = le.treated_on.isoformat()
-    for name in ("treatment", "modality", "slice_thickness_mm"):
+    for name in ("treatment", "modality", "slice_thickness_mm", "volume_ml"):
         value = getattr(le, name)
         if value is not None and value != "":
             out[name] = value
@@ -515,7 +571,13 @@ _SETTINGS_CACHE: dict[tuple[Any, ...], Settings] = {}
 
 def _settings(model: SettingsIn) -> Settings:
     # The float's repr too: -0.0 == 0.0, but the result's settings would print differently.
-    key = (*model.__dict__.values(), repr(model.reappearance_min_mm))
+    # The eligibility rules (nested, unhashable) by their JSON.
+    rules = model.eligibility
+    key = (
+        *(v for k, v in model.__dict__.items() if k != "eligibility"),
+        repr(model.reappearance_min_mm),
+        None if rules is None else rules.model_dump_json(),
+    )
     settings = _SETTINGS_CACHE.get(key)
     if settings is None:
         settings = Settings.from_dict(model.model_dump())
@@ -543,6 +605,7 @@ def _lesions(model: CaseIn) -> tuple[Lesion, ...]:
             le.treatment,
             le.modality,
             le.slice_thickness_mm,
+            le.volume_ml,
         )
         lesion = cache.get(key)
         if lesion is None:
@@ -555,6 +618,7 @@ def _lesions(model: CaseIn) -> tuple[Lesion, ...]:
                 le.treatment,
                 le.modality,
                 le.slice_thickness_mm,
+                le.volume_ml,
             )
             if len(cache) >= 20_000:
                 cache.clear()

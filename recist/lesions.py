@@ -15,7 +15,7 @@ from datetime import date
 from enum import StrEnum
 
 from recist.errors import CaseInputError
-from recist.settings import DEFAULT_SETTINGS, Settings
+from recist.settings import DEFAULT_SETTINGS, MAX_VOLUME_ML, Settings
 
 Length = int
 """A length in integer units of 0.1 µm (1/10,000 mm): exact for every recorded value (R-EXACT)."""
@@ -227,6 +227,9 @@ class Lesion:
         ``CT``, ``MR``, ``XR`` (chest X-ray) or ``CALIPER``, for R-MEAS-1.
     slice_thickness_mm
         The slice thickness the lesion was measured on, for R-MEAS-1.
+    volume_ml
+        The lesion's volume at baseline in mL, where imaging measured it (a segmentation):
+        checked only against a protocol's eligibility (R-ELIG-VOLUME), never a response.
     """
 
     id: str
@@ -237,6 +240,7 @@ class Lesion:
     treatment: str | None = None
     modality: str | None = None
     slice_thickness_mm: float | None = None
+    volume_ml: float | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -249,6 +253,19 @@ class Lesion:
                 f"slice thickness {self.slice_thickness_mm!r} mm is not > 0",
                 lesion=self.id,
                 field="slice_thickness_mm",
+            )
+        volume = self.volume_ml
+        if volume is not None and (
+            isinstance(volume, bool)
+            or not isinstance(volume, int | float)
+            or not math.isfinite(volume)
+            or not 0 <= volume <= MAX_VOLUME_ML
+        ):
+            raise CaseInputError(
+                f"volume {volume!r} mL is not a plausible volume (0 to {MAX_VOLUME_ML} mL)",
+                lesion=self.id,
+                field="volume_ml",
+                rule="R-PLAUS-SIZE",
             )
 
     @property

@@ -60,6 +60,250 @@ class SettingsProfile(StrEnum):
 # larger than the largest plausible lesion (recist.lesions.MAX_SIZE_MM).
 MAX_DAYS = 3650
 MAX_SETTING_MM = 1000
+# R-PLAUS-SIZE for volumes: no lesion holds more than a cube a metre across (10⁶ mL).
+MAX_VOLUME_ML = 1_000_000
+# R-PLAUS-SETTINGS: an eligibility limit on the number of lesions, and on the text of a
+# site or of the protocol's name.
+MAX_ELIGIBLE_LESIONS = 1000
+MAX_SITE_TEXT = 64
+MAX_PROTOCOL_TEXT = 200
+
+
+def _refuse(message: str, where: str) -> CaseInputError:
+    return CaseInputError(message, field=where, rule="R-PLAUS-SETTINGS")
+
+
+def _limit(value: Any, where: str, most: float, unit: str) -> float | None:
+    """A size or volume limit: a finite number > 0 and ≤ ``most``, or ``None``."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= most
+    ):
+        raise _refuse(f"{value!r} is not a limit above 0 and at most {most:g} {unit}", where)
+    return value
+
+
+def _site_key(value: Any, where: str) -> str:
+    """A site named by an eligibility rule: non-blank text, compared in lower case."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_SITE_TEXT:
+        raise _refuse(
+            f"{value!r} is not a site (text of 1 to {MAX_SITE_TEXT} characters, e.g. 'liver')",
+            where,
+        )
+    return " ".join(value.lower().split())
+
+
+@dataclass(frozen=True, slots=True)
+class SiteLimits:
+    """The limits of one site (``eligibility.sites``): they replace the general limit of
+    the same measure for lesions of that site (the more specific rule wins)."""
+
+    max_diameter_mm: float | None = None
+    max_volume_ml: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        out = {}
+        if self.max_diameter_mm is not None:
+            out["max_diameter_mm"] = self.max_diameter_mm
+        if self.max_volume_ml is not None:
+            out["max_volume_ml"] = self.max_volume_ml
+        return out
+
+
+ELIGIBILITY_KEYS = (
+    "protocol",
+    "max_lesions",
+    "count_nodes",
+    "max_diameter_mm",
+    "max_volume_ml",
+    "sites",
+    "excluded_sites",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Eligibility:
+    """A protocol's size-based eligibility (R-ELIG-COUNT, -SIZE, -VOLUME, -SITE).
+
+    RECIST 1.1 has no such rules; a trial states its own (``docs/rules.md`` §12). Every
+    breach at baseline is a finding for the trial team, never a refusal of the case, and
+    no response changes with it.
+
+    Attributes
+    ----------
+    protocol
+        The protocol the rules come from (``NCT02089100``), named in every finding.
+    max_lesions
+        R-ELIG-COUNT: the most metastatic lesions at baseline: every target and every
+        non-target record counts one (a non-target record that stands for several lesions
+        still counts one: the count is a lower bound), lymph nodes included unless
+        ``count_nodes`` is false.
+    count_nodes
+        Whether nodal lesions count towards ``max_lesions`` (default true: the engine
+        cannot tell a regional node from a distant metastasis).
+    max_diameter_mm
+        R-ELIG-SIZE: the largest baseline size of a target: its longest diameter, a
+        node's short axis (the size the case records). Non-targets carry no size.
+    max_volume_ml
+        R-ELIG-VOLUME: the largest baseline volume of a lesion, where the case gives one
+        (``volume_ml``, from imaging).
+    sites
+        Per-site limits (site → :class:`SiteLimits`), sorted by site.
+    excluded_sites
+        R-ELIG-SITE: sites where any baseline lesion is a breach (``brain``).
+    """
+
+    protocol: str | None = None
+    max_lesions: int | None = None
+    count_nodes: bool = True
+    max_diameter_mm: float | None = None
+    max_volume_ml: float | None = None
+    sites: tuple[tuple[str, SiteLimits], ...] = ()
+    excluded_sites: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "settings.eligibility") -> Eligibility:
+        """Eligibility rules from their JSON object, refusing anything else by its field
+        (R-PLAUS-SETTINGS)."""
+        if not isinstance(values, Mapping):
+            raise _refuse(f"{values!r} is not an object of eligibility rules", where)
+        for key in values:
+            if key not in ELIGIBILITY_KEYS:
+                raise _refuse(
+                    f"unknown eligibility rule {key!r}; known: {', '.join(ELIGIBILITY_KEYS)}",
+                    f"{where}.{key}",
+                )
+        protocol = values.get("protocol")
+        if protocol is not None and (
+            not isinstance(protocol, str)
+            or not protocol.strip()
+            or len(protocol) > MAX_PROTOCOL_TEXT
+        ):
+            raise _refuse(
+                f"{protocol!r} is not a protocol name (text of 1 to {MAX_PROTOCOL_TEXT} "
+                "characters)",
+                f"{where}.protocol",
+            )
+        most = values.get("max_lesions")
+        if most is not None and (
+            isinstance(most, bool)
+            or not isinstance(most, int)
+            or not 1 <= most <= MAX_ELIGIBLE_LESIONS
+        ):
+            raise _refuse(
+                f"{most!r} is not a whole number of lesions from 1 to {MAX_ELIGIBLE_LESIONS}",
+                f"{where}.max_lesions",
+            )
+        count_nodes = values.get("count_nodes", True)
+        if count_nodes is None:
+            count_nodes = True
+        if not isinstance(count_nodes, bool):
+            raise _refuse(f"{count_nodes!r} is not true or false", f"{where}.count_nodes")
+        sites_in = values.get("sites") or {}
+        if not isinstance(sites_in, Mapping):
+            raise _refuse(
+                f"{sites_in!r} is not an object of site → limits "
+                '(e.g. {"liver": {"max_diameter_mm": 70}})',
+                f"{where}.sites",
+            )
+        sites: dict[str, SiteLimits] = {}
+        for raw_site, limits in sites_in.items():
+            at = f"{where}.sites.{raw_site}"
+            site = _site_key(raw_site, at)
+            if site in sites:
+                raise _refuse(f"site {site!r} is given twice", at)
+            if not isinstance(limits, Mapping):
+                raise _refuse(f"{limits!r} is not an object of limits", at)
+            for key in limits:
+                if key not in ("max_diameter_mm", "max_volume_ml"):
+                    raise _refuse(
+                        f"unknown site limit {key!r}; known: max_diameter_mm, max_volume_ml",
+                        f"{at}.{key}",
+                    )
+            one = SiteLimits(
+                _limit(
+                    limits.get("max_diameter_mm"), f"{at}.max_diameter_mm", MAX_SETTING_MM, "mm"
+                ),
+                _limit(limits.get("max_volume_ml"), f"{at}.max_volume_ml", MAX_VOLUME_ML, "mL"),
+            )
+            if one.max_diameter_mm is None and one.max_volume_ml is None:
+                raise _refuse("a site needs max_diameter_mm or max_volume_ml (or both)", at)
+            sites[site] = one
+        excluded_in = values.get("excluded_sites") or []
+        if isinstance(excluded_in, str) or not isinstance(excluded_in, list | tuple):
+            raise _refuse(
+                f'{excluded_in!r} is not a list of sites (e.g. ["brain"])',
+                f"{where}.excluded_sites",
+            )
+        excluded: list[str] = []
+        for index, raw in enumerate(excluded_in):
+            site = _site_key(raw, f"{where}.excluded_sites[{index}]")
+            if site in excluded:
+                raise _refuse(f"site {site!r} is listed twice", f"{where}.excluded_sites[{index}]")
+            excluded.append(site)
+        return cls(
+            protocol=protocol.strip() if isinstance(protocol, str) else None,
+            max_lesions=most,
+            count_nodes=count_nodes,
+            max_diameter_mm=_limit(
+                values.get("max_diameter_mm"), f"{where}.max_diameter_mm", MAX_SETTING_MM, "mm"
+            ),
+            max_volume_ml=_limit(
+                values.get("max_volume_ml"), f"{where}.max_volume_ml", MAX_VOLUME_ML, "mL"
+            ),
+            sites=tuple(sorted(sites.items())),
+            excluded_sites=tuple(excluded),
+        )
+
+    @property
+    def empty(self) -> bool:
+        """No rule at all (the protocol name alone checks nothing)."""
+        return (
+            self.max_lesions is None
+            and self.max_diameter_mm is None
+            and self.max_volume_ml is None
+            and not self.sites
+            and not self.excluded_sites
+        )
+
+    def site_limits(self) -> dict[str, SiteLimits]:
+        return dict(self.sites)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The rules as JSON, only those given (the canonical form stored and echoed)."""
+        out: dict[str, Any] = {}
+        if self.protocol is not None:
+            out["protocol"] = self.protocol
+        if self.max_lesions is not None:
+            out["max_lesions"] = self.max_lesions
+        if not self.count_nodes:
+            out["count_nodes"] = False
+        if self.max_diameter_mm is not None:
+            out["max_diameter_mm"] = self.max_diameter_mm
+        if self.max_volume_ml is not None:
+            out["max_volume_ml"] = self.max_volume_ml
+        if self.sites:
+            out["sites"] = {site: limits.to_dict() for site, limits in self.sites}
+        if self.excluded_sites:
+            out["excluded_sites"] = list(self.excluded_sites)
+        return out
+
+
+# The model trial's eligibility as its registration states it (NCT02089100, STEREO-SEIN:
+# at most 5 metastatic lesions, each ≤ 10 cm or ≤ 500 mL, liver metastases ≤ 7 cm, no
+# brain metastases); docs/rules.md §12 and the demo trial use it.
+STEREO_SEIN_ELIGIBILITY: dict[str, Any] = {
+    "protocol": "NCT02089100",
+    "max_lesions": 5,
+    "max_diameter_mm": 100,
+    "max_volume_ml": 500,
+    "sites": {"liver": {"max_diameter_mm": 70}},
+    "excluded_sites": ["brain"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +382,12 @@ class Settings:
         A named set of conventions (:data:`PROFILES`): the values it gives fill every
         setting not given explicitly (:meth:`from_dict`). Recorded with the settings so
         that every result names it.
+    eligibility
+        The protocol's size-based eligibility (:class:`Eligibility`: R-ELIG-COUNT,
+        R-ELIG-SIZE, R-ELIG-VOLUME, R-ELIG-SITE), given as its JSON object; each breach
+        at baseline is a finding, never a refusal (not even with ``strict``). ``None``
+        (default): no eligibility rules, as in RECIST 1.1; an object without rules is
+        ``None`` too.
 
     Every day count is a whole number of at most :data:`MAX_DAYS` and every size finite
     and at most :data:`MAX_SETTING_MM` (R-PLAUS-SETTINGS), so a stored protocol always
@@ -165,8 +415,14 @@ class Settings:
     unconfirmed_before_pd: UnconfirmedBeforePd = UnconfirmedBeforePd.SD
     censor_at: CensorAt = CensorAt.ADEQUATE
     settings_profile: SettingsProfile | None = None
+    eligibility: Eligibility | None = None
 
     def __post_init__(self) -> None:
+        rules = self.eligibility
+        if rules is not None:
+            if not isinstance(rules, Eligibility):
+                rules = Eligibility.from_dict(rules)
+            object.__setattr__(self, "eligibility", None if rules.empty else rules)
         for name in (
             "confirmation_min_days",
             "confirmation_max_ne_between",
@@ -296,6 +552,8 @@ class Settings:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if isinstance(value, Eligibility):
+                value = value.to_dict()
             out[f.name] = value.value if isinstance(value, StrEnum) else value
         return out
 
@@ -382,6 +640,7 @@ SETTING_RULES: dict[str, tuple[str, ...]] = {
     "unconfirmed_before_pd": ("R-BOR-CONF", "R-BOR-SDMIN"),
     "censor_at": ("§8", "I-PFS"),
     "settings_profile": (),  # none of its own: those of the settings it fills
+    "eligibility": ("R-ELIG-COUNT", "R-ELIG-SIZE", "R-ELIG-VOLUME", "R-ELIG-SITE"),
 }
 
 

@@ -47,7 +47,7 @@ from web.services.access import (
     span_text,
     start_session,
 )
-from web.services.membership import reaches
+from web.services.membership import trial_access
 from web.services.users import DEFAULT_ADDRESS_LIMIT, login_attempt, parse_limit
 
 bp = Blueprint("auth", __name__)
@@ -210,16 +210,18 @@ def _trial_guard() -> None:
         return  # requires() answers 401 / the login page
     from web.db import db_session
 
-    if not reaches(db_session(), user, str(trial_code)):
+    reached, central = trial_access(db_session(), user, str(trial_code))
+    if not reached:
         abort(
             403,
             f"you are not a member of trial {trial_code}: ask an administrator to assign "
             "you to it (`recist users assign`)",
         )
-    _blinding_guard(str(trial_code))
+    if central:
+        _blinding_guard()
 
 
-def _blinding_guard(trial_code: str) -> None:
+def _blinding_guard() -> None:
     """Readers of an independent-review trial see nothing of it but their own reads: every
     other page and API route naming the trial answers 403 (site reads, arms, results,
     other readers' reads, plots, the review queue)."""
@@ -227,14 +229,9 @@ def _blinding_guard(trial_code: str) -> None:
         return
     if "reader" not in role_set(request_user_role()):
         return
-    from sqlalchemy import select
-
-    from web.db import db_session
     from web.models import Trial
 
-    central = db_session().scalar(select(Trial.central_review).where(Trial.code == trial_code))
-    if central:
-        refuse_if_blinded(Trial(central_review=True))
+    refuse_if_blinded(Trial(central_review=True))
 
 
 def _number(name: str, default: float) -> float:

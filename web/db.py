@@ -37,6 +37,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Set while a service-layer write transaction is open in this thread/context; the SQLite
 # "begin" hook then takes the write lock up front (BEGIN IMMEDIATE).
 _WRITING: contextvars.ContextVar[bool] = contextvars.ContextVar("recist_writing", default=False)
+# The session of that transaction: only a write transaction on the same session nests.
+_WRITER: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
+    "recist_writer", default=None
+)
 
 
 SYNCHRONOUS_ENV = "RECIST_SQLITE_SYNCHRONOUS"
@@ -187,12 +191,20 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def write_transaction(session: Session) -> Iterator[Session]:
-    """One write transaction: commit on success, roll back on any error.
+    """One write transaction: commit on success, roll back on any error (nested: part of
+    the enclosing one).
 
     A read transaction the request may have opened (loading the logged-in user) is ended
     first, so that the write transaction sees the latest committed rows and, on SQLite,
     holds the write lock from its first statement.
     """
+    if _WRITER.get() is session:
+        # Nested in a write transaction of this session (the worksheet saves several
+        # visits through the per-visit services, web.services.sheet): the outer one
+        # commits, or rolls everything back. Another session never nests: its writes
+        # would be left uncommitted.
+        yield session
+        return
     if session.in_transaction():
         session.rollback()
     bind = session.get_bind()
@@ -205,6 +217,7 @@ def write_transaction(session: Session) -> Iterator[Session]:
     if lock is not None:
         lock.acquire()
     token = _WRITING.set(True)
+    writer = _WRITER.set(session)
     try:
         yield session
         session.commit()
@@ -212,6 +225,7 @@ def write_transaction(session: Session) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        _WRITER.reset(writer)
         _WRITING.reset(token)
         if lock is not None:
             lock.release()

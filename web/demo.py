@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from recist.settings import STEREO_SEIN_ELIGIBILITY
 from web.models import ROLES, Trial, User
 from web.services import SYSTEM, Actor, create_trial, create_user, import_case
 
@@ -42,7 +43,10 @@ DEMO_ARMS = [
     ("SBRT-ST", "SBRT to all metastases + systemic therapy"),
     ("ST", "systemic therapy alone"),
 ]
-DEMO_SETTINGS: dict[str, Any] = {"confirmation": False, "visit_interval_days": 56}
+# The model trial's protocol, its eligibility too (NCT02089100: R-ELIG, rules.md §12).
+DEMO_SETTINGS: dict[str, Any] = {
+    "confirmation": False, "visit_interval_days": 56, "eligibility": STEREO_SEIN_ELIGIBILITY
+}  # fmt: skip
 DEMO_USERS = {
     "reader": "reader1",
     "adjudicator": "adjudicator1",
@@ -186,15 +190,9 @@ def seed_demo(
 
 def _assign_members(session: Session) -> None:
     """Every demo user but the admin joins every demo trial (only members reach a trial)."""
-    from web.services.membership import add_member, sees_every_trial
+    from web.services.membership import assign_everyone
 
-    names = [*DEMO_USERS.values(), DEMO_SECOND_READER]
-    users = session.scalars(select(User).where(User.username.in_(names))).all()
-    codes = (DEMO_TRIAL, DEMO_CENTRAL_TRIAL)
-    trials = session.scalars(select(Trial.code).where(Trial.code.in_(codes))).all()
-    for user in (u for u in users if not sees_every_trial(u.role)):
-        for code in trials:
-            add_member(session, SYSTEM, username=user.username, trial_code=code)
+    assign_everyone(session, [*DEMO_USERS.values(), DEMO_SECOND_READER])
 
 
 def _reader() -> Actor:
@@ -274,7 +272,8 @@ def _store_imaging(session: Session, case: dict[str, Any]) -> None:
         subject = get_subject(session, DEMO_TRIAL, case["subject_id"])
         tp = get_timepoint(subject, item["id"])
         timepoints = ordered_timepoints(subject)
-        if not folder.is_dir() or tp.imaging_json:
+        # Evidence means a kept study; an imported case's baseline volumes alone are not.
+        if not folder.is_dir() or (tp.imaging_json or {}).get("study"):
             continue
         if any(t.locked for t in timepoints[timepoints.index(tp) :]):
             continue  # a signed read (or one signed after it) is not changed

@@ -54,30 +54,16 @@ def role_set(role: str | None) -> frozenset[str]:
 # A controlled list of sites (R-SEL-2 groups paired organs and all lymph nodes; the engine
 # normalises the words, so the list uses its vocabulary). "other" keeps rare sites possible.
 SITES = (
-    "adrenal",
-    "bone",
-    "brain",
-    "breast",
-    "chest wall",
-    "kidney",
-    "liver",
-    "lung",
-    "lymph node",
-    "mediastinum",
-    "ovary",
-    "pancreas",
-    "peritoneum",
-    "pleura",
-    "pleural effusion",
-    "ascites",
-    "skin",
-    "soft tissue",
-    "spleen",
-    "other",
-)
+    "adrenal", "bone", "brain", "breast", "chest wall", "kidney", "liver", "lung", "lymph node",
+    "mediastinum", "ovary", "pancreas", "peritoneum", "pleura", "pleural effusion", "ascites",
+    "skin", "soft tissue", "spleen", "other",
+)  # fmt: skip
 
 TARGET_STATES = ("measured", "too_small", "absent", "not_evaluated", "fragments", "merged")
 NON_TARGET_STATES = ("present", "absent", "progression", "not_evaluated")
+# iRECIST's new lesions (I-NEW-1, I-NEW-4): a category, and a size given as a word.
+NEW_CATEGORIES = ("target", "non-target")
+NEW_SIZE_STATES = ("too_small", "absent", "not_evaluated")
 
 
 class Trial(Base):
@@ -173,8 +159,7 @@ class Lesion(Base):
     treatment: Mapped[str | None] = mapped_column(String(64), nullable=True)
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
     slice_thickness_units: Mapped[int | None] = mapped_column(Integer, nullable=True)  # R-EXACT
-    # Where in the organ, as the reader writes it ("segment VII"): an annotation the rules
-    # never read (web-side, not in the case contract; SDTM TU.TULOC).
+    # Free text ("segment VII"), an annotation the rules never read (SDTM SUPPTU TULOCDTL).
     location: Mapped[str | None] = mapped_column(String(120), nullable=True)
 
     subject: Mapped[Subject] = relationship(back_populates="lesions")
@@ -200,7 +185,9 @@ class Timepoint(Base):
     signed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     sign_meaning: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # What imaging_io measured when the values came from an uploaded study (evidence).
+    # What imaging_io measured when the values came from an uploaded study (evidence). At
+    # the baseline its "volumes" (lesion code → mL) are the lesions' baseline volumes that
+    # imaging supplied (an attached study, or an imported case's volume_ml): R-ELIG-VOLUME.
     imaging_json: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     subject: Mapped[Subject] = relationship(back_populates="timepoints")
@@ -240,7 +227,10 @@ class LesionRecord(Base):
 
 
 class NewLesion(Base):
-    """A lesion first seen after baseline (NL01…), possibly equivocal (R-NEW-2)."""
+    """A lesion first seen after baseline (NL01…), possibly equivocal (R-NEW-2), and under
+    iRECIST its listing at each later timepoint (I-NEW-4): its size (``size_units``, or a
+    word in ``size_state``), its category at first sighting and a new non-target's state.
+    A later listing may leave ``site`` empty: it keeps the first listing's."""
 
     __tablename__ = "new_lesion"
     __table_args__ = (UniqueConstraint("timepoint_id", "code"),)
@@ -255,6 +245,11 @@ class NewLesion(Base):
     nodal: Mapped[bool] = mapped_column(Boolean, default=False)
     short_axis_units: Mapped[int | None] = mapped_column(Integer, nullable=True)
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # size_mm: LD (a node's short axis) in units (R-EXACT), or one of NEW_SIZE_STATES.
+    size_units: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    category: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NEW_CATEGORIES
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NON_TARGET_STATES
     location: Mapped[str | None] = mapped_column(String(120), nullable=True)
     # The key image of the measurement (DICOM series and instance number): annotations.
     series: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -313,8 +308,9 @@ class TrialMember(Base):
 
 
 class PacsStudy(Base):
-    """A study pulled from the trial's PACS, measured by the machine and kept; it waits
-    for a reader to confirm it as a timepoint (never saved or signed by the machine)."""
+    """A machine-measured study kept for a subject: pulled from the trial's PACS
+    (``source`` ``pacs``) or measured by a batch (``batch``, :mod:`web.services.batch`); it
+    waits for a reader to confirm it as a timepoint (never saved or signed by the machine)."""
 
     __tablename__ = "pacs_study"
     __table_args__ = (UniqueConstraint("subject_id", "study_uid"),)
@@ -329,6 +325,7 @@ class PacsStudy(Base):
     measured: Mapped[dict[str, Any]] = mapped_column(JSON)
     pulled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     pulled_by: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16), default="pacs", server_default="pacs")
 
     subject: Mapped[Subject] = relationship()
 
@@ -485,3 +482,7 @@ class Adjudication(Base):
     rationale: Mapped[str] = mapped_column(Text)
     adjudicator: Mapped[str] = mapped_column(String(64))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# The batch jobs' table lives in its own module (this one is near its size limit).
+from web.models_batch import BatchJob as BatchJob  # noqa: E402

@@ -149,19 +149,10 @@ def dispose(app: Flask) -> None:
 
 
 def assign_everyone(session: Any) -> None:
-    """Make every user who is not an admin a member of every trial (as migration 0010 did
-    for existing users): the fixtures' users and trials, whichever was made first."""
-    from sqlalchemy import select
+    """Every fixture user who is not an admin joins every trial, whichever was made first."""
+    from web.services.membership import assign_everyone as assign
 
-    from web.models import Trial, User
-    from web.services import SYSTEM
-    from web.services.membership import add_member, sees_every_trial
-
-    codes = session.scalars(select(Trial.code)).all()
-    for user in session.scalars(select(User)).all():
-        if not sees_every_trial(user.role):
-            for code in codes:  # add_member writes nothing for a member already
-                add_member(session, SYSTEM, username=user.username, trial_code=code)
+    assign(session)
     session.rollback()  # end the read transaction: later reads see later writes
 
 

@@ -239,11 +239,16 @@ def test_each_lesion_line_holds_the_numbers_of_recist_measure(reference: Path) -
 def test_without_a_starting_case_the_first_timepoint_defines_the_lesions(
         reference: Path) -> None:
     cases = {c["subject_id"]: c for c in _lines(reference, CASES)}
+    # The baseline's segment volumes go with the lesions (R-ELIG-VOLUME), as ingest does.
+    volumes = {m["tracking_id"] or m["label"]: m["volume_ml"]
+               for m in _lines(reference, MEASUREMENTS)
+               if (m["subject_id"], m["timepoint"]) == ("SYN-001", "BL")}
+    assert volumes["T1"] > 0
     assert cases["SYN-001"]["lesions"] == [
         {"id": "T1", "site": "liver lesion", "kind": "target", "nodal": False,
-         "modality": "CT", "slice_thickness_mm": 2.5},
+         "volume_ml": volumes["T1"], "modality": "CT", "slice_thickness_mm": 2.5},
         {"id": "NT1", "site": "bone lesion", "kind": "non-target", "nodal": False,
-         "modality": "CT", "slice_thickness_mm": 2.5},
+         "volume_ml": volumes["NT1"], "modality": "CT", "slice_thickness_mm": 2.5},
     ]
     result = {r["subject_id"]: r for r in _lines(reference, RESULTS)}["SYN-001"]
     assert [tp["overall_response"] for tp in result["timepoints"]] == [None, "PR"]

@@ -271,3 +271,38 @@ def test_folder_with_two_series_uses_the_one_the_seg_references(tmp_path) -> Non
     with pytest.raises(ImagingInputError, match=r"holds 2 image series .* no segmentation "
                        "that references exactly one"):
         read_study(tmp_path)
+
+
+def test_baseline_ingest_passes_each_segments_volume_to_its_lesion() -> None:
+    measured = {le.tracking_id: le for le in measure_study_folder(SAMPLE / "BL").lesions}
+    case = ingest_study(_skeleton(), SAMPLE / "BL", timepoint_id="BL")
+    volumes = {le["id"]: le.get("volume_ml") for le in case["lesions"]}
+    assert volumes == {key: round(measured[key].volume_ml, 2) for key in ("T1", "T2", "T3", "NT1")}
+    assert volumes["T1"] > 0
+    # A follow-up's segments do not change the baseline volumes, nor does a given volume
+    # give way to the study's.
+    later = ingest_study(case, SAMPLE / "W8", timepoint_id="W8")
+    assert {le["id"]: le.get("volume_ml") for le in later["lesions"]} == volumes
+    given = _skeleton()
+    given["lesions"][0]["volume_ml"] = 12.5
+    kept = ingest_study(given, SAMPLE / "BL", timepoint_id="BL")
+    assert kept["lesions"][0]["volume_ml"] == 12.5
+
+
+def test_ingest_reports_the_eligibility_findings_of_the_volumes_it_passes(tmp_path, capsys):
+    skeleton = _skeleton()
+    skeleton["settings"] = {"eligibility": {"protocol": "NCT02089100", "max_volume_ml": 10}}
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(skeleton))
+    out = tmp_path / "out.json"
+    status = main(["ingest", str(SAMPLE / "BL"), "--case", str(path), "--timepoint", "BL",
+                   "-o", str(out)])
+    err = capsys.readouterr().err
+    assert status == 0
+    t1 = next(le for le in json.loads(out.read_text())["lesions"] if le["id"] == "T1")
+    assert t1["volume_ml"] > 10
+    assert (f"recist ingest: finding R-ELIG-VOLUME T1: target T1 (liver): baseline volume "
+            f"{t1['volume_ml']:g} mL is above the limit of 10 mL") in err
+    # The written case gives recist assess the same finding.
+    result = assess_json(json.loads(out.read_text()))
+    assert ("R-ELIG-VOLUME", "T1") in [(w["rule"], w["lesion"]) for w in result["warnings"]]

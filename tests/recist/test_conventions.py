@@ -486,7 +486,7 @@ def test_recist_settings_explain_prints_a_table(capsys, tmp_path: Path):
     assert (status, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].split() == ["setting", "value", "source", "rules"]
-    rows = {line.split()[0]: line.split(None, 3) for line in lines[1:22]}
+    rows = {line.split()[0]: line.split(None, 3) for line in lines[1 : 1 + len(SETTING_RULES)]}
     assert len(rows) == len(SETTING_RULES)
     assert rows["censor_at"] == ["censor_at", '"adequate"', "case", "§8, I-PFS"]
     assert rows["pr_after_cr_confirms"] == [
@@ -547,8 +547,13 @@ def test_recist_settings_refuses_bad_settings_in_one_line(capsys, tmp_path: Path
     )
 
 
-def test_under_irecist_the_best_response_conventions_change_the_recist_1_1_result_only():
-    settings = {**CONFIRMED, "criteria": "irecist", "pr_after_cr_confirms": False}
-    result = assess({**pr_cr_pr(), "settings": settings})
+def test_under_irecist_the_best_response_conventions_change_the_ibor_as_the_bor():
+    # docs/rules.md "Statistical conventions": they apply to the iBOR too (I-BOR).
+    settings = {**CONFIRMED, "criteria": "irecist"}
+    default = assess({**pr_cr_pr(), "settings": settings})
+    assert (default["recist1_1"]["best_overall_response"], default["best_overall_response"]) == (
+        "PR", "iPR"
+    )  # fmt: skip
+    result = assess({**pr_cr_pr(), "settings": {**settings, "pr_after_cr_confirms": False}})
     assert result["recist1_1"]["best_overall_response"] == "SD"
-    assert result["best_overall_response"] == "iPR"  # I-BOR keeps the default (rules.md)
+    assert result["best_overall_response"] == "iSD"

@@ -67,13 +67,14 @@ SD_READ = central_read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}))
 class _FormFields(HTMLParser):
     """The values a browser submits from the form ``form_id``: inputs (no buttons), checked
     boxes (``value`` or ``"on"``), the selected option of each select (its ``value``, else
-    its text; the first option when none is selected)."""
+    its text; the first option when none is selected), and each textarea's text."""
 
     def __init__(self, form_id: str) -> None:
         super().__init__()
         self.form_id = form_id
         self.inside = False
         self.select: str | None = None
+        self.textarea: str | None = None
         self.option: tuple[bool, str | None] | None = None  # (selected, value attribute)
         self.text = ""
         self.first: dict[str, str] = {}
@@ -93,10 +94,15 @@ class _FormFields(HTMLParser):
                 self.values[a["name"]] = a.get("value", "")
         elif tag == "select":
             self.select = a.get("name")
+        elif tag == "textarea" and a.get("name"):
+            self.textarea = a["name"]
+            self.values[self.textarea] = ""
         elif tag == "option" and self.select:
             self.option, self.text = ("selected" in a, a.get("value")), ""
 
     def handle_data(self, data: str) -> None:
+        if self.textarea is not None:
+            self.values[self.textarea] += data
         if self.option is not None:
             self.text += data
 
@@ -108,6 +114,8 @@ class _FormFields(HTMLParser):
             if selected:
                 self.values[self.select] = value
             self.option = None
+        if tag == "textarea":
+            self.textarea = None
         if tag == "form":
             self.inside = False
         if tag == "select" and self.select:

@@ -32,6 +32,7 @@ SAMPLE_ARGS = {
     "lesion": "T1",
     "k": "0",
     "study_id": "1",
+    "job_id": "1",
 }
 
 

@@ -237,11 +237,6 @@ def test_a_recist_1_1_trials_grid_has_no_irecist_rows(
     assert "New-lesion response" not in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="web/models.py NewLesion stores no size_mm, category or state (only a node's "
-    "short axis): the case rebuilt from the rows loses a non-nodal new target's size",
-)
 def test_a_non_nodal_new_target_keeps_its_size_when_imported(api: Any, irecist_trial: str) -> None:
     lung = {"id": "N1", "site": "lung"}
     case = _case(
@@ -252,14 +247,9 @@ def test_a_non_nodal_new_target_keeps_its_size_when_imported(api: Any, irecist_t
     engine = assess_json({**case, "settings": {"criteria": "irecist"}})
     assert engine["best_overall_response"] == "iCPD"  # I-CPD-3: 14 → 20 mm
     body = _import(api, irecist_trial, case)
-    assert body["best_overall_response"] == "iCPD"  # stored: iUPD (N1 a new non-target)
+    assert body["best_overall_response"] == "iCPD"  # N1's sizes are stored (NewLesion.size_units)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the web stores a site on every new-lesion row: a later iRECIST listing that "
-    "leaves the site out (I-NEW-4) is refused by the controlled site list",
-)
 def test_a_new_lesion_listed_again_without_its_site_is_imported(
     api: Any, irecist_trial: str
 ) -> None:
@@ -268,10 +258,18 @@ def test_a_new_lesion_listed_again_without_its_site_is_imported(
         _fu("W8", "2021-03-01", 40.0, [_node(16.0)]),
         _fu("W14", "2021-04-12", 46.0, [{"id": "N1", "short_axis_mm": 22.0}]),
     )
-    _import(api, irecist_trial, case)
+    body = _import(api, irecist_trial, case)
+    assert body["best_overall_response"] == "iCPD"
+    # The later row keeps the first listing's site and nodal flag (I-NEW-4).
+    stored = api("trial_manager", "GET", f"/trials/{irecist_trial}/subjects/I-LATER").get_json()
+    assert stored["result"] == assess_json({**case, "settings": stored["case"]["settings"]})
+    assert stored["case"]["timepoints"][2]["new_lesions"] == [
+        {"id": "N1", "site": "lymph node", "equivocal": False, "nodal": True,
+         "short_axis_mm": 22.0}
+    ]  # fmt: skip
 
 
-# The grid from the engine's result alone (no database): what the web cannot store yet.
+# The grid from the engine's result alone (no database).
 
 
 def _irecist(case: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def _trial_routes(app: Flask, trial: str) -> list[tuple[str, str]]:
     "lesion": "T1",
     "k": "0",
     "study_id": "1",
+    "job_id": "1",
     }
     out = []
     for rule in app.url_map.iter_rules():

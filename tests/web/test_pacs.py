@@ -89,7 +89,7 @@ def test_the_trial_manager_checks_the_pacs_and_a_reader_confirms_a_pulled_study(
     reader = app.test_client()
     login(reader, "reader")
     subject_page = reader.get(f"{page}/subjects/{demo_subject}").data.decode()
-    assert "Studies from the PACS awaiting a reader (3)" in subject_page
+    assert "Machine-measured studies awaiting a reader (3)" in subject_page
     w8 = next(p for p in pulled if p.timepoint == "2024-03-04")
     form = reader.get(f"{page}/subjects/{demo_subject}/pacs/{w8.id}").data.decode()
     assert "pulled from the PACS" in html.unescape(form)
@@ -100,7 +100,7 @@ def test_the_trial_manager_checks_the_pacs_and_a_reader_confirms_a_pulled_study(
     saved_tp = reader.post(f"{page}/subjects/{demo_subject}/timepoints/new", data=fields)
     assert saved_tp.status_code == 302, html.unescape(saved_tp.data.decode())[-1500:]
     after = reader.get(f"{page}/subjects/{demo_subject}").data.decode()
-    assert "Studies from the PACS awaiting a reader (2)" in after
+    assert "Machine-measured studies awaiting a reader (2)" in after
 
 
 def test_a_pacs_that_does_not_answer_is_named_and_nothing_is_recorded(

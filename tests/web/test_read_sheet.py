@@ -515,3 +515,29 @@ def test_the_worksheet_script_checks_as_the_reader_types_and_gets_json(
     assert answer["outcome"] is None and answer["field"] == "cell_0_2"
     assert answer["error"].startswith("lesion T01, visit FU2, size: 'x' is not")
     assert _stored(session, icr)[0] == []
+
+
+def test_the_central_check_gives_rule_ids_and_counts_blank_cells_as_pending(
+    app: Flask, session: Session, icr: str
+) -> None:
+    client = _reader(app)
+    url = f"/trials/{icr}/subjects/S-9/central-read"
+    json_only = {"Accept": "application/json"}
+    answer = client.post(
+        url, data=_form(VISITS, PD_SHEET, action="check"), headers=json_only
+    ).get_json()
+    fu2 = answer["outcome"]["timepoints"][2]
+    assert fu2["rules"] == [r.split(":")[0] for r in fu2["reasons"] if r.startswith("R-")]
+    assert "R-TGT-PD" in fu2["rules"] and answer["pending"] == []
+    typing = [
+        ("", "target", "liver", False, ["30", "28", "40"]),
+        ("", "non-target", "bone", False, ["", "P", ""]),
+    ]
+    answer = client.post(url, data=_form(VISITS, typing, action="check"), headers=json_only)
+    data = answer.get_json()
+    assert data["error"] is None and data["pending"] == ["NT01 at FU2"]
+    assert data["outcome"]["timepoints"][2]["non_target_response"] == "NE"
+    # Signing never fills a blank: the same worksheet is refused, naming the cell.
+    signed = client.post(url, data=_form(VISITS, typing, action="sign", password=PASSWORD))
+    assert signed.status_code == 400 and "lesion NT01, visit FU2, state: missing" in signed.text
+    assert _stored(session, icr)[0] == []

@@ -84,16 +84,36 @@ _TIMEPOINT = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["id", "site"],
+                "required": ["id"],
                 "additionalProperties": False,
                 "properties": {
                     "id": {"type": "string"},
-                    "site": {"type": "string", "description": "from the controlled site list"},
+                    "site": {
+                        "type": "string",
+                        "description": "from the controlled site list; required at the first "
+                        "listing (iRECIST: a later listing left without it keeps the first's)",
+                    },
                     "equivocal": {"type": "boolean"},
                     "nodal": {"type": "boolean"},
                     "short_axis_mm": {
                         "type": "number",
                         "description": "required for an unequivocal new node (R-NEW-1)",
+                    },
+                    "size_mm": {
+                        "description": "iRECIST (I-NEW-4): LD (a node's short axis) in mm, "
+                        "or 'too_small', 'absent', 'not_evaluated'",
+                        "anyOf": [
+                            {"type": "number", "minimum": 0},
+                            {"enum": ["too_small", "absent", "not_evaluated"]},
+                        ],
+                    },
+                    "category": {
+                        "enum": ["target", "non-target"],
+                        "description": "iRECIST (I-NEW-1): the reader's category",
+                    },
+                    "state": {
+                        "enum": ["present", "absent", "progression", "not_evaluated"],
+                        "description": "iRECIST (I-NEW-4): a new non-target's state",
                     },
                     **_ANNOTATIONS,
                 },
@@ -183,6 +203,7 @@ _PARAMETER_TEXT = {
     "trial_code": "the trial's code, e.g. STEREO-SEIN-DEMO",
     "subject_code": "the subject's id within the trial",
     "tp_code": "the timepoint's visit id, e.g. W8",
+    "job_id": "the batch's number",
 }
 
 

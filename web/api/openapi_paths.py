@@ -102,6 +102,25 @@ def resource_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/trials/{trial_code}/batches": {
+            "post": op(
+                "Start a batch (recist batch) from a folder under the server's batch root or "
+                "a manifest (CSV or JSON Lines text); each measured study waits for a reader",
+                "manage_trials",
+                body={
+                    "type": "object",
+                    "properties": {
+                        "folder": {"type": "string"},
+                        "manifest": {"type": "string"},
+                        "manifest_name": {"type": "string"},
+                    },
+                },
+                status="202",
+            )
+        },
+        "/trials/{trial_code}/batches/{job_id}": {
+            "get": op("A batch: status, counts, rate, ETA, each study's outcome", "manage_trials")
+        },
         "/trials/{trial_code}/members": {
             "get": op("The users assigned to a trial", "manage_members"),
             "post": op(
@@ -337,6 +356,38 @@ def review_paths() -> dict[str, Any]:
                         "description": "the version you checked (from GET)",
                     },
                 ),
+            )
+        },
+        S + "/sign-all": {
+            "post": op(
+                "Sign the listed unsigned reads you entered with one password (each 'read "
+                "complete', locked, audited); one stale, signed or someone else's read refuses "
+                "all of them",
+                "sign_reads",
+                body=object_schema(
+                    ["password", "reads"],
+                    password=_PASSWORD,
+                    reads={
+                        "type": "array",
+                        "minItems": 1,
+                        "items": object_schema(
+                            ["timepoint", "version"],
+                            timepoint={"type": "string"},
+                            version={
+                                "type": "integer",
+                                "description": "the version you checked (from GET)",
+                            },
+                        ),
+                    },
+                    meaning={"enum": ["read complete"]},
+                ),
+            )
+        },
+        "/inbox": {
+            "get": op(
+                "Your inbox: unsigned reads, queries, PACS studies, calls awaiting review, "
+                "adjudications, a trial manager's blockers; with the header's counts",
+                "view",
             )
         },
         TP + "/unlock": {

@@ -3,10 +3,11 @@
 
 Split by the same areas as the services: ``trials``, ``subjects``, ``baseline``,
 ``timepoints``, ``uploads`` (blueprint ``views``) and ``audit``, ``signing``,
-``progression``, ``plots``, ``central`` (blueprint ``review``); ``forms``, ``grid`` and
-``read_sheet`` translate between form fields and the case contract. Each blueprint's
-templates live in its own folder (``templates/views/``, ``templates/review/``); the shared
-layout (``base.html``, ``error.html``) stays at the top.
+``progression``, ``plots``, ``central`` (blueprint ``review``); ``site_sheet`` is the site
+reader's worksheet (``views``); ``forms``, ``grid``, ``read_sheet`` and ``sheet_check``
+translate between form fields and the case contract. Each blueprint's templates live
+in its own folder (``templates/views/``, ``templates/review/``); the shared layout
+(``base.html``, ``error.html``) stays at the top.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from web.pages import (  # noqa: E402
     account,
     audit,
     baseline,
+    batch,
     central,
     common,
     images,
+    inbox,
     pacs,
     plots,
     progression,
     signing,
+    site_sheet,
     subjects,
     timepoints,
     trials,
@@ -39,14 +43,17 @@ __all__ = [
     "account",
     "audit",
     "baseline",
+    "batch",
     "central",
     "common",
     "images",
+    "inbox",
     "pacs",
     "plots",
     "progression",
     "review",
     "signing",
+    "site_sheet",
     "subjects",
     "timepoints",
     "trials",

@@ -9,15 +9,15 @@ from flask import flash, jsonify, redirect, render_template, request, url_for
 from web.auth import actor, requires
 from web.models import SITES
 from web.pages import views as bp
-from web.pages.common import version_of
-from web.pages.form_errors import baseline_input
-from web.pages.forms import (
+from web.pages.baseline_form import (
     NEW_BASELINE_ROWS,
     baseline_form_rows,
     baseline_form_values,
     baseline_rows,
     lesions_from_form,
 )
+from web.pages.common import version_of
+from web.pages.form_errors import baseline_input
 from web.services import (
     ReasonRequired,
     ServiceError,

@@ -19,7 +19,8 @@ from web.auth import actor, requires
 from web.models import SITES
 from web.pages import review as bp
 from web.pages.grid import key_image_links
-from web.pages.read_sheet import Sheet, SheetError
+from web.pages.read_sheet import Sheet
+from web.pages.sheet_check import bad_field, check_answer, with_pending
 from web.services import InvalidInput, ServiceError, get_subject, get_trial, request_session
 
 
@@ -123,6 +124,7 @@ def central_read(trial_code: str, subject_code: str) -> Any:
     session = request_session()
     error: ServiceError | None = None
     outcome = None
+    pending: list[str] = []
     form = request.form
     action = form.get("action", "sign")
     as_json = "read" in form  # the advanced form posts the read as JSON text
@@ -135,7 +137,12 @@ def central_read(trial_code: str, subject_code: str) -> Any:
             elif sheet is not None and action == "add_rows":
                 sheet = sheet.with_more_rows()
             else:
-                read = sheet.to_read() if sheet is not None else _json_read(text)
+                if sheet is not None and action == "check":
+                    # Cells still blank in a visit being typed count as NE in a check.
+                    checked, pending = with_pending(sheet)
+                    read = checked.to_read()
+                else:
+                    read = sheet.to_read() if sheet is not None else _json_read(text)
                 if action == "check":
                     outcome = _check_read(session, trial_code, subject_code, read)
                 else:
@@ -157,13 +164,7 @@ def central_read(trial_code: str, subject_code: str) -> Any:
             error = failed
         if action == "check" and request.accept_mimetypes.best == "application/json":
             # The worksheet's script checks the read as the reader types (nothing stored).
-            return jsonify(
-                {
-                    "outcome": outcome,
-                    "error": None if error is None else error.message,
-                    "field": _bad_field(sheet or Sheet.blank(), error),
-                }
-            )
+            return jsonify(check_answer(sheet or Sheet.blank(), outcome, error, pending))
     subject = get_subject(session, trial_code, subject_code)
     mine = next((r for r in reads_of(session, subject) if r.reader == actor().username), None)
     if mine is not None:
@@ -180,8 +181,9 @@ def central_read(trial_code: str, subject_code: str) -> Any:
             error=error,
             sheet=shown,
             ids=shown.auto_ids(),
-            bad_field=_bad_field(shown, error),
+            bad_field=bad_field(shown, error),
             outcome=outcome,
+            pending=pending,
             sites=SITES,
             as_json=as_json,
         ),
@@ -215,16 +217,6 @@ def _check_read(session: Any, trial_code: str, subject_code: str, read: Any) -> 
 
     subject = get_subject(session, trial_code, subject_code)
     return engine_assess(blinded_case(subject, check_read_shape(read)))
-
-
-def _bad_field(sheet: Sheet, error: ServiceError | None) -> str | None:
-    """The worksheet field to mark for an error: the one the worksheet named, else the
-    cell an engine refusal points at."""
-    if error is None:
-        return None
-    if isinstance(error, SheetError):
-        return error.field
-    return sheet.field_at(error.pointer)
 
 
 def compare_reads(

@@ -11,17 +11,19 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from web.models import NEW_SIZE_STATES, NON_TARGET_STATES
 from web.pages.grid import mm_text
 from web.services import InvalidInput
 from web.services.annotations import ANNOTATION_KEYS, IMAGE_KEYS
 from web.services.common import echo
 
-BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
-NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
 NEW_LESION_ROWS = 3
+MAX_CARRIED = 40  # new lesions a follow-up form lists (rows carried forward, I-NEW-4)
+# The state select of an iRECIST new lesion: a size word or a new non-target's state.
+NEW_FORM_STATES = ("present", "progression", "too_small", "absent", "not_evaluated")
 
 
-def _number(text: str, where: str, field: str) -> float:
+def number_mm(text: str, where: str, field: str) -> float:
     """A size typed in mm; the error names where (subject's lesion) and the form field."""
     try:
         return float(text.replace(",", "."))
@@ -39,135 +41,7 @@ def _notes(form: MultiDict[str, str], prefix: str) -> dict[str, str]:
     return out
 
 
-def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
-    """The lesion rows of the baseline form as typed (for re-rendering)."""
-    raw = form.get("rows", "0")
-    count = int(raw) if raw.isdigit() else 0
-    rows = []
-    for i in range(min(count, 50)):
-        rows.append(
-            {
-                "code": form.get(f"code_{i}", "").strip(),
-                "kind": form.get(f"kind_{i}", "target"),
-                "site": form.get(f"site_{i}", ""),
-                "nodal": form.get(f"nodal_{i}") == "on",
-                "size": form.get(f"size_{i}", "").strip(),
-                "treated_on": form.get(f"treated_on_{i}", "").strip(),
-                "location": form.get(f"location_{i}", ""),
-                "series": form.get(f"series_{i}", "").strip(),
-                "image": form.get(f"image_{i}", "").strip(),
-                "row": i,
-            }
-        )
-    return rows
-
-
-def baseline_form_rows(form: MultiDict[str, str]) -> list[int]:
-    """The form row of each lesion :func:`lesions_from_form` returns, in its order (an
-    error naming ``/lesions/2`` names the third lesion typed, not the third row)."""
-    return [r["row"] for r in baseline_rows(form) if _filled(r)]
-
-
-def _filled(r: dict[str, Any]) -> bool:
-    """A row that holds anything is a lesion (never silently dropped)."""
-    return bool(
-        r["code"] or r["size"] or r["site"] or r["location"].strip() or r["series"] or r["image"]
-    )
-
-
-def lesions_from_form(
-    form: MultiDict[str, str], subject_code: str | None = None
-) -> list[dict[str, Any]]:
-    """Baseline lesions from the form; empty rows are skipped, blank ids numbered.
-
-    Ids follow the trial convention: T01… for targets, NT01… for non-targets.
-    """
-    rows = [r for r in baseline_rows(form) if _filled(r)]
-    used = {r["code"] for r in rows if r["code"]}
-    counters = {"target": 0, "non-target": 0}
-    out = []
-    for r in rows:
-        code = r["code"]
-        if not code:
-            prefix = "T" if r["kind"] == "target" else "NT"
-            while True:
-                counters[r["kind"]] = counters.get(r["kind"], 0) + 1
-                code = f"{prefix}{counters[r['kind']]:02d}"
-                if code not in used:
-                    used.add(code)
-                    break
-        size: Any = None
-        if r["size"]:
-            size = (
-                "too_small"
-                if r["size"].lower() in ("ts", "too_small", "too small")
-                else (
-                    _number(
-                        r["size"],
-                        f"subject {subject_code or 'new'}, baseline, lesion {code} size",
-                        f"size_{r['row']}",
-                    )
-                )
-            )
-        lesion: dict[str, Any] = {
-            "id": code,
-            "kind": r["kind"],
-            "site": r["site"],
-            "nodal": r["nodal"],
-        }
-        if size is not None:
-            lesion["size"] = size  # on a non-target the contract refuses it (R-SEL-3)
-        if r["treated_on"]:
-            lesion["treated_on"] = r["treated_on"]
-        for key in ANNOTATION_KEYS:
-            if r[key].strip():
-                lesion[key] = r[key]  # web-side annotations, split off before the contract
-        out.append(lesion)
-    return out
-
-
-def baseline_form_values(
-    case: dict[str, Any] | None, notes: dict[str, dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    """Form values of a stored baseline (or an empty form); ``notes`` are the lesions'
-    annotations by id (location, series, image)."""
-    if case is None or not case["timepoints"]:
-        rows: list[dict[str, Any]] = []
-        return {"date": "", "code": "BL", "rows": rows + _blank(NEW_BASELINE_ROWS)}
-    bl = case["timepoints"][0]
-    rows = []
-    for le in case["lesions"]:
-        size = bl["targets"].get(le["id"]) if le["kind"] == "target" else None
-        rows.append(
-            {
-                "code": le["id"],
-                "kind": le["kind"],
-                "site": le["site"],
-                "nodal": le.get("nodal", False),
-                "size": "" if size is None else str(size),
-                "treated_on": le.get("treated_on", "") or "",
-                **_note_values((notes or {}).get(le["id"], {})),
-            }
-        )
-    return {"date": bl["date"], "code": bl["id"], "rows": rows + _blank(BASELINE_BLANK_ROWS)}
-
-
-def _blank(n: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "code": "",
-            "kind": "target",
-            "site": "",
-            "nodal": False,
-            "size": "",
-            "treated_on": "",
-            **_note_values({}),
-        }
-        for _ in range(n)
-    ]
-
-
-def _note_values(notes: dict[str, Any]) -> dict[str, str]:
+def note_values(notes: dict[str, Any]) -> dict[str, str]:
     return {k: "" if notes.get(k) is None else str(notes[k]) for k in ANNOTATION_KEYS}
 
 
@@ -211,7 +85,7 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
                 "(too small, absent, not evaluated, split, merged)",
                 field=f"targets.{code}",
             )
-        return _number(text, f"target {code}", f"t_{code}_mm")
+        return number_mm(text, f"target {code}", f"t_{code}_mm")
     if state == "fragments":
         if not fragments:
             raise InvalidInput(
@@ -221,7 +95,7 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
             )
         return {
             "fragments": [
-                _number(p, f"target {code} fragment", f"t_{code}_fragments") for p in fragments
+                number_mm(p, f"target {code} fragment", f"t_{code}_fragments") for p in fragments
             ]
         }
     if state == "merged":
@@ -276,12 +150,13 @@ def _timepoint_from_form(
     new_lesions = []
     taken = {le["id"] for le in case["lesions"]}
     taken |= {n["id"] for tp in case["timepoints"] for n in tp.get("new_lesions", [])}
-    taken |= {form.get(f"new_{i}_id", "").strip() for i in range(NEW_LESION_ROWS + 10)}
-    for i in range(NEW_LESION_ROWS + 10):
+    taken |= {form.get(f"new_{i}_id", "").strip() for i in range(NEW_LESION_ROWS + MAX_CARRIED)}
+    irecist = is_irecist(case)
+    for i in range(NEW_LESION_ROWS + MAX_CARRIED):
         new_id = form.get(f"new_{i}_id", "").strip()
         filled = any(
             form.get(f"new_{i}_{name}", "").strip()
-            for name in ("site", "sa", "scan", *ANNOTATION_KEYS)
+            for name in ("site", "sa", "scan", "state", "category", *ANNOTATION_KEYS)
         ) or any(form.get(f"new_{i}_{name}") == "on" for name in ("equivocal", "nodal"))
         if not new_id and not filled:
             continue
@@ -308,12 +183,23 @@ def _timepoint_from_form(
             "equivocal": form.get(f"new_{i}_equivocal") == "on",
         }
         short_axis = form.get(f"new_{i}_sa", "").strip()
-        if form.get(f"new_{i}_nodal") == "on":
+        nodal = form.get(f"new_{i}_nodal") == "on"
+        if nodal:
             item["nodal"] = True  # the engine asks for its short axis (R-NEW-1)
-        if short_axis:
-            item["short_axis_mm"] = _number(
+        if short_axis and irecist and not nodal:
+            item["size_mm"] = number_mm(  # I-NEW-4
+                short_axis, f"new lesion {new_id} size", f"new_{i}_sa"
+            )
+        elif short_axis:
+            item["short_axis_mm"] = number_mm(
                 short_axis, f"new lesion {new_id} short axis", f"new_{i}_sa"
             )
+        if irecist:
+            where = (
+                f"subject {case['subject_id']}, timepoint {form.get('code', '').strip() or 'new'}, "
+                f"lesion {new_id}"
+            )
+            item.update(_irecist_fields(form, i, where, bool(short_axis)))
         item.update(_notes(form, f"new_{i}_"))
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:
@@ -333,6 +219,34 @@ def _timepoint_from_form(
     return out
 
 
+def is_irecist(case: dict[str, Any]) -> bool:
+    """Whether the case is assessed with iRECIST (its trial's setting ``criteria``)."""
+    return (case.get("settings") or {}).get("criteria") == "irecist"
+
+
+def _irecist_fields(form: MultiDict[str, str], i: int, where: str, sized: bool) -> dict[str, Any]:
+    """A new lesion's iRECIST fields from its row (I-NEW-1, I-NEW-4): the category, and the
+    state, which is a size word (``too_small``) or a state (present, absent, progression,
+    not evaluated). A state beside a typed size says two things and is refused."""
+    out: dict[str, Any] = {}
+    category = form.get(f"new_{i}_category", "").strip()
+    if category:
+        out["category"] = category
+    state = form.get(f"new_{i}_state", "").strip()
+    if state and sized:
+        raise InvalidInput(
+            f"{where}, field state: a size was entered and the state is "
+            f"{state.replace('_', ' ')!r}; give one of them (I-NEW-4)",
+            field=f"new_lesions.{where.rpartition(' ')[2]}",
+            rule="I-NEW-4",
+        )
+    if state in NEW_SIZE_STATES and state not in NON_TARGET_STATES:
+        out["size_mm"] = state
+    elif state:
+        out["state"] = state
+    return out
+
+
 def _blank_new() -> dict[str, Any]:
     return {
         "id": "",
@@ -342,7 +256,9 @@ def _blank_new() -> dict[str, Any]:
         "sa": "",
         "scan": "",
         "carried": "",
-        **_note_values({}),
+        "state": "",
+        "category": "",
+        **note_values({}),
     }
 
 
@@ -375,10 +291,10 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
     scans = dict(tp.get("scan_dates", {})) if tp is not None else {}
     values["scan"] = {le["id"]: scans.get(le["id"], "") for le in case["lesions"]}
     refs = dict(tp.get("images", {})) if tp is not None else {}
-    values["img"] = {le["id"]: _note_values(refs.get(le["id"], {})) for le in case["lesions"]}
+    values["img"] = {le["id"]: note_values(refs.get(le["id"], {})) for le in case["lesions"]}
     new = []
     for item in tp.get("new_lesions", []) if tp is not None else []:
-        sa = item.get("short_axis_mm")
+        size = item.get("short_axis_mm", item.get("size_mm"))
         new.append(
             {
                 **_blank_new(),
@@ -386,16 +302,20 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
                 "site": item.get("site", ""),
                 "equivocal": item.get("equivocal", False),
                 "nodal": item.get("nodal", False),
-                "sa": "" if sa is None else mm_text(sa),
+                "sa": mm_text(size) if isinstance(size, int | float) else "",
                 "scan": scans.get(item["id"], ""),
-                **_note_values(item),
+                "state": item.get("state") or (size if isinstance(size, str) else ""),
+                "category": item.get("category", ""),
+                **note_values(item),
             }
         )
     if tp is None:
         # A new visit carries forward what is still open: an equivocal new lesion never
         # seen unequivocal, ready to be confirmed (R-NEW-2 back-dates the progression to
         # its first sighting) or removed as resolved. The same id is what back-dates it.
-        new = [{**_blank_new(), **item} for item in open_equivocal(case)]
+        # Under iRECIST every new lesion is followed at every later visit (I-NEW-4).
+        carried = carried_new_lesions(case) if is_irecist(case) else open_equivocal(case)
+        new = [{**_blank_new(), **item} for item in carried]
     values["new"] = new + [_blank_new() for _ in range(NEW_LESION_ROWS)]
     return values
 
@@ -426,6 +346,35 @@ def open_equivocal(case: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def carried_new_lesions(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """iRECIST (I-NEW-4): every new lesion listed at an earlier visit, as a form row with
+    its first listing's site and node flag and no size yet (``carried``: the visit that
+    last listed it), in the order first seen; an equivocal one still open stays
+    equivocal until the reader confirms it (R-NEW-2)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for tp in case["timepoints"][1:]:
+        for item in tp.get("new_lesions", []):
+            row = rows.setdefault(
+                item["id"],
+                {"id": item["id"], "site": item.get("site", ""), "equivocal": True,
+                 "nodal": item.get("nodal", False)},
+            )  # fmt: skip
+            row["equivocal"] = row["equivocal"] and bool(item.get("equivocal"))
+            row["carried"] = tp["id"]
+            row["last"] = _listing_text(item)
+    return list(rows.values())[:MAX_CARRIED]
+
+
+def _listing_text(item: dict[str, Any]) -> str:
+    """What a new lesion's listing recorded, for the note of its carried row: its size, a
+    size word or a state (``""`` when it gives none)."""
+    size = item.get("short_axis_mm", item.get("size_mm"))
+    if isinstance(size, int | float):
+        return f"{mm_text(size)} mm"
+    word = size if isinstance(size, str) else item.get("state") or ""
+    return str(word).replace("_", " ")
+
+
 def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
     """The follow-up form as typed, for re-rendering after an error."""
     values: dict[str, Any] = {
@@ -451,7 +400,7 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
         le["id"]: {k: form.get(f"img_{le['id']}_{k}", "") for k in ANNOTATION_KEYS}
         for le in case["lesions"]
     }
-    for i in range(NEW_LESION_ROWS + 10):
+    for i in range(NEW_LESION_ROWS + MAX_CARRIED):
         if f"new_{i}_id" in form:
             values["new"].append(
                 {
@@ -461,7 +410,14 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
                     "nodal": form.get(f"new_{i}_nodal") == "on",
                     "sa": form.get(f"new_{i}_sa", ""),
                     "scan": form.get(f"new_{i}_scan", ""),
+                    "state": form.get(f"new_{i}_state", ""),
+                    "category": form.get(f"new_{i}_category", ""),
+                    "carried": form.get(f"new_{i}_carried", ""),
                     **{k: form.get(f"new_{i}_{k}", "") for k in ANNOTATION_KEYS},
                 }
             )
+    if is_irecist(case):
+        last = {row["id"]: row["last"] for row in carried_new_lesions(case)}
+        for row in values["new"]:
+            row["last"] = last.get(row["id"], "") if row["carried"] else ""
     return values

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recist.irecist import recist_class
 from recist.lesions import UNITS_PER_MM, Length, length_to_mm
 from recist.target import pd_min_sum, pr_max_sum
 
@@ -122,17 +123,6 @@ def _markers(flags: dict[str, list[str]], lesion_id: str) -> tuple[list[str], li
 
 
 IRECIST = "irecist"
-# An iRECIST code is coloured as its RECIST 1.1 counterpart (static/app.css) and carries a
-# class of its own (r-iupd, r-icpd…); iUPD and iCPD are both progression, told apart by
-# their text and class.
-_IRECIST_COLOUR = {
-    "iCR": "r-cr",
-    "iPR": "r-pr",
-    "iSD": "r-sd",
-    "NON-iCR/NON-iUPD": "r-non-cr-non-pd",
-    "iUPD": "r-pd",
-    "iCPD": "r-pd",
-}
 _NEW_STATE_TEXT = {"present": "present", "absent": "absent", "progression": "progression",
                    "not_evaluated": "NE"}  # fmt: skip
 
@@ -142,9 +132,15 @@ def response_css(code: str | None) -> str:
     and iRECIST's (iCR, iPR, iSD, NON-iCR/NON-iUPD, iUPD, iCPD)."""
     if not code:
         return ""
-    own = "r-" + code.lower().replace("/", "-")
-    colour = _IRECIST_COLOUR.get(code)
-    return f"{colour} {own}" if colour else own
+    # An iRECIST code is coloured as its RECIST 1.1 class (recist.irecist.RECIST_CLASS,
+    # static/app.css) and carries a class of its own (r-iupd, r-icpd…); iUPD and iCPD are
+    # both progression, told apart by their text and class.
+    own, colour = (_css_class(c) for c in (code, recist_class(code)))
+    return own if colour == own else f"{colour} {own}"
+
+
+def _css_class(code: str) -> str:
+    return "r-" + code.lower().replace("/", "-")
 
 
 def _new_lesion_text(listing: dict[str, Any], irecist: bool) -> str:
@@ -252,6 +248,8 @@ def build_grid(
         _row("New lesions", "new_lesions", lambda v: v or ""),
         _row("Overall response", "overall_response", _code, "overall"),
     ]
+    if any("engine_overall_response" in res for res in results.values()):
+        _add_engine_row(response_rows, timepoints, results)
     reasons = [list(results.get(tp["id"], {}).get("reasons", [])) for tp in timepoints]
     grid = Grid(
         columns, target_rows, non_target_rows, new_rows, summary_rows, response_rows, reasons
@@ -259,6 +257,31 @@ def build_grid(
     if irecist and result is not None:
         _add_irecist(grid, timepoints, results, result, _row)
     return grid
+
+
+def _add_engine_row(
+    rows: list[Row], timepoints: list[dict[str, Any]], results: dict[str, dict[str, Any]]
+) -> None:
+    """After an adjudicator's override the overall row is the response as used
+    (:mod:`web.services.as_used`); the engine's own stays beside it, labelled."""
+    rows[-1].label = "Overall response (as used)"
+    for used, tp in zip(rows[-1].cells, timepoints, strict=True):
+        engine = results.get(tp["id"], {}).get("engine_overall_response")
+        if engine == "PD":
+            used.title = (
+                "PD overruled by the adjudicator: no response for the BOR; "
+                "still an adequate assessment for PFS (§8)"
+            )
+        elif engine is not None:
+            used.title = f"progression by the adjudicator's call (engine: {engine})"
+    cells = []
+    for tp in timepoints:
+        res = results.get(tp["id"], {})
+        code = res.get("engine_overall_response", res.get("overall_response"))
+        changed = "engine_overall_response" in res
+        title = "overruled by the adjudicator's call" if changed else ""
+        cells.append(Cell(code or "", [response_css(code)] if code else [], title))
+    rows.append(Row("Overall response (engine)", "", cells, "engine"))
 
 
 def _add_irecist(

@@ -67,6 +67,8 @@ def pacs_prefill(trial_code: str, subject_code: str, study_id: int) -> Any:
         build_case(row),
         study.measured,
         target,
-        source=f"the study of {study.study_date or 'unknown date'} pulled from the PACS "
+        source=f"the study of {study.study_date or 'unknown date'} "
+        f"{'pulled from the PACS' if study.source == 'pacs' else 'measured by a batch'} "
         f"(visit {study.timepoint})",
+        visit=study.timepoint if study.source == "batch" else None,
     )

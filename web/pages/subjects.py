@@ -58,15 +58,17 @@ def subject_page(trial_code: str, subject_code: str, error: ServiceError | None 
     refuse_if_blinded(row.trial)
     case = build_case(row)
     result = row.result_json
-    links, located = key_image_links(row), locations_of(row)
-    grid = build_grid(case, result, links, located) if case["timepoints"] else None
     versions = {tp.code: tp.version for tp in row.timepoints}
     audit = audit_trail(session, f"{trial_code}/{subject_code}", limit=50)
+    from web.services.as_used import used_result
     from web.services.pacs import awaiting
     from web.services.progression import subject_row
 
     review = subject_row(session, row)
     used = review.used if review is not None and review.override is not None else None
+    shown = used_result(case, result, used) if used is not None and result else result
+    links, located = key_image_links(row), locations_of(row)
+    grid = build_grid(case, shown, links, located) if case["timepoints"] else None
     pulled = awaiting(session, row)
     return (
         render_template(

@@ -6,12 +6,14 @@ from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 
-from web.auth import actor, requires
-from web.models import NON_TARGET_STATES, SITES, TARGET_STATES
+from web.auth import actor, allowed, request_user_role, requires
+from web.models import NEW_CATEGORIES, NON_TARGET_STATES, SITES, TARGET_STATES
 from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
 from web.pages.form_errors import timepoint_input
 from web.pages.forms import (
+    NEW_FORM_STATES,
+    is_irecist,
     timepoint_form_values,
     timepoint_from_form,
     timepoint_values_from_post,
@@ -29,6 +31,7 @@ from web.services import (
     timepoint_as_dict,
 )
 from web.services.annotations import annotate_timepoint, locations_of
+from web.services.sign_all import signer_for_save
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
@@ -70,6 +73,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     try:
         data = timepoint_from_form(form, case, new_rows)
         imaging = imaging_from_token(token) if token else None
+        signer = signer_on_save(session, form)
         _subject, saved = save_timepoint(
             session,
             actor(),
@@ -80,6 +84,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             original_code=tp_code,
             reason=form.get("reason") or None,
             imaging=imaging,
+            signer=signer,
         )
     except ServiceError as error:
         timepoint_input(error, new_rows)
@@ -87,8 +92,16 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
         return timepoint_page(
             row, case, values, tp_code, posted_version, error, imaging_token=token
         )
-    flash(f"Timepoint {saved.code} saved; the assessment was recomputed.")
+    signed = " and signed (read complete, locked)" if signer is not None else ""
+    flash(f"Timepoint {saved.code} saved{signed}; the assessment was recomputed.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
+
+
+def signer_on_save(session: Any, form: Any) -> Any:
+    """The signer when "sign on save" is ticked (password checked first), else ``None``."""
+    if not form.get("sign_on_save") or not allowed(request_user_role(), "sign_reads"):
+        return None
+    return signer_for_save(session, actor(), form.get("sign_password"))
 
 
 def timepoint_page(
@@ -118,6 +131,9 @@ def timepoint_page(
             sites=SITES,
             target_states=TARGET_STATES,
             non_target_states=NON_TARGET_STATES,
+            irecist=is_irecist(case),
+            new_states=NEW_FORM_STATES,
+            new_categories=NEW_CATEGORIES,
             targets=[le for le in case["lesions"] if le["kind"] == "target"],
             non_targets=[le for le in case["lesions"] if le["kind"] != "target"],
         ),

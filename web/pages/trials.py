@@ -8,6 +8,12 @@ from flask import flash, redirect, render_template, request, url_for
 
 from web.auth import actor, allowed, blinded, request_user, request_user_role, requires
 from web.pages import views as bp
+from web.pages.eligibility import (
+    eligibility_fields,
+    eligibility_from_form,
+    eligibility_summary,
+    typed_fields,
+)
 from web.pages.grid import subject_summary
 from web.services import (
     InvalidInput,
@@ -40,7 +46,10 @@ def _trials_page(error: ServiceError | None = None, form: Any = None) -> Any:
                 request_session(), request_user(), list_trials(request_session())
             ),
             counts=subject_counts(request_session()),
-            defaults=Settings().to_dict(),
+            defaults={
+                **Settings().to_dict(),
+                "elig": typed_fields(form) if form is not None else eligibility_fields(None),
+            },
             error=error,
             form=form or {},
         ),
@@ -97,6 +106,8 @@ def _settings_from_form(form: Any) -> dict[str, Any]:
                     field=f"settings.{name}",
                 )
             settings[name] = int(raw)
+    # R-ELIG-COUNT, R-ELIG-SIZE, R-ELIG-VOLUME, R-ELIG-SITE: all blank is no rules.
+    settings["eligibility"] = eligibility_from_form(form)
     return settings
 
 
@@ -152,10 +163,12 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
     status = error.status if error is not None else 200
     # The settings editor shows what was typed after a refusal, else the stored values.
     settings_form = dict(trial_row.settings or {})
+    settings_form["elig"] = eligibility_fields(settings_form.get("eligibility"))
     if form is not None and form.get("settings_edit"):
         for name, kind in SETTING_FIELDS:
             typed = form.get(f"s_{name}")
             settings_form[name] = (typed == "on") if kind == "flag" else (typed or "")
+        settings_form["elig"] = typed_fields(form)
     return (
         render_template(
             "views/trial.html",
@@ -166,6 +179,7 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
             error=error,
             form=form or {},
             settings_form=settings_form,
+            eligibility_text=eligibility_summary((trial_row.settings or {}).get("eligibility")),
         ),
         status,
     )
@@ -197,22 +211,22 @@ def summary_as_used(
 ) -> dict[str, Any]:
     """A subject's summary with the progression call analyses use.
 
-    Without an override this is the engine's result. With one, progression and PFS are
-    the override's (PFS derived again by the engine's rule, :func:`web.services.progression.
-    used_result`) and the engine's stay beside them as ``engine_progression`` /
-    ``engine_pfs``, so that no screen shows one call without saying the other exists.
+    Without an override this is the engine's result. With one, progression, PFS, the last
+    response and the BOR follow the override (:func:`web.services.as_used.used_result`) and
+    the engine's stay beside them as ``engine_progression``, ``engine_pfs``, ``engine_bor``
+    and ``engine_last``, so that no screen shows one call without saying the other exists.
     """
     summary = subject_summary(result)
     if used is None or not result:
         return summary
-    from web.services.progression import used_result
+    from web.services.as_used import used_result
 
     as_used = subject_summary(used_result(build_case(subject), result, used))
     return {
-        **summary,
-        "progression": as_used["progression"],
-        "pfs": as_used["pfs"],
+        **as_used,
         "engine_progression": summary["progression"],
         "engine_pfs": summary["pfs"],
+        "engine_bor": summary["bor"],
+        "engine_last": summary["last"],
         "override": used,
     }

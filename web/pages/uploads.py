@@ -76,6 +76,7 @@ def prefilled_page(
     target: str | None,
     *,
     source: str = "the uploaded study",
+    visit: str | None = None,
 ) -> Any:
     """The follow-up form pre-filled from what imaging_io measured (an upload or a study
     pulled from the PACS), with the evidence signed into it; the reader checks and saves."""
@@ -97,6 +98,8 @@ def prefilled_page(
         "segments": other_segments(measured, sources),
     }
     values = timepoint_form_values(stored, case)
+    if visit and not values["code"]:
+        values["code"] = visit  # a batch's manifest names the visit (the reader may change it)
     for code, mm in prefill.items():
         values["targets"][code].update(state="measured", mm=f"{mm:.1f}")
     for code, label in non_targets_segmented(case, measured).items():

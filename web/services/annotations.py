@@ -166,3 +166,64 @@ def annotate_timepoint(tp: Any, item: dict[str, Any]) -> dict[str, Any]:
         annotated.append({**new, **{k: v for k, v in extra.items() if v is not None}})
     out["new_lesions"] = annotated
     return out
+
+
+def split_timepoint_notes(body: dict[str, Any], images: Any, where: str) -> dict[str, Any]:
+    """Take the web's annotations out of a timepoint body before the contract validates it
+    (:mod:`web.services.annotations`): ``images`` maps a baseline lesion's id to its key
+    image ``{series, image}``; a new lesion carries ``location``, ``series`` and ``image``
+    among its members. Returns them validated: ``{"images": {id: …}, "new": {id: …}}``."""
+    out: dict[str, Any] = {"images": {}, "new": {}}
+    if images is not None and not isinstance(images, dict):
+        raise InvalidInput(
+            f"{where}: images must map lesion ids to {{series, image}}",
+            field="images",
+            pointer="/images",
+        )
+    for lesion_code, ref in (images or {}).items():
+        out["images"][lesion_code] = check_annotations(
+            ref,
+            where=f"{where}, lesion {lesion_code}",
+            field_prefix=f"images.{lesion_code}.",
+            pointer_prefix=f"/images/{escape_pointer(str(lesion_code))}",
+            keys=IMAGE_KEYS,
+        )
+    items = body.get("new_lesions")
+    if isinstance(items, list):
+        kept = []
+        for index, item in enumerate(items):
+            item, raw = split_annotations(item)
+            new_id = item.get("id") if isinstance(item, dict) else None
+            label = new_id if isinstance(new_id, str) and new_id else f"#{index + 1}"
+            checked = check_annotations(
+                raw,
+                where=f"{where}, new lesion {label}",
+                field_prefix=f"new_lesions.{label}.",
+                pointer_prefix=f"/new_lesions/{index}",
+            )
+            if isinstance(new_id, str):
+                out["new"][new_id] = checked
+            kept.append(item)
+        body["new_lesions"] = kept
+    return out
+
+
+def write_image_refs(
+    audit: Audit, tp: Any, key: str, images: dict[str, dict[str, Any]], lesions: set[str]
+) -> None:
+    """Store a follow-up's key images (``images`` by baseline lesion id) on its records,
+    audited; ``key`` is the timepoint's audit key. A lesion the subject does not have is
+    refused naming it (a new lesion carries its own series and image)."""
+    for lesion_code in images:
+        if lesion_code not in lesions:
+            raise InvalidInput(
+                f"subject {key.split('/', 1)[-1].replace('/', ', timepoint ', 1)}: images names "
+                f"{echo(lesion_code)}, which is not a baseline lesion of this subject (a new "
+                "lesion carries its own series and image)",
+                field=f"images.{lesion_code}",
+                pointer=f"/images/{escape_pointer(lesion_code)}",
+            )
+    for rec in tp.records:
+        ref = images.get(rec.lesion.code, {})
+        values = {k: ref.get(k) for k in IMAGE_KEYS}
+        write_annotations(audit, "measurement", f"{key}/{rec.lesion.code}", rec, values)

@@ -1,5 +1,5 @@
 """The baseline: lesions selected with their baseline values; findings (R-MEAS, R-SEL,
-R-PLAUS-BLWINDOW) need a reason.
+R-PLAUS-BLWINDOW, a protocol's R-ELIG) need a reason.
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from web.services.annotations import (
     split_annotations,
     write_annotations,
 )
-from web.services.cases import engine_assess, parse_date, recompute, validated
+from web.services.cases import (
+    baseline_volumes,
+    engine_assess,
+    parse_date,
+    recompute,
+    validated,
+)
 from web.services.common import (
     Actor,
     Audit,
@@ -132,10 +138,15 @@ def baseline_case(
             pointer=None if index is None else f"/lesions/{index}/{error.field}",
             rule=error.rule,
         ) from None
+    # The volumes imaging supplied stay with the lesions (R-ELIG-VOLUME).
+    volumes = baseline_volumes(subject) if subject is not None else {}
     case: dict[str, Any] = {
         "subject_id": subject.code if subject is not None else "new",
         "settings": _baseline_settings(subject, settings),
-        "lesions": [lesion_json(le) for le in lesions],
+        "lesions": [
+            {**lesion_json(le), **({"volume_ml": volumes[le.id]} if le.id in volumes else {})}
+            for le in lesions
+        ],
         "timepoints": [timepoint],
     }
     if subject is not None and subject.randomized_on is not None:
@@ -194,6 +205,7 @@ def save_baseline(
         )
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
+        _check_volumes(subject, lesions)
         try:
             findings = baseline_findings(
                 baseline_case(subject, date_value=bl_date, code=code, lesions=lesions)
@@ -291,6 +303,24 @@ def save_baseline(
         recompute(subject, focus=code)
         flush(session)
     return subject
+
+
+def _check_volumes(subject: Subject, lesions: list[Any]) -> None:
+    """The web keeps a lesion's volume from imaging only (an attached study, an imported
+    case: :func:`web.services.cases.baseline_volumes`). A baseline entry may send it back
+    as stored (the subject's case gives it), but a volume typed here would be dropped
+    unseen, so another one is refused (R-ELIG-VOLUME)."""
+    stored = baseline_volumes(subject)
+    for index, le in enumerate(lesions):
+        if le.volume_ml is not None and le.volume_ml != stored.get(le.id):
+            raise InvalidInput(
+                f"lesion {le.id}: volume_ml {le.volume_ml} is not the volume imaging gave "
+                f"({stored.get(le.id)}); a lesion's volume comes from the baseline's imaging "
+                "(attach the study) or an imported case, not from the baseline entry "
+                "(R-ELIG-VOLUME)",
+                field="volume_ml",
+                pointer=f"/lesions/{index}/volume_ml",
+            )
 
 
 def write_lesion(audit: Audit, key: str, row: Lesion, le: Any) -> None:

@@ -1,6 +1,7 @@
 """The one contract from form to engine: input validated by ``recist.jsonio``'s models
-(:func:`validated`), a subject's rows as the engine's case (:func:`build_case`), the
-stored result recomputed by the engine (:func:`recompute`), and plausible dates
+(:func:`validated`), a subject's rows as the engine's case (:func:`build_case`; a new
+lesion both ways, :func:`stored_new_lesion` and :func:`new_lesion_columns`), the stored
+result recomputed by the engine (:func:`recompute`), and plausible dates
 (R-PLAUS-DATE, R-PLAUS-ORIGIN) against the application's clock.
 """
 
@@ -10,10 +11,11 @@ import re
 from datetime import date
 from typing import Any
 
-from recist.lesions import length_to_mm
+from recist.lesions import length_to_mm, mm_to_length
 from web.errors import InvalidInput, NotFound
 from web.models import (
     LesionRecord,
+    NewLesion,
     Subject,
     Timepoint,
 )
@@ -169,9 +171,24 @@ def ordered_timepoints(subject: Subject) -> list[Timepoint]:
     return sorted(subject.timepoints, key=lambda t: (t.date, t.id if t.id is not None else 2**62))
 
 
+def baseline_volumes(subject: Subject) -> dict[str, float]:
+    """Lesion code → its baseline volume in mL, where imaging supplied it: the ``volumes``
+    of the baseline timepoint's imaging evidence (R-ELIG-VOLUME; see
+    :func:`web.services.studies.attach_imaging` and the case import)."""
+    timepoints = ordered_timepoints(subject)
+    evidence = (timepoints[0].imaging_json if timepoints else None) or {}
+    volumes = evidence.get("volumes") or {}
+    return {
+        str(code): float(value)
+        for code, value in volumes.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+
+
 def build_case(subject: Subject) -> dict[str, Any]:
     """The case contract (``docs/contracts.md``) for a subject, from its rows."""
     lesions: list[dict[str, Any]] = []
+    volumes = baseline_volumes(subject)
     for le in subject.lesions:
         item: dict[str, Any] = {"id": le.code, "site": le.site, "kind": le.kind}
         item["nodal"] = le.nodal
@@ -183,6 +200,8 @@ def build_case(subject: Subject) -> dict[str, Any]:
             item["modality"] = le.modality
         if le.slice_thickness_units is not None:
             item["slice_thickness_mm"] = length_to_mm(le.slice_thickness_units)
+        if le.code in volumes:
+            item["volume_ml"] = volumes[le.code]
         lesions.append(item)
     timepoints: list[dict[str, Any]] = []
     for tp in ordered_timepoints(subject):
@@ -200,13 +219,7 @@ def build_case(subject: Subject) -> dict[str, Any]:
                 scan_dates[code] = rec.scan_date.isoformat()
         new_lesions = []
         for nl in tp.new_lesions:
-            new_item: dict[str, Any] = {"id": nl.code, "site": nl.site, "equivocal": nl.equivocal}
-            if nl.nodal:
-                # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
-                new_item["nodal"] = True
-                if nl.short_axis_units is not None:
-                    new_item["short_axis_mm"] = length_to_mm(nl.short_axis_units)
-            new_lesions.append(new_item)
+            new_lesions.append(stored_new_lesion(nl))
             if nl.scan_date is not None:
                 scan_dates[nl.code] = nl.scan_date.isoformat()
         item = {
@@ -245,6 +258,47 @@ def stored_target(rec: LesionRecord) -> Any:
     if rec.state == "merged":
         return {"merged_into": rec.merged_into}
     return rec.state
+
+
+def stored_new_lesion(nl: NewLesion) -> dict[str, Any]:
+    """A stored new lesion in the contract's form: a node's short axis (R-NEW-1), and under
+    iRECIST its ``size_mm`` (a number or a word), ``category`` and ``state`` (I-NEW-1,
+    I-NEW-4), each only when stored, so a RECIST 1.1 read keeps its exact form."""
+    item: dict[str, Any] = {"id": nl.code, "site": nl.site, "equivocal": nl.equivocal}
+    if nl.nodal:
+        # R-NEW-1: a new node counts only at a short axis ≥ 10 mm.
+        item["nodal"] = True
+        if nl.short_axis_units is not None:
+            item["short_axis_mm"] = length_to_mm(nl.short_axis_units)
+    if nl.size_units is not None:
+        item["size_mm"] = length_to_mm(nl.size_units)
+    elif nl.size_state is not None:
+        item["size_mm"] = nl.size_state
+    if nl.category is not None:
+        item["category"] = nl.category
+    if nl.state is not None:
+        item["state"] = nl.state
+    return item
+
+
+def new_lesion_columns(item: Any, first: NewLesion | None) -> dict[str, Any]:
+    """A validated new lesion (``recist.jsonio.NewLesionIn``) as row values. A later listing
+    (``first``: the row of its first listing, at an earlier timepoint) that leaves out
+    ``site`` or ``nodal`` keeps the first's (I-NEW-4), so every row is complete."""
+    size = item.size_mm
+    nodal = item.nodal if first is None or "nodal" in item.model_fields_set else first.nodal
+    return {
+        "site": item.site or (first.site if first is not None else ""),
+        "equivocal": item.equivocal,
+        "nodal": nodal,
+        "short_axis_units": None
+        if item.short_axis_mm is None
+        else mm_to_length(item.short_axis_mm),
+        "size_units": None if size is None or isinstance(size, str) else mm_to_length(size),
+        "size_state": size if isinstance(size, str) else None,
+        "category": item.category,
+        "state": item.state,
+    }
 
 
 def recompute(subject: Subject, focus: str | None = None) -> None:

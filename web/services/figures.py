@@ -17,6 +17,8 @@ from datetime import date
 from io import StringIO
 from typing import Any
 
+from recist.irecist import RECIST_CLASS
+
 PR_LINE_PCT = -30.0  # R-TGT-PR: a 30 % decrease from baseline
 PD_LINE_PCT = 20.0  # R-TGT-PD: a 20 % increase (from the nadir; drawn against baseline)
 
@@ -27,13 +29,11 @@ ARM_LINESTYLES = ("-", "--", "-.", ":")
 CI_ALPHA = 0.12  # the 95 % bands stay light enough to see the curves through them
 KM_YLABEL = "Survival probability"
 
-BOR_COLOURS = {
-    "CR": "#1b7837", "PR": "#5aae61", "SD": "#f1b640", "NON-CR/NON-PD": "#92c5de",
-    "PD": "#c51b7d", "NE": "#9e9e9e",
-    # iRECIST (docs/rules.md §10): its counterpart's colour; iUPD (unconfirmed) lighter.
-    "iCR": "#1b7837", "iPR": "#5aae61", "iSD": "#f1b640", "NON-iCR/NON-iUPD": "#92c5de",
-    "iUPD": "#e9a3c9", "iCPD": "#c51b7d",
-}  # fmt: skip
+BOR_COLOURS = {"CR": "#1b7837", "PR": "#5aae61", "SD": "#f1b640", "NON-CR/NON-PD": "#92c5de",
+               "PD": "#c51b7d", "NE": "#9e9e9e"}  # fmt: skip
+# iRECIST (docs/rules.md §10): its RECIST 1.1 class's colour; iUPD (unconfirmed) lighter.
+BOR_COLOURS |= {i.value: BOR_COLOURS[c.value] for i, c in RECIST_CLASS.items() if i.value != "NE"}
+BOR_COLOURS["iUPD"] = "#e9a3c9"
 RESPONDING = ("CR", "PR", "iCR", "iPR")
 
 

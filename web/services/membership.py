@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -18,7 +20,7 @@ from web.db import write_transaction
 from web.errors import Conflict, InvalidInput, NotFound
 from web.models import CLINICAL_ROLES, ROLES, Trial, TrialMember, User, role_set
 from web.services.access import audit_for
-from web.services.common import Actor, get_trial
+from web.services.common import SYSTEM, Actor, get_trial
 
 __all__ = [
     "add_member",
@@ -29,6 +31,7 @@ __all__ = [
     "reaches",
     "remove_member",
     "sees_every_trial",
+    "trial_access",
     "visible_trials",
 ]
 
@@ -58,19 +61,22 @@ def sees_every_trial(role: str | None) -> bool:
 def reaches(session: Session, user: User, trial_code: str) -> bool:
     """Whether ``user`` may open anything of the trial ``trial_code`` (an unknown trial is
     "reached": the route answers 404 for it, as for everyone)."""
-    if sees_every_trial(user.role):
-        return True
-    trial_id = session.scalar(select(Trial.id).where(Trial.code == trial_code))
-    if trial_id is None:
-        return True
-    return (
-        session.scalar(
-            select(TrialMember.id).where(
-                TrialMember.trial_id == trial_id, TrialMember.user_id == user.id
-            )
+    return trial_access(session, user, trial_code)[0]
+
+
+def trial_access(session: Session, user: User, trial_code: str) -> tuple[bool, bool]:
+    """(:func:`reaches`, whether the trial has independent central review), in one query:
+    what every request naming a trial asks first (web.auth)."""
+    row = session.execute(
+        select(Trial.central_review, TrialMember.id)
+        .outerjoin(
+            TrialMember, (TrialMember.trial_id == Trial.id) & (TrialMember.user_id == user.id)
         )
-        is not None
-    )
+        .where(Trial.code == trial_code)
+    ).first()
+    if row is None:
+        return True, False
+    return sees_every_trial(user.role) or row[1] is not None, bool(row[0])
 
 
 def member_codes(session: Session, user: User) -> set[str]:
@@ -106,8 +112,10 @@ def members_of(session: Session, trial_code: str) -> list[tuple[User, TrialMembe
     return [(user, member) for user, member in rows]
 
 
-def _user(session: Session, username: str) -> User:
-    user = session.scalar(select(User).where(User.username == username))
+def get_user(session: Session, username: str, *, lock: bool = False) -> User:
+    """The user named ``username`` (``lock``: for update), else :class:`NotFound`."""
+    query = select(User).where(User.username == username)
+    user = session.scalar(query.with_for_update() if lock else query)
     if user is None:
         raise NotFound(f"user {username!r} does not exist", field="username")
     return user
@@ -116,7 +124,7 @@ def _user(session: Session, username: str) -> User:
 def add_member(session: Session, actor: Actor, *, username: str, trial_code: str) -> bool:
     """Assign ``username`` to the trial; ``False`` if already a member (nothing written)."""
     with write_transaction(session):
-        return join_trial(session, actor, _user(session, username), trial_code)
+        return join_trial(session, actor, get_user(session, username), trial_code)
 
 
 def join_trial(session: Session, actor: Actor, user: User, trial_code: str) -> bool:
@@ -147,7 +155,7 @@ def remove_member(
 ) -> None:
     """End ``username``'s membership of the trial (audited, with the reason given)."""
     with write_transaction(session):
-        user = _user(session, username)
+        user = get_user(session, username)
         trial = get_trial(session, trial_code)
         gone = session.execute(
             delete(TrialMember).where(
@@ -159,3 +167,16 @@ def remove_member(
         audit_for(session, actor, reason).log(
             "delete", "trial_member", f"{trial.code}/{username}", "role", user.role, None
         )
+
+
+def assign_everyone(session: Session, usernames: Sequence[str] | None = None) -> None:
+    """Make every user (or those of ``usernames``) who is not an admin a member of every
+    trial, as migration 0010 did for existing users: the demo's users and the tests'."""
+    query = select(User)
+    if usernames is not None:
+        query = query.where(User.username.in_(usernames))
+    codes = session.scalars(select(Trial.code)).all()
+    for user in session.scalars(query).all():
+        if not sees_every_trial(user.role):
+            for code in codes:  # add_member writes nothing for a member already
+                add_member(session, SYSTEM, username=user.username, trial_code=code)

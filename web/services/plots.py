@@ -64,8 +64,9 @@ class Used:
 def used_reads(session: Session, trial: Trial) -> list[Used]:
     """Every subject with a read, as analyses use it (see the module docstring)."""
     from cdisc_io.cases import Assessed
+    from web.services.as_used import used_result
     from web.services.central import accepted_reads, unblinded_case
-    from web.services.progression import overrides, used_result, with_progression
+    from web.services.progression import overrides, with_progression
 
     accepted = accepted_reads(session, trial) if trial.central_review else {}
     overridden = overrides(session, trial)

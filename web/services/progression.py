@@ -31,9 +31,6 @@ RULES = {
 BACK_DATED = "back-dated equivocal new lesion (R-NEW-2)"
 
 REVIEW_ACTIONS = ("agreed", "queried")
-# iRECIST responses read as their RECIST 1.1 counterparts where only adequacy matters (§8).
-RECIST_OF = {"iCR": "CR", "iPR": "PR", "iSD": "SD", "iUPD": "PD", "iCPD": "PD",
-             "NON-iCR/NON-iUPD": "NON-CR/NON-PD"}  # fmt: skip
 
 
 # The rule that actually fired, read from the PD timepoint's reasons (first match wins):
@@ -449,6 +446,7 @@ def with_progression(
         ``{"timepoint", "date", "reason", "back_dated"}`` as in an engine result, or
         ``None`` for no progression.
     """
+    from recist.irecist import recist_class
     from recist.jsonio import parse_case
     from recist.pfs import PfsReason, Progression, adequate_assessments, pfs
     from recist.response import Response
@@ -457,7 +455,7 @@ def with_progression(
         (
             tp["id"],
             date.fromisoformat(tp["date"]),
-            Response(RECIST_OF.get(tp["overall_response"], tp["overall_response"]))
+            Response(recist_class(tp["overall_response"]))  # iRECIST: its class (§8)
             if tp.get("overall_response") else None,
         )
         for tp in result["timepoints"][1:]
@@ -474,25 +472,6 @@ def with_progression(
     )
     derived = pfs(parse_case(case), called, adequate)
     return {**result, "progression": progression, "pfs": derived.to_dict()}
-
-
-def used_result(
-    case: dict[str, Any], result: dict[str, Any], used: dict[str, Any]
-) -> dict[str, Any]:
-    """The engine result as analyses use it, given :func:`used_call`'s answer: unchanged
-    for the engine's call; for an override, progression at the override's timepoint and date
-    (keeping the rule the engine named) or none, and PFS derived again from it."""
-    if used["source"] != "override":
-        return result
-    progression = None
-    if used["date"]:
-        progression = {
-            "timepoint": used["timepoint"],
-            "date": used["date"],
-            "reason": result["progression"]["reason"],
-            "back_dated": False,
-        }
-    return with_progression(case, result, progression)
 
 
 def overrides(session: Session, trial: Any) -> dict[int, dict[str, Any]]:

@@ -255,18 +255,35 @@ def sign_timepoint(
         check_version(tp, expected_version, subject_code)
         reader = entered_by(session, key, tp)
         check_signer(actor, reader, meaning, what)
-        now = utcnow()
-        why = meaning if meaning == READ_COMPLETE else f"{meaning}; read entered by {reader}"
-        audit = Audit(session, actor, why)
-        signed = signature_text(printed_name(user), meaning, content_digest(subject, tp))
-        audit.log("sign", "timepoint", key, "signature", None, signed)
-        audit.log("lock", "timepoint", key, "locked", False, True)
-        tp.locked = True
-        tp.signed_by = actor.username
-        tp.signed_at = now
-        tp.sign_meaning = meaning
+        apply_signature(session, actor, user, subject, tp, meaning=meaning, reader=reader)
         flush(session)
     return tp
+
+
+def apply_signature(
+    session: Session,
+    actor: Actor,
+    user: User,
+    subject: Subject,
+    tp: Timepoint,
+    *,
+    meaning: str,
+    reader: str | None,
+) -> None:
+    """Sign and lock ``tp`` inside the caller's write transaction, once the caller has
+    checked the password (:func:`check_password`), the signer (:func:`check_signer`), the
+    lock and the version: the ``sign`` record (printed name, meaning, digest of the values
+    as stored) and the ``lock`` record are audited with the change."""
+    key = f"{subject.trial.code}/{subject.code}/{tp.code}"
+    why = meaning if meaning == READ_COMPLETE else f"{meaning}; read entered by {reader}"
+    audit = Audit(session, actor, why)
+    signed = signature_text(printed_name(user), meaning, content_digest(subject, tp))
+    audit.log("sign", "timepoint", key, "signature", None, signed)
+    audit.log("lock", "timepoint", key, "locked", False, True)
+    tp.locked = True
+    tp.signed_by = actor.username
+    tp.signed_at = utcnow()
+    tp.sign_meaning = meaning
 
 
 def signer_of(session: Session, trial_code: str, subject_code: str, tp: Timepoint) -> str | None:

@@ -274,7 +274,12 @@ def attach_imaging(
 ) -> None:
     """Keep a measured study as a timepoint's imaging evidence without changing what the
     reader entered (the baseline, whose values come from its own form): audited; a signed
-    timepoint is refused; the study must be the subject's patient's (check_binding)."""
+    timepoint is refused; the study must be the subject's patient's (check_binding).
+
+    At the baseline the study's volumes of the lesions it measured join the baseline
+    ``volumes`` (those it did not measure are kept), and the subject is re-assessed: a
+    protocol's volume limit reads them (R-ELIG-VOLUME)."""
+    from web.services.cases import ordered_timepoints, recompute
     from web.services.common import check_unlocked, get_timepoint, touch
 
     with write_transaction(session):
@@ -288,6 +293,31 @@ def attach_imaging(
             "subject", key, "imaging_key", subject.imaging_key, bound
         ):
             subject.imaging_key = bound
-        if audit.change("timepoint", f"{key}/{tp.code}", "imaging", tp.imaging_json, imaging):
-            tp.imaging_json = imaging
+        old = dict(tp.imaging_json or {})
+        volumes = old.pop("volumes", None)
+        new = {k: v for k, v in imaging.items() if k != "volumes"}
+        # The evidence and the baseline volumes are audited apart: volumes an imported case
+        # brought are no earlier evidence that this study would change.
+        changed = audit.change("timepoint", f"{key}/{tp.code}", "imaging", old or None, new)
+        if tp is ordered_timepoints(subject)[0]:
+            merged = baseline_volumes_with(volumes, imaging)
+            if audit.change("timepoint", f"{key}/{tp.code}", "volumes", volumes, merged):
+                changed, volumes = True, merged
+        if changed:
+            tp.imaging_json = {**new, "volumes": volumes} if volumes else new
             touch(tp, actor)
+            recompute(subject, focus=tp.code)
+
+
+def baseline_volumes_with(
+    volumes: dict[str, Any] | None, imaging: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The baseline ``volumes`` (lesion code → mL): the earlier ones, then the volume of
+    every lesion the study ``imaging`` measured (its ``lesions``' ``volume_ml``), for a
+    protocol's volume limit (R-ELIG-VOLUME); ``None`` when there is none."""
+    out = dict(volumes or {})
+    for code, source in (imaging.get("lesions") or {}).items():
+        value = source.get("volume_ml") if isinstance(source, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[str(code)] = value
+    return out or None

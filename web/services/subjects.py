@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from recist.lesions import mm_to_length
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, Conflict, InvalidInput, Locked
 from web.models import (
@@ -26,6 +25,7 @@ from web.services.cases import (
     build_case,
     check_origin,
     engine_assess,
+    new_lesion_columns,
     parse_date,
     recompute,
     validated,
@@ -217,9 +217,10 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
     """Create a subject with all its lesions and timepoints from a case dict, at once.
 
     Used by the demo seed, the benchmark and ``POST …/cases``. The case is validated by the
-    contract's model (``recist.jsonio.CaseIn``) and assessed by the engine before anything
-    is written; the rows are written from the validated values, and the audit trail keeps
-    the case as stored (its canonical JSON, read back from the rows).
+    contract's model (``recist.jsonio.CaseIn``) and assessed by the engine (with the
+    trial's settings when it gives none) before anything is written; the rows are written
+    from the validated values, and the audit trail keeps the case as stored (its canonical
+    JSON, read back from the rows).
     """
     from recist.jsonio import CaseIn
 
@@ -230,10 +231,12 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
         case,
         subject=case["subject_id"] if isinstance(case.get("subject_id"), str) else None,
     )
-    engine_assess(case)
     code = check_code(model.subject_id, "subject id", "subject_id")
     with write_transaction(session):
         trial = get_trial(session, trial_code)
+        # A case without settings is assessed with its trial's protocol (an iRECIST
+        # trial's new-lesion follow-up, I-NEW-4, is refused by RECIST 1.1's defaults).
+        engine_assess({"settings": trial.settings, **case})
         _refuse_existing_subject(session, trial, code, "subject_id")
         if "settings" in case and check_settings(case["settings"]) != check_settings(
             trial.settings
@@ -270,28 +273,34 @@ def import_case(session: Session, actor: Actor, trial_code: str, case: dict[str,
             row.site = site
             subject.lesions.append(row)
             rows[row.code] = row
-        for tp_item in model.timepoints:
+        # Baseline volumes imaging supplied (recist ingest's volume_ml) are kept with the
+        # baseline's imaging evidence, where the web keeps every lesion volume (R-ELIG-VOLUME).
+        volumes = {le.id: le.volume_ml for le in model.lesions if le.volume_ml is not None}
+        first: dict[str, NewLesion] = {}  # each new lesion's first listing
+        for tp_index, tp_item in enumerate(model.timepoints):
             tp = Timepoint(code=tp_item.id, date=tp_item.date)
             tp.updated_by = actor.username
+            if tp_index == 0 and volumes:
+                tp.imaging_json = {"volumes": volumes}
             subject.timepoints.append(tp)
             scans = dict(tp_item.scan_dates)
             targets = target_values(tp_item.targets, code, tp_item.id)
             write_records(
                 session, silent, subject, tp, rows, targets, dict(tp_item.non_targets), scans
             )
-            for nl in tp_item.new_lesions:
-                tp.new_lesions.append(
-                    NewLesion(
-                        code=nl.id,
-                        site=controlled_site(nl.site, nodal=nl.nodal, lesion=nl.id, pointer=""),
-                        equivocal=nl.equivocal,
-                        nodal=nl.nodal,
-                        short_axis_units=None
-                        if nl.short_axis_mm is None
-                        else mm_to_length(nl.short_axis_mm),
-                        scan_date=scans.get(nl.id),
+            for index, nl in enumerate(tp_item.new_lesions):
+                # A later listing may leave out site and nodal: they are the first's (I-NEW-4).
+                columns = new_lesion_columns(nl, first.get(nl.id))
+                if first.get(nl.id) is None or nl.site:
+                    columns["site"] = controlled_site(
+                        nl.site,
+                        nodal=columns["nodal"],
+                        lesion=nl.id,
+                        pointer=f"/timepoints/{tp_index}/new_lesions/{index}/site",
                     )
-                )
+                new_row = NewLesion(code=nl.id, scan_date=scans.get(nl.id), **columns)
+                tp.new_lesions.append(new_row)
+                first.setdefault(nl.id, new_row)
         flush(session)
         recompute(subject)
         audit.log("create", "subject", key, "case", None, build_case(subject))

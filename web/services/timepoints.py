@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from recist.lesions import length_to_mm, mm_to_length
+from recist.lesions import length_to_mm
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, Conflict, InvalidInput
 from web.models import (
@@ -17,16 +17,23 @@ from web.models import (
     NewLesion,
     Subject,
     Timepoint,
+    User,
     utcnow,
 )
 from web.services.annotations import (
     ANNOTATION_KEYS,
     IMAGE_KEYS,
-    check_annotations,
-    split_annotations,
+    split_timepoint_notes,
     write_annotations,
+    write_image_refs,
 )
-from web.services.cases import plausible_date, recompute, stored_target, validated
+from web.services.cases import (
+    new_lesion_columns,
+    plausible_date,
+    recompute,
+    stored_target,
+    validated,
+)
 from web.services.common import (
     Actor,
     Audit,
@@ -42,6 +49,7 @@ from web.services.common import (
     get_timepoint,
     touch,
 )
+from web.services.sign_all import sign_saved
 from web.services.studies import check_binding
 
 
@@ -144,78 +152,102 @@ def write_records(
             session.delete(rec)
 
 
-def _new_lesion_rows(model: Any) -> list[dict[str, Any]]:
-    """A validated timepoint's new lesions (``recist.jsonio.NewLesionIn``) as row values;
-    the web adds one rule of its own: the site comes from the controlled list."""
+# The columns of a new-lesion row that hold what a reader recorded of it (the contract's
+# names in the audit trail: short_axis_mm, size_mm, category, state).
+NEW_LESION_FIELDS = ("site", "equivocal", "nodal", "short_axis_mm", "size_mm", "category", "state")
+
+
+def audited_new_lesion(row: NewLesion) -> dict[str, Any]:
+    """What the audit trail keeps of a new-lesion row: site, equivocal, nodal and short axis,
+    and the iRECIST fields (I-NEW-4) where stored, as the contract spells them."""
+    from web.services.cases import stored_new_lesion
+
+    stored = stored_new_lesion(row)
+    out: dict[str, Any] = {
+        "site": row.site,
+        "equivocal": row.equivocal,
+        "nodal": row.nodal,
+        "short_axis_mm": None
+        if row.short_axis_units is None
+        else length_to_mm(row.short_axis_units),
+    }
+    return out | {k: stored[k] for k in ("size_mm", "category", "state") if k in stored}
+
+
+def first_listings(subject: Subject, before: date) -> dict[str, NewLesion]:
+    """The first row of every new lesion listed at a timepoint dated before ``before``."""
+    out: dict[str, NewLesion] = {}
+    for tp in sorted(subject.timepoints, key=lambda t: t.date):
+        if tp.date < before:
+            for nl in tp.new_lesions:
+                out.setdefault(nl.code, nl)
+    return out
+
+
+def _new_lesion_rows(
+    model: Any, first: dict[str, NewLesion], subject_code: str
+) -> list[dict[str, Any]]:
+    """A validated timepoint's new lesions as row values; the web adds one rule of its own:
+    the site comes from the controlled list (a later listing may leave it out, I-NEW-4)."""
     out = []
     for index, item in enumerate(model.new_lesions):
         pointer = f"/new_lesions/{index}/site"
         field_name = f"new_lesions.{item.id}.site"
-        if not item.site:
+        columns = new_lesion_columns(item, first.get(item.id))
+        if not columns["site"]:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id} needs its site",
+                f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: new lesion "
+                f"{item.id} needs its site where it is first listed (a later listing may leave "
+                "it out, I-NEW-4)",
                 field=field_name,
                 pointer=pointer,
             )
-        if item.site not in SITES:
+        if columns["site"] not in SITES:
             raise InvalidInput(
-                f"timepoint {model.id}: new lesion {item.id}: site {echo(item.site)} is not in the "
+                f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: site "
+                f"{echo(item.site)} is not in the "
                 "controlled list",
                 field=field_name,
                 pointer=pointer,
             )
-        out.append(
-            {
-                "id": item.id,
-                "site": item.site,
-                "equivocal": item.equivocal,
-                "nodal": item.nodal,
-                "short_axis_units": None
-                if item.short_axis_mm is None
-                else mm_to_length(item.short_axis_mm),
-            }
-        )
+        out.append({"id": item.id, **columns})
     return out
 
 
-def _split_notes(body: dict[str, Any], images: Any, where: str) -> dict[str, Any]:
-    """Take the web's annotations out of a timepoint body before the contract validates it
-    (:mod:`web.services.annotations`): ``images`` maps a baseline lesion's id to its key
-    image ``{series, image}``; a new lesion carries ``location``, ``series`` and ``image``
-    among its members. Returns them validated: ``{"images": {id: …}, "new": {id: …}}``."""
-    out: dict[str, Any] = {"images": {}, "new": {}}
-    if images is not None and not isinstance(images, dict):
-        raise InvalidInput(
-            f"{where}: images must map lesion ids to {{series, image}}",
-            field="images",
-            pointer="/images",
-        )
-    for lesion_code, ref in (images or {}).items():
-        out["images"][lesion_code] = check_annotations(
-            ref,
-            where=f"{where}, lesion {lesion_code}",
-            field_prefix=f"images.{lesion_code}.",
-            pointer_prefix=f"/images/{escape_pointer(str(lesion_code))}",
-            keys=IMAGE_KEYS,
-        )
-    items = body.get("new_lesions")
-    if isinstance(items, list):
-        kept = []
-        for index, item in enumerate(items):
-            item, raw = split_annotations(item)
-            new_id = item.get("id") if isinstance(item, dict) else None
-            label = new_id if isinstance(new_id, str) and new_id else f"#{index + 1}"
-            checked = check_annotations(
-                raw,
-                where=f"{where}, new lesion {label}",
-                field_prefix=f"new_lesions.{label}.",
-                pointer_prefix=f"/new_lesions/{index}",
-            )
-            if isinstance(new_id, str):
-                out["new"][new_id] = checked
-            kept.append(item)
-        body["new_lesions"] = kept
-    return out
+def _write_new_lesions(
+    session: Session,
+    audit: Audit,
+    tp: Timepoint,
+    key: str,
+    new_items: list[dict[str, Any]],
+    scan_dates: dict[str, date],
+    notes: dict[str, dict[str, Any]],
+) -> None:
+    """Store a timepoint's new lesions, auditing each changed field in the contract's form,
+    and their annotations (``notes`` by id: location, series, image)."""
+    old_new = {nl.code: nl for nl in tp.new_lesions}
+    for item in new_items:
+        nkey = f"{key}/{item['id']}"
+        row = old_new.pop(item["id"], None)
+        if row is None:
+            row = NewLesion(code=item["id"], site=item["site"])
+            tp.new_lesions.append(row)
+            audit.log("create", "new_lesion", nkey)
+            before: dict[str, Any] = {}
+        else:
+            before = audited_new_lesion(row)
+        for name, value in item.items():
+            if name != "id":
+                setattr(row, name, value)
+        after = audited_new_lesion(row)
+        for name in NEW_LESION_FIELDS:
+            audit.change("new_lesion", nkey, name, before.get(name), after.get(name))
+        row.scan_date = scan_dates.get(item["id"])
+        write_annotations(audit, "new_lesion", nkey, row, notes.get(item["id"], {}))
+    for gone in old_new.values():
+        audit.log("delete", "new_lesion", f"{key}/{gone.code}", None, gone.site, None)
+        tp.new_lesions.remove(gone)
+        session.delete(gone)
 
 
 def save_timepoint(
@@ -229,6 +261,7 @@ def save_timepoint(
     original_code: str | None = None,
     reason: str | None = None,
     imaging: dict[str, Any] | None = None,
+    signer: User | None = None,
 ) -> tuple[Subject, Timepoint]:
     """Create or update a follow-up timepoint and recompute the subject's assessment.
 
@@ -246,6 +279,10 @@ def save_timepoint(
         What imaging_io measured when the form was pre-filled from an uploaded study
         (``{"image": …, "lesions": {id: {"mm": …, …}}}``), kept beside the reader's values
         as the evidence reviewers open; ``None`` keeps what is stored.
+    signer
+        Sign on save: the user whose password :func:`web.services.sign_all.signer_for_save`
+        checked; the saved read is signed "read complete" and locked in the same
+        transaction.
 
     Raises
     ------
@@ -262,13 +299,14 @@ def save_timepoint(
         raise InvalidInput("a timepoint must be a JSON object", pointer="")
     body = {k: v for k, v in data.items() if k not in ("version", "images")}
     tp_name = body.get("id") if isinstance(body.get("id"), str) else "?"
-    notes = _split_notes(body, data.get("images"), f"subject {subject_code}, timepoint {tp_name}")
+    notes = split_timepoint_notes(
+        body, data.get("images"), f"subject {subject_code}, timepoint {tp_name}"
+    )
     model = validated(TimepointIn, body, subject=subject_code, timepoint=body.get("id"))
     code = check_code(model.id, "visit", "id")
     tp_date = plausible_date(model.date, "date")
     targets = target_values(model.targets, subject_code, code)
     non_targets = dict(model.non_targets)
-    new_items = _new_lesion_rows(model)
     scan_dates = {k: plausible_date(v, f"scan_dates.{k}") for k, v in model.scan_dates.items()}
     reason = clean_reason(reason)
     with write_transaction(session):
@@ -345,6 +383,7 @@ def save_timepoint(
             if audit.change("timepoint", f"{key}/{code}", "date", tp.date, tp_date):
                 tp.date = tp_date
         rows = {le.code: le for le in subject.lesions}
+        new_items = _new_lesion_rows(model, first_listings(subject, tp_date), subject_code)
         for lesion_code in scan_dates:
             if lesion_code not in rows and lesion_code not in {n["id"] for n in new_items}:
                 raise InvalidInput(
@@ -354,21 +393,8 @@ def save_timepoint(
                     pointer=f"/scan_dates/{escape_pointer(lesion_code)}",
                 )
         write_records(session, audit, subject, tp, rows, targets, non_targets, scan_dates)
-        for lesion_code in notes["images"]:
-            if lesion_code not in rows and lesion_code not in {n["id"] for n in new_items}:
-                raise InvalidInput(
-                    f"timepoint {code}: images names {echo(lesion_code)}, which is not a "
-                    "lesion of this subject (a new lesion carries its own series and image)",
-                    field=f"images.{lesion_code}",
-                    pointer=f"/images/{escape_pointer(lesion_code)}",
-                )
-        for rec in tp.records:
-            images = notes["images"].get(rec.lesion.code, {})
-            values = {k: images.get(k) for k in IMAGE_KEYS}
-            write_annotations(audit, "measurement", f"{key}/{code}/{rec.lesion.code}", rec, values)
-        old_new = {nl.code: nl for nl in tp.new_lesions}
+        write_image_refs(audit, tp, f"{key}/{code}", notes["images"], set(rows))
         for item in new_items:
-            nkey = f"{key}/{code}/{item['id']}"
             if item["id"] in rows:
                 raise InvalidInput(
                     f"subject {subject_code}, timepoint {code}: new lesion {item['id']!r} "
@@ -376,30 +402,7 @@ def save_timepoint(
                     field=f"new_lesions.{item['id']}.id",
                     pointer=f"/new_lesions/{new_items.index(item)}/id",
                 )
-            row = old_new.pop(item["id"], None)
-            if row is None:
-                row = NewLesion(code=item["id"], site=item["site"])
-                tp.new_lesions.append(row)
-                audit.log("create", "new_lesion", nkey)
-            for name in ("site", "equivocal", "nodal"):
-                if audit.change("new_lesion", nkey, name, getattr(row, name, None), item[name]):
-                    setattr(row, name, item[name])
-            units = item["short_axis_units"]
-            old_sa = None if row.short_axis_units is None else length_to_mm(row.short_axis_units)
-            if audit.change(
-                "new_lesion",
-                nkey,
-                "short_axis_mm",
-                old_sa,
-                None if units is None else length_to_mm(units),
-            ):
-                row.short_axis_units = units
-            row.scan_date = scan_dates.get(item["id"])
-            write_annotations(audit, "new_lesion", nkey, row, notes["new"].get(item["id"], {}))
-        for gone in old_new.values():
-            audit.log("delete", "new_lesion", f"{key}/{code}/{gone.code}", None, gone.site, None)
-            tp.new_lesions.remove(gone)
-            session.delete(gone)
+        _write_new_lesions(session, audit, tp, f"{key}/{code}", new_items, scan_dates, notes["new"])
         touch(tp, actor)
         subject.updated_at = utcnow()
         # One flush, after the engine accepted the case: a refusal writes nothing.
@@ -409,6 +412,9 @@ def save_timepoint(
                 "subject", key, "imaging_key", subject.imaging_key, bound
             ):
                 subject.imaging_key = bound
+        kept = (tp.imaging_json or {}).get("volumes")
+        if imaging is not None and kept and "volumes" not in imaging:
+            imaging = {**imaging, "volumes": kept}  # the baseline's volumes stay (R-ELIG-VOLUME)
         if imaging is not None and audit.change(
             "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
         ):
@@ -419,6 +425,9 @@ def save_timepoint(
             audit.log("save", "timepoint", f"{key}/{code}", "unchanged", None, None)
         recompute(subject, focus=code)
         flush(session)
+        if signer is not None:
+            sign_saved(session, actor, signer, subject, tp)
+            flush(session)
     return subject, tp
 
 
@@ -472,12 +481,7 @@ def delete_timepoint(
                 f"{key}/{new.code}",
                 "new_lesions",
                 {
-                    "site": new.site,
-                    "equivocal": new.equivocal,
-                    "nodal": new.nodal,
-                    "short_axis_mm": None
-                    if new.short_axis_units is None
-                    else length_to_mm(new.short_axis_units),
+                    **audited_new_lesion(new),
                     **{k: getattr(new, k) for k in ANNOTATION_KEYS if getattr(new, k) is not None},
                 },
                 None,

@@ -36,7 +36,7 @@ from web.services.access import (
     user_for_token,
 )
 from web.services.common import Actor, Audit, check_code
-from web.services.membership import check_role, join_trial
+from web.services.membership import check_role, get_user, join_trial
 
 __all__ = [
     "LOGIN_LOCK",
@@ -86,14 +86,6 @@ def clean_full_name(value: Any) -> str:
     return text
 
 
-def _user(session: Session, username: str, *, lock: bool = False) -> User:
-    query = select(User).where(User.username == username)
-    user = session.scalar(query.with_for_update() if lock else query)
-    if user is None:
-        raise NotFound(f"user {username!r} does not exist", field="username")
-    return user
-
-
 def create_user(
     session: Session,
     actor: Actor,
@@ -132,7 +124,7 @@ def set_password(session: Session, actor: Actor, *, username: str, password: str
     """Set a user's password and end all their sessions; returns how many were ended."""
     _check_password(password)
     with write_transaction(session):
-        user = _user(session, username, lock=True)
+        user = get_user(session, username, lock=True)
         user.password_hash = generate_password_hash(password, method="scrypt")
         audit = audit_for(session, actor)
         audit.log("update", "user", username, "password", None, "(changed)")
@@ -156,7 +148,7 @@ def change_own_password(session: Session, user: User, *, old: str, new: str) -> 
 def set_full_name(session: Session, actor: Actor, *, username: str, full_name: str) -> None:
     full_name = clean_full_name(full_name)
     with write_transaction(session):
-        user = _user(session, username, lock=True)
+        user = get_user(session, username, lock=True)
         if full_name != (user.full_name or ""):
             old = user.full_name or None
             audit_for(session, actor).log("update", "user", username, "full_name", old, full_name)
@@ -174,7 +166,7 @@ def set_role(session: Session, actor: Actor, *, username: str, role: str) -> Non
     """
     check_role(role)
     with write_transaction(session):
-        user = _user(session, username, lock=True)
+        user = get_user(session, username, lock=True)
         if (
             actor.username == username
             and "admin" in role_set(user.role)
@@ -205,7 +197,7 @@ def set_active(session: Session, actor: Actor, *, username: str, active: bool) -
         )
     now = access.clock()
     with write_transaction(session):
-        user = _user(session, username, lock=True)
+        user = get_user(session, username, lock=True)
         audit = audit_for(session, actor)
         if not audit.change("user", username, "active", user.active, active):
             return

@@ -1,4 +1,5 @@
-// Central read worksheet (central_read.html). Progressive enhancement only: without this
+// The worksheets: central read (central_read.html) and the site reader's (views/site_sheet.html,
+// which has a Save button: Ctrl+S saves, it never signs). Progressive enhancement only: without this
 // script, "Add visit columns" / "Add lesion rows" re-render the page with more, and the
 // server numbers blank ids. With it: columns and rows are added in place, blank ids show
 // the id they will get (T01, NT01, NL01, as web/read_sheet.py numbers them), each cell
@@ -133,6 +134,15 @@
   form.addEventListener("input", function (event) {
     if (/^(id|visit)_\d+$/.test(event.target.name)) { renumber(); }
   });
+  // Ctrl+S / Cmd+S saves the site worksheet from any field (the central one has no Save:
+  // signing needs the password and the button).
+  var save = document.getElementById("save");
+  form.addEventListener("keydown", function (event) {
+    var saving = (event.key === "s" || event.key === "S") && (event.ctrlKey || event.metaKey);
+    if (!saving || !save) { return; }
+    event.preventDefault();
+    if (form.requestSubmit) { form.requestSubmit(save); } else { save.click(); }
+  });
   // Enter in a cell moves down the column, as in a spreadsheet; at the last row, it
   // goes to the next column's first row. It never submits (signing needs the button).
   form.addEventListener("keydown", function (event) {
@@ -174,10 +184,27 @@
     live.appendChild(h);
     live.hidden = false;
     if (data.error) {
-      live.appendChild(el("p", data.error, "error"));
+      var message = el("p", data.error + (data.rule && data.error.indexOf(data.rule) < 0 ? " (" + data.rule + ")" : ""), "error");
+      message.id = "live-error";
+      live.appendChild(message);
       var bad = data.field && field(data.field);
-      if (bad) { bad.classList.add("bad"); bad.setAttribute("aria-invalid", "true"); }
+      if (bad) {
+        bad.classList.add("bad");
+        bad.setAttribute("aria-invalid", "true");
+        bad.setAttribute("aria-describedby", "live-error");
+        // The cursor goes to the cell the error names, once per new error (never back
+        // again while the reader is fixing it or typing on elsewhere after seeing it).
+        var key = data.field + "|" + data.error;
+        if (key !== lastFocused && document.activeElement !== bad) { bad.focus(); }
+        lastFocused = key;
+      }
       return;
+    }
+    lastFocused = null;
+    if (data.pending && data.pending.length) {
+      var pending = el("p", "Not filled yet, counted as not evaluated here: " + data.pending.join(", "), "pending");
+      pending.id = "live-pending";
+      live.appendChild(pending);
     }
     var r = data.outcome;
     var summary = el("p", "Best overall response ");
@@ -191,8 +218,9 @@
       live.appendChild(el("p", w.rule + " " + (w.lesion || "") + ": " + w.message, "findings"));
     });
     var table = el("table", null, "list");
+    table.id = "live-timepoints";
     var head = el("tr");
-    ["Visit", "Sum (mm)", "vs baseline", "vs nadir", "Target", "Non-target", "New", "Overall"]
+    ["Visit", "Sum (mm)", "vs baseline", "vs nadir", "Target", "Non-target", "New", "Overall", "Rules"]
       .forEach(function (t) { head.appendChild(el("th", t)); });
     table.appendChild(head);
     r.timepoints.forEach(function (tp) {
@@ -207,21 +235,38 @@
       var overall = el("td", tp.overall_response || "", css(tp.overall_response));
       overall.title = (tp.reasons || []).join("\n");
       tr.appendChild(overall);
+      var rules = el("td", null, "rules");
+      rules.title = (tp.reasons || []).join("\n");
+      (tp.rules || []).forEach(function (rule) { rules.appendChild(el("code", rule)); });
+      tr.appendChild(rules);
+      tr.setAttribute("data-tp", tp.id);
       table.appendChild(tr);
     });
-    live.appendChild(table);
+    var wrap = el("div", null, "grid-wrap");  // scrolls sideways on a narrow screen
+    wrap.appendChild(table);
+    live.appendChild(wrap);
   }
 
+  // Friendly to the server: one check per pause in typing (debounced), none when the
+  // worksheet is as last checked, and a check still running is abandoned for the newer one.
+  var lastFocused = null, lastSent = null, running = null;
   function check() {
     if (!window.fetch || !field("date_0").value) { return; }  // nothing to assess yet
     var body = new FormData(form);
     body.set("action", "check");
     body.delete("password");
+    body.delete("reason");
+    var sent = new URLSearchParams(body).toString();
+    if (sent === lastSent) { return; }
+    lastSent = sent;
+    if (running && running.abort) { running.abort(); }
+    running = window.AbortController ? new AbortController() : null;
     fetch(url, { method: "POST", body: body, credentials: "same-origin",
+                 signal: running ? running.signal : undefined,
                  headers: { "X-CSRFToken": token, "Accept": "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) { if (data) { show(data); } })
-      .catch(function () { /* offline: "Check" and signing check again on the server */ });
+      .catch(function () { lastSent = null; /* offline or abandoned: "Check" and saving check again on the server */ });
   }
   form.addEventListener("input", function () {
     clearTimeout(timer);
@@ -231,4 +276,6 @@
     clearTimeout(timer);
     timer = setTimeout(check, 500);
   });
+  // The site worksheet opens with the result of its stored visits.
+  if (save && !document.getElementById("outcome")) { check(); }
 })();
