@@ -293,3 +293,49 @@ def export_sdtm(
         return out.astype(str)
 
     return frame(tu_rows, TU_COLUMNS), frame(tr_rows, TR_COLUMNS), frame(rs_rows, RS_COLUMNS)
+
+
+SUPP_COLUMNS = [
+    "STUDYID", "RDOMAIN", "USUBJID", "IDVAR", "IDVARVAL", "QNAM", "QLABEL", "QVAL", "QORIG",
+    "QEVAL",
+]  # fmt: skip
+LOCATION_QNAM = "TULOCDTL"  # ≤ 8 characters, as SUPPQUAL's QNAM must be
+LOCATION_QLABEL = "Location Detail"
+
+
+def export_supptu(
+    assessed: list[Assessed],
+    locations: dict[tuple[str, str], str],
+    *,
+    studyid: str = "RECIST",
+) -> pd.DataFrame:
+    """SUPPTU: a lesion's free-text location ("segment VII", "right lower lobe") as the
+    supplemental qualifier ``TULOCDTL`` of its TU record.
+
+    ``TULOC`` keeps the controlled site that :mod:`cdisc_io.sdtm_import` reads back (a
+    free text there would not import as a site); the detail is not part of the case
+    contract, so it comes beside the cases: ``locations`` maps (subject id, lesion id)
+    to the text. Records link by ``IDVAR = TULNKID`` (the lesion id, one per subject and
+    reader), ``QEVAL`` is the reader's ``TUEVAL``. Lesions without a location, and
+    locations of lesions the case does not have, give no record.
+    """
+    import pandas as pd
+
+    rows: list[dict[str, str]] = []
+    for item in assessed:
+        case = item.case
+        subject = case["subject_id"]
+        ids = [le["id"] for le in case["lesions"]]
+        for tp in case["timepoints"][1:]:
+            ids += [n["id"] for n in tp.get("new_lesions", []) if n["id"] not in ids]
+        evaluator = _reader_columns(case, "TU")["TUEVAL"]
+        for lesion_id in ids:
+            text = locations.get((subject, lesion_id))
+            if not text:
+                continue
+            rows.append(
+                {"STUDYID": studyid, "RDOMAIN": "TU", "USUBJID": subject, "IDVAR": "TULNKID",
+                 "IDVARVAL": lesion_id, "QNAM": LOCATION_QNAM, "QLABEL": LOCATION_QLABEL,
+                 "QVAL": text, "QORIG": "CRF", "QEVAL": evaluator}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=SUPP_COLUMNS).fillna("").astype(str)

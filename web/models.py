@@ -54,27 +54,10 @@ def role_set(role: str | None) -> frozenset[str]:
 # A controlled list of sites (R-SEL-2 groups paired organs and all lymph nodes; the engine
 # normalises the words, so the list uses its vocabulary). "other" keeps rare sites possible.
 SITES = (
-    "adrenal",
-    "bone",
-    "brain",
-    "breast",
-    "chest wall",
-    "kidney",
-    "liver",
-    "lung",
-    "lymph node",
-    "mediastinum",
-    "ovary",
-    "pancreas",
-    "peritoneum",
-    "pleura",
-    "pleural effusion",
-    "ascites",
-    "skin",
-    "soft tissue",
-    "spleen",
-    "other",
-)
+    "adrenal", "bone", "brain", "breast", "chest wall", "kidney", "liver", "lung", "lymph node",
+    "mediastinum", "ovary", "pancreas", "peritoneum", "pleura", "pleural effusion", "ascites",
+    "skin", "soft tissue", "spleen", "other",
+)  # fmt: skip
 
 TARGET_STATES = ("measured", "too_small", "absent", "not_evaluated", "fragments", "merged")
 NON_TARGET_STATES = ("present", "absent", "progression", "not_evaluated")
@@ -176,6 +159,8 @@ class Lesion(Base):
     treatment: Mapped[str | None] = mapped_column(String(64), nullable=True)
     modality: Mapped[str | None] = mapped_column(String(16), nullable=True)
     slice_thickness_units: Mapped[int | None] = mapped_column(Integer, nullable=True)  # R-EXACT
+    # Free text ("segment VII"), an annotation the rules never read (SDTM SUPPTU TULOCDTL).
+    location: Mapped[str | None] = mapped_column(String(120), nullable=True)
 
     subject: Mapped[Subject] = relationship(back_populates="lesions")
 
@@ -233,6 +218,9 @@ class LesionRecord(Base):
     fragments_units: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)  # R-SPLIT
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)  # R-MERGE
     scan_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    # The key image of the measurement (DICOM series and instance number): annotations.
+    series: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     timepoint: Mapped[Timepoint] = relationship(back_populates="records")
     lesion: Mapped[Lesion] = relationship()
@@ -262,6 +250,10 @@ class NewLesion(Base):
     size_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     category: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NEW_CATEGORIES
     state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # NON_TARGET_STATES
+    location: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # The key image of the measurement (DICOM series and instance number): annotations.
+    series: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     timepoint: Mapped[Timepoint] = relationship(back_populates="new_lesions")
 

@@ -124,3 +124,28 @@ def test_pharmaverse_large_set_round_trips_through_the_cli(
     assert second.read_text(encoding="utf-8").splitlines() == before
     assert json.loads((out / "settings.json").read_text())["settings"][0]["sd_min_days"] == 42
     assert "762 cases" in capsys.readouterr().err
+
+
+def test_supptu_carries_the_free_text_location_beside_the_controlled_site() -> None:
+    from cdisc_io.sdtm_export import export_supptu
+
+    case = case_with_every_state()
+    assessed = assess_cases([case])
+    subject = case["subject_id"]
+    locations = {
+        (subject, "T1"): "segment VII",
+        (subject, "NEW1"): "right lower lobe",
+        (subject, "T9"): "not a lesion of the case",
+        ("OTHER", "T1"): "another subject",
+    }
+    supp = export_supptu(assessed, locations, studyid="S1")
+    rows = supp[["USUBJID", "IDVARVAL", "QNAM", "QVAL", "RDOMAIN", "IDVAR"]].values.tolist()
+    assert rows == [
+        [subject, "T1", "TULOCDTL", "segment VII", "TU", "TULNKID"],
+        [subject, "NEW1", "TULOCDTL", "right lower lobe", "TU", "TULNKID"],
+    ]
+    assert set(supp["QEVAL"]) == {"INDEPENDENT ASSESSOR"}  # the case's reader
+    # TULOC stays the controlled site, which the import reads back.
+    tu, _, _ = export_sdtm(assessed)
+    assert tu[tu.TULNKID == "T1"]["TULOC"].tolist() == [case["lesions"][0]["site"].upper()]
+    assert export_supptu(assessed, {}).empty

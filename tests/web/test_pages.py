@@ -166,7 +166,7 @@ def test_baseline_form_with_findings_asks_for_a_reason_and_keeps_what_was_typed(
     html = response.data.decode()
     assert "R-MEAS-1" in html and "needs a reason" in html
     assert 'name="size_0" value="8"' in html
-    assert re.search(r'<input name="reason" size="60"\s+required', html)
+    assert re.search(r'<input name="reason" size="60" maxlength="2000" value=""\s+required', html)
     response = reader.post(base, data={**form, "reason": "measured on 5 mm slices"})
     assert response.status_code == 302
 

@@ -344,3 +344,24 @@ def test_the_call_names_the_rule_that_fired_a_node_back_after_cr_is_r_reappear()
     case["timepoints"][2]["targets"] = {"T1": 20.0, "T2": 30.0}
     call = engine_call(assess_json(case))
     assert call is not None and call.label == "target sum (R-TGT-PD)"
+
+
+def test_comments_and_reasons_longer_than_the_stated_limit_are_refused(
+    app: Flask, session: Session, calls: str
+) -> None:
+    """Free text has a stated maximum (MAX_REASON): the form says it and refuses more."""
+    long = "x" * 2001
+    with pytest.raises(InvalidInput, match=r"comment is 2001 characters long; at most 2000"):
+        review_call(
+            session, REVIEWER, calls, "S-NEW", decision="queried", comment=long, seen_call=None
+        )
+    with pytest.raises(InvalidInput, match=r"reason is 2001 characters long; at most 2000"):
+        override_call(
+            session, ADJUDICATOR, calls, "S-NEW", timepoint="", reason=long, seen_call=None
+        )
+    assert _queue(session, calls)["S-NEW"].history == []
+    client = app.test_client()
+    login(client, "reviewer")
+    page = client.get(f"/trials/{calls}/subjects/S-NEW/progression").data.decode()
+    assert 'name="comment" size="50" maxlength="2000"' in page
+    assert "at most 2000 characters" in page

@@ -35,6 +35,17 @@ _ERROR = {
     },
 }
 
+# Annotations the rules never read, kept by the web only (docs/contracts.md §4).
+_ANNOTATIONS: dict[str, Any] = {
+    "location": {
+        "type": "string",
+        "maxLength": 120,
+        "description": "web-side, not in the case: free text, e.g. 'segment VII'",
+    },
+    "series": {"type": "integer", "minimum": 1, "maximum": 999999, "description": "web-side"},
+    "image": {"type": "integer", "minimum": 1, "maximum": 999999, "description": "web-side"},
+}
+
 _TIMEPOINT = {
     "type": "object",
     "description": "A timepoint of the case contract (docs/contracts.md) with its version.",
@@ -104,6 +115,7 @@ _TIMEPOINT = {
                         "enum": ["present", "absent", "progression", "not_evaluated"],
                         "description": "iRECIST (I-NEW-4): a new non-target's state",
                     },
+                    **_ANNOTATIONS,
                 },
             },
         },
@@ -111,6 +123,15 @@ _TIMEPOINT = {
             "type": "object",
             "description": "lesion id → date of the scan that showed it",
             "additionalProperties": {"type": "string", "format": "date"},
+        },
+        "images": {
+            "type": "object",
+            "description": "web-side, not in the case: baseline lesion id → its key image",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {k: _ANNOTATIONS[k] for k in ("series", "image")},
+            },
         },
         "version": {"type": "integer", "description": "required to change a timepoint"},
         "reason": {"type": "string"},
@@ -134,6 +155,7 @@ _LESION = {
         "treatment": {"type": "string"},
         "modality": {"type": "string"},
         "slice_thickness_mm": {"type": "number"},
+        **_ANNOTATIONS,
     },
 }
 

@@ -100,7 +100,15 @@ def result(trial_code: str, subject_code: str) -> Any:
 @requires("view")
 def lesions(trial_code: str, subject_code: str) -> Any:
     row = get_subject(request_session(), trial_code, subject_code)
-    return jsonify({"lesions": build_case(row)["lesions"]})
+    located = {le.code: le.location for le in row.lesions}
+    return jsonify(
+        {
+            "lesions": [
+                {**le, "location": located[le["id"]]} if located.get(le["id"]) else le
+                for le in build_case(row)["lesions"]
+            ]
+        }
+    )
 
 
 @bp.route(SUBJECT + "/imaging-binding", methods=["GET"])

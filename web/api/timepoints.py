@@ -11,9 +11,15 @@ from web.api.body import json_body
 from web.api.common import SUBJECT
 from web.auth import actor, requires
 from web.services import ConcurrentEdit, request_session
-from web.services.cases import timepoint_as_dict
+from web.services.annotations import annotate_timepoint
+from web.services.cases import timepoint_as_dict as contract_timepoint
 from web.services.common import get_subject, get_timepoint
 from web.services.timepoints import delete_timepoint, save_timepoint
+
+
+def timepoint_as_dict(subject: Any, tp: Any) -> dict[str, Any]:
+    """The timepoint as the contract has it, with the web's annotations beside it."""
+    return annotate_timepoint(tp, contract_timepoint(subject, tp))
 
 
 @bp.route(SUBJECT + "/timepoints", methods=["GET"])

@@ -9,13 +9,15 @@ from flask import flash, jsonify, redirect, render_template, request, url_for
 from web.auth import actor, requires
 from web.models import SITES
 from web.pages import views as bp
-from web.pages.common import version_of
-from web.pages.forms import (
+from web.pages.baseline_form import (
     NEW_BASELINE_ROWS,
+    baseline_form_rows,
     baseline_form_values,
     baseline_rows,
     lesions_from_form,
 )
+from web.pages.common import version_of
+from web.pages.form_errors import baseline_input
 from web.services import (
     ReasonRequired,
     ServiceError,
@@ -37,7 +39,12 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     case = build_case(row)
     version = row.timepoints[0].version if row.timepoints else None
     if request.method == "GET":
-        return _baseline_page(row, baseline_form_values(case), version, None, [])
+        notes: dict[str, dict[str, Any]] = {
+            le.code: {"location": le.location} for le in row.lesions
+        }
+        for rec in row.timepoints[0].records if row.timepoints else []:
+            notes[rec.lesion.code].update(series=rec.series, image=rec.image)
+        return _baseline_page(row, baseline_form_values(case, notes), version, None, [])
     form = request.form
     values: dict[str, Any] = {
         "date": form.get("date", ""),
@@ -46,7 +53,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     }
     posted_version = version_of(form.get("version"))
     try:
-        lesions = lesions_from_form(form)
+        lesions = lesions_from_form(form, subject_code)
         save_baseline(
             session,
             actor(),
@@ -61,6 +68,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)
     except ServiceError as error:
+        baseline_input(error, baseline_form_rows(form))
         return _baseline_page(row, values, posted_version, error, [])
     flash("Baseline saved.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
@@ -98,18 +106,24 @@ def _baseline_page(
 def baseline_check(trial_code: str, subject_code: str) -> Any:
     """Findings (R-MEAS, R-SEL) for the baseline form as typed; used by the page's script."""
     row = get_subject(request_session(), trial_code, subject_code)
+    rows: list[int] = []
     try:
         # The same validation as Save (one contract); targets still without a size are
         # left out of the live check, which reports the findings of what is typed so far.
-        typed = [
-            le for le in lesions_from_form(request.form) if le["kind"] != "target" or "size" in le
-        ]
+        pairs = zip(
+            lesions_from_form(request.form, subject_code),
+            baseline_form_rows(request.form),
+            strict=True,
+        )
+        typed = [(le, i) for le, i in pairs if le["kind"] != "target" or "size" in le]
+        rows = [i for _, i in typed]  # the form row of each lesion checked
         case = baseline_case(
             row,
             date_value=request.form.get("date") or row.randomized_on or "2000-01-01",
             code=request.form.get("code") or "BL",
-            lesions=baseline_lesions(typed, subject_code),
+            lesions=baseline_lesions([le for le, _ in typed], subject_code),
         )
         return jsonify({"findings": baseline_findings(case), "error": None})
     except ServiceError as error:
-        return jsonify({"findings": [], "error": error.message})
+        baseline_input(error, rows)
+        return jsonify({"findings": [], "error": error.message, "field": error.field})

@@ -282,7 +282,14 @@ def adjudication(trial_code: str, subject_code: str) -> Any:
     trial = get_trial(session, trial_code)
     subject = get_subject(session, trial_code, subject_code)
     row = next(r for r in overview(session, trial) if r.subject.id == subject.id)
-    compared = compare_reads([rd.case_json for rd in row.reads], key_image_links(subject))
+    from web.services.read_compare import (
+        compare_new_lesions,
+        compare_non_targets,
+        scan_date_warnings,
+    )
+
+    cases = [rd.case_json for rd in row.reads]
+    compared = compare_reads(cases, key_image_links(subject))
     return (
         render_template(
             "review/adjudication.html",
@@ -291,6 +298,9 @@ def adjudication(trial_code: str, subject_code: str) -> Any:
             row=row,
             error=error,
             compared=compared,
+            compared_non_targets=compare_non_targets(cases),
+            compared_new=compare_new_lesions(cases),
+            date_warnings=scan_date_warnings(cases),
         ),
         error.status if error is not None else 200,
     )

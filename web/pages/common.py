@@ -16,6 +16,25 @@ def _mm(value: float | None) -> str:
     return "" if value is None else mm_text(value)
 
 
+@bp.app_context_processor
+def _text_limits() -> dict[str, Any]:
+    """The stated maximum lengths of free text (``maxlength`` and the label say them; the
+    services refuse more), and the reason a refused form posted, kept for the retry."""
+    from flask import request
+    from werkzeug.exceptions import HTTPException
+
+    from web.services.annotations import MAX_LOCATION
+    from web.services.common import MAX_REASON
+
+    typed = ""
+    if request.method == "POST":
+        try:
+            typed = request.form.get("reason", "")
+        except HTTPException:  # a body refused (too large): the error page shows no form
+            typed = ""
+    return {"max_reason": MAX_REASON, "max_location": MAX_LOCATION, "reason_typed": typed}
+
+
 @bp.app_template_filter("response_css")
 def _response_css(code: str | None) -> str:
     return response_css(code)

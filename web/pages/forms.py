@@ -14,108 +14,35 @@ from werkzeug.datastructures import MultiDict
 from web.models import NEW_SIZE_STATES, NON_TARGET_STATES
 from web.pages.grid import mm_text
 from web.services import InvalidInput
+from web.services.annotations import ANNOTATION_KEYS, IMAGE_KEYS
+from web.services.common import echo
 
-BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
-NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
 NEW_LESION_ROWS = 3
 MAX_CARRIED = 40  # new lesions a follow-up form lists (rows carried forward, I-NEW-4)
 # The state select of an iRECIST new lesion: a size word or a new non-target's state.
 NEW_FORM_STATES = ("present", "progression", "too_small", "absent", "not_evaluated")
 
 
-def _number(text: str, where: str) -> float:
+def number_mm(text: str, where: str, field: str) -> float:
+    """A size typed in mm; the error names where (subject's lesion) and the form field."""
     try:
         return float(text.replace(",", "."))
     except ValueError:
-        raise InvalidInput(f"{where}: {text!r} is not a number of mm", field=where) from None
+        raise InvalidInput(f"{where}: {echo(text)} is not a number of mm", field=field) from None
 
 
-def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
-    """The lesion rows of the baseline form as typed (for re-rendering)."""
-    raw = form.get("rows", "0")
-    count = int(raw) if raw.isdigit() else 0
-    rows = []
-    for i in range(min(count, 50)):
-        rows.append(
-            {
-                "code": form.get(f"code_{i}", "").strip(),
-                "kind": form.get(f"kind_{i}", "target"),
-                "site": form.get(f"site_{i}", ""),
-                "nodal": form.get(f"nodal_{i}") == "on",
-                "size": form.get(f"size_{i}", "").strip(),
-                "treated_on": form.get(f"treated_on_{i}", "").strip(),
-            }
-        )
-    return rows
-
-
-def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
-    """Baseline lesions from the form; empty rows are skipped, blank ids numbered.
-
-    Ids follow the trial convention: T01… for targets, NT01… for non-targets.
-    """
-    rows = [r for r in baseline_rows(form) if r["code"] or r["size"] or r["site"]]
-    used = {r["code"] for r in rows if r["code"]}
-    counters = {"target": 0, "non-target": 0}
-    out = []
-    for r in rows:
-        code = r["code"]
-        if not code:
-            prefix = "T" if r["kind"] == "target" else "NT"
-            while True:
-                counters[r["kind"]] = counters.get(r["kind"], 0) + 1
-                code = f"{prefix}{counters[r['kind']]:02d}"
-                if code not in used:
-                    used.add(code)
-                    break
-        size: Any = None
-        if r["size"]:
-            size = (
-                "too_small"
-                if r["size"].lower() in ("ts", "too_small", "too small")
-                else (_number(r["size"], f"lesion {code} size"))
-            )
-        lesion: dict[str, Any] = {
-            "id": code,
-            "kind": r["kind"],
-            "site": r["site"],
-            "nodal": r["nodal"],
-        }
-        if size is not None:
-            lesion["size"] = size  # on a non-target the contract refuses it (R-SEL-3)
-        if r["treated_on"]:
-            lesion["treated_on"] = r["treated_on"]
-        out.append(lesion)
+def _notes(form: MultiDict[str, str], prefix: str) -> dict[str, str]:
+    """The annotations typed in a row (``{prefix}location``…), only those filled in."""
+    out = {}
+    for key in ANNOTATION_KEYS:
+        text = form.get(f"{prefix}{key}", "").strip()
+        if text:
+            out[key] = text
     return out
 
 
-def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
-    """Form values of a stored baseline (or an empty form)."""
-    if case is None or not case["timepoints"]:
-        rows: list[dict[str, Any]] = []
-        return {"date": "", "code": "BL", "rows": rows + _blank(NEW_BASELINE_ROWS)}
-    bl = case["timepoints"][0]
-    rows = []
-    for le in case["lesions"]:
-        size = bl["targets"].get(le["id"]) if le["kind"] == "target" else None
-        rows.append(
-            {
-                "code": le["id"],
-                "kind": le["kind"],
-                "site": le["site"],
-                "nodal": le.get("nodal", False),
-                "size": "" if size is None else str(size),
-                "treated_on": le.get("treated_on", "") or "",
-            }
-        )
-    return {"date": bl["date"], "code": bl["id"], "rows": rows + _blank(BASELINE_BLANK_ROWS)}
-
-
-def _blank(n: int) -> list[dict[str, Any]]:
-    return [
-        {"code": "", "kind": "target", "site": "", "nodal": False, "size": "", "treated_on": ""}
-        for _ in range(n)
-    ]
+def note_values(notes: dict[str, Any]) -> dict[str, str]:
+    return {k: "" if notes.get(k) is None else str(notes[k]) for k in ANNOTATION_KEYS}
 
 
 def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
@@ -158,7 +85,7 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
                 "(too small, absent, not evaluated, split, merged)",
                 field=f"targets.{code}",
             )
-        return _number(text, f"target {code}")
+        return number_mm(text, f"target {code}", f"t_{code}_mm")
     if state == "fragments":
         if not fragments:
             raise InvalidInput(
@@ -166,7 +93,11 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
                 "'12.0 8.5' (R-SPLIT)",
                 field=f"targets.{code}",
             )
-        return {"fragments": [_number(p, f"target {code} fragment") for p in fragments]}
+        return {
+            "fragments": [
+                number_mm(p, f"target {code} fragment", f"t_{code}_fragments") for p in fragments
+            ]
+        }
     if state == "merged":
         if not merged:
             raise InvalidInput(
@@ -177,8 +108,28 @@ def _target_from_form(form: MultiDict[str, str], code: str) -> Any:
     return state
 
 
-def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict[str, Any]:
-    """A follow-up timepoint (case contract) from the follow-up form."""
+def timepoint_from_form(
+    form: MultiDict[str, str], case: dict[str, Any], new_rows: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """A follow-up timepoint (case contract) from the follow-up form, with the web's
+    annotations (``images``; a new lesion's location, series and image). ``new_rows``
+    gets the form row of each new lesion by id (an id given by the form included).
+
+    A row the form cannot read is refused naming subject and visit before the lesion."""
+    try:
+        return _timepoint_from_form(form, case, new_rows)
+    except InvalidInput as error:
+        visit = form.get("code", "").strip() or "(new visit)"
+        error.message = f"subject {case['subject_id']}, timepoint {echo(visit)[1:-1]}: " + (
+            error.message
+        )
+        error.args = (error.message,)
+        raise
+
+
+def _timepoint_from_form(
+    form: MultiDict[str, str], case: dict[str, Any], new_rows: dict[str, int] | None
+) -> dict[str, Any]:
     targets: dict[str, Any] = {}
     non_targets: dict[str, Any] = {}
     for le in case["lesions"]:
@@ -188,10 +139,14 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         else:
             non_targets[code] = form.get(f"nt_{code}", "present")
     scan_dates: dict[str, str] = {}
+    images: dict[str, dict[str, str]] = {}
     for le in case["lesions"]:
         seen_on = form.get(f"scan_{le['id']}", "").strip()
         if seen_on:
             scan_dates[le["id"]] = seen_on
+        ref = {k: v for k, v in _notes(form, f"img_{le['id']}_").items() if k in IMAGE_KEYS}
+        if ref:
+            images[le["id"]] = ref
     new_lesions = []
     taken = {le["id"] for le in case["lesions"]}
     taken |= {n["id"] for tp in case["timepoints"] for n in tp.get("new_lesions", [])}
@@ -201,7 +156,7 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         new_id = form.get(f"new_{i}_id", "").strip()
         filled = any(
             form.get(f"new_{i}_{name}", "").strip()
-            for name in ("site", "sa", "scan", "state", "category")
+            for name in ("site", "sa", "scan", "state", "category", *ANNOTATION_KEYS)
         ) or any(form.get(f"new_{i}_{name}") == "on" for name in ("equivocal", "nodal"))
         if not new_id and not filled:
             continue
@@ -214,11 +169,13 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
                 number += 1
             new_id = f"NL{number:02d}"
             taken.add(new_id)
+        if new_rows is not None:
+            new_rows.setdefault(new_id, i)
         site = form.get(f"new_{i}_site", "").strip()
         if not site:
             raise InvalidInput(
                 f"new lesion {new_id}: choose its site",
-                field=f"new_lesions.{new_id}.site",
+                field=f"new_{i}_site",
             )
         item: dict[str, Any] = {
             "id": new_id,
@@ -230,15 +187,20 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
         if nodal:
             item["nodal"] = True  # the engine asks for its short axis (R-NEW-1)
         if short_axis and irecist and not nodal:
-            item["size_mm"] = _number(short_axis, f"new lesion {new_id} size")  # I-NEW-4
+            item["size_mm"] = number_mm(  # I-NEW-4
+                short_axis, f"new lesion {new_id} size", f"new_{i}_sa"
+            )
         elif short_axis:
-            item["short_axis_mm"] = _number(short_axis, f"new lesion {new_id} short axis")
+            item["short_axis_mm"] = number_mm(
+                short_axis, f"new lesion {new_id} short axis", f"new_{i}_sa"
+            )
         if irecist:
             where = (
                 f"subject {case['subject_id']}, timepoint {form.get('code', '').strip() or 'new'}, "
                 f"lesion {new_id}"
             )
             item.update(_irecist_fields(form, i, where, bool(short_axis)))
+        item.update(_notes(form, f"new_{i}_"))
         seen_on = form.get(f"new_{i}_scan", "").strip()
         if seen_on:
             scan_dates[new_id] = seen_on
@@ -252,6 +214,8 @@ def timepoint_from_form(form: MultiDict[str, str], case: dict[str, Any]) -> dict
     }
     if scan_dates:
         out["scan_dates"] = scan_dates
+    if images:
+        out["images"] = images
     return out
 
 
@@ -294,6 +258,7 @@ def _blank_new() -> dict[str, Any]:
         "carried": "",
         "state": "",
         "category": "",
+        **note_values({}),
     }
 
 
@@ -325,6 +290,8 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
             )
     scans = dict(tp.get("scan_dates", {})) if tp is not None else {}
     values["scan"] = {le["id"]: scans.get(le["id"], "") for le in case["lesions"]}
+    refs = dict(tp.get("images", {})) if tp is not None else {}
+    values["img"] = {le["id"]: note_values(refs.get(le["id"], {})) for le in case["lesions"]}
     new = []
     for item in tp.get("new_lesions", []) if tp is not None else []:
         size = item.get("short_axis_mm", item.get("size_mm"))
@@ -339,6 +306,7 @@ def timepoint_form_values(tp: dict[str, Any] | None, case: dict[str, Any]) -> di
                 "scan": scans.get(item["id"], ""),
                 "state": item.get("state") or (size if isinstance(size, str) else ""),
                 "category": item.get("category", ""),
+                **note_values(item),
             }
         )
     if tp is None:
@@ -428,6 +396,10 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
         else:
             values["non_targets"][code] = form.get(f"nt_{code}", "present")
     values["scan"] = {le["id"]: form.get(f"scan_{le['id']}", "") for le in case["lesions"]}
+    values["img"] = {
+        le["id"]: {k: form.get(f"img_{le['id']}_{k}", "") for k in ANNOTATION_KEYS}
+        for le in case["lesions"]
+    }
     for i in range(NEW_LESION_ROWS + MAX_CARRIED):
         if f"new_{i}_id" in form:
             values["new"].append(
@@ -441,6 +413,7 @@ def timepoint_values_from_post(form: MultiDict[str, str], case: dict[str, Any]) 
                     "state": form.get(f"new_{i}_state", ""),
                     "category": form.get(f"new_{i}_category", ""),
                     "carried": form.get(f"new_{i}_carried", ""),
+                    **{k: form.get(f"new_{i}_{k}", "") for k in ANNOTATION_KEYS},
                 }
             )
     if is_irecist(case):

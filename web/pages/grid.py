@@ -162,9 +162,12 @@ def build_grid(
     case: dict[str, Any],
     result: dict[str, Any] | None,
     images: dict[tuple[str, str], str] | None = None,
+    locations: dict[str, str] | None = None,
 ) -> Grid:
     """Lay out a case and the engine's result as the radiologists' grid; ``images`` maps
-    (timepoint, lesion) to the URL of the key image a target cell links to."""
+    (timepoint, lesion) to the URL of the key image a target cell links to; ``locations``
+    a lesion's free-text location, shown beside its site."""
+    where = locations or {}
     timepoints = case["timepoints"]
     results = {tp["id"]: tp for tp in (result or {}).get("timepoints", [])}
     columns = [
@@ -191,6 +194,8 @@ def build_grid(
             href = (images or {}).get((tp["id"], lesion["id"]), "")
             cells.append(Cell(text, classes, ", ".join(words), href))
         detail = lesion["site"] + (" (node)" if lesion.get("nodal") else "")
+        if where.get(lesion["id"]):
+            detail += f" · {where[lesion['id']]}"
         row = Row(lesion["id"], detail, cells)
         (target_rows if lesion["kind"] == "target" else non_target_rows).append(row)
     new_ids: list[str] = []
@@ -218,6 +223,8 @@ def build_grid(
         if category is not None:  # I-NEW-1: fixed at its first sighting
             site = site + (" (node)" if category.get("nodal") else "")
             site = f"{site} · new {category['category']}".strip(" ·")
+        if where.get(new_id):
+            site += f" · {where[new_id]}"
         new_rows.append(Row(new_id, site, cells))
 
     def _row(label: str, key: str, fmt: Any, css: str = "") -> Row:

@@ -70,6 +70,7 @@ def progression(trial_code: str, subject_code: str) -> Any:
 def _progression_page(trial_code: str, subject_code: str, error: ServiceError | None = None) -> Any:
     from web.pages.grid import build_grid, key_image_links
     from web.services import build_case
+    from web.services.annotations import locations_of
     from web.services.studies import segment_named
 
     session = request_session()
@@ -77,7 +78,8 @@ def _progression_page(trial_code: str, subject_code: str, error: ServiceError | 
     refuse_if_blinded(subject.trial)
     case = build_case(subject)
     links = key_image_links(subject)
-    grid = build_grid(case, subject.result_json, links) if case["timepoints"] else None
+    located = locations_of(subject)
+    grid = build_grid(case, subject.result_json, links, located) if case["timepoints"] else None
     return (
         render_template(
             "review/progression.html",

@@ -20,6 +20,7 @@ from web.services import (
     request_session,
     update_subject,
 )
+from web.services.annotations import locations_of
 
 
 @bp.route("/trials/<trial_code>/subjects", methods=["POST"])
@@ -66,7 +67,8 @@ def subject_page(trial_code: str, subject_code: str, error: ServiceError | None 
     review = subject_row(session, row)
     used = review.used if review is not None and review.override is not None else None
     shown = used_result(case, result, used) if used is not None and result else result
-    grid = build_grid(case, shown, key_image_links(row)) if case["timepoints"] else None
+    links, located = key_image_links(row), locations_of(row)
+    grid = build_grid(case, shown, links, located) if case["timepoints"] else None
     pulled = awaiting(session, row)
     return (
         render_template(

@@ -10,6 +10,7 @@ from web.auth import actor, allowed, request_user_role, requires
 from web.models import NEW_CATEGORIES, NON_TARGET_STATES, SITES, TARGET_STATES
 from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
+from web.pages.form_errors import timepoint_input
 from web.pages.forms import (
     NEW_FORM_STATES,
     is_irecist,
@@ -29,6 +30,7 @@ from web.services import (
     save_timepoint,
     timepoint_as_dict,
 )
+from web.services.annotations import annotate_timepoint, locations_of
 from web.services.sign_all import signer_for_save
 
 
@@ -56,16 +58,20 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     tp = get_timepoint(row, tp_code) if tp_code is not None else None
     if tp is not None and tp is row.timepoints[0]:
         return redirect(url_for("views.baseline", trial_code=trial_code, subject_code=subject_code))
-    stored = timepoint_as_dict(row, tp) if tp is not None else None
+    stored = annotate_timepoint(tp, timepoint_as_dict(row, tp)) if tp is not None else None
     version = tp.version if tp is not None else None
     if request.method == "GET":
         values = timepoint_form_values(stored, case)
+        located = locations_of(row)
+        for carried in (n for n in values["new"] if n.get("carried") and not n["location"]):
+            carried["location"] = located.get(carried["id"], "")  # R-NEW-2: the same lesion
         return timepoint_page(row, case, values, tp_code, version, None)
     form = request.form
     posted_version = version_of(form.get("version"))
     token = form.get("imaging") or None
+    new_rows: dict[str, int] = {}
     try:
-        data = timepoint_from_form(form, case)
+        data = timepoint_from_form(form, case, new_rows)
         imaging = imaging_from_token(token) if token else None
         signer = signer_on_save(session, form)
         _subject, saved = save_timepoint(
@@ -81,6 +87,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             signer=signer,
         )
     except ServiceError as error:
+        timepoint_input(error, new_rows)
         values = timepoint_values_from_post(form, case)
         return timepoint_page(
             row, case, values, tp_code, posted_version, error, imaging_token=token
@@ -111,6 +118,7 @@ def timepoint_page(
         render_template(
             "views/timepoint.html",
             locked=stored if stored is not None and stored.locked else None,
+            locations=locations_of(row),
             reference=follow_up_reference(case, row.result_json, tp_code),
             imaging_token=imaging_token,
             trial=row.trial,

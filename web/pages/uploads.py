@@ -23,6 +23,7 @@ from web.services import (
     request_session,
     timepoint_as_dict,
 )
+from web.services.annotations import annotate_timepoint
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/upload", methods=["GET", "POST"])
@@ -87,7 +88,8 @@ def prefilled_page(
     follow_ups = [tp.code for tp in row.timepoints[1:]]
     # For an existing follow-up the stored values are kept where nothing was measured.
     tp = get_timepoint(row, target) if target is not None and target in follow_ups else None
-    stored = timepoint_as_dict(row, tp) if tp is not None else None
+    # With its annotations (key images, locations), which the re-saved form keeps.
+    stored = annotate_timepoint(tp, timepoint_as_dict(row, tp)) if tp is not None else None
     prefill, notes, sources = match_segments(case, measured)
     evidence = {
         "image": measured.get("image") or {},

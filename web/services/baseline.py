@@ -19,6 +19,12 @@ from web.models import (
     Timepoint,
     utcnow,
 )
+from web.services.annotations import (
+    IMAGE_KEYS,
+    check_annotations,
+    split_annotations,
+    write_annotations,
+)
 from web.services.cases import (
     baseline_volumes,
     engine_assess,
@@ -33,6 +39,7 @@ from web.services.common import (
     check_unlocked,
     check_version,
     clean_reason,
+    echo,
     flush,
     get_subject,
     touch,
@@ -45,11 +52,17 @@ BASELINE_KEYS = ("id", "date", "lesions", "version", "reason")
 _LESION_CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
-def baseline_lesions(items: Any, subject_code: str | None = None) -> list[Any]:
+def baseline_lesions(
+    items: Any, subject_code: str | None = None, annotations: dict[str, Any] | None = None
+) -> list[Any]:
     """The ``lesions`` of a baseline entry (form or API), validated by the contract's
     model (``recist.jsonio.BaselineLesionIn``: a lesion plus its baseline ``size`` or
     ``state``), then the web's own storage rules: ids of 1–32 letters, digits, ``_`` or
-    ``-``, used once, and a site of the controlled list."""
+    ``-``, used once, and a site of the controlled list.
+
+    A lesion may also carry the web's annotations (``location``, ``series``, ``image``:
+    :mod:`web.services.annotations`), split off before the contract validates it; they
+    are checked and put in ``annotations`` by lesion id."""
     from recist.jsonio import BaselineLesionIn
 
     if not isinstance(items, list):
@@ -59,6 +72,7 @@ def baseline_lesions(items: Any, subject_code: str | None = None) -> list[Any]:
     for index, item in enumerate(items):
         pointer = f"/lesions/{index}"
         named = item.get("id") if isinstance(item, dict) else None
+        item, notes = split_annotations(item)
         le = validated(
             BaselineLesionIn,
             item,
@@ -68,22 +82,35 @@ def baseline_lesions(items: Any, subject_code: str | None = None) -> list[Any]:
         )
         if not _LESION_CODE.match(le.id):
             raise InvalidInput(
-                f"lesion {index + 1}: id {le.id!r} must be 1–32 letters, digits, '_' or '-'",
+                f"subject {subject_code or 'new'}, lesion {index + 1}: id {echo(le.id)} must be "
+                "1–32 letters, digits, '_' or '-'",
                 field="id",
                 pointer=f"{pointer}/id",
             )
         if le.id in seen:
             raise InvalidInput(
-                f"lesion {le.id}: the id is used twice", field="id", pointer=f"{pointer}/id"
+                f"subject {subject_code or 'new'}, lesion {le.id}: the id is used twice; give "
+                "each lesion its own id",
+                field="id",
+                pointer=f"{pointer}/id",
             )
         seen.add(le.id)
         if le.site not in SITES:
             raise InvalidInput(
-                f"lesion {le.id}: site {le.site!r} is not in the controlled list "
+                f"subject {subject_code or 'new'}, lesion {le.id}: site {echo(le.site)} is not in "
+                "the controlled list "
                 f"({', '.join(SITES)})",
                 field="site",
                 pointer=f"{pointer}/site",
             )
+        checked = check_annotations(
+            notes,
+            where=f"subject {subject_code or 'new'}, baseline, lesion {le.id}",
+            field_prefix="",
+            pointer_prefix=pointer,
+        )
+        if annotations is not None:
+            annotations[le.id] = checked
         out.append(le)
     return out
 
@@ -166,7 +193,8 @@ def save_baseline(
         Unknown site or kind, a target without a size, a date after a follow-up…
     """
     check_code(code, "visit", "id")
-    lesions = baseline_lesions(lesions, subject_code)
+    notes: dict[str, dict[str, Any]] = {}
+    lesions = baseline_lesions(lesions, subject_code, notes)
     bl_date = parse_date(date_value, "date")
     if bl_date is None:
         raise InvalidInput("the baseline needs a date", field="date", pointer="/date")
@@ -247,6 +275,8 @@ def save_baseline(
                 audit.log("create", "lesion", lkey)
             row.position = position
             write_lesion(audit, lkey, row, le)
+            location = notes.get(le.id, {}).get("location")
+            write_annotations(audit, "lesion", lkey, row, {"location": location})
             rows[le.id] = row
         flush(session)
         if baseline is None:
@@ -265,6 +295,9 @@ def save_baseline(
         write_records(
             session, audit, subject, baseline, rows, targets, timepoint["non_targets"], {}
         )
+        for rec in baseline.records:
+            images = {k: notes.get(rec.lesion.code, {}).get(k) for k in IMAGE_KEYS}
+            write_annotations(audit, "measurement", f"{key}/{code}/{rec.lesion.code}", rec, images)
         touch(baseline, actor)
         subject.updated_at = utcnow()
         recompute(subject, focus=code)

@@ -19,7 +19,7 @@ from web.models import (
     Subject,
     Timepoint,
 )
-from web.services.common import escape_pointer
+from web.services.common import echo, escape_pointer
 
 
 def engine_assess(case: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +344,7 @@ def parse_date(value: Any, field_name: str, pointer: str | None = None) -> date 
             parsed = None
     if parsed is None or not isinstance(value, str) or len(value) != 10:
         raise InvalidInput(
-            f"{field_name} {value!r} is not a date (YYYY-MM-DD)",
+            f"{field_name} {echo(value)} is not a date (YYYY-MM-DD)",
             field=field_name,
             pointer=pointer or f"/{field_name}",
         )

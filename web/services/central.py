@@ -299,7 +299,7 @@ def adjudicate(
     password: str,
 ) -> Adjudication:
     """Accept one of two disagreeing reads with a rationale, signed with the password."""
-    rationale = (rationale or "").strip()
+    rationale = clean_reason(rationale, "rationale") or ""  # at most MAX_REASON
     if accepted_slot not in (1, 2):
         raise InvalidInput("choose read 1 or read 2", field="accepted")
     if not rationale:

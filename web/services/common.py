@@ -217,12 +217,24 @@ _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 def check_code(value: Any, what: str, field_name: str) -> str:
     if not isinstance(value, str) or not _CODE.match(value):
         raise InvalidInput(
-            f"{what} {value!r} must be 1–64 letters, digits, '.', '_' or '-', starting with "
+            f"{what} {echo(value)} must be 1–64 letters, digits, '.', '_' or '-', starting with "
             "a letter or digit",
             field=field_name,
             pointer=f"/{field_name}",
         )
     return value
+
+
+ECHO_CHARS = 60  # characters of user input quoted back in an error message
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """User input quoted in an error message, cut to ``limit`` characters with "…" so that
+    a pasted page never floods the error banner."""
+    if not isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= limit else text[:limit] + "…"
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 MAX_REASON = 2000  # characters of a reason, comment or rationale kept in the audit trail
@@ -235,7 +247,7 @@ def clean_reason(value: Any, field_name: str = "reason") -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidInput(
-            f"{field_name} must be text, not {type(value).__name__} ({value!r})",
+            f"{field_name} must be text, not {type(value).__name__} ({echo(value)})",
             field=field_name,
             pointer=f"/{field_name}",
         )
@@ -252,7 +264,7 @@ def clean_reason(value: Any, field_name: str = "reason") -> str | None:
 def check_version(tp: Timepoint, expected: Any, subject_code: str) -> None:
     if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
         raise InvalidInput(
-            f"version {expected!r} is not a whole number", field="version", pointer="/version"
+            f"version {echo(expected)} is not a whole number", field="version", pointer="/version"
         )
     if expected is not None and expected != tp.version:
         # A signature or an unlock moves the version too, without a save: say that the

@@ -20,7 +20,7 @@ from web.db import write_transaction
 from web.errors import ConcurrentEdit, InvalidInput, NotFound
 from web.models import ProgressionReview, Subject, Timepoint, utcnow
 from web.services.audit import csv_safe
-from web.services.common import Actor, Audit, get_subject
+from web.services.common import Actor, Audit, clean_reason, get_subject
 
 # Which rule fired, from the engine's progression reason (docs/rules.md ids).
 RULES = {
@@ -282,7 +282,7 @@ def review_call(
     ``seen_call`` is ``"TIMEPOINT/DATE"`` of the call the reviewer looked at; a call that
     changed since is refused (``ConcurrentEdit``).
     """
-    comment = (comment or "").strip()
+    comment = clean_reason(comment, "comment") or ""  # at most MAX_REASON characters
     if decision not in REVIEW_ACTIONS:
         raise InvalidInput(
             f"decision {decision!r} is not one of: {', '.join(REVIEW_ACTIONS)}",
@@ -307,7 +307,7 @@ def answer_query(
     seen_call: str | None,
 ) -> ProgressionReview:
     """The reader answers an open query on the current call (a comment is required)."""
-    comment = (comment or "").strip()
+    comment = clean_reason(comment, "comment") or ""  # at most MAX_REASON characters
     if not comment:
         raise InvalidInput("an answer to a query needs a comment", field="comment")
     with write_transaction(session):
@@ -336,7 +336,7 @@ def override_call(
 
     The engine's call is kept beside the override; the reason is required.
     """
-    reason = (reason or "").strip()
+    reason = clean_reason(reason) or ""  # at most MAX_REASON characters
     if not reason:
         raise InvalidInput("overriding a progression call needs a reason", field="reason")
     with write_transaction(session):

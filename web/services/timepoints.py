@@ -20,6 +20,13 @@ from web.models import (
     User,
     utcnow,
 )
+from web.services.annotations import (
+    ANNOTATION_KEYS,
+    IMAGE_KEYS,
+    split_timepoint_notes,
+    write_annotations,
+    write_image_refs,
+)
 from web.services.cases import (
     new_lesion_columns,
     plausible_date,
@@ -35,6 +42,7 @@ from web.services.common import (
     check_unlocked,
     check_version,
     clean_reason,
+    echo,
     escape_pointer,
     flush,
     get_subject,
@@ -197,7 +205,7 @@ def _new_lesion_rows(
         if columns["site"] not in SITES:
             raise InvalidInput(
                 f"subject {subject_code}, timepoint {model.id}, lesion {item.id}: site "
-                f"{item.site!r} is not in the "
+                f"{echo(item.site)} is not in the "
                 "controlled list",
                 field=field_name,
                 pointer=pointer,
@@ -213,8 +221,10 @@ def _write_new_lesions(
     key: str,
     new_items: list[dict[str, Any]],
     scan_dates: dict[str, date],
+    notes: dict[str, dict[str, Any]],
 ) -> None:
-    """Store a timepoint's new lesions, auditing each changed field in the contract's form."""
+    """Store a timepoint's new lesions, auditing each changed field in the contract's form,
+    and their annotations (``notes`` by id: location, series, image)."""
     old_new = {nl.code: nl for nl in tp.new_lesions}
     for item in new_items:
         nkey = f"{key}/{item['id']}"
@@ -233,6 +243,7 @@ def _write_new_lesions(
         for name in NEW_LESION_FIELDS:
             audit.change("new_lesion", nkey, name, before.get(name), after.get(name))
         row.scan_date = scan_dates.get(item["id"])
+        write_annotations(audit, "new_lesion", nkey, row, notes.get(item["id"], {}))
     for gone in old_new.values():
         audit.log("delete", "new_lesion", f"{key}/{gone.code}", None, gone.site, None)
         tp.new_lesions.remove(gone)
@@ -286,7 +297,11 @@ def save_timepoint(
 
     if not isinstance(data, dict):
         raise InvalidInput("a timepoint must be a JSON object", pointer="")
-    body = {k: v for k, v in data.items() if k != "version"}
+    body = {k: v for k, v in data.items() if k not in ("version", "images")}
+    tp_name = body.get("id") if isinstance(body.get("id"), str) else "?"
+    notes = split_timepoint_notes(
+        body, data.get("images"), f"subject {subject_code}, timepoint {tp_name}"
+    )
     model = validated(TimepointIn, body, subject=subject_code, timepoint=body.get("id"))
     code = check_code(model.id, "visit", "id")
     tp_date = plausible_date(model.date, "date")
@@ -378,15 +393,16 @@ def save_timepoint(
                     pointer=f"/scan_dates/{escape_pointer(lesion_code)}",
                 )
         write_records(session, audit, subject, tp, rows, targets, non_targets, scan_dates)
+        write_image_refs(audit, tp, f"{key}/{code}", notes["images"], set(rows))
         for item in new_items:
             if item["id"] in rows:
                 raise InvalidInput(
-                    f"timepoint {code}: new lesion {item['id']!r} reuses the id of a baseline "
-                    "lesion",
-                    field="new_lesions",
-                    pointer="/new_lesions",
+                    f"subject {subject_code}, timepoint {code}: new lesion {item['id']!r} "
+                    "reuses the id of a baseline lesion; give it another id",
+                    field=f"new_lesions.{item['id']}.id",
+                    pointer=f"/new_lesions/{new_items.index(item)}/id",
                 )
-        _write_new_lesions(session, audit, tp, f"{key}/{code}", new_items, scan_dates)
+        _write_new_lesions(session, audit, tp, f"{key}/{code}", new_items, scan_dates, notes["new"])
         touch(tp, actor)
         subject.updated_at = utcnow()
         # One flush, after the engine accepted the case: a refusal writes nothing.
@@ -455,13 +471,19 @@ def delete_timepoint(
             group = "targets" if rec.lesion.kind == "target" else "non_targets"
             old = stored_target(rec) if group == "targets" else rec.state
             audit.log("delete", "measurement", f"{key}/{rec.lesion.code}", group, old, None)
+            for name in (n for n in IMAGE_KEYS if getattr(rec, n) is not None):
+                old = getattr(rec, name)
+                audit.log("delete", "measurement", f"{key}/{rec.lesion.code}", name, old, None)
         for new in tp.new_lesions:
             audit.log(
                 "delete",
                 "new_lesion",
                 f"{key}/{new.code}",
                 "new_lesions",
-                audited_new_lesion(new),
+                {
+                    **audited_new_lesion(new),
+                    **{k: getattr(new, k) for k in ANNOTATION_KEYS if getattr(new, k) is not None},
+                },
                 None,
             )
         subject.timepoints.remove(tp)

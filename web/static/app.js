@@ -16,8 +16,22 @@
     var items = data.findings || [];
     // Input that cannot be saved at all is an error, not a finding one may save past.
     if (inputError) {
+      // One error box: the live check's error replaces a refused save's, never stands
+      // beside it in other words.
+      var saved = document.getElementById("error");
+      if (saved && data.error) { saved.parentNode.removeChild(saved); saved = null; }
+      if (!saved) {
+        Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (el) {
+          el.removeAttribute("aria-invalid");
+        });
+      }
       inputError.textContent = data.error || "";
       inputError.hidden = !data.error;
+      var bad = data.field ? form.querySelector("[name='" + data.field + "']") : null;
+      if (bad) {
+        bad.setAttribute("aria-invalid", "true");
+        bad.setAttribute("aria-describedby", "input-error");
+      }
     }
     items.forEach(function (f) {
       var li = document.createElement("li");
@@ -73,7 +87,7 @@
       var fields = Array.prototype.slice.call(form.elements);
       var next = fields.slice(fields.indexOf(input) + 1).filter(function (el) {
         return !el.disabled && el.type !== "hidden" && !/_(state|fragments|merged)$/.test(el.name)
-          && !/^scan_/.test(el.name);
+          && !/^(scan|img)_/.test(el.name);
       })[0];
       if (next) { next.focus(); }
     });
@@ -118,6 +132,9 @@
   var pointer = error.getAttribute("data-pointer") || "";
   function named(name) { return document.querySelector("[name='" + name + "']"); }
   function target() {
+    // The server names the form's own input where it knows it (size_3, new_0_site…).
+    var direct = field ? named(field) : null;
+    if (direct) { return direct; }
     var parts = field.split(".");
     var match = /^\/lesions\/(\d+)\/(\w+)$/.exec(pointer);
     if (match) { return named((match[2] === "state" ? "kind" : match[2]) + "_" + match[1]); }
