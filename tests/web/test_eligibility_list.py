@@ -99,6 +99,7 @@ def test_the_marker_reads_the_stored_result_without_recomputing(
     session.commit()
     page = client.get(PAGE).data.decode()
     assert 'id="eligibility-breaches"' not in page and "flag-elig" not in _row(page, "S-1")
-    assert "No subject has eligibility findings." in client.get(
-        f"{PAGE}?eligibility=breaches"
-    ).data.decode()
+    assert (
+        "No subject has eligibility findings."
+        in client.get(f"{PAGE}?eligibility=breaches").data.decode()
+    )

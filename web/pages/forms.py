@@ -7,6 +7,7 @@ form re-rendered after an error shows exactly what the user typed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -44,9 +45,34 @@ def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
                 "nodal": form.get(f"nodal_{i}") == "on",
                 "size": form.get(f"size_{i}", "").strip(),
                 "treated_on": form.get(f"treated_on_{i}", "").strip(),
+                "volume": form.get(f"volume_{i}", "").strip(),
             }
         )
     return rows
+
+
+def ml_text(value: float | None) -> str:
+    """A stored volume as the form shows it (612.5, 1000000; no exponent)."""
+    return "" if value is None else f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _volume(text: str, code: str) -> float:
+    """A typed baseline volume in mL: a finite number above 0, at most 1,000,000 (the
+    engine's largest, R-PLAUS-SIZE), for a protocol's volume limit (R-ELIG-VOLUME)."""
+    from recist.settings import MAX_VOLUME_ML
+
+    try:
+        value = float(text.replace(",", "."))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_VOLUME_ML:
+        raise InvalidInput(
+            f"lesion {code} volume (mL): {text!r} is not a lesion volume; type a number of "
+            f"millilitres above 0 and at most {MAX_VOLUME_ML:,} (R-PLAUS-SIZE)",
+            field="volume_ml",
+            rule="R-PLAUS-SIZE",
+        )
+    return value
 
 
 def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
@@ -54,7 +80,7 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
 
     Ids follow the trial convention: T01… for targets, NT01… for non-targets.
     """
-    rows = [r for r in baseline_rows(form) if r["code"] or r["size"] or r["site"]]
+    rows = [r for r in baseline_rows(form) if r["code"] or r["size"] or r["site"] or r["volume"]]
     used = {r["code"] for r in rows if r["code"]}
     counters = {"target": 0, "non-target": 0}
     out = []
@@ -85,6 +111,8 @@ def lesions_from_form(form: MultiDict[str, str]) -> list[dict[str, Any]]:
             lesion["size"] = size  # on a non-target the contract refuses it (R-SEL-3)
         if r["treated_on"]:
             lesion["treated_on"] = r["treated_on"]
+        if r["volume"]:  # typed; a volume imaging gave is not posted (it wins)
+            lesion["volume_ml"] = _volume(r["volume"], code)
         out.append(lesion)
     return out
 
@@ -106,6 +134,7 @@ def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
                 "nodal": le.get("nodal", False),
                 "size": "" if size is None else str(size),
                 "treated_on": le.get("treated_on", "") or "",
+                "volume": ml_text(le.get("volume_ml")),
             }
         )
     return {"date": bl["date"], "code": bl["id"], "rows": rows + _blank(BASELINE_BLANK_ROWS)}
@@ -113,7 +142,8 @@ def baseline_form_values(case: dict[str, Any] | None) -> dict[str, Any]:
 
 def _blank(n: int) -> list[dict[str, Any]]:
     return [
-        {"code": "", "kind": "target", "site": "", "nodal": False, "size": "", "treated_on": ""}
+        {"code": "", "kind": "target", "site": "", "nodal": False, "size": "", "treated_on": "",
+         "volume": ""}
         for _ in range(n)
     ]
 
