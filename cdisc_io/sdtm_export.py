@@ -6,6 +6,8 @@ The conventions are the ones :mod:`cdisc_io.sdtm_import` reads (see its docstrin
   lesion (at the first visit that shows it); ``TULOC`` is the site in capitals, and a nodal
   lesion whose site does not name a node gets ``LYMPH NODE`` appended so that it stays
   nodal on import (R-MEAS-2).
+- TR ``VOLUME`` (``Volume``, ``mL``): a baseline lesion's ``volume_ml`` at the baseline visit
+  (R-ELIG-VOLUME), ``TRGRPID`` its role.
 - TR: a target's size as ``LPERP`` (nodal short axis, R-NODE) or ``LDIAM``; ``too_small`` as
   ``TOO SMALL TO MEASURE``; ``absent`` as 0 mm; ``not_evaluated`` as ``TRSTAT = NOT DONE``;
   fragments as ``T01.1``, ``T01.2``…; a merged mass once as ``T01/T02``. Non-targets and new
@@ -61,6 +63,7 @@ TEST_NAMES = {
     "LDIAM": "Longest Diameter",
     "LPERP": "Longest Perpendicular",
     "TUMSTATE": "Tumor State",
+    "VOLUME": "Volume",
     "OVRLRESP": "Overall Response",
     "TRGRESP": "Target Response",
     "NTRGRESP": "Non-target Response",
@@ -159,6 +162,8 @@ def _add_tr(
 ) -> None:
     """Add one TR record; ``dated`` is the lesion whose scan date applies (default ``link``)."""
     unit = "mm" if test in ("LDIAM", "LPERP") and (number or text) else ""
+    if test == "VOLUME":
+        unit = "mL"
     rows.append(
         base
         | {"DOMAIN": "TR", "TRSEQ": seq(base["USUBJID"]), "TRGRPID": group, "TRLNKID": link,
@@ -239,6 +244,12 @@ def export_sdtm(
                     size = 0.0 if value == "absent" else float(value)
                     text = _number_text(size)
                     tr(out_link, "TARGET", test, text, text, dated=link)
+            if tp is baseline:  # R-ELIG-VOLUME: the volumes imaging gave at baseline
+                for lesion in case["lesions"]:
+                    if lesion.get("volume_ml") is not None:
+                        text = _number_text(float(lesion["volume_ml"]))
+                        group = "TARGET" if lesion["kind"] == "target" else "NON-TARGET"
+                        tr(lesion["id"], group, "VOLUME", text, text)
             for link, state in tp.get("non_targets", {}).items():
                 stat = "NOT DONE" if state == "not_evaluated" else ""
                 tr(link, "NON-TARGET", "TUMSTATE", NON_TARGET_OUT[state], stat=stat)

@@ -21,6 +21,12 @@ Mapping (SDTMIG oncology domains; RECIST 1.1 rule ids from ``docs/rules.md``):
   empty) may be ``mm`` or empty (taken as mm), ``cm`` is converted (×10, a notice says
   so), any other unit is refused. ``TOO SMALL TO MEASURE`` → ``"too_small"`` (R-SMALL);
   ``TRSTAT = NOT DONE`` → ``"not_evaluated"`` (its ``TRREASND`` is kept as a notice).
+- TR ``VOLUME`` (``TRTEST`` ``Volume``) at the baseline visit is a baseline lesion's
+  ``volume_ml`` (R-ELIG-VOLUME, a protocol's eligibility, docs/rules.md §12), in ``mL``
+  (an empty unit is taken as mL; ``cm3`` is the same; ``L`` is converted, ×1000, with a
+  notice; any other unit is refused), a number ≥ 0 and ≤ the contract's largest volume;
+  ``TRSTAT = NOT DONE`` gives no volume. Volumes at follow-ups are not read (the case
+  carries only the baseline's), nor the volume of a lesion that is not a baseline lesion.
 - Split lesion (R-SPLIT): fragments recorded as ``T01.1``, ``T01.2``… add up for T01.
   Merged lesions (R-MERGE): the coalesced mass recorded once as ``T01/T02`` goes to T01,
   and T02 becomes ``{"merged_into": "T01"}``; the parts' own records, if any (result
@@ -56,6 +62,7 @@ from cdisc_io.dates import ImputationRule, ParsedDate, covers, is_partial, parse
 from cdisc_io.errors import CdiscFileError
 from recist.jsonio import parse_case
 from recist.lesions import names_a_node
+from recist.settings import MAX_VOLUME_ML
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +74,8 @@ ADSL_REQUIRED = ("USUBJID",)
 DM_REQUIRED = ("USUBJID",)
 
 SIZE_TESTS = ("LDIAM", "LPERP", "DIAMETER")
-KNOWN_TESTS = (*SIZE_TESTS, "TUMSTATE", "SUMDIAM")
+VOLUME_TEST = "VOLUME"  # a baseline lesion's volume in mL (R-ELIG-VOLUME)
+KNOWN_TESTS = (*SIZE_TESTS, "TUMSTATE", "SUMDIAM", VOLUME_TEST)
 ROLES = {"TARGET": "target", "NON-TARGET": "non-target", "NEW": "new"}
 NOT_DONE = "NOT DONE"
 TOO_SMALL_WORDS = ("TOO SMALL",)
@@ -245,6 +253,8 @@ def _number(text: str) -> float | None:
 
 # Units of a size (lower case): the factor to mm. An empty unit is taken as mm.
 SIZE_UNITS = {"mm": 1, "cm": 10}
+# Units of a volume (lower case): the factor to mL. An empty unit is taken as mL.
+VOLUME_UNITS = {"ml": 1, "cm3": 1, "l": 1000}
 
 
 def read_tr(
@@ -307,13 +317,17 @@ def read_tr(
         not_done = stat.upper() == NOT_DONE
         result = (stresc or orres).upper()
         number: float | None = None
-        if test in SIZE_TESTS and not not_done and not _too_small(result):
+        volume = test == VOLUME_TEST
+        if ((test in SIZE_TESTS and not _too_small(result)) or volume) and not not_done:
             number = _number(stresn) if stresn else _number(stresc or orres)
             if number is None or number < 0:
                 shown = stresn or stresc or orres
                 raise CdiscFileError(
-                    f"{test} result {shown!r} is not a size in mm ≥ 0, TOO SMALL TO MEASURE "
-                    "or TRSTAT NOT DONE",
+                    f"subject {subject}: VOLUME result {shown!r} of lesion {link} is not a "
+                    "volume in mL ≥ 0 or TRSTAT NOT DONE (R-ELIG-VOLUME)"
+                    if volume
+                    else f"{test} result {shown!r} is not a size in mm ≥ 0, TOO SMALL TO "
+                    "MEASURE or TRSTAT NOT DONE",
                     file=file,
                     row=row,
                     column="TRSTRESN" if stresn else "TRORRES",
@@ -324,10 +338,14 @@ def read_tr(
             if not unit:  # the other unit column, when only it is filled
                 unit_column = "TRORRESU" if standard else "TRSTRESU"
                 unit = orresu if standard else stresu
-            factor = SIZE_UNITS.get(unit.lower()) if unit else 1
+            units = VOLUME_UNITS if volume else SIZE_UNITS
+            factor = units.get(unit.lower()) if unit else 1
             if factor is None:
                 raise CdiscFileError(
-                    f"subject {subject}: {test} unit {unit!r} is not mm or cm; sizes are "
+                    f"subject {subject}: VOLUME unit {unit!r} of lesion {link} is not mL, cm3 "
+                    "or L; volumes are read in mL (R-ELIG-VOLUME)"
+                    if volume
+                    else f"subject {subject}: {test} unit {unit!r} is not mm or cm; sizes are "
                     "read in mm (cm is converted)",
                     file=file,
                     row=row,
@@ -339,7 +357,8 @@ def read_tr(
                     notices.append(
                         Notice(
                             "converted_unit",
-                            f"{test} {number:g} {unit} converted to {converted:g} mm",
+                            f"{test} {number:g} {unit} converted to {converted:g} "
+                            + ("mL" if volume else "mm"),
                             subject=subject,
                             reader=reader_of(ev, evid),
                             visit=visit,
@@ -350,6 +369,14 @@ def read_tr(
                     )
                 number = converted
             number = round(number, 6)  # drop binary noise such as 11.700000000000001
+            if volume and number > MAX_VOLUME_ML:
+                raise CdiscFileError(
+                    f"subject {subject}: VOLUME {number:g} mL of lesion {link} is above "
+                    f"{MAX_VOLUME_ML:g} mL, not a plausible lesion volume (R-PLAUS-SIZE)",
+                    file=file,
+                    row=row,
+                    column="TRSTRESN" if stresn else "TRORRES",
+                )
         out.append(
             _TrRecord(
                 row,
@@ -682,9 +709,16 @@ def _build_case(
         else {"id": le.id, "site": le.site.lower() or "unspecified", "kind": le.role}
         for le in baseline_lesions
     ]
+    # R-ELIG-VOLUME: the baseline visit's VOLUME records are the lesions' volume_ml.
+    by_id = {le["id"]: le for le in case_lesions}
+    for rec in timepoints[0][1] if timepoints else []:
+        if rec.test == VOLUME_TEST and rec.number is not None and rec.lesion in by_id:
+            by_id[rec.lesion]["volume_ml"] = rec.number
     out_tps: list[dict[str, Any]] = []
     for name, group in timepoints:
-        out_tps.append(_timepoint(name, group, lesions, notices, tr_file, prefer_diameter))
+        group = [rec for rec in group if rec.test != VOLUME_TEST]
+        if group:
+            out_tps.append(_timepoint(name, group, lesions, notices, tr_file, prefer_diameter))
     if subject_has_tu_flags:
         accepted = any(le.accepted for le in lesions.values())
     else:  # no TUACPTFL for this subject: the read flagged on most of its TR records

@@ -16,6 +16,8 @@ from cdisc_io.sdtm_import import TR_REQUIRED, TU_REQUIRED, build_cases
 
 SITES = ["liver", "lung", "bone", "adrenal gland"]
 sizes = st.integers(min_value=0, max_value=2000).map(lambda tenths: tenths / 10)
+# A baseline volume (R-ELIG-VOLUME): none, or 0–1,000,000 mL to the microlitre.
+volumes = st.one_of(st.none(), st.integers(0, 10**9).map(lambda ul: ul / 1000))
 
 
 @st.composite
@@ -29,6 +31,10 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         lesions.append({"id": f"T{i + 1}", "site": site, "kind": "target", "nodal": nodal})
     lesions += [{"id": f"NT{i + 1}", "site": draw(st.sampled_from(SITES)), "kind": "non-target"}
                 for i in range(n_non_targets)]  # fmt: skip
+    for le in lesions:
+        volume = draw(volumes)
+        if volume is not None:
+            le["volume_ml"] = volume
     day = date(2020, 1, 6)
     timepoints: list[dict[str, Any]] = []
     new_ids: list[str] = []

@@ -185,8 +185,8 @@ def test_same_visit_name_on_two_dates_becomes_two_dated_timepoints(tmp_path: Pat
     ("change", "match"),
     [
         (
-            lambda tu, tr: tr.append(dict(tr[0], TRTESTCD="VOLUME")),
-            r"TR\.csv, row 14, column TRTESTCD: unknown test code 'VOLUME'",
+            lambda tu, tr: tr.append(dict(tr[0], TRTESTCD="AREA")),
+            r"TR\.csv, row 14, column TRTESTCD: unknown test code 'AREA'",
         ),
         (
             lambda tu, tr: tr.append(tr_row("S-001", "T09", "LDIAM", "5", "WEEK 8", "2020-02-26")),

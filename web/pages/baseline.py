@@ -15,6 +15,7 @@ from web.pages.baseline_form import (
     baseline_form_values,
     baseline_rows,
     lesions_from_form,
+    ml_text,
 )
 from web.pages.common import version_of
 from web.pages.form_errors import baseline_input
@@ -29,6 +30,7 @@ from web.services import (
     request_session,
     save_baseline,
 )
+from web.services.cases import imaging_volumes
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/baseline", methods=["GET", "POST"])
@@ -96,6 +98,8 @@ def _baseline_page(
             error=error,
             findings=findings,
             sites=SITES,
+            # R-ELIG-VOLUME: volumes imaging gave are shown as such and not editable.
+            imaging_volumes={k: ml_text(v) for k, v in imaging_volumes(row).items()},
         ),
         error.status if error is not None else 200,
     )

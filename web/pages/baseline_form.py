@@ -4,12 +4,15 @@ values, so that a form re-rendered after an error shows exactly what the user ty
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
 from web.pages.forms import note_values, number_mm
+from web.services import InvalidInput
 from web.services.annotations import ANNOTATION_KEYS
+from web.services.common import echo
 
 BASELINE_BLANK_ROWS = 3  # spare rows under the lesions of a stored baseline
 NEW_BASELINE_ROWS = 8  # up to 5 targets (R-SEL-1) and a few non-targets
@@ -29,6 +32,7 @@ def baseline_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
                 "nodal": form.get(f"nodal_{i}") == "on",
                 "size": form.get(f"size_{i}", "").strip(),
                 "treated_on": form.get(f"treated_on_{i}", "").strip(),
+                "volume": form.get(f"volume_{i}", "").strip(),
                 "location": form.get(f"location_{i}", ""),
                 "series": form.get(f"series_{i}", "").strip(),
                 "image": form.get(f"image_{i}", "").strip(),
@@ -47,8 +51,38 @@ def baseline_form_rows(form: MultiDict[str, str]) -> list[int]:
 def _filled(r: dict[str, Any]) -> bool:
     """A row that holds anything is a lesion (never silently dropped)."""
     return bool(
-        r["code"] or r["size"] or r["site"] or r["location"].strip() or r["series"] or r["image"]
+        r["code"]
+        or r["size"]
+        or r["site"]
+        or r["volume"]
+        or r["location"].strip()
+        or r["series"]
+        or r["image"]
     )
+
+
+def ml_text(value: float | None) -> str:
+    """A stored volume as the form shows it (612.5, 1000000; no exponent)."""
+    return "" if value is None else f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def _volume(text: str, code: str, where: str, field: str) -> float:
+    """A typed baseline volume in mL: a finite number above 0, at most 1,000,000 (the
+    engine's largest, R-PLAUS-SIZE), for a protocol's volume limit (R-ELIG-VOLUME)."""
+    from recist.settings import MAX_VOLUME_ML
+
+    try:
+        value = float(text.replace(",", "."))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_VOLUME_ML:
+        raise InvalidInput(
+            f"{where}, lesion {code} volume (mL): {echo(text)} is not a lesion volume; type a "
+            f"number of millilitres above 0 and at most {MAX_VOLUME_ML:,} (R-PLAUS-SIZE)",
+            field=field,
+            rule="R-PLAUS-SIZE",
+        )
+    return value
 
 
 def lesions_from_form(
@@ -95,6 +129,9 @@ def lesions_from_form(
             lesion["size"] = size  # on a non-target the contract refuses it (R-SEL-3)
         if r["treated_on"]:
             lesion["treated_on"] = r["treated_on"]
+        if r["volume"]:  # typed; a volume imaging gave is not posted (it wins)
+            where = f"subject {subject_code or 'new'}, baseline"
+            lesion["volume_ml"] = _volume(r["volume"], code, where, f"volume_{r['row']}")
         for key in ANNOTATION_KEYS:
             if r[key].strip():
                 lesion[key] = r[key]  # web-side annotations, split off before the contract
@@ -122,6 +159,7 @@ def baseline_form_values(
                 "nodal": le.get("nodal", False),
                 "size": "" if size is None else str(size),
                 "treated_on": le.get("treated_on", "") or "",
+                "volume": ml_text(le.get("volume_ml")),
                 **note_values((notes or {}).get(le["id"], {})),
             }
         )
@@ -137,6 +175,7 @@ def _blank(n: int) -> list[dict[str, Any]]:
             "nodal": False,
             "size": "",
             "treated_on": "",
+            "volume": "",
             **note_values({}),
         }
         for _ in range(n)

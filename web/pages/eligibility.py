@@ -168,3 +168,17 @@ def eligibility_summary(rules: dict[str, Any] | None) -> str:
         parts.append("no " + ", ".join(rules["excluded_sites"]) + " lesions")
     named = f"{rules['protocol']}: " if rules.get("protocol") else ""
     return named + "; ".join(parts)
+
+
+def eligibility_findings(result: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The protocol's eligibility breaches (R-ELIG-COUNT, R-ELIG-SIZE, R-ELIG-VOLUME,
+    R-ELIG-SITE) among a stored result's ``warnings``, for the trial's subject list: each
+    ``{"rule", "lesion", "message"}``. Read as stored, never recomputed."""
+    out = []
+    for warning in (result or {}).get("warnings") or []:
+        rule = warning.get("rule") if isinstance(warning, dict) else None
+        if isinstance(rule, str) and rule.startswith("R-ELIG-"):
+            out.append(
+                {"rule": rule, "lesion": warning.get("lesion"), "message": warning.get("message")}
+            )
+    return out

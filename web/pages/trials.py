@@ -10,6 +10,7 @@ from web.auth import actor, allowed, blinded, request_user, request_user_role, r
 from web.pages import views as bp
 from web.pages.eligibility import (
     eligibility_fields,
+    eligibility_findings,
     eligibility_from_form,
     eligibility_summary,
     typed_fields,
@@ -155,6 +156,11 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
         (s, summary_as_used(s, s.result_json, overridden.get(s.id)))
         for s in list_subjects(session, trial_row)
     ]
+    # R-ELIG-*: the breaches the stored result reports (no recomputation here).
+    breaching = sum(1 for _s, sm in rows if sm["eligibility"])
+    only_breaches = request.args.get("eligibility") == "breaches"
+    if only_breaches:
+        rows = [(s, sm) for s, sm in rows if sm["eligibility"]]
 
     # Queries on progression calls go back to the readers: list them where they look.
     queries = (
@@ -180,6 +186,8 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
             form=form or {},
             settings_form=settings_form,
             eligibility_text=eligibility_summary((trial_row.settings or {}).get("eligibility")),
+            breaching=breaching,
+            only_breaches=only_breaches,
         ),
         status,
     )
@@ -216,7 +224,7 @@ def summary_as_used(
     the engine's stay beside them as ``engine_progression``, ``engine_pfs``, ``engine_bor``
     and ``engine_last``, so that no screen shows one call without saying the other exists.
     """
-    summary = subject_summary(result)
+    summary = {**subject_summary(result), "eligibility": eligibility_findings(result)}
     if used is None or not result:
         return summary
     from web.services.as_used import used_result
@@ -229,4 +237,5 @@ def summary_as_used(
         "engine_bor": summary["bor"],
         "engine_last": summary["last"],
         "override": used,
+        "eligibility": summary["eligibility"],
     }

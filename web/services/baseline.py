@@ -4,12 +4,14 @@ R-PLAUS-BLWINDOW, a protocol's R-ELIG) need a reason.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from recist.lesions import length_to_mm, mm_to_length
+from recist.settings import MAX_VOLUME_ML
 from web.db import write_transaction
 from web.errors import ConcurrentEdit, InvalidInput, ReasonRequired
 from web.models import (
@@ -26,8 +28,9 @@ from web.services.annotations import (
     write_annotations,
 )
 from web.services.cases import (
-    baseline_volumes,
+    VOLUME_KEYS,
     engine_assess,
+    imaging_volumes,
     parse_date,
     recompute,
     validated,
@@ -138,8 +141,9 @@ def baseline_case(
             pointer=None if index is None else f"/lesions/{index}/{error.field}",
             rule=error.rule,
         ) from None
-    # The volumes imaging supplied stay with the lesions (R-ELIG-VOLUME).
-    volumes = baseline_volumes(subject) if subject is not None else {}
+    # The volumes imaging supplied stay with the lesions; the entry's typed ones join
+    # them (R-ELIG-VOLUME; imaging wins: _check_volumes refuses another value).
+    volumes = imaging_volumes(subject) if subject is not None else {}
     case: dict[str, Any] = {
         "subject_id": subject.code if subject is not None else "new",
         "settings": _baseline_settings(subject, settings),
@@ -298,6 +302,7 @@ def save_baseline(
         for rec in baseline.records:
             images = {k: notes.get(rec.lesion.code, {}).get(k) for k in IMAGE_KEYS}
             write_annotations(audit, "measurement", f"{key}/{code}/{rec.lesion.code}", rec, images)
+        _write_volumes(audit, key, baseline, lesions, imaging_volumes(subject))
         touch(baseline, actor)
         subject.updated_at = utcnow()
         recompute(subject, focus=code)
@@ -306,21 +311,67 @@ def save_baseline(
 
 
 def _check_volumes(subject: Subject, lesions: list[Any]) -> None:
-    """The web keeps a lesion's volume from imaging only (an attached study, an imported
-    case: :func:`web.services.cases.baseline_volumes`). A baseline entry may send it back
-    as stored (the subject's case gives it), but a volume typed here would be dropped
-    unseen, so another one is refused (R-ELIG-VOLUME)."""
-    stored = baseline_volumes(subject)
+    """A lesion's baseline volume comes from imaging where imaging gave one (an attached
+    study, an imported case: :func:`web.services.cases.imaging_volumes`), and that value
+    wins: a baseline entry may send it back as stored, or leave it out, but another value
+    is refused. For the other lesions the entry may type a volume, a finite number of mL
+    above 0 and at most 1,000,000 (R-PLAUS-SIZE), for a protocol's limit (R-ELIG-VOLUME).
+    """
+    imaging = imaging_volumes(subject)
     for index, le in enumerate(lesions):
-        if le.volume_ml is not None and le.volume_ml != stored.get(le.id):
+        if le.volume_ml is None:
+            continue
+        pointer = f"/lesions/{index}/volume_ml"
+        if le.id in imaging and le.volume_ml != imaging[le.id]:
             raise InvalidInput(
-                f"lesion {le.id}: volume_ml {le.volume_ml} is not the volume imaging gave "
-                f"({stored.get(le.id)}); a lesion's volume comes from the baseline's imaging "
-                "(attach the study) or an imported case, not from the baseline entry "
-                "(R-ELIG-VOLUME)",
+                f"subject {subject.code}, lesion {le.id}: volume_ml {le.volume_ml:g} is not "
+                f"the volume imaging gave ({imaging[le.id]:g} mL); imaging's volume wins and "
+                "cannot be typed over (R-ELIG-VOLUME)",
                 field="volume_ml",
-                pointer=f"/lesions/{index}/volume_ml",
+                pointer=pointer,
             )
+        if not math.isfinite(le.volume_ml) or not 0 < le.volume_ml <= MAX_VOLUME_ML:
+            raise InvalidInput(
+                f"subject {subject.code}, lesion {le.id}: volume_ml {le.volume_ml:g} is not a "
+                f"plausible lesion volume (above 0 and at most {MAX_VOLUME_ML:,} mL; "
+                "R-PLAUS-SIZE)",
+                field="volume_ml",
+                pointer=pointer,
+                rule="R-PLAUS-SIZE",
+            )
+
+
+def _write_volumes(
+    audit: Audit, key: str, baseline: Timepoint, lesions: list[Any], imaging: dict[str, float]
+) -> None:
+    """Keep the entry's typed volumes with the baseline's imaging evidence (``volumes``,
+    the codes under ``typed_volumes``), beside the volumes imaging gave, which stay; one
+    audit record per lesion whose typed volume changed (R-ELIG-VOLUME)."""
+    evidence = dict(baseline.imaging_json or {})
+    stored = evidence.get("volumes") or {}
+    old_typed = {
+        code: stored[code] for code in evidence.get("typed_volumes") or [] if code in stored
+    }
+    typed = {
+        le.id: float(le.volume_ml)
+        for le in lesions
+        if le.volume_ml is not None and le.id not in imaging
+    }
+    changed = False
+    for code in sorted(set(old_typed) | set(typed)):
+        changed |= audit.change(
+            "lesion", f"{key}/{code}", "volume_ml", old_typed.get(code), typed.get(code)
+        )
+    if not changed:
+        return
+    volumes = {k: v for k, v in stored.items() if k not in old_typed} | typed
+    for name in VOLUME_KEYS:
+        evidence.pop(name, None)
+    if volumes:
+        evidence["volumes"] = volumes
+    if typed:
+        evidence["typed_volumes"] = sorted(typed)
+    baseline.imaging_json = evidence or None
 
 
 def write_lesion(audit: Audit, key: str, row: Lesion, le: Any) -> None:

@@ -172,9 +172,10 @@ def ordered_timepoints(subject: Subject) -> list[Timepoint]:
 
 
 def baseline_volumes(subject: Subject) -> dict[str, float]:
-    """Lesion code → its baseline volume in mL, where imaging supplied it: the ``volumes``
-    of the baseline timepoint's imaging evidence (R-ELIG-VOLUME; see
-    :func:`web.services.studies.attach_imaging` and the case import)."""
+    """Lesion code → its baseline volume in mL, where imaging supplied it or a reader typed
+    it on the baseline entry: the ``volumes`` of the baseline timepoint's imaging evidence
+    (R-ELIG-VOLUME; see :func:`web.services.studies.attach_imaging`, the case import and
+    :func:`web.services.baseline.save_baseline`)."""
     timepoints = ordered_timepoints(subject)
     evidence = (timepoints[0].imaging_json if timepoints else None) or {}
     volumes = evidence.get("volumes") or {}
@@ -183,6 +184,26 @@ def baseline_volumes(subject: Subject) -> dict[str, float]:
         for code, value in volumes.items()
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
+
+
+# The baseline timepoint's imaging evidence keeps the lesions' baseline volumes under
+# "volumes" (code → mL) and, under "typed_volumes", the codes whose volume a reader typed
+# on the baseline entry rather than imaging supplying it (R-ELIG-VOLUME).
+VOLUME_KEYS = ("volumes", "typed_volumes")
+
+
+def typed_volume_codes(subject: Subject) -> set[str]:
+    """The lesions whose baseline volume was typed on the baseline entry (not imaging)."""
+    timepoints = ordered_timepoints(subject)
+    evidence = (timepoints[0].imaging_json if timepoints else None) or {}
+    return {str(code) for code in evidence.get("typed_volumes") or []}
+
+
+def imaging_volumes(subject: Subject) -> dict[str, float]:
+    """The baseline volumes imaging supplied (an attached study, an imported case): these
+    win over the baseline entry, which may not type another value for them."""
+    typed = typed_volume_codes(subject)
+    return {k: v for k, v in baseline_volumes(subject).items() if k not in typed}
 
 
 def build_case(subject: Subject) -> dict[str, Any]:

@@ -295,16 +295,27 @@ def attach_imaging(
             subject.imaging_key = bound
         old = dict(tp.imaging_json or {})
         volumes = old.pop("volumes", None)
-        new = {k: v for k, v in imaging.items() if k != "volumes"}
+        typed = old.pop("typed_volumes", None) or []
+        new = {k: v for k, v in imaging.items() if k not in ("volumes", "typed_volumes")}
         # The evidence and the baseline volumes are audited apart: volumes an imported case
         # brought are no earlier evidence that this study would change.
         changed = audit.change("timepoint", f"{key}/{tp.code}", "imaging", old or None, new)
         if tp is ordered_timepoints(subject)[0]:
             merged = baseline_volumes_with(volumes, imaging)
-            if audit.change("timepoint", f"{key}/{tp.code}", "volumes", volumes, merged):
+            # A volume replaced (typed on the baseline entry, or an earlier study's) is
+            # changed by the rule that imaging's latest volume wins: that is its reason.
+            why = "the study's volume wins (R-ELIG-VOLUME)" if volumes else None
+            replaces = Audit(session, actor, why)
+            if replaces.change("timepoint", f"{key}/{tp.code}", "volumes", volumes, merged):
                 changed, volumes = True, merged
+        # Imaging wins over a volume typed on the baseline entry (R-ELIG-VOLUME): a lesion
+        # this study measured is no longer a typed one.
+        measured = set(baseline_volumes_with(None, imaging) or {})
+        typed = [code for code in typed if code not in measured]
         if changed:
             tp.imaging_json = {**new, "volumes": volumes} if volumes else new
+            if typed and volumes:
+                tp.imaging_json = {**tp.imaging_json, "typed_volumes": typed}
             touch(tp, actor)
             recompute(subject, focus=tp.code)
 

@@ -28,6 +28,7 @@ from web.services.annotations import (
     write_image_refs,
 )
 from web.services.cases import (
+    VOLUME_KEYS,
     new_lesion_columns,
     plausible_date,
     recompute,
@@ -412,9 +413,9 @@ def save_timepoint(
                 "subject", key, "imaging_key", subject.imaging_key, bound
             ):
                 subject.imaging_key = bound
-        kept = (tp.imaging_json or {}).get("volumes")
-        if imaging is not None and kept and "volumes" not in imaging:
-            imaging = {**imaging, "volumes": kept}  # the baseline's volumes stay (R-ELIG-VOLUME)
+        kept = {k: v for k, v in (tp.imaging_json or {}).items() if k in VOLUME_KEYS}
+        if imaging is not None and kept.get("volumes") and "volumes" not in imaging:
+            imaging = {**imaging, **kept}  # the baseline's volumes stay (R-ELIG-VOLUME)
         if imaging is not None and audit.change(
             "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
         ):
