@@ -162,8 +162,12 @@ def test_a_baseline_study_is_kept_as_evidence_without_changing_the_entered_value
     after = client.get(f"/api/v1/trials/{trial}/subjects/A-1", headers=bearer(users["reviewer"]))
     assert after.get_json()["case"]["lesions"] == before.get_json()["case"]["lesions"]
     session.rollback()
-    bl = session.scalars(select(Timepoint).where(Timepoint.code == "BL")).all()
-    evidence = next(t for t in bl if t.imaging_json).imaging_json
+    evidence = session.scalars(
+        select(Timepoint.imaging_json)
+        .join(Subject, Subject.id == Timepoint.subject_id)
+        .where(Timepoint.code == "BL", Subject.code == "A-1")
+    ).one()
+    assert evidence is not None
     assert set(evidence["lesions"]) == {"T1", "T2", "T3"} and evidence["study"]["id"]
     assert session.scalars(select(Subject.imaging_key).where(Subject.code == "A-1")).one()
     # The key image of the baseline is served.
