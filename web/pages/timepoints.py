@@ -7,6 +7,7 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 
 from web.auth import actor, allowed, request_user_role, requires
+from web.clock import today
 from web.models import NEW_CATEGORIES, NON_TARGET_STATES, SITES, TARGET_STATES
 from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
@@ -31,6 +32,7 @@ from web.services import (
     timepoint_as_dict,
 )
 from web.services.annotations import annotate_timepoint, locations_of
+from web.services.sheet import next_visit
 from web.services.sign_all import signer_for_save
 
 
@@ -62,6 +64,9 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     version = tp.version if tp is not None else None
     if request.method == "GET":
         values = timepoint_form_values(stored, case)
+        if stored is None:  # a new visit: its code and expected date from the schedule
+            values["code"], values["date"] = next_visit(case, today())
+            values["suggested"] = bool(values["code"])
         located = locations_of(row)
         for carried in (n for n in values["new"] if n.get("carried") and not n["location"]):
             carried["location"] = located.get(carried["id"], "")  # R-NEW-2: the same lesion
