@@ -13,7 +13,9 @@ from web.pages import views as bp
 from web.pages.common import imaging_from_token, version_of
 from web.pages.form_errors import timepoint_input
 from web.pages.forms import (
+    MAX_CARRIED,
     NEW_FORM_STATES,
+    NEW_LESION_ROWS,
     is_irecist,
     timepoint_form_values,
     timepoint_from_form,
@@ -138,6 +140,7 @@ def timepoint_page(
             non_target_states=NON_TARGET_STATES,
             irecist=is_irecist(case),
             new_states=NEW_FORM_STATES,
+            max_new_rows=NEW_LESION_ROWS + MAX_CARRIED,
             new_categories=NEW_CATEGORIES,
             targets=[le for le in case["lesions"] if le["kind"] == "target"],
             non_targets=[le for le in case["lesions"] if le["kind"] != "target"],

@@ -234,3 +234,40 @@
     });
   });
 }());
+
+// The follow-up form's "Add a new-lesion row": as many new lesions as the reader needs
+// (issue 14), up to the rows the server reads (data-max). Without script the form keeps
+// its spare rows.
+(function () {
+  var button = document.getElementById("add-new-lesion");
+  var table = document.getElementById("new-lesions");
+  if (!button || !table) { return; }
+  var body = table.tBodies[0];
+  var max = parseInt(button.getAttribute("data-max"), 10);
+  button.hidden = false;
+  button.disabled = body.rows.length >= max;
+  button.addEventListener("click", function () {
+    var index = body.rows.length;
+    if (index >= max) { return; }
+    var row = body.rows[index - 1].cloneNode(true);
+    row.className = "";
+    Array.prototype.forEach.call(
+      row.querySelectorAll("small.carried, input[type=hidden]"),
+      function (node) { node.parentNode.removeChild(node); }
+    );
+    Array.prototype.forEach.call(row.querySelectorAll("input, select"), function (field) {
+      field.name = field.name.replace(/^new_\d+_/, "new_" + index + "_");
+      var label = field.getAttribute("aria-label");
+      if (label) {
+        field.setAttribute("aria-label", label.replace(/^new lesion \d+/, "new lesion " + (index + 1)));
+      }
+      field.removeAttribute("aria-invalid");
+      if (field.type === "checkbox") { field.checked = false; }
+      else if (field.tagName === "SELECT") { field.selectedIndex = 0; }
+      else { field.value = ""; }
+    });
+    body.appendChild(row);
+    row.querySelector("input").focus();
+    button.disabled = body.rows.length >= max;
+  });
+}());
