@@ -113,10 +113,13 @@ def update_settings(
         trial.settings = clean
         changed, refused = 0, []
         for subject in trial.subjects:
-            before = {tp["id"]: tp for tp in (subject.result_json or {}).get("timepoints", [])}
+            old_result = _without_settings(subject.result_json)
+            before = {tp["id"]: tp for tp in old_result.get("timepoints", [])}
             recompute(subject)
-            after = {tp["id"]: tp for tp in (subject.result_json or {}).get("timepoints", [])}
-            changed += before != after
+            new_result = _without_settings(subject.result_json)
+            after = {tp["id"]: tp for tp in new_result.get("timepoints", [])}
+            # Any change of the result counts: a BOR or PFS changes with no timepoint's.
+            changed += old_result != new_result
             for tp in subject.timepoints:
                 old, new = before.get(tp.code, {}), after.get(tp.code, {})
                 if tp.locked and any(old.get(k) != new.get(k) for k in SIGNED_KEYS):
@@ -132,3 +135,8 @@ def update_settings(
                 field="settings",
             )
     return trial, changed
+
+
+def _without_settings(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored result but for the settings it echoes (they differ after every change)."""
+    return {k: v for k, v in (result or {}).items() if k != "settings"}
