@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,10 @@ FORM_FIELDS = (
     "new_0_id", "new_0_site", "new_0_sa", "password", "meaning", "comment", "call",
     "decision", "subject_id", "arm", "randomized_on", "died_on", "title", "settings",
     "arms", "accepted", "rationale", "timepoint", "read", "sheet", "username",
+    "location_0", "series_0", "image_0", "volume_0", "new_0_location", "new_0_series",
+    "new_0_image", "img_T01_series", "img_T01_location", "new_0_state", "new_0_category",
+    "sign_on_save", "sign_password", "folder", "s_elig_sites", "s_elig_max_lesions",
+    "s_elig_excluded_sites", "cell_T01_0", "visit_0", "date_0",
 )  # fmt: skip
 
 
@@ -97,10 +102,10 @@ def _url(rule: Any, trial_code: str) -> str:
         "kind": "waterfall",
         "domain": "adrs",
         "token_id": "1",
+        "job_id": "1",
     }
-    return rule.rule.replace("<", "{").replace(">", "}").format(
-        **{arg: values.get(arg, "x") for arg in rule.arguments}
-    )
+    template = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)  # <int:job_id> too
+    return template.format(**{arg: values.get(arg, "x") for arg in rule.arguments})
 
 
 def _routes(flask_app: Flask, *, api: bool) -> list[tuple[str, str, str]]:

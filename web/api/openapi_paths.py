@@ -121,6 +121,14 @@ def resource_paths() -> dict[str, Any]:
         "/trials/{trial_code}/batches/{job_id}": {
             "get": op("A batch: status, counts, rate, ETA, each study's outcome", "manage_trials")
         },
+        "/trials/{trial_code}/batches/{job_id}/resume": {
+            "post": op(
+                "Resume an interrupted or failed batch: what already landed is skipped "
+                "(409 while it runs elsewhere or when it is done)",
+                "manage_trials",
+                status="202",
+            )
+        },
         "/trials/{trial_code}/members": {
             "get": op("The users assigned to a trial", "manage_members"),
             "post": op(
