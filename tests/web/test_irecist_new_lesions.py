@@ -116,8 +116,10 @@ def test_the_next_visit_carries_every_new_lesion_forward_and_confirms_by_growth(
     assert carried == {
         "new_0_id": "NL01", "new_0_site": "lung", "new_0_sa": "", "new_0_state": "",
         "new_0_category": "", "new_0_scan": "", "new_0_carried": "W8",
+        "new_0_location": "", "new_0_series": "", "new_0_image": "",
         "new_1_id": "NL02", "new_1_site": "bone", "new_1_sa": "", "new_1_state": "",
         "new_1_category": "", "new_1_scan": "", "new_1_carried": "W8",
+        "new_1_location": "", "new_1_series": "", "new_1_image": "",
     }  # fmt: skip
     page = reader.get(NEW_PAGE).data.decode()
     assert "listed at W8 (14.0 mm): give its size or state now (I-NEW-4)" in page
@@ -285,7 +287,7 @@ def test_a_recist_1_1_trial_keeps_the_simple_form_and_refuses_the_fields(
     browser = app.test_client()
     login(browser, "reader")
     page = browser.get(f"/trials/{trial}/subjects/R-1/timepoints/new").data.decode()
-    assert "<th>SA (mm, R-NEW-1)</th><th>Scan date</th>" in page
+    assert "<th>SA (mm, R-NEW-1)</th><th>Location" in page
     assert "new_0_state" not in page and "new_0_category" not in page
     assert 'id="irecist-new-hint"' not in page
     tp = _follow_up("W8", "2021-03-01", [{"id": "N1", "site": "lung", "category": "target"}])
