@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from tests.web.helpers import PD_READ, SD_READ, follow_up, read_subject
-from web.models import PacsStudy, Subject, Timepoint, User
+from web.models import PacsStudy, Subject, Timepoint, Trial, User
 from web.services import SYSTEM, Actor, create_subject, create_trial, create_user
 from web.services.central import adjudicate, set_central_review, submit_read
 from web.services.inbox import counts, items
@@ -105,7 +105,7 @@ def work(session: Session, trial: str, users: dict[str, str]) -> str:
 def test_a_reader_sees_their_unsigned_reads_queries_on_their_reads_and_pacs_studies(
     session: Session, work: str
 ) -> None:
-    assert _counts(session, "reader") == {"unsigned": 3, "queries": 0, "pacs": 1}
+    assert _counts(session, "reader") == {"unsigned": 3, "queries": 0, "pacs": 1, "central": 0}
     found = _items(session, "reader")
     assert [(r["subject"], r["timepoint"]) for r in found["unsigned"]] == [
         ("S-GROW", "BL"),
@@ -115,7 +115,7 @@ def test_a_reader_sees_their_unsigned_reads_queries_on_their_reads_and_pacs_stud
     # Only the study no saved visit uses waits (web.services.pacs.awaiting).
     assert [(r["subject"], r["timepoint"]) for r in found["pacs"]] == [("S-GROW", "2021-06-21")]
     # reader2's reads are reader2's: two unsigned, no query, and the same PACS study.
-    assert _counts(session, "reader2") == {"unsigned": 2, "queries": 0, "pacs": 1}
+    assert _counts(session, "reader2") == {"unsigned": 2, "queries": 0, "pacs": 1, "central": 0}
 
     review_call(
         session,
@@ -239,6 +239,7 @@ def test_a_trial_manager_sees_what_holds_up_each_of_their_trials(
             "pending_review": 0,
             "adjudication": 0,
             "pacs": 1,
+            "central": 0,
             "total": 7,
         }
     ]
@@ -263,7 +264,7 @@ def test_only_the_trials_a_user_is_a_member_of_count(session: Session, work: str
     )
     _pull(session, OTHER, "B-1", "ef" * 32, "2021-06-21")
     before = {name: _counts(session, name) for name in ("reader", "reviewer", "trial_manager")}
-    assert before["reader"] == {"unsigned": 3, "queries": 0, "pacs": 1}
+    assert before["reader"] == {"unsigned": 3, "queries": 0, "pacs": 1, "central": 0}
     assert before["reviewer"]["pending_review"] == 1
     assert [b["trial"] for b in _items(session, "trial_manager")["blockers"]] == [work]
     found = _items(session, "reader")
@@ -271,7 +272,7 @@ def test_only_the_trials_a_user_is_a_member_of_count(session: Session, work: str
     # Once a member of B, the same user sees B's items too.
     for name in ("reader", "reviewer", "trial_manager"):
         add_member(session, SYSTEM, username=name, trial_code=OTHER)
-    assert _counts(session, "reader") == {"unsigned": 6, "queries": 0, "pacs": 2}
+    assert _counts(session, "reader") == {"unsigned": 6, "queries": 0, "pacs": 2, "central": 0}
     assert _counts(session, "reviewer")["pending_review"] == 2
     assert [b["trial"] for b in _items(session, "trial_manager")["blockers"]] == [work, OTHER]
 
@@ -281,7 +282,14 @@ def test_a_reader_blinded_by_central_review_gets_no_site_reads_of_that_trial(
 ) -> None:
     assert _counts(session, "reader")["unsigned"] == 3
     set_central_review(session, Actor("trial_manager", "trial_manager"), work, on=True)
-    assert _counts(session, "reader") == {"unsigned": 0, "queries": 0, "pacs": 0}
+    subjects = sorted(session.scalars(select(Subject.code).join(Trial).where(Trial.code == work)))
+    # No site reads any more; every subject now awaits the reader's blinded read.
+    assert _counts(session, "reader") == {
+        "unsigned": 0, "queries": 0, "pacs": 0, "central": len(subjects)
+    }  # fmt: skip
+    assert [r["subject"] for r in _items(session, "reader")["central"]] == subjects
+    blockers = _items(session, "trial_manager")["blockers"]
+    assert blockers[0]["central"] == len(subjects)
     # The adjudicator is not blinded: the calls still await review.
     assert _counts(session, "adjudicator")["pending_review"] == 1
 
@@ -317,7 +325,8 @@ def test_the_api_answers_the_same_inbox(app: Flask, work: str, users: dict[str, 
     answer = app.test_client().get("/api/v1/inbox", headers=bearer(users["reader"]))
     assert answer.status_code == 200
     body = answer.get_json()
-    assert body["total"] == 4 and body["counts"] == {"unsigned": 3, "queries": 0, "pacs": 1}
+    assert body["total"] == 4
+    assert body["counts"] == {"unsigned": 3, "queries": 0, "pacs": 1, "central": 0}
     assert body["items"]["unsigned"][2] == {
         "trial": "TRIAL-1",
         "subject": "S-GROW",

@@ -24,6 +24,7 @@ TITLES = {
     "pending_review": "Progression calls awaiting review",
     "answered": "Your queries, answered by the reader",
     "adjudication": "Central reads awaiting adjudication",
+    "central": "Subjects awaiting your blinded read",
     "blockers": "What holds up your trials",
 }
 

@@ -12,6 +12,8 @@ By what the user's roles allow (:data:`web.auth.PERMISSIONS`):
 * ``answered`` — queries they raised that the reader has answered;
 * ``adjudication`` — central-review subjects whose two reads disagree and that nobody has
   adjudicated (:mod:`web.services.central`), except the ones they read themselves;
+* ``central`` — for a central reader: subjects of a trial under independent central review
+  that still want a blinded read (fewer than two) and that they have not read;
 * ``blockers`` — for a trial manager, per trial: everything above that holds the trial up.
 
 Only trials the user is a member of count (an administrator reaches every trial); a reader
@@ -29,7 +31,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Select, and_, exists, false, func, select
+from sqlalchemy import ColumnElement, Date, Select, and_, exists, false, func, select, true
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
@@ -56,10 +58,11 @@ PARTS: dict[str, frozenset[str]] = {
     "pending_review": frozenset({"reviewer", "adjudicator"}),  # review_calls
     "answered": frozenset({"reviewer", "adjudicator"}),  # review_calls
     "adjudication": frozenset({"adjudicator"}),  # adjudicate
+    "central": frozenset({"reader"}),  # central_read
     "blockers": frozenset({"trial_manager"}),
 }
 # What holds a trial up, as a trial manager's inbox counts it.
-BLOCKERS = ("unsigned", "queries", "pending_review", "adjudication", "pacs")
+BLOCKERS = ("unsigned", "queries", "pending_review", "adjudication", "pacs", "central")
 LIST_LIMIT = 200
 
 
@@ -234,6 +237,26 @@ def _adjudication(scope: Scope, columns: list[Any], mine: bool = True) -> Select
     return query
 
 
+def _central(scope: Scope, columns: list[Any], mine: bool = True) -> Select[Any]:
+    """Subjects of a central-review trial with fewer than two blinded reads (the most a
+    subject takes, web.services.central.submit_read); ``mine``: not read by the user."""
+    reads = select(func.count(CentralRead.id)).where(CentralRead.subject_id == Subject.id)
+    central = select(Trial.id).where(Trial.central_review == true())
+    query = (
+        select(*columns)
+        .select_from(Subject)
+        .where(
+            Subject.trial_id.in_(central),
+            reads.scalar_subquery() < 2,
+            *scope.trials(site_reads=False),
+        )
+    )
+    if mine:
+        own = exists().where(CentralRead.subject_id == Subject.id, CentralRead.reader == scope.name)
+        query = query.where(~own)
+    return query
+
+
 QUERIES = {
     "unsigned": _unsigned,
     "queries": _queries,
@@ -241,6 +264,7 @@ QUERIES = {
     "pending_review": _pending_review,
     "answered": _answered,
     "adjudication": _adjudication,
+    "central": _central,
 }
 
 
@@ -330,6 +354,9 @@ def items(session: Session, user: User) -> dict[str, Any]:
     if scope.has("adjudication"):
         query = _listed(_adjudication(scope, SUBJECT_COLUMNS))
         out["adjudication"] = [row._asdict() for row in session.execute(query)]
+    if scope.has("central"):
+        query = _listed(_central(scope, SUBJECT_COLUMNS))
+        out["central"] = [row._asdict() for row in session.execute(query)]
     if scope.has("blockers"):
         out["blockers"] = blockers(session, scope)
     return out
