@@ -302,3 +302,35 @@ def test_sign_on_save_signs_the_saved_read_in_the_same_transaction(
     plain = {**fields, "code": "W32", "date": "2021-08-16"}
     client.post(BASE + "/timepoints/new", data=plain)
     assert _locked(session)["W32"] is False
+
+
+def test_sign_on_save_on_the_baseline_form(
+    app: Flask, session: Session, trial: str, users: dict[str, str]
+) -> None:
+    """The baseline is a read too: sign on save there, or nothing saved on a wrong password."""
+    from web.services import create_subject
+
+    create_subject(session, SYSTEM, trial, code="S-002", arm="A")
+    client = app.test_client()
+    login(client, "reader")
+    url = f"/trials/{trial}/subjects/S-002/baseline"
+    fields = form_fields(client.get(url).data.decode(), "baseline-form")
+    assert "sign_password" in fields
+    fields.update(date="2021-01-04", code_0="T01", kind_0="target", site_0="liver", size_0="30")
+    fields.update(code_1="T02", kind_1="target", site_1="lung", size_1="20")
+    wrong = client.post(url, data={**fields, "sign_on_save": "1", "sign_password": "wrong"})
+    assert wrong.status_code == 400
+    assert "nothing was saved or signed" in html.unescape(wrong.data.decode())
+    session.rollback()
+    assert get_subject(session, trial, "S-002").timepoints == []
+    saved = client.post(
+        url,
+        follow_redirects=True,
+        data={**fields, "sign_on_save": "1", "sign_password": PASSWORD},
+    )
+    assert "Baseline saved and signed (read complete, locked)." in saved.data.decode()
+    session.rollback()
+    (baseline,) = get_subject(session, trial, "S-002").timepoints
+    assert (baseline.locked, baseline.signed_by) == (True, "reader")
+    (signed,) = _records(session, "sign")
+    assert signed.entity_key == f"{trial}/S-002/BL"

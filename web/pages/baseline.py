@@ -56,6 +56,9 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     posted_version = version_of(form.get("version"))
     try:
         lesions = lesions_from_form(form, subject_code)
+        from web.pages.timepoints import signer_on_save
+
+        signer = signer_on_save(session, form)
         save_baseline(
             session,
             actor(),
@@ -66,13 +69,14 @@ def baseline(trial_code: str, subject_code: str) -> Any:
             lesions=lesions,
             expected_version=posted_version,
             reason=form.get("reason"),
+            signer=signer,
         )
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)
     except ServiceError as error:
         baseline_input(error, baseline_form_rows(form))
         return _baseline_page(row, values, posted_version, error, [])
-    flash("Baseline saved.")
+    flash("Baseline saved" + (" and signed (read complete, locked)." if signer else "."))
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
 
@@ -98,6 +102,8 @@ def _baseline_page(
             error=error,
             findings=findings,
             sites=SITES,
+            # A signed baseline offers no "sign on save" (its save is refused: locked).
+            locked=bool(row.timepoints and row.timepoints[0].locked),
             # R-ELIG-VOLUME: volumes imaging gave are shown as such and not editable.
             imaging_volumes={k: ml_text(v) for k, v in imaging_volumes(row).items()},
         ),

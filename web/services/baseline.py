@@ -19,6 +19,7 @@ from web.models import (
     Lesion,
     Subject,
     Timepoint,
+    User,
     utcnow,
 )
 from web.services.annotations import (
@@ -181,8 +182,13 @@ def save_baseline(
     code: str = "BL",
     expected_version: int | None = None,
     reason: str | None = None,
+    signer: User | None = None,
 ) -> Subject:
     """Select the baseline lesions and record their baseline sizes and states.
+
+    ``signer``: sign on save, as for a follow-up (:func:`web.services.timepoints.
+    save_timepoint`): the baseline read is signed "read complete" and locked in the same
+    transaction, the password having been checked first.
 
     The engine's findings (R-MEAS, R-SEL) do not block the save, but saving a baseline
     that has findings needs a ``reason``, which is kept in the audit trail.
@@ -307,6 +313,11 @@ def save_baseline(
         subject.updated_at = utcnow()
         recompute(subject, focus=code)
         flush(session)
+        if signer is not None:
+            from web.services.sign_all import sign_saved
+
+            sign_saved(session, actor, signer, subject, baseline)
+            flush(session)
     return subject
 
 
