@@ -56,9 +56,15 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     posted_version = version_of(form.get("version"))
     try:
         lesions = lesions_from_form(form, subject_code)
-        from web.pages.timepoints import signer_on_save
+        signer = None
+        if form.get("sign_on_save"):
+            from web.pages.timepoints import signer_on_save
+            from web.services.baseline import check_baseline_input
 
-        signer = signer_on_save(session, form)
+            # What was typed is checked before the password (as on the follow-up form), so
+            # a baseline that cannot be saved never counts a password failure.
+            check_baseline_input(subject_code, values["code"], values["date"], lesions)
+            signer = signer_on_save(session, form)
         save_baseline(
             session,
             actor(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -171,6 +172,29 @@ def baseline_findings(case: dict[str, Any]) -> list[dict[str, Any]]:
     return list(result.get("warnings") or [])
 
 
+def check_baseline_input(
+    subject_code: str,
+    code: str,
+    date_value: Any,
+    lesions: Any,
+    notes: dict[str, dict[str, Any]] | None = None,
+) -> tuple[list[Any], date]:
+    """The checks of a baseline entry that need nothing stored: the visit code, the
+    lesions by the contract, a date and at least one lesion (R-SEL-3). Returns the
+    validated lesions and the date; :func:`save_baseline` runs them first, and a form
+    that signs on save runs them before it asks for the password."""
+    check_code(code, "visit", "id")
+    checked = baseline_lesions(lesions, subject_code, {} if notes is None else notes)
+    bl_date = parse_date(date_value, "date")
+    if bl_date is None:
+        raise InvalidInput("the baseline needs a date", field="date", pointer="/date")
+    if not checked:
+        raise InvalidInput(
+            "a baseline needs at least one lesion (R-SEL-3)", field="lesions", pointer="/lesions"
+        )
+    return checked, bl_date
+
+
 def save_baseline(
     session: Session,
     actor: Actor,
@@ -202,17 +226,9 @@ def save_baseline(
     InvalidInput
         Unknown site or kind, a target without a size, a date after a follow-up…
     """
-    check_code(code, "visit", "id")
     notes: dict[str, dict[str, Any]] = {}
-    lesions = baseline_lesions(lesions, subject_code, notes)
-    bl_date = parse_date(date_value, "date")
-    if bl_date is None:
-        raise InvalidInput("the baseline needs a date", field="date", pointer="/date")
+    lesions, bl_date = check_baseline_input(subject_code, code, date_value, lesions, notes)
     reason = clean_reason(reason)
-    if not lesions:
-        raise InvalidInput(
-            "a baseline needs at least one lesion (R-SEL-3)", field="lesions", pointer="/lesions"
-        )
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         _check_volumes(subject, lesions)
