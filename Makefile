@@ -47,7 +47,7 @@ bench: $(STAMP)
 # __init__; safejson's JsonInputError, interpreted, sets the attributes of a compiled
 # RecistError). See README, Benchmarks.
 MYPYC_MODULES = response lesions target non_target new_lesions overall baseline \
-	best_response pfs local_failure assessment irecist
+	best_response pfs local_failure assessment irecist contract
 MYPYC_DIR = build/mypyc
 
 mypyc: $(STAMP)

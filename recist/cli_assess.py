@@ -7,11 +7,14 @@ and assessed, so a refused batch leaves no partial output (unless ``--keep-going
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from recist.errors import RecistError
 from recist.jsonio import assess_json, assess_json_line
@@ -203,6 +206,81 @@ def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str]:
     return _render_one if form == "object" else _ENCODE
 
 
+class BatchOutput:
+    """The rendered results of a batch, held until the batch is written (the contract
+    writes nothing for a refused batch), laid out in the input's form as they come.
+
+    Up to :data:`SPOOL_IN_MEMORY` characters stay in memory; beyond that they go, UTF-8
+    encoded, to an anonymous temporary file, so that a batch of 100,000 cases holds about
+    a hundred MB of its output in memory rather than all of it (a result's reason lines,
+    with a ``≥`` in them, cost Python two bytes a character in memory, about one on
+    disk). Written to a real stream, the spooled bytes go to its buffer as they are.
+    """
+
+    def __init__(self, form: str, fmt: str) -> None:
+        self._sep, self._start, self._end = _layout(form, fmt)
+        self._object = form == "object" and fmt != "table"
+        self._parts: list[str] = []
+        self._held = 0
+        self._file: IO[bytes] | None = None
+        self.count = 0
+
+    def add(self, text: str) -> None:
+        parts = self._parts
+        parts.append(self._sep if self.count else self._start)
+        parts.append(text)
+        self.count += 1
+        self._held += len(text)
+        if self._held > SPOOL_IN_MEMORY:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()
+        self._file.write("".join(self._parts).encode("utf-8"))
+        self._parts.clear()
+        self._held = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def write_to(self, out: TextIO) -> None:
+        """Write the whole output: the results in the input's form, then a newline."""
+        spooled = self._file
+        if spooled is not None:
+            self._spill()
+            self._file = None
+            with spooled:
+                spooled.seek(0)
+                raw = getattr(out, "buffer", None)
+                if raw is not None and (out.encoding or "").lower().replace("-", "") == "utf8":
+                    out.flush()
+                    shutil.copyfileobj(spooled, raw, 1 << 22)
+                else:
+                    decoder = codecs.getincrementaldecoder("utf-8")()
+                    while chunk := spooled.read(1 << 22):
+                        out.write(decoder.decode(chunk))
+                    out.write(decoder.decode(b"", final=True))
+        else:
+            out.writelines(self._parts)
+        if self.count or not self._object:
+            out.write(self._end if self.count else self._start + self._end)
+
+
+# Characters of output a batch keeps in memory before it spools to a temporary file.
+SPOOL_IN_MEMORY = 64 << 20
+
+
+def _layout(form: str, fmt: str) -> tuple[str, str, str]:
+    """(separator, start, end) of a batch's output: tables apart by a blank line, JSON
+    Lines a result a line, an array the encoder's own list layout (", ", no indent)."""
+    if fmt == "table":
+        return "\n\n", "", "\n"
+    if form == "array":
+        return ", ", "[", "]\n"
+    return "\n", "", "\n"
+
+
 def assess_batch(
     cases: Iterable[JsonCase],
     form: str,
@@ -210,41 +288,23 @@ def assess_batch(
     keep_going: bool,
     errors: list[str],
     today: date | None = None,
-) -> list[str]:
+) -> BatchOutput:
     """Assess the cases in order and render each result as soon as it is made.
 
-    Only the rendered text is kept until the batch is written (the contract writes nothing
-    for a refused batch): a result's dicts are dropped at once, which takes a large batch a
-    fraction of the memory of holding every result tree, and less time. Refusals go to
-    ``errors``; without ``keep_going`` the first one ends the batch.
+    Only the rendered text is kept until the batch is written (:class:`BatchOutput`: in
+    memory, then in a temporary file): a result's dicts are dropped at once. Refusals go
+    to ``errors``; without ``keep_going`` the first one ends the batch.
     """
-    return list(_iter_results(cases, _renderer(form, fmt), keep_going, errors, today))
+    output = BatchOutput(form, fmt)
+    add = output.add
+    for text in _iter_results(cases, _renderer(form, fmt), keep_going, errors, today):
+        add(text)
+    return output
 
 
-def _write_joined(out: TextIO, texts: list[str], sep: str, start: str = "") -> None:
-    """Write ``start + sep.join(texts)`` piece by piece: joining a large batch into one
-    string first doubled its peak memory and took longer than the writing itself."""
-    out.write(start)
-    for index, text in enumerate(texts):
-        if index:
-            out.write(sep)
-        out.write(text)
-
-
-def write_results(form: str, rendered: list[str], fmt: str, out: TextIO) -> None:
-    """Write the texts of :func:`assess_batch` in the input's form."""
-    if fmt == "table":
-        _write_joined(out, rendered, "\n\n")
-        out.write("\n")
-    elif form == "object":
-        out.write(rendered[0] + "\n")
-    elif form == "array":
-        # The encoder's own list layout: items separated by ", " (no indent).
-        _write_joined(out, rendered, ", ", start="[")
-        out.write("]\n")
-    else:
-        _write_joined(out, rendered, "\n")
-        out.write("\n")
+def write_results(form: str, rendered: BatchOutput, fmt: str, out: TextIO) -> None:
+    """Write the output of :func:`assess_batch` (made for this ``form`` and ``fmt``)."""
+    rendered.write_to(out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,7 +45,23 @@ _NODE_WORDS = re.compile(r"\b(?:lymph|nodes?|nodal)\b|lymph-?node", re.IGNORECAS
 def names_a_node(*texts: str | None) -> bool:
     """Whether any of ``texts`` (a site, a segment label, a coded meaning) names a lymph
     node."""
-    return any(text and _NODE_WORDS.search(text) for text in texts)
+    known = _NODE_TEXTS
+    for text in texts:
+        if text:
+            found = known.get(text)
+            if found is None:
+                found = _NODE_WORDS.search(text) is not None
+                if len(known) >= 4096:
+                    known.clear()
+                known[text] = found
+            if found:
+                return True
+    return False
+
+
+# names_a_node's answers by text: a trial's sites are a few dozen words, asked of again
+# for every lesion of every case (R-MEAS-2, R-SEL-2).
+_NODE_TEXTS: dict[str, bool] = {}
 
 
 def date_problem(when: date, today: date | None = None) -> str | None:
@@ -509,10 +525,12 @@ class Case:
                         field="new_lesions",
                     )
             previous = tp
-        for name, when, where in self.dates():
-            problem = date_problem(when)
-            if problem is not None:
-                raise CaseInputError(problem, field=name, rule="R-PLAUS-DATE", **where)
+        earliest, _ = self.date_range()
+        if earliest < EARLIEST_DATE:  # locate it (the common case builds no list)
+            for name, when, where in self.dates():
+                problem = date_problem(when)
+                if problem is not None:
+                    raise CaseInputError(problem, field=name, rule="R-PLAUS-DATE", **where)
         if self.randomized_on is not None:
             # The baseline scan may precede randomisation; follow-ups cannot: PFS counts
             # from randomisation (§8), and an assessment before it would be negative time.
@@ -551,6 +569,40 @@ class Case:
             for lesion_id, when in tp.scan_dates.items():
                 out.append(("scan_dates", when, {"timepoint": tp.id, "lesion": lesion_id}))
         return out
+
+    def date_range(self) -> tuple[date, date]:
+        """The earliest and the latest of :meth:`dates`, without listing them: the
+        plausibility checks (R-PLAUS-DATE) look for where a date is only when one of
+        these is out of bounds."""
+        timepoints = self.timepoints
+        low = timepoints[0].date
+        high = low
+        for tp in timepoints:
+            when = tp.date
+            if when < low:
+                low = when
+            elif when > high:
+                high = when
+            if tp.scan_dates:
+                for when in tp.scan_dates.values():
+                    if when < low:
+                        low = when
+                    elif when > high:
+                        high = when
+        others = [
+            self.randomized_on,
+            self.died_on,
+            self.new_therapy_on,
+            self.last_known_alive_on,
+            *[lesion.treated_on for lesion in self.lesions],
+        ]
+        for other in others:
+            if other is not None:
+                if other < low:
+                    low = other
+                elif other > high:
+                    high = other
+        return low, high
 
     @property
     def baseline(self) -> Timepoint:

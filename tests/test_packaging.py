@@ -26,7 +26,7 @@ from tests.recist.conftest import case, fu
 
 ROOT = Path(__file__).parents[1]
 SHELL_PACKAGES = ("imaging_io", "cdisc_io", "endpoints", "web")
-CORE = {"pydantic"}
+CORE = {"pydantic", "pydantic-core"}  # pydantic-core: pydantic's own, the validator's schema
 
 
 def _setup_cfg() -> configparser.ConfigParser:
@@ -94,7 +94,7 @@ def _distributions(roots: set[str]) -> set[str]:
 
 
 def test_recist_imports_only_the_standard_library_and_pydantic():
-    assert _third_party("recist") <= CORE, _third_party("recist")
+    assert {_normal(name) for name in _third_party("recist")} <= CORE, _third_party("recist")
     assert not _imports("recist") & set(SHELL_PACKAGES)
 
 

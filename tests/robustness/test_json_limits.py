@@ -254,10 +254,10 @@ def test_keep_going_goes_past_a_hostile_line(name: str) -> None:
 def test_an_engine_bug_on_one_case_is_one_line_and_keep_going_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import recist.jsonio
+    import recist.contract
     from recist.cli import main
 
-    real = recist.jsonio.assess
+    real = recist.contract.assess
 
     # The engine itself fails (both ways a line is read, the one-pass reader of checked
     # JSON Lines and the usual one, assess through it).
@@ -266,7 +266,7 @@ def test_an_engine_bug_on_one_case_is_one_line_and_keep_going_goes_on(
             raise OverflowError("int too large to convert to float")
         return real(case)
 
-    monkeypatch.setattr(recist.jsonio, "assess", flaky)
+    monkeypatch.setattr(recist.contract, "assess", flaky)
     path = tmp_path / "c.jsonl"
     path.write_text("\n".join([GOOD, json.dumps({**CASE, "subject_id": "S-BUG"}), GOOD]) + "\n")
     assert main(["assess", str(path)]) == 2

@@ -58,7 +58,7 @@ def target_values(raw: dict[str, Any], subject_code: str, tp_code: str) -> dict[
     """A timepoint's target values as the engine's ``TargetValue`` (R-EXACT), each
     checked by the contract (``recist.jsonio.target_value``), the error naming where."""
     from recist.errors import CaseInputError
-    from recist.jsonio import target_value
+    from recist.contract import target_value
 
     out = {}
     for code, value in raw.items():
@@ -89,7 +89,7 @@ def write_records(
     """Store a timepoint's validated records: ``targets`` maps a lesion id to the engine's
     ``TargetValue``; ``non_targets`` to a validated state. The audit trail gets the value
     as stored, in the contract's canonical form."""
-    from recist.jsonio import target_to_json
+    from recist.contract import target_to_json
     from recist.lesions import TargetState
 
     key = f"{subject.trial.code}/{subject.code}/{tp.code}"

@@ -1,0 +1,164 @@
+"""The engine's validator is derived from the contract's models (``recist.jsonio._CASE``):
+it must accept, refuse and default exactly as the models do, so that the models stay the
+one definition of the contract (docs/contracts.md)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from recist.contract import case_of
+from recist.jsonio import (
+    _CASE,
+    CaseIn,
+    EligibilityIn,
+    LesionIn,
+    NewLesionIn,
+    SettingsIn,
+    TimepointIn,
+    _keys_given,
+    assess_json,
+    parse_case,
+)
+from recist.settings import Settings
+
+MINIMAL: dict[str, Any] = {
+    "subject_id": "S-1",
+    "lesions": [
+        {"id": "T1", "kind": "target"},
+        {"id": "NT1", "kind": "non-target"},
+    ],
+    "timepoints": [
+        {"id": "BL", "date": "2024-01-08", "targets": {"T1": 40}},
+        {
+            "id": "W8",
+            "date": "2024-03-04",
+            "targets": {"T1": 30},
+            "new_lesions": [{"id": "N1"}],
+        },
+    ],
+}
+
+
+def _defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's defaults that a client may also write out (a site's internal default
+    "" is no value a client may send: a blank site is refused)."""
+    return {
+        name: field.get_default(call_default_factory=True)
+        for name, field in model.model_fields.items()
+        if not field.is_required() and name != "site"
+    }
+
+
+def _with_every_default(case: dict[str, Any]) -> dict[str, Any]:
+    """``case`` with every optional key written out at its model's default."""
+    full = copy.deepcopy(case)
+    for name, value in _defaults(CaseIn).items():
+        if name != "settings":
+            full.setdefault(name, value)
+    full["settings"] = {
+        name: value for name, value in _defaults(SettingsIn).items() if name != "eligibility"
+    }
+    for lesion in full["lesions"]:
+        for name, value in _defaults(LesionIn).items():
+            lesion.setdefault(name, value)
+    for tp in full["timepoints"]:
+        for name, value in _defaults(TimepointIn).items():
+            tp.setdefault(name, value)
+        for new in tp["new_lesions"]:
+            for name, value in _defaults(NewLesionIn).items():
+                new.setdefault(name, value)
+    return full
+
+
+def test_a_key_left_out_means_its_models_default():
+    # The derived validator leaves out the keys not given; the engine's reading of a
+    # missing key must be the model's default, or the two definitions drift apart.
+    full = _with_every_default(MINIMAL)
+    assert full != MINIMAL  # not vacuous: defaults were written out
+    assert full["lesions"][0]["nodal"] is False and full["settings"]["confirmation"] is False
+    assert parse_case(full) == parse_case(MINIMAL)
+    assert assess_json(full) == assess_json(MINIMAL)
+    site = LesionIn.model_fields["site"].default
+    assert parse_case(MINIMAL).lesions[0].site == site == NewLesionIn.model_fields["site"].default
+    assert parse_case(MINIMAL).timepoints[1].new_lesions[0].site == site
+
+
+def test_the_settings_defaults_of_the_model_and_of_the_engine_agree():
+    given = {name: value for name, value in _defaults(SettingsIn).items() if value is not None}
+    assert Settings.from_dict(given) == Settings()
+    rules = {"max_lesions": 5}
+    assert Settings.from_dict({"eligibility": rules}) == Settings.from_dict(
+        {"eligibility": {**_defaults(EligibilityIn), **rules}}
+    )
+
+
+def test_the_validator_gives_only_the_keys_given_checked_and_converted():
+    raw = _CASE.validate_python(MINIMAL)
+    assert set(raw) == {"subject_id", "lesions", "timepoints"}
+    assert set(raw["lesions"][0]) == {"id", "kind"}
+    assert raw["timepoints"][0]["date"].isoformat() == "2024-01-08"
+    assert _keys_given(raw) == 3 + 2 * 2 + (3 + 1) + (4 + 1 + 1)
+    assert case_of(raw) == parse_case(MINIMAL)
+
+
+def _broken(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    case = copy.deepcopy(MINIMAL)
+    where: Any = case
+    for part in path[:-1]:
+        where = where[part]
+    if value is KeyError:
+        del where[path[-1]]
+    else:
+        where[path[-1]] = value
+    return case
+
+
+BROKEN = [
+    (("subject_id",), KeyError),
+    (("subject_id",), ""),
+    (("lesions", 0, "kind"), "targt"),
+    (("lesions", 0, "nodal"), "yes"),
+    (("lesions", 0, "site"), "   "),
+    (("lesions", 0, "slice_thickness_mm"), 0),
+    (("lesions", 0, "volume_ml"), -1),
+    (("lesions", 1, "colour"), "red"),
+    (("timepoints", 0, "date"), 20240108),
+    (("timepoints", 0, "date"), "2024-13-01"),
+    (("timepoints", 1, "non_targets"), {"NT1": "gone"}),
+    (("timepoints", 1, "new_lesions", 0, "size_mm"), -3),
+    (("timepoints", 1, "new_lesions", 0, "size_mm"), "big"),
+    (("timepoints", 1, "new_lesions", 0, "category"), "nontarget"),
+    (("timepoints", 1, "scan_dates"), {"T1": "soon"}),
+    (("settings",), {"sd_min_days": -1}),
+    (("settings",), {"confirmation": "true"}),
+    (("settings",), {"eligibility": {"max_lesions": 0}}),
+    (("settings",), {"eligibility": {"sites": {"liver": {"max_diameter_mm": 0}}}}),
+    (("settings",), {"criteria": "recist"}),
+    (("timepoints",), []),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), BROKEN)
+def test_the_validator_refuses_as_the_model_does(path, value):
+    case = _broken(path, value)
+    with pytest.raises(ValidationError) as by_model:
+        CaseIn.model_validate(case)
+    with pytest.raises(ValidationError) as by_validator:
+        _CASE.validate_python(case)
+
+    def described(exc: ValidationError) -> list[tuple[Any, ...]]:
+        return [(e["type"], e["loc"], e["msg"]) for e in exc.errors()]
+
+    assert described(by_validator.value) == described(by_model.value)
+
+
+def test_a_settings_profile_fills_the_same_values_through_the_validator():
+    case = {**MINIMAL, "settings": {"settings_profile": "admiralonco"}}
+    model = CaseIn.model_validate(case)
+    raw = _CASE.validate_python(case)
+    given = {name: getattr(model.settings, name) for name in raw["settings"]}
+    assert raw["settings"] == given and len(raw["settings"]) > 1
