@@ -334,3 +334,67 @@ def test_sign_on_save_on_the_baseline_form(
     assert (baseline.locked, baseline.signed_by) == (True, "reader")
     (signed,) = _records(session, "sign")
     assert signed.entity_key == f"{trial}/S-002/BL"
+
+
+def test_baseline_sign_on_save_checks_the_entry_once_a_request(
+    app: Flask,
+    session: Session,
+    trial: str,
+    users: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sign on save on the baseline form runs the entry's input checks once a save, still
+    before the password: a bad entry counts no password failure, a wrong password saves
+    nothing, findings (R-MEAS-1) are still shown and need a reason."""
+    import web.services.baseline as baseline_service
+    from web.services import create_subject
+
+    calls: list[str] = []
+    checked = baseline_service.check_baseline_input
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(str(args[0]))
+        return checked(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(baseline_service, "check_baseline_input", counting)
+    create_subject(session, SYSTEM, trial, code="S-002", arm="A")
+    client = app.test_client()
+    login(client, "reader")
+    url = f"/trials/{trial}/subjects/S-002/baseline"
+    fields = form_fields(client.get(url).data.decode(), "baseline-form")
+    fields.update(date="2021-01-04", code_0="T01", kind_0="target", site_0="liver", size_0="30")
+    signing = {**fields, "sign_on_save": "1"}
+
+    def post(data: dict[str, str], **kwargs: bool) -> tuple[int, str]:
+        calls.clear()
+        response = client.post(url, data=data, **kwargs)
+        return response.status_code, html.unescape(response.data.decode())
+
+    def failures() -> int:
+        session.rollback()
+        return session.scalars(select(User).where(User.username == "reader")).one().failed_logins
+
+    # An entry that cannot be saved: refused by its checks, the password never tried.
+    status, page = post({**signing, "date": "", "sign_password": "wrong"})
+    assert (status, calls) == (400, ["S-002"])
+    assert "the baseline needs a date" in page and "does not match" not in page
+    assert failures() == 0
+    # A wrong password: checked once, nothing saved, the failure counted.
+    status, page = post({**signing, "sign_password": "wrong"})
+    assert (status, calls) == (400, ["S-002"])
+    assert "nothing was saved or signed" in page
+    assert failures() == 1
+    assert get_subject(session, trial, "S-002").timepoints == []
+    # Findings still shown (an 8 mm liver target, R-MEAS-1) and the save needs a reason.
+    status, page = post({**signing, "size_0": "8", "sign_password": PASSWORD})
+    assert (status, calls) == (422, ["S-002"])
+    assert "R-MEAS-1" in page and "needs a reason" in page
+    session.rollback()
+    assert get_subject(session, trial, "S-002").timepoints == []
+    # The right password: checked once, saved and signed.
+    status, page = post({**signing, "sign_password": PASSWORD}, follow_redirects=True)
+    assert (status, calls) == (200, ["S-002"])
+    assert "Baseline saved and signed (read complete, locked)." in page
+    session.rollback()
+    (baseline,) = get_subject(session, trial, "S-002").timepoints
+    assert (baseline.locked, baseline.signed_by) == (True, "reader")
