@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.web.helpers import follow_up
 from web.models import AuditRecord
 from web.testing import baseline_lesions, bearer
 
@@ -57,13 +58,7 @@ def _located_baseline(api: Any, base: str, **extra: Any) -> Any:
 
 def _w8(**extra: Any) -> dict[str, Any]:
     """W8 as the API takes it (T01 21 mm, T02 14 mm, NT01 present), with ``extra``."""
-    return {
-        "id": "W8",
-        "date": "2021-03-01",
-        "targets": {"T01": 21.0, "T02": 14.0},
-        "non_targets": {"NT01": "present"},
-        **extra,
-    }
+    return {**follow_up("W8", "2021-03-01", 21.0, 14.0), **extra}
 
 
 def test_api_keeps_a_location_and_key_image_beside_the_contract(
