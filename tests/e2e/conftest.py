@@ -22,6 +22,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "e2e"
+PASSWORD = "e2e password 123"  # the e2e tests' users only
 
 
 @pytest.fixture(
@@ -74,6 +75,51 @@ def browser() -> Iterator[Any]:
             yield instance
         finally:
             instance.close()
+
+
+class Login:
+    """Log in through the login form, as a user does: ``login("rad")`` opens a new browser
+    context (``viewport``, and any other context option such as ``java_script_enabled``)
+    and returns its page, logged in; ``login("adj", page=page)`` logs in on a page
+    already open (as another user). ``start``: the page first opened, which must ask for
+    a login (``"/"`` sends a visitor there). ``errors``: the page's console errors are
+    added to it, from before the login on."""
+
+    def __init__(self, browser: Any, base: str) -> None:
+        self.browser, self.base = browser, base
+
+    def __call__(
+        self,
+        username: str,
+        password: str = PASSWORD,
+        *,
+        page: Any = None,
+        start: str = "/login",
+        viewport: tuple[int, int] = (1280, 900),
+        errors: list[str] | None = None,
+        **context: Any,
+    ) -> Any:
+        if page is None:
+            width, height = viewport
+            page = self.browser.new_context(
+                viewport={"width": width, "height": height}, **context
+            ).new_page()
+        if errors is not None:
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(self.base + start)
+        assert "/login" in page.url, f"{start} did not ask for a login: {page.url}"
+        page.fill("input[name=username]", username)
+        page.fill("input[name=password]", password)
+        with page.expect_navigation():
+            page.click("main button[type=submit]")
+        assert "/login" not in page.url, page.locator("main").inner_text()
+        return page
+
+
+@pytest.fixture
+def login(browser: Any, live_server: dict[str, Any]) -> Login:
+    """:class:`Login` against the live server."""
+    return Login(browser, live_server["url"])
 
 
 @pytest.fixture

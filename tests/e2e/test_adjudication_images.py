@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.demo import _study_zip
 from web.services import SYSTEM, Actor, create_trial, create_user, import_case, save_timepoint
 from web.services.central import set_central_review, submit_read
@@ -18,7 +19,6 @@ from web.services.uploads import match_segments, measure_upload
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_dicom"
 TRIAL = "ICR-IMG"
 
@@ -60,15 +60,11 @@ def _seed(app: Any) -> None:
 
 
 def test_the_adjudicator_sees_the_differing_target_beside_its_key_image(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "adj")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("adj", viewport=(1280, 1000))
     page.goto(f"{base}/trials/{TRIAL}/subjects/DEMO-001/adjudication")
     differs = page.locator("#read-comparison tr.differs")
     assert differs.count() == 1

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_subject, create_trial, create_user
 from web.services.central import set_central_review
 from web.services.membership import add_member
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 TRIAL = "E2E-ICR"
 
 
@@ -64,22 +64,13 @@ def _seed(app: Any) -> None:
         session.close()
 
 
-def _login(browser: Any, base: str, name: str) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    return page
-
-
 def test_two_readers_disagree_on_pd_the_adjudicator_accepts_one_and_the_export_shows_it(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
     for name, read in READS.items():
-        page = _login(browser, base, name)
+        page = login(name)
         page.goto(f"{base}/trials/{TRIAL}")  # a blinded reader lands on the reading list
         assert page.url.endswith(f"/trials/{TRIAL}/central-reads")
         page.click("text=ICR-001")
@@ -113,7 +104,7 @@ def test_two_readers_disagree_on_pd_the_adjudicator_accepts_one_and_the_export_s
         assert response is not None and response.status == 403
         page.context.close()
 
-    page = _login(browser, base, "adj")
+    page = login("adj")
     page.goto(f"{base}/trials/{TRIAL}/central-review")
     row = page.locator("#central tr[data-subject=ICR-001]")
     assert "progression: read 1 2021-04-26, read 2 none" in row.inner_text()

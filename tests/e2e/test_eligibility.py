@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from recist.settings import STEREO_SEIN_ELIGIBILITY
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_trial, create_user, import_case
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 TRIAL = "STEREO-SEIN"
 NON_TARGETS = {"NT01": "present", "NT02": "present", "NT03": "present"}
 CASE = {
@@ -53,15 +53,11 @@ def _seed(app: Any) -> None:
 
 
 def test_the_breaches_show_on_the_subject_page_and_in_the_live_baseline_check(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "reader")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("reader", viewport=(1280, 1000))
     page.goto(f"{base}/trials/{TRIAL}/subjects/0101-007")
     findings = [t.strip() for t in page.locator("details.findings li").all_inner_texts()]
     assert [f.split()[0] for f in findings] == [

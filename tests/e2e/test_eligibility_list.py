@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from recist.settings import STEREO_SEIN_ELIGIBILITY
-from tests.e2e.test_eligibility import CASE, PASSWORD, TRIAL
+from tests.e2e.conftest import PASSWORD, Login
+from tests.e2e.test_eligibility import CASE, TRIAL
 from web.services import SYSTEM, create_subject, create_trial, create_user, import_case
 
 pytestmark = pytest.mark.e2e
@@ -43,17 +44,13 @@ def _seed(app: Any) -> None:
 
 
 def test_the_trial_page_flags_breaches_and_the_baseline_form_takes_volumes(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
     extra = Path(os.environ.get("ELIG_SHOTS", str(screenshots)))
     extra.mkdir(parents=True, exist_ok=True)
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "reader")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("reader")
     page.goto(f"{base}/trials/{TRIAL}")
     assert (
         "1 subject with eligibility findings" in page.locator("#eligibility-breaches").inner_text()

@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import Login
 from web.demo import DEMO_TRIAL, DEMO_USERS, seed_demo, seed_users
 
 pytestmark = pytest.mark.e2e
 
 
 def test_a_reviewer_sees_key_images_and_scrolls_the_series(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     session = live_server["app"].extensions["recist_sessions"]()
     try:
@@ -25,14 +26,9 @@ def test_a_reviewer_sees_key_images_and_scrolls_the_series(
     finally:
         session.close()
     base = live_server["url"]
-    page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
     errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     reviewer = DEMO_USERS["reviewer"]
-    page.goto(base + "/login")
-    page.fill("input[name=username]", reviewer)
-    page.fill("input[name=password]", passwords[reviewer])
-    page.click("button[type=submit]")
+    page = login(reviewer, passwords[reviewer], viewport=(1280, 1000), errors=errors)
     page.goto(f"{base}/trials/{DEMO_TRIAL}/subjects/DEMO-001/progression")
     images = page.locator("#key-images img")
     assert images.count() == 9  # the targets T1, T2, T3 at BL, W8 and W16 side by side

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_subject, create_trial, create_user, import_case
 from web.testing import baseline_lesions
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 SHOTS = Path("/tmp/shots-fields")
 
 
@@ -49,16 +49,9 @@ def _seed(app: Any) -> None:
         session.close()
 
 
-def _page(live_server: dict[str, Any], browser: Any) -> Any:
+def _page(live_server: dict[str, Any], login: Login) -> Any:
     _seed(live_server["app"])
-    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-    page.goto(live_server["url"] + "/login")
-    page.fill("input[name=username]", "rad")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    assert "/login" not in page.url, page.locator("main").inner_text()
-    return page
+    return login("rad", viewport=(1400, 900))
 
 
 def _focused(page: Any) -> str:
@@ -72,9 +65,9 @@ def _shot(page: Any, screenshots: Path, name: str) -> None:
 
 
 def test_text_in_a_size_and_a_new_lesion_without_site_put_the_cursor_there(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
-    page = _page(live_server, browser)
+    page = _page(live_server, login)
     url = live_server["url"] + "/trials/FE/subjects/F-1/timepoints/new"
     page.goto(url)
     page.fill("input[name=code]", "W8")
@@ -106,9 +99,9 @@ def test_text_in_a_size_and_a_new_lesion_without_site_put_the_cursor_there(
 
 
 def test_a_duplicated_baseline_id_puts_the_cursor_in_the_second_one(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
-    page = _page(live_server, browser)
+    page = _page(live_server, login)
     page.goto(live_server["url"] + "/trials/FE/subjects/F-2/baseline")
     page.fill("input[name=date]", "2021-01-04")
     rows = [("T01", "liver", "30"), ("", "", ""), ("T01", "lung", "22")]
@@ -133,14 +126,14 @@ def test_a_duplicated_baseline_id_puts_the_cursor_in_the_second_one(
 
 
 def test_the_grid_names_locations_and_adjudication_shows_what_differs(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     from tests.recist.conftest import case, fu
     from web.services import Actor, save_timepoint
     from web.services.central import set_central_review, submit_read
     from web.testing import assign_everyone
 
-    page = _page(live_server, browser)
+    page = _page(live_server, login)
     session = live_server["app"].extensions["recist_sessions"]()
     try:
         save_timepoint(
@@ -183,11 +176,7 @@ def test_the_grid_names_locations_and_adjudication_shows_what_differs(
     page.goto(live_server["url"] + "/trials/FE/subjects/F-1")
     assert "liver · segment VII" in page.locator("tr[data-lesion=NL01]").inner_text()
     _shot(page, screenshots, "grid-location.png")
-    page.goto(live_server["url"] + "/login")
-    page.fill("input[name=username]", "adj")
-    page.fill("input[name=password]", PASSWORD)
-    with page.expect_navigation():
-        page.click("main button[type=submit]")
+    login("adj", page=page)
     page.goto(live_server["url"] + "/trials/CR/subjects/C-1/adjudication")
     assert "FU1: the reads describe different scans" in page.inner_text("#scan-date-warnings")
     assert "only in read 1" in page.inner_text("#new-lesion-comparison")

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_trial, create_user, import_case
 from web.testing import baseline_lesions
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "e2e password 123"
 
 
 def _seed(app: Any) -> None:
@@ -52,15 +51,11 @@ def _seed(app: Any) -> None:
 
 
 def test_enter_never_submits_and_ctrl_s_saves_the_follow_up(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "rad")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("rad")
     page.goto(base + "/trials/KB/subjects/K-1/timepoints/new")
     form_url = page.url
     keys = 0

@@ -8,21 +8,18 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_keyboard import PASSWORD, _seed
+from tests.e2e.conftest import Login
+from tests.e2e.test_keyboard import _seed
 
 pytestmark = pytest.mark.e2e
 
 
 def test_added_new_lesion_rows_are_saved(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "rad")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("rad")
     page.goto(base + "/trials/KB/subjects/K-1/timepoints/new")
     rows = page.locator("#new-lesions tbody tr")
     spare = rows.count()

@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.demo import synthetic_case
 from web.services import SYSTEM, create_trial, create_user, import_case
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "e2e password 123"
 
 
 def _seed(app: Any) -> None:
@@ -47,15 +46,11 @@ def _loaded(image: Any) -> None:
 
 
 def test_a_click_enlarges_a_plot_and_the_subject_page_shows_its_plots(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "stat")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("stat")
     page.goto(base + "/trials/PL")
     figure = page.locator("figure[data-plot=spider]")
     figure.scroll_into_view_if_needed()

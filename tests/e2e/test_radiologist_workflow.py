@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_trial, create_user
 from web.services.membership import add_member
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "e2e password 123"
 
 
 def _seed(app: Any) -> None:
@@ -47,24 +46,14 @@ def _overall(page: Any) -> list[str]:
     return [c.strip() for c in page.locator("#overall-row td").all_inner_texts()]
 
 
-def _log_in(page: Any, base: str, name: str) -> None:
-    page.goto(base + "/")
-    assert "/login" in page.url
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
-
-
 def test_manager_adds_subject_reader_enters_baseline_pr_and_pd_and_sees_the_grid_update(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
     errors: list[str] = []
-    manager = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    manager.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    _log_in(manager, base, "coordinator")
+    manager = login("coordinator", start="/", errors=errors)
+    manager.wait_for_url(base + "/")
     manager.click("text=E2E")
     # A trial manager runs the trial but does not measure: no baseline entry is offered.
     manager.fill("input[name=code]", "E2E-001")
@@ -73,9 +62,8 @@ def test_manager_adds_subject_reader_enters_baseline_pr_and_pd_and_sees_the_grid
     manager.click("text=Add subject")
     manager.wait_for_url("**/subjects/E2E-001")
 
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    _log_in(page, base, "radiologist")
+    page = login("radiologist", start="/", errors=errors)
+    page.wait_for_url(base + "/")
     page.goto(base + "/trials/E2E/subjects/E2E-001/baseline")
 
     page.fill("input[name=date]", "2021-01-04")

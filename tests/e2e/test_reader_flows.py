@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_trial, create_user, import_case
 from web.testing import baseline_lesions
 
 pytestmark = pytest.mark.e2e
-
-PASSWORD = "e2e password 123"
 
 
 def _seed(app: Any, follow_up: dict[str, Any]) -> None:
@@ -43,17 +42,8 @@ def _seed(app: Any, follow_up: dict[str, Any]) -> None:
         session.close()
 
 
-def _login(browser: Any, base: str, username: str) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    return page
-
-
 def test_a_carried_equivocal_lesion_confirmed_at_the_next_visit_is_back_dated(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(
         live_server["app"],
@@ -61,7 +51,7 @@ def test_a_carried_equivocal_lesion_confirmed_at_the_next_visit_is_back_dated(
          "non_targets": {"NT01": "present"},
          "new_lesions": [{"id": "NL01", "site": "lung", "equivocal": True}]},
     )  # fmt: skip
-    page = _login(browser, live_server["url"], "rad")
+    page = login("rad")
     page.goto(live_server["url"] + "/trials/RF/subjects/R-1/timepoints/new")
     # The open equivocal lesion is on the form already, under its id, still equivocal.
     assert page.input_value("input[name=new_0_id]") == "NL01"
@@ -81,7 +71,7 @@ def test_a_carried_equivocal_lesion_confirmed_at_the_next_visit_is_back_dated(
 
 
 def test_a_settings_change_re_assesses_the_subjects(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     # W8: 21 + 14 = 35 mm against 50 mm, −30 % (PR); nothing confirms it.
     _seed(
@@ -89,7 +79,7 @@ def test_a_settings_change_re_assesses_the_subjects(
         {"id": "W8", "date": "2021-03-01", "targets": {"T01": 21.0, "T02": 14.0},
          "non_targets": {"NT01": "present"}},
     )  # fmt: skip
-    page = _login(browser, live_server["url"], "tm")
+    page = login("tm")
     page.goto(live_server["url"] + "/trials/RF")
 
     def bor() -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from tests.web.helpers import follow_up
 from web.services import (
     SYSTEM,
@@ -25,7 +26,6 @@ from web.testing import baseline_lesions
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 READER = Actor("radiologist", "reader")
 
 
@@ -65,17 +65,12 @@ def _shot(page: Any, folder: Path, name: str) -> None:
 
 
 def test_a_reader_signs_all_unsigned_reads_with_one_password(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
     errors: list[str] = []
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(base + "/")
-    page.fill("input[name=username]", "radiologist")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("radiologist", start="/", errors=errors)
     page.wait_for_url(base + "/")
     assert page.inner_text("#inbox-count") == "3"
     page.click("#inbox-link")

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_trial, create_user, import_case
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 MAX_KEYS, MAX_CLICKS = 15, 2
 SHOTS = Path("/tmp/shots-sheet")
 
@@ -62,15 +62,6 @@ def _seed(app: Any) -> None:
         session.close()
 
 
-def _login(browser: Any, base: str) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "rad")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    return page
-
-
 def _shot(page: Any, screenshots: Path, name: str) -> None:
     path = screenshots / name
     page.screenshot(path=str(path), full_page=True)
@@ -79,11 +70,11 @@ def _shot(page: Any, screenshots: Path, name: str) -> None:
 
 
 def test_a_standard_follow_up_on_the_worksheet_with_the_live_result(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = _login(browser, base)
+    page = login("rad")
     page.goto(base + "/trials/WS/subjects/W-1")
     keys = clicks = 0
 
@@ -139,11 +130,11 @@ def test_a_standard_follow_up_on_the_worksheet_with_the_live_result(
 
 
 def test_a_live_error_marks_the_cell_and_takes_the_cursor_there(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    page = _login(browser, base)
+    page = login("rad")
     page.goto(base + "/trials/WS/subjects/W-1/sheet")
     page.keyboard.type("18x")
     page.keyboard.press("Enter")  # on to T02: the error in T01 calls the cursor back
@@ -159,7 +150,7 @@ def test_a_live_error_marks_the_cell_and_takes_the_cursor_there(
 
 
 def test_a_signed_visit_is_a_read_only_column_on_a_phone_too(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     from web.services import Actor, get_subject, get_timepoint
     from web.services.signing import ADJUDICATOR_MEANING, sign_timepoint
@@ -178,7 +169,7 @@ def test_a_signed_visit_is_a_read_only_column_on_a_phone_too(
     finally:
         session.close()
     base = live_server["url"]
-    page = _login(browser, base)
+    page = login("rad")
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base + "/trials/WS/subjects/W-1/sheet")
     assert page.get_attribute("input[name=cell_0_1]", "readonly") is not None
@@ -193,18 +184,11 @@ def test_a_signed_visit_is_a_read_only_column_on_a_phone_too(
 
 
 def test_without_javascript_the_check_button_shows_the_result(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, java_script_enabled=False
-    )
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", "rad")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = login("rad", java_script_enabled=False)
     page.goto(base + "/trials/WS/subjects/W-1/sheet")
     for row, text in enumerate(("18", "12", "9", "P")):
         page.fill(f"input[name=cell_{row}_2]", text)

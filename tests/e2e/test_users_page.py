@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import PASSWORD, Login
 from web.services import SYSTEM, create_trial, create_user
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "e2e password 123"
 TRIAL = "E2E-USERS"
 
 
@@ -32,21 +32,12 @@ def _seed(app: Any) -> None:
         session.close()
 
 
-def _login(browser: Any, base: str, name: str, password: str) -> Any:
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(base + "/login")
-    page.fill("input[name=username]", name)
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    return page
-
-
 def test_an_admin_adds_a_reader_to_a_trial_and_the_reader_logs_in_with_the_shown_password(
-    live_server: dict[str, Any], browser: Any, screenshots: Path
+    live_server: dict[str, Any], login: Login, screenshots: Path
 ) -> None:
     _seed(live_server["app"])
     base = live_server["url"]
-    admin = _login(browser, base, "root", PASSWORD)
+    admin = login("root")
     admin.click("#users-link")
     assert admin.url == base + "/users"
     form = admin.locator("#user-create")
@@ -77,7 +68,7 @@ def test_an_admin_adds_a_reader_to_a_trial_and_the_reader_logs_in_with_the_shown
     assert "Rita Reader" in row and TRIAL in row and "never" in row
     admin.screenshot(path=str(screenshots / "users-list.png"), full_page=True)
 
-    reader = _login(browser, base, "rita", password)
+    reader = login("rita", password)
     assert reader.url == base + "/"
     assert reader.locator(f"text={TRIAL}").count() >= 1
     assert reader.locator("text=E2E-OTHER").count() == 0

@@ -7,7 +7,7 @@ PostgreSQL half can never be skipped: a missing URL under ``CI=true`` is an erro
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from web.testing import (
     TRIAL,
     assign_everyone,
     dispose,
+    login,
     make_test_app,
     migrated_database,
     postgres_url,
@@ -64,6 +65,20 @@ def session(app: Flask) -> Iterator[Session]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def logged_in(app: Flask) -> Callable[[str], FlaskClient]:
+    """``logged_in(name)``: a new test client of the app, logged in as user ``name`` (a
+    user of ``users``, named after its role, or one the test created)."""
+
+    def client_of(username: str) -> FlaskClient:
+        client = app.test_client()
+        response = login(client, username)
+        assert response.status_code == 302, f"{username} could not log in"
+        return client
+
+    return client_of
 
 
 @pytest.fixture

@@ -5,16 +5,17 @@ forms' errors name the input that holds the bad value, echoed input cut short.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tests.web.helpers import follow_up
 from web.models import AuditRecord
-from web.testing import baseline_lesions, bearer, login
+from web.testing import baseline_lesions, bearer
 
 BASE = "/trials/{trial}/subjects/S-1"
 
@@ -28,46 +29,54 @@ def api(client: FlaskClient, users: dict[str, str]) -> Any:
 
 
 @pytest.fixture
-def reader(app: Flask, users: dict[str, str]) -> FlaskClient:
-    client = app.test_client()
-    login(client, "reader")
-    return client
+def reader(logged_in: Callable[[str], FlaskClient], users: dict[str, str]) -> FlaskClient:
+    return logged_in("reader")
 
 
-def _located_baseline(api: Any, trial: str, **extra: Any) -> Any:
+@pytest.fixture
+def enrolled(api: Any, trial: str) -> str:
+    """S-1, enrolled by the trial manager, without a baseline yet: its URL."""
     api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-1"})
+    return BASE.format(trial=trial)
+
+
+@pytest.fixture
+def located(api: Any, enrolled: str) -> str:
+    """S-1 with the located baseline of :func:`_located_baseline`, saved: its URL."""
+    response = _located_baseline(api, enrolled)
+    assert response.status_code == 200, response.get_json()
+    return enrolled
+
+
+def _located_baseline(api: Any, base: str, **extra: Any) -> Any:
+    """The reader's PUT of the standard baseline, T01 located (segment VII, series 3,
+    image 41) and ``extra`` on T01."""
     lesions = baseline_lesions()
     lesions[0] = {**lesions[0], "location": "segment VII", "series": 3, "image": 41, **extra}
-    return api(
-        "reader",
-        "PUT",
-        BASE.format(trial=trial) + "/baseline",
-        json={"date": "2021-01-04", "lesions": lesions},
-    )
+    return api("reader", "PUT", base + "/baseline", json={"date": "2021-01-04", "lesions": lesions})
+
+
+def _w8(**extra: Any) -> dict[str, Any]:
+    """W8 as the API takes it (T01 21 mm, T02 14 mm, NT01 present), with ``extra``."""
+    return {**follow_up("W8", "2021-03-01", 21.0, 14.0), **extra}
 
 
 def test_api_keeps_a_location_and_key_image_beside_the_contract(
-    api: Any, trial: str, session: Session
+    api: Any, located: str, session: Session
 ) -> None:
-    response = _located_baseline(api, trial)
-    assert response.status_code == 200, response.get_json()
-    base = BASE.format(trial=trial)
+    base = located
     lesions = api("reviewer", "GET", base + "/lesions").get_json()["lesions"]
     assert lesions[0]["location"] == "segment VII" and "location" not in lesions[1]
     response = api(
         "reader",
         "POST",
         base + "/timepoints",
-        json={
-            "id": "W8",
-            "date": "2021-03-01",
-            "targets": {"T01": 21.0, "T02": 14.0},
-            "non_targets": {"NT01": "present"},
-            "images": {"T01": {"series": 4, "image": 37}},
-            "new_lesions": [
+        json=_w8(
+            images={"T01": {"series": 4, "image": 37}},
+            new_lesions=[
                 {"id": "NL01", "site": "lung", "location": "right lower lobe", "image": 12}
             ],
-        },
+        ),
     )
     assert response.status_code == 201, response.get_json()
     tp = api("reviewer", "GET", base + "/timepoints/W8").get_json()
@@ -112,32 +121,22 @@ def test_api_keeps_a_location_and_key_image_beside_the_contract(
     ],
 )
 def test_api_refuses_a_bad_annotation_naming_subject_lesion_and_field(
-    api: Any, trial: str, extra: dict[str, Any], field: str, words: str
+    api: Any, enrolled: str, extra: dict[str, Any], field: str, words: str
 ) -> None:
-    response = _located_baseline(api, trial, **extra)
+    response = _located_baseline(api, enrolled, **extra)
     assert response.status_code in (400, 422)
     error = response.get_json()["error"]
     assert error["pointer"] == f"/lesions/0/{field}"
     assert "subject S-1" in error["message"] and "lesion T01" in error["message"]
     assert words in error["message"]
     # Nothing was written: the subject still has no baseline.
-    subject = api("reviewer", "GET", BASE.format(trial=trial)).get_json()
+    subject = api("reviewer", "GET", enrolled).get_json()
     assert subject["case"]["timepoints"] == []
 
 
-def test_api_refuses_images_of_an_unknown_lesion(api: Any, trial: str) -> None:
-    assert _located_baseline(api, trial).status_code == 200
+def test_api_refuses_images_of_an_unknown_lesion(api: Any, located: str) -> None:
     response = api(
-        "reader",
-        "POST",
-        BASE.format(trial=trial) + "/timepoints",
-        json={
-            "id": "W8",
-            "date": "2021-03-01",
-            "targets": {"T01": 21.0, "T02": 14.0},
-            "non_targets": {"NT01": "present"},
-            "images": {"T09": {"series": 4}},
-        },
+        "reader", "POST", located + "/timepoints", json=_w8(images={"T09": {"series": 4}})
     )
     assert response.status_code in (400, 422)
     error = response.get_json()["error"]
@@ -167,17 +166,16 @@ def _form(**rows: str) -> dict[str, str]:
 
 
 def test_baseline_form_saves_location_and_image_and_shows_them_again(
-    reader: FlaskClient, api: Any, trial: str
+    reader: FlaskClient, enrolled: str
 ) -> None:
-    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-1"})
-    url = BASE.format(trial=trial) + "/baseline"
+    url = enrolled + "/baseline"
     response = reader.post(url, data=_form())
     assert response.status_code == 302, response.data.decode()[-2000:]
     html = reader.get(url).data.decode()
     assert 'name="location_0" value="segment VII"' in html
     assert 'name="series_0" value="3"' in html and 'name="image_0" value="41"' in html
     assert 'maxlength="120"' in html and 'maxlength="2000"' in html
-    follow = reader.get(BASE.format(trial=trial) + "/timepoints/new").data.decode()
+    follow = reader.get(enrolled + "/timepoints/new").data.decode()
     assert '<small class="location">segment VII</small>' in follow
 
 
@@ -194,20 +192,18 @@ def test_baseline_form_saves_location_and_image_and_shows_them_again(
     ],
 )
 def test_a_refused_baseline_names_the_input_that_holds_the_error(
-    reader: FlaskClient, api: Any, trial: str, rows: dict[str, str], field: str
+    reader: FlaskClient, enrolled: str, rows: dict[str, str], field: str
 ) -> None:
-    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-1"})
-    response = reader.post(BASE.format(trial=trial) + "/baseline", data=_form(**rows))
+    response = reader.post(enrolled + "/baseline", data=_form(**rows))
     assert response.status_code in (400, 409, 422)
     html = response.data.decode()
     assert f'data-field="{field}"' in html
     assert html.count('class="error" role="alert" id="error"') == 1
 
 
-def test_echoed_input_is_cut_in_the_error_banner(reader: FlaskClient, api: Any, trial: str) -> None:
-    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-1"})
+def test_echoed_input_is_cut_in_the_error_banner(reader: FlaskClient, enrolled: str) -> None:
     pasted = "twelve millimetres " * 40
-    response = reader.post(BASE.format(trial=trial) + "/baseline", data=_form(size_0=pasted))
+    response = reader.post(enrolled + "/baseline", data=_form(size_0=pasted))
     html = response.data.decode()
     banner = html[html.index('id="error"') :].split("</p>", 1)[0]
     assert "twelve millimetres twelve" in banner and "…" in banner
@@ -233,10 +229,9 @@ def _follow_up(**extra: str) -> dict[str, str]:
 
 
 def test_follow_up_form_keeps_key_images_and_a_new_lesions_location(
-    reader: FlaskClient, api: Any, trial: str
+    reader: FlaskClient, api: Any, located: str
 ) -> None:
-    assert _located_baseline(api, trial).status_code == 200
-    url = BASE.format(trial=trial) + "/timepoints/new"
+    url = located + "/timepoints/new"
     response = reader.post(
         url,
         data=_follow_up(
@@ -248,12 +243,12 @@ def test_follow_up_form_keeps_key_images_and_a_new_lesions_location(
         ),
     )
     assert response.status_code == 302, response.data.decode()[-2000:]
-    tp = api("reviewer", "GET", BASE.format(trial=trial) + "/timepoints/W8").get_json()
+    tp = api("reviewer", "GET", located + "/timepoints/W8").get_json()
     assert tp["images"] == {"T02": {"series": 5, "image": 88}}
     assert tp["new_lesions"] == [
         {"id": "NL01", "site": "liver", "equivocal": False, "location": "segment IVb", "series": 5}
     ]
-    html = reader.get(BASE.format(trial=trial) + "/timepoints/W8").data.decode()
+    html = reader.get(located + "/timepoints/W8").data.decode()
     assert 'name="img_T02_image" value="88"' in html
     assert 'name="new_0_location" value="segment IVb"' in html
 
@@ -276,11 +271,9 @@ def test_follow_up_form_keeps_key_images_and_a_new_lesions_location(
     ],
 )
 def test_a_refused_follow_up_names_the_input_that_holds_the_error(
-    reader: FlaskClient, api: Any, trial: str, extra: dict[str, str], field: str
+    reader: FlaskClient, located: str, extra: dict[str, str], field: str
 ) -> None:
-    assert _located_baseline(api, trial).status_code == 200
-    url = BASE.format(trial=trial) + "/timepoints/new"
-    response = reader.post(url, data=_follow_up(**extra))
+    response = reader.post(located + "/timepoints/new", data=_follow_up(**extra))
     assert response.status_code in (400, 409, 422)
     html = response.data.decode()
     assert f'data-field="{field}"' in html, html[html.find('id="error"') - 200 :][:600]
@@ -288,23 +281,14 @@ def test_a_refused_follow_up_names_the_input_that_holds_the_error(
 
 
 def test_a_deleted_follow_up_keeps_its_annotations_in_the_trail(
-    api: Any, trial: str, session: Session
+    api: Any, located: str, session: Session
 ) -> None:
-    assert _located_baseline(api, trial).status_code == 200
-    base = BASE.format(trial=trial)
-    created = api(
-        "reader",
-        "POST",
-        base + "/timepoints",
-        json={
-            "id": "W8",
-            "date": "2021-03-01",
-            "targets": {"T01": 21.0, "T02": 14.0},
-            "non_targets": {"NT01": "present"},
-            "images": {"T02": {"image": 9}},
-            "new_lesions": [{"id": "NL01", "site": "lung", "location": "right lower lobe"}],
-        },
-    ).get_json()
+    base = located
+    w8 = _w8(
+        images={"T02": {"image": 9}},
+        new_lesions=[{"id": "NL01", "site": "lung", "location": "right lower lobe"}],
+    )
+    created = api("reader", "POST", base + "/timepoints", json=w8).get_json()
     response = api(
         "reader",
         "DELETE",
@@ -321,24 +305,11 @@ def test_a_deleted_follow_up_keeps_its_annotations_in_the_trail(
 
 
 def test_an_open_equivocal_lesion_is_carried_to_the_next_visit_with_its_location(
-    reader: FlaskClient, api: Any, trial: str
+    reader: FlaskClient, api: Any, located: str
 ) -> None:
-    assert _located_baseline(api, trial).status_code == 200
-    base = BASE.format(trial=trial)
-    response = api(
-        "reader",
-        "POST",
-        base + "/timepoints",
-        json={
-            "id": "W8",
-            "date": "2021-03-01",
-            "targets": {"T01": 21.0, "T02": 14.0},
-            "non_targets": {"NT01": "present"},
-            "new_lesions": [
-                {"id": "NL01", "site": "lung", "equivocal": True, "location": "left apex"}
-            ],
-        },
-    )
+    base = located
+    equivocal = {"id": "NL01", "site": "lung", "equivocal": True, "location": "left apex"}
+    response = api("reader", "POST", base + "/timepoints", json=_w8(new_lesions=[equivocal]))
     assert response.status_code == 201, response.get_json()
     html = reader.get(base + "/timepoints/new").data.decode()
     assert 'name="new_0_id" value="NL01"' in html
@@ -346,16 +317,14 @@ def test_an_open_equivocal_lesion_is_carried_to_the_next_visit_with_its_location
 
 
 def test_the_live_baseline_check_names_the_form_input_too(
-    reader: FlaskClient, api: Any, trial: str
+    reader: FlaskClient, enrolled: str
 ) -> None:
     """The live check leaves out targets still without a size: its errors still name the
     row the reader typed (here the third), not the n-th lesion it checked."""
-    api("trial_manager", "POST", f"/trials/{trial}/subjects", json={"subject_id": "S-1"})
     form = _form(size_0="", code_1="T05", code_3="T05", kind_3="target", size_3="12")
-    data = reader.post(BASE.format(trial=trial) + "/baseline/check", data=form).get_json()
+    data = reader.post(enrolled + "/baseline/check", data=form).get_json()
     assert "used twice" in data["error"] and data["field"] == "code_3"
     data = reader.post(
-        BASE.format(trial=trial) + "/baseline/check",
-        data=_form(kind_2="non-target", series_2="7"),
+        enrolled + "/baseline/check", data=_form(kind_2="non-target", series_2="7")
     ).get_json()
     assert data["field"] == "site_2", data  # a row with only a series is a lesion: its site?

@@ -15,6 +15,7 @@ import html
 import io
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from tests.web.helpers import form_fields
 from web.models import AuditRecord, BatchJob, PacsStudy, Timepoint
 from web.services import SYSTEM, create_trial, import_case
 from web.services.batch_run import wait
-from web.testing import bearer, login
+from web.testing import bearer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_dicom"
 DEMO = json.loads((SAMPLE / "demo_case.json").read_text())
@@ -66,10 +67,8 @@ def root(app: Flask, tmp_path: Path) -> Path:
     return folder
 
 
-def _manager(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    login(client, "trial_manager")
-    return client
+def _job_url(trial: str, job_id: int) -> str:
+    return f"/api/v1/trials/{trial}/batches/{job_id}"
 
 
 def _finished(client: FlaskClient, token: str, url: str) -> dict[str, Any]:
@@ -85,6 +84,35 @@ def _by_visit(outcomes: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str,
     return {(o["subject"], o["timepoint"]): o for o in outcomes}
 
 
+def _web_batch(
+    manager: FlaskClient, trial: str, token: str, **post: Any
+) -> tuple[str, dict[str, Any]]:
+    """A batch started from the trial's batches page (``post``: the form), once ended:
+    the batch page's URL and the job as the API reports it."""
+    started = manager.post(f"/trials/{trial}/batches", **post)
+    assert started.status_code == 302, html.unescape(started.data.decode())[-800:]
+    page_url = started.headers["Location"]
+    job_id = int(page_url.rsplit("/", 1)[1])
+    job = _finished(manager, token, _job_url(trial, job_id))
+    assert job["id"] == job_id
+    return page_url, job
+
+
+def _api_batch(
+    app: Flask, trial: str, token: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A batch started through the API (``body``: the folder ``studies`` unless given),
+    once ended."""
+    client = app.test_client()
+    started = client.post(
+        f"/api/v1/trials/{trial}/batches",
+        json={"folder": "studies"} if body is None else body,
+        headers=bearer(token),
+    )
+    assert started.status_code == 202, started.get_json()
+    return _finished(client, token, started.get_json()["url"])
+
+
 def test_a_folder_batch_lands_measured_studies_awaiting_a_reader_and_reruns_add_nothing(
     app: Flask,
     session: Session,
@@ -92,13 +120,12 @@ def test_a_folder_batch_lands_measured_studies_awaiting_a_reader_and_reruns_add_
     users: dict[str, str],
     demo_subject: str,
     root: Path,
+    logged_in: Callable[[str], FlaskClient],
 ) -> None:
-    manager = _manager(app)
-    started = manager.post(f"/trials/{trial}/batches", data={"folder": "studies"})
-    assert started.status_code == 302, html.unescape(started.data.decode())[-800:]
-    page_url = started.headers["Location"]
-    job_id = int(page_url.rsplit("/", 1)[1])
-    job = _finished(manager, users["trial_manager"], f"/api/v1/trials/{trial}/batches/{job_id}")
+    manager = logged_in("trial_manager")
+    token = users["trial_manager"]
+    page_url, job = _web_batch(manager, trial, token, data={"folder": "studies"})
+    job_id = job["id"]
     assert job["status"] == "done" and job["error"] is None
     assert (job["total"], job["done"], job["refused"], job["failed"], job["landed"]) == (
         4, 2, 2, 0, 2)  # fmt: skip
@@ -141,9 +168,8 @@ def test_a_folder_batch_lands_measured_studies_awaiting_a_reader_and_reruns_add_
     assert 'http-equiv="refresh"' not in page  # no reload once done
 
     # The same batch again: everything is measured again, nothing is recorded twice.
-    again = manager.post(f"/trials/{trial}/batches", data={"folder": "studies"})
-    second = int(again.headers["Location"].rsplit("/", 1)[1])
-    rerun = _finished(manager, users["trial_manager"], f"/api/v1/trials/{trial}/batches/{second}")
+    _, rerun = _web_batch(manager, trial, token, data={"folder": "studies"})
+    second = rerun["id"]
     assert (rerun["done"], rerun["refused"], rerun["landed"]) == (2, 2, 0)
     assert {o["note"] for o in rerun["outcomes"] if o["status"] == "ok"} == {
         "already recorded (batch)"
@@ -161,23 +187,21 @@ def test_a_reader_confirms_a_batch_result_into_a_timepoint(
     users: dict[str, str],
     demo_subject: str,
     root: Path,
+    logged_in: Callable[[str], FlaskClient],
 ) -> None:
-    manager = _manager(app)
     study = "studies/DEMO-001/W8"
     manifest = f"subject,timepoint,image,seg\nDEMO-001,W8,{study}/CT,{study}/SEG.dcm\n"
-    started = manager.post(
-        f"/trials/{trial}/batches",
+    _, job = _web_batch(
+        logged_in("trial_manager"),
+        trial,
+        users["trial_manager"],
         data={"manifest": (io.BytesIO(manifest.encode()), "w8.csv")},
         content_type="multipart/form-data",
     )
-    assert started.status_code == 302, html.unescape(started.data.decode())[-800:]
-    url = "/api/v1/trials" + started.headers["Location"].split("/trials", 1)[1]
-    job = _finished(manager, users["trial_manager"], url)
     assert (job["done"], job["landed"], job["source"], job["source_name"]) == (
         1, 1, "manifest", "w8.csv")  # fmt: skip
 
-    reader = app.test_client()
-    login(reader, "reader")
+    reader = logged_in("reader")
     base = f"/trials/{trial}/subjects/{demo_subject}"
     subject_page = html.unescape(reader.get(base).data.decode())
     assert "Machine-measured studies awaiting a reader (1)" in subject_page
@@ -206,6 +230,7 @@ def test_paths_outside_the_batch_root_are_refused(
     demo_subject: str,
     root: Path,
     tmp_path: Path,
+    logged_in: Callable[[str], FlaskClient],
 ) -> None:
     (root / "studies" / "escape").symlink_to(tmp_path / "outside" / "W8")
     outside = tmp_path / "outside" / "W8"
@@ -220,14 +245,8 @@ def test_paths_outside_the_batch_root_are_refused(
          "seg": "studies/escape/SEG.dcm"},
     ]  # fmt: skip
     token = users["trial_manager"]
-    client = app.test_client()
-    started = client.post(
-        f"/api/v1/trials/{trial}/batches",
-        json={"manifest": "\n".join(json.dumps(r) for r in rows), "manifest_name": "m.jsonl"},
-        headers=bearer(token),
-    )
-    assert started.status_code == 202, started.get_json()
-    job = _finished(client, token, started.get_json()["url"])
+    manifest = "\n".join(json.dumps(r) for r in rows)
+    job = _api_batch(app, trial, token, {"manifest": manifest, "manifest_name": "m.jsonl"})
     outcomes = _by_visit(job["outcomes"])
     assert outcomes[("DEMO-001", "W8")]["status"] == "ok"
     assert "contains '..': refused" in outcomes[("DEMO-001", "W9")]["reason"]
@@ -237,14 +256,16 @@ def test_paths_outside_the_batch_root_are_refused(
     assert (job["total"], job["done"], job["refused"], job["landed"]) == (4, 1, 3, 1)
 
     # A folder outside the root is refused before anything is recorded.
+    client = app.test_client()
     for folder in ("../outside", str(tmp_path / "outside"), "studies/escape"):
         refused = client.post(
             f"/api/v1/trials/{trial}/batches", json={"folder": folder}, headers=bearer(token)
         )
         assert refused.status_code == 400, folder
         assert "refused" in refused.get_json()["error"]["message"], folder
-    manager = _manager(app)
-    page = manager.post(f"/trials/{trial}/batches", data={"folder": "../outside"})
+    page = logged_in("trial_manager").post(
+        f"/trials/{trial}/batches", data={"folder": "../outside"}
+    )
     assert page.status_code == 400
     assert "contains '..': refused" in html.unescape(page.data.decode())
     session.rollback()
@@ -252,7 +273,12 @@ def test_paths_outside_the_batch_root_are_refused(
 
 
 def test_bad_requests_are_refused_naming_the_problem(
-    app: Flask, session: Session, trial: str, users: dict[str, str], root: Path
+    app: Flask,
+    session: Session,
+    trial: str,
+    users: dict[str, str],
+    root: Path,
+    logged_in: Callable[[str], FlaskClient],
 ) -> None:
     client = app.test_client()
     headers = bearer(users["trial_manager"])
@@ -268,7 +294,7 @@ def test_bad_requests_are_refused_naming_the_problem(
     off = client.post(path, json={"folder": "studies"}, headers=headers)
     assert off.status_code == 400
     assert "set RECIST_BATCH_ROOT" in off.get_json()["error"]["message"]
-    page = _manager(app).get(f"/trials/{trial}/batches")
+    page = logged_in("trial_manager").get(f"/trials/{trial}/batches")
     assert 'id="no-root"' in page.data.decode()
     session.rollback()
     assert session.scalars(select(BatchJob)).all() == []
@@ -276,10 +302,13 @@ def test_bad_requests_are_refused_naming_the_problem(
 
 @pytest.mark.parametrize("role", ["reader", "adjudicator", "reviewer", "admin"])
 def test_only_trial_managers_start_and_follow_batches(
-    app: Flask, trial: str, users: dict[str, str], root: Path, role: str
+    logged_in: Callable[[str], FlaskClient],
+    trial: str,
+    users: dict[str, str],
+    root: Path,
+    role: str,
 ) -> None:
-    client = app.test_client()
-    login(client, role)
+    client = logged_in(role)
     assert client.post(f"/trials/{trial}/batches", data={"folder": "studies"}).status_code == 403
     assert client.get(f"/trials/{trial}/batches").status_code == 403
     api = client.post(
@@ -317,13 +346,7 @@ def test_a_batch_that_cannot_write_its_results_fails_naming_why_and_lands_nothin
     batches = Path(app.config["STUDY_STORE"]).parent / "batches"
     batches.parent.mkdir(parents=True, exist_ok=True)
     batches.write_text("not a folder")
-    client = app.test_client()
-    token = users["trial_manager"]
-    started = client.post(
-        f"/api/v1/trials/{trial}/batches", json={"folder": "studies"}, headers=bearer(token)
-    )
-    assert started.status_code == 202, started.get_json()
-    job = _finished(client, token, started.get_json()["url"])
+    job = _api_batch(app, trial, users["trial_manager"])
     assert job["status"] == "failed" and job["finished_at"] is not None
     assert "batches" in job["error"], job["error"]
     assert job["landed"] == 0
@@ -356,19 +379,6 @@ def test_the_rate_and_time_left_come_from_the_studies_measured_so_far() -> None:
 # ------------------------------------------------------- interrupted, resumed (issue 13)
 
 
-def _job_url(trial: str, job_id: int) -> str:
-    return f"/api/v1/trials/{trial}/batches/{job_id}"
-
-
-def _folder_batch(app: Flask, trial: str, token: str) -> dict[str, Any]:
-    client = app.test_client()
-    started = client.post(
-        f"/api/v1/trials/{trial}/batches", json={"folder": "studies"}, headers=bearer(token)
-    )
-    assert started.status_code == 202, started.get_json()
-    return _finished(client, token, started.get_json()["url"])
-
-
 def test_an_interrupted_batch_is_resumed_without_recording_a_study_twice(
     app: Flask,
     session: Session,
@@ -376,6 +386,7 @@ def test_an_interrupted_batch_is_resumed_without_recording_a_study_twice(
     users: dict[str, str],
     demo_subject: str,
     root: Path,
+    logged_in: Callable[[str], FlaskClient],
 ) -> None:
     """The state ``kill -9`` leaves: the job ``running`` with an old heartbeat from a
     process that is gone; W8's journal line written but its landing never committed;
@@ -384,7 +395,7 @@ def test_an_interrupted_batch_is_resumed_without_recording_a_study_twice(
     from datetime import UTC, datetime, timedelta
 
     token = users["trial_manager"]
-    first = _folder_batch(app, trial, token)
+    first = _api_batch(app, trial, token)
     job_id = first["id"]
     assert first["owner"] and first["run"] == 1 and first["status"] == "done"
     results = Path(app.config["STUDY_STORE"]).parent / "batches" / trial / str(job_id)
@@ -423,7 +434,7 @@ def test_an_interrupted_batch_is_resumed_without_recording_a_study_twice(
     assert refused.status_code == 409, refused.get_json()
     assert "is running" in refused.get_json()["error"]["message"]
     assert "not run twice" in refused.get_json()["error"]["message"]
-    manager = _manager(app)
+    manager = logged_in("trial_manager")
     page = manager.get(f"/trials/{trial}/batches/{job_id}")
     text = html.unescape(page.data.decode())
     assert 'id="batch-heartbeat"' in text and "gone-host.example:4242" in text
@@ -520,7 +531,7 @@ def test_the_heartbeat_beats_only_for_the_live_job_its_process_owns(
 
     from web.services.batch_owner import beat
 
-    job_id = _folder_batch(app, trial, users["trial_manager"])["id"]
+    job_id = _api_batch(app, trial, users["trial_manager"])["id"]
     sessions = app.extensions["recist_sessions"]
     old = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     session.rollback()
@@ -559,7 +570,7 @@ def test_a_batch_on_a_dask_cluster_lands_what_the_in_thread_batch_lands(
     from imaging_io.batch import WORKER_ENV
 
     token = users["trial_manager"]
-    in_thread = _folder_batch(app, trial, token)
+    in_thread = _api_batch(app, trial, token)
     session.rollback()
     sizes = {s.timepoint: s.measured["lesions"] for s in session.scalars(select(PacsStudy))}
     for study in session.scalars(select(PacsStudy)):
@@ -571,7 +582,7 @@ def test_a_batch_on_a_dask_cluster_lands_what_the_in_thread_batch_lands(
                            env=WORKER_ENV)  # fmt: skip
     try:
         app.config["BATCH_SCHEDULER"] = cluster.scheduler_address
-        on_dask = _folder_batch(app, trial, token)
+        on_dask = _api_batch(app, trial, token)
     finally:
         cluster.close()
     results = Path(app.config["STUDY_STORE"]).parent / "batches" / trial / str(on_dask["id"])

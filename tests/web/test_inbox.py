@@ -6,12 +6,13 @@ and its count in the header, asked in one SQL statement whatever the data."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -22,7 +23,7 @@ from web.services.central import adjudicate, set_central_review, submit_read
 from web.services.inbox import counts, items
 from web.services.membership import add_member
 from web.services.progression import answer_query, review_call
-from web.testing import PASSWORD, assign_everyone, bearer, login
+from web.testing import PASSWORD, assign_everyone, bearer
 
 READER = Actor("reader", "reader")
 READER2 = Actor("reader2", "reader")
@@ -68,20 +69,44 @@ def _pull(session: Session, trial: str, subject: str, study_id: str, day: str) -
     session.commit()
 
 
-@pytest.fixture
-def work(session: Session, trial: str, users: dict[str, str]) -> str:
-    """S-GROW (reader): BL, W8 (PR), W16 (PD by the target sum) — three unsigned reads
-    and a progression call; S-OTHER: BL and W8 by reader2; two PACS studies of S-GROW,
-    one of them already saved as W8 (used), one awaiting a reader."""
-    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
-    assign_everyone(session)
+def _grown(session: Session, trial: str, code: str) -> None:
+    """``code`` read by reader: BL, W8 (PR), W16 (PD by the target sum), all unsigned."""
     read_subject(
         session,
         trial,
-        "S-GROW",
+        code,
         follow_up("W8", "2021-03-01", 21.0, 14.0),
         follow_up("W16", "2021-04-26", 30.0, 14.0),
     )
+
+
+def _review(session: Session, trial: str, decision: str, comment: str = "") -> None:
+    """The reviewer's decision on S-GROW's progression call (PD at W16)."""
+    review_call(
+        session,
+        REVIEWER,
+        trial,
+        "S-GROW",
+        decision=decision,
+        comment=comment,
+        seen_call="W16/2021-04-26",
+    )
+
+
+@pytest.fixture
+def reader2(session: Session, users: dict[str, str]) -> str:
+    """A second reader, a member of every trial."""
+    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
+    assign_everyone(session)
+    return "reader2"
+
+
+@pytest.fixture
+def work(session: Session, trial: str, reader2: str) -> str:
+    """S-GROW (reader): BL, W8 (PR), W16 (PD by the target sum) — three unsigned reads
+    and a progression call; S-OTHER: BL and W8 by reader2; two PACS studies of S-GROW,
+    one of them already saved as W8 (used), one awaiting a reader."""
+    _grown(session, trial, "S-GROW")
     from web.services import save_baseline, save_timepoint
     from web.testing import baseline_lesions
 
@@ -117,15 +142,7 @@ def test_a_reader_sees_their_unsigned_reads_queries_on_their_reads_and_pacs_stud
     # reader2's reads are reader2's: two unsigned, no query, and the same PACS study.
     assert _counts(session, "reader2") == {"unsigned": 2, "queries": 0, "pacs": 1, "central": 0}
 
-    review_call(
-        session,
-        REVIEWER,
-        work,
-        "S-GROW",
-        decision="queried",
-        comment="check T01",
-        seen_call="W16/2021-04-26",
-    )
+    _review(session, work, "queried", "check T01")
     assert _counts(session, "reader")["queries"] == 1
     assert [(r["subject"], r["timepoint"]) for r in _items(session, "reader")["queries"]] == [
         ("S-GROW", "W16")
@@ -147,15 +164,7 @@ def test_a_reviewer_sees_calls_awaiting_review_and_the_answers_to_their_queries(
 ) -> None:
     assert _counts(session, "reviewer") == {"pending_review": 1, "answered": 0}
     assert [r["subject"] for r in _items(session, "reviewer")["pending_review"]] == ["S-GROW"]
-    review_call(
-        session,
-        REVIEWER,
-        work,
-        "S-GROW",
-        decision="queried",
-        comment="check T01",
-        seen_call="W16/2021-04-26",
-    )
+    _review(session, work, "queried", "check T01")
     assert _counts(session, "reviewer") == {"pending_review": 0, "answered": 0}
     answer_query(session, READER, work, "S-GROW", comment="PD stands", seen_call="W16/2021-04-26")
     assert _counts(session, "reviewer") == {"pending_review": 0, "answered": 1}
@@ -165,16 +174,12 @@ def test_a_reviewer_sees_calls_awaiting_review_and_the_answers_to_their_queries(
     ]
     # The adjudicator reviews calls too, but did not raise this query.
     assert _counts(session, "adjudicator")["answered"] == 0
-    review_call(
-        session, REVIEWER, work, "S-GROW", decision="agreed", comment="", seen_call="W16/2021-04-26"
-    )
+    _review(session, work, "agreed")
     assert _counts(session, "reviewer") == {"pending_review": 0, "answered": 0}
 
 
 def test_a_changed_call_awaits_review_again(session: Session, work: str) -> None:
-    review_call(
-        session, REVIEWER, work, "S-GROW", decision="agreed", comment="", seen_call="W16/2021-04-26"
-    )
+    _review(session, work, "agreed")
     assert _counts(session, "reviewer")["pending_review"] == 0
     from web.services import save_timepoint
 
@@ -190,10 +195,8 @@ def test_a_changed_call_awaits_review_again(session: Session, work: str) -> None
 
 
 def test_an_adjudicator_sees_disagreeing_central_reads_they_did_not_read(
-    session: Session, trial: str, users: dict[str, str]
+    session: Session, trial: str, reader2: str
 ) -> None:
-    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
-    assign_everyone(session)
     set_central_review(session, Actor("trial_manager", "trial_manager"), trial, on=True)
     for code in ("S-1", "S-2", "S-3"):
         create_subject(session, SYSTEM, trial, code=code, arm="A", randomized_on="2021-01-04")
@@ -221,15 +224,7 @@ def test_an_adjudicator_sees_disagreeing_central_reads_they_did_not_read(
 def test_a_trial_manager_sees_what_holds_up_each_of_their_trials(
     session: Session, work: str
 ) -> None:
-    review_call(
-        session,
-        REVIEWER,
-        work,
-        "S-GROW",
-        decision="queried",
-        comment="check T01",
-        seen_call="W16/2021-04-26",
-    )
+    _review(session, work, "queried", "check T01")
     blockers = _items(session, "trial_manager")["blockers"]
     assert blockers == [
         {
@@ -255,13 +250,7 @@ def test_only_the_trials_a_user_is_a_member_of_count(session: Session, work: str
     """Trial B's reads, call and study are reader's, but reader is not a member of B: a
     user of trial A sees nothing of trial B (nor does anyone else not in B)."""
     create_trial(session, SYSTEM, code=OTHER, title="B", settings={}, arms=[("A", "arm A")])
-    read_subject(
-        session,
-        OTHER,
-        "B-1",
-        follow_up("W8", "2021-03-01", 21.0, 14.0),
-        follow_up("W16", "2021-04-26", 30.0, 14.0),
-    )
+    _grown(session, OTHER, "B-1")
     _pull(session, OTHER, "B-1", "ef" * 32, "2021-06-21")
     before = {name: _counts(session, name) for name in ("reader", "reviewer", "trial_manager")}
     assert before["reader"] == {"unsigned": 3, "queries": 0, "pacs": 1, "central": 0}
@@ -300,10 +289,9 @@ def _badge(page: str) -> str | None:
 
 
 def test_the_header_shows_the_count_on_an_inbox_link_and_the_inbox_lists_the_items(
-    app: Flask, work: str
+    logged_in: Callable[[str], FlaskClient], work: str
 ) -> None:
-    client = app.test_client()
-    login(client, "reader")
+    client = logged_in("reader")
     home = client.get("/").data.decode()
     assert 'id="inbox-link"' in home and _badge(home) == "4"
     page = client.get("/inbox").data.decode()
@@ -312,11 +300,9 @@ def test_the_header_shows_the_count_on_an_inbox_link_and_the_inbox_lists_the_ite
     assert 'data-subject="TRIAL-1/S-GROW" data-tp="W16"' in page
     assert "/trials/TRIAL-1/subjects/S-GROW#sign-all" in page
     assert 'id="inbox-pending_review"' not in page  # not a reader's part
-    admin = app.test_client()
-    login(admin, "admin")
+    admin = logged_in("admin")
     assert 'id="inbox-link"' not in admin.get("/").data.decode()  # no clinical role
-    manager = app.test_client()
-    login(manager, "trial_manager")
+    manager = logged_in("trial_manager")
     managed = manager.get("/inbox").data.decode()
     assert 'id="inbox-blockers"' in managed and _badge(managed) == "7"  # 5 + 1 + 1
 
@@ -361,13 +347,7 @@ def test_the_counts_are_one_sql_statement_whatever_the_data(
         small = counts(session, user)
     assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT")
     for n in range(5):  # five more subjects, each with unsigned reads and a PD call
-        read_subject(
-            session,
-            work,
-            f"S-{n}",
-            follow_up("W8", "2021-03-01", 21.0, 14.0),
-            follow_up("W16", "2021-04-26", 30.0, 14.0),
-        )
+        _grown(session, work, f"S-{n}")
     user = _user(session, role)
     with statements(app) as seen:
         large = counts(session, user)
@@ -376,12 +356,11 @@ def test_the_counts_are_one_sql_statement_whatever_the_data(
 
 
 def test_pages_run_as_many_statements_with_many_items_as_with_few(
-    app: Flask, session: Session, work: str
+    app: Flask, session: Session, work: str, logged_in: Callable[[str], FlaskClient]
 ) -> None:
     """The header's count and the inbox page do not load item by item: the number of SQL
     statements of a page does not grow with the number of items waiting."""
-    client = app.test_client()
-    login(client, "reader")
+    client = logged_in("reader")
 
     def run(path: str) -> int:
         with statements(app) as seen:
@@ -397,8 +376,7 @@ def test_pages_run_as_many_statements_with_many_items_as_with_few(
     assert after == before
     assert before["/inbox"] <= 12  # session, user, one count, one query per part
     # The badge is one statement: the same page for an admin (no inbox) runs one fewer.
-    admin = app.test_client()
-    login(admin, "admin")
+    admin = logged_in("admin")
     with statements(app) as seen:
         assert admin.get("/account").status_code == 200
     assert len(seen) == before["/account"] - 1

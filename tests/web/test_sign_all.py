@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -304,19 +305,28 @@ def test_sign_on_save_signs_the_saved_read_in_the_same_transaction(
     assert _locked(session)["W32"] is False
 
 
-def test_sign_on_save_on_the_baseline_form(
-    app: Flask, session: Session, trial: str, users: dict[str, str]
-) -> None:
-    """The baseline is a read too: sign on save there, or nothing saved on a wrong password."""
+@pytest.fixture
+def baseline_form(
+    session: Session, trial: str, users: dict[str, str], logged_in: Callable[[str], FlaskClient]
+) -> tuple[FlaskClient, str, dict[str, str]]:
+    """S-002 without a baseline: reader's client, the baseline form's URL and the fields
+    it posts, T01 (liver, 30 mm) typed on 2021-01-04."""
     from web.services import create_subject
 
     create_subject(session, SYSTEM, trial, code="S-002", arm="A")
-    client = app.test_client()
-    login(client, "reader")
+    client = logged_in("reader")
     url = f"/trials/{trial}/subjects/S-002/baseline"
     fields = form_fields(client.get(url).data.decode(), "baseline-form")
-    assert "sign_password" in fields
+    assert "sign_password" in fields  # the form offers sign on save
     fields.update(date="2021-01-04", code_0="T01", kind_0="target", site_0="liver", size_0="30")
+    return client, url, fields
+
+
+def test_sign_on_save_on_the_baseline_form(
+    session: Session, trial: str, baseline_form: tuple[FlaskClient, str, dict[str, str]]
+) -> None:
+    """The baseline is a read too: sign on save there, or nothing saved on a wrong password."""
+    client, url, fields = baseline_form
     fields.update(code_1="T02", kind_1="target", site_1="lung", size_1="20")
     wrong = client.post(url, data={**fields, "sign_on_save": "1", "sign_password": "wrong"})
     assert wrong.status_code == 400
@@ -334,3 +344,60 @@ def test_sign_on_save_on_the_baseline_form(
     assert (baseline.locked, baseline.signed_by) == (True, "reader")
     (signed,) = _records(session, "sign")
     assert signed.entity_key == f"{trial}/S-002/BL"
+
+
+def test_baseline_sign_on_save_checks_the_entry_once_a_request(
+    session: Session,
+    trial: str,
+    baseline_form: tuple[FlaskClient, str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sign on save on the baseline form runs the entry's input checks once a save, still
+    before the password: a bad entry counts no password failure, a wrong password saves
+    nothing, findings (R-MEAS-1) are still shown and need a reason."""
+    import web.services.baseline as baseline_service
+
+    calls: list[str] = []
+    checked = baseline_service.check_baseline_input
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(str(args[0]))
+        return checked(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(baseline_service, "check_baseline_input", counting)
+    client, url, fields = baseline_form
+    signing = {**fields, "sign_on_save": "1"}
+
+    def post(data: dict[str, str], **kwargs: bool) -> tuple[int, str]:
+        calls.clear()
+        response = client.post(url, data=data, **kwargs)
+        return response.status_code, html.unescape(response.data.decode())
+
+    def failures() -> int:
+        session.rollback()
+        return session.scalars(select(User).where(User.username == "reader")).one().failed_logins
+
+    # An entry that cannot be saved: refused by its checks, the password never tried.
+    status, page = post({**signing, "date": "", "sign_password": "wrong"})
+    assert (status, calls) == (400, ["S-002"])
+    assert "the baseline needs a date" in page and "does not match" not in page
+    assert failures() == 0
+    # A wrong password: checked once, nothing saved, the failure counted.
+    status, page = post({**signing, "sign_password": "wrong"})
+    assert (status, calls) == (400, ["S-002"])
+    assert "nothing was saved or signed" in page
+    assert failures() == 1
+    assert get_subject(session, trial, "S-002").timepoints == []
+    # Findings still shown (an 8 mm liver target, R-MEAS-1) and the save needs a reason.
+    status, page = post({**signing, "size_0": "8", "sign_password": PASSWORD})
+    assert (status, calls) == (422, ["S-002"])
+    assert "R-MEAS-1" in page and "needs a reason" in page
+    session.rollback()
+    assert get_subject(session, trial, "S-002").timepoints == []
+    # The right password: checked once, saved and signed.
+    status, page = post({**signing, "sign_password": PASSWORD}, follow_redirects=True)
+    assert (status, calls) == (200, ["S-002"])
+    assert "Baseline saved and signed (read complete, locked)." in page
+    session.rollback()
+    (baseline,) = get_subject(session, trial, "S-002").timepoints
+    assert (baseline.locked, baseline.signed_by) == (True, "reader")

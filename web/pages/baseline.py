@@ -57,14 +57,17 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     try:
         lesions = lesions_from_form(form, subject_code)
         signer = None
-        if form.get("sign_on_save"):
-            from web.pages.timepoints import signer_on_save
-            from web.services.baseline import check_baseline_input
 
-            # What was typed is checked before the password (as on the follow-up form), so
-            # a baseline that cannot be saved never counts a password failure.
-            check_baseline_input(subject_code, values["code"], values["date"], lesions)
+        def ask_signer() -> Any:
+            # Called by save_baseline once what was typed has passed its checks (as on the
+            # follow-up form), so a baseline that cannot be saved never counts a password
+            # failure, and the entry is checked once a request.
+            nonlocal signer
+            from web.pages.timepoints import signer_on_save
+
             signer = signer_on_save(session, form)
+            return signer
+
         save_baseline(
             session,
             actor(),
@@ -75,7 +78,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
             lesions=lesions,
             expected_version=posted_version,
             reason=form.get("reason"),
-            signer=signer,
+            ask_signer=ask_signer,
         )
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)

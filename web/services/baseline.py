@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -207,12 +208,18 @@ def save_baseline(
     expected_version: int | None = None,
     reason: str | None = None,
     signer: User | None = None,
+    ask_signer: Callable[[], User | None] | None = None,
 ) -> Subject:
     """Select the baseline lesions and record their baseline sizes and states.
 
     ``signer``: sign on save, as for a follow-up (:func:`web.services.timepoints.
     save_timepoint`): the baseline read is signed "read complete" and locked in the same
     transaction, the password having been checked first.
+
+    ``ask_signer``: the form's "sign on save" password check, called once the entry has
+    passed :func:`check_baseline_input` (so an entry that cannot be saved never counts a
+    password failure) and before anything is written; what it returns is the signer
+    (``None``: the box was not ticked). A wrong password raises there: nothing is saved.
 
     The engine's findings (R-MEAS, R-SEL) do not block the save, but saving a baseline
     that has findings needs a ``reason``, which is kept in the audit trail.
@@ -228,6 +235,8 @@ def save_baseline(
     """
     notes: dict[str, dict[str, Any]] = {}
     lesions, bl_date = check_baseline_input(subject_code, code, date_value, lesions, notes)
+    if ask_signer is not None:
+        signer = ask_signer()
     reason = clean_reason(reason)
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
