@@ -73,6 +73,10 @@ WORKER_ENV = {"ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": "1", "OMP_NUM_THREADS": "1
 # segmentation tracking ids (sample_dicom, the web app's rows).
 NON_TARGET_ID = re.compile(r"^NT[-_]?\d+$", re.IGNORECASE)
 SEGMENTATION_NAMES = ("SEG.dcm", "RTSTRUCT.dcm")  # in a discovered timepoint folder
+# A NIfTI/NRRD/MetaImage file of a discovered timepoint folder whose name (without its
+# suffix) is one of these words, or ends in one after ``_``, ``-`` or ``.``, is the label
+# map (``labels.nii.gz``, ``CT_seg.nii.gz``, ``case-mask.nrrd``); another one is the image.
+LABEL_MAP_WORDS = ("label", "labels", "labelmap", "seg", "segmentation", "mask")
 ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MANIFEST_JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
@@ -216,7 +220,10 @@ def discover(folder: str | Path) -> list[StudyRow]:
 
     In a timepoint folder (as ``sample_dicom/<visit>/``, or as ``recist pull`` writes one)
     the image series is its one sub-folder (else ``CT/``) and the segmentation
-    ``SEG.dcm``, else ``RTSTRUCT.dcm``, else the folder's one file. A study
+    ``SEG.dcm``, else ``RTSTRUCT.dcm``, else the folder's one file. A timepoint folder
+    without sub-folder that holds a NIfTI/NRRD/MetaImage label map (named as
+    :data:`LABEL_MAP_WORDS` says, e.g. ``labels.nii.gz``) and one other such file (the
+    image, e.g. ``image.nii.gz``) is that image and its label map. A study
     whose files are not there is listed all the same: measuring it refuses it, naming the
     missing path, and the batch goes on. Hidden entries are skipped; subjects and
     timepoints are taken in name order (cases order timepoints by date).
@@ -237,11 +244,31 @@ def discover(folder: str | Path) -> list[StudyRow]:
             image = series[0] if len(series) == 1 else visit / "CT"
             named = [visit / name for name in SEGMENTATION_NAMES if (visit / name).is_file()]
             seg = named[0] if named else files[0] if len(files) == 1 else visit / "SEG.dcm"
+            pair = None if series or named else _label_map_pair(files)
+            if pair is not None:
+                image, seg = pair
             rows.append(StudyRow(subject.name, visit.name, str(image), str(seg),
                                  index=len(rows)))
     if not rows:
         raise ImagingInputError(root, "holds no <subject>/<timepoint>/ folder")
     return rows
+
+
+def _label_map_pair(files: list[Path]) -> tuple[Path, Path] | None:
+    """(image, label map) of a timepoint folder's NIfTI/NRRD/MetaImage files: one named
+    as a label map (:data:`LABEL_MAP_WORDS`) and exactly one other; else ``None``."""
+    from imaging_io.series import SITK_SUFFIXES, is_sitk_file
+
+    def stem(path: Path) -> str:
+        name = path.name.lower()
+        return next(name[: -len(s)] for s in SITK_SUFFIXES if name.endswith(s))
+
+    volumes = [f for f in files if is_sitk_file(f)]
+    maps = [f for f in volumes if re.split(r"[_.-]", stem(f))[-1] in LABEL_MAP_WORDS]
+    images = [f for f in volumes if f not in maps]
+    if len(maps) == 1 and len(images) == 1:
+        return images[0], maps[0]
+    return None
 
 
 def _visible(folder: Path, *, folders: bool) -> list[Path]:

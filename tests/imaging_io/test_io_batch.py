@@ -211,6 +211,34 @@ def test_discovery_reads_the_folders_recist_pull_writes(tmp_path: Path) -> None:
     assert (row.image, row.seg) == (str(visit / "CT"), str(visit / "RTSTRUCT.dcm"))
 
 
+def test_discovery_pairs_an_image_file_with_its_label_map(tmp_path: Path) -> None:
+    studies = tmp_path / "studies"
+    layouts = {
+        ("S1", "BL"): ("image.nii.gz", "labels.nii.gz"),
+        ("S1", "W8"): ("ct.nrrd", "CT_seg.nrrd"),
+        ("S2", "BL"): ("scan.mha", "scan-Mask.mha"),
+        ("S3", "BL"): ("a.nii.gz", "b.nii.gz"),  # no label-map name: not guessed
+        ("S4", "BL"): ("image.nii.gz", "labels.nii.gz", "mask.nii.gz"),  # two label maps
+    }
+    for (subject, visit), names in layouts.items():
+        (studies / subject / visit).mkdir(parents=True)
+        for name in names:
+            (studies / subject / visit / name).write_text("")
+    (studies / "S5" / "BL" / "CT").mkdir(parents=True)  # a DICOM series with a label map
+    (studies / "S5" / "BL" / "labels.nii.gz").write_text("")
+    found = {(r.subject, r.timepoint): (Path(r.image).relative_to(studies).as_posix(),
+                                        Path(r.seg).relative_to(studies).as_posix())
+             for r in discover(studies)}
+    assert found == {
+        ("S1", "BL"): ("S1/BL/image.nii.gz", "S1/BL/labels.nii.gz"),
+        ("S1", "W8"): ("S1/W8/ct.nrrd", "S1/W8/CT_seg.nrrd"),
+        ("S2", "BL"): ("S2/BL/scan.mha", "S2/BL/scan-Mask.mha"),
+        ("S3", "BL"): ("S3/BL/CT", "S3/BL/SEG.dcm"),  # measuring names what is missing
+        ("S4", "BL"): ("S4/BL/CT", "S4/BL/SEG.dcm"),
+        ("S5", "BL"): ("S5/BL/CT", "S5/BL/labels.nii.gz"),
+    }
+
+
 # --- what a batch gives ------------------------------------------------------------------
 
 

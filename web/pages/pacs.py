@@ -69,6 +69,8 @@ def pacs_prefill(trial_code: str, subject_code: str, study_id: int) -> Any:
         target,
         source=f"the study of {study.study_date or 'unknown date'} "
         f"{'pulled from the PACS' if study.source == 'pacs' else 'measured by a batch'} "
-        f"(visit {study.timepoint})",
+        f"(visit {study.timepoint}"
+        + (f"; from a {study.measured['input']}" if study.measured.get("input") else "")
+        + ")",
         visit=study.timepoint if study.source == "batch" else None,
     )

@@ -16,8 +16,9 @@ of :func:`web.services.uploads.measure_files`, so the study is kept de-identifie
 study store and its key images can be drawn) becomes a :class:`~web.models.PacsStudy` of
 its subject with ``source`` ``batch``, in its own transaction as soon as it is measured,
 audited as recorded by the trial manager who started the batch. A study already waiting
-or already kept for the subject (same StudyInstanceUID) is not recorded twice, so running
-the same batch again adds nothing. A study of another patient than the subject's images
+or already kept for the subject (same StudyInstanceUID; for a NIfTI image with a label map,
+the same image content: :mod:`web.services.batch_labelmap`) is not recorded twice, so
+running the same batch again adds nothing. A study of another patient than the subject's images
 is refused. Nothing is saved as a timepoint and nothing is signed.
 
 **Interrupted and resumed.** The job's owner (this process) and heartbeat are kept by
@@ -63,6 +64,7 @@ def measure_for_trial(task: dict[str, str], *, store: str) -> dict[str, Any]:
     """
     import warnings
 
+    from web.services.batch_labelmap import is_label_map_study, measure_label_map_study
     from web.services.uploads import measure_files
 
     started = time.perf_counter()
@@ -78,9 +80,18 @@ def measure_for_trial(task: dict[str, str], *, store: str) -> dict[str, Any]:
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
-            measured = measure_files(
-                [*files, seg], Path(scratch), store=Path(store), what=f"{where} ({image}, {seg})"
-            )
+            if is_label_map_study(image):  # NIfTI/NRRD/MetaImage image + label map
+                measured = measure_label_map_study(
+                    image, seg, store=Path(store), what=f"{where} ({image}, {seg})"
+                )
+            else:
+                measured = measure_files(
+                    [*files, seg],
+                    Path(scratch),
+                    store=Path(store),
+                    what=f"{where} ({image}, {seg})",
+                    label_maps=True,
+                )
     except InvalidInput as error:
         reason = error.message if where in error.message else f"{where}: {error.message}"
         return {
@@ -161,6 +172,7 @@ class JobProgress:
                         "awaiting_id": landed,
                         "note": note,
                         "lesions": len(record["measurement"]["lesions"]),
+                        "input": record["measurement"].get("input") or "DICOM",
                     }
             merge(job, outcome(row, status, reason, measured=True, **extra))
             job.updated_at = datetime.now(UTC)
@@ -202,7 +214,13 @@ def land(
         check_binding(session, subject, image)
     except StudyOfAnotherPatient as error:
         return None, f"{where}: {error.message}"
-    uid = image.get("study_instance_uid") or (measured.get("study") or {}).get("id")
+    # A DICOM study by its StudyInstanceUID, a label-map study by its image's content
+    # (web.services.batch_labelmap, "Its key").
+    uid = (
+        image.get("study_instance_uid")
+        or image.get("content_key")
+        or (measured.get("study") or {}).get("id")
+    )
     if not uid:
         return None, f"{where}: the study has no StudyInstanceUID to record it by"
     uid = str(uid)[:128]
@@ -211,7 +229,7 @@ def land(
     )
     if existing is not None:
         return existing.id, f"already recorded ({existing.source})"
-    day = image.get("study_date")
+    day = getattr(row, "date", None) or image.get("study_date")  # the manifest's wins
     study = PacsStudy(
         subject_id=subject.id,
         study_uid=uid,

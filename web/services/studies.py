@@ -25,8 +25,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +96,27 @@ def study_folder(root: Path, study_id: str) -> Path:
 
 def store_study(root: Path, series: Sequence[Path], segmentations: Sequence[Path]) -> str:
     """De-identify and keep a measured study; returns its id (SHA-256 of its files)."""
+    named = [(f"series/{i:05d}.dcm", p) for i, p in enumerate(series)]
+    named += [(f"seg/{p.name}", p) for p in segmentations]
+    # A label map (.nii.gz) comes already stripped (web.services.batch_labelmap).
+    writers = [
+        (name, partial(shutil.copyfile if name.endswith(".nii.gz") else _deidentified, path))
+        for name, path in named
+    ]
+    return store_files(root, writers)
+
+
+def store_files(root: Path, named: Sequence[tuple[str, Callable[[Path], None]]]) -> str:
+    """Keep a study whose files (``series/…`` and ``seg/…``) are written by their writers
+    (each de-identifies what it writes); returns its id (SHA-256 of the files written)."""
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
     try:
         (staging / "series").mkdir()
         (staging / "seg").mkdir()
         digest = hashlib.sha256()
-        named = [(f"series/{i:05d}.dcm", p) for i, p in enumerate(series)]
-        named += [(f"seg/{p.name}", p) for p in segmentations]
-        for name, path in named:
-            _deidentified(path, staging / name)
+        for name, write in named:
+            write(staging / name)
             digest.update(name.encode() + b"\0")
             digest.update(hashlib.sha256((staging / name).read_bytes()).digest())
         study_id = digest.hexdigest()
@@ -220,7 +231,11 @@ def rebind_imaging(
 def _annotated(folder: str, seg_name: str) -> Any:
     from imaging_io.keyimage import AnnotatedSeries
 
-    return AnnotatedSeries.read(Path(folder) / "series", Path(folder) / "seg" / seg_name)
+    series = Path(folder) / "series"
+    # A label-map study keeps its image as one NIfTI file (web.services.batch_labelmap).
+    volumes = sorted(series.glob("*.nii.gz"))
+    image = volumes[0] if len(volumes) == 1 else series
+    return AnnotatedSeries.read(image, Path(folder) / "seg" / seg_name)
 
 
 def segment_named(evidence: dict[str, Any], lesion: str) -> dict[str, Any] | None:

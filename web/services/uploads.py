@@ -155,10 +155,18 @@ def measure_upload(stream: IO[bytes], *, store: Path | None = None) -> dict[str,
 
 
 def measure_files(
-    files: list[Path], workdir: Path, *, store: Path | None = None, what: str = "the study"
+    files: list[Path],
+    workdir: Path,
+    *,
+    store: Path | None = None,
+    what: str = "the study",
+    label_maps: bool = False,
 ) -> dict[str, Any]:
     """Measure a study given as its files (an image series and its SEG/RTSTRUCT), using
     ``workdir`` for scratch copies; see :func:`measure_upload` for the result and ``store``.
+    With ``label_maps`` (a batch, as ``recist batch`` reads it) a NIfTI/NRRD/MetaImage file
+    among them is a label map over the series too, kept as a de-identified NIfTI copy
+    (:func:`web.services.batch_labelmap.stripped_copy`).
     """
     try:
         from imaging_io import ImagingInputError, measure_study
@@ -166,7 +174,11 @@ def measure_files(
         raise InvalidInput(
             "measuring studies needs the imaging_io package", field="study"
         ) from None
+    from imaging_io.series import is_sitk_file
+
     images, segs = _classify(files)
+    if label_maps:
+        segs += [p for p in files if is_sitk_file(p)]
     if not segs:
         raise InvalidInput(f"{what} holds no DICOM SEG or RTSTRUCT to measure", field="study")
     if not images:
@@ -185,7 +197,13 @@ def measure_files(
     for index, seg in enumerate(segs):
         # Two zip folders may hold files of the same name: number them.
         kept = seg_dir / f"{index:02d}-{seg.name}"
-        shutil.copyfile(seg, kept)
+        if is_sitk_file(seg):  # a label map (label_maps): measured as given, kept stripped
+            from web.services.batch_labelmap import stored_name, stripped_copy
+
+            kept = seg_dir / stored_name(seg, index)
+            stripped_copy(seg, kept)
+        else:
+            shutil.copyfile(seg, kept)
         named.append(kept)
         try:
             result = measure_study(series_dir, seg)
@@ -204,6 +222,8 @@ def measure_files(
         }
         lesions.extend({**item, "seg": kept.name} for item in data["lesions"])
     measured: dict[str, Any] = {"image": image_info, "lesions": lesions}
+    if any(is_sitk_file(seg) for seg in segs):
+        measured["input"] = "label map"  # what the pages say it was measured from
     if store is not None:
         from web.services.studies import store_study
 
