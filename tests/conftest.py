@@ -22,6 +22,15 @@ os.environ.setdefault(
 
 
 def pytest_sessionstart(session: Any) -> None:
+    if os.environ.get("RECIST_EXPECT_COMPILED") == "1":  # `make test-mypyc`, every worker
+        import recist.assessment
+        import recist.contract
+
+        for module in (recist.assessment, recist.contract):
+            assert module.__file__ and module.__file__.endswith(".so"), (
+                f"the compiled engine was asked for, but {module.__name__} is "
+                f"{module.__file__}"
+            )
     if not hasattr(session.config, "workerinput"):  # the controller: start afresh
         for stale in COUNTS.glob("*.json"):
             stale.unlink()

@@ -56,9 +56,9 @@ from web.services.studies import check_binding
 
 def target_values(raw: dict[str, Any], subject_code: str, tp_code: str) -> dict[str, Any]:
     """A timepoint's target values as the engine's ``TargetValue`` (R-EXACT), each
-    checked by the contract (``recist.jsonio.target_value``), the error naming where."""
-    from recist.errors import CaseInputError
+    checked by the contract (``recist.contract.target_value``), the error naming where."""
     from recist.contract import target_value
+    from recist.errors import CaseInputError
 
     out = {}
     for code, value in raw.items():
