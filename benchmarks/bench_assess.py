@@ -16,6 +16,12 @@ Target: ratio <= 3 (the engine adds at most 3x the cost of load+dump) and linear
     python benchmarks/bench_assess.py                  # 1k, 10k; 5 children each
     python benchmarks/bench_assess.py --large          # and 100k (about a minute a child)
     python benchmarks/bench_assess.py --sizes 2000 --repeat 9
+    python benchmarks/bench_assess.py --large --to-file   # both sides write a real file
+
+Both sides write into memory (a StringIO) by default; ``--to-file`` has both write a
+temporary file instead, as ``recist assess cases.jsonl > results.jsonl`` does: then the
+peak memory is the engine's own (a large batch's output is spooled to disk until the
+batch is done, never held whole), not that of a StringIO holding every result.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date, timedelta
+from typing import TextIO
 
 TIMEPOINTS = 8
 SITES = ["liver", "lung", "lymph node", "bone", "adrenal", "spleen"]
@@ -67,17 +75,25 @@ def synthetic_case(rng: random.Random, number: int) -> dict:
             "lesions": lesions, "timepoints": timepoints}
 
 
-def measure(n: int) -> dict:
+def _sink(to_file: bool) -> TextIO:
+    if to_file:
+        return tempfile.TemporaryFile("w+", encoding="utf-8")
+    return io.StringIO()
+
+
+def measure(n: int, to_file: bool = False) -> dict:
     from recist.cli_assess import assess_batch, read_cases, write_results
 
     rng = random.Random(20261126 + n)
     text = "".join(json.dumps(synthetic_case(rng, i)) + "\n" for i in range(n))
 
     t0 = time.perf_counter()
-    out = io.StringIO()
+    out = _sink(to_file)
     for line in text.splitlines():
         out.write(json.dumps(json.loads(line)) + "\n")
+    out.flush()
     baseline = time.perf_counter() - t0
+    out.close()
     del out
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -85,9 +101,11 @@ def measure(n: int) -> dict:
     form, cases = read_cases(text, "synthetic")
     errors: list[str] = []
     rendered = assess_batch(cases, form, "json", False, errors)
-    out = io.StringIO()
+    out = _sink(to_file)
     write_results(form, rendered, "json", out)
+    out.flush()
     engine = time.perf_counter() - t0
+    out.close()
     assert not errors, errors[:3]
     assert len(rendered) == n
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -113,10 +131,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--large", action="store_true", help="add 100,000 subjects")
     parser.add_argument("--repeat", type=int, default=5, help="fresh children per size")
+    parser.add_argument("--to-file", action="store_true", help="write a temporary file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child)))
+        print(json.dumps(measure(args.child, args.to_file)))
         return
     sizes = [*args.sizes, 100_000] if args.large and 100_000 not in args.sizes else args.sizes
     print(f"{'subjects':>9} {'ratio (median, min-max)':>24} {'timepoints/s':>13} "
@@ -125,7 +144,8 @@ def main() -> None:
     for n in sizes:
         runs = []
         for _ in range(max(1, args.repeat)):
-            done = subprocess.run([sys.executable, __file__, "--child", str(n)],
+            child = [sys.executable, __file__, "--child", str(n)]
+            done = subprocess.run(child + (["--to-file"] if args.to_file else []),
                                   capture_output=True, text=True, check=True)
             runs.append(json.loads(done.stdout))
         ratios = [r["ratio"] for r in runs]

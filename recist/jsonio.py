@@ -524,10 +524,12 @@ def _plain(schema: Any) -> Any:
             "schema": value if required else value["schema"],
             "required": required,
         }
+    config = schema.get("config", {})
     out: dict[str, Any] = {
         "type": "typed-dict",
         "fields": fields,
-        "extra_behavior": schema.get("config", {}).get("extra_fields_behavior", "ignore"),
+        "extra_behavior": config.get("extra_fields_behavior", "ignore"),
+        "config": config,  # e.g. allow_inf_nan, for the fields of this model
     }
     for wrapper in reversed(wrappers):
         out = {**wrapper, "schema": out}
