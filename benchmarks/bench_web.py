@@ -56,6 +56,7 @@ def seed(database: dict[str, Any]) -> tuple[str, list[str]]:
     from web.db import make_engine, make_session_factory
     from web.demo import DEMO_ARMS, synthetic_case
     from web.services import SYSTEM, create_token, create_trial, create_user, import_case
+    from web.services.membership import add_member
 
     engine = make_engine(database["DATABASE_URL"], schema=database["DATABASE_SCHEMA"])
     session = make_session_factory(engine)()
@@ -68,6 +69,7 @@ def seed(database: dict[str, Any]) -> tuple[str, list[str]]:
         settings={"visit_interval_days": 56},
     )
     create_user(session, SYSTEM, username="bench", password="bench password 1", role="reader")
+    add_member(session, SYSTEM, username="bench", trial_code=TRIAL)  # per-trial access
     token = create_token(session, SYSTEM, username="bench", name="bench")
     rng = random.Random(5)
     ids = []
