@@ -196,17 +196,25 @@ def central(session: Session, trial: str, users: dict[str, str]) -> str:
 
 
 def test_an_unfinished_adjudication_is_refused_naming_the_subject_and_visits(
-    app: Flask, central: str
+    app: Flask, session: Session, central: str
 ) -> None:
+    # S-3 has one central read of two; S-4 no read at all (in no analysis: not named).
+    for code in ("S-3", "S-4"):
+        create_subject(session, SYSTEM, central, code=code, arm="A")
+    one = central_read(fu(id="W8", targets={"T1": 28.0}))
+    submit_read(session, R1, central, "S-3", read=one, password=PASSWORD)
     client = _client(app)
     for domain in ("rs", "adrs", "adtte"):
         response = client.get(f"/trials/{central}/exports/{domain}.csv")
         assert response.status_code == 409
         text = response.data.decode()
         assert "subject S-1: awaiting adjudication" in text
-        assert "read 1 (reader) calls PD at W16 (2021-04-26)" in text
-        assert "read 2 (reader2) calls PD at W24 (2021-06-21)" in text
-        assert "S-2" not in text  # agreed: nothing pending
+        assert (
+            "subject S-1: awaiting adjudication (read 1 by reader: PD at W16 on 2021-04-26, "
+            "read 2 by reader2: PD at W24 on 2021-06-21)"
+        ) in text
+        assert "subject S-3: 1 of 2 reads (read 1 by reader: no progression)" in text
+        assert "S-2" not in text and "S-4" not in text  # agreed; nothing read
 
 
 def test_the_adjudicated_central_read_is_the_one_exported_with_its_provenance(

@@ -36,10 +36,10 @@ _SOURCE = {"engine": "ENGINE", "override": "OVERRIDE"}
 def _progression_at(read: Any) -> str:
     progression = (read.result_json or {}).get("progression")
     if not progression:
-        return f"read {read.slot} ({read.reader}) calls no progression"
+        return f"read {read.slot} by {read.reader}: no progression"
     return (
-        f"read {read.slot} ({read.reader}) calls PD at {progression['timepoint']} "
-        f"({progression['date']})"
+        f"read {read.slot} by {read.reader}: PD at {progression['timepoint']} "
+        f"on {progression['date']}"
     )
 
 
@@ -57,7 +57,7 @@ def pending_subjects(session: Session, trial: Trial) -> list[str]:
         has_site_read = bool((row.subject.result_json or {}).get("timepoints"))
         if not row.reads and not has_site_read:
             continue  # nothing read yet: not in any analysis
-        calls = "; ".join(_progression_at(read) for read in row.reads)
+        calls = ", ".join(_progression_at(read) for read in row.reads)
         out.append(f"subject {row.subject.code}: {row.state}" + (f" ({calls})" if calls else ""))
     return out
 
