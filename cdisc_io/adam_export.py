@@ -151,9 +151,18 @@ def _last_unconfirmed_iupd(result: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def adrs_records(
-    item: Assessed, studyid: str, flags: dict[tuple[str, str, str], str] | None = None
+    item: Assessed,
+    studyid: str,
+    flags: dict[tuple[str, str, str], str] | None = None,
+    variants: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The ADRS records of one read; ``flags`` give ADTF of imputed visit dates."""
+    """The ADRS records of one read; ``flags`` give ADTF of imputed visit dates.
+
+    ``variants`` are the results (confirmation off, on) that BOR/CBOR, RSP/CRSP and
+    IBOR/ICBOR… come from; by default the engine assesses the case again with
+    ``confirmation`` off and on. :mod:`cdisc_io.as_used_export` passes the results as an
+    analysis uses them (after an adjudicator's override, R-BOR-USED).
+    """
     from endpoints.derive import first_response
 
     case, result = item.case, item.result
@@ -186,8 +195,9 @@ def adrs_records(
     for tp in result["timepoints"][1:]:
         if tp.get("overall_response"):
             add("OVR", f"Overall Response by {who}", tp["overall_response"], tp["id"], tp["date"])
-    unconfirmed = _variant(case, confirmation=False)
-    confirmed = _variant(case, confirmation=True)
+    if variants is None:
+        variants = (_variant(case, confirmation=False), _variant(case, confirmation=True))
+    unconfirmed, confirmed = variants
     bor, cbor = unconfirmed["best_overall_response"], confirmed["best_overall_response"]
     if irecist:
         _irecist_parameters(add, who, case, result, unconfirmed, confirmed)

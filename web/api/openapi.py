@@ -204,6 +204,7 @@ _PARAMETER_TEXT = {
     "subject_code": "the subject's id within the trial",
     "tp_code": "the timepoint's visit id, e.g. W8",
     "job_id": "the batch's number",
+    "domain": "the CDISC domain: rs, tu, tr, adrs or adtte",
 }
 
 

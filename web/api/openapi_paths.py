@@ -43,6 +43,19 @@ def op(
     return operation
 
 
+def _analysis_export() -> dict[str, Any]:
+    """The trial's CDISC export for analysis: CSV, or 409 while central reads are not final."""
+    operation = op(
+        "One CDISC domain for analysis (rs, tu, tr, adrs, adtte) as CSV: one read per subject, "
+        "responses, BOR and PFS after adjudication and overrides (R-BOR-USED), with their "
+        "provenance; 409 naming the subjects while central reads await adjudication",
+        "view_audit",
+    )
+    operation["responses"]["200"]["content"] = {"text/csv": {}}
+    operation["responses"]["409"] = {"$ref": "#/components/responses/Error"}
+    return operation
+
+
 def ref(name: str) -> dict[str, str]:
     """A reference to the schema ``name`` of the document's components."""
     return {"$ref": f"#/components/schemas/{name}"}
@@ -424,6 +437,7 @@ def review_paths() -> dict[str, Any]:
         S + "/central-review": {
             "get": op("Both central reads of a subject in full, side by side", "view_audit")
         },
+        "/trials/{trial_code}/exports/{domain}.csv": {"get": _analysis_export()},
         S + "/adjudication": {
             "post": op(
                 "Accept one of two disagreeing reads with a rationale, signed with the password",

@@ -114,3 +114,24 @@ def trial_member_remove(trial_code: str, username: str) -> Any:
         request_session(), actor(), username=username, trial_code=trial_code, reason=reason
     )
     return jsonify({"removed": username, "trial": trial_code})
+
+
+@bp.route("/trials/<trial_code>/exports/<domain>.csv", methods=["GET"])
+@requires("view_audit")
+def analysis_export(trial_code: str, domain: str) -> Any:
+    """The trial's CDISC export for analysis (``rs``, ``tu``, ``tr``, ``adrs``, ``adtte``) as
+    CSV: one read per subject, responses, BOR and PFS as used (:mod:`web.services.exports`);
+    409 naming the subjects while central reads are not final."""
+    from flask import Response
+
+    from web.services.exports import analysis_csv
+
+    session = request_session()
+    trial = get_trial(session, trial_code)
+    return Response(
+        analysis_csv(session, trial, domain),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{trial.code}_analysis_{domain}.csv"'
+        },
+    )

@@ -3,8 +3,8 @@
 
 Split by the same areas as the services: ``trials``, ``subjects``, ``baseline``,
 ``timepoints``, ``uploads`` (blueprint ``views``) and ``audit``, ``signing``,
-``progression``, ``plots``, ``central`` (blueprint ``review``); ``site_sheet`` is the site
-reader's worksheet (``views``); ``forms``, ``grid``, ``read_sheet`` and ``sheet_check``
+``progression``, ``plots``, ``central``, ``exports`` (blueprint ``review``); ``site_sheet``
+is the site reader's worksheet (``views``); ``forms``, ``grid``, ``read_sheet`` and ``sheet_check``
 translate between form fields and the case contract. Each blueprint's templates live
 in its own folder (``templates/views/``, ``templates/review/``); the shared layout
 (``base.html``, ``error.html``) stays at the top.
@@ -25,6 +25,7 @@ from web.pages import (  # noqa: E402
     batch,
     central,
     common,
+    exports,
     images,
     inbox,
     pacs,
@@ -46,6 +47,7 @@ __all__ = [
     "batch",
     "central",
     "common",
+    "exports",
     "images",
     "inbox",
     "pacs",

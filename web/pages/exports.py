@@ -1,0 +1,29 @@
+"""The trial's CDISC exports for analysis (SDTM RS, TU, TR; ADaM ADRS, ADTTE): one read per
+subject with the responses, BOR and PFS as used (:mod:`web.services.exports`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from web.auth import requires
+from web.pages import review as bp
+from web.services import get_trial, request_session
+
+
+@bp.route("/trials/<trial_code>/exports/<domain>.csv")
+@requires("view_audit")
+def analysis_export(trial_code: str, domain: str) -> Any:
+    """One domain as used; central reads not yet final answer 409 naming the subjects."""
+    from web.services.exports import analysis_csv
+
+    session = request_session()
+    trial = get_trial(session, trial_code)
+    return Response(
+        analysis_csv(session, trial, domain),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{trial.code}_analysis_{domain}.csv"'
+        },
+    )
