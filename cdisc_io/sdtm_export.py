@@ -222,7 +222,10 @@ def export_sdtm(
         irecist = result.get("criteria") == IRECIST
         new_lesions: dict[str, dict[str, Any]] = {}  # first listing of each new lesion
         declared: dict[str, str] = {}  # the category the case gave a new lesion
-        sighted: set[str] = set()  # new lesions seen unequivocally so far
+        # I-NEW-1: where the engine first counted each new lesion (R-NEW-1, R-NEW-2)
+        first_seen = {
+            n["id"]: n["first_seen"] for n in result.get("new_lesion_categories") or []
+        }
         for tp in timepoints:
             scan_dates = tp.get("scan_dates", {})
             visit: dict[str, str] = {"VISITNUM": visitnum[tp["id"]], "VISIT": tp["id"]}
@@ -265,13 +268,13 @@ def export_sdtm(
                     first = new_lesions.setdefault(new["id"], new)
                     if new.get("category"):
                         declared.setdefault(new["id"], new["category"])
+                    seen_at = first_seen.get(new["id"])
                     listing = export_listing(
                         new,
-                        first=new["id"] not in sighted,
+                        first=seen_at is None or int(visitnum[seen_at]) >= int(visitnum[tp["id"]]),
                         declared=declared.get(new["id"]),
+                        nodal=bool(first.get("nodal")),
                     )
-                    if not new.get("equivocal"):
-                        sighted.add(new["id"])  # R-NEW-2: an equivocal one is not yet seen
                     if first is new:
                         role = listing.group
                     if listing.size is not None:

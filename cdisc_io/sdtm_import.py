@@ -908,6 +908,9 @@ def _timepoint(
     return tp
 
 
+NODE_COUNTS_MM = 10.0  # R-NEW-1: a new node counts from this short axis
+
+
 @dataclass(slots=True)
 class _Listing:
     """One iRECIST new-lesion listing as read, with the rows its checks name."""
@@ -1008,6 +1011,7 @@ def _check_listings(listings: list[_Listing], lesions: dict[str, _TuLesion], fil
     and a declared new non-target is followed by its state, not a size (I-NEW-4)."""
     fixed: dict[str, tuple[str, str, int]] = {}  # lesion → (category, where, row)
     sighted: set[str] = set()  # lesions seen unequivocally (R-NEW-2)
+    listed: set[str] = set()
     for item in listings:
         tu = lesions[item.lesion]
         where = (
@@ -1032,7 +1036,9 @@ def _check_listings(listings: list[_Listing], lesions: dict[str, _TuLesion], fil
                 assert item.category_row is not None
                 fixed[item.lesion] = (item.category, f"visit {item.visit}", item.category_row)
         declared = fixed.get(item.lesion, (None,))[0]
-        if declared == "non-target" and item.lesion in sighted and item.size_row is not None:
+        # (a node keeps its short axis: R-NEW-1 reads it at every listing)
+        later = item.lesion in sighted and not tu.nodal
+        if declared == "non-target" and later and item.size_row is not None:
             raise CdiscFileError(
                 f"{where}: a size is recorded for a new non-target lesion; a new non-target is "
                 "followed by its TUMSTATE (PRESENT, ABSENT, UNEQUIVOCAL PROGRESSION or TRSTAT "
@@ -1041,7 +1047,13 @@ def _check_listings(listings: list[_Listing], lesions: dict[str, _TuLesion], fil
                 row=item.size_row,
                 column="TRTESTCD",
             )
-        if not item.listing["equivocal"]:
+        if item.lesion in listed:  # site and nodal flag are the first listing's (I-NEW-4)
+            item.listing.pop("site", None)
+            item.listing.pop("nodal", None)
+        listed.add(item.lesion)
+        size = item.listing.get("size_mm")
+        small_node = tu.nodal and isinstance(size, float) and size < NODE_COUNTS_MM
+        if not item.listing["equivocal"] and not small_node:  # R-NEW-1, R-NEW-2
             sighted.add(item.lesion)
 
 

@@ -15,9 +15,13 @@ give its category (docs/contracts.md §1.3). In SDTM:
 - state: ``TUMSTATE`` ``PRESENT``, ``ABSENT``, ``UNEQUIVOCAL PROGRESSION`` (or
   ``PROGRESSION``), and ``TRSTAT = NOT DONE`` for ``not_evaluated``; a size ``absent`` or
   ``not_evaluated`` is written as that state (the engine reads both alike, I-NEW-4).
-- a new non-target is followed by its state: a size given on one after its first listing
-  says only that it is present, so it is written ``PRESENT``; on import such a size, on a
-  lesion whose ``TRGRPID``/TU says ``NEW NON-TARGET``, is refused (I-NEW-4).
+- a new non-target is followed by its state: a size in mm given on one after its first
+  listing says only that it is present, so it is written ``PRESENT``; on import such a
+  size, on a lesion whose ``TRGRPID``/TU says ``NEW NON-TARGET``, is refused (I-NEW-4).
+  ``TOO SMALL TO MEASURE`` stays (the engine flags it ``too_small``), and so does a node's
+  short axis (``LPERP``): the engine refuses a nodal new lesion listed without one (R-NEW-1).
+- site and nodal flag: TU ``TULOC`` (a node's site names a node, R-MEAS-2), given on the
+  first listing only; later listings keep them (I-NEW-4).
 
 The import refuses, naming file, row, column, subject, reader, visit, lesion and rule: a
 ``TUMSTATE`` that is no new lesion's state, a size and a state at one visit, a category that
@@ -82,12 +86,15 @@ class ExportListing:
     not_done: bool
 
 
-def export_listing(new: dict[str, Any], *, first: bool, declared: str | None) -> ExportListing:
+def export_listing(
+    new: dict[str, Any], *, first: bool, declared: str | None, nodal: bool = False
+) -> ExportListing:
     """The TR records of one iRECIST new-lesion listing (see the module docstring).
 
     ``first``: the lesion's first listing; ``declared``: the category the case gave it so
     far (a later size on a declared new non-target is written as ``PRESENT``, I-NEW-4).
     """
+    new_nodal = nodal or bool(new.get("nodal"))
     category = new.get("category")
     group = GROUP_OF_CATEGORY.get(category, NEW_ROLE) if category else NEW_ROLE
     size = new.get("size_mm")
@@ -96,7 +103,10 @@ def export_listing(new: dict[str, Any], *, first: bool, declared: str | None) ->
     state = new.get("state")
     if state is None and isinstance(size, str) and size in SIZE_WORDS_AS_STATE:
         state, size = SIZE_WORDS_AS_STATE[size], None
-    if size is not None and not first and (category or declared) == "non-target":
+    later_non_target = not first and (category or declared) == "non-target"
+    # A node keeps its short axis: the engine reads a node's later listing by it (R-NEW-1)
+    # and refuses a nodal new lesion listed without one, state or not.
+    if later_non_target and size is not None and size != "too_small" and not new_nodal:
         state, size = "present", None  # a new non-target is followed by its state
     if state is not None:
         return ExportListing(group, None, STATE_OUT[state], state == "not_evaluated")
