@@ -25,8 +25,9 @@ The conventions are the ones :mod:`cdisc_io.sdtm_import` reads (see its docstrin
   progression (their response ``iUPD`` / ``iCPD``), ``EQUIVOCAL`` where only an equivocal
   one is seen. The RECIST 1.1 result beside it (``recist1_1``) is not written: RS would
   then hold two overall responses per visit, told apart only by ``RSCAT``.
-- TR of an iRECIST case: a new lesion listed again is ``ABSENT`` or ``NOT DONE`` when its
-  listing says so; its sizes, category and state are not written (TR as above).
+- TU/TR of an iRECIST case's new lesions: sizes, states and categories as
+  :mod:`cdisc_io.sdtm_irecist` maps them (``TRGRPID`` ``NEW TARGET`` / ``NEW NON-TARGET``,
+  ``LDIAM``/``LPERP``, ``TUMSTATE``), so that import-sdtm rebuilds them (I-NEW-1..4).
 
 Readers: ``INVESTIGATOR`` → ``--EVAL = INVESTIGATOR``; any other reader → ``--EVAL =
 INDEPENDENT ASSESSOR`` with ``--EVALID`` the reader; ``--ACPTFL = Y`` on the accepted read.
@@ -39,6 +40,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cdisc_io.sdtm_import import INVESTIGATOR
+from cdisc_io.sdtm_irecist import export_listing
 from recist.lesions import names_a_node
 
 if TYPE_CHECKING:
@@ -217,6 +219,13 @@ def export_sdtm(
                 | _reader_columns(case, "TU")
             )  # fmt: skip
         seen_new: set[str] = set()
+        irecist = result.get("criteria") == IRECIST
+        new_lesions: dict[str, dict[str, Any]] = {}  # first listing of each new lesion
+        declared: dict[str, str] = {}  # the category the case gave a new lesion
+        # I-NEW-1: where the engine first counted each new lesion (R-NEW-1, R-NEW-2)
+        first_seen = {
+            n["id"]: n["first_seen"] for n in result.get("new_lesion_categories") or []
+        }
         for tp in timepoints:
             scan_dates = tp.get("scan_dates", {})
             visit: dict[str, str] = {"VISITNUM": visitnum[tp["id"]], "VISIT": tp["id"]}
@@ -254,20 +263,45 @@ def export_sdtm(
                 stat = "NOT DONE" if state == "not_evaluated" else ""
                 tr(link, "NON-TARGET", "TUMSTATE", NON_TARGET_OUT[state], stat=stat)
             for new in tp.get("new_lesions", []):
-                gone = _gone_or_unread(new)
-                if gone is not None:  # iRECIST: listed again, gone or not read (I-NEW-4)
-                    stat = "NOT DONE" if gone == "not_evaluated" else ""
-                    tr(new["id"], "NEW", "TUMSTATE", _GONE_OR_UNREAD[gone], stat=stat)
+                role = "NEW"
+                if irecist:  # sizes, states and categories of I-NEW-1..4
+                    first = new_lesions.setdefault(new["id"], new)
+                    if new.get("category"):
+                        declared.setdefault(new["id"], new["category"])
+                    seen_at = first_seen.get(new["id"])
+                    listing = export_listing(
+                        new,
+                        first=seen_at is None or int(visitnum[seen_at]) >= int(visitnum[tp["id"]]),
+                        declared=declared.get(new["id"]),
+                        nodal=bool(first.get("nodal")),
+                    )
+                    if first is new:
+                        role = listing.group
+                    if listing.size is not None:
+                        test = "LPERP" if first.get("nodal") else "LDIAM"
+                        if listing.size == "too_small":
+                            tr(new["id"], listing.group, test, TOO_SMALL_TEXT)
+                        else:
+                            text = _number_text(float(listing.size))
+                            tr(new["id"], listing.group, test, text, text)
+                    if listing.tumstate is not None:
+                        stat = "NOT DONE" if listing.not_done else ""
+                        tr(new["id"], listing.group, "TUMSTATE", listing.tumstate, stat=stat)
                 else:
-                    state = "EQUIVOCAL" if new.get("equivocal") else "UNEQUIVOCAL"
-                    tr(new["id"], "NEW", "TUMSTATE", state)
+                    gone = _gone_or_unread(new)
+                    if gone is not None:  # listed again, gone or not read (I-NEW-4)
+                        stat = "NOT DONE" if gone == "not_evaluated" else ""
+                        tr(new["id"], "NEW", "TUMSTATE", _GONE_OR_UNREAD[gone], stat=stat)
+                    else:
+                        state = "EQUIVOCAL" if new.get("equivocal") else "UNEQUIVOCAL"
+                        tr(new["id"], "NEW", "TUMSTATE", state)
                 if new["id"] not in seen_new:
                     seen_new.add(new["id"])
                     tu_rows.append(
                         base
                         | {"DOMAIN": "TU", "TUSEQ": tu_seq(subject), "TULNKID": new["id"],
                            "TUTESTCD": "TUMIDENT", "TUTEST": "Tumor Identification",
-                           "TUORRES": "NEW", "TUSTRESC": "NEW",
+                           "TUORRES": role, "TUSTRESC": role,
                            "TULOC": _loc({"site": new.get("site"), "nodal": new.get("nodal")}),
                            "TUDTC": scan_dates.get(new["id"], tp["date"])}
                         | _reader_columns(case, "TU")

@@ -60,7 +60,14 @@ from typing import TYPE_CHECKING, Any
 
 from cdisc_io.dates import ImputationRule, ParsedDate, covers, is_partial, parse_dtc
 from cdisc_io.errors import CdiscFileError
-from recist.jsonio import parse_case
+from cdisc_io.sdtm_irecist import (
+    CATEGORY_GROUPS,
+    SEEN_STATES,
+    STATE_WORDS,
+    is_irecist,
+)
+from recist.errors import RecistError
+from recist.jsonio import assess_json, parse_case
 from recist.lesions import names_a_node
 from recist.settings import MAX_VOLUME_ML
 
@@ -76,7 +83,14 @@ DM_REQUIRED = ("USUBJID",)
 SIZE_TESTS = ("LDIAM", "LPERP", "DIAMETER")
 VOLUME_TEST = "VOLUME"  # a baseline lesion's volume in mL (R-ELIG-VOLUME)
 KNOWN_TESTS = (*SIZE_TESTS, "TUMSTATE", "SUMDIAM", VOLUME_TEST)
-ROLES = {"TARGET": "target", "NON-TARGET": "non-target", "NEW": "new"}
+ROLES = {
+    "TARGET": "target",
+    "NON-TARGET": "non-target",
+    "NEW": "new",
+    # iRECIST: a new lesion with the reader's category (I-NEW-1; cdisc_io.sdtm_irecist)
+    "NEW TARGET": "new",
+    "NEW NON-TARGET": "new",
+}
 NOT_DONE = "NOT DONE"
 TOO_SMALL_WORDS = ("TOO SMALL",)
 NON_TARGET_STATES = {
@@ -93,6 +107,8 @@ NEW_LESION_STATES = {
     "EQUIVOCAL": True,  # R-NEW-2: not PD until confirmed
     "UNEQUIVOCAL": False,  # R-NEW-1
     "PRESENT": False,
+    "UNEQUIVOCAL PROGRESSION": False,  # iRECIST's new non-target that grew: seen
+    "PROGRESSION": False,
     "ABSENT": None,  # not listed
     NOT_DONE: None,
 }
@@ -134,6 +150,7 @@ class _TuLesion:
     nodal: bool
     accepted: bool
     row: int
+    category: str | None = None  # iRECIST: NEW TARGET / NEW NON-TARGET (I-NEW-1)
 
 
 @dataclass(slots=True)
@@ -209,13 +226,22 @@ def read_tu(
         role = ROLES.get(role_text)
         if role is None:
             raise CdiscFileError(
-                f"unknown tumour role {role_text!r}; expected TARGET, NON-TARGET or NEW",
+                f"unknown tumour role {role_text!r}; expected TARGET, NON-TARGET or NEW "
+                "(NEW TARGET, NEW NON-TARGET: iRECIST, I-NEW-1)",
                 file=file,
                 row=row,
                 column=column,
             )
         reader = reader_of(ev, evid)
-        lesion = _TuLesion(link, role, loc, names_a_node(loc), acpt.upper() == "Y", row)
+        lesion = _TuLesion(
+            link,
+            role,
+            loc,
+            names_a_node(loc),
+            acpt.upper() == "Y",
+            row,
+            CATEGORY_GROUPS.get(role_text),
+        )
         known = out[(subject, reader)].get(link)
         if known is not None:
             if (known.role, known.site) != (lesion.role, lesion.site):
@@ -683,6 +709,7 @@ def _build_case(
     notices: list[Notice],
     subject_has_tu_flags: bool,
     prefer_diameter: bool,
+    irecist: bool = False,
 ) -> dict[str, Any]:
     _, tr_file = files
     for rec in recs:
@@ -715,10 +742,15 @@ def _build_case(
         if rec.test == VOLUME_TEST and rec.number is not None and rec.lesion in by_id:
             by_id[rec.lesion]["volume_ml"] = rec.number
     out_tps: list[dict[str, Any]] = []
+    listings: list[_Listing] | None = [] if irecist else None
     for name, group in timepoints:
         group = [rec for rec in group if rec.test != VOLUME_TEST]
         if group:
-            out_tps.append(_timepoint(name, group, lesions, notices, tr_file, prefer_diameter))
+            out_tps.append(
+                _timepoint(name, group, lesions, notices, tr_file, prefer_diameter, listings)
+            )
+    if listings is not None:
+        _check_listings(listings, lesions, tr_file)
     if subject_has_tu_flags:
         accepted = any(le.accepted for le in lesions.values())
     else:  # no TUACPTFL for this subject: the read flagged on most of its TR records
@@ -745,7 +777,9 @@ def _timepoint(
     notices: list[Notice],
     file: str,
     prefer_diameter: bool,
+    listings: list[_Listing] | None = None,
 ) -> dict[str, Any]:
+    """One timepoint of a read; ``listings`` (iRECIST) collects the new lesions' listings."""
     # The visit's date is the one most of its records carry (ties: the earliest); lesions
     # scanned on another day keep their own date in scan_dates (§8 progression dating).
     counts = Counter(r.when.value for r in group if r.when)
@@ -774,11 +808,18 @@ def _timepoint(
                 row=recs[0].row,
                 column="TRLNKID",
             )
-        chosen = (
-            _size_record(recs, lesion.nodal, prefer_diameter)
-            if lesion.role == "target"
-            else next((r for r in recs if r.test == "TUMSTATE"), None)
-        )
+        if lesion.role == "target":
+            chosen = _size_record(recs, lesion.nodal, prefer_diameter)
+        elif lesion.role == "new" and listings is not None:  # iRECIST: a size, else the state
+            sized = [r for r in recs if r.test in SIZE_TESTS]
+            chosen = _size_record(sized, lesion.nodal, prefer_diameter) or next(
+                (r for r in recs if r.test == "TUMSTATE"), None
+            )
+        else:
+            chosen = next((r for r in recs if r.test == "TUMSTATE"), None)
+            if chosen is None and lesion.role == "new":  # measured: seen (R-NEW-1)
+                sized = [r for r in recs if r.test in SIZE_TESTS]
+                chosen = _size_record(sized, lesion.nodal, prefer_diameter)
         if chosen is None:
             continue
         if chosen.not_done and chosen.reason:
@@ -827,10 +868,17 @@ def _timepoint(
                     column="TRORRES",
                 )
             non_targets[link] = state
+        elif listings is not None:  # iRECIST: sizes, states, categories (I-NEW-1..4)
+            listing = _irecist_listing(name, link, recs, lesion, file, prefer_diameter)
+            listings.append(listing)
+            new_lesions.append(listing.listing)
         else:
             key = NOT_DONE if chosen.not_done else chosen.result
+            if chosen.test != "TUMSTATE":  # a size without a TUMSTATE: seen unless not done
+                key = NOT_DONE if chosen.not_done else "UNEQUIVOCAL"
             if key not in NEW_LESION_STATES:
                 raise CdiscFileError(
+                    f"subject {chosen.subject} ({chosen.reader}) visit {name}: "
                     f"new lesion {link} has TUMSTATE {chosen.result!r}; expected "
                     f"{', '.join(NEW_LESION_STATES)}",
                     file=file,
@@ -858,6 +906,155 @@ def _timepoint(
     if scan_dates:
         tp["scan_dates"] = scan_dates
     return tp
+
+
+NODE_COUNTS_MM = 10.0  # R-NEW-1: a new node counts from this short axis
+
+
+@dataclass(slots=True)
+class _Listing:
+    """One iRECIST new-lesion listing as read, with the rows its checks name."""
+
+    visit: str
+    lesion: str
+    listing: dict[str, Any]
+    subject: str
+    reader: str
+    category: str | None  # from TRGRPID
+    category_row: int | None
+    size_row: int | None
+
+
+def _irecist_listing(
+    visit: str,
+    link: str,
+    recs: list[_TrRecord],
+    lesion: _TuLesion,
+    file: str,
+    prefer_diameter: bool,
+) -> _Listing:
+    """A new lesion at one visit under iRECIST: its size, state and category (I-NEW-1..4;
+    the mapping is :mod:`cdisc_io.sdtm_irecist`'s)."""
+    subject, reader = recs[0].subject, recs[0].reader
+    where = f"subject {subject} ({reader}) visit {visit} new lesion {link}"
+    category: str | None = None
+    category_row: int | None = None
+    for rec in recs:
+        mine = CATEGORY_GROUPS.get(rec.group)
+        if mine is None:
+            continue
+        if category is not None and mine != category:
+            raise CdiscFileError(
+                f"{where}: TRGRPID says NEW {mine.upper()} here but NEW {category.upper()} at "
+                f"row {category_row}; a new lesion has one category (I-NEW-4)",
+                file=file,
+                row=rec.row,
+                column="TRGRPID",
+            )
+        category, category_row = mine, category_row or rec.row
+    size = _size_record([r for r in recs if r.test in SIZE_TESTS], lesion.nodal, prefer_diameter)
+    tumstate = next((r for r in recs if r.test == "TUMSTATE"), None)
+    equivocal, state = False, None
+    if tumstate is not None:
+        if tumstate.not_done:
+            state = "not_evaluated"
+        elif tumstate.result in SEEN_STATES:
+            equivocal = SEEN_STATES[tumstate.result]
+        elif tumstate.result in STATE_WORDS:
+            state = STATE_WORDS[tumstate.result]
+        else:
+            known = ", ".join([*SEEN_STATES, *STATE_WORDS, "TRSTAT NOT DONE"])
+            raise CdiscFileError(
+                f"{where}: TUMSTATE {tumstate.result!r} is not a new lesion's state; expected "
+                f"{known} (I-NEW-4)",
+                file=file,
+                row=tumstate.row,
+                column="TRORRES",
+            )
+    if size is not None and state is not None:
+        assert tumstate is not None
+        raise CdiscFileError(
+            f"{where}: {size.test} at row {size.row} and TUMSTATE "
+            f"{'NOT DONE' if tumstate.not_done else tumstate.result} both given; a new lesion "
+            "gives either its size (a new target) or its state (a new non-target), not both "
+            "(I-NEW-4)",
+            file=file,
+            row=tumstate.row,
+            column="TRTESTCD",
+        )
+    listing: dict[str, Any] = {"id": link}
+    if lesion.site:
+        listing["site"] = lesion.site.lower()
+    if lesion.nodal:
+        listing["nodal"] = True
+    listing["equivocal"] = equivocal
+    if size is not None:
+        listing["size_mm"] = _target_value(size)
+    if state is not None:
+        listing["state"] = state
+    if category is not None:
+        listing["category"] = category
+    return _Listing(
+        visit,
+        link,
+        listing,
+        subject,
+        reader,
+        category,
+        category_row,
+        size.row if size is not None and size.number is not None else None,
+    )
+
+
+def _check_listings(listings: list[_Listing], lesions: dict[str, _TuLesion], file: str) -> None:
+    """A new lesion's category is fixed at its first sighting (TU's, or its first TRGRPID),
+    and a declared new non-target is followed by its state, not a size (I-NEW-4)."""
+    fixed: dict[str, tuple[str, str, int]] = {}  # lesion → (category, where, row)
+    sighted: set[str] = set()  # lesions seen unequivocally (R-NEW-2)
+    listed: set[str] = set()
+    for item in listings:
+        tu = lesions[item.lesion]
+        where = (
+            f"subject {item.subject} ({item.reader}) visit {item.visit} new lesion {item.lesion}"
+        )
+        if tu.category is not None and item.lesion not in fixed:
+            fixed[item.lesion] = (tu.category, "its TU identification", tu.row)
+            if item.category is None and item.lesion not in sighted:
+                item.listing["category"] = tu.category
+        known = fixed.get(item.lesion)
+        if item.category is not None:
+            if known is not None and known[0] != item.category:
+                raise CdiscFileError(
+                    f"{where}: TRGRPID NEW {item.category.upper()} differs from NEW "
+                    f"{known[0].upper()} given by {known[1]} (row {known[2]}); a new lesion "
+                    "keeps the category of its first sighting (I-NEW-4)",
+                    file=file,
+                    row=item.category_row,
+                    column="TRGRPID",
+                )
+            if known is None:
+                assert item.category_row is not None
+                fixed[item.lesion] = (item.category, f"visit {item.visit}", item.category_row)
+        declared = fixed.get(item.lesion, (None,))[0]
+        # (a node keeps its short axis: R-NEW-1 reads it at every listing)
+        later = item.lesion in sighted and not tu.nodal
+        if declared == "non-target" and later and item.size_row is not None:
+            raise CdiscFileError(
+                f"{where}: a size is recorded for a new non-target lesion; a new non-target is "
+                "followed by its TUMSTATE (PRESENT, ABSENT, UNEQUIVOCAL PROGRESSION or TRSTAT "
+                "NOT DONE), only new targets are measured (I-NEW-4)",
+                file=file,
+                row=item.size_row,
+                column="TRTESTCD",
+            )
+        if item.lesion in listed:  # site and nodal flag are the first listing's (I-NEW-4)
+            item.listing.pop("site", None)
+            item.listing.pop("nodal", None)
+        listed.add(item.lesion)
+        size = item.listing.get("size_mm")
+        small_node = tu.nodal and isinstance(size, float) and size < NODE_COUNTS_MM
+        if not item.listing["equivocal"] and not small_node:  # R-NEW-1, R-NEW-2
+            sighted.add(item.lesion)
 
 
 def build_cases(
@@ -977,6 +1174,7 @@ def build_cases(
                 notices,
                 flags,
                 prefer_diameter,
+                is_irecist(settings),
             )
         )
         _check_date_order(cases[-1], notices, subjects_file)
@@ -984,7 +1182,19 @@ def build_cases(
         # The one contract (recist.jsonio): an imported case is refused here, naming its
         # subject, timepoint, lesion, field and rule, before anything is written — never
         # later by the tool that reads the output.
-        parse_case(case)
+        try:
+            parse_case(case)
+            if is_irecist(settings):
+                # I-NEW-4's listings are checked against the categories the engine gives
+                # the new lesions (a new target listed without its size…): assessing is
+                # the only check that knows them.
+                assess_json(case)
+        except RecistError as error:
+            if error.subject is None:
+                error = error.located(subject=case["subject_id"])
+            raise CdiscFileError(
+                f"reader {case['reader']}: {error}", file=tr_file
+            ) from None
     return ImportResult(cases, notices)
 
 

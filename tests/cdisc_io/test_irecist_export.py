@@ -178,7 +178,8 @@ def test_a_recist_1_1_read_of_the_same_measurements_keeps_its_own_export() -> No
 @pytest.mark.parametrize(
     ("listing", "tumstate", "stat"),
     [({"state": "absent"}, "ABSENT", ""), ({"size_mm": "not_evaluated"}, "", "NOT DONE"),
-     ({"state": "present"}, "UNEQUIVOCAL", "")],
+     ({"state": "present"}, "PRESENT", ""),
+     ({"state": "progression"}, "UNEQUIVOCAL PROGRESSION", "")],
 )  # fmt: skip
 def test_tr_writes_a_new_lesion_listed_again_as_its_listing_says(
     listing: dict[str, Any], tumstate: str, stat: str
