@@ -261,6 +261,7 @@ def _irecist_timepoints(timepoints: list[dict[str, Any]]) -> list[Timepoint]:
     """
     states = _NON_TARGET_STATES
     first: dict[str, dict[str, Any]] = {}
+    short_axes: dict[str, float] = {}  # each nodal new lesion's last measured short axis
     out: list[Timepoint] = []
     for tp in timepoints:
         tp_id = tp["id"]
@@ -313,8 +314,12 @@ def _irecist_timepoints(timepoints: list[dict[str, Any]]) -> list[Timepoint]:
                 {k: states[v] for k, v in tp.get("non_targets", _EMPTY).items()},
                 records,
                 dict(tp.get("scan_dates", _EMPTY)),
+                dict(short_axes),
             )
         )
+        for record in records:
+            if record.nodal and record.size is not None and record.size.size is not None:
+                short_axes[record.id] = length_to_mm(record.size.size)
     return out
 
 

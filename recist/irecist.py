@@ -200,9 +200,12 @@ class NewLesionRecord:
             return self.size.state in (TargetState.MEASURED, TargetState.TOO_SMALL)
         return self.state in (None, NonTargetState.PRESENT, NonTargetState.PROGRESSION)
 
-    def as_new_lesion(self) -> NewLesion:
-        """The lesion as RECIST 1.1 sees it at this timepoint (R-NEW-1: a node by its SA)."""
-        short_axis = None
+    def as_new_lesion(self, earlier_short_axis: float | None = None) -> NewLesion:
+        """The lesion as RECIST 1.1 sees it at this timepoint (R-NEW-1: a node by its SA).
+
+        A node listed by its state (a new non-target, I-NEW-4) has no size here: RECIST
+        1.1 then reads ``earlier_short_axis``, the short axis it was last measured at."""
+        short_axis = earlier_short_axis if self.nodal else None
         if self.nodal and self.size is not None and self.size.size is not None:
             short_axis = length_to_mm(self.size.size)
         return NewLesion(self.id, self.site, self.equivocal, self.nodal, short_axis)
@@ -227,14 +230,18 @@ def irecist_timepoint(
     non_targets: dict[str, NonTargetState],
     records: Sequence[NewLesionRecord],
     scan_dates: dict[str, date],
+    short_axes: Mapping[str, float] | None = None,
 ) -> IrecistTimepoint:
-    """A timepoint whose RECIST 1.1 new lesions are the ``records`` that show a lesion."""
+    """A timepoint whose RECIST 1.1 new lesions are the ``records`` that show a lesion;
+    ``short_axes``: each nodal new lesion's short axis as last measured at an earlier
+    timepoint, for a node listed here by its state (R-NEW-1, I-NEW-4)."""
+    earlier = short_axes or {}
     return IrecistTimepoint(
         tp_id,
         when,
         targets,
         non_targets,
-        tuple([r.as_new_lesion() for r in records if r.equivocal or r.shown]),
+        tuple([r.as_new_lesion(earlier.get(r.id)) for r in records if r.equivocal or r.shown]),
         scan_dates,
         tuple(records),
     )

@@ -768,3 +768,52 @@ def test_a_new_lesion_size_is_checked_like_every_size_r_plaus_size(size, match):
     c = icase(fu(targets={"T1": 50.0}, new_lesions=[new("N1", size, site="lung")]))
     with pytest.raises(CaseInputError, match=match):
         parse_case(c)
+
+
+def _node_followed_by_state(state: str) -> dict[str, Any]:
+    """A 12 mm new node (a new non-target by I-NEW-1) listed at the next visit by its
+    state alone, as I-NEW-4 lists a new non-target."""
+    return {
+        "subject_id": "NODE",
+        "settings": {"criteria": "irecist"},
+        "lesions": [{"id": "T1", "site": "liver", "kind": "target"}],
+        "timepoints": [
+            {"id": "BL", "date": "2021-01-04", "targets": {"T1": 50.0}},
+            {
+                "id": "W6",
+                "date": "2021-02-15",
+                "targets": {"T1": 50.0},
+                "new_lesions": [
+                    {"id": "N1", "site": "mediastinal lymph node", "nodal": True, "size_mm": 12.0}
+                ],
+            },
+            {
+                "id": "W12",
+                "date": "2021-03-29",
+                "targets": {"T1": 50.0},
+                "new_lesions": [{"id": "N1", "state": state}],
+            },
+        ],
+    }
+
+
+def test_a_new_node_listed_later_by_its_state_is_read_at_its_last_short_axis_i_new_4():
+    # Before, the RECIST 1.1 view asked such a listing for a short axis (R-NEW-1) and the
+    # case was refused, although I-NEW-4 lists a new non-target by its state.
+    result = assess_json(_node_followed_by_state("present"))
+    w12 = result["timepoints"][2]
+    assert result["new_lesion_categories"][0]["category"] == "non-target"
+    # Present, as if re-measured unchanged: the run opened at W6 stays open (I-UPD).
+    measured = _node_followed_by_state("present")
+    measured["timepoints"][2]["new_lesions"] = [{"id": "N1", "size_mm": 12.0}]
+    again = assess_json(measured)["timepoints"][2]
+    assert (w12["new_lesion_response"], w12["overall_response"]) == (
+        again["new_lesion_response"],
+        again["overall_response"],
+    ) == ("iUPD", "iUPD")
+    assert result["recist1_1"]["timepoints"][2]["new_lesions"] == "yes"  # still 12 mm
+    (node,) = parse_case(_node_followed_by_state("present")).timepoints[2].new_lesions
+    assert node.nodal and node.short_axis_mm == 12.0 and node.counts
+    gone = assess_json(_node_followed_by_state("absent"))
+    assert gone["timepoints"][2]["new_lesion_response"] == "iCR"
+    assert gone["recist1_1"]["timepoints"][2]["new_lesions"] == "no"
