@@ -298,6 +298,10 @@ def test_missing_subject_page_is_a_404_naming_it(reader: FlaskClient, trial: str
     response = reader.get(f"/trials/{trial}/subjects/NOPE")
     assert response.status_code == 404
     assert b"subject &#39;NOPE&#39; does not exist" in response.data
+    # Once, under the page's heading (the layout used to show it above it as well).
+    text = response.data.decode()
+    assert text.count("does not exist") == 1 and text.count('role="alert"') == 1
+    assert text.index("<h1>404") < text.index("does not exist")
 
 
 def test_manager_creates_a_trial_with_arms_and_protocol_settings(
