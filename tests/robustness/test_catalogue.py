@@ -55,6 +55,12 @@ JSON_BODIES: list[tuple[str, bytes]] = [
     ("wrong types", b'{"version": "1", "reason": 7, "date": 20210101, "targets": [],'
                     b' "lesions": {}, "password": 5, "meaning": [], "accepted": "1"}'),
     ("unknown keys only", b'{"\\u202eevil": 1, "__proto__": {}}'),
+    # Sign on save (a save's "sign" member): hostile shapes refused before any password.
+    ("sign not an object", b'{"version": 1, "sign": "correct horse battery"}'),
+    ("sign wrong types", b'{"version": 1, "sign": {"password": 5, "meaning": []}}'),
+    ("sign unknown key", b'{"version": 1, "sign": {"password": "x", "\\u202e": 1}}'),
+    ("sign nested", b'{"version": 1, "sign": {"password": {"password": [null]}}}'),
+    ("sign empty password", b'{"version": 1, "sign": {"password": ""}}'),
     ("oversized", b'{"reason": "' + b"x" * (6 * 1024 * 1024) + b'"}'),
 ]  # fmt: skip
 

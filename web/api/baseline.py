@@ -9,6 +9,7 @@ from flask import jsonify
 from web.api.blueprint import bp
 from web.api.body import body_with
 from web.api.common import SUBJECT, subject_summary
+from web.api.signing import sign_on_save, signature_of, signer_for
 from web.auth import actor, requires
 from web.services import request_session
 from web.services.baseline import BASELINE_KEYS, save_baseline
@@ -17,8 +18,19 @@ from web.services.baseline import BASELINE_KEYS, save_baseline
 @bp.route(SUBJECT + "/baseline", methods=["PUT"])
 @requires("enter_measurements")
 def baseline(trial_code: str, subject_code: str) -> Any:
-    """Select the baseline lesions: ``{id, date, lesions: [...], version?, reason?}``."""
-    body = body_with(*BASELINE_KEYS)
+    """Select the baseline lesions: ``{id, date, lesions: [...], version?, reason?, sign?}``;
+    with ``sign: {password}`` the baseline read is signed as it is saved (one step)."""
+    body = body_with(*BASELINE_KEYS, "sign")
+    password = sign_on_save(body)
+    signer = None
+
+    def ask_signer() -> Any:
+        # Once the entry passed its checks (save_baseline calls it before writing): an
+        # entry that cannot be saved never counts a password failure.
+        nonlocal signer
+        signer = signer_for(trial_code, subject_code, password, version=body.get("version"))
+        return signer
+
     row = save_baseline(
         request_session(),
         actor(),
@@ -29,5 +41,9 @@ def baseline(trial_code: str, subject_code: str) -> Any:
         lesions=body.get("lesions"),
         expected_version=body.get("version"),
         reason=body.get("reason"),
+        ask_signer=ask_signer,
     )
-    return jsonify({**subject_summary(row), "result": row.result_json})
+    out = {**subject_summary(row), "result": row.result_json}
+    if signer is not None:
+        out["signature"] = signature_of(trial_code, subject_code, row.timepoints[0].code)
+    return jsonify(out)

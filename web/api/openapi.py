@@ -135,8 +135,81 @@ _TIMEPOINT = {
         },
         "version": {"type": "integer", "description": "required to change a timepoint"},
         "reason": {"type": "string"},
+        "sign": ref("SignOnSave"),
     },
 }
+
+# Sign on save (API): the save's body may carry the signature, so that a read is never
+# saved unsigned between two requests; all or nothing.
+_SIGN_ON_SAVE = {
+    "type": ["object", "null"],
+    "description": "Sign on save: the read this request saves is signed 'read complete' and "
+    "locked in the same transaction, as POST …/sign would sign it (password counted like a "
+    "login, sign and lock audit records, digest of the values). All or nothing: a missing or "
+    "wrong password (400 `invalid_input` / `signature_refused`, field `sign.password`; a "
+    "locked account answers as a wrong password), a read someone else entered (403 "
+    "`not_your_read`, field `sign`), a signed read (409 `locked`) or a stale version (409 "
+    "`concurrent_edit`) saves nothing and signs nothing. Null or absent: save only.",
+    "required": ["password"],
+    "additionalProperties": False,
+    "properties": {
+        "password": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 1024,
+            "description": "your password, entered again: the signature (checked even with "
+            "a token)",
+        },
+        "meaning": {"const": "read complete", "default": "read complete"},
+    },
+}
+
+_SIGNATURE = {
+    "type": "object",
+    "description": "The read's signature as committed (GET …/signature)",
+    "properties": {
+        "subject_id": {"type": "string"},
+        "timepoint": {"type": "string"},
+        "version": {"type": "integer"},
+        "locked": {"type": "boolean"},
+        "entered_by": {"type": ["string", "null"]},
+        "signed_by": {"type": ["string", "null"], "description": "user name"},
+        "signer": {"type": ["string", "null"], "description": "printed name, 'Name (user)'"},
+        "signed_at": {"type": ["string", "null"], "description": "UTC, ISO 8601"},
+        "meaning": {"type": ["string", "null"]},
+        "url": {"type": "string"},
+    },
+}
+
+# The saves that sign on save: (path, method) → what the response holds beside `signature`.
+_SIGNING_SAVES = {
+    ("/trials/{trial_code}/subjects/{subject_code}/timepoints", "post"): "timepoint",
+    ("/trials/{trial_code}/subjects/{subject_code}/timepoints/{tp_code}", "put"): "timepoint",
+    ("/trials/{trial_code}/subjects/{subject_code}/baseline", "put"): "subject",
+}
+
+
+def _document_sign_on_save(paths: dict[str, Any]) -> None:
+    """The responses of the saves that take ``sign``: ``signature`` when signed."""
+    for (path, method), what in _SIGNING_SAVES.items():
+        operation = paths[path][method]
+        status = "201" if method == "post" else "200"
+        beside = (
+            {"timepoint": {"type": "object"}, "result": {"type": "object"}}
+            if what == "timepoint"
+            else {"subject_id": {"type": "string"}, "result": {"type": "object"}}
+        )
+        operation["responses"][status] = {
+            "description": "Saved (and, with `sign`, signed: `signature`)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {**beside, "signature": ref("Signature")},
+                    }
+                }
+            },
+        }
 
 _LESION = {
     "type": "object",
@@ -173,8 +246,11 @@ def openapi_document() -> dict[str, Any]:
     schemas["Error"] = _ERROR
     schemas["Timepoint"] = _TIMEPOINT
     schemas["BaselineLesion"] = _LESION
+    schemas["SignOnSave"] = _SIGN_ON_SAVE
+    schemas["Signature"] = _SIGNATURE
     paths = all_paths()
     _declare_path_parameters(paths)
+    _document_sign_on_save(paths)
     return {
         "openapi": "3.1.0",
         "info": {

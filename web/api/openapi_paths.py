@@ -226,7 +226,8 @@ def resource_paths() -> dict[str, Any]:
         S + "/lesions": {"get": op("Baseline lesions", "view")},
         S + "/baseline": {
             "put": op(
-                "Select baseline lesions; findings (R-MEAS, R-SEL) need a reason (422)",
+                "Select baseline lesions; findings (R-MEAS, R-SEL) need a reason (422); with "
+                "`sign` the baseline read is signed as it is saved, all or nothing",
                 "enter_measurements",
                 body={
                     "type": "object",
@@ -237,6 +238,7 @@ def resource_paths() -> dict[str, Any]:
                         "lesions": {"type": "array", "items": ref("BaselineLesion")},
                         "version": {"type": "integer"},
                         "reason": {"type": "string"},
+                        "sign": ref("SignOnSave"),
                     },
                 },
             )
@@ -244,7 +246,7 @@ def resource_paths() -> dict[str, Any]:
         S + "/timepoints": {
             "get": op("Timepoints with versions", "view"),
             "post": op(
-                "Add a follow-up; returns the new assessment",
+                "Add a follow-up; returns the new assessment (with `sign`: signed as saved)",
                 "enter_measurements",
                 body=ref("Timepoint"),
                 status="201",
@@ -255,7 +257,7 @@ def resource_paths() -> dict[str, Any]:
             "put": op(
                 "Replace a follow-up (stale version: 409); returns the new assessment. An "
                 "`id` in the body other than the URL's renames the visit (audited, with the "
-                "reason)",
+                "reason). With `sign` the read is signed as it is saved, all or nothing",
                 "enter_measurements",
                 body=ref("Timepoint"),
             ),

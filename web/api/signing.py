@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, url_for
+from flask import abort, jsonify, url_for
 
 from web.api.blueprint import bp
 from web.api.body import body_with, pointing_into, text
 from web.api.common import TIMEPOINT, utc
-from web.auth import actor, requires
+from web.auth import actor, allowed, request_user_role, requires
 from web.services import request_session
 from web.services.common import get_timepoint, reload_subject
+from web.services.sign_all import sign_password, signer_for_api_save
 from web.services.signing import entered_by, sign_timepoint, signer_of, unlock_timepoint
 
 
@@ -37,6 +38,41 @@ def signature_of(trial_code: str, subject_code: str, tp_code: str) -> dict[str, 
             "api.timepoint", trial_code=trial_code, subject_code=subject_code, tp_code=tp.code
         ),
     }
+
+
+def sign_on_save(body: dict[str, Any]) -> str | None:
+    """Pop the ``sign`` member of a save's body (sign on save) and return its password,
+    checked in shape (:func:`web.services.sign_all.sign_password`); ``None`` when the body
+    has no ``sign`` or it is null (save only). 403 for a role that may not sign."""
+    sign = body.pop("sign", None)
+    if sign is None:
+        return None
+    if not allowed(request_user_role(), "sign_reads"):
+        abort(403, f"a {request_user_role()} may save but not sign reads: send no 'sign'")
+    return sign_password(sign)
+
+
+def signer_for(
+    trial_code: str,
+    subject_code: str,
+    password: str | None,
+    *,
+    tp_code: str | None = None,
+    version: Any = None,
+) -> Any:
+    """The signer of this save (password and the stored read checked), ``None`` without
+    ``sign``: :func:`web.services.sign_all.signer_for_api_save`."""
+    if password is None:
+        return None
+    return signer_for_api_save(
+        request_session(),
+        actor(),
+        trial_code,
+        subject_code,
+        password=password,
+        tp_code=tp_code,
+        expected_version=version,
+    )
 
 
 @bp.route(TIMEPOINT + "/signature", methods=["GET"])

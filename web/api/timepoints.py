@@ -9,6 +9,7 @@ from flask import jsonify
 from web.api.blueprint import bp
 from web.api.body import json_body
 from web.api.common import SUBJECT
+from web.api.signing import sign_on_save, signature_of, signer_for
 from web.auth import actor, requires
 from web.services import ConcurrentEdit, request_session
 from web.services.annotations import annotate_timepoint
@@ -32,12 +33,19 @@ def timepoints(trial_code: str, subject_code: str) -> Any:
 @bp.route(SUBJECT + "/timepoints", methods=["POST"])
 @requires("enter_measurements")
 def timepoint_create(trial_code: str, subject_code: str) -> Any:
+    """Add a follow-up; with ``sign: {password}`` it is signed as it is saved (one step)."""
     body = json_body()
     reason = body.pop("reason", None)
+    password = sign_on_save(body)
+    code = body.get("id") if isinstance(body.get("id"), str) else None
+    signer = signer_for(trial_code, subject_code, password, tp_code=code)
     row, tp = save_timepoint(
-        request_session(), actor(), trial_code, subject_code, body, reason=reason
+        request_session(), actor(), trial_code, subject_code, body, reason=reason, signer=signer
     )
-    return jsonify({"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}), 201
+    out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
+    if signer is not None:
+        out["signature"] = signature_of(trial_code, subject_code, tp.code)
+    return jsonify(out), 201
 
 
 @bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["GET"])
@@ -50,10 +58,12 @@ def timepoint(trial_code: str, subject_code: str, tp_code: str) -> Any:
 @bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["PUT"])
 @requires("enter_measurements")
 def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
-    """Replace a timepoint; ``version`` (from GET) is required and refused when stale."""
+    """Replace a timepoint; ``version`` (from GET) is required and refused when stale.
+    With ``sign: {password}`` the saved read is signed in the same transaction."""
     body = json_body()
     reason = body.pop("reason", None)
     version = body.pop("version", None)
+    password = sign_on_save(body)
     if version is None:
         # A missing version is refused as a stale one is: never a silent overwrite.
         raise ConcurrentEdit(
@@ -62,6 +72,7 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
             pointer="/version",
         )
     body.setdefault("id", tp_code)
+    signer = signer_for(trial_code, subject_code, password, tp_code=tp_code, version=version)
     row, tp = save_timepoint(
         request_session(),
         actor(),
@@ -71,8 +82,12 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
         expected_version=version,
         original_code=tp_code,
         reason=reason,
+        signer=signer,
     )
-    return jsonify({"timepoint": timepoint_as_dict(row, tp), "result": row.result_json})
+    out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
+    if signer is not None:
+        out["signature"] = signature_of(trial_code, subject_code, tp.code)
+    return jsonify(out)
 
 
 @bp.route(SUBJECT + "/timepoints/<tp_code>", methods=["DELETE"])

@@ -10,7 +10,9 @@ someone else, unknown — refuses the whole batch, naming the timepoint; nothing
 
 *Sign on save*: :func:`web.services.timepoints.save_timepoint` takes the signer returned
 by :func:`signer_for_save` (the password checked first, counted like a login) and signs
-the read it saved in the same transaction; a wrong password saves nothing.
+the read it saved in the same transaction; a wrong password saves nothing. The API does
+the same with a ``sign`` member in the save's body (:func:`sign_password`,
+:func:`signer_for_api_save`).
 """
 
 from __future__ import annotations
@@ -205,14 +207,23 @@ def sign_all(
     return timepoints
 
 
-def signer_for_save(session: Session, actor: Actor, password: str | None) -> User:
+def signer_for_save(
+    session: Session,
+    actor: Actor,
+    password: str | None,
+    *,
+    field: str = "sign_password",
+    pointer: str = "/password",
+) -> User:
     """The signer of a read signed as it is saved: ``actor`` after the password check
-    (counted like a login, in its own transaction, before anything is saved)."""
+    (counted like a login, in its own transaction, before anything is saved). ``field``
+    and ``pointer`` name the password where the request has it (the form's
+    ``sign_password``, the API's ``sign.password``)."""
     if not password:
         raise InvalidInput(
             "signing on save needs your password, entered again; nothing was saved",
-            field="sign_password",
-            pointer="/password",
+            field=field,
+            pointer=pointer,
         )
     try:
         return check_password(session, actor, password)
@@ -220,9 +231,113 @@ def signer_for_save(session: Session, actor: Actor, password: str | None) -> Use
         raise SignatureRefused(
             f"the password does not match {actor.username}'s (or the account is locked after "
             "repeated failures); nothing was saved or signed",
-            field="sign_password",
-            pointer="/password",
+            field=field,
+            pointer=pointer,
         ) from None
+
+
+# The members of the API's ``sign`` object (sign on save) and the longest password taken.
+SIGN_KEYS = ("password", "meaning")
+MAX_PASSWORD = 1024
+
+
+def sign_password(sign: Any) -> str:
+    """The password of an API save's ``sign`` member, ``{"password": …, "meaning"?: …}``:
+    an object with a non-empty string password and, if given, the meaning
+    ``"read complete"`` (what is saved by the request is the caller's own read). Anything
+    else is refused naming ``sign`` or its member, before any password is checked."""
+    if not isinstance(sign, dict):
+        raise InvalidInput(
+            'sign on save: \'sign\' is an object {"password": …, "meaning": '
+            f'"{READ_COMPLETE}"}}, not {type(sign).__name__}; nothing was saved',
+            field="sign",
+            pointer="/sign",
+        )
+    extra = sorted(str(key) for key in set(sign) - set(SIGN_KEYS))
+    if extra:
+        raise InvalidInput(
+            f"sign on save: unknown key {extra[0][:64]!r} in 'sign'; it takes "
+            f"{', '.join(SIGN_KEYS)}; nothing was saved",
+            field="sign",
+            pointer="/sign",
+        )
+    meaning = sign.get("meaning")
+    if meaning is not None and meaning != READ_COMPLETE:
+        shown = repr(meaning[:64]) if isinstance(meaning, str) else type(meaning).__name__
+        raise InvalidInput(
+            f"sign on save signs the read you save, your own, with the meaning "
+            f"{READ_COMPLETE!r}, not {shown}; an adjudicator signs another reader's read "
+            "on its own (POST …/sign); nothing was saved",
+            field="sign.meaning",
+            pointer="/sign/meaning",
+        )
+    password = sign.get("password")
+    if password is not None and not isinstance(password, str):
+        raise InvalidInput(
+            f"sign.password must be a string, not {type(password).__name__}; nothing was saved",
+            field="sign.password",
+            pointer="/sign/password",
+        )
+    if password is not None and len(password) > MAX_PASSWORD:
+        raise InvalidInput(
+            f"sign.password is {len(password):,} characters long; at most {MAX_PASSWORD:,}",
+            field="sign.password",
+            pointer="/sign/password",
+        )
+    if not password:
+        raise InvalidInput(
+            "signing on save needs your password in sign.password, entered again; nothing "
+            "was saved",
+            field="sign.password",
+            pointer="/sign/password",
+        )
+    return password
+
+
+def signer_for_api_save(
+    session: Session,
+    actor: Actor,
+    trial_code: str,
+    subject_code: str,
+    *,
+    password: str,
+    tp_code: str | None = None,
+    expected_version: Any = None,
+) -> User:
+    """The signer of a read the API saves and signs in one request (``sign`` member).
+
+    The refusals that need no password come first, on the read as stored (``tp_code``; the
+    baseline when ``None``), as for a single signature: a read entered by someone else
+    (403 ``not_your_read``: saving and signing it in one step would sign "read complete"
+    over another reader's read, which only an adjudicator signs, acting as such, on its
+    own), a signed read, a stale version. Then the password, counted like a login
+    (:func:`signer_for_save`); the save re-checks everything in its own transaction.
+    """
+    session.rollback()  # the latest committed rows
+    try:
+        subject = get_subject(session, trial_code, subject_code)
+        if tp_code is None:
+            tp = subject.timepoints[0] if subject.timepoints else None
+        else:
+            tp = next((t for t in subject.timepoints if t.code == tp_code), None)
+        if tp is not None:
+            key = f"{trial_code}/{subject_code}/{tp.code}"
+            reader = entered_by(session, key, tp)
+            if reader is not None and reader != actor.username:
+                raise NotYourRead(
+                    f"subject {subject_code}: timepoint {tp.code} was entered by {reader}; "
+                    "sign on save signs only your own read (save it without 'sign', then "
+                    "sign it with POST …/sign); nothing was saved or signed",
+                    field="sign",
+                    pointer="/sign",
+                )
+            check_unlocked(tp, subject_code)
+            check_version(tp, expected_version, subject_code)
+    finally:
+        session.rollback()
+    return signer_for_save(
+        session, actor, password, field="sign.password", pointer="/sign/password"
+    )
 
 
 def sign_saved(session: Session, actor: Actor, user: User, subject: Subject, tp: Timepoint) -> None:
