@@ -62,7 +62,9 @@ ECHOED = ("reader", "accepted")
 def engine_cases(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """The distinct iRECIST cases that the engine tests parse (tests/recist)."""
     out = tmp_path_factory.mktemp("corpus") / "irecist.jsonl"
-    env = {**os.environ, "RECIST_IRECIST_CORPUS": str(out), "PYTHONPATH": str(REPO)}
+    # The caller's path first: under `make test-mypyc` the compiled engine collects too.
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))
+    env = {**os.environ, "RECIST_IRECIST_CORPUS": str(out), "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
          "-p", "tests.cdisc_io.irecist_corpus", *ENGINE_TESTS],
