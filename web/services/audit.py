@@ -175,11 +175,13 @@ def _on_init(target: AuditRecord, _args: Any, _kwargs: Any) -> None:
     target._created_order = next(_CREATED)  # type: ignore[attr-defined]
 
 
+# Built once (read by every write): its compiled form is found in the cache directly.
+_LAST_LINK = select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+
+
 def last_link(connection: Connection) -> tuple[int, str]:
     """``(seq, hash)`` of the newest record, ``(0, GENESIS)`` on an empty trail."""
-    row = connection.execute(
-        select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
-    ).first()
+    row = connection.execute(_LAST_LINK).first()
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
@@ -64,16 +64,22 @@ def reaches(session: Session, user: User, trial_code: str) -> bool:
     return trial_access(session, user, trial_code)[0]
 
 
+# Asked by every request naming a trial (web.auth): built once, so that its compiled form is
+# found in the cache without walking the statement again.
+_ACCESS = (
+    select(Trial.central_review, TrialMember.id)
+    .outerjoin(
+        TrialMember,
+        (TrialMember.trial_id == Trial.id) & (TrialMember.user_id == bindparam("user_id")),
+    )
+    .where(Trial.code == bindparam("trial_code"))
+)
+
+
 def trial_access(session: Session, user: User, trial_code: str) -> tuple[bool, bool]:
     """(:func:`reaches`, whether the trial has independent central review), in one query:
     what every request naming a trial asks first (web.auth)."""
-    row = session.execute(
-        select(Trial.central_review, TrialMember.id)
-        .outerjoin(
-            TrialMember, (TrialMember.trial_id == Trial.id) & (TrialMember.user_id == user.id)
-        )
-        .where(Trial.code == trial_code)
-    ).first()
+    row = session.execute(_ACCESS, {"user_id": user.id, "trial_code": trial_code}).first()
     if row is None:
         return True, False
     return sees_every_trial(user.role) or row[1] is not None, bool(row[0])
