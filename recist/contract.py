@@ -53,11 +53,8 @@ TARGET_VALUE_HELP = (
     "a number of mm, 'too_small', 'absent', 'not_evaluated', {\"fragments\": [mm, …]} or "
     '{"merged_into": "T1"}'
 )
-NEW_SIZE_WORDS = {
-    "too_small": TargetState.TOO_SMALL,
-    "absent": TargetState.ABSENT,
-    "not_evaluated": TargetState.NOT_EVALUATED,
-}
+# A new lesion's size takes the targets' words (I-NEW-4).
+NEW_SIZE_WORDS = TARGET_WORDS
 
 # Target values already built, by their raw JSON value: a TargetValue is immutable, and a
 # batch repeats the same few hundred sizes. Numbers equal to 0 or 1 are never stored, so

@@ -5,6 +5,7 @@ one definition of the contract (docs/contracts.md)."""
 from __future__ import annotations
 
 import copy
+from datetime import date
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from recist.contract import case_of
+from recist.errors import CaseInputError
 from recist.jsonio import (
     _CASE,
     CaseIn,
@@ -22,6 +24,7 @@ from recist.jsonio import (
     SettingsIn,
     TimepointIn,
     _keys_given,
+    _keys_in,
     assess_json,
     parse_case,
 )
@@ -264,7 +267,11 @@ def test_a_spoiled_case_meets_the_same_answer_from_the_model_and_the_validator(e
         except (KeyError, IndexError, TypeError):
             continue  # an earlier edit changed the shape under this path
 
-    assert _outcome(_CASE.validate_python, case) == _outcome(CaseIn.model_validate, case)
+    outcome = _outcome(_CASE.validate_python, case)
+    assert outcome == _outcome(CaseIn.model_validate, case)
+    if outcome == "accepted":  # the fast path's key count walks less, to the same count
+        raw = _CASE.validate_python(case)
+        assert _keys_given(raw) == _keys_in(raw)
 
 
 def _outcome(validate: Any, case: Any) -> Any:
@@ -282,3 +289,39 @@ def _outcome(validate: Any, case: Any) -> Any:
             for e in exc.errors()
         ]
     return "accepted"
+
+
+def test_the_date_range_spans_every_date_the_plausibility_checks_locate():
+    # Case.date_range (min/max, no list) and Case.dates (each date with where it is) list
+    # the same dates twice over: a date kind added to one only would escape R-PLAUS-DATE.
+    case = {
+        **RICH,
+        "died_on": "2024-06-01",
+        "new_therapy_on": "2024-05-01",
+        "last_known_alive_on": "2024-06-01",
+        "randomized_on": "2024-01-09",
+    }
+    built = parse_case(case)
+    whens = [when for _name, when, _where in built.dates()]
+    assert {"treated_on", "scan_dates", "date", "died_on"} <= {n for n, _w, _x in built.dates()}
+    assert built.date_range() == (min(whens), max(whens))
+    # The latest of each kind, past "today", is refused and located (check_not_after
+    # looks only when date_range says a date is past today).
+    today = date(2024, 6, 15)
+    assert parse_case(case, today=today) == built
+    later = "2024-07-01"
+    spoiled = [
+        ({**case, "died_on": later, "last_known_alive_on": later}, "died_on"),
+        ({**case, "new_therapy_on": later}, "new_therapy_on"),
+        ({**case, "last_known_alive_on": later}, "last_known_alive_on"),
+    ]
+    lesions = copy.deepcopy(case["lesions"])
+    lesions[1]["treated_on"] = later
+    spoiled.append(({**case, "lesions": lesions}, "treated_on"))
+    timepoints = copy.deepcopy(case["timepoints"])
+    timepoints[1]["scan_dates"] = {"T1": later}
+    spoiled.append(({**case, "timepoints": timepoints}, "scan_dates"))
+    for spoilt, field in spoiled:
+        with pytest.raises(CaseInputError, match="in the future") as refused:
+            parse_case(spoilt, today=today)
+        assert refused.value.field == field and refused.value.rule == "R-PLAUS-DATE"
