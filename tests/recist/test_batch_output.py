@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from recist import cli_assess
-from recist.cli_assess import assess_batch, read_cases, write_results
+from recist.cli_assess import assess_batch, encode_result, read_cases, write_results
+from recist.jsonio import assess_json
 
 DEMO = Path(__file__).resolve().parents[2] / "recist" / "demo" / "demo_cases.jsonl"
 
@@ -55,3 +56,45 @@ def test_a_spooled_batch_writes_what_a_batch_held_in_memory_writes(monkeypatch, 
 
 def test_an_empty_batch_writes_its_empty_form():
     assert _run("[]", "empty")[0] == "[]\n"
+
+
+def test_results_are_written_as_compact_json_equal_to_the_json_modules():
+    """Results go out through pydantic-core's serializer: the same text as the json
+    module's compact form, and the same values as :func:`assess_json` gives."""
+    lines = DEMO.read_text(encoding="utf-8").splitlines()
+    held, _ = _run("\n".join(lines) + "\n", "demo")
+    results = [assess_json(json.loads(line)) for line in lines]
+    assert held.splitlines() == [
+        json.dumps(r, ensure_ascii=False, allow_nan=False, separators=(",", ":")) for r in results
+    ]
+    array, _ = _run("[" + ",".join(lines) + "]", "demo")
+    assert json.loads(array) == results
+
+
+def test_a_non_finite_number_is_never_written_and_the_words_in_text_are():
+    # pydantic-core would write a bare NaN / Infinity (not JSON): the json module refuses it.
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_result({"change_from_baseline_pct": float("nan")})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_result({"sum_mm": float("-inf")})
+    text = encode_result({"subject_id": "NaN-Infinity ≥ 1", "sum_mm": 12.5})
+    assert text == '{"subject_id":"NaN-Infinity ≥ 1","sum_mm":12.5}'
+
+
+def test_a_non_finite_result_is_refused_as_its_cases_internal_error(monkeypatch):
+    lines = DEMO.read_text(encoding="utf-8").splitlines()[:2]
+    real = cli_assess.assess_json
+
+    def spoiled(case, today=None):
+        result = real(case, today=today)
+        result["timepoints"][0]["sum_mm"] = float("inf")
+        return result
+
+    monkeypatch.setattr(cli_assess, "assess_json_line", lambda line, today=None: None)
+    monkeypatch.setattr(cli_assess, "assess_json", spoiled)
+    form, cases = read_cases("\n".join(lines) + "\n", "demo")
+    errors: list[str] = []
+    rendered = assess_batch(cases, form, "json", True, errors)
+    assert len(rendered) == 0
+    assert len(errors) == 2 and all("internal error (ValueError" in e for e in errors)
+    assert errors[0].startswith("demo line 1: subject ")
