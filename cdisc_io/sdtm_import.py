@@ -730,7 +730,7 @@ def _build_case(
     baseline_lesions = [
         le for le in lesions.values() if le.role != "new" and _resolve(le.id, lesions) == [le.id]
     ]
-    case_lesions = [
+    case_lesions: list[dict[str, Any]] = [
         {"id": le.id, "site": le.site.lower() or "unspecified", "kind": le.role, "nodal": le.nodal}
         if le.role == "target"
         else {"id": le.id, "site": le.site.lower() or "unspecified", "kind": le.role}

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 from recist.lesions import Timepoint
 from recist.response import NewLesionStatus
 
 
-@dataclass(frozen=True, slots=True)
-class NewLesionAssessment:
-    status: NewLesionStatus
-    reasons: tuple[str, ...]
-    first_seen_on: date | None = None  # the earliest sighting of a lesion that makes PD
-    back_dated: bool = False  # R-NEW-2: PD dated at an earlier, equivocal sighting
+class NewLesionAssessment:  # built per timepoint: a plain class, see NonTargetAssessment
+    """The new-lesion status at one follow-up timepoint."""
+
+    __slots__ = ("back_dated", "first_seen_on", "reasons", "status")
+
+    def __init__(
+        self,
+        status: NewLesionStatus,
+        reasons: tuple[str, ...],
+        first_seen_on: date | None = None,
+        back_dated: bool = False,
+    ) -> None:
+        self.status = status
+        self.reasons = reasons
+        self.first_seen_on = first_seen_on  # the earliest sighting of a lesion that makes PD
+        self.back_dated = back_dated  # R-NEW-2: PD dated at an earlier, equivocal sighting
 
 
 class NewLesionTracker:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
-from typing import NamedTuple
 
 from recist.lesions import (
     UNITS_PER_MM,
@@ -94,12 +93,15 @@ def is_gone(lesion: Lesion, size: Length) -> bool:
     return size < NODE_NORMAL_SA if lesion.nodal else size == 0
 
 
-class TargetSum(NamedTuple):  # built per timepoint: see assessment.TimepointResult
+class TargetSum:  # built per timepoint: a plain class, see NonTargetAssessment
     """The sum of diameters at one timepoint (R-SEL-3, R-SMALL, R-SPLIT, R-MERGE)."""
 
-    total: Length  # sum over the evaluated targets
-    complete: bool  # every target evaluated
-    missing: tuple[str, ...]  # targets not evaluated (R-TGT-NE)
+    __slots__ = ("complete", "missing", "total")
+
+    def __init__(self, total: Length, complete: bool, missing: tuple[str, ...]) -> None:
+        self.total = total  # sum over the evaluated targets
+        self.complete = complete  # every target evaluated
+        self.missing = missing  # targets not evaluated (R-TGT-NE)
 
 
 def sum_of_diameters(targets: tuple[Lesion, ...], tp: Timepoint) -> TargetSum:
@@ -115,13 +117,18 @@ def sum_of_diameters(targets: tuple[Lesion, ...], tp: Timepoint) -> TargetSum:
     return TargetSum(total, not missing, tuple(missing))
 
 
-class TargetAssessment(NamedTuple):  # built per timepoint: see assessment.TimepointResult
+class TargetAssessment:  # built per timepoint: a plain class, see NonTargetAssessment
     """The target response at one follow-up timepoint and the numbers behind it."""
 
-    response: Response
-    sum: TargetSum
-    nadir: Length
-    reasons: tuple[str, ...]
+    __slots__ = ("nadir", "reasons", "response", "sum")
+
+    def __init__(
+        self, response: Response, sum: TargetSum, nadir: Length, reasons: tuple[str, ...]
+    ) -> None:
+        self.response = response
+        self.sum = sum
+        self.nadir = nadir
+        self.reasons = reasons
 
 
 class TargetTracker:
