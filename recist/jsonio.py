@@ -34,6 +34,7 @@ from recist.contract import (
     TARGET_VALUE_HELP,
     assess_case,
     case_of,
+    keys_given,
 )
 from recist.errors import CaseInputError
 from recist.lesions import (
@@ -573,39 +574,6 @@ def parse_case_text(text: str | bytes, *, today: date | None = None) -> Case:
     return case_of(raw, today)
 
 
-def _keys_in(value: Any) -> int:
-    """The object keys in a validated JSON value, at every depth."""
-    if type(value) is dict:
-        return len(value) + sum([_keys_in(item) for item in value.values()])
-    if type(value) is list:
-        return sum([_keys_in(item) for item in value])
-    return 0
-
-
-def _keys_given(raw: dict[str, Any]) -> int:
-    """How many object keys the JSON text of a validated case held, as validation kept
-    them (:data:`_CASE` adds no defaults): a key given twice in one object counts once
-    (the parser keeps the last). :func:`_keys_in` of the case, walking only where a
-    valid case can hold objects (a third of its time, on the batch path; a test holds
-    the two equal)."""
-    count = len(raw) + _keys_in(raw.get("settings"))
-    for lesion in raw["lesions"]:
-        count += len(lesion)
-    for tp in raw["timepoints"]:
-        count += len(tp)
-        targets = tp.get("targets")
-        if targets:
-            for value in targets.values():
-                count += 1 + len(value) if type(value) is dict else 1
-        for name in ("non_targets", "scan_dates"):
-            if name in tp:
-                count += len(tp[name])
-        if "new_lesions" in tp:
-            for new in tp["new_lesions"]:
-                count += len(new)
-    return count
-
-
 def assess_json_line(text: str, *, today: date | None = None) -> dict[str, Any] | None:
     """:func:`assess_json` of one line of JSON Lines whose limits were checked already
     (:class:`recist.safejson.CaseInput` ``checked``), in one pass: pydantic parses and
@@ -619,7 +587,8 @@ def assess_json_line(text: str, *, today: date | None = None) -> dict[str, Any] 
     given twice in one object, which this parser would take silently: every key of
     the text is followed by one ``:``, so ``text.count(":")`` is the number of keys
     written plus the colons inside strings, and it equals the keys kept
-    (:func:`_keys_given`) only when no key was given twice (and no string holds a colon).
+    (:func:`recist.contract.keys_given`) only when no key was given twice (and no string
+    holds a colon).
 
     Raises
     ------
@@ -634,7 +603,7 @@ def assess_json_line(text: str, *, today: date | None = None) -> dict[str, Any] 
     except ValidationError:
         return None
     settings = raw.get("settings")
-    if (settings is not None and "settings_profile" in settings) or text.count(":") != _keys_given(
+    if (settings is not None and "settings_profile" in settings) or text.count(":") != keys_given(
         raw
     ):
         return None

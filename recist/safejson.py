@@ -162,15 +162,30 @@ def _shallow(data: bytes, max_depth: int) -> bool:
 def _suspicious(data: bytes, limits: Limits) -> bool:
     """Whether the text may break a limit or hold an unpaired surrogate escape; ``False``
     rules all of them out. (``NaN`` and ``Infinity`` are refused by the parser.)"""
+    return _suspicious_tokens(data, limits) or not _shallow(data, limits.max_depth)
+
+
+def _suspicious_tokens(data: bytes, limits: Limits) -> bool:
+    """:func:`_suspicious` but for the depth: long or huge numbers, unpaired surrogates."""
     if b"\\" in data and (b"\\ud" in data or b"\\uD" in data):
         return True
     numbers = data.translate(_NUMBER_CHARS)
     # A number longer than the limit has a run of "0" at least a third of it long.
     if b"0" * max(1, -(-(limits.max_number_chars - 1) // 3)) in numbers:
         return True
-    if _BIG_EXPONENT.search(numbers):
-        return True
-    return not _shallow(data, limits.max_depth)
+    return _BIG_EXPONENT.search(numbers) is not None
+
+
+def _lines_shallow(lines: list[tuple[int, str]], max_depth: int) -> bool:
+    """Whether no line of JSON Lines nests deeper than ``max_depth``. A line's depth is at
+    most the number of its ``[`` and ``{`` (those inside strings only add to the count),
+    which for a case is a few dozen: only a line with more is walked."""
+    for _, line in lines:
+        if line.count("[") + line.count("{") > max_depth and not _shallow(
+            line.encode("utf-8"), max_depth
+        ):
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------- the token walk
@@ -635,8 +650,9 @@ def parse_cases(
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     first = lines[0][1].strip()
     if len(lines) > 1 and first.startswith("{") and first.endswith("}"):
-        # One pass over the whole text rules every limit out for every line at once.
-        clean = not _suspicious(data, limits)
+        # One pass over the whole text rules the token limits out for every line at once;
+        # the depth, a limit of each line, is bounded by each line's brackets.
+        clean = not _suspicious_tokens(data, limits) and _lines_shallow(lines, limits.max_depth)
         return CaseInput("lines", name, limits, lines=lines, checked=clean)
     return CaseInput("object", name, limits, values=[_parse(text, data, limits, name, None)])
 

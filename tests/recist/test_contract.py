@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from recist.contract import case_of
+from recist.contract import case_of, keys_given, keys_in
 from recist.errors import CaseInputError
 from recist.jsonio import (
     _CASE,
@@ -23,8 +23,6 @@ from recist.jsonio import (
     NewLesionIn,
     SettingsIn,
     TimepointIn,
-    _keys_given,
-    _keys_in,
     assess_json,
     parse_case,
 )
@@ -106,7 +104,7 @@ def test_the_validator_gives_only_the_keys_given_checked_and_converted():
     assert set(raw) == {"subject_id", "lesions", "timepoints"}
     assert set(raw["lesions"][0]) == {"id", "kind"}
     assert raw["timepoints"][0]["date"].isoformat() == "2024-01-08"
-    assert _keys_given(raw) == 3 + 2 * 2 + (3 + 1) + (4 + 1 + 1)
+    assert keys_given(raw) == 3 + 2 * 2 + (3 + 1) + (4 + 1 + 1)
     assert case_of(raw) == parse_case(MINIMAL)
 
 
@@ -271,7 +269,7 @@ def test_a_spoiled_case_meets_the_same_answer_from_the_model_and_the_validator(e
     assert outcome == _outcome(CaseIn.model_validate, case)
     if outcome == "accepted":  # the fast path's key count walks less, to the same count
         raw = _CASE.validate_python(case)
-        assert _keys_given(raw) == _keys_in(raw)
+        assert keys_given(raw) == keys_in(raw)
 
 
 def _outcome(validate: Any, case: Any) -> Any:

@@ -20,7 +20,14 @@ from sqlalchemy.orm import Session
 
 import tests.web.conftest as web_fixtures
 import tests.web.test_api_review as review_fixtures
-from recist.safejson import JsonInputError, loads, parse_cases
+from recist.safejson import (
+    MAX_NUMBER_CHARS,
+    JsonInputError,
+    Limits,
+    _suspicious_tokens,
+    loads,
+    parse_cases,
+)
 from web.models import AuditRecord, Subject
 from web.testing import PASSWORD, bearer, login, seed_subject_with_follow_up
 
@@ -162,6 +169,45 @@ def test_the_cheap_pass_never_lets_a_deeper_text_through(
     else:
         with pytest.raises(JsonInputError, match=f"limit of {max_depth} levels"):
             loads(text, max_depth=max_depth)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.dictionaries(st.text(max_size=3), _JSON, max_size=3), min_size=2, max_size=4
+    ),
+    max_depth=st.integers(1, 6),
+)
+def test_json_lines_are_vouched_for_only_when_no_line_is_too_deep(
+    values: list[dict[str, Any]], max_depth: int
+) -> None:
+    """The depth of JSON Lines is judged line by line (a line's brackets bound its depth):
+    the lines go to the one-pass reader only when none nests deeper than the limit."""
+    text = "\n".join(json.dumps(value) for value in values) + "\n"
+    cases = parse_cases(text, "c.jsonl", max_depth=max_depth)
+    assert cases.form == "lines"
+    too_deep = any(_depth(value) > max_depth for value in values)
+    if too_deep:
+        assert cases.checked_lines() is None
+    elif not _suspicious_tokens(text.encode(), Limits(max_depth, MAX_NUMBER_CHARS, None)):
+        assert cases.checked_lines() is not None  # the depth alone never holds lines back
+    for item, value in zip(cases, values, strict=True):
+        if _depth(value) > max_depth:
+            assert f"limit of {max_depth} levels" in str(item.error)
+        else:
+            assert item.error is None and item.value == value
+
+
+def test_many_brackets_on_a_shallow_line_are_walked_not_refused() -> None:
+    wide = {"subject_id": "S-[{", "lesions": [[] for _ in range(70)]}  # 141 brackets, depth 3
+    deep: Any = {}
+    for _ in range(70):
+        deep = {"a": deep}
+    shallow = parse_cases(json.dumps(wide) + "\n" + json.dumps(wide) + "\n", "w.jsonl")
+    assert shallow.checked_lines() is not None
+    mixed = parse_cases(json.dumps(wide) + "\n" + json.dumps(deep) + "\n", "m.jsonl")
+    assert mixed.checked_lines() is None
+    assert [item.error is None for item in mixed] == [True, False]
 
 
 def test_size_limit_names_the_limit() -> None:
