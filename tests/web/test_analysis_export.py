@@ -281,3 +281,60 @@ def test_the_api_serves_the_same_export_and_refuses_unfinished_adjudication_as_j
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert response.data == _client(app).get(f"/trials/{central}/exports/adtte.csv").data
     assert client.get(url, headers=bearer(users["reader"])).status_code == 403
+
+
+REVIEWER = Actor("reviewer", "reviewer")
+
+
+def test_a_queried_progression_call_holds_the_export_back_until_it_is_answered(
+    app: Flask, session: Session, overridden: str
+) -> None:
+    """S-PLAIN's call (PD at W16, the target sum) is queried: the PFS event the export would
+    carry is disputed, so every analysis domain is refused naming the subject, the call, the
+    reviewer and the query; the trial page says so before anyone clicks. The reader's answer
+    releases it (an adjudicator's override would too, as S-OVR's did)."""
+    from web.services.progression import answer_query, review_call
+
+    review_call(
+        session, REVIEWER, overridden, "S-PLAIN", decision="queried",
+        comment="W16 T1 measured  on a different phase?", seen_call=None,
+    )  # fmt: skip
+    client = _client(app)
+    for domain in ("rs", "adrs", "adtte", "tu", "tr"):
+        response = client.get(f"/trials/{overridden}/exports/{domain}.csv")
+        assert response.status_code == 409, domain
+        text = response.data.decode()
+        assert "progression calls under an open query" in text
+        assert (
+            "subject S-PLAIN: progression call PD at W16 on 2021-04-26 (target sum (R-TGT-PD)) "
+            "queried by reviewer on "
+        ) in text
+        assert "“W16 T1 measured on a different phase?”" in text
+        assert "S-OVR" not in text and "S-NEW" not in text  # overridden calls: settled
+    page = client.get(f"/trials/{overridden}").data.decode()
+    assert 'id="export-blockers"' in page and "1 subject holds the export back" in page
+    assert "subject S-PLAIN: progression call PD at W16" in page
+
+    answer_query(
+        session, R1, overridden, "S-PLAIN", comment="same phase; growth is real", seen_call=None
+    )
+    assert client.get(f"/trials/{overridden}/exports/adtte.csv").status_code == 200
+    assert 'id="export-blockers"' not in client.get(f"/trials/{overridden}").data.decode()
+
+
+def test_the_api_refuses_a_queried_call_as_json_naming_the_field(
+    app: Flask, session: Session, overridden: str, users: dict[str, str]
+) -> None:
+    from web.services.progression import review_call
+
+    review_call(
+        session, REVIEWER, overridden, "S-PLAIN", decision="queried", comment="check W16",
+        seen_call=None,
+    )  # fmt: skip
+    response = app.test_client().get(
+        f"/api/v1/trials/{overridden}/exports/adrs.csv", headers=bearer(users["reviewer"])
+    )
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["field"] == "progression_review"
+    assert "subject S-PLAIN: progression call PD at W16" in error["message"]

@@ -44,11 +44,12 @@ def op(
 
 
 def _analysis_export() -> dict[str, Any]:
-    """The trial's CDISC export for analysis: CSV, or 409 while central reads are not final."""
+    """The trial's CDISC export for analysis: CSV, or 409 while the trial is not ready."""
     operation = op(
         "One CDISC domain for analysis (rs, tu, tr, adrs, adtte) as CSV: one read per subject, "
         "responses, BOR and PFS after adjudication and overrides (R-BOR-USED), with their "
-        "provenance; 409 naming the subjects while central reads await adjudication",
+        "provenance; 409 naming the subjects while central reads await adjudication or a "
+        "progression call is under an open query",
         "view_audit",
     )
     operation["responses"]["200"]["content"] = {"text/csv": {}}

@@ -166,6 +166,12 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
     queries = (
         open_queries(session, trial_row) if allowed(request_user_role(), "answer_queries") else []
     )
+    # What holds the analysis export back, shown before anyone clicks into a refusal.
+    blockers: list[str] = []
+    if rows and allowed(request_user_role(), "view_audit"):
+        from web.services.exports import export_blockers
+
+        blockers = export_blockers(session, trial_row)
     status = error.status if error is not None else 200
     # The settings editor shows what was typed after a refusal, else the stored values.
     settings_form = dict(trial_row.settings or {})
@@ -182,6 +188,7 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
             rows=rows,
             plots=PLOTS,
             queries=queries,
+            export_blockers=blockers,
             error=error,
             form=form or {},
             settings_form=settings_form,

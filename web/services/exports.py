@@ -12,10 +12,15 @@ each value came from (SDTM ``RSEVAL``/``RSEVALID``/``RSACPTFL``; ADaM ``SRCSEQ``
 Each read's own records stay available as they were: the central-review page exports
 both central reads (:func:`web.services.central.export_csv`).
 
-A trial with independent central review whose reads are not all in, or not all
-adjudicated, is refused (``Conflict``, naming each subject, its state and the visits the
-reads call progression at): its analysis would otherwise mix central and site reads
-without saying so.
+The export is refused (``Conflict``) while the trial is not ready for analysis, naming
+each subject that holds it back (:func:`export_blockers`):
+
+- in a trial with independent central review, a subject whose central reads are not all
+  in or not all adjudicated (its state and the visits the reads call progression at): the
+  analysis would otherwise mix central and site reads without saying so;
+- a subject whose progression call, as the analysis would use it, is under a reviewer's
+  open query (not yet answered by the reader, nor overridden by an adjudicator): the
+  PFS event the export would carry is disputed.
 """
 
 from __future__ import annotations
@@ -62,6 +67,36 @@ def pending_subjects(session: Session, trial: Trial) -> list[str]:
     return out
 
 
+def queried_calls(session: Session, trial: Trial) -> list[str]:
+    """Each subject whose site read the analysis uses and whose progression call has an
+    unanswered query, one line per subject: the call, who queried it, when and why. (With
+    central review the analysis uses the central reads; the site reads' queue does not
+    hold it back.)"""
+    from web.services.progression import open_queries
+
+    if trial.central_review:
+        return []
+    out = []
+    for row in open_queries(session, trial):
+        call, query = row.call, row.latest
+        line = (
+            f"subject {row.subject.code}: progression call PD at {call.timepoint} on "
+            f"{call.date.isoformat()} ({call.label}) queried"
+        )
+        if query is not None:
+            comment = " ".join(query.comment.split())
+            line += f" by {query.username} on {query.at.date().isoformat()}: “{comment}”"
+        out.append(line)
+    return out
+
+
+def export_blockers(session: Session, trial: Trial) -> list[str]:
+    """Why the analysis export would be refused now, one line per subject (empty: ready):
+    central reads not final (:func:`pending_subjects`), then progression calls under an
+    open query (:func:`queried_calls`)."""
+    return pending_subjects(session, trial) + queried_calls(session, trial)
+
+
 def _confirmation(case: dict[str, Any], on: bool) -> dict[str, Any]:
     return {**case, "settings": dict(case.get("settings") or {}) | {"confirmation": on}}
 
@@ -72,7 +107,7 @@ def analysis_reads(session: Session, trial: Trial) -> list[Any]:
     Raises
     ------
     Conflict
-        Central review is on and a read subject has no accepted central read yet.
+        The trial is not ready for analysis (:func:`export_blockers`).
     """
     from cdisc_io.as_used_export import CENTRAL_ADJUDICATED, CENTRAL_AGREED, UsedRead
     from recist.jsonio import assess_json
@@ -89,6 +124,15 @@ def analysis_reads(session: Session, trial: Trial) -> list[Any]:
             "export would mix central and site reads; finish them (or export the reads "
             "one by one from the central-review page): " + "; ".join(pending),
             field="central_review",
+        )
+    queried = queried_calls(session, trial)
+    if queried:
+        raise Conflict(
+            f"trial {trial.code} has progression calls under an open query, so the PFS "
+            "events of the analysis export are disputed; the reader answers the query or an "
+            "adjudicator overrides the call first (the review queue's CSV lists every call "
+            "as it stands): " + "; ".join(queried),
+            field="progression_review",
         )
     reviews = {r.subject.code: r for r in overview(session, trial)} if trial.central_review else {}
     subjects = {s.code: s for s in list_subjects(session, trial)}
