@@ -188,6 +188,36 @@ def test_a_wrong_password_saves_nothing_and_counts_towards_the_lock(
     assert _failures(session) == 3
 
 
+def test_an_entry_that_cannot_be_saved_is_refused_before_the_password_is_counted(
+    client: FlaskClient, session: Session, trial: str, users: dict[str, str], baseline: str
+) -> None:
+    """A malformed read with a wrong password gets the entry's own error, and the password
+    is never checked: a client sending bad data cannot lock its user out (follow-ups as the
+    baseline)."""
+    wrong = {"password": "not the password"}
+    bad_size = {**W8, "targets": {"T01": -4.0, "T02": 14.0}, "sign": wrong}
+    message = _error(_call(client, users["reader"], "POST", "/timepoints", bad_size), 400,
+                     "invalid_input", "targets.T01")  # fmt: skip
+    assert "negative size -4.0 mm" in message
+    bad_date = {**W8, "date": "2021-02-30", "sign": wrong}
+    _error(_call(client, users["reader"], "POST", "/timepoints", bad_date), 400,
+           "invalid_input", "date")  # fmt: skip
+    version = _w8(session, trial)
+    bad_put = {**W8, "targets": {"T01": "huge"}, "version": version, "sign": wrong}
+    _error(_call(client, users["reader"], "PUT", "/timepoints/W8", bad_put), 400,
+           "invalid_input", "targets.T01")  # fmt: skip
+    bad_bl = {**BASELINE, "date": "2021-13-01", "version": _timepoints(session)["BL"].version}
+    _error(_call(client, users["reader"], "PUT", "/baseline", {**bad_bl, "sign": wrong}), 400,
+           "invalid_input", "date")  # fmt: skip
+    assert _failures(session) == 0
+    assert _timepoints(session)["W8"].version == version and _records(session, "sign") == []
+    # The same well-formed read with the wrong password is a counted failure.
+    good_put = {**W8, "targets": {"T01": 5.0, "T02": 14.0}, "version": version, "sign": wrong}
+    _error(_call(client, users["reader"], "PUT", "/timepoints/W8", good_put), 400,
+           "signature_refused", "sign.password")  # fmt: skip
+    assert _failures(session) == 1
+
+
 def test_repeated_wrong_passwords_lock_the_account_as_signing_does(
     client: FlaskClient, session: Session, trial: str, users: dict[str, str], baseline: str
 ) -> None:

@@ -274,6 +274,17 @@ def test_sign_on_save_signs_the_saved_read_in_the_same_transaction(
     login(client, "reader")
     fields = _new_visit(client)
     assert "sign_password" in fields  # the form offers it
+    # An entry that cannot be saved is refused by its own checks, the password never tried.
+    bad = client.post(
+        BASE + "/timepoints/new",
+        data={**fields, "t_T01_mm": "-4", "sign_on_save": "1", "sign_password": "wrong"},
+    )
+    assert bad.status_code == 400
+    assert "negative size" in html.unescape(bad.data.decode())
+    assert "does not match" not in html.unescape(bad.data.decode())
+    session.rollback()
+    reader = session.scalars(select(User).where(User.username == "reader")).one()
+    assert reader.failed_logins == 0
     wrong = client.post(
         BASE + "/timepoints/new", data={**fields, "sign_on_save": "1", "sign_password": "wrong"}
     )

@@ -38,10 +38,19 @@ def timepoint_create(trial_code: str, subject_code: str) -> Any:
     reason = body.pop("reason", None)
     password = sign_on_save(body)
     code = body.get("id") if isinstance(body.get("id"), str) else None
-    signer = signer_for(trial_code, subject_code, password, tp_code=code)
+    signer = None
+
+    def ask_signer() -> Any:
+        # Once the entry passed the checks that need no database: an entry that cannot be
+        # saved never counts a password failure (as the baseline's).
+        nonlocal signer
+        signer = signer_for(trial_code, subject_code, password, tp_code=code)
+        return signer
+
     row, tp = save_timepoint(
-        request_session(), actor(), trial_code, subject_code, body, reason=reason, signer=signer
-    )
+        request_session(), actor(), trial_code, subject_code, body, reason=reason,
+        ask_signer=ask_signer,
+    )  # fmt: skip
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
     if signer is not None:
         out["signature"] = signature_of(trial_code, subject_code, tp.code)
@@ -72,7 +81,13 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
             pointer="/version",
         )
     body.setdefault("id", tp_code)
-    signer = signer_for(trial_code, subject_code, password, tp_code=tp_code, version=version)
+    signer = None
+
+    def ask_signer() -> Any:
+        nonlocal signer  # as in timepoint_create: after the entry's own checks
+        signer = signer_for(trial_code, subject_code, password, tp_code=tp_code, version=version)
+        return signer
+
     row, tp = save_timepoint(
         request_session(),
         actor(),
@@ -82,7 +97,7 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
         expected_version=version,
         original_code=tp_code,
         reason=reason,
-        signer=signer,
+        ask_signer=ask_signer,
     )
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
     if signer is not None:

@@ -77,10 +77,18 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     posted_version = version_of(form.get("version"))
     token = form.get("imaging") or None
     new_rows: dict[str, int] = {}
+    signer = None
+
+    def ask_signer() -> Any:
+        # After the entry's own checks: an entry that cannot be saved never counts a
+        # password failure.
+        nonlocal signer
+        signer = signer_on_save(session, form)
+        return signer
+
     try:
         data = timepoint_from_form(form, case, new_rows)
         imaging = imaging_from_token(token) if token else None
-        signer = signer_on_save(session, form)
         _subject, saved = save_timepoint(
             session,
             actor(),
@@ -91,7 +99,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             original_code=tp_code,
             reason=form.get("reason") or None,
             imaging=imaging,
-            signer=signer,
+            ask_signer=ask_signer,
         )
     except ServiceError as error:
         timepoint_input(error, new_rows)

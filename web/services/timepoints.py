@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -262,7 +263,7 @@ def save_timepoint(
     original_code: str | None = None,
     reason: str | None = None,
     imaging: dict[str, Any] | None = None,
-    signer: User | None = None,
+    ask_signer: Callable[[], User | None] | None = None,
 ) -> tuple[Subject, Timepoint]:
     """Create or update a follow-up timepoint and recompute the subject's assessment.
 
@@ -280,10 +281,11 @@ def save_timepoint(
         What imaging_io measured when the form was pre-filled from an uploaded study
         (``{"image": …, "lesions": {id: {"mm": …, …}}}``), kept beside the reader's values
         as the evidence reviewers open; ``None`` keeps what is stored.
-    signer
-        Sign on save: the user whose password :func:`web.services.sign_all.signer_for_save`
-        checked; the saved read is signed "read complete" and locked in the same
-        transaction.
+    ask_signer
+        Sign on save: called once the entry passed its own checks (an entry that cannot be
+        saved never counts a password failure), it returns the user whose password
+        :func:`web.services.sign_all.signer_for_save` checked, or ``None``; the saved read
+        is then signed "read complete" and locked in the same transaction.
 
     Raises
     ------
@@ -310,6 +312,7 @@ def save_timepoint(
     non_targets = dict(model.non_targets)
     scan_dates = {k: plausible_date(v, f"scan_dates.{k}") for k, v in model.scan_dates.items()}
     reason = clean_reason(reason)
+    signer = ask_signer() if ask_signer is not None else None
     with write_transaction(session):
         subject = get_subject(session, trial_code, subject_code, lock=True)
         if not subject.timepoints:
