@@ -322,6 +322,26 @@ def test_a_queried_progression_call_holds_the_export_back_until_it_is_answered(
     assert 'id="export-blockers"' not in client.get(f"/trials/{overridden}").data.decode()
 
 
+def test_a_query_after_an_override_does_not_hold_the_export(
+    app: Flask, session: Session, overridden: str
+) -> None:
+    """S-OVR's call was overridden (W24 used): a reviewer's later query on the engine's
+    call does not dispute the call the analysis uses, so the export stays available."""
+    from web.services.common import get_trial
+    from web.services.progression import open_queries, review_call
+
+    review_call(
+        session, REVIEWER, overridden, "S-OVR", decision="queried", comment="W16 again?",
+        seen_call=None,
+    )  # fmt: skip
+    session.rollback()
+    queued = open_queries(session, get_trial(session, overridden))
+    assert [row.subject.code for row in queued] == ["S-OVR"]  # open in the queue, yet:
+    client = _client(app)
+    assert client.get(f"/trials/{overridden}/exports/adtte.csv").status_code == 200
+    assert 'id="export-blockers"' not in client.get(f"/trials/{overridden}").data.decode()
+
+
 def test_the_api_refuses_a_queried_call_as_json_naming_the_field(
     app: Flask, session: Session, overridden: str, users: dict[str, str]
 ) -> None:

@@ -188,12 +188,12 @@ def test_a_wrong_password_saves_nothing_and_counts_towards_the_lock(
     assert _failures(session) == 3
 
 
-def test_an_entry_that_cannot_be_saved_is_refused_before_the_password_is_counted(
+def test_a_malformed_entry_is_refused_before_the_password_is_counted(
     client: FlaskClient, session: Session, trial: str, users: dict[str, str], baseline: str
 ) -> None:
-    """A malformed read with a wrong password gets the entry's own error, and the password
-    is never checked: a client sending bad data cannot lock its user out (follow-ups as the
-    baseline)."""
+    """A malformed read (shape, sizes, dates) with a wrong password gets the entry's own
+    error, and the password is never checked: a client sending bad data cannot lock its
+    user out (follow-ups as the baseline)."""
     wrong = {"password": "not the password"}
     bad_size = {**W8, "targets": {"T01": -4.0, "T02": 14.0}, "sign": wrong}
     message = _error(_call(client, users["reader"], "POST", "/timepoints", bad_size), 400,

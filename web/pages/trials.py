@@ -156,6 +156,7 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
         (s, summary_as_used(s, s.result_json, overridden.get(s.id)))
         for s in list_subjects(session, trial_row)
     ]
+    any_rows = bool(rows)  # before the eligibility filter: the exports are of every subject
     # R-ELIG-*: the breaches the stored result reports (no recomputation here).
     breaching = sum(1 for _s, sm in rows if sm["eligibility"])
     only_breaches = request.args.get("eligibility") == "breaches"
@@ -168,7 +169,7 @@ def trial_page(trial_code: str, error: ServiceError | None = None, form: Any = N
     )
     # What holds the analysis export back, shown before anyone clicks into a refusal.
     blockers: list[str] = []
-    if rows and allowed(request_user_role(), "view_audit"):
+    if any_rows and allowed(request_user_role(), "view_audit"):
         from web.services.exports import export_blockers
 
         blockers = export_blockers(session, trial_row)

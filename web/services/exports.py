@@ -68,16 +68,19 @@ def pending_subjects(session: Session, trial: Trial) -> list[str]:
 
 
 def queried_calls(session: Session, trial: Trial) -> list[str]:
-    """Each subject whose site read the analysis uses and whose progression call has an
-    unanswered query, one line per subject: the call, who queried it, when and why. (With
-    central review the analysis uses the central reads; the site reads' queue does not
-    hold it back.)"""
+    """Each subject whose site read the analysis uses and whose progression call, as the
+    engine made it, has an unanswered query, one line per subject: the call, who queried
+    it, when and why. A call an adjudicator overrode is settled (the override is used);
+    with central review the analysis uses the central reads, and the site reads' queue
+    does not hold it back."""
     from web.services.progression import open_queries
 
     if trial.central_review:
         return []
     out = []
     for row in open_queries(session, trial):
+        if row.override is not None:
+            continue  # an adjudicator's call is the one used: a later query does not hold it
         call, query = row.call, row.latest
         line = (
             f"subject {row.subject.code}: progression call PD at {call.timepoint} on "

@@ -282,10 +282,11 @@ def save_timepoint(
         (``{"image": …, "lesions": {id: {"mm": …, …}}}``), kept beside the reader's values
         as the evidence reviewers open; ``None`` keeps what is stored.
     ask_signer
-        Sign on save: called once the entry passed its own checks (an entry that cannot be
-        saved never counts a password failure), it returns the user whose password
-        :func:`web.services.sign_all.signer_for_save` checked, or ``None``; the saved read
-        is then signed "read complete" and locked in the same transaction.
+        Sign on save: called once the entry passed the checks that need no stored data
+        (shape, sizes, dates, ids: such an entry never counts a password failure; what
+        needs the subject, e.g. a date before the baseline, comes after), it returns the
+        user :func:`web.services.sign_all.signer_for_save` checked, or ``None``; the read
+        is then signed "read complete" and locked in the save's transaction.
 
     Raises
     ------
