@@ -198,17 +198,17 @@ def assess_recist1_1(case: Case) -> CaseResult:
     results = [_baseline_result(case, tracker)]
     followups: list[Assessed] = []
     progression: Progression | None = None
-    assess_targets = tracker.assess_values
-    assess_new = new_tracker.assess
     nt_not_evaluated = NonTargetState.NOT_EVALUATED
+    # Methods are called on their objects, not bound to locals first: the compiled core
+    # (make mypyc) calls a method or dict.get natively, but a bound one as any Python object.
     for tp in case.timepoints[1:]:
-        tp_targets = tp.targets.get
-        values = [tp_targets(i, NOT_EVALUATED) for i in target_ids]
-        tp_states = tp.non_targets.get
-        nt_states = [tp_states(i, nt_not_evaluated) for i in nt_ids]
+        tp_targets = tp.targets
+        values = [tp_targets.get(i, NOT_EVALUATED) for i in target_ids]
+        tp_states = tp.non_targets
+        nt_states = [tp_states.get(i, nt_not_evaluated) for i in nt_ids]
         reasons: list[str]
         if targets:
-            target = assess_targets(tp, values)
+            target = tracker.assess_values(tp, values)
             target_response: Response | None = target.response
             reasons = [*target.reasons]
         else:
@@ -222,7 +222,7 @@ def assess_recist1_1(case: Case) -> CaseResult:
         else:
             nt = None
             nt_response = None
-        new = assess_new(tp)
+        new = new_tracker.assess(tp)
         if new.reasons:
             reasons += new.reasons
         overall, overall_reason = _overall(target_response, nt_response, new.status)
@@ -283,7 +283,7 @@ def assess_recist1_1(case: Case) -> CaseResult:
 def _baseline_result(case: Case, tracker: TargetTracker) -> TimepointResult:
     """The baseline's row: its sum of diameters (R-SEL-3) and its lesions' markers."""
     baseline = case.timepoints[0]
-    base_targets = baseline.targets.get
+    base_targets = baseline.targets
     target_ids = tracker.target_ids
     has_targets = bool(case.target_lesions)
     baseline_sum = tracker.baseline_sum
@@ -306,7 +306,7 @@ def _baseline_result(case: Case, tracker: TargetTracker) -> TimepointResult:
         ),
         flags=_markers(
             target_ids,
-            [base_targets(i, NOT_EVALUATED) for i in target_ids],
+            [base_targets.get(i, NOT_EVALUATED) for i in target_ids],
             (),
             (),
             baseline.new_lesions,

@@ -344,19 +344,18 @@ def _convert(raw: dict[str, Any]) -> Case:
                 for tp in raw["timepoints"]
             ]
         )
-    get = raw.get
     return Case(
         raw["subject_id"],
         lesions,
         timepoints,
         settings,
-        get("arm"),
-        get("randomized_on"),
-        get("died_on"),
-        get("new_therapy_on"),
-        get("last_known_alive_on"),
-        get("reader"),
-        get("accepted"),
+        raw.get("arm"),
+        raw.get("randomized_on"),
+        raw.get("died_on"),
+        raw.get("new_therapy_on"),
+        raw.get("last_known_alive_on"),
+        raw.get("reader"),
+        raw.get("accepted"),
     )
 
 

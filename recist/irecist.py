@@ -66,7 +66,6 @@ from recist.target import (
 if TYPE_CHECKING:
     from recist.assessment import CaseResult
 
-mm = format_mm
 
 # I-CPD-1, I-CPD-3: a further increase of a sum that confirms an iUPD (inclusive, R-EXACT).
 CONFIRM_MIN_INCREASE: Length = 5 * UNITS_PER_MM
@@ -702,9 +701,9 @@ class _Assessor:
         nadir = self.new.nadir
         if total is not None:
             reasons.append(
-                f"I-NEW-3: new-target sum {mm(total)}"
+                f"I-NEW-3: new-target sum {format_mm(total)}"
                 + ("" if len(known) == len(ids) else " (partial: a new target not evaluated)")
-                + (f", nadir {mm(nadir)}" if nadir is not None else "")
+                + (f", nadir {format_mm(nadir)}" if nadir is not None else "")
             )
         first = {r.id for r in new.first}
         now = _Now(
@@ -775,8 +774,8 @@ class _Assessor:
         grown: list[str] = []
         if now.new_pd and now.new_total is not None and now.new_nadir is not None:
             causes.append(
-                f"new-target sum {mm(now.new_total)} ≥ 120 % of its nadir "
-                f"{mm(now.new_nadir)} and ≥ 5 mm above it"
+                f"new-target sum {format_mm(now.new_total)} ≥ 120 % of its nadir "
+                f"{format_mm(now.new_nadir)} and ≥ 5 mm above it"
             )
             grown += [n.id for n in self.new.targets]
         if now.nlnt_progression:
@@ -830,7 +829,7 @@ class _Assessor:
             grown = _growth(run.target_reference, now.sizes)
             if grown >= CONFIRM_MIN_INCREASE:
                 confirm.append(
-                    f"I-CPD-1: target sum {mm(grown)} above its value at the iUPD of "
+                    f"I-CPD-1: target sum {format_mm(grown)} above its value at the iUPD of "
                     f"{run.first_id} (≥ 5 mm)"
                 )
                 where.add("target")
@@ -849,7 +848,7 @@ class _Assessor:
             grown = _growth(run.new_target_reference, now.new.sizes)
             if run.new_target_reference and grown >= CONFIRM_MIN_INCREASE:
                 confirm.append(
-                    f"I-CPD-3: new-target sum {mm(grown)} above its value at the iUPD of "
+                    f"I-CPD-3: new-target sum {format_mm(grown)} above its value at the iUPD of "
                     f"{run.first_id} (≥ 5 mm)"
                 )
                 where.add("new")

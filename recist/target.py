@@ -28,9 +28,6 @@ PR_MAX_RATIO_NUM, PR_MAX_RATIO_DEN = 7, 10  # R-TGT-PR: sum ≤ 70 % of the base
 NODE_NORMAL_SA: Length = 10 * UNITS_PER_MM  # R-TGT-CR, R-REAPPEAR: a node is normal below 10 mm
 
 
-mm = format_mm  # format a length for a reason sentence
-
-
 def pct(numerator: int, denominator: int) -> float:
     """``numerator / denominator`` as a percentage rounded to 0.1 (for display only)."""
     return round(numerator * 100 / denominator, 1)
@@ -196,9 +193,10 @@ class TargetTracker:
         if total >= pd_min_sum(nadir):  # R-TGT-PD, also on a partial sum (R-TGT-NE)
             partial = "" if current.complete else "partial "
             rule = "R-TGT-PD" if current.complete else "R-TGT-NE/R-TGT-PD"
+            share = pct(total, nadir) if nadir else "∞"
             reason = (
-                f"{rule}: {partial}sum {mm(total)} is {pct(total, nadir) if nadir else '∞'} % "
-                f"of the nadir {mm(nadir)} (≥ 120 %) and {mm(total - nadir)} above it (≥ 5 mm)"
+                f"{rule}: {partial}sum {format_mm(total)} is {share} % of the nadir "
+                f"{format_mm(nadir)} (≥ 120 %) and {format_mm(total - nadir)} above it (≥ 5 mm)"
             )
             if not current.complete:
                 reason += f"; {', '.join(current.missing)} not evaluated"
@@ -210,7 +208,7 @@ class TargetTracker:
                 nadir,
                 (
                     f"R-TGT-NE: target {', '.join(current.missing)} not evaluated and the "
-                    f"partial sum {mm(total)} does not prove PD",
+                    f"partial sum {format_mm(total)} does not prove PD",
                 ),
             )
         # R-TGT-CR when every target is gone (is_gone, inlined: a non-nodal target at 0 mm,
@@ -224,7 +222,7 @@ class TargetTracker:
                 " and every nodal target short axis < 10 mm" if self._any_nodal else ""
             )
             return TargetAssessment(
-                Response.CR, current, nadir, (f"R-TGT-CR: {detail} (sum {mm(total)})",)
+                Response.CR, current, nadir, (f"R-TGT-CR: {detail} (sum {format_mm(total)})",)
             )
         base = self.baseline_sum
         if base and total <= pr_max_sum(base):  # R-TGT-PR
@@ -233,19 +231,21 @@ class TargetTracker:
                 current,
                 nadir,
                 (
-                    f"R-TGT-PR: sum {mm(total)} is {pct(total, base)} % of the baseline "
-                    f"{mm(base)} (≤ 70 %)",
+                    f"R-TGT-PR: sum {format_mm(total)} is {pct(total, base)} % of the baseline "
+                    f"{format_mm(base)} (≤ 70 %)",
                 ),
             )
-        base_text = f"{pct(total, base)} % of the baseline {mm(base)}" if base else "baseline 0"
+        base_text = (
+            f"{pct(total, base)} % of the baseline {format_mm(base)}" if base else "baseline 0"
+        )
         if self.holding_pr:  # R-TGT-HOLD
             return TargetAssessment(
                 Response.PR,
                 current,
                 nadir,
                 (
-                    f"R-TGT-HOLD: sum {mm(total)} ({base_text}) is above 70 % but PR was "
-                    f"reached earlier and PD is not met (nadir {mm(nadir)})",
+                    f"R-TGT-HOLD: sum {format_mm(total)} ({base_text}) is above 70 % but PR was "
+                    f"reached earlier and PD is not met (nadir {format_mm(nadir)})",
                 ),
             )
         return TargetAssessment(
@@ -253,8 +253,8 @@ class TargetTracker:
             current,
             nadir,
             (
-                f"R-TGT-SD: sum {mm(total)} is {base_text} (> 70 %) and does not meet PD "
-                f"against the nadir {mm(nadir)}",
+                f"R-TGT-SD: sum {format_mm(total)} is {base_text} (> 70 %) and does not meet PD "
+                f"against the nadir {format_mm(nadir)}",
             ),
         )
 
