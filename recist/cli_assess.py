@@ -86,16 +86,16 @@ def _internal_error(label: str, case: Any, error: Exception) -> str:
 
 def _iter_results(
     cases: Iterable[JsonCase],
-    render: Callable[[dict[str, Any]], str],
+    render: Callable[[dict[str, Any]], str | bytes],
     keep_going: bool,
     errors: list[str],
     today: date | None = None,
-) -> Iterator[str]:
+) -> Iterator[str | bytes]:
     """Each case assessed and rendered, in order; each refusal goes to ``errors`` as one
     line naming the case (without ``keep_going`` the first one ends the batch). Dates
     after ``today`` are refused (R-PLAUS-DATE)."""
     for item in _fast_lines(cases, render, today):
-        if isinstance(item, str):
+        if not isinstance(item, JsonCase):
             yield item
             continue
         label, case, unreadable = item
@@ -116,8 +116,10 @@ def _iter_results(
 
 
 def _fast_lines(
-    cases: Iterable[JsonCase], render: Callable[[dict[str, Any]], str], today: date | None
-) -> Iterator[str | JsonCase]:
+    cases: Iterable[JsonCase],
+    render: Callable[[dict[str, Any]], str | bytes],
+    today: date | None,
+) -> Iterator[str | bytes | JsonCase]:
     """The cases in order, each as its rendered result or as a :class:`JsonCase` for the
     usual path. Lines of JSON Lines whose limits were checked for the whole input go
     through the one-pass reader (:func:`recist.jsonio.assess_json_line`); a line it cannot
@@ -200,58 +202,70 @@ _STRICT_ENCODE = json.JSONEncoder(
 ).encode
 
 
-def encode_result(result: dict[str, Any]) -> str:
-    """One result as one line of compact JSON (UTF-8 text, no ASCII escapes)."""
+def encode_result(result: dict[str, Any]) -> bytes:
+    """One result as one line of compact JSON, UTF-8 (no ASCII escapes)."""
     data = to_json(result)
     if b"NaN" in data or b"Infinity" in data:
-        return _STRICT_ENCODE(result)
-    return data.decode("utf-8")
+        return _STRICT_ENCODE(result).encode("utf-8")
+    return data
 
 
 def _render_one(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, indent=2, allow_nan=False)
 
 
-def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str]:
+def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str | bytes]:
     """How one result is written: a table, the indented object of a one-case input, or one
-    compact JSON text (a line of JSON Lines, an item of an array)."""
+    compact JSON text (a line of JSON Lines, an item of an array), already UTF-8."""
     if fmt == "table":
         return format_table
     return _render_one if form == "object" else encode_result
+
+
+def _utf8_buffer(out: TextIO) -> IO[bytes] | None:
+    """The byte stream under ``out`` when it writes UTF-8 (a file, standard output), so
+    that UTF-8 output goes to it as it is; ``None`` for a text buffer (a ``StringIO``)."""
+    raw = getattr(out, "buffer", None)
+    if raw is not None and (out.encoding or "").lower().replace("-", "") == "utf8":
+        return raw  # type: ignore[no-any-return]
+    return None
 
 
 class BatchOutput:
     """The rendered results of a batch, held until the batch is written (the contract
     writes nothing for a refused batch), laid out in the input's form as they come.
 
-    Up to :data:`SPOOL_IN_MEMORY` characters stay in memory; beyond that they go, UTF-8
-    encoded, to an anonymous temporary file, so that a batch of 100,000 cases holds about
-    a hundred MB of its output in memory rather than all of it (a result's reason lines,
-    with a ``≥`` in them, cost Python two bytes a character in memory, about one on
-    disk). Written to a real stream, the spooled bytes go to its buffer as they are.
+    They are held as UTF-8, as the serializer writes them: about half the memory of the
+    same text as Python strings (a result's reason lines, with a ``≥`` in them, cost a
+    string two bytes a character). Up to :data:`SPOOL_IN_MEMORY` bytes stay in memory;
+    beyond that they go to an anonymous temporary file, so that a batch of 100,000 cases
+    holds a bounded part of its output in memory rather than all of it. Written to a real
+    stream, the bytes go to its buffer as they are.
     """
 
     def __init__(self, form: str, fmt: str) -> None:
-        self._sep, self._start, self._end = _layout(form, fmt)
+        sep, start, end = _layout(form, fmt)
+        self._sep, self._start, self._end = sep.encode(), start.encode(), end.encode()
         self._object = form == "object" and fmt != "table"
-        self._parts: list[str] = []
+        self._parts: list[bytes] = []
         self._held = 0
         self._file: IO[bytes] | None = None
         self.count = 0
 
-    def add(self, text: str) -> None:
+    def add(self, text: str | bytes) -> None:
+        data = text if type(text) is bytes else text.encode("utf-8")  # type: ignore[union-attr]
         parts = self._parts
         parts.append(self._sep if self.count else self._start)
-        parts.append(text)
+        parts.append(data)
         self.count += 1
-        self._held += len(text)
+        self._held += len(data)
         if self._held > SPOOL_IN_MEMORY:
             self._spill()
 
     def _spill(self) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile()
-        self._file.write("".join(self._parts).encode("utf-8"))
+        self._file.writelines(self._parts)
         self._parts.clear()
         self._held = 0
 
@@ -259,29 +273,41 @@ class BatchOutput:
         return self.count
 
     def write_to(self, out: TextIO) -> None:
-        """Write the whole output: the results in the input's form, then a newline."""
+        """Write the whole output: the results in the input's form, then a newline (once:
+        what is written is let go)."""
+        if self.count:
+            self._parts.append(self._end)
+        elif not self._object:
+            self._parts.extend((self._start, self._end))
+        raw = _utf8_buffer(out)
         spooled = self._file
-        if spooled is not None:
-            self._spill()
-            self._file = None
-            with spooled:
-                spooled.seek(0)
-                raw = getattr(out, "buffer", None)
-                if raw is not None and (out.encoding or "").lower().replace("-", "") == "utf8":
-                    out.flush()
-                    shutil.copyfileobj(spooled, raw, 1 << 22)
-                else:
-                    decoder = codecs.getincrementaldecoder("utf-8")()
-                    while chunk := spooled.read(1 << 22):
-                        out.write(decoder.decode(chunk))
-                    out.write(decoder.decode(b"", final=True))
-        else:
-            out.writelines(self._parts)
-        if self.count or not self._object:
-            out.write(self._end if self.count else self._start + self._end)
+        if spooled is None:
+            if raw is not None:
+                out.flush()
+                raw.writelines(self._parts)
+                raw.flush()
+            else:  # part by part, each dropped once written: never all of it twice
+                parts = self._parts
+                parts.reverse()
+                while parts:
+                    out.write(parts.pop().decode("utf-8"))
+            return
+        self._spill()
+        self._file = None
+        with spooled:
+            spooled.seek(0)
+            if raw is not None:
+                out.flush()
+                shutil.copyfileobj(spooled, raw, 1 << 22)
+                raw.flush()
+            else:
+                decoder = codecs.getincrementaldecoder("utf-8")()
+                while chunk := spooled.read(1 << 22):
+                    out.write(decoder.decode(chunk))
+                out.write(decoder.decode(b"", final=True))
 
 
-# Characters of output a batch keeps in memory before it spools to a temporary file.
+# Bytes of output (UTF-8) a batch keeps in memory before it spools to a temporary file.
 SPOOL_IN_MEMORY = 64 << 20
 
 
@@ -305,8 +331,9 @@ def assess_batch(
 ) -> BatchOutput:
     """Assess the cases in order and render each result as soon as it is made.
 
-    Only the rendered text is kept until the batch is written (:class:`BatchOutput`: in
-    memory, then in a temporary file): a result's dicts are dropped at once. Refusals go
+    Only the rendered text (UTF-8) is kept until the batch is written
+    (:class:`BatchOutput`: in memory, then in a temporary file): a result's dicts are
+    dropped at once. Refusals go
     to ``errors``; without ``keep_going`` the first one ends the batch.
     """
     output = BatchOutput(form, fmt)

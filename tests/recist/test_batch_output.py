@@ -78,7 +78,7 @@ def test_a_non_finite_number_is_never_written_and_the_words_in_text_are():
     with pytest.raises(ValueError, match="not JSON compliant"):
         encode_result({"sum_mm": float("-inf")})
     text = encode_result({"subject_id": "NaN-Infinity ≥ 1", "sum_mm": 12.5})
-    assert text == '{"subject_id":"NaN-Infinity ≥ 1","sum_mm":12.5}'
+    assert text == '{"subject_id":"NaN-Infinity ≥ 1","sum_mm":12.5}'.encode()
 
 
 def test_a_non_finite_result_is_refused_as_its_cases_internal_error(monkeypatch):
@@ -98,3 +98,22 @@ def test_a_non_finite_result_is_refused_as_its_cases_internal_error(monkeypatch)
     assert len(rendered) == 0
     assert len(errors) == 2 and all("internal error (ValueError" in e for e in errors)
     assert errors[0].startswith("demo line 1: subject ")
+
+
+@pytest.mark.parametrize("spool", [False, True])
+def test_a_stream_in_another_encoding_gets_the_same_text(monkeypatch, spool):
+    """The results are held as UTF-8; a stream that is not UTF-8 gets them decoded."""
+    lines = DEMO.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(lines) + "\n"
+    held, _ = _run(text, "demo")
+    if spool:
+        monkeypatch.setattr(cli_assess, "SPOOL_IN_MEMORY", 500)
+    form, cases = read_cases(text, "demo")
+    errors: list[str] = []
+    rendered = assess_batch(cases, form, "json", False, errors)
+    assert (rendered._file is not None) == spool
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-16")
+    write_results(form, rendered, "json", stream)
+    stream.flush()
+    assert raw.getvalue().decode("utf-16") == held
