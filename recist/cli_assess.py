@@ -191,27 +191,31 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# A result is written as compact JSON by pydantic-core's serializer (already the engine's
-# JSON reader, recist.jsonio): about twice as fast as the json module on results, whose
-# reason lines carry characters such as "≥". It writes a non-finite number as a bare
-# ``NaN`` or ``Infinity``, which is not JSON; so a text holding either word goes to the
-# json module instead, which refuses a real one (``allow_nan=False``: an internal error of
-# its case) and writes the same compact text when the word was inside a string.
+# A result is written by pydantic-core's serializer (already the engine's JSON reader,
+# recist.jsonio): about twice as fast as the json module on results, whose reason lines
+# carry characters such as "≥". It writes a non-finite number as a bare ``NaN`` or
+# ``Infinity``, which is not JSON; so a text holding either word goes to the json module
+# instead, which refuses a real one (``allow_nan=False``: an internal error of its case)
+# and writes the same text when the word was inside a string.
 _STRICT_ENCODE = json.JSONEncoder(
     ensure_ascii=False, check_circular=False, allow_nan=False, separators=(",", ":")
 ).encode
 
 
-def encode_result(result: dict[str, Any]) -> bytes:
-    """One result as one line of compact JSON, UTF-8 (no ASCII escapes)."""
-    data = to_json(result)
+def encode_result(result: dict[str, Any], indent: int | None = None) -> bytes:
+    """One result as JSON, UTF-8 (no ASCII escapes): compact, one line, or indented by
+    ``indent`` spaces (the one-case form)."""
+    data = to_json(result, indent=indent)
     if b"NaN" in data or b"Infinity" in data:
-        return _STRICT_ENCODE(result).encode("utf-8")
+        if indent is None:
+            return _STRICT_ENCODE(result).encode("utf-8")
+        text = json.dumps(result, ensure_ascii=False, indent=indent, allow_nan=False)
+        return text.encode("utf-8")
     return data
 
 
-def _render_one(result: dict[str, Any]) -> str:
-    return json.dumps(result, ensure_ascii=False, indent=2, allow_nan=False)
+def _render_one(result: dict[str, Any]) -> bytes:
+    return encode_result(result, indent=2)
 
 
 def _renderer(form: str, fmt: str) -> Callable[[dict[str, Any]], str | bytes]:

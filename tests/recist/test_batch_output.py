@@ -117,3 +117,16 @@ def test_a_stream_in_another_encoding_gets_the_same_text(monkeypatch, spool):
     write_results(form, rendered, "json", stream)
     stream.flush()
     assert raw.getvalue().decode("utf-16") == held
+
+
+def test_one_case_is_written_indented_as_the_json_module_would():
+    """One case in, one object out, indented by two spaces: the same serializer as a batch
+    (numbers written alike whatever the form), the json module's layout."""
+    line = DEMO.read_text(encoding="utf-8").splitlines()[0]
+    pretty = json.dumps(json.loads(line), indent=2)
+    held, _ = _run(pretty, "one.json")
+    expected = json.dumps(assess_json(json.loads(line)), ensure_ascii=False, indent=2)
+    assert held == expected + "\n"
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_result({"sum_mm": float("nan")}, indent=2)
+    assert encode_result({"s": "NaN"}, indent=2) == b'{\n  "s": "NaN"\n}'
