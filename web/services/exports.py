@@ -27,10 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from web.errors import Conflict, NotFound
-from web.models import Trial
+from web.models import ProgressionReview, Subject, Trial
 
 ANALYSIS_DOMAINS = ("rs", "adrs", "adtte", "tu", "tr")
 
@@ -75,7 +76,7 @@ def queried_calls(session: Session, trial: Trial) -> list[str]:
     does not hold it back."""
     from web.services.progression import open_queries
 
-    if trial.central_review:
+    if trial.central_review or _never_queried(session, trial):
         return []
     out = []
     for row in open_queries(session, trial):
@@ -91,6 +92,18 @@ def queried_calls(session: Session, trial: Trial) -> list[str]:
             line += f" by {query.username} on {query.at.date().isoformat()}: “{comment}”"
         out.append(line)
     return out
+
+
+def _never_queried(session: Session, trial: Trial) -> bool:
+    """Whether no progression call of the trial was ever queried: one indexed look-up
+    that spares the whole review queue on every trial page of a trial without queries."""
+    asked = (
+        select(ProgressionReview.id)
+        .join(Subject, Subject.id == ProgressionReview.subject_id)
+        .where(Subject.trial_id == trial.id, ProgressionReview.action == "queried")
+        .limit(1)
+    )
+    return session.scalar(asked) is None
 
 
 def export_blockers(session: Session, trial: Trial) -> list[str]:
