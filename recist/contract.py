@@ -328,22 +328,26 @@ def _convert(raw: dict[str, Any]) -> Case:
     settings = _settings(raw.get("settings", _EMPTY))
     states = _NON_TARGET_STATES
     empty = _EMPTY
+    raw_timepoints: list[dict[str, Any]] = raw["timepoints"]  # typed: native dict operations
     if settings.criteria is Criteria.IRECIST:
-        timepoints = tuple(_irecist_timepoints(raw["timepoints"]))
+        timepoints = tuple(_irecist_timepoints(raw_timepoints))
     else:
-        timepoints = tuple(
-            [
+        built = []
+        for tp in raw_timepoints:
+            tp_id: str = tp["id"]
+            non_targets: dict[str, str] = tp.get("non_targets", empty)
+            news: list[dict[str, Any]] | None = tp.get("new_lesions")
+            built.append(
                 Timepoint(
-                    tp["id"],
+                    tp_id,
                     tp["date"],
-                    _targets(tp.get("targets", empty), tp["id"]),
-                    {k: states[v] for k, v in tp.get("non_targets", empty).items()},
-                    _recist_new_lesions(tp["id"], news) if (news := tp.get("new_lesions")) else (),
+                    _targets(tp.get("targets", empty), tp_id),
+                    {k: states[v] for k, v in non_targets.items()},
+                    _recist_new_lesions(tp_id, news) if news else (),
                     dict(tp.get("scan_dates", empty)),
                 )
-                for tp in raw["timepoints"]
-            ]
-        )
+            )
+        timepoints = tuple(built)
     return Case(
         raw["subject_id"],
         lesions,
@@ -376,19 +380,26 @@ def keys_given(raw: dict[str, Any]) -> int:
     test holds the two equal). Here, not in ``recist.jsonio``, so that the compiled core
     (``make mypyc``) compiles it."""
     count = len(raw) + keys_in(raw.get("settings"))
-    for lesion in raw["lesions"]:
+    # Typed locals: the compiled core then uses its own list and dict operations.
+    lesions: list[dict[str, Any]] = raw["lesions"]
+    for lesion in lesions:
         count += len(lesion)
-    for tp in raw["timepoints"]:
+    timepoints: list[dict[str, Any]] = raw["timepoints"]
+    for tp in timepoints:
         count += len(tp)
-        targets = tp.get("targets")
+        targets: dict[str, Any] | None = tp.get("targets")
         if targets:
             for value in targets.values():
                 count += 1 + len(value) if type(value) is dict else 1
-        for name in ("non_targets", "scan_dates"):
-            if name in tp:
-                count += len(tp[name])
-        if "new_lesions" in tp:
-            for new in tp["new_lesions"]:
+        non_targets: dict[str, Any] | None = tp.get("non_targets")
+        if non_targets is not None:
+            count += len(non_targets)
+        scan_dates: dict[str, Any] | None = tp.get("scan_dates")
+        if scan_dates is not None:
+            count += len(scan_dates)
+        news: list[dict[str, Any]] | None = tp.get("new_lesions")
+        if news is not None:
+            for new in news:
                 count += len(new)
     return count
 
