@@ -132,8 +132,8 @@ def measure(n: int, to_file: bool = False) -> dict:
 def _io_floor(text: str, chunk: int = 1000) -> float:
     """The time merely to load the input and to dump the results the engine writes, with
     the engine's own JSON library (pydantic-core) and encoder: the I/O no engine can
-    avoid, for context (the results are ~3x the input's size). Made chunk by chunk, outside the timing, so the
-    result dicts of a large batch are never all held."""
+    avoid, for context (the results are ~3x the input's size). Made chunk by chunk,
+    outside the timing, so the result dicts of a large batch are never all held."""
     from pydantic_core import from_json
 
     from recist.cli_assess import encode_result
