@@ -196,7 +196,8 @@ def format_table(result: dict[str, Any]) -> str:
 # carry characters such as "≥". It writes a non-finite number as a bare ``NaN`` or
 # ``Infinity``, which is not JSON; so a text holding either word goes to the json module
 # instead, which refuses a real one (``allow_nan=False``: an internal error of its case)
-# and writes the same text when the word was inside a string.
+# and writes the same JSON (the same values and layout; a tiny number such as 1e-07 may be
+# spelled differently) when the word was inside a string.
 _STRICT_ENCODE = json.JSONEncoder(
     ensure_ascii=False, check_circular=False, allow_nan=False, separators=(",", ":")
 ).encode
