@@ -198,19 +198,15 @@ def format_table(result: dict[str, Any]) -> str:
 # instead, which refuses a real one (``allow_nan=False``: an internal error of its case)
 # and writes the same JSON (the same values and layout; a tiny number such as 1e-07 may be
 # spelled differently) when the word was inside a string.
-_STRICT_ENCODE = json.JSONEncoder(
-    ensure_ascii=False, check_circular=False, allow_nan=False, separators=(",", ":")
-).encode
-
-
 def encode_result(result: dict[str, Any], indent: int | None = None) -> bytes:
     """One result as JSON, UTF-8 (no ASCII escapes): compact, one line, or indented by
     ``indent`` spaces (the one-case form)."""
     data = to_json(result, indent=indent)
     if b"NaN" in data or b"Infinity" in data:
-        if indent is None:
-            return _STRICT_ENCODE(result).encode("utf-8")
-        text = json.dumps(result, ensure_ascii=False, indent=indent, allow_nan=False)
+        compact = (",", ":") if indent is None else None
+        text = json.dumps(
+            result, ensure_ascii=False, allow_nan=False, indent=indent, separators=compact
+        )
         return text.encode("utf-8")
     return data
 
