@@ -22,15 +22,6 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     with ``sign: {password}`` the baseline read is signed as it is saved (one step)."""
     body = body_with(*BASELINE_KEYS, "sign")
     password = sign_on_save(body)
-    signer = None
-
-    def ask_signer() -> Any:
-        # Once the entry passed its checks (save_baseline calls it before writing): an
-        # entry that cannot be saved never counts a password failure.
-        nonlocal signer
-        signer = signer_for(trial_code, subject_code, password, version=body.get("version"))
-        return signer
-
     row = save_baseline(
         request_session(),
         actor(),
@@ -41,9 +32,13 @@ def baseline(trial_code: str, subject_code: str) -> Any:
         lesions=body.get("lesions"),
         expected_version=body.get("version"),
         reason=body.get("reason"),
-        ask_signer=ask_signer,
+        # asked once the entry passed its checks, before anything is written: an entry
+        # that cannot be saved never counts a password failure
+        ask_signer=lambda: signer_for(
+            trial_code, subject_code, password, version=body.get("version")
+        ),
     )
     out = {**subject_summary(row), "result": row.result_json}
-    if signer is not None:
+    if row.timepoints[0].locked:  # signed on save (a locked baseline is never saved)
         out["signature"] = signature_of(trial_code, subject_code, row.timepoints[0].code)
     return jsonify(out)

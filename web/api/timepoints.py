@@ -38,21 +38,13 @@ def timepoint_create(trial_code: str, subject_code: str) -> Any:
     reason = body.pop("reason", None)
     password = sign_on_save(body)
     code = body.get("id") if isinstance(body.get("id"), str) else None
-    signer = None
-
-    def ask_signer() -> Any:
-        # Once the entry passed the checks that need no database: an entry that cannot be
-        # saved never counts a password failure (as the baseline's).
-        nonlocal signer
-        signer = signer_for(trial_code, subject_code, password, tp_code=code)
-        return signer
-
     row, tp = save_timepoint(
         request_session(), actor(), trial_code, subject_code, body, reason=reason,
-        ask_signer=ask_signer,
+        # asked once the entry passed its own checks (never a password failure for it)
+        ask_signer=lambda: signer_for(trial_code, subject_code, password, tp_code=code),
     )  # fmt: skip
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
-    if signer is not None:
+    if tp.locked:  # signed on save (a locked read is never saved)
         out["signature"] = signature_of(trial_code, subject_code, tp.code)
     return jsonify(out), 201
 
@@ -81,13 +73,6 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
             pointer="/version",
         )
     body.setdefault("id", tp_code)
-    signer = None
-
-    def ask_signer() -> Any:
-        nonlocal signer  # as in timepoint_create: after the entry's own checks
-        signer = signer_for(trial_code, subject_code, password, tp_code=tp_code, version=version)
-        return signer
-
     row, tp = save_timepoint(
         request_session(),
         actor(),
@@ -97,10 +82,12 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
         expected_version=version,
         original_code=tp_code,
         reason=reason,
-        ask_signer=ask_signer,
+        ask_signer=lambda: signer_for(
+            trial_code, subject_code, password, tp_code=tp_code, version=version
+        ),
     )
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
-    if signer is not None:
+    if tp.locked:  # signed on save, as in timepoint_create
         out["signature"] = signature_of(trial_code, subject_code, tp.code)
     return jsonify(out)
 

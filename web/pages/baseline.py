@@ -56,19 +56,9 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     posted_version = version_of(form.get("version"))
     try:
         lesions = lesions_from_form(form, subject_code)
-        signer = None
+        from web.pages.timepoints import signer_on_save
 
-        def ask_signer() -> Any:
-            # Called by save_baseline once what was typed has passed its checks (as on the
-            # follow-up form), so a baseline that cannot be saved never counts a password
-            # failure, and the entry is checked once a request.
-            nonlocal signer
-            from web.pages.timepoints import signer_on_save
-
-            signer = signer_on_save(session, form)
-            return signer
-
-        save_baseline(
+        saved = save_baseline(
             session,
             actor(),
             trial_code,
@@ -78,14 +68,18 @@ def baseline(trial_code: str, subject_code: str) -> Any:
             lesions=lesions,
             expected_version=posted_version,
             reason=form.get("reason"),
-            ask_signer=ask_signer,
+            # called by save_baseline once what was typed has passed its checks (as on the
+            # follow-up form): a baseline that cannot be saved never counts a password
+            # failure, and the entry is checked once a request
+            ask_signer=lambda: signer_on_save(session, form),
         )
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)
     except ServiceError as error:
         baseline_input(error, baseline_form_rows(form))
         return _baseline_page(row, values, posted_version, error, [])
-    flash("Baseline saved" + (" and signed (read complete, locked)." if signer else "."))
+    signed = saved.timepoints[0].locked  # signed on save: a locked baseline is never saved
+    flash("Baseline saved" + (" and signed (read complete, locked)." if signed else "."))
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
 

@@ -77,15 +77,6 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     posted_version = version_of(form.get("version"))
     token = form.get("imaging") or None
     new_rows: dict[str, int] = {}
-    signer = None
-
-    def ask_signer() -> Any:
-        # After the entry's own checks: an entry that cannot be saved never counts a
-        # password failure.
-        nonlocal signer
-        signer = signer_on_save(session, form)
-        return signer
-
     try:
         data = timepoint_from_form(form, case, new_rows)
         imaging = imaging_from_token(token) if token else None
@@ -99,7 +90,8 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             original_code=tp_code,
             reason=form.get("reason") or None,
             imaging=imaging,
-            ask_signer=ask_signer,
+            # after the entry's own checks: it never counts a password failure
+            ask_signer=lambda: signer_on_save(session, form),
         )
     except ServiceError as error:
         timepoint_input(error, new_rows)
@@ -107,7 +99,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
         return timepoint_page(
             row, case, values, tp_code, posted_version, error, imaging_token=token
         )
-    signed = " and signed (read complete, locked)" if signer is not None else ""
+    signed = " and signed (read complete, locked)" if saved.locked else ""
     flash(f"Timepoint {saved.code} saved{signed}; the assessment was recomputed.")
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
