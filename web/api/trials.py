@@ -121,17 +121,12 @@ def trial_member_remove(trial_code: str, username: str) -> Any:
 def analysis_export(trial_code: str, domain: str) -> Any:
     """The trial's CDISC export for analysis (``rs``, ``tu``, ``tr``, ``adrs``, ``adtte``) as
     CSV: one read per subject, responses, BOR and PFS as used (:mod:`web.services.exports`);
-    409 naming the subjects while central reads are not final."""
+    409 naming the subjects while the trial is not ready for analysis."""
     from flask import Response
 
-    from web.services.exports import analysis_csv
+    from web.services.exports import analysis_file
 
-    session = request_session()
-    trial = get_trial(session, trial_code)
+    text, name = analysis_file(request_session(), trial_code, domain)
     return Response(
-        analysis_csv(session, trial, domain),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="{trial.code}_analysis_{domain}.csv"'
-        },
+        text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )

@@ -9,21 +9,16 @@ from flask import Response
 
 from web.auth import requires
 from web.pages import review as bp
-from web.services import get_trial, request_session
+from web.services import request_session
 
 
 @bp.route("/trials/<trial_code>/exports/<domain>.csv")
 @requires("view_audit")
 def analysis_export(trial_code: str, domain: str) -> Any:
-    """One domain as used; central reads not yet final answer 409 naming the subjects."""
-    from web.services.exports import analysis_csv
+    """One domain as used; a trial not ready for analysis answers 409 naming the subjects."""
+    from web.services.exports import analysis_file
 
-    session = request_session()
-    trial = get_trial(session, trial_code)
+    text, name = analysis_file(request_session(), trial_code, domain)
     return Response(
-        analysis_csv(session, trial, domain),
-        mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="{trial.code}_analysis_{domain}.csv"'
-        },
+        text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )

@@ -193,7 +193,7 @@ def analysis_csv(session: Session, trial: Trial, domain: str) -> str:
     NotFound
         ``domain`` is not one of :data:`ANALYSIS_DOMAINS`.
     Conflict
-        Central reads are not final (:func:`analysis_reads`).
+        The trial is not ready for analysis (:func:`analysis_reads`).
     """
     from cdisc_io.as_used_export import export_as_used
 
@@ -204,3 +204,12 @@ def analysis_csv(session: Session, trial: Trial, domain: str) -> str:
         )
     frame = export_as_used(analysis_reads(session, trial), studyid=trial.code)[domain]
     return str(frame.to_csv(index=False, lineterminator="\r\n"))
+
+
+def analysis_file(session: Session, trial_code: str, domain: str) -> tuple[str, str]:
+    """One domain of the trial's export for analysis as a download, for the page and the
+    API alike: (CSV text, file name). Raises as :func:`analysis_csv`."""
+    from web.services.common import get_trial
+
+    trial = get_trial(session, trial_code)
+    return analysis_csv(session, trial, domain), f"{trial.code}_analysis_{domain}.csv"
