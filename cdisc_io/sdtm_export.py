@@ -266,7 +266,7 @@ def export_sdtm(
                 role = "NEW"
                 if irecist:  # sizes, states and categories of I-NEW-1..4
                     first = new_lesions.setdefault(new["id"], new)
-                    if new.get("category"):
+                    if new.get("category") and not new.get("equivocal"):  # as export_listing
                         declared.setdefault(new["id"], new["category"])
                     seen_at = first_seen.get(new["id"])
                     listing = export_listing(

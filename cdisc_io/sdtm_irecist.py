@@ -7,7 +7,9 @@ give its category (docs/contracts.md §1.3). In SDTM:
 - category: ``TRGRPID`` of each record of a listing that gives it, ``NEW TARGET`` /
   ``NEW NON-TARGET`` (``NEW`` when the listing leaves the category to the engine, I-NEW-1,
   I-NEW-2); TU ``TUORRES``/``TUSTRESC`` of the lesion's identification holds its first
-  listing's category the same way (``NEW`` without one).
+  listing's category the same way (``NEW`` without one). An equivocal listing's category
+  is not written: the engine fixes the category at the first unequivocal sighting and
+  reads none from an equivocal one (R-NEW-2), so ``NEW`` it is.
 - size (``size_mm``; a node's short axis): ``LDIAM`` (``LPERP`` for a node, R-NODE) in mm,
   ``TOO SMALL TO MEASURE`` for ``too_small`` (with ``TUMSTATE`` ``EQUIVOCAL`` beside it
   for an equivocal lesion, R-NEW-2); a new lesion seen without a size is ``TUMSTATE``
@@ -95,7 +97,9 @@ def export_listing(
     far (a later size on a declared new non-target is written as ``PRESENT``, I-NEW-4).
     """
     new_nodal = nodal or bool(new.get("nodal"))
-    category = new.get("category")
+    # The engine fixes a category at the first unequivocal sighting and reads none from an
+    # equivocal listing (R-NEW-2: not a new lesion yet): such a category is not written.
+    category = None if new.get("equivocal") else new.get("category")
     group = GROUP_OF_CATEGORY.get(category, NEW_ROLE) if category else NEW_ROLE
     size = new.get("size_mm")
     if size is None and new.get("nodal") and new.get("short_axis_mm") is not None:

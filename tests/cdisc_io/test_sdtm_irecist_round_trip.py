@@ -228,6 +228,14 @@ LISTINGS = {
         _fu("W18", "2021-05-10", [{"id": "N1", "size_mm": 22.0}, {"id": "N2", "size_mm": 12.0}],
             t1=30.0),
     ),
+    # Found by the hypothesis test below: the category of an equivocal listing is not the
+    # lesion's (the engine fixes it at W12, here a new target), so W18's 0 mm is a size.
+    "a category given while equivocal, then sizes": _case(
+        _fu("W6", "2021-02-15", [{"id": "N1", "site": "lung", "equivocal": True,
+                                  "category": "non-target"}]),
+        _fu("W12", "2021-03-29", [{"id": "N1", "size_mm": 10.0}]),
+        _fu("W18", "2021-05-10", [{"id": "N1", "size_mm": 0.0}]),
+    ),
     "more new targets than iRECIST allows, confirmation on": _case(
         _fu("W6", "2021-02-15", [{"id": f"N{i}", "site": site, "size_mm": 10.0 + i}
                                  for i, site in enumerate(["lung", "lung", "lung", "liver",
