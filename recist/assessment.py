@@ -3,10 +3,9 @@ PFS. This is the engine's entry point (:func:`assess`)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 from recist.baseline import Finding, check_baseline, enforce_findings
 from recist.best_response import (
@@ -20,6 +19,7 @@ from recist.best_response import (
 )
 from recist.lesions import (
     NOT_EVALUATED,
+    RECORD,
     Case,
     Length,
     NewLesion,
@@ -48,43 +48,95 @@ if TYPE_CHECKING:
     from recist.irecist import IrecistResult
 
 
-class TimepointResult(NamedTuple):
+@RECORD
+class TimepointResult:
     """The assessment of one timepoint; responses are ``None`` at baseline.
 
-    Immutable, like the engine's other records, but a ``NamedTuple`` rather than a frozen
-    dataclass: one is built per timepoint, and a frozen dataclass's ``__init__`` sets each
-    field through ``object.__setattr__``, which for these 13 fields cost more than the
-    response rules themselves (``benchmarks/bench_assess.py``). The per-timepoint records
-    of ``target.py`` and ``best_response.py`` are ``NamedTuple`` for the same reason.
+    Immutable like the engine's other records (``recist.lesions.RECORD``): one is built
+    per timepoint, so its construction is on the batch path.
     """
 
-    id: str
-    date: date
-    sum: Length | None  # the sum of diameters; None when a target was not evaluated
-    partial_sum: Length | None  # the sum of the evaluated targets when incomplete
-    nadir: Length | None
-    change_from_baseline_pct: float | None
-    change_from_nadir_pct: float | None
-    target_response: Response | None
-    non_target_response: Response | None
-    new_lesions: NewLesionStatus | None
-    overall_response: Response | None
-    reasons: tuple[str, ...]
-    flags: dict[str, tuple[str, ...]]  # lesion id -> markers for the grid
+    id: Final[str]
+    date: Final[datetime.date]
+    sum: Final[Length | None]  # the sum of diameters; None when a target was not evaluated
+    partial_sum: Final[Length | None]  # the sum of the evaluated targets when incomplete
+    nadir: Final[Length | None]
+    change_from_baseline_pct: Final[float | None]
+    change_from_nadir_pct: Final[float | None]
+    target_response: Final[Response | None]
+    non_target_response: Final[Response | None]
+    new_lesions: Final[NewLesionStatus | None]
+    overall_response: Final[Response | None]
+    reasons: Final[tuple[str, ...]]
+    flags: Final[dict[str, tuple[str, ...]]]  # lesion id -> markers for the grid
+
+    def __init__(
+        self,
+        id: str,
+        date: datetime.date,
+        sum: Length | None,
+        partial_sum: Length | None,
+        nadir: Length | None,
+        change_from_baseline_pct: float | None,
+        change_from_nadir_pct: float | None,
+        target_response: Response | None,
+        non_target_response: Response | None,
+        new_lesions: NewLesionStatus | None,
+        overall_response: Response | None,
+        reasons: tuple[str, ...],
+        flags: dict[str, tuple[str, ...]],
+    ) -> None:
+        self.id = id
+        self.date = date
+        self.sum = sum
+        self.partial_sum = partial_sum
+        self.nadir = nadir
+        self.change_from_baseline_pct = change_from_baseline_pct
+        self.change_from_nadir_pct = change_from_nadir_pct
+        self.target_response = target_response
+        self.non_target_response = non_target_response
+        self.new_lesions = new_lesions
+        self.overall_response = overall_response
+        self.reasons = reasons
+        self.flags = flags
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class CaseResult:
-    subject_id: str
-    settings: Settings
-    warnings: tuple[Finding, ...]
-    queries: tuple[Query, ...]
-    timepoints: tuple[TimepointResult, ...]
-    best_overall_response: BestResponse
-    best_overall_response_confirmed: BestResponse
-    best_overall_response_unconfirmed: BestResponse
-    progression: Progression | None
-    pfs: Pfs
+    subject_id: Final[str]
+    settings: Final[Settings]
+    warnings: Final[tuple[Finding, ...]]
+    queries: Final[tuple[Query, ...]]
+    timepoints: Final[tuple[TimepointResult, ...]]
+    best_overall_response: Final[BestResponse]
+    best_overall_response_confirmed: Final[BestResponse]
+    best_overall_response_unconfirmed: Final[BestResponse]
+    progression: Final[Progression | None]
+    pfs: Final[Pfs]
+
+    def __init__(
+        self,
+        subject_id: str,
+        settings: Settings,
+        warnings: tuple[Finding, ...],
+        queries: tuple[Query, ...],
+        timepoints: tuple[TimepointResult, ...],
+        best_overall_response: BestResponse,
+        best_overall_response_confirmed: BestResponse,
+        best_overall_response_unconfirmed: BestResponse,
+        progression: Progression | None,
+        pfs: Pfs,
+    ) -> None:
+        self.subject_id = subject_id
+        self.settings = settings
+        self.warnings = warnings
+        self.queries = queries
+        self.timepoints = timepoints
+        self.best_overall_response = best_overall_response
+        self.best_overall_response_confirmed = best_overall_response_confirmed
+        self.best_overall_response_unconfirmed = best_overall_response_unconfirmed
+        self.progression = progression
+        self.pfs = pfs
 
 
 _TARGET_MARKERS = {
@@ -276,7 +328,9 @@ def assess_recist1_1(case: Case) -> CaseResult:
         best_overall_response_confirmed=confirmed,
         best_overall_response_unconfirmed=unconfirmed,
         progression=progression,
-        pfs=pfs(case, progression, adequate_assessments(followups)),
+        pfs=pfs(
+            case, progression, adequate_assessments([(a.id, a.date, a.response) for a in followups])
+        ),
     )
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from recist.errors import ProtocolDeviationError
 from recist.lesions import (
+    RECORD,
     UNITS_PER_MM,
     Case,
     Length,
@@ -78,13 +80,23 @@ _ALIAS_TO_ORGAN = {alias: organ for organ, names in _ORGAN_ALIASES.items() for a
 LYMPH_NODE_ORGAN = "lymph node"
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class Finding:
     """A baseline rule that the case breaks: a protocol deviation, not an impossibility."""
 
-    rule: str
-    lesion: str | None
-    message: str
+    rule: Final[str]
+    lesion: Final[str | None]
+    message: Final[str]
+
+    def __init__(
+        self,
+        rule: str,
+        lesion: str | None,
+        message: str,
+    ) -> None:
+        self.rule = rule
+        self.lesion = lesion
+        self.message = message
 
     def to_dict(self) -> dict[str, str | None]:
         return {"rule": self.rule, "lesion": self.lesion, "message": self.message}

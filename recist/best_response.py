@@ -3,11 +3,12 @@ R-BOR-CONF."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
-from typing import NamedTuple
+from typing import Final
 
+from recist.lesions import RECORD
 from recist.response import BOR_RANK, Response
 from recist.settings import Settings, UnconfirmedBeforePd
 
@@ -16,28 +17,54 @@ _STABLE = (Response.SD, Response.NON_CR_NON_PD)
 _RANKED = (*_RESPONDING, *_STABLE)  # the responses R-BOR-1 ranks above PD
 
 
-class Assessed(NamedTuple):  # built per timepoint: see assessment.TimepointResult
+@RECORD
+class Assessed:  # built per timepoint: see recist.lesions.RECORD
     """One follow-up timepoint as the best-response rules see it."""
 
-    id: str
-    date: date
-    response: Response
+    id: Final[str]
+    date: Final[datetime.date]
+    response: Final[Response]
+
+    def __init__(self, id: str, date: datetime.date, response: Response) -> None:
+        self.id = id
+        self.date = date
+        self.response = response
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class BestResponse:
-    response: Response
-    timepoint: str | None  # the timepoint that gave it (None for NE without any)
-    reasons: tuple[str, ...]
+    response: Final[Response]
+    timepoint: Final[str | None]  # the timepoint that gave it (None for NE without any)
+    reasons: Final[tuple[str, ...]]
+
+    def __init__(
+        self,
+        response: Response,
+        timepoint: str | None,
+        reasons: tuple[str, ...],
+    ) -> None:
+        self.response = response
+        self.timepoint = timepoint
+        self.reasons = reasons
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class Query:
     """A data query a reviewer should resolve (e.g. table 3's CR followed by PR)."""
 
-    rule: str
-    timepoint: str
-    message: str
+    rule: Final[str]
+    timepoint: Final[str]
+    message: Final[str]
+
+    def __init__(
+        self,
+        rule: str,
+        timepoint: str,
+        message: str,
+    ) -> None:
+        self.rule = rule
+        self.timepoint = timepoint
+        self.message = message
 
     def to_dict(self) -> dict[str, str]:
         return {"rule": self.rule, "timepoint": self.timepoint, "message": self.message}

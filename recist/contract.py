@@ -12,7 +12,6 @@ The module has no pydantic in it, so ``make mypyc`` compiles it with the engine.
 from __future__ import annotations
 
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 from recist.assessment import CaseResult, TimepointResult, assess
@@ -41,6 +40,7 @@ from recist.lesions import (
     length_to_mm,
     mm_to_length,
 )
+from recist.pfs import PfsReason
 from recist.response import NewLesionStatus, Response
 from recist.settings import Criteria, Settings
 
@@ -429,15 +429,22 @@ def case_of(raw: dict[str, Any], today: date | None = None) -> Case:
     return case
 
 
-@lru_cache(maxsize=64)
-def _settings_values(settings: Settings) -> dict[str, Any]:
-    return settings.to_dict()
+# The settings' dicts already made, by the identity of the Settings (the one object
+# _settings gives for one protocol): hashing a Settings hashes its every field, in
+# interpreted code. The Settings is held beside its dict, so its id is never reused
+# while the entry lives.
+_SETTINGS_DICTS: dict[int, tuple[Settings, dict[str, Any]]] = {}
 
 
 def _settings_dict(settings: Settings) -> dict[str, Any]:
     """The settings as a fresh dict (cached: a batch usually shares one protocol; the
     values are immutable scalars, so a shallow copy is a fresh result)."""
-    return dict(_settings_values(settings))
+    entry = _SETTINGS_DICTS.get(id(settings))
+    if entry is None or entry[0] is not settings:
+        if len(_SETTINGS_DICTS) >= 64:
+            _SETTINGS_DICTS.clear()
+        entry = _SETTINGS_DICTS[id(settings)] = (settings, settings.to_dict())
+    return dict(entry[1])
 
 
 def _mm(length: int | None) -> float | None:
@@ -446,17 +453,19 @@ def _mm(length: int | None) -> float | None:
 
 def _best(best: BestResponse) -> dict[str, Any]:
     return {
-        "response": best.response.value,
+        "response": _CODES[best.response],
         "timepoint": best.timepoint,
         "reasons": list(best.reasons),
     }
 
 
-# A response or new-lesion code as its JSON string (``None`` stays ``None``).
+# A response, new-lesion or PFS code as its JSON string (``None`` stays ``None``): a
+# look-up is native in the compiled core, an enum's ``.value`` an interpreted property.
 _CODES: dict[Any, str | None] = {
     None: None,
     **{code: code.value for code in Response},
     **{code: code.value for code in NewLesionStatus},
+    **{code: code.value for code in PfsReason},
 }
 
 
@@ -575,30 +584,31 @@ def result_to_json(result: CaseResult) -> dict[str, Any]:
     progression = result.progression
     pfs = result.pfs
     best = result.best_overall_response
+    codes = _CODES
     return {
         "subject_id": result.subject_id,
         "warnings": [f.to_dict() for f in result.warnings] if result.warnings else [],
         "queries": [q.to_dict() for q in result.queries] if result.queries else [],
         "timepoints": [timepoint_to_json(tp) for tp in result.timepoints],
-        "best_overall_response": best.response.value,
+        "best_overall_response": codes[best.response],
         "best_overall_response_detail": _best(best),
-        "best_overall_response_confirmed": result.best_overall_response_confirmed.response.value,
+        "best_overall_response_confirmed": codes[result.best_overall_response_confirmed.response],
         "best_overall_response_unconfirmed": (
-            result.best_overall_response_unconfirmed.response.value
+            codes[result.best_overall_response_unconfirmed.response]
         ),
         "progression": None
         if progression is None
         else {
             "timepoint": progression.timepoint,
             "date": progression.date.isoformat(),
-            "reason": progression.reason.value,
+            "reason": codes[progression.reason],
             "back_dated": progression.back_dated,
         },
         "pfs": {
             "event": pfs.event,
             "date": pfs.date.isoformat(),
             "days": pfs.days,
-            "reason": pfs.reason.value,
+            "reason": codes[pfs.reason],
             "explanation": pfs.explanation,
         },
         "settings": _settings_dict(result.settings),

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from recist.baseline import (
     LYMPH_NODE_ORGAN,
@@ -36,6 +36,7 @@ from recist.best_response import Assessed, Query, confirmation, confirmation_nee
 from recist.errors import CaseInputError, ProtocolDeviationError
 from recist.lesions import (
     NOT_EVALUATED,
+    RECORD,
     UNITS_PER_MM,
     Case,
     Length,
@@ -210,7 +211,7 @@ class NewLesionRecord:
         return NewLesion(self.id, self.site, self.equivocal, self.nodal, short_axis)
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class IrecistTimepoint(Timepoint):
     """A follow-up with its new lesions as iRECIST follows them (I-NEW-4).
 
@@ -219,7 +220,21 @@ class IrecistTimepoint(Timepoint):
     Build it with :func:`irecist_timepoint`, which keeps the two in step.
     """
 
-    new_lesion_records: tuple[NewLesionRecord, ...] = ()
+    new_lesion_records: Final[tuple[NewLesionRecord, ...]]
+
+    def __init__(
+        self,
+        id: str,
+        date: date,
+        targets: dict[str, TargetValue] | None = None,
+        non_targets: dict[str, NonTargetState] | None = None,
+        new_lesions: tuple[NewLesion, ...] = (),
+        scan_dates: dict[str, date] | None = None,
+        new_lesion_records: tuple[NewLesionRecord, ...] = (),
+    ) -> None:
+        # Not super(): a slots dataclass is a new class, which super()'s cell does not know.
+        Timepoint.__init__(self, id, date, targets, non_targets, new_lesions, scan_dates)
+        self.new_lesion_records = new_lesion_records
 
 
 def irecist_timepoint(

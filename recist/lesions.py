@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import Final
 
 from recist.errors import CaseInputError
 from recist.settings import DEFAULT_SETTINGS, MAX_VOLUME_ML, Settings
@@ -312,7 +313,17 @@ class NewLesion:
         return True
 
 
-@dataclass(frozen=True, slots=True)
+# Records built for every timepoint of every case (Timepoint, Case, and the results of
+# recist.assessment, best_response and pfs) are immutable by ``Final`` fields rather than
+# ``frozen=True``: mypy refuses any assignment to them after ``__init__``, and the compiled
+# core (``make mypyc``) refuses one at run time as well. A frozen dataclass's ``__init__``
+# sets each field through ``object.__setattr__``, and under mypyc stays interpreted: for
+# these records it cost more than the rules that read them (``benchmarks/bench_assess.py``).
+# They stay dataclasses for equality, ``repr``, hashing and ``dataclasses.replace``.
+RECORD = dataclass(slots=True, init=False, unsafe_hash=True)
+
+
+@RECORD
 class Timepoint:
     """One assessment: the baseline (first timepoint of a case) or a follow-up.
 
@@ -320,12 +331,28 @@ class Timepoint:
     that showed it (§8 progression dating); lesions not in it were seen on ``date``.
     """
 
-    id: str
-    date: datetime.date
-    targets: dict[str, TargetValue] = field(default_factory=dict)
-    non_targets: dict[str, NonTargetState] = field(default_factory=dict)
-    new_lesions: tuple[NewLesion, ...] = ()
-    scan_dates: dict[str, datetime.date] = field(default_factory=dict)
+    id: Final[str]
+    date: Final[datetime.date]
+    targets: Final[dict[str, TargetValue]]
+    non_targets: Final[dict[str, NonTargetState]]
+    new_lesions: Final[tuple[NewLesion, ...]]
+    scan_dates: Final[dict[str, datetime.date]]
+
+    def __init__(
+        self,
+        id: str,
+        date: datetime.date,
+        targets: dict[str, TargetValue] | None = None,
+        non_targets: dict[str, NonTargetState] | None = None,
+        new_lesions: tuple[NewLesion, ...] = (),
+        scan_dates: dict[str, datetime.date] | None = None,
+    ) -> None:
+        self.id = id
+        self.date = date
+        self.targets = {} if targets is None else targets
+        self.non_targets = {} if non_targets is None else non_targets
+        self.new_lesions = new_lesions
+        self.scan_dates = {} if scan_dates is None else scan_dates
 
     def target(self, lesion_id: str) -> TargetValue:
         """The record of a target at this timepoint; a missing target is not evaluated."""
@@ -379,7 +406,7 @@ def _check_merge_cycles(targets: dict[str, TargetValue], timepoint: str) -> None
         done.update(path)
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class Case:
     """One subject's (or one reader's read of one subject's) lesions and timepoints.
 
@@ -392,29 +419,50 @@ class Case:
         Naming the subject, timepoint, lesion and field that are wrong.
     """
 
-    subject_id: str
-    lesions: tuple[Lesion, ...]
-    timepoints: tuple[Timepoint, ...]
-    settings: Settings = DEFAULT_SETTINGS
-    arm: str | None = None
-    randomized_on: date | None = None
-    died_on: date | None = None
-    new_therapy_on: date | None = None
-    last_known_alive_on: date | None = None
-    reader: str | None = None
-    accepted: bool | None = None
-    # Derived once at construction: the targets and non-targets in input order.
+    subject_id: Final[str]
+    lesions: Final[tuple[Lesion, ...]]
+    timepoints: Final[tuple[Timepoint, ...]]
+    settings: Final[Settings]
+    arm: Final[str | None]
+    randomized_on: Final[date | None]
+    died_on: Final[date | None]
+    new_therapy_on: Final[date | None]
+    last_known_alive_on: Final[date | None]
+    reader: Final[str | None]
+    accepted: Final[bool | None]
+    # Derived once at construction: the targets and non-targets in input order. (Not
+    # ``Final``: mypy allows no ``field()`` there; nothing assigns them after __init__.)
     target_lesions: tuple[Lesion, ...] = field(init=False, repr=False, compare=False)
     non_target_lesions: tuple[Lesion, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        subject_id: str,
+        lesions: tuple[Lesion, ...],
+        timepoints: tuple[Timepoint, ...],
+        settings: Settings = DEFAULT_SETTINGS,
+        arm: str | None = None,
+        randomized_on: date | None = None,
+        died_on: date | None = None,
+        new_therapy_on: date | None = None,
+        last_known_alive_on: date | None = None,
+        reader: str | None = None,
+        accepted: bool | None = None,
+    ) -> None:
+        self.subject_id = subject_id
+        self.lesions = lesions
+        self.timepoints = timepoints
+        self.settings = settings
+        self.arm = arm
+        self.randomized_on = randomized_on
+        self.died_on = died_on
+        self.new_therapy_on = new_therapy_on
+        self.last_known_alive_on = last_known_alive_on
+        self.reader = reader
+        self.accepted = accepted
         target = LesionKind.TARGET
-        object.__setattr__(
-            self, "target_lesions", tuple([le for le in self.lesions if le.kind is target])
-        )
-        object.__setattr__(
-            self, "non_target_lesions", tuple([le for le in self.lesions if le.kind is not target])
-        )
+        self.target_lesions = tuple([le for le in lesions if le.kind is target])
+        self.non_target_lesions = tuple([le for le in lesions if le.kind is not target])
         try:
             self._check()
         except CaseInputError as error:

@@ -4,13 +4,13 @@ code (:func:`pfs`)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
-from recist.lesions import Case, Timepoint
+from recist.lesions import RECORD, Case, Timepoint
 from recist.new_lesions import NewLesionAssessment
 from recist.non_target import NonTargetAssessment
 from recist.response import NewLesionStatus, Response
@@ -29,23 +29,49 @@ class PfsReason(StrEnum):
     CENSORED_NO_ASSESSMENT = "CENSORED_NO_ASSESSMENT"
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class Progression:
     """The first PD call: where it was called, its (possibly back-dated) date, and why."""
 
-    timepoint: str
-    date: date
-    reason: PfsReason
-    back_dated: bool = False
+    timepoint: Final[str]
+    date: Final[datetime.date]
+    reason: Final[PfsReason]
+    back_dated: Final[bool]
+
+    def __init__(
+        self,
+        timepoint: str,
+        date: datetime.date,
+        reason: PfsReason,
+        back_dated: bool = False,
+    ) -> None:
+        self.timepoint = timepoint
+        self.date = date
+        self.reason = reason
+        self.back_dated = back_dated
 
 
-@dataclass(frozen=True, slots=True)
+@RECORD
 class Pfs:
-    event: bool
-    date: date
-    days: int  # date − origin + 1
-    reason: PfsReason
-    explanation: str
+    event: Final[bool]
+    date: Final[datetime.date]
+    days: Final[int]  # date − origin + 1
+    reason: Final[PfsReason]
+    explanation: Final[str]
+
+    def __init__(
+        self,
+        event: bool,
+        date: datetime.date,
+        days: int,
+        reason: PfsReason,
+        explanation: str,
+    ) -> None:
+        self.event = event
+        self.date = date
+        self.days = days
+        self.reason = reason
+        self.explanation = explanation
 
     def to_dict(self) -> dict[str, Any]:
         """The PFS record in the JSON contract's shape (``docs/contracts.md``)."""
