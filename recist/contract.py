@@ -363,6 +363,23 @@ def _convert(raw: dict[str, Any]) -> Case:
     )
 
 
+def iso_date_text(value: Any) -> Any:
+    """Dates are ISO strings (YYYY-MM-DD); refuse numbers that pydantic would take as
+    Unix timestamps (``recist.jsonio``'s validator of every date)."""
+    if isinstance(value, str | date):
+        return value
+    raise ValueError("not a date (YYYY-MM-DD)")
+
+
+def site_text(value: str) -> str:
+    """A site given is a word: an empty or blank site would put the lesion in no organ
+    (the per-organ count of targets, R-SEL-2, could not see it). ``recist.jsonio``'s
+    validator of every site."""
+    if not value.strip():
+        raise ValueError("not a site; name the lesion's organ or site (e.g. 'liver')")
+    return value
+
+
 def keys_in(value: Any) -> int:
     """The object keys in a validated JSON value, at every depth."""
     if type(value) is dict:

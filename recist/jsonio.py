@@ -34,7 +34,9 @@ from recist.contract import (
     TARGET_VALUE_HELP,
     assess_case,
     case_of,
+    iso_date_text,
     keys_given,
+    site_text,
 )
 from recist.errors import CaseInputError
 from recist.lesions import (
@@ -55,23 +57,9 @@ from recist.settings import (
 Number = float | int
 
 
-def _iso_date_text(value: Any) -> Any:
-    """Dates are ISO strings (YYYY-MM-DD); refuse numbers that pydantic would take as
-    Unix timestamps."""
-    if isinstance(value, str | date):
-        return value
-    raise ValueError("not a date (YYYY-MM-DD)")
-
-
-IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
-
-
-def _site_text(value: str) -> str:
-    """A site given is a word: an empty or blank site would put the lesion in no organ
-    (the per-organ count of targets, R-SEL-2, could not see it)."""
-    if not value.strip():
-        raise ValueError("not a site; name the lesion's organ or site (e.g. 'liver')")
-    return value
+# The validators of dates and sites are in recist.contract, which the compiled core
+# compiles: the validator calls them for every date and site of every case.
+IsoDate = Annotated[date, BeforeValidator(iso_date_text)]
 
 
 def _site_schema(schema: dict[str, Any]) -> None:
@@ -84,7 +72,7 @@ def _site_schema(schema: dict[str, Any]) -> None:
 # A lesion's site: optional, but never given empty.
 Site = Annotated[
     StrictStr,
-    AfterValidator(_site_text),
+    AfterValidator(site_text),
     Field(description="the organ or site, e.g. 'liver'", json_schema_extra=_site_schema),
 ]
 
