@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from recist.baseline import Finding, check_baseline, enforce_findings
@@ -19,7 +20,6 @@ from recist.best_response import (
 )
 from recist.lesions import (
     NOT_EVALUATED,
-    RECORD,
     Case,
     Length,
     NewLesion,
@@ -48,12 +48,12 @@ if TYPE_CHECKING:
     from recist.irecist import IrecistResult
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class TimepointResult:
     """The assessment of one timepoint; responses are ``None`` at baseline.
 
-    Immutable like the engine's other records (``recist.lesions.RECORD``): one is built
-    per timepoint, so its construction is on the batch path.
+    Immutable like the engine's other records (``Final`` fields; ``recist.lesions``, above
+    ``Timepoint``): one is built per timepoint, so its construction is on the batch path.
     """
 
     id: Final[str]
@@ -101,7 +101,7 @@ class TimepointResult:
         self.flags = flags
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class CaseResult:
     subject_id: Final[str]
     settings: Final[Settings]

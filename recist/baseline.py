@@ -16,7 +16,6 @@ from typing import Final
 
 from recist.errors import ProtocolDeviationError
 from recist.lesions import (
-    RECORD,
     UNITS_PER_MM,
     Case,
     Length,
@@ -80,7 +79,7 @@ _ALIAS_TO_ORGAN = {alias: organ for organ, names in _ORGAN_ALIASES.items() for a
 LYMPH_NODE_ORGAN = "lymph node"
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Finding:
     """A baseline rule that the case breaks: a protocol deviation, not an impossibility."""
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-from recist.lesions import RECORD
 from recist.response import BOR_RANK, Response
 from recist.settings import Settings, UnconfirmedBeforePd
 
@@ -17,8 +17,8 @@ _STABLE = (Response.SD, Response.NON_CR_NON_PD)
 _RANKED = (*_RESPONDING, *_STABLE)  # the responses R-BOR-1 ranks above PD
 
 
-@RECORD
-class Assessed:  # built per timepoint: see recist.lesions.RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class Assessed:  # built per timepoint: see recist.lesions.Timepoint
     """One follow-up timepoint as the best-response rules see it."""
 
     id: Final[str]
@@ -31,7 +31,7 @@ class Assessed:  # built per timepoint: see recist.lesions.RECORD
         self.response = response
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class BestResponse:
     response: Final[Response]
     timepoint: Final[str | None]  # the timepoint that gave it (None for NE without any)
@@ -48,7 +48,7 @@ class BestResponse:
         self.reasons = reasons
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Query:
     """A data query a reviewer should resolve (e.g. table 3's CR followed by PR)."""
 

@@ -36,7 +36,6 @@ from recist.best_response import Assessed, Query, confirmation, confirmation_nee
 from recist.errors import CaseInputError, ProtocolDeviationError
 from recist.lesions import (
     NOT_EVALUATED,
-    RECORD,
     UNITS_PER_MM,
     Case,
     Length,
@@ -211,7 +210,7 @@ class NewLesionRecord:
         return NewLesion(self.id, self.site, self.equivocal, self.nodal, short_axis)
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class IrecistTimepoint(Timepoint):
     """A follow-up with its new lesions as iRECIST follows them (I-NEW-4).
 

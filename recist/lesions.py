@@ -319,11 +319,13 @@ class NewLesion:
 # core (``make mypyc``) refuses one at run time as well. A frozen dataclass's ``__init__``
 # sets each field through ``object.__setattr__``, and under mypyc stays interpreted: for
 # these records it cost more than the rules that read them (``benchmarks/bench_assess.py``).
-# They stay dataclasses for equality, ``repr``, hashing and ``dataclasses.replace``.
-RECORD = dataclass(slots=True, init=False, unsafe_hash=True)
+# They stay dataclasses for equality, ``repr``, hashing and ``dataclasses.replace``. Each
+# is decorated ``@dataclass(slots=True, init=False, unsafe_hash=True)`` written out:
+# mypyc compiles a class to a native one (fields in a C struct) only under a decorator it
+# knows, not under an alias of one. A test checks they are native in the compiled core.
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Timepoint:
     """One assessment: the baseline (first timepoint of a case) or a follow-up.
 
@@ -406,7 +408,7 @@ def _check_merge_cycles(targets: dict[str, TargetValue], timepoint: str) -> None
         done.update(path)
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Case:
     """One subject's (or one reader's read of one subject's) lesions and timepoints.
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Any, Final
 
-from recist.lesions import RECORD, Case, Timepoint
+from recist.lesions import Case, Timepoint
 from recist.new_lesions import NewLesionAssessment
 from recist.non_target import NonTargetAssessment
 from recist.response import NewLesionStatus, Response
@@ -29,7 +30,7 @@ class PfsReason(StrEnum):
     CENSORED_NO_ASSESSMENT = "CENSORED_NO_ASSESSMENT"
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Progression:
     """The first PD call: where it was called, its (possibly back-dated) date, and why."""
 
@@ -51,7 +52,7 @@ class Progression:
         self.back_dated = back_dated
 
 
-@RECORD
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Pfs:
     event: Final[bool]
     date: Final[datetime.date]
