@@ -4,8 +4,10 @@ the same whichever way it was held, written to a text buffer or to a real file."
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,59 @@ def test_a_spooled_batch_writes_what_a_batch_held_in_memory_writes(monkeypatch, 
         assert [json.loads(line)["subject_id"] for line in held.splitlines()] == [
             json.loads(line)["subject_id"] for line in lines
         ]
+
+
+def _spooled(monkeypatch) -> tuple[str, str, cli_assess.BatchOutput]:
+    """The demo's JSON Lines: the text a batch held in memory writes, and the same batch
+    spooled to a temporary file (not yet written)."""
+    text = DEMO.read_text(encoding="utf-8")
+    held, _ = _run(text, "demo")
+    monkeypatch.setattr(cli_assess, "SPOOL_IN_MEMORY", 500)
+    form, cases = read_cases(text, "demo")
+    errors: list[str] = []
+    spooled = assess_batch(cases, form, "json", False, errors)
+    assert spooled._file is not None and errors == []
+    return form, held, spooled
+
+
+@pytest.mark.parametrize("refusal", [None, errno.EINVAL, errno.ENOSYS])
+def test_a_spooled_batch_reaches_a_file_after_what_it_already_holds(monkeypatch, tmp_path, refusal):
+    """The spooled output goes to a real file in the kernel (sendfile), after what the
+    stream had written (flushed first); where the kernel refuses part way (a target
+    sendfile cannot write to), the rest is copied by hand from where it stopped."""
+    form, held, spooled = _spooled(monkeypatch)
+    calls: list[int] = []
+    real_sendfile = os.sendfile
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        calls.append(offset)
+        if refusal is not None and offset > 0:
+            raise OSError(refusal, os.strerror(refusal))
+        return real_sendfile(out_fd, in_fd, offset, min(count, 700) if refusal else count)
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    path = tmp_path / "out.jsonl"
+    with path.open("w", encoding="utf-8") as real:
+        real.write("already there ≥\n")  # in the text stream's buffer, not yet on disk
+        write_results(form, spooled, "json", real)
+    assert path.read_text(encoding="utf-8") == "already there ≥\n" + held
+    assert calls and calls[0] == 0
+    assert len(calls) == (2 if refusal else 1)
+
+
+def test_a_write_error_while_copying_is_not_hidden(monkeypatch, tmp_path):
+    """A full disk (or a closed pipe) is an error of the write, never a silent short
+    output: only the errors that mean "sendfile cannot write there" fall back."""
+    form, _held, spooled = _spooled(monkeypatch)
+
+    def full(*_args: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "sendfile", full)
+    with (tmp_path / "out.jsonl").open("w", encoding="utf-8") as real:
+        with pytest.raises(OSError) as raised:
+            write_results(form, spooled, "json", real)
+    assert raised.value.errno == errno.ENOSPC
 
 
 def test_an_empty_batch_writes_its_empty_form():
