@@ -166,7 +166,7 @@ def test_a_wrong_password_saves_nothing_and_counts_towards_the_lock(
     client: FlaskClient, session: Session, trial: str, users: dict[str, str], baseline: str
 ) -> None:
     version = _w8(session, trial)
-    changed = {**W8, "targets": {"T01": 5.0, "T02": 14.0}, "version": version}
+    changed = {**W8, "targets": {"T01": 5.0, "T02": 14.0}, "version": version, "reason": "re-read"}
     wrong = {"password": "not the password"}
     response = _call(client, users["reader"], "PUT", "/timepoints/W8", {**changed, "sign": wrong})
     message = _error(response, 400, "signature_refused", "sign.password")
@@ -179,7 +179,8 @@ def test_a_wrong_password_saves_nothing_and_counts_towards_the_lock(
     w16 = {**W8, "id": "W16", "date": "2021-04-26", "sign": wrong}
     _error(_call(client, users["reader"], "POST", "/timepoints", w16), 400,
            "signature_refused", "sign.password")  # fmt: skip
-    bl = {**BASELINE, "date": "2021-01-05", "version": _timepoints(session)["BL"].version}
+    bl = {**BASELINE, "date": "2021-01-05", "version": _timepoints(session)["BL"].version,
+          "reason": "scan date corrected"}  # fmt: skip
     _error(_call(client, users["reader"], "PUT", "/baseline", {**bl, "sign": wrong}), 400,
            "signature_refused", "sign.password")  # fmt: skip
     after = _timepoints(session)
@@ -212,10 +213,52 @@ def test_a_malformed_entry_is_refused_before_the_password_is_counted(
     assert _failures(session) == 0
     assert _timepoints(session)["W8"].version == version and _records(session, "sign") == []
     # The same well-formed read with the wrong password is a counted failure.
-    good_put = {**W8, "targets": {"T01": 5.0, "T02": 14.0}, "version": version, "sign": wrong}
+    good_put = {**W8, "targets": {"T01": 5.0, "T02": 14.0}, "version": version, "sign": wrong,
+                "reason": "re-read"}  # fmt: skip
     _error(_call(client, users["reader"], "PUT", "/timepoints/W8", good_put), 400,
            "signature_refused", "sign.password")  # fmt: skip
     assert _failures(session) == 1
+
+
+def test_what_the_stored_subject_refuses_comes_before_the_password(
+    client: FlaskClient, session: Session, trial: str, users: dict[str, str], baseline: str
+) -> None:
+    """The checks that need the stored subject — a date before the baseline, a second
+    visit on one date, the engine's refusals, a baseline dated after a follow-up — refuse
+    a save signed with a wrong password in their own words, and count no failure: the
+    save is rehearsed (and rolled back) before the password is asked for."""
+    wrong = {"password": "not the password"}
+    before = {**W8, "date": "2020-12-01", "sign": wrong}
+    message = _error(_call(client, users["reader"], "POST", "/timepoints", before), 400,
+                     "invalid_input", "date")  # fmt: skip
+    assert "before the baseline" in message
+    version = _w8(session, trial)
+    twin = {**W8, "id": "W9", "sign": wrong}  # W8's date
+    message = _error(_call(client, users["reader"], "POST", "/timepoints", twin), 400,
+                     "invalid_input", "date")  # fmt: skip
+    assert "W8 is already dated 2021-03-01" in message
+    merged = {**W8, "targets": {"T01": {"merged_into": "NT01"}, "T02": 14.0}, "version": version,
+              "reason": "merged"}  # fmt: skip
+    response = _call(client, users["reader"], "PUT", "/timepoints/W8", {**merged, "sign": wrong})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "invalid_input"
+    assert "R-MERGE" in response.get_json()["error"]["message"]
+    late_bl = {**BASELINE, "date": "2021-04-01", "version": _timepoints(session)["BL"].version}
+    message = _error(_call(client, users["reader"], "PUT", "/baseline", {**late_bl, "sign": wrong}),
+                     400, "invalid_input", "date")  # fmt: skip
+    assert "after the follow-up W8" in message
+    assert _failures(session) == 0
+    stored = _timepoints(session)
+    assert set(stored) == {"BL", "W8"} and stored["W8"].version == version
+    assert _records(session, "sign", "login_failed") == []
+    # The rehearsal leaves nothing behind: the right password then saves and signs.
+    response = _call(client, users["reader"], "PUT", "/timepoints/W8",
+                     {**W8, "version": version, "sign": SIGN})  # fmt: skip
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert _timepoints(session)["W8"].locked and len(_records(session, "sign")) == 1
+    report = reconcile(session)
+    session.rollback()
+    assert report.differences == () and report.signatures == 1
 
 
 def test_repeated_wrong_passwords_lock_the_account_as_signing_does(
@@ -270,7 +313,7 @@ def test_signing_a_read_someone_else_entered_saves_nothing_before_the_password(
     client: FlaskClient, session: Session, trial: str, users: dict[str, str], baseline: str
 ) -> None:
     version = _w8(session, trial, READER2)
-    changed = {**W8, "targets": {"T01": 9.0, "T02": 14.0}, "version": version}
+    changed = {**W8, "targets": {"T01": 9.0, "T02": 14.0}, "version": version, "reason": "re-read"}
     response = _call(
         client, users["reader"], "PUT", "/timepoints/W8", {**changed, "sign": {"password": "x"}}
     )
@@ -383,3 +426,34 @@ def test_the_openapi_documents_the_sign_member_and_the_signature(client: FlaskCl
         assert answer["schema"]["properties"]["signature"] == {
             "$ref": "#/components/schemas/Signature"
         }
+
+
+def test_only_a_save_that_signs_is_rehearsed(session: Session, users: dict[str, str]) -> None:
+    """``save_then_sign``: a plain save runs once; a save that signs runs twice (the
+    rehearsal, rolled back, then the real one), asks for the signer in between and signs
+    what the real one saved."""
+    from web.services.sign_all import save_then_sign
+
+    steps: list[str] = []
+
+    def save() -> int:
+        steps.append("save")
+        return len(steps)
+
+    def ask() -> User | None:
+        steps.append("ask")
+        return None
+
+    def sign(_signer: User, saved: int) -> None:
+        steps.append(f"sign {saved}")
+
+    assert save_then_sign(session, save, None, sign) == 1
+    assert steps == ["save"]
+    steps.clear()
+    assert save_then_sign(session, save, ask, sign) == 3
+    assert steps == ["save", "ask", "save"]  # no signer given: nothing signed
+    steps.clear()
+    signer = session.scalar(select(User).where(User.username == "reader"))
+    assert signer is not None
+    assert save_then_sign(session, save, lambda: signer, sign) == 2
+    assert steps == ["save", "save", "sign 2"]

@@ -40,8 +40,9 @@ def timepoint_create(trial_code: str, subject_code: str) -> Any:
     code = body.get("id") if isinstance(body.get("id"), str) else None
     row, tp = save_timepoint(
         request_session(), actor(), trial_code, subject_code, body, reason=reason,
-        # asked once the entry passed its own checks (never a password failure for it)
-        ask_signer=lambda: signer_for(trial_code, subject_code, password, tp_code=code),
+        # asked once the save passed every check (rehearsed; only when it signs)
+        ask_signer=None if password is None else (
+            lambda: signer_for(trial_code, subject_code, password, tp_code=code)),
     )  # fmt: skip
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
     if tp.locked:  # signed on save (a locked read is never saved)
@@ -82,7 +83,9 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
         expected_version=version,
         original_code=tp_code,
         reason=reason,
-        ask_signer=lambda: signer_for(
+        ask_signer=None
+        if password is None
+        else lambda: signer_for(
             trial_code, subject_code, password, tp_code=tp_code, version=version
         ),
     )

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from recist.lesions import length_to_mm, mm_to_length
 from recist.settings import MAX_VOLUME_ML
-from web.db import write_transaction
 from web.errors import ConcurrentEdit, InvalidInput, ReasonRequired
 from web.models import (
     SITES,
@@ -207,19 +206,17 @@ def save_baseline(
     code: str = "BL",
     expected_version: int | None = None,
     reason: str | None = None,
-    signer: User | None = None,
     ask_signer: Callable[[], User | None] | None = None,
 ) -> Subject:
     """Select the baseline lesions and record their baseline sizes and states.
 
-    ``signer``: sign on save, as for a follow-up (:func:`web.services.timepoints.
-    save_timepoint`): the baseline read is signed "read complete" and locked in the same
-    transaction, the password having been checked first.
-
-    ``ask_signer``: the form's "sign on save" password check, called once the entry has
-    passed :func:`check_baseline_input` (so an entry that cannot be saved never counts a
-    password failure) and before anything is written; what it returns is the signer
-    (``None``: the box was not ticked). A wrong password raises there: nothing is saved.
+    ``ask_signer``: sign on save, as for a follow-up
+    (:func:`web.services.sign_all.save_then_sign`): asked once the save passed every
+    check, :func:`check_baseline_input` and then those against the stored subject in a
+    rehearsal rolled back (so an entry that cannot be saved never counts a password
+    failure), for the signer (``None``: the box was not ticked). A wrong password raises
+    there: nothing is saved. The baseline read is then signed "read complete" and locked
+    in the save's transaction.
 
     The engine's findings (R-MEAS, R-SEL) do not block the save, but saving a baseline
     that has findings needs a ``reason``, which is kept in the audit trail.
@@ -235,10 +232,9 @@ def save_baseline(
     """
     notes: dict[str, dict[str, Any]] = {}
     lesions, bl_date = check_baseline_input(subject_code, code, date_value, lesions, notes)
-    if ask_signer is not None:
-        signer = ask_signer()
     reason = clean_reason(reason)
-    with write_transaction(session):
+
+    def save() -> Subject:
         subject = get_subject(session, trial_code, subject_code, lock=True)
         _check_volumes(subject, lesions)
         try:
@@ -338,12 +334,14 @@ def save_baseline(
         subject.updated_at = utcnow()
         recompute(subject, focus=code)
         flush(session)
-        if signer is not None:
-            from web.services.sign_all import sign_saved
+        return subject
 
-            sign_saved(session, actor, signer, subject, baseline)
-            flush(session)
-    return subject
+    from web.services.sign_all import save_then_sign, sign_saved
+
+    def sign(signer: User, subject: Subject) -> None:
+        sign_saved(session, actor, signer, subject, subject.timepoints[0])
+
+    return save_then_sign(session, save, ask_signer, sign)
 
 
 def _check_volumes(subject: Subject, lesions: list[Any]) -> None:

@@ -8,18 +8,20 @@ manifestation as a single signature, :func:`web.services.signing.apply_signature
 one refused read — signed meanwhile, changed since the version listed, entered by
 someone else, unknown — refuses the whole batch, naming the timepoint; nothing is signed.
 
-*Sign on save*: :func:`web.services.timepoints.save_timepoint` takes the signer returned
-by :func:`signer_for_save` (the password checked first, counted like a login) and signs
-the read it saved in the same transaction; a wrong password saves nothing. The API does
-the same with a ``sign`` member in the save's body (:func:`sign_password`,
-:func:`signer_for_api_save`).
+*Sign on save*: :func:`web.services.timepoints.save_timepoint` and
+:func:`web.services.baseline.save_baseline` go through :func:`save_then_sign`: the save is
+rehearsed and rolled back, then the signer is asked for (:func:`signer_for_save`, the
+password counted like a login), then the read is saved and signed in one transaction; a
+wrong password saves nothing. The API does the same with a ``sign`` member in the save's
+body (:func:`sign_password`, :func:`signer_for_api_save`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -338,6 +340,44 @@ def signer_for_api_save(
     return signer_for_save(
         session, actor, password, field="sign.password", pointer="/sign/password"
     )
+
+
+Saved = TypeVar("Saved")
+
+
+def save_then_sign(
+    session: Session,
+    save: Callable[[], Saved],
+    ask_signer: Callable[[], User | None] | None,
+    sign: Callable[[User, Saved], None],
+) -> Saved:
+    """``save()`` in one write transaction; with ``ask_signer`` (sign on save), the read
+    it saved is signed by ``sign`` in that same transaction.
+
+    Before the password is asked for, the save is rehearsed in full — every check against
+    the stored subject (a date before the baseline, a second visit on one date, a signed
+    read, a stale version) and the engine's assessment — inside a savepoint that is always
+    rolled back. So an entry that cannot be saved is refused in the words it gets without
+    signing, and never counts a password failure towards the account lock. Then the
+    password is checked (its own transaction, as a login), and the save is done again,
+    for real, and signed. Should the subject change in between, the real save refuses
+    what the rehearsal passed: nothing is saved or signed either way.
+    """
+    signer = None
+    if ask_signer is not None:
+        with write_transaction(session):
+            rehearsal = session.begin_nested()
+            try:
+                save()
+            finally:
+                rehearsal.rollback()
+        signer = ask_signer()
+    with write_transaction(session):
+        saved = save()
+        if signer is not None:
+            sign(signer, saved)
+            flush(session)
+    return saved
 
 
 def sign_saved(session: Session, actor: Actor, user: User, subject: Subject, tp: Timepoint) -> None:

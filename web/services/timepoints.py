@@ -51,7 +51,7 @@ from web.services.common import (
     get_timepoint,
     touch,
 )
-from web.services.sign_all import sign_saved
+from web.services.sign_all import save_then_sign, sign_saved
 from web.services.studies import check_binding
 
 
@@ -282,11 +282,9 @@ def save_timepoint(
         (``{"image": …, "lesions": {id: {"mm": …, …}}}``), kept beside the reader's values
         as the evidence reviewers open; ``None`` keeps what is stored.
     ask_signer
-        Sign on save: called once the entry passed the checks that need no stored data
-        (shape, sizes, dates, ids: such an entry never counts a password failure; what
-        needs the subject, e.g. a date before the baseline, comes after), it returns the
-        user :func:`web.services.sign_all.signer_for_save` checked, or ``None``; the read
-        is then signed "read complete" and locked in the save's transaction.
+        Sign on save (:func:`web.services.sign_all.save_then_sign`): asked once the save
+        passed every check in a rehearsal, for the user whose password it checked (or
+        ``None``); the read is then signed "read complete" in the save's transaction.
 
     Raises
     ------
@@ -313,8 +311,8 @@ def save_timepoint(
     non_targets = dict(model.non_targets)
     scan_dates = {k: plausible_date(v, f"scan_dates.{k}") for k, v in model.scan_dates.items()}
     reason = clean_reason(reason)
-    signer = ask_signer() if ask_signer is not None else None
-    with write_transaction(session):
+
+    def save() -> tuple[Subject, Timepoint]:
         subject = get_subject(session, trial_code, subject_code, lock=True)
         if not subject.timepoints:
             raise InvalidInput(
@@ -418,22 +416,24 @@ def save_timepoint(
             ):
                 subject.imaging_key = bound
         kept = {k: v for k, v in (tp.imaging_json or {}).items() if k in VOLUME_KEYS}
-        if imaging is not None and kept.get("volumes") and "volumes" not in imaging:
-            imaging = {**imaging, **kept}  # the baseline's volumes stay (R-ELIG-VOLUME)
-        if imaging is not None and audit.change(
-            "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, imaging
+        evidence = imaging
+        if evidence is not None and kept.get("volumes") and "volumes" not in evidence:
+            evidence = {**evidence, **kept}  # the baseline's volumes stay (R-ELIG-VOLUME)
+        if evidence is not None and audit.change(
+            "timepoint", f"{key}/{code}", "imaging", tp.imaging_json, evidence
         ):
-            tp.imaging_json = imaging
+            tp.imaging_json = evidence
         if not audit.records:
             # A save that changes nothing is still a reader's act (a re-check before
             # signing, say) and it moves the version: audited, so the trail explains it.
             audit.log("save", "timepoint", f"{key}/{code}", "unchanged", None, None)
         recompute(subject, focus=code)
         flush(session)
-        if signer is not None:
-            sign_saved(session, actor, signer, subject, tp)
-            flush(session)
-    return subject, tp
+        return subject, tp
+
+    return save_then_sign(
+        session, save, ask_signer, lambda signer, saved: sign_saved(session, actor, signer, *saved)
+    )
 
 
 def delete_timepoint(
