@@ -17,6 +17,7 @@ same case, which the iRECIST result carries as ``recist1_1``.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -308,38 +309,87 @@ class NewLesionInfo:
         }
 
 
-class IrecistTimepointResult(NamedTuple):
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class IrecistTimepointResult:
     """The iRECIST assessment of one timepoint; responses are ``None`` at baseline."""
 
-    id: str
-    date: date
-    reasons: tuple[str, ...]
-    flags: dict[str, tuple[str, ...]]
-    sum: Length | None = None
-    partial_sum: Length | None = None
-    nadir: Length | None = None
-    change_from_baseline_pct: float | None = None
-    change_from_nadir_pct: float | None = None
-    target_response: IResponse | None = None
-    non_target_response: IResponse | None = None
-    new_lesions: NewLesionStatus | None = None
-    new_lesion_response: IResponse | None = None  # None: no new lesion on record
-    new_target_sum: Length | None = None  # I-NEW-3; None without new targets or incomplete
-    new_target_partial_sum: Length | None = None
-    new_target_nadir: Length | None = None
-    overall_response: IResponse | None = None
+    id: Final[str]
+    date: Final[datetime.date]
+    reasons: Final[tuple[str, ...]]
+    flags: Final[dict[str, tuple[str, ...]]]
+    sum: Final[Length | None]
+    partial_sum: Final[Length | None]
+    nadir: Final[Length | None]
+    change_from_baseline_pct: Final[float | None]
+    change_from_nadir_pct: Final[float | None]
+    target_response: Final[IResponse | None]
+    non_target_response: Final[IResponse | None]
+    new_lesions: Final[NewLesionStatus | None]
+    new_lesion_response: Final[IResponse | None]  # None: no new lesion on record
+    new_target_sum: Final[Length | None]  # I-NEW-3; None without new targets or incomplete
+    new_target_partial_sum: Final[Length | None]
+    new_target_nadir: Final[Length | None]
+    overall_response: Final[IResponse | None]
+
+    def __init__(
+        self,
+        id: str,
+        date: datetime.date,
+        reasons: tuple[str, ...],
+        flags: dict[str, tuple[str, ...]],
+        sum: Length | None = None,
+        partial_sum: Length | None = None,
+        nadir: Length | None = None,
+        change_from_baseline_pct: float | None = None,
+        change_from_nadir_pct: float | None = None,
+        target_response: IResponse | None = None,
+        non_target_response: IResponse | None = None,
+        new_lesions: NewLesionStatus | None = None,
+        new_lesion_response: IResponse | None = None,
+        new_target_sum: Length | None = None,
+        new_target_partial_sum: Length | None = None,
+        new_target_nadir: Length | None = None,
+        overall_response: IResponse | None = None,
+    ) -> None:
+        self.id = id
+        self.date = date
+        self.reasons = reasons
+        self.flags = flags
+        self.sum = sum
+        self.partial_sum = partial_sum
+        self.nadir = nadir
+        self.change_from_baseline_pct = change_from_baseline_pct
+        self.change_from_nadir_pct = change_from_nadir_pct
+        self.target_response = target_response
+        self.non_target_response = non_target_response
+        self.new_lesions = new_lesions
+        self.new_lesion_response = new_lesion_response
+        self.new_target_sum = new_target_sum
+        self.new_target_partial_sum = new_target_partial_sum
+        self.new_target_nadir = new_target_nadir
+        self.overall_response = overall_response
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class IBestResponse:
     """The iBOR (I-BOR) and the timepoint that gave it."""
 
-    response: IResponse
-    timepoint: str | None
-    reasons: tuple[str, ...]
+    response: Final[IResponse]
+    timepoint: Final[str | None]
+    reasons: Final[tuple[str, ...]]
+
+    def __init__(
+        self,
+        response: IResponse,
+        timepoint: str | None,
+        reasons: tuple[str, ...],
+    ) -> None:
+        self.response = response
+        self.timepoint = timepoint
+        self.reasons = reasons
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class IrecistResult:
     """An iRECIST assessment of one case, with the RECIST 1.1 result beside it.
 
@@ -347,27 +397,68 @@ class IrecistResult:
     confirmed it, ``date`` that of the first iUPD of its run (``iupd_timepoint``).
     """
 
-    subject_id: str
-    settings: Settings
-    warnings: tuple[Finding, ...]
-    queries: tuple[Query, ...]
-    timepoints: tuple[IrecistTimepointResult, ...]
-    best_overall_response: IBestResponse
-    best_overall_response_confirmed: IBestResponse
-    best_overall_response_unconfirmed: IBestResponse
-    progression: Progression | None
-    iupd_timepoint: str | None
-    pfs: Pfs
-    new_lesions: tuple[NewLesionInfo, ...]
-    recist1_1: CaseResult
+    subject_id: Final[str]
+    settings: Final[Settings]
+    warnings: Final[tuple[Finding, ...]]
+    queries: Final[tuple[Query, ...]]
+    timepoints: Final[tuple[IrecistTimepointResult, ...]]
+    best_overall_response: Final[IBestResponse]
+    best_overall_response_confirmed: Final[IBestResponse]
+    best_overall_response_unconfirmed: Final[IBestResponse]
+    progression: Final[Progression | None]
+    iupd_timepoint: Final[str | None]
+    pfs: Final[Pfs]
+    new_lesions: Final[tuple[NewLesionInfo, ...]]
+    recist1_1: Final[CaseResult]
+
+    def __init__(
+        self,
+        subject_id: str,
+        settings: Settings,
+        warnings: tuple[Finding, ...],
+        queries: tuple[Query, ...],
+        timepoints: tuple[IrecistTimepointResult, ...],
+        best_overall_response: IBestResponse,
+        best_overall_response_confirmed: IBestResponse,
+        best_overall_response_unconfirmed: IBestResponse,
+        progression: Progression | None,
+        iupd_timepoint: str | None,
+        pfs: Pfs,
+        new_lesions: tuple[NewLesionInfo, ...],
+        recist1_1: CaseResult,
+    ) -> None:
+        self.subject_id = subject_id
+        self.settings = settings
+        self.warnings = warnings
+        self.queries = queries
+        self.timepoints = timepoints
+        self.best_overall_response = best_overall_response
+        self.best_overall_response_confirmed = best_overall_response_confirmed
+        self.best_overall_response_unconfirmed = best_overall_response_unconfirmed
+        self.progression = progression
+        self.iupd_timepoint = iupd_timepoint
+        self.pfs = pfs
+        self.new_lesions = new_lesions
+        self.recist1_1 = recist1_1
 
 
-class IAssessed(NamedTuple):
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class IAssessed:
     """One follow-up as the iBOR sees it (I-BOR)."""
 
-    id: str
-    date: date
-    response: IResponse
+    id: Final[str]
+    date: Final[datetime.date]
+    response: Final[IResponse]
+
+    def __init__(
+        self,
+        id: str,
+        date: datetime.date,
+        response: IResponse,
+    ) -> None:
+        self.id = id
+        self.date = date
+        self.response = response
 
 
 class _Snapshot(NamedTuple):

@@ -15,7 +15,15 @@ import recist.lesions
 from recist.assessment import CaseResult, TimepointResult, assess
 from recist.baseline import Finding
 from recist.best_response import Assessed, BestResponse, Query
-from recist.irecist import IrecistTimepoint
+from recist.irecist import (
+    IAssessed,
+    IBestResponse,
+    IrecistResult,
+    IrecistTimepoint,
+    IrecistTimepointResult,
+    IResponse,
+)
+from recist.jsonio import parse_case
 from recist.lesions import Case, Lesion, LesionKind, TargetValue, Timepoint
 from recist.pfs import Pfs, PfsReason, Progression
 from recist.response import Response
@@ -32,6 +40,10 @@ RECORDS = [
     Finding,
     Progression,
     Pfs,
+    IrecistTimepointResult,
+    IBestResponse,
+    IrecistResult,
+    IAssessed,
 ]
 COMPILED = (recist.lesions.__file__ or "").endswith(".so")
 
@@ -47,6 +59,23 @@ def _case(**changes: object) -> Case:
     )
     fields: dict[str, object] = {"subject_id": "S-1", "lesions": lesions, "timepoints": timepoints}
     return Case(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def _irecist_result() -> IrecistResult:
+    case = parse_case(
+        {
+            "subject_id": "S-2",
+            "settings": {"criteria": "irecist"},
+            "lesions": [{"id": "T1", "site": "liver", "kind": "target"}],
+            "timepoints": [
+                {"id": "BL", "date": "2024-01-08", "targets": {"T1": 40.0}},
+                {"id": "W8", "date": "2024-03-04", "targets": {"T1": 20.0}},
+            ],
+        }
+    )
+    result = assess(case)
+    assert isinstance(result, IrecistResult)
+    return result
 
 
 def test_equal_by_value_and_hashable_like_the_frozen_dataclasses():
@@ -102,6 +131,13 @@ def test_replace_gives_an_equal_record_of_every_kind():
         Progression("W8", date(2024, 3, 4), PfsReason.PD_TARGET, back_dated=True),
         result.pfs,
     ]
+    irecist = _irecist_result()
+    samples += [
+        irecist,
+        irecist.timepoints[1],
+        irecist.best_overall_response,
+        IAssessed("W8", date(2024, 3, 4), IResponse.IPR),
+    ]
     assert {type(x) for x in samples} == set(RECORDS)
     for sample in samples:
         assert dataclasses.replace(sample) == sample, type(sample).__name__
@@ -121,3 +157,5 @@ def test_in_the_compiled_core_the_records_are_native_and_refuse_assignment():
         result.timepoints[1].overall_response = Response.CR  # type: ignore[misc]
     with pytest.raises(AttributeError):
         result.pfs.event = True  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        _irecist_result().timepoints[1].overall_response = None  # type: ignore[misc]
