@@ -36,8 +36,8 @@ def pct(numerator: int, denominator: int) -> float:
     exact value of the quotient through a decimal conversion: the costliest step of a
     timepoint's reasons. So the tenths are rounded here unless they lie within 1e-9 of a
     tie, where ``round`` decides; ``tenths`` differs from ten times the quotient by at most
-    ``|tenths|`` · 2⁻⁵³ (< 1e-10 below the 1e6 bound), which cannot cross a tie further
-    off, and ``k / 10`` is the float nearest the decimal ``round`` would write.
+    ``|tenths|`` · 2⁻⁵³ (at most 1.2e-10 below the 1e6 bound), which cannot cross a tie
+    further off, and ``k / 10`` is the float nearest the decimal ``round`` would write.
     ``tests/recist/test_pct.py`` compares the two.
     """
     share = numerator * 100 / denominator
