@@ -255,7 +255,9 @@ def test_the_command_line_assigns_lists_and_removes_members(
     assert "reader\treader\tactive\t\tTRIAL-1" in out
     session.rollback()
     roles = session.scalars(
-        select(AuditRecord.new).where(AuditRecord.entity == "user", AuditRecord.field == "role")
+        select(AuditRecord.new)
+        .where(AuditRecord.entity == "user", AuditRecord.field == "role")
+        .order_by(AuditRecord.seq)  # without it, PostgreSQL may return any order
     ).all()
     assert roles[-1] == "admin+reviewer"
 
