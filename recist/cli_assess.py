@@ -300,8 +300,7 @@ class BatchOutput:
         with spooled:
             spooled.seek(0)
             if raw is not None:
-                out.flush()
-                raw.flush()
+                out.flush()  # and its buffer, raw
                 _copy_file(spooled, raw)
                 raw.flush()
             else:

@@ -34,9 +34,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
         reason=body.get("reason"),
         # asked once the save passed every check (rehearsed; only when it signs): an
         # entry that cannot be saved never counts a password failure
-        ask_signer=None
-        if password is None
-        else lambda: signer_for(trial_code, subject_code, password, version=body.get("version")),
+        ask_signer=signer_for(trial_code, subject_code, password, version=body.get("version")),
     )
     out = {**subject_summary(row), "result": row.result_json}
     if row.timepoints[0].locked:  # signed on save (a locked baseline is never saved)

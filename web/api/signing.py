@@ -6,6 +6,7 @@ who sent the request, the re-entered password is the signature (21 CFR 11.200(a)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import abort, jsonify, url_for
@@ -59,12 +60,13 @@ def signer_for(
     *,
     tp_code: str | None = None,
     version: Any = None,
-) -> Any:
-    """The signer of this save (password and the stored read checked), ``None`` without
-    ``sign``: :func:`web.services.sign_all.signer_for_api_save`."""
+) -> Callable[[], Any] | None:
+    """How a save with ``sign`` asks for its signer (the stored read and the password
+    checked: :func:`web.services.sign_all.signer_for_api_save`), the save's
+    ``ask_signer``; ``None`` without ``sign``: the save is neither rehearsed nor signed."""
     if password is None:
         return None
-    return signer_for_api_save(
+    return lambda: signer_for_api_save(
         request_session(),
         actor(),
         trial_code,

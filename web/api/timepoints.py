@@ -41,8 +41,7 @@ def timepoint_create(trial_code: str, subject_code: str) -> Any:
     row, tp = save_timepoint(
         request_session(), actor(), trial_code, subject_code, body, reason=reason,
         # asked once the save passed every check (rehearsed; only when it signs)
-        ask_signer=None if password is None else (
-            lambda: signer_for(trial_code, subject_code, password, tp_code=code)),
+        ask_signer=signer_for(trial_code, subject_code, password, tp_code=code),
     )  # fmt: skip
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
     if tp.locked:  # signed on save (a locked read is never saved)
@@ -83,11 +82,7 @@ def timepoint_update(trial_code: str, subject_code: str, tp_code: str) -> Any:
         expected_version=version,
         original_code=tp_code,
         reason=reason,
-        ask_signer=None
-        if password is None
-        else lambda: signer_for(
-            trial_code, subject_code, password, tp_code=tp_code, version=version
-        ),
+        ask_signer=signer_for(trial_code, subject_code, password, tp_code=tp_code, version=version),
     )
     out = {"timepoint": timepoint_as_dict(row, tp), "result": row.result_json}
     if tp.locked:  # signed on save, as in timepoint_create

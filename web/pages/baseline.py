@@ -56,7 +56,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     posted_version = version_of(form.get("version"))
     try:
         lesions = lesions_from_form(form, subject_code)
-        from web.pages.timepoints import sign_requested, signer_on_save
+        from web.pages.timepoints import signer_on_save
 
         saved = save_baseline(
             session,
@@ -70,7 +70,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
             reason=form.get("reason"),
             # asked by save_baseline once the save passed every check (as on the follow-up
             # form): a baseline that cannot be saved never counts a password failure
-            ask_signer=(lambda: signer_on_save(session, form)) if sign_requested(form) else None,
+            ask_signer=signer_on_save(session, form),
         )
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)

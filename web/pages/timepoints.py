@@ -92,7 +92,7 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             imaging=imaging,
             # after every check of the save: an entry that cannot be saved never counts a
             # password failure (only a save that signs is rehearsed first)
-            ask_signer=(lambda: signer_on_save(session, form)) if sign_requested(form) else None,
+            ask_signer=signer_on_save(session, form),
         )
     except ServiceError as error:
         timepoint_input(error, new_rows)
@@ -105,16 +105,13 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
 
-def sign_requested(form: Any) -> bool:
-    """Whether "sign on save" is ticked, by a role that signs reads."""
-    return bool(form.get("sign_on_save")) and allowed(request_user_role(), "sign_reads")
-
-
 def signer_on_save(session: Any, form: Any) -> Any:
-    """The signer when "sign on save" is ticked (password checked), else ``None``."""
-    if not sign_requested(form):
+    """How the save asks for its signer (the password checked) when "sign on save" is
+    ticked by a role that signs reads, its ``ask_signer``; else ``None``: the save is
+    neither rehearsed nor signed."""
+    if not form.get("sign_on_save") or not allowed(request_user_role(), "sign_reads"):
         return None
-    return signer_for_save(session, actor(), form.get("sign_password"))
+    return lambda: signer_for_save(session, actor(), form.get("sign_password"))
 
 
 def timepoint_page(
