@@ -599,7 +599,6 @@ def irecist_result_to_json(result: IrecistResult) -> dict[str, Any]:
 def result_to_json(result: CaseResult) -> dict[str, Any]:
     """A case result in the contract's shape, plus both best-response variants."""
     progression = result.progression
-    pfs = result.pfs
     best = result.best_overall_response
     codes = _CODES
     return {
@@ -621,13 +620,7 @@ def result_to_json(result: CaseResult) -> dict[str, Any]:
             "reason": codes[progression.reason],
             "back_dated": progression.back_dated,
         },
-        "pfs": {
-            "event": pfs.event,
-            "date": pfs.date.isoformat(),
-            "days": pfs.days,
-            "reason": codes[pfs.reason],
-            "explanation": pfs.explanation,
-        },
+        "pfs": result.pfs.to_dict(),
         "settings": _settings_dict(result.settings),
     }
 

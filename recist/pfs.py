@@ -80,7 +80,9 @@ class Pfs:
             "event": self.event,
             "date": self.date.isoformat(),
             "days": self.days,
-            "reason": self.reason.value,
+            # str() of a StrEnum is its value, without the interpreted ``.value``
+            # property (the compiled core runs this once per case)
+            "reason": str(self.reason),
             "explanation": self.explanation,
         }
 
