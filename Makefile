@@ -29,8 +29,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy recist web
 
+# A test whose failure carries one of these messages is run once more (pytest-rerunfailures)
+# and listed under "rerun test summary info": a PostgreSQL server process that died under
+# the test, or a headless Chromium that could not render. These come from the machine, not
+# from the code under test; any other failure fails at once. See README, The two commands.
+INFRA_RERUN = --reruns 1 -raR \
+	--only-rerun 'server closed the connection unexpectedly' \
+	--only-rerun 'Unable to capture screenshot' \
+	--only-rerun 'Target crashed'
+
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(INFRA_RERUN)
 	@if $(BIN)/python -c "$$HAS_COMPILER"; then $(MAKE) --no-print-directory test-mypyc; \
 	else echo "test-mypyc skipped: no C compiler or Python headers (the compiled core is optional)"; fi
 

@@ -16,6 +16,7 @@ CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-dev-shm-usage",  # /dev/shm is small in many containers: use /tmp
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
