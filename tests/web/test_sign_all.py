@@ -412,3 +412,52 @@ def test_baseline_sign_on_save_checks_the_entry_once_a_request(
     session.rollback()
     (baseline,) = get_subject(session, trial, "S-002").timepoints
     assert (baseline.locked, baseline.signed_by) == (True, "reader")
+
+
+def _failed_logins(session: Session, username: str) -> int:
+    session.rollback()
+    return session.scalars(select(User).where(User.username == username)).one().failed_logins
+
+
+def test_the_forms_do_not_sign_on_save_a_read_someone_else_entered(
+    app: Flask, session: Session, trial: str, reads: dict[str, int]
+) -> None:
+    """As in the API (not_your_read): reader2 correcting reader's W8 is not offered "Sign on
+    save", and a posted one is refused before the password — nothing saved, no failure
+    counted. Saved without it, the read is reader2's own and reader2 may sign it."""
+    client = app.test_client()
+    login(client, "reader2")
+    page = html.unescape(client.get(BASE + "/timepoints/W8").data.decode())
+    assert "This read was entered by reader:" in page
+    assert 'id="sign-on-save"' not in page
+    fields = form_fields(page, "timepoint-form")
+    assert "sign_password" not in fields
+    changed = {**fields, "t_T01_mm": "22", "reason": "re-measured on the portal phase"}
+    refused = client.post(
+        BASE + "/timepoints/W8", data={**changed, "sign_on_save": "1", "sign_password": "wrong"}
+    )
+    text = html.unescape(refused.data.decode())
+    assert refused.status_code == 403
+    assert "subject S-001: timepoint W8 was entered by reader; sign on save signs only" in text
+    assert "'Sign on save' unticked" in text and "does not match" not in text
+    assert _failed_logins(session, "reader2") == 0
+    assert _versions(session)["W8"] == reads["W8"] and _records(session, "sign") == []
+    # The baseline reader entered: the same on its form.
+    baseline = html.unescape(client.get(BASE + "/baseline").data.decode())
+    assert "This read was entered by reader:" in baseline and 'id="sign-on-save"' not in baseline
+    bl_fields = form_fields(baseline, "baseline-form")
+    refused = client.post(
+        BASE + "/baseline", data={**bl_fields, "sign_on_save": "1", "sign_password": PASSWORD}
+    )
+    assert refused.status_code == 403
+    assert "timepoint BL was entered by reader" in html.unescape(refused.data.decode())
+    assert _versions(session)["BL"] == reads["BL"] and _records(session, "sign") == []
+    # Saved without signing, W8 is reader2's read: the form offers sign on save again.
+    saved = client.post(BASE + "/timepoints/W8", data=changed)
+    assert saved.status_code == 302, html.unescape(saved.data.decode())
+    again = html.unescape(client.get(BASE + "/timepoints/W8").data.decode())
+    assert 'id="sign-on-save"' in again and "This read was entered by" not in again
+    # reader still sees the box on their own reads (W16).
+    own = app.test_client()
+    login(own, "reader")
+    assert 'id="sign-on-save"' in own.get(BASE + "/timepoints/W16").data.decode()

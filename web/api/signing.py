@@ -17,7 +17,7 @@ from web.api.common import TIMEPOINT, utc
 from web.auth import actor, allowed, request_user_role, requires
 from web.services import request_session
 from web.services.common import get_timepoint, reload_subject
-from web.services.sign_all import sign_password, signer_for_api_save
+from web.services.sign_all import sign_password, signer_for_stored_read
 from web.services.signing import entered_by, sign_timepoint, signer_of, unlock_timepoint
 
 
@@ -62,11 +62,11 @@ def signer_for(
     version: Any = None,
 ) -> Callable[[], Any] | None:
     """How a save with ``sign`` asks for its signer (the stored read and the password
-    checked: :func:`web.services.sign_all.signer_for_api_save`), the save's
+    checked: :func:`web.services.sign_all.signer_for_stored_read`), the save's
     ``ask_signer``; ``None`` without ``sign``: the save is neither rehearsed nor signed."""
     if password is None:
         return None
-    return lambda: signer_for_api_save(
+    return lambda: signer_for_stored_read(
         request_session(),
         actor(),
         trial_code,

@@ -19,6 +19,7 @@ from web.pages.baseline_form import (
 )
 from web.pages.common import version_of
 from web.pages.form_errors import baseline_input
+from web.pages.timepoints import sign_reader, signer_on_save
 from web.services import (
     ReasonRequired,
     ServiceError,
@@ -56,7 +57,6 @@ def baseline(trial_code: str, subject_code: str) -> Any:
     posted_version = version_of(form.get("version"))
     try:
         lesions = lesions_from_form(form, subject_code)
-        from web.pages.timepoints import signer_on_save
 
         saved = save_baseline(
             session,
@@ -70,7 +70,7 @@ def baseline(trial_code: str, subject_code: str) -> Any:
             reason=form.get("reason"),
             # asked by save_baseline once the save passed every check (as on the follow-up
             # form): a baseline that cannot be saved never counts a password failure
-            ask_signer=signer_on_save(session, form),
+            ask_signer=signer_on_save(session, form, trial_code, subject_code, None),
         )
     except ReasonRequired as error:
         return _baseline_page(row, values, posted_version, error, error.details)
@@ -106,6 +106,7 @@ def _baseline_page(
             sites=SITES,
             # A signed baseline offers no "sign on save" (its save is refused: locked).
             locked=bool(row.timepoints and row.timepoints[0].locked),
+            sign_reader=sign_reader(row, row.timepoints[0] if row.timepoints else None),
             # R-ELIG-VOLUME: volumes imaging gave are shown as such and not editable.
             imaging_volumes={k: ml_text(v) for k, v in imaging_volumes(row).items()},
         ),

@@ -35,7 +35,8 @@ from web.services import (
 )
 from web.services.annotations import annotate_timepoint, locations_of
 from web.services.sheet import next_visit
-from web.services.sign_all import signer_for_save
+from web.services.sign_all import signer_for_stored_read
+from web.services.signing import entered_by
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
@@ -92,7 +93,10 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
             imaging=imaging,
             # after every check of the save: an entry that cannot be saved never counts a
             # password failure (only a save that signs is rehearsed first)
-            ask_signer=signer_on_save(session, form),
+            # a new visit's code is not stored yet (""): nobody else entered it
+            ask_signer=signer_on_save(
+                session, form, trial_code, subject_code, tp_code or form.get("code") or ""
+            ),
         )
     except ServiceError as error:
         timepoint_input(error, new_rows)
@@ -105,13 +109,34 @@ def _timepoint_form(trial_code: str, subject_code: str, tp_code: str | None) -> 
     return redirect(url_for("views.subject", trial_code=trial_code, subject_code=subject_code))
 
 
-def signer_on_save(session: Any, form: Any) -> Any:
-    """How the save asks for its signer (the password checked) when "sign on save" is
-    ticked by a role that signs reads, its ``ask_signer``; else ``None``: the save is
+def signer_on_save(
+    session: Any, form: Any, trial_code: str, subject_code: str, tp_code: str | None
+) -> Any:
+    """How the save asks for its signer when "sign on save" is ticked by a role that signs
+    reads, its ``ask_signer``: the read as stored (``tp_code``, the baseline when ``None``)
+    must be the user's own, then the password is checked, as in the API
+    (:func:`web.services.sign_all.signer_for_stored_read`). Else ``None``: the save is
     neither rehearsed nor signed."""
     if not form.get("sign_on_save") or not allowed(request_user_role(), "sign_reads"):
         return None
-    return lambda: signer_for_save(session, actor(), form.get("sign_password"))
+    return lambda: signer_for_stored_read(
+        session,
+        actor(),
+        trial_code,
+        subject_code,
+        password=form.get("sign_password"),
+        tp_code=tp_code,
+        expected_version=version_of(form.get("version")),
+        api=False,
+    )
+
+
+def sign_reader(row: Any, tp: Any) -> str | None:
+    """Who entered the stored read ``tp`` (``None``: a new read): the sign-on-save box is
+    offered on one's own reads only."""
+    if tp is None:
+        return None
+    return entered_by(request_session(), f"{row.trial.code}/{row.code}/{tp.code}", tp)
 
 
 def timepoint_page(
@@ -128,6 +153,7 @@ def timepoint_page(
         render_template(
             "views/timepoint.html",
             locked=stored if stored is not None and stored.locked else None,
+            sign_reader=sign_reader(row, stored),
             locations=locations_of(row),
             reference=follow_up_reference(case, row.result_json, tp_code),
             imaging_token=imaging_token,

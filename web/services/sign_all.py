@@ -13,7 +13,8 @@ someone else, unknown — refuses the whole batch, naming the timepoint; nothing
 rehearsed and rolled back, then the signer is asked for (:func:`signer_for_save`, the
 password counted like a login), then the read is saved and signed in one transaction; a
 wrong password saves nothing. The API does the same with a ``sign`` member in the save's
-body (:func:`sign_password`, :func:`signer_for_api_save`).
+body (:func:`sign_password`); both ask for the signer through
+:func:`signer_for_stored_read`, which refuses another reader's read before the password.
 """
 
 from __future__ import annotations
@@ -296,24 +297,28 @@ def sign_password(sign: Any) -> str:
     return password
 
 
-def signer_for_api_save(
+def signer_for_stored_read(
     session: Session,
     actor: Actor,
     trial_code: str,
     subject_code: str,
     *,
-    password: str,
+    password: str | None,
     tp_code: str | None = None,
     expected_version: Any = None,
+    api: bool = True,
 ) -> User:
-    """The signer of a read the API saves and signs in one request (``sign`` member).
+    """The signer of a read saved and signed in one step (the API's ``sign`` member, the
+    form's "Sign on save"), the same on both ways in.
 
     The refusals that need no password come first, on the read as stored (``tp_code``; the
-    baseline when ``None``), as for a single signature: a read entered by someone else
-    (403 ``not_your_read``: saving and signing it in one step would sign "read complete"
-    over another reader's read, which only an adjudicator signs, acting as such, on its
-    own), a signed read, a stale version. Then the password, counted like a login
-    (:func:`signer_for_save`); the save re-checks everything in its own transaction.
+    baseline when ``None``; a code not stored yet is a new read), as for a single
+    signature: a read entered by someone else (403 ``not_your_read``: saving and signing
+    it in one step would sign "read complete" over another reader's read, which only an
+    adjudicator signs, acting as such, on its own), a signed read, a stale version. Then
+    the password, counted like a login (:func:`signer_for_save`); the save re-checks
+    everything in its own transaction. ``api`` words the refusal for the API (``sign``,
+    ``POST …/sign``) or the form (``sign_on_save``, the subject page).
     """
     session.rollback()  # the latest committed rows
     try:
@@ -326,20 +331,27 @@ def signer_for_api_save(
             key = f"{trial_code}/{subject_code}/{tp.code}"
             reader = entered_by(session, key, tp)
             if reader is not None and reader != actor.username:
+                how = (
+                    "save it without 'sign', then sign it with POST …/sign"
+                    if api
+                    else "save it with 'Sign on save' unticked, then sign it on the subject page"
+                )
                 raise NotYourRead(
                     f"subject {subject_code}: timepoint {tp.code} was entered by {reader}; "
-                    "sign on save signs only your own read (save it without 'sign', then "
-                    "sign it with POST …/sign); nothing was saved or signed",
-                    field="sign",
+                    f"sign on save signs only your own read ({how}); nothing was saved or "
+                    "signed",
+                    field="sign" if api else "sign_on_save",
                     pointer="/sign",
                 )
             check_unlocked(tp, subject_code)
             check_version(tp, expected_version, subject_code)
     finally:
         session.rollback()
-    return signer_for_save(
-        session, actor, password, field="sign.password", pointer="/sign/password"
-    )
+    if api:
+        return signer_for_save(
+            session, actor, password, field="sign.password", pointer="/sign/password"
+        )
+    return signer_for_save(session, actor, password)
 
 
 Saved = TypeVar("Saved")
