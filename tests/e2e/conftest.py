@@ -44,19 +44,24 @@ def database(
 @pytest.fixture
 def live_server(database: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The application under waitress on a free loopback port, in a thread."""
-    from waitress import create_server
+    from waitress import create_server, wasyncore
 
     settings = {k: v for k, v in database.items() if k != "backend"}
     app = make_test_app(settings, TESTING=False, WTF_CSRF_ENABLED=True)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    port = server.socket.getsockname()[1]  # type: ignore[union-attr]
+    port = server.socket.getsockname()[1]
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         yield {"url": f"http://127.0.0.1:{port}", "app": app, "backend": database["backend"]}
     finally:
-        server.close()
+        # Stopped from its own loop thread: in-flight requests finish, then every socket is
+        # closed there and the loop ends with its map empty. (Closing them from this thread
+        # races the loop's select(): EBADF in the server thread, and a second's wait.)
+        server.task_dispatcher.shutdown()
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         thread.join(timeout=5)
+        assert not thread.is_alive(), "the test server did not stop within 5 s"
         dispose(app)
 
 
