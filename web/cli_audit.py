@@ -8,7 +8,8 @@
    newest records, or editing one and re-chaining every later record, is found;
 3. the reconciliation (:mod:`web.services.audit_replay`): the trail replayed against the
    current measurements, lock states, signatures (and the values they signed), central
-   review settings and cached results (a fresh engine run each).
+   review settings, central reads (reader, the read as signed, accepted flag, result) and
+   adjudications, and cached results (a fresh engine run each).
 
 Exit status: 0 when everything agrees (one line per check), 1 when something does not
 (the last line names the first difference), 2 when the database, the anchor file or the
@@ -183,7 +184,8 @@ def _verify(engine: Any, args: argparse.Namespace) -> int:
         return 1
     print(
         f"reconciliation: the data agrees with the trail ({report.subjects} subjects, "
-        f"{report.measurements} measurements, {report.signatures} signatures, cached "
+        f"{report.measurements} measurements, {report.signatures} signatures, "
+        f"{report.central_reads} central reads, cached "
         "results equal to a fresh engine run)"
     )
     return 0

@@ -201,7 +201,8 @@ def _chain_text(engine: Any, *, reconcile_data: bool = False) -> tuple[str, bool
         )
     return (
         f"{chain}\nreconciliation: the data agrees with the trail ({data.subjects} subjects, "
-        f"{data.measurements} measurements, {data.signatures} signatures, cached results "
+        f"{data.measurements} measurements, {data.signatures} signatures, "
+        f"{data.central_reads} central reads, cached results "
         "equal to a fresh engine run)",
         True,
     )

@@ -225,7 +225,7 @@ def test_verify_replays_a_varied_history_and_finds_that_the_data_agrees(
     assert lines[0].startswith("audit chain intact: ")
     assert lines[1] == (
         "reconciliation: the data agrees with the trail (3 subjects, 19 measurements, "
-        "1 signatures, cached results equal to a fresh engine run)"
+        "1 signatures, 0 central reads, cached results equal to a fresh engine run)"
     )
 
 
@@ -376,6 +376,7 @@ def test_the_api_verify_reports_the_reconciliation(
         "subjects": 3,
         "measurements": 19,
         "signatures": 1,
+        "central_reads": 0,
         "differences": 0,
         "problem": None,
     }

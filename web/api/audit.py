@@ -117,6 +117,7 @@ def audit_verify() -> Any:
                 "subjects": agreed.subjects,
                 "measurements": agreed.measurements,
                 "signatures": agreed.signatures,
+                "central_reads": agreed.central_reads,
                 "differences": len(agreed.differences),
                 "problem": agreed.problem,
             },

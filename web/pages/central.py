@@ -84,7 +84,7 @@ def central_review(trial_code: str) -> Any:
 @bp.route("/trials/<trial_code>/central-review/<domain>.csv")
 @requires("view_audit")
 def central_export(trial_code: str, domain: str) -> Any:
-    from web.services.central import export_csv
+    from web.services.central_export import export_csv
 
     trial = get_trial(request_session(), trial_code)
     return Response(

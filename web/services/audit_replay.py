@@ -11,12 +11,17 @@ The chain (:mod:`web.services.audit`) proves the trail was not changed; this pro
 * every timepoint's lock state (``lock`` / ``unlock`` records) and its live signature
   (the newest ``sign`` record not withdrawn by an ``unlock``), with the SHA-256 of what
   was signed (:mod:`web.services.signing`);
-* every trial's independent-central-review setting.
+* every trial's independent-central-review setting;
+* every blinded central read's signature (reader and the SHA-256 of the read as signed,
+  ``TRIAL/S/readN``), whether it is the accepted read, and every adjudication (who
+  accepted which read).
 
 Then it compares the rows with that: each stored measurement (``LesionRecord``) with the
 trail's value, each lock state, each signature (signer, meaning, and the digest of the
 values stored now), each trial's setting, and each subject's cached result with a fresh
-engine run (``engine_assess(build_case(subject))``). The first difference is named;
+engine run (``engine_assess(build_case(subject))``), and each central read (its reader, its
+digest, its accepted flag and its result, a fresh engine run of the read as stored) and
+adjudication with the trail's. The first difference is named;
 nothing is written. Scan dates and new lesions are not reconciled (the trail does not
 record them on creation); a signed read's new lesions are covered by its digest.
 """
@@ -32,8 +37,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from web.errors import InvalidInput
-from web.models import AuditRecord, LesionRecord, Subject, Timepoint, Trial
+from web.models import (
+    Adjudication,
+    AuditRecord,
+    CentralRead,
+    LesionRecord,
+    Subject,
+    Timepoint,
+    Trial,
+)
 from web.services.cases import build_case, engine_assess, ordered_timepoints, stored_target
+from web.services.central import read_digest
 from web.services.signing import SignRecord, content_digest, parse_signature
 
 GROUPS = ("targets", "non_targets")
@@ -75,6 +89,10 @@ class Replay:
     locks: dict[str, tuple[bool, int]] = field(default_factory=dict)
     signatures: dict[str, Signature] = field(default_factory=dict)
     central: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    # Central review: each read's signature, the reads accepted, each adjudication.
+    reads: dict[str, Signature] = field(default_factory=dict)
+    accepted: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    adjudications: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
 
     def apply(self, row: Any) -> None:
         entity, action, key, name = row.entity, row.action, row.entity_key, row.field
@@ -93,6 +111,13 @@ class Replay:
             self._imported(key, _value(row.new), row.seq)
         elif entity == "trial" and name == "central_review":
             self.central[key] = (row.new == "true", row.seq)
+        elif entity == "central_read" and action == "sign" and name == "signature":
+            self.reads[key] = Signature(row.username, parse_signature(row.new), row.seq)
+        elif entity == "central_read" and name == "accepted":
+            self.accepted[key] = (row.new == "true", row.seq)
+        elif entity == "adjudication" and action == "adjudicate" and name == "accepted":
+            self.adjudications[key] = (row.username, row.new, row.seq)
+            self.accepted[f"{key}/{(row.new or '').replace(' ', '')}"] = (True, row.seq)
 
     def _timepoint(self, row: Any, action: str, key: str, name: str | None) -> None:
         if action == "delete":
@@ -163,6 +188,7 @@ class ReconcileReport:
     measurements: int
     signatures: int
     differences: tuple[str, ...] = ()
+    central_reads: int = 0
 
     @property
     def agree(self) -> bool:
@@ -209,6 +235,7 @@ class _Check:
         self.out: list[str] = []
         self.measurements = 0
         self.signatures = 0
+        self.central_reads = 0
 
     def subject(self, subject: Subject) -> None:
         prefix = f"{subject.trial.code}/{subject.code}"
@@ -319,6 +346,66 @@ class _Check:
                     f"{'on' if on else 'off'} in the audit trail ({said})"
                 )
 
+    def central_read(self, read: CentralRead, subject_key: str) -> None:
+        key = f"{subject_key}/read{read.slot}"
+        self.central_reads += 1
+        accepted, seq = self.state.accepted.pop(key, (False, None))
+        sig = self.state.reads.pop(key, None)
+        if sig is None:
+            self.out.append(
+                f"central read {key}: read by {read.reader} in the database but the audit "
+                "trail holds no signature of it — written outside the application"
+            )
+            return
+        digest = sig.record.digest if sig.record is not None else None
+        now = read_digest(read.case_json)
+        if read.reader != sig.username:
+            self.out.append(
+                f"central read {key}: the database says read by {read.reader} but the sign "
+                f"record (seq {sig.seq}) says {sig.username}"
+            )
+        elif digest is not None and digest != now:
+            self.out.append(
+                f"central read {key}: the read signed at seq {sig.seq} (sha256 {digest[:16]}…) "
+                f"is not the read stored now (sha256 {now[:16]}…) — a signed read was changed"
+            )
+        elif bool(read.accepted) != accepted:
+            said = f"seq {seq}" if seq else "no record: not accepted"
+            self.out.append(
+                f"central read {key}: {'accepted' if read.accepted else 'not accepted'} in "
+                f"the database but {'accepted' if accepted else 'not accepted'} in the audit "
+                f"trail ({said}) — changed outside the application"
+            )
+        else:
+            self._read_result(read, key)
+
+    def _read_result(self, read: CentralRead, key: str) -> None:
+        try:
+            fresh = _plain(engine_assess(read.case_json))
+        except InvalidInput as error:
+            self.out.append(f"central read {key}: the engine refuses the read as stored: {error}")
+            return
+        if _plain(read.result_json) != fresh:
+            self.out.append(
+                f"central read {key}: the stored result is not a fresh engine run's at "
+                f"{_first_difference(_plain(read.result_json), fresh)} — changed outside the "
+                "application"
+            )
+
+    def adjudication(self, row: Adjudication, key: str) -> None:
+        said = self.state.adjudications.pop(key, None)
+        if said is None:
+            self.out.append(
+                f"adjudication {key}: read {row.accepted_slot} accepted by {row.adjudicator} "
+                "in the database but the audit trail holds no adjudication — written outside "
+                "the application"
+            )
+        elif (row.adjudicator, f"read {row.accepted_slot}") != said[:2]:
+            self.out.append(
+                f"adjudication {key}: read {row.accepted_slot} accepted by {row.adjudicator} in "
+                f"the database but the audit trail (seq {said[2]}) says {said[1]} by {said[0]}"
+            )
+
     def remaining(self) -> None:
         """What the trail says of subjects or timepoints the database does not have."""
         self.leftovers("")
@@ -328,6 +415,27 @@ class _Check:
                     f"timepoint {key}: the audit trail (seq {seq}) says it is locked but the "
                     "database has no such timepoint"
                 )
+        for key, sig in sorted(self.state.reads.items()):
+            self.out.append(
+                f"central read {key}: the audit trail (seq {sig.seq}) says {sig.username} "
+                "signed it but the database has no such read — removed outside the application"
+            )
+        for key, (who, what, seq) in sorted(self.state.adjudications.items()):
+            self.out.append(
+                f"adjudication {key}: the audit trail (seq {seq}) says {who} accepted {what} "
+                "but the database has no such adjudication — removed outside the application"
+            )
+
+
+def _of_subjects(session: Session, model: Any, order: Any) -> Any:
+    """The rows of ``model`` (central reads, adjudications) with their trial's and
+    subject's codes, in the order subjects are listed."""
+    return session.execute(
+        select(model, Trial.code, Subject.code)
+        .join(Subject, model.subject_id == Subject.id)
+        .join(Trial, Subject.trial_id == Trial.id)
+        .order_by(Trial.code, Subject.code, order)
+    ).all()
 
 
 def reconcile(session: Session) -> ReconcileReport:
@@ -337,5 +445,15 @@ def reconcile(session: Session) -> ReconcileReport:
     subjects = _subjects(session)
     for subject in subjects:
         check.subject(subject)
+    for read, trial_code, subject_code in _of_subjects(session, CentralRead, CentralRead.slot):
+        check.central_read(read, f"{trial_code}/{subject_code}")
+    for row, trial_code, subject_code in _of_subjects(session, Adjudication, Adjudication.id):
+        check.adjudication(row, f"{trial_code}/{subject_code}")
     check.remaining()
-    return ReconcileReport(len(subjects), check.measurements, check.signatures, tuple(check.out))
+    return ReconcileReport(
+        len(subjects),
+        check.measurements,
+        check.signatures,
+        tuple(check.out),
+        central_reads=check.central_reads,
+    )

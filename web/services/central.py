@@ -18,6 +18,7 @@ ADaM exporter of :mod:`cdisc_io`.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from web.db import write_transaction
-from web.errors import Conflict, InvalidInput, NotFound, ReasonRequired, ServiceError
+from web.errors import Conflict, InvalidInput, ReasonRequired, ServiceError
 from web.models import Adjudication, CentralRead, Subject, Trial, User, role_set, utcnow
 from web.services.cases import engine_assess
 from web.services.common import (
@@ -38,7 +39,13 @@ from web.services.common import (
     list_subjects,
     reload_subject,
 )
-from web.services.signing import check_password, printed_name
+from web.services.signing import (
+    READ_COMPLETE,
+    canonical_json,
+    check_password,
+    printed_name,
+    signature_text,
+)
 
 CASE_KEYS = ("lesions", "timepoints")
 
@@ -209,6 +216,37 @@ def check_read_shape(read: Any) -> dict[str, Any]:
     return read
 
 
+def read_digest(case: dict[str, Any]) -> str:
+    """The SHA-256 of a blinded read as stored (``CentralRead.case_json``, canonical JSON):
+    what its ``sign`` record binds the reader's signature to."""
+    return hashlib.sha256(canonical_json(case)).hexdigest()
+
+
+def _assessed_read(
+    session: Session, actor: Actor, trial_code: str, subject_code: str, read: Any, lock: bool
+) -> tuple[Subject, list[CentralRead], dict[str, Any], dict[str, Any]]:
+    """Every check of a read against the stored subject, then the engine's assessment:
+    the subject, its reads so far, the blinded case and its result."""
+    subject = get_subject(session, trial_code, subject_code, lock=lock)
+    if not subject.trial.central_review:
+        raise InvalidInput(
+            f"trial {trial_code} does not use independent central review", field="trial"
+        )
+    reads = reads_of(session, subject)
+    if any(r.reader == actor.username for r in reads):
+        raise Conflict(
+            f"subject {subject_code}: you have already read this subject; a read is "
+            "signed and final",
+            field="read",
+        )
+    if len(reads) >= 2:
+        raise InvalidInput(
+            f"subject {subject_code} already has its two independent reads", field="read"
+        )
+    case = blinded_case(subject, read)
+    return subject, reads, case, engine_assess(case)
+
+
 def submit_read(
     session: Session,
     actor: Actor,
@@ -219,6 +257,11 @@ def submit_read(
     password: str,
 ) -> CentralRead:
     """A reader's blinded read of a subject, assessed by the engine and signed.
+
+    Every refusal that needs no password comes first (the read's shape, the subject's
+    state, the engine's refusals), so a read that cannot be stored never counts a password
+    failure. The ``sign`` record binds the signature to the read: ``"<signer> · read
+    complete · sha256:<digest>"`` (:func:`read_digest`), checked by the reconciliation.
 
     Raises
     ------
@@ -231,26 +274,16 @@ def submit_read(
         This reader has already read this subject.
     """
     check_read_shape(read)
-    check_password(session, actor, password)
+    session.rollback()  # the latest committed rows
+    try:
+        _assessed_read(session, actor, trial_code, subject_code, read, lock=False)
+    finally:
+        session.rollback()
+    user = check_password(session, actor, password)
     with write_transaction(session):
-        subject = get_subject(session, trial_code, subject_code, lock=True)
-        if not subject.trial.central_review:
-            raise InvalidInput(
-                f"trial {trial_code} does not use independent central review", field="trial"
-            )
-        reads = reads_of(session, subject)
-        if any(r.reader == actor.username for r in reads):
-            raise Conflict(
-                f"subject {subject_code}: you have already read this subject; a read is "
-                "signed and final",
-                field="read",
-            )
-        if len(reads) >= 2:
-            raise InvalidInput(
-                f"subject {subject_code} already has its two independent reads", field="read"
-            )
-        case = blinded_case(subject, read)
-        result = engine_assess(case)
+        subject, reads, case, result = _assessed_read(
+            session, actor, trial_code, subject_code, read, lock=True
+        )
         row = CentralRead(
             subject_id=subject.id,
             slot=len(reads) + 1,
@@ -262,11 +295,10 @@ def submit_read(
         )
         session.add(row)
         key = f"{trial_code}/{subject_code}/read{row.slot}"
-        audit = Audit(session, actor, "read complete")
+        audit = Audit(session, actor, READ_COMPLETE)
         audit.log("create", "central_read", key, "result", None, _summary(result))
-        audit.log(
-            "sign", "central_read", key, "signature", None, f"{actor.username} · read complete"
-        )
+        signed = signature_text(printed_name(user), READ_COMPLETE, read_digest(case))
+        audit.log("sign", "central_read", key, "signature", None, signed)
         if row.slot == 2 and disagreement(reads[0].result_json, result) is None:
             # Concordant reads: read 1 is the accepted read (no adjudication needed).
             reads[0].accepted = True
@@ -429,48 +461,6 @@ def metrics(rows: list[SubjectReview]) -> dict[str, Any]:
         "adjudication_rate_pct": round(100 * len(needing) / len(complete), 1) if complete else None,
         "readers": dict(sorted(readers.items())),
     }
-
-
-EXPORT_DOMAINS = ("adrs", "adtte", "tu", "tr", "rs")
-
-
-def export_csv(session: Session, trial: Trial, domain: str) -> str:
-    """ADaM ADRS/ADTTE or SDTM TU/TR/RS of every central read, with the reader
-    (``RSEVALID``/``TREVALID``…) and the accepted flag (``RSACPTFL``/``TRACPTFL``…), through
-    the :mod:`cdisc_io` exporters. The arm, randomisation, death and new-therapy dates come
-    from the subject here, after the reads were made blind (:func:`unblinded_case`).
-
-    Raises
-    ------
-    NotFound
-        ``domain`` is not one of :data:`EXPORT_DOMAINS`.
-    """
-    from cdisc_io.adam_export import export_adam
-    from cdisc_io.cases import Assessed
-    from cdisc_io.sdtm_export import export_sdtm
-
-    if domain not in EXPORT_DOMAINS:
-        raise NotFound(
-            f"there is no export {domain!r}; known: {', '.join(EXPORT_DOMAINS)}", field="domain"
-        )
-    from web.services.progression import with_progression
-
-    assessed = []
-    for row in overview(session, trial):
-        subject = row.subject
-        for read in row.reads:
-            # The read was made blind: PFS and OS again with the subject's death and
-            # new-therapy dates, exactly as the trial plots take them (trial_plots).
-            case = unblinded_case(subject, read)
-            result = with_progression(case, read.result_json, read.result_json["progression"])
-            assessed.append(Assessed(case=case, result=result))
-    if domain in ("adrs", "adtte"):
-        adrs, adtte = export_adam(assessed, studyid=trial.code)
-        frame = adrs if domain == "adrs" else adtte
-    else:
-        tu, tr, rs = export_sdtm(assessed, studyid=trial.code)
-        frame = {"tu": tu, "tr": tr, "rs": rs}[domain]
-    return str(frame.to_csv(index=False, lineterminator="\r\n"))
 
 
 def accepted_reads(session: Session, trial: Trial) -> dict[int, CentralRead]:

@@ -10,7 +10,7 @@ each value came from (SDTM ``RSEVAL``/``RSEVALID``/``RSACPTFL``; ADaM ``SRCSEQ``
 ``USEDSRC``, ``USEDBY``).
 
 Each read's own records stay available as they were: the central-review page exports
-both central reads (:func:`web.services.central.export_csv`).
+both central reads (:func:`web.services.central_export.export_csv`).
 
 The export is refused (``Conflict``) while the trial is not ready for analysis, naming
 each subject that holds it back (:func:`export_blockers`):
