@@ -129,6 +129,11 @@ def test_a_reads_signature_is_bound_to_the_read_and_the_data_agrees(
             r"audit trail \(seq \d+\) says read 2 by adjudicator",
         ),
         (
+            "rationale",
+            r"adjudication TRIAL-1/S-1: the rationale in the database is not the one the audit "
+            r"trail \(seq \d+\) records",
+        ),
+        (
             "delete",
             r"central read TRIAL-1/S-1/read1: the audit trail \(seq \d+\) says reader signed "
             r"it but the database has no such read — removed outside the application",
@@ -156,6 +161,8 @@ def test_a_central_read_changed_outside_the_application_is_reported(
         _sql(owner, "UPDATE central_read SET reader = 'reader3' WHERE id = :i", i=read)
     elif edit == "adjudication":
         _sql(owner, "UPDATE adjudication SET accepted_slot = 1")
+    elif edit == "rationale":
+        _sql(owner, "UPDATE adjudication SET rationale = 'read 2 measured the wrong lesion'")
     else:
         _sql(owner, "DELETE FROM central_read WHERE id = :i", i=read)
     problems = _problems(session)

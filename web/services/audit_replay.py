@@ -92,7 +92,9 @@ class Replay:
     # Central review: each read's signature, the reads accepted, each adjudication.
     reads: dict[str, Signature] = field(default_factory=dict)
     accepted: dict[str, tuple[bool, int]] = field(default_factory=dict)
-    adjudications: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)
+    adjudications: dict[str, tuple[str, str | None, int, str | None]] = field(
+        default_factory=dict
+    )
 
     def apply(self, row: Any) -> None:
         entity, action, key, name = row.entity, row.action, row.entity_key, row.field
@@ -116,7 +118,7 @@ class Replay:
         elif entity == "central_read" and name == "accepted":
             self.accepted[key] = (row.new == "true", row.seq)
         elif entity == "adjudication" and action == "adjudicate" and name == "accepted":
-            self.adjudications[key] = (row.username, row.new, row.seq)
+            self.adjudications[key] = (row.username, row.new, row.seq, row.reason)
             self.accepted[f"{key}/{(row.new or '').replace(' ', '')}"] = (True, row.seq)
 
     def _timepoint(self, row: Any, action: str, key: str, name: str | None) -> None:
@@ -405,6 +407,11 @@ class _Check:
                 f"adjudication {key}: read {row.accepted_slot} accepted by {row.adjudicator} in "
                 f"the database but the audit trail (seq {said[2]}) says {said[1]} by {said[0]}"
             )
+        elif row.rationale != said[3]:
+            self.out.append(
+                f"adjudication {key}: the rationale in the database is not the one the audit "
+                f"trail (seq {said[2]}) records — changed outside the application"
+            )
 
     def remaining(self) -> None:
         """What the trail says of subjects or timepoints the database does not have."""
@@ -420,7 +427,7 @@ class _Check:
                 f"central read {key}: the audit trail (seq {sig.seq}) says {sig.username} "
                 "signed it but the database has no such read — removed outside the application"
             )
-        for key, (who, what, seq) in sorted(self.state.adjudications.items()):
+        for key, (who, what, seq, _why) in sorted(self.state.adjudications.items()):
             self.out.append(
                 f"adjudication {key}: the audit trail (seq {seq}) says {who} accepted {what} "
                 "but the database has no such adjudication — removed outside the application"
