@@ -556,3 +556,53 @@ def test_an_unreadable_key_or_anchor_file_exits_2_without_making_a_key(
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     anchors.write_text(_anchor(database, capsys)[1] + "\n")
     assert _verify(database, capsys, "--anchors", str(anchors))[0] == 0
+
+
+def test_a_subjects_dates_and_arm_changed_outside_the_application_are_reported(
+    history: None, engine: Engine, session: Session, database: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """PFS reads the death and new-therapy dates and the analysis the arm: a death date
+    written behind the trail's back, with the cached result made to match it (so the result
+    check alone would not see it), is named; so is an imported subject given an arm."""
+    from web.services import build_case, engine_assess, update_subject
+
+    subject = get_subject(session, "TRIAL-1", "S-003")
+    update_subject(
+        session, MANAGER, "TRIAL-1", "S-003", values={"died_on": "2021-06-01"},
+        expected_version=subject.version, reason="death reported by the site",
+    )  # fmt: skip
+    assert _verify(database, capsys)[0] == 0  # through the application: agreed
+    session.expunge_all()
+    session.rollback()
+    subject = get_subject(session, "TRIAL-1", "S-001")
+    case = {**build_case(subject), "died_on": "2021-05-10"}
+    result = engine_assess(case)
+    session.rollback()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE subject SET died_on = :d, result_json = :r WHERE code = 'S-001'"),
+            {"d": "2021-05-10", "r": json.dumps(result)},
+        )
+        conn.execute(
+            text(
+                "UPDATE subject SET arm_id = (SELECT arm.id FROM arm WHERE arm.code = 'A' AND "
+                "arm.trial_id = subject.trial_id) WHERE code = 'S-002'"
+            )
+        )
+    status, lines = _verify(database, capsys)
+    assert status == 1
+    assert lines[1] == (
+        "reconciliation FAILED (3 difference(s)); first: subject TRIAL-1/S-001: died_on is "
+        "2021-05-10 in the database but the audit trail has no record of it — changed outside "
+        "the application"
+    )
+    session.rollback()
+    differences = reconcile(session).differences
+    # S-001's cached result matches its (forged) rows: only the replayed field shows it.
+    assert [d for d in differences if "S-001" in d] == [differences[0]]
+    assert re.fullmatch(
+        r"subject TRIAL-1/S-002: arm is A in the database but the audit trail \(seq \d+\) "
+        r"says none — changed outside the application",
+        differences[1],
+    ), differences

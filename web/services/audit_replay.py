@@ -11,6 +11,10 @@ The chain (:mod:`web.services.audit`) proves the trail was not changed; this pro
 * every timepoint's lock state (``lock`` / ``unlock`` records) and its live signature
   (the newest ``sign`` record not withdrawn by an ``unlock``), with the SHA-256 of what
   was signed (:mod:`web.services.signing`);
+* every subject's arm and dates (randomisation, death, new therapy), which PFS and the
+  arms' comparison read;
+* every subject's progression-call review (agreed, queried, answered, overridden: who,
+  what and why, in order);
 * every trial's independent-central-review setting;
 * every blinded central read's signature (reader and the SHA-256 of the read as signed,
   ``TRIAL/S/readN``), whether it is the accepted read, and every adjudication (who
@@ -21,7 +25,8 @@ trail's value, each lock state, each signature (signer, meaning, and the digest 
 values stored now), each trial's setting, and each subject's cached result with a fresh
 engine run (``engine_assess(build_case(subject))``), and each central read (its reader, its
 digest, its accepted flag and its result, a fresh engine run of the read as stored) and
-adjudication with the trail's. The first difference is named;
+adjudication, and each progression-call review, with the trail's
+(:mod:`web.services.audit_review`). The first difference is named;
 nothing is written. Scan dates and new lesions are not reconciled (the trail does not
 record them on creation); a signed read's new lesions are covered by its digest.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -38,17 +44,15 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from web.errors import InvalidInput
 from web.models import (
-    Adjudication,
     AuditRecord,
-    CentralRead,
     LesionRecord,
     Subject,
     Timepoint,
     Trial,
 )
 from web.services.cases import build_case, engine_assess, ordered_timepoints, stored_target
-from web.services.central import read_digest
 from web.services.signing import SignRecord, content_digest, parse_signature
+from web.services.subjects import SUBJECT_FIELDS
 
 GROUPS = ("targets", "non_targets")
 
@@ -67,7 +71,7 @@ def _shown(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """``value`` as JSON would give it back (tuples as lists…), for comparison."""
     return json.loads(json.dumps(value, sort_keys=True))
 
@@ -89,6 +93,10 @@ class Replay:
     locks: dict[str, tuple[bool, int]] = field(default_factory=dict)
     signatures: dict[str, Signature] = field(default_factory=dict)
     central: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    # Each subject's arm and dates: field -> (the value as the trail writes it, seq).
+    subject_fields: dict[str, dict[str, tuple[str | None, int]]] = field(default_factory=dict)
+    # Each subject's progression-call reviews, in order: (user, action, old, new, why, seq).
+    reviews: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     # Central review: each read's signature, the reads accepted, each adjudication.
     reads: dict[str, Signature] = field(default_factory=dict)
     accepted: dict[str, tuple[bool, int]] = field(default_factory=dict)
@@ -111,8 +119,13 @@ class Replay:
                 del self.values[k]
         elif entity == "subject" and name == "case" and action == "create":
             self._imported(key, _value(row.new), row.seq)
+        elif entity == "subject" and name in SUBJECT_FIELDS and action in ("create", "update"):
+            self.subject_fields.setdefault(key, {})[name] = (row.new, row.seq)
         elif entity == "trial" and name == "central_review":
             self.central[key] = (row.new == "true", row.seq)
+        elif entity == "progression" and action in ("review", "override"):
+            event = (row.username, name, row.old, row.new, row.reason or None, row.seq)
+            self.reviews.setdefault(key, []).append(event)
         elif entity == "central_read" and action == "sign" and name == "signature":
             self.reads[key] = Signature(row.username, parse_signature(row.new), row.seq)
         elif entity == "central_read" and name == "accepted":
@@ -152,6 +165,10 @@ class Replay:
             del self.values[k]
         if not isinstance(case, dict):
             return
+        self.subject_fields[key] = {
+            name: (value if isinstance(value := case.get(name), str) else None, seq)
+            for name in SUBJECT_FIELDS
+        }
         for tp in case.get("timepoints") or []:
             for group in GROUPS:
                 for code, value in (tp.get(group) or {}).items():
@@ -201,16 +218,16 @@ class ReconcileReport:
         return self.differences[0] if self.differences else None
 
 
-def _first_difference(cached: Any, fresh: Any, path: str = "") -> str:
+def first_difference(cached: Any, fresh: Any, path: str = "") -> str:
     """Where two JSON values first differ, as ``path: cached X, engine Y``."""
     if isinstance(cached, dict) and isinstance(fresh, dict):
         for k in sorted(set(cached) | set(fresh)):
             if cached.get(k) != fresh.get(k):
-                return _first_difference(cached.get(k), fresh.get(k), f"{path}/{k}")
+                return first_difference(cached.get(k), fresh.get(k), f"{path}/{k}")
     if isinstance(cached, list) and isinstance(fresh, list) and len(cached) == len(fresh):
         for i, (a, b) in enumerate(zip(cached, fresh, strict=True)):
             if a != b:
-                return _first_difference(a, b, f"{path}/{i}")
+                return first_difference(a, b, f"{path}/{i}")
     return f"{path or '/'}: cached {_shown(cached)[:80]}, engine {_shown(fresh)[:80]}"
 
 
@@ -229,7 +246,7 @@ def _subjects(session: Session) -> list[Subject]:
     return sorted(rows, key=lambda s: (s.trial.code, s.code))
 
 
-class _Check:
+class Check:
     """The comparison of the rows with a :class:`Replay`, collecting differences."""
 
     def __init__(self, state: Replay) -> None:
@@ -244,7 +261,27 @@ class _Check:
         for tp in ordered_timepoints(subject):
             self.timepoint(subject, tp, f"{prefix}/{tp.code}")
         self.leftovers(prefix + "/")
+        self.fields(subject, prefix)
         self.result(subject, prefix)
+
+    def fields(self, subject: Subject, key: str) -> None:
+        said = self.state.subject_fields.pop(key, {})
+        stored = {
+            "arm": subject.arm.code if subject.arm is not None else None,
+            "randomized_on": subject.randomized_on,
+            "died_on": subject.died_on,
+            "new_therapy_on": subject.new_therapy_on,
+        }
+        for name in SUBJECT_FIELDS:
+            value = stored[name]
+            now = value.isoformat() if isinstance(value, date) else value
+            expected, seq = said.get(name, (None, None))
+            if now != expected:
+                trail = f"(seq {seq}) says {expected or 'none'}" if seq else "has no record of it"
+                self.out.append(
+                    f"subject {key}: {name} is {now or 'empty'} in the database but the audit "
+                    f"trail {trail} — changed outside the application"
+                )
 
     def timepoint(self, subject: Subject, tp: Timepoint, key: str) -> None:
         for rec in sorted(tp.records, key=lambda r: (r.lesion.position, r.lesion.code)):
@@ -270,7 +307,7 @@ class _Check:
                 f"measurement {key}: the database holds {_shown(value)} but the audit trail "
                 "has no record of it — written outside the application"
             )
-        elif (group, _plain(value)) != (expected[0], _plain(expected[1])):
+        elif (group, plain(value)) != (expected[0], plain(expected[1])):
             self.out.append(
                 f"measurement {key}: the database holds {_shown(value)} but the audit trail "
                 f"(seq {expected[2]}) says {_shown(expected[1])} — changed outside the "
@@ -326,15 +363,15 @@ class _Check:
                 )
             return
         try:
-            fresh = _plain(engine_assess(build_case(subject)))
+            fresh = plain(engine_assess(build_case(subject)))
         except InvalidInput as error:
             self.out.append(f"subject {prefix}: the engine refuses the stored case: {error}")
             return
-        cached = _plain(subject.result_json)
+        cached = plain(subject.result_json)
         if cached != fresh:
             self.out.append(
                 f"subject {prefix}: the cached result is not a fresh engine run's at "
-                f"{_first_difference(cached, fresh)} — changed outside the application"
+                f"{first_difference(cached, fresh)} — changed outside the application"
             )
 
     def trials(self, trials: list[Trial]) -> None:
@@ -348,71 +385,6 @@ class _Check:
                     f"{'on' if on else 'off'} in the audit trail ({said})"
                 )
 
-    def central_read(self, read: CentralRead, subject_key: str) -> None:
-        key = f"{subject_key}/read{read.slot}"
-        self.central_reads += 1
-        accepted, seq = self.state.accepted.pop(key, (False, None))
-        sig = self.state.reads.pop(key, None)
-        if sig is None:
-            self.out.append(
-                f"central read {key}: read by {read.reader} in the database but the audit "
-                "trail holds no signature of it — written outside the application"
-            )
-            return
-        digest = sig.record.digest if sig.record is not None else None
-        now = read_digest(read.case_json)
-        if read.reader != sig.username:
-            self.out.append(
-                f"central read {key}: the database says read by {read.reader} but the sign "
-                f"record (seq {sig.seq}) says {sig.username}"
-            )
-        elif digest is not None and digest != now:
-            self.out.append(
-                f"central read {key}: the read signed at seq {sig.seq} (sha256 {digest[:16]}…) "
-                f"is not the read stored now (sha256 {now[:16]}…) — a signed read was changed"
-            )
-        elif bool(read.accepted) != accepted:
-            said = f"seq {seq}" if seq else "no record: not accepted"
-            self.out.append(
-                f"central read {key}: {'accepted' if read.accepted else 'not accepted'} in "
-                f"the database but {'accepted' if accepted else 'not accepted'} in the audit "
-                f"trail ({said}) — changed outside the application"
-            )
-        else:
-            self._read_result(read, key)
-
-    def _read_result(self, read: CentralRead, key: str) -> None:
-        try:
-            fresh = _plain(engine_assess(read.case_json))
-        except InvalidInput as error:
-            self.out.append(f"central read {key}: the engine refuses the read as stored: {error}")
-            return
-        if _plain(read.result_json) != fresh:
-            self.out.append(
-                f"central read {key}: the stored result is not a fresh engine run's at "
-                f"{_first_difference(_plain(read.result_json), fresh)} — changed outside the "
-                "application"
-            )
-
-    def adjudication(self, row: Adjudication, key: str) -> None:
-        said = self.state.adjudications.pop(key, None)
-        if said is None:
-            self.out.append(
-                f"adjudication {key}: read {row.accepted_slot} accepted by {row.adjudicator} "
-                "in the database but the audit trail holds no adjudication — written outside "
-                "the application"
-            )
-        elif (row.adjudicator, f"read {row.accepted_slot}") != said[:2]:
-            self.out.append(
-                f"adjudication {key}: read {row.accepted_slot} accepted by {row.adjudicator} in "
-                f"the database but the audit trail (seq {said[2]}) says {said[1]} by {said[0]}"
-            )
-        elif row.rationale != said[3]:
-            self.out.append(
-                f"adjudication {key}: the rationale in the database is not the one the audit "
-                f"trail (seq {said[2]}) records — changed outside the application"
-            )
-
     def remaining(self) -> None:
         """What the trail says of subjects or timepoints the database does not have."""
         self.leftovers("")
@@ -422,40 +394,18 @@ class _Check:
                     f"timepoint {key}: the audit trail (seq {seq}) says it is locked but the "
                     "database has no such timepoint"
                 )
-        for key, sig in sorted(self.state.reads.items()):
-            self.out.append(
-                f"central read {key}: the audit trail (seq {sig.seq}) says {sig.username} "
-                "signed it but the database has no such read — removed outside the application"
-            )
-        for key, (who, what, seq, _why) in sorted(self.state.adjudications.items()):
-            self.out.append(
-                f"adjudication {key}: the audit trail (seq {seq}) says {who} accepted {what} "
-                "but the database has no such adjudication — removed outside the application"
-            )
-
-
-def _of_subjects(session: Session, model: Any, order: Any) -> Any:
-    """The rows of ``model`` (central reads, adjudications) with their trial's and
-    subject's codes, in the order subjects are listed."""
-    return session.execute(
-        select(model, Trial.code, Subject.code)
-        .join(Subject, model.subject_id == Subject.id)
-        .join(Trial, Subject.trial_id == Trial.id)
-        .order_by(Trial.code, Subject.code, order)
-    ).all()
 
 
 def reconcile(session: Session) -> ReconcileReport:
     """Replay the trail and compare the rows of ``session``'s database with it."""
-    check = _Check(replay(session.connection()))
+    check = Check(replay(session.connection()))
     check.trials(list(session.scalars(select(Trial).order_by(Trial.code))))
     subjects = _subjects(session)
     for subject in subjects:
         check.subject(subject)
-    for read, trial_code, subject_code in _of_subjects(session, CentralRead, CentralRead.slot):
-        check.central_read(read, f"{trial_code}/{subject_code}")
-    for row, trial_code, subject_code in _of_subjects(session, Adjudication, Adjudication.id):
-        check.adjudication(row, f"{trial_code}/{subject_code}")
+    from web.services.audit_review import check_reviews
+
+    check_reviews(check, session)
     check.remaining()
     return ReconcileReport(
         len(subjects),

@@ -252,19 +252,21 @@ def _add(
     )
     session.add(row)
     key = f"{subject.trial.code}/{subject.code}"
-    engine = f"PD {call.timepoint} {call.date.isoformat()} ({call.rule})"
     audit_action = "override" if action == "overridden" else "review"
-    new = (
-        engine
-        if action != "overridden"
-        else (
-            f"PD {override_timepoint} {override_date.isoformat()}"
-            if override_date
-            else "no progression"
-        )
-    )
+    engine, new = review_texts(row)
     Audit(session, actor, comment).log(audit_action, "progression", key, action, engine, new)
     return row
+
+
+def review_texts(row: ProgressionReview) -> tuple[str, str]:
+    """A review event as its audit record writes it (``old``, ``new``): the engine's call,
+    and the same call or, for an override, the call that replaces it."""
+    engine = f"PD {row.engine_timepoint} {row.engine_date.isoformat()} ({row.engine_rule})"
+    if row.action != "overridden":
+        return engine, engine
+    if row.override_date is None:
+        return engine, "no progression"
+    return engine, f"PD {row.override_timepoint} {row.override_date.isoformat()}"
 
 
 def review_call(

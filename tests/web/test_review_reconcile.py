@@ -1,7 +1,10 @@
-"""Blinded central reads and adjudications under the audit trail's reconciliation: a read's
-signature is bound to the read (sha256 of the read as stored), and the reconciliation finds a
-read, its result, its accepted flag or an adjudication changed, added or removed behind the
-application's back. A read that cannot be stored is refused before the password."""
+"""The reviews under the audit trail's reconciliation (web/services/audit_review.py).
+
+Blinded central reads and adjudications: a read's signature is bound to the read (sha256 of
+the read as stored), and a read, its result, its accepted flag or an adjudication changed,
+added or removed behind the application's back is named; a read that cannot be stored is
+refused before the password. Progression-call reviews: an override, a query or an answer
+changed, added or removed is named."""
 
 from __future__ import annotations
 
@@ -207,3 +210,77 @@ def test_a_read_that_cannot_be_stored_is_refused_before_the_password(
     reader = session.scalars(select(User).where(User.username == "reader")).one()
     assert reader.failed_logins == 0  # no guess of the password through a refused read
     assert _problems(session) == ()
+
+
+@pytest.fixture
+def reviewed(session: Session, trial: str, users: dict[str, str]) -> str:
+    """S-OVR: PD by the target sum at W16, queried by the reviewer, answered by the reader,
+    then moved to W24 by the adjudicator (the call the analysis uses)."""
+    from tests.web.helpers import follow_up, read_subject
+    from web.services.progression import answer_query, override_call, review_call
+
+    read_subject(
+        session,
+        trial,
+        "S-OVR",
+        follow_up("W8", "2021-03-01", 21.0, 14.0),
+        follow_up("W16", "2021-04-26", 30.0, 14.0),
+        follow_up("W24", "2021-06-21", 31.0, 14.0),
+    )
+    review_call(
+        session, Actor("reviewer", "reviewer"), trial, "S-OVR", decision="queried",
+        comment="is W16 within measurement error?", seen_call=None,
+    )  # fmt: skip
+    answer_query(session, R1, trial, "S-OVR", comment="T01 re-measured: 30 mm", seen_call=None)
+    override_call(
+        session, ADJ, trial, "S-OVR", timepoint="W24",
+        reason="W16 growth is within measurement error", seen_call=None,
+    )  # fmt: skip
+    session.expunge_all()
+    session.rollback()
+    return trial
+
+
+@pytest.mark.parametrize(
+    ("edit", "found"),
+    [
+        (
+            "UPDATE progression_review SET override_timepoint = 'W16', override_date = "
+            "'2021-04-26' WHERE action = 'overridden'",
+            r"progression review TRIAL-1/S-OVR: event 3 is overridden by adjudicator \(PD W16 "
+            r"2021-04-26\) in the database but the audit trail \(seq \d+\) says overridden by "
+            r"adjudicator \(PD W24 2021-06-21\)",
+        ),
+        (
+            "UPDATE progression_review SET username = 'reviewer2' WHERE action = 'queried'",
+            r"event 1 is queried by reviewer2 .* says queried by reviewer",
+        ),
+        (
+            "UPDATE progression_review SET comment = 'all fine' WHERE action = 'answered'",
+            r"event 2 is answered by reader .* — changed outside the application",
+        ),
+        (
+            "DELETE FROM progression_review WHERE action = 'overridden'",
+            r"progression review TRIAL-1/S-OVR: the audit trail \(seq \d+\) says overridden by "
+            r"adjudicator \(PD W24 2021-06-21\) but the database has no such event",
+        ),
+        (
+            "INSERT INTO progression_review (subject_id, engine_timepoint, engine_date, "
+            "engine_rule, engine_back_dated, action, comment, username, role, at) SELECT "
+            "subject_id, engine_timepoint, engine_date, engine_rule, engine_back_dated, "
+            "'agreed', '', 'reviewer', 'reviewer', at FROM progression_review WHERE "
+            "action = 'queried'",
+            r"progression review TRIAL-1/S-OVR: agreed by reviewer \(PD W16 2021-04-26 "
+            r"\(PD_TARGET\)\) in the database but not in the audit trail",
+        ),
+    ],
+)
+def test_a_progression_review_changed_outside_the_application_is_reported(
+    session: Session, reviewed: str, owner: Engine, edit: str, found: str
+) -> None:
+    """The override is the progression the analysis uses (R-BOR-USED): editing it, or who
+    queried or answered a call, behind the trail's back is named."""
+    assert _problems(session) == ()
+    _sql(owner, edit)
+    problems = _problems(session)
+    assert problems and re.search(found, problems[0]), problems
