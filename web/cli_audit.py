@@ -8,7 +8,8 @@
    newest records, or editing one and re-chaining every later record, is found;
 3. the reconciliation (:mod:`web.services.audit_replay`): the trail replayed against the
    current measurements, lock states, signatures (and the values they signed), subjects'
-   arms and dates, progression-call reviews, central review settings, central reads (reader, the read as signed, accepted flag, result) and
+   arms and dates, progression-call reviews, trials' protocol and central review
+   settings, central reads (reader, the read as signed, accepted flag, result) and
    adjudications, and cached results (a fresh engine run each).
 
 Exit status: 0 when everything agrees (one line per check), 1 when something does not

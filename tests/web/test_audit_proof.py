@@ -606,3 +606,30 @@ def test_a_subjects_dates_and_arm_changed_outside_the_application_are_reported(
         r"says none — changed outside the application",
         differences[1],
     ), differences
+
+
+def test_protocol_settings_changed_outside_the_application_are_reported(
+    history: None, engine: Engine, session: Session, database: dict[str, Any]
+) -> None:
+    """Every assessment is made under the trial's settings: confirmation switched on in
+    the database is named by the setting, first (the cached results it changes follow)."""
+    from web.services.trials import update_settings
+
+    update_settings(session, MANAGER, "TRIAL-1", {"sd_min_days": 49}, reason="protocol v2")
+    session.rollback()
+    assert reconcile(session).differences == ()
+    session.rollback()
+    settings = {**get_subject(session, "TRIAL-1", "S-001").trial.settings, "confirmation": True}
+    session.rollback()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE trial SET settings = :s WHERE code = 'TRIAL-1'"),
+            {"s": json.dumps(settings)},
+        )
+    session.rollback()
+    differences = reconcile(session).differences
+    assert re.fullmatch(
+        r"trial TRIAL-1: protocol setting confirmation is true in the database but the "
+        r"audit trail \(seq \d+\) says false — changed outside the application",
+        differences[0],
+    ), differences

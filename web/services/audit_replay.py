@@ -15,7 +15,8 @@ The chain (:mod:`web.services.audit`) proves the trail was not changed; this pro
   arms' comparison read;
 * every subject's progression-call review (agreed, queried, answered, overridden: who,
   what and why, in order);
-* every trial's independent-central-review setting;
+* every trial's protocol settings (what every assessment is made under) and its
+  independent-central-review setting;
 * every blinded central read's signature (reader and the SHA-256 of the read as signed,
   ``TRIAL/S/readN``), whether it is the accepted read, and every adjudication (who
   accepted which read).
@@ -93,6 +94,7 @@ class Replay:
     locks: dict[str, tuple[bool, int]] = field(default_factory=dict)
     signatures: dict[str, Signature] = field(default_factory=dict)
     central: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    settings: dict[str, tuple[Any, int]] = field(default_factory=dict)
     # Each subject's arm and dates: field -> (the value as the trail writes it, seq).
     subject_fields: dict[str, dict[str, tuple[str | None, int]]] = field(default_factory=dict)
     # Each subject's progression-call reviews, in order: (user, action, old, new, why, seq).
@@ -121,6 +123,8 @@ class Replay:
             self._imported(key, _value(row.new), row.seq)
         elif entity == "subject" and name in SUBJECT_FIELDS and action in ("create", "update"):
             self.subject_fields.setdefault(key, {})[name] = (row.new, row.seq)
+        elif entity == "trial" and name == "settings":
+            self.settings[key] = (_value(row.new), row.seq)
         elif entity == "trial" and name == "central_review":
             self.central[key] = (row.new == "true", row.seq)
         elif entity == "progression" and action in ("review", "override"):
@@ -376,6 +380,17 @@ class Check:
 
     def trials(self, trials: list[Trial]) -> None:
         for trial in trials:
+            said, at = self.state.settings.get(trial.code, (None, None))
+            stored, said = plain(trial.settings or {}), plain(said or {})
+            for name in sorted(set(stored) | set(said)):
+                if stored.get(name) != said.get(name):
+                    trail = f"(seq {at}) says {_shown(said.get(name))}" if at else "has none"
+                    self.out.append(
+                        f"trial {trial.code}: protocol setting {name} is "
+                        f"{_shown(stored.get(name))} in the database but the audit trail "
+                        f"{trail} — changed outside the application"
+                    )
+                    break
             on, seq = self.state.central.get(trial.code, (False, None))
             if bool(trial.central_review) != on:
                 said = f"seq {seq}" if seq else "no record: off"
