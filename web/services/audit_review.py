@@ -128,13 +128,13 @@ def _reviews(check: Check, rows: list[ProgressionReview], key: str) -> None:
                 f"({said[index][3]}) — changed outside the application"
             )
             return
-    for event in said[len(rows) :]:
+    if len(said) > len(rows):
+        event = said[len(rows)]
         check.out.append(
             f"progression review {key}: the audit trail (seq {event[5]}) says {event[1]} by "
             f"{event[0]} ({event[3]}) but the database has no such event — removed outside "
             "the application"
         )
-        return
 
 
 def _adjudication(check: Check, row: Adjudication, key: str) -> None:
