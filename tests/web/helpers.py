@@ -64,6 +64,24 @@ PD_READ = central_read(fu(targets={"T1": 28.0}), fu(targets={"T1": 40.0}))
 SD_READ = central_read(fu(targets={"T1": 28.0}), fu(targets={"T1": 31.0}))
 
 
+def two_reads_each(session: Session, trial: str) -> None:
+    """Central review on in ``trial`` (reader2 added); S-1 read PD by reader and SD by
+    reader2 (they disagree); S-2 read SD by both (concordant: read 1 accepted)."""
+    from web.services import create_user
+    from web.services.central import set_central_review, submit_read
+    from web.testing import PASSWORD, assign_everyone
+
+    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
+    assign_everyone(session)
+    set_central_review(session, Actor("trial_manager", "trial_manager"), trial, on=True)
+    for code in ("S-1", "S-2"):
+        create_subject(session, SYSTEM, trial, code=code, arm="A", randomized_on="2021-01-04")
+    second = Actor("reader2", "reader")
+    for code, first_read in (("S-1", PD_READ), ("S-2", SD_READ)):
+        submit_read(session, READER, trial, code, read=first_read, password=PASSWORD)
+        submit_read(session, second, trial, code, read=SD_READ, password=PASSWORD)
+
+
 class _FormFields(HTMLParser):
     """The values a browser submits from the form ``form_id``: inputs (no buttons), checked
     boxes (``value`` or ``"on"``), the selected option of each select (its ``value``, else

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from tests.recist.conftest import fu
-from tests.web.helpers import PD_READ, SD_READ, central_read
+from tests.web.helpers import PD_READ, SD_READ, central_read, two_reads_each
 from web.services import (
     SYSTEM,
     Actor,
@@ -23,9 +23,9 @@ from web.services import (
     get_subject,
     get_trial,
 )
-from web.services.central import adjudicate, metrics, overview, set_central_review, submit_read
+from web.services.central import adjudicate, metrics, overview, submit_read
 from web.services.signing import SignatureRefused
-from web.testing import PASSWORD, assign_everyone, login
+from web.testing import PASSWORD, login
 
 R1 = Actor("reader", "reader")
 R2 = Actor("reader2", "reader")
@@ -35,15 +35,7 @@ ADJ = Actor("adjudicator", "adjudicator")
 @pytest.fixture
 def central(session: Session, trial: str, users: dict[str, str]) -> str:
     """Central review on; S-1 read PD by reader and SD by reader2; S-2 read SD by both."""
-    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
-    assign_everyone(session)
-    set_central_review(session, Actor("trial_manager", "trial_manager"), trial, on=True)
-    for code in ("S-1", "S-2"):
-        create_subject(session, SYSTEM, trial, code=code, arm="A", randomized_on="2021-01-04")
-    submit_read(session, R1, trial, "S-1", read=PD_READ, password=PASSWORD)
-    submit_read(session, R2, trial, "S-1", read=SD_READ, password=PASSWORD)
-    submit_read(session, R1, trial, "S-2", read=SD_READ, password=PASSWORD)
-    submit_read(session, R2, trial, "S-2", read=SD_READ, password=PASSWORD)
+    two_reads_each(session, trial)
     session.expunge_all()
     session.rollback()
     return trial

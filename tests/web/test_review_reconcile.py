@@ -19,12 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tests.recist.conftest import fu
-from tests.web.helpers import PD_READ, SD_READ, central_read
+from tests.web.helpers import SD_READ, central_read, two_reads_each
 from web.models import AuditRecord, CentralRead, User
-from web.services import SYSTEM, Actor, Conflict, InvalidInput, create_subject, create_user
+from web.services import SYSTEM, Actor, Conflict, InvalidInput, create_subject
 from web.services.audit_replay import reconcile
-from web.services.central import adjudicate, read_digest, set_central_review, submit_read
-from web.testing import PASSWORD, assign_everyone, owner_engine
+from web.services.central import adjudicate, read_digest, submit_read
+from web.testing import PASSWORD, owner_engine
 
 R1 = Actor("reader", "reader")
 R2 = Actor("reader2", "reader")
@@ -35,15 +35,7 @@ ADJ = Actor("adjudicator", "adjudicator")
 def reads(session: Session, trial: str, users: dict[str, str]) -> str:
     """S-1 read PD (reader) and SD (reader2), adjudicated for read 2; S-2 read SD by both
     (concordant: read 1 accepted)."""
-    create_user(session, SYSTEM, username="reader2", password=PASSWORD, role="reader")
-    assign_everyone(session)
-    set_central_review(session, Actor("trial_manager", "trial_manager"), trial, on=True)
-    for code in ("S-1", "S-2"):
-        create_subject(session, SYSTEM, trial, code=code, arm="A", randomized_on="2021-01-04")
-    submit_read(session, R1, trial, "S-1", read=PD_READ, password=PASSWORD)
-    submit_read(session, R2, trial, "S-1", read=SD_READ, password=PASSWORD)
-    submit_read(session, R1, trial, "S-2", read=SD_READ, password=PASSWORD)
-    submit_read(session, R2, trial, "S-2", read=SD_READ, password=PASSWORD)
+    two_reads_each(session, trial)
     adjudicate(session, ADJ, trial, "S-1", accepted_slot=2, rationale="FU2", password=PASSWORD)
     session.expunge_all()
     session.rollback()
