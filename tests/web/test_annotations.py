@@ -104,7 +104,7 @@ def test_api_keeps_a_location_and_key_image_beside_the_contract(
     session.rollback()  # a fresh read of the trail, not the snapshot read above
     cleared = [
         r
-        for r in session.scalars(select(AuditRecord))
+        for r in session.scalars(select(AuditRecord).order_by(AuditRecord.seq))
         if r.field == "image" and r.entity == "measurement" and r.new is None
     ]
     assert cleared and cleared[-1].old == "37"

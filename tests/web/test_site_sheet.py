@@ -273,7 +273,9 @@ def test_editing_from_the_sheet_edits_as_the_per_visit_form_does(
     assert get_timepoint(subject_row, "W8").version == w8_version + 1
     assert subject_row.result_json["timepoints"][1]["overall_response"] == "PD"
     reasons = session.scalars(
-        select(AuditRecord.reason).where(AuditRecord.entity_key == f"{trial}/{subject}/W8/T01")
+        select(AuditRecord.reason)
+        .where(AuditRecord.entity_key == f"{trial}/{subject}/W8/T01")
+        .order_by(AuditRecord.seq)
     ).all()
     assert reasons[-1] == "re-measured"
 
