@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -265,20 +264,14 @@ class Check:
         for tp in ordered_timepoints(subject):
             self.timepoint(subject, tp, f"{prefix}/{tp.code}")
         self.leftovers(prefix + "/")
-        self.fields(subject, prefix)
-        self.result(subject, prefix)
+        case = build_case(subject)  # the subject's rows as the engine and the trail see them
+        self.fields(case, prefix)
+        self.result(subject, prefix, case)
 
-    def fields(self, subject: Subject, key: str) -> None:
+    def fields(self, case: dict[str, Any], key: str) -> None:
         said = self.state.subject_fields.pop(key, {})
-        stored = {
-            "arm": subject.arm.code if subject.arm is not None else None,
-            "randomized_on": subject.randomized_on,
-            "died_on": subject.died_on,
-            "new_therapy_on": subject.new_therapy_on,
-        }
         for name in SUBJECT_FIELDS:
-            value = stored[name]
-            now = value.isoformat() if isinstance(value, date) else value
+            now = case[name]
             expected, seq = said.get(name, (None, None))
             if now != expected:
                 trail = f"(seq {seq}) says {expected or 'none'}" if seq else "has no record of it"
@@ -358,7 +351,7 @@ class Check:
                     f"{now[:16]}…) — a signed read was changed"
                 )
 
-    def result(self, subject: Subject, prefix: str) -> None:
+    def result(self, subject: Subject, prefix: str, case: dict[str, Any]) -> None:
         if not subject.timepoints:
             if subject.result_json is not None:
                 self.out.append(
@@ -367,7 +360,7 @@ class Check:
                 )
             return
         try:
-            fresh = plain(engine_assess(build_case(subject)))
+            fresh = plain(engine_assess(case))
         except InvalidInput as error:
             self.out.append(f"subject {prefix}: the engine refuses the stored case: {error}")
             return
