@@ -19,7 +19,7 @@ from web.pages.baseline_form import (
 )
 from web.pages.common import version_of
 from web.pages.form_errors import baseline_input
-from web.pages.timepoints import sign_reader, signer_on_save
+from web.pages.timepoints import signer_on_save
 from web.services import (
     ReasonRequired,
     ServiceError,
@@ -106,7 +106,7 @@ def _baseline_page(
             sites=SITES,
             # A signed baseline offers no "sign on save" (its save is refused: locked).
             locked=bool(row.timepoints and row.timepoints[0].locked),
-            sign_reader=sign_reader(row, row.timepoints[0] if row.timepoints else None),
+            stored_read=row.timepoints[0] if row.timepoints else None,
             # R-ELIG-VOLUME: volumes imaging gave are shown as such and not editable.
             imaging_volumes={k: ml_text(v) for k, v in imaging_volumes(row).items()},
         ),

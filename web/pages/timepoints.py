@@ -36,7 +36,6 @@ from web.services import (
 from web.services.annotations import annotate_timepoint, locations_of
 from web.services.sheet import next_visit
 from web.services.sign_all import signer_for_stored_read
-from web.services.signing import entered_by
 
 
 @bp.route("/trials/<trial_code>/subjects/<subject_code>/timepoints/new", methods=["GET", "POST"])
@@ -131,14 +130,6 @@ def signer_on_save(
     )
 
 
-def sign_reader(row: Any, tp: Any) -> str | None:
-    """Who entered the stored read ``tp`` (``None``: a new read): the sign-on-save box is
-    offered on one's own reads only."""
-    if tp is None:
-        return None
-    return entered_by(request_session(), f"{row.trial.code}/{row.code}/{tp.code}", tp)
-
-
 def timepoint_page(
     row: Any,
     case: dict[str, Any],
@@ -153,7 +144,7 @@ def timepoint_page(
         render_template(
             "views/timepoint.html",
             locked=stored if stored is not None and stored.locked else None,
-            sign_reader=sign_reader(row, stored),
+            stored_read=stored,  # "sign on save" is offered on one's own read only
             locations=locations_of(row),
             reference=follow_up_reference(case, row.result_json, tp_code),
             imaging_token=imaging_token,
